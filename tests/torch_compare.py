@@ -1,0 +1,116 @@
+"""Compare a jaxloss function with its torch twin: value and gradients.
+
+``check(jax_fn, torch_fn, arrays, kwargs, grad=("input",), dtype="float32")``
+runs both on the same NumPy data, compares the value and the gradient (of the
+sum of the output, i.e. a cotangent of ones) of every argument named in ``grad``,
+and fails with the worst absolute error on a mismatch. Tolerances come from
+:mod:`parity.tolerances`, the project's single table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from parity.tolerances import tolerance_for
+
+TORCH_DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def to_jax(x: Any, dtype: str) -> Any:
+    if isinstance(x, np.ndarray):
+        if np.issubdtype(x.dtype, np.floating):
+            return jnp.asarray(x, dtype=dtype)
+        return jnp.asarray(x)
+    return x
+
+
+def to_torch(x: Any, dtype: str, requires_grad: bool = False) -> Any:
+    if isinstance(x, np.ndarray):
+        if np.issubdtype(x.dtype, np.floating):
+            t = torch.tensor(x, dtype=TORCH_DTYPES[dtype])
+            return t.requires_grad_(requires_grad)
+        return torch.tensor(x)
+    return x
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(torch.float64).numpy() if x.is_floating_point() else x.numpy()
+    return np.asarray(jnp.asarray(x, dtype=jnp.float64) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x)
+
+
+def assert_close(actual: Any, expected: Any, dtype: str, what: str) -> None:
+    a, e = _np(actual), _np(expected)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != torch's {e.shape}"
+    tol = tolerance_for(dtype)
+    both_nan = np.isnan(a) & np.isnan(e)
+    same_inf = np.isinf(a) & np.isinf(e) & (np.sign(a) == np.sign(e))
+    ok = both_nan | same_inf | (np.abs(a - e) <= tol.atol + tol.rtol * np.abs(e))
+    if not ok.all():
+        with np.errstate(invalid="ignore"):
+            err = np.where(ok, 0.0, np.abs(a - e))
+        idx = np.unravel_index(np.nanargmax(err) if np.isfinite(err).any() else 0, err.shape) if err.ndim else ()
+        raise AssertionError(
+            f"{what} ({dtype}): {int((~ok).sum())}/{ok.size} elements differ; "
+            f"worst at {idx}: jax={a[idx]!r} torch={e[idx]!r}"
+        )
+
+
+def check(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any],
+    kwargs: Mapping[str, Any] | None = None,
+    grad: Iterable[str] = ("input",),
+    dtype: str = "float32",
+    positional: Iterable[str] | None = None,
+) -> Any:
+    """Compare value and gradients; returns the jax value.
+
+    ``arrays`` maps argument names to NumPy arrays (floating arrays are cast to
+    ``dtype``) or other values; they are passed positionally in order (or only
+    the names in ``positional``; the rest by keyword) with ``kwargs`` added as
+    keywords.
+    """
+    kwargs = dict(kwargs or {})
+    names = list(arrays)
+    pos = list(positional) if positional is not None else names
+    grad = list(grad)
+
+    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
+        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
+
+    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
+    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in grad) for n in names}
+
+    t_out = call(torch_fn, t_vals)
+    j_out = call(jax_fn, j_vals)
+    assert j_out.dtype == jnp.dtype(dtype), f"output dtype {j_out.dtype}, expected {dtype}"
+    assert_close(j_out, t_out, dtype, "value")
+
+    if grad:
+        t_grads = torch.autograd.grad(t_out.sum(), [t_vals[n] for n in grad], allow_unused=True)
+
+        def scalar(*gvals: Any) -> Any:
+            vals = dict(j_vals)
+            vals.update(zip(grad, gvals))
+            return jnp.sum(call(jax_fn, vals).astype(jnp.float64 if dtype == "float64" else jnp.float32))
+
+        j_grads = jax.grad(scalar, argnums=tuple(range(len(grad))))(*[j_vals[n] for n in grad])
+        for n, jg, tg in zip(grad, j_grads, t_grads):
+            if tg is None:
+                tg = torch.zeros_like(t_vals[n])
+            assert jg.dtype == jnp.dtype(dtype), f"grad {n} dtype {jg.dtype}, expected {dtype}"
+            assert_close(jg, tg, dtype, f"grad wrt {n}")
+    return j_out
