@@ -20,6 +20,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Reduction",
+    "checked",
+    "from_torch",
+    "nn",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cosine_embedding_loss",
@@ -47,3 +50,6 @@ __all__ = [
     "triplet_margin_loss",
     "triplet_margin_with_distance_loss",
 ]
+
+from jaxloss import checked, nn  # noqa: E402  (namespaces: jaxloss.nn.*Loss, jaxloss.checked.*)
+from jaxloss.interop import from_torch  # noqa: E402
