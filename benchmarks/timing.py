@@ -1,0 +1,83 @@
+"""Timing helpers shared by the benchmark scripts (one process, one run, medians)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def median_seconds(fn: Callable[[], Any], *, min_reps: int = 5, min_time: float = 0.3, warmup: int = 2) -> float:
+    """Median wall time of ``fn()``; ``fn`` must block until its result is ready."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < 200):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def block(x: Any) -> Any:
+    return jax.block_until_ready(x)
+
+
+def machine_header() -> str:
+    import torch
+
+    try:
+        import optax
+
+        optax_version = optax.__version__
+    except ImportError:  # pragma: no cover
+        optax_version = "-"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return (
+        f"- date: {datetime.date.today().isoformat()}\n"
+        f"- machine: {cpu}, {os.cpu_count()} cores; JAX devices: {devices}\n"
+        f"- versions: python {platform.python_version()}, jax {jax.__version__}, torch {torch.__version__}, "
+        f"optax {optax_version}, numpy {np.__version__}\n"
+    )
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rss_mib() -> float:
+    """Current resident memory of this process, MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

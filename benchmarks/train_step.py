@@ -1,0 +1,139 @@
+"""Images/s of one training step: the Flax model (jax.jit over nnx.split state, donated
+buffers) against its PyTorch twin (eager), SGD with momentum, cross entropy, on
+CIFAR-shaped batches. Each (framework, model, batch) runs in its own subprocess
+so that its peak resident memory is its own.
+
+    python -m benchmarks.train_step [--models seed-cnn resnet18] [--batch-sizes 128 512] [--steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.timing import peak_rss_mib, rss_mib
+
+
+def _jax_step(model_name: str, batch: int) -> Any:
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    import jaxloss
+    from train.models import build_model
+    from train.optim import make_optimizer
+
+    model = build_model(model_name, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = make_optimizer("sgd", 0.01, momentum=0.9)
+    opt_state = tx.init(params)
+
+    def _step(params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array) -> Any:
+        def loss_fn(p: Any) -> Any:
+            m = nnx.merge(graphdef, p, rest)
+            m.train()
+            loss = jaxloss.cross_entropy(m(x), y)
+            return loss, nnx.state(m, nnx.Not(nnx.Param))
+
+        (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_rest, opt_state, loss
+
+    step = jax.jit(_step, donate_argnums=(0, 1, 2))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, 32, 32, 3)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, 10, size=(batch,)).astype(np.int32))
+    state = [params, rest, opt_state]
+
+    def call() -> None:
+        state[0], state[1], state[2], loss = step(state[0], state[1], state[2], x, y)
+        jax.block_until_ready(loss)
+
+    return call
+
+
+def _torch_step(model_name: str, batch: int) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    from train.torch_models import TorchResNet18, TorchSeedCNN
+
+    torch.manual_seed(0)
+    model = TorchSeedCNN() if model_name == "seed-cnn" else TorchResNet18()
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(batch, 3, 32, 32)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 10, size=(batch,)))
+
+    def call() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return call
+
+
+def run_variant(framework: str, model: str, batch: int, steps: int) -> dict[str, Any]:
+    call = _jax_step(model, batch) if framework == "jax" else _torch_step(model, batch)
+    call()
+    call()
+    base = rss_mib()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    sec = float(np.median(times))
+    return {"framework": framework, "model": model, "batch": batch, "images_per_s": batch / sec,
+            "step_ms": 1e3 * sec, "peak_mib": max(0.0, peak_rss_mib() - base)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="*", default=["seed-cnn", "resnet18"])
+    p.add_argument("--batch-sizes", nargs="*", type=int, default=[128, 512])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--variant", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.variant:
+        fw, model, batch = args.variant
+        print(json.dumps(run_variant(fw, model, int(batch), args.steps)))
+        return ""
+    lines = [
+        "SGD(momentum=0.9) + cross_entropy, float32, CIFAR-shaped random batches; median of "
+        f"{args.steps} steps after 2 warm-up steps. Peak MiB: growth of peak RSS during the timed steps.",
+        "",
+        "| model | batch | jax img/s | torch img/s | jax/torch | jax peak MiB | torch peak MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model in args.models:
+        for batch in args.batch_sizes:
+            res = {}
+            for fw in ("jax", "torch"):
+                cmd = [sys.executable, "-m", "benchmarks.train_step", "--steps", str(args.steps),
+                       "--variant", fw, model, str(batch)]  # fmt: skip
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{fw} {model} {batch} failed:\n{out.stderr[-3000:]}")
+                res[fw] = json.loads(out.stdout.strip().splitlines()[-1])
+                print(res[fw], flush=True)
+            j, t = res["jax"], res["torch"]
+            lines.append(
+                f"| {model} | {batch} | {j['images_per_s']:.0f} | {t['images_per_s']:.0f} | "
+                f"{j['images_per_s'] / t['images_per_s']:.2f} | {j['peak_mib']:.0f} | {t['peak_mib']:.0f} |"
+            )
+    md = "\n".join(lines)
+    print(md)
+    return md
+
+
+if __name__ == "__main__":
+    main()
