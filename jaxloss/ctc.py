@@ -1,9 +1,436 @@
-"""Connectionist temporal classification loss."""
+"""Connectionist temporal classification loss: ``torch.nn.functional.ctc_loss`` (torch 2.13).
+
+The forward (alpha) and backward (beta) recursions of Graves et al. (2006) run in
+log space with :func:`jax.lax.scan` over time, vectorised over the batch and the
+``2S + 1`` states of the blank-extended targets, with torch's CPU kernel's exact
+per-step formula (``log(e1 + e2 + e3) + max + log_prob``, a ``-inf`` maximum
+replaced by 0). The gradient is a :func:`jax.custom_vjp` reproducing torch's
+``_ctc_loss_backward`` (see :func:`ctc_loss` for how it differs from the true
+gradient and why that does not matter after ``log_softmax``).
+"""
 
 from __future__ import annotations
 
-# PLACEHOLDER MODULE: replace entirely.
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
-def ctc_loss(*args, **kwargs):
-    raise NotImplementedError("ctc_loss")
+import jax
+import jax.numpy as jnp
+from jax import lax
 
+from jaxloss import _core
+from jaxloss._core import Array, ArrayLike, Reduction, check_reduction, loss_function, opmath_dtype
+
+_WHERE = " (while checking arguments for ctc_loss_allocate_outputs)"
+_NEG_INF = -jnp.inf
+
+Lengths = ArrayLike | Sequence[int]
+
+
+# --------------------------------------------------------------------------- log-space helpers
+def _lse3(a: Array, b: Array, c: Array) -> Array:
+    """torch's ``log(exp(a-m) + exp(b-m) + exp(c-m)) + m`` with ``m = max``, 0 if ``m == -inf``."""
+    m = jnp.maximum(jnp.maximum(a, b), c)
+    m = jnp.where(m == _NEG_INF, jnp.zeros_like(m), m)
+    return jnp.log(jnp.exp(a - m) + jnp.exp(b - m) + jnp.exp(c - m)) + m
+
+
+def _lse2(a: Array, b: Array) -> Array:
+    m = jnp.maximum(a, b)
+    m = jnp.where(m == _NEG_INF, jnp.zeros_like(m), m)
+    return jnp.log(jnp.exp(a - m) + jnp.exp(b - m)) + m
+
+
+def _shift_right(x: Array, k: int) -> Array:
+    """``y[..., s] = x[..., s - k]``, ``-inf`` for ``s < k`` (along the last axis)."""
+    pad = [(0, 0)] * (x.ndim - 1) + [(k, 0)]
+    return jnp.pad(x, pad, constant_values=_NEG_INF)[..., : x.shape[-1]]
+
+
+def _shift_left(x: Array, k: int) -> Array:
+    """``y[..., s] = x[..., s + k]``, ``-inf`` past the end (along the last axis)."""
+    pad = [(0, 0)] * (x.ndim - 1) + [(0, k)]
+    return jnp.pad(x, pad, constant_values=_NEG_INF)[..., k:]
+
+
+def _emissions(log_probs: Array, ext: Array) -> Array:
+    """``lp_ext[t, n, s] = log_probs[t, n, ext[n, s]]``, shape ``(T, N, L)``."""
+    idx = jnp.broadcast_to(ext[None], (log_probs.shape[0],) + ext.shape)
+    return jnp.take_along_axis(log_probs, idx, axis=2, mode="clip")
+
+
+# --------------------------------------------------------------------------- recursions
+_UNROLL = 4  # scan unroll: fewer loop iterations for the tiny per-step work
+
+
+def _alpha(lp_ext: Array, skip: Array, il: Array, store: bool) -> tuple[Array, Array | None]:
+    """Forward recursion. Returns alpha at ``t = il - 1`` (frozen afterwards), shape ``(N, L)``,
+    and (``store``) the pre-emission ``alpha_bar[t] = log(sum of predecessor alphas)``, ``(T, N, L)``,
+    so that ``alpha[t] = alpha_bar[t] + lp_ext[t]``."""
+    t_len, _, n_states = lp_ext.shape
+    bar0 = jnp.where(jnp.arange(n_states) < 2, 0.0, _NEG_INF).astype(lp_ext.dtype)
+    bar0 = jnp.broadcast_to(bar0, lp_ext.shape[1:])
+    alpha0 = bar0 + lp_ext[0]
+    neg = jnp.asarray(_NEG_INF, lp_ext.dtype)
+
+    def step(alpha: Array, xs: tuple[Array, Array]) -> tuple[Array, Array | None]:
+        lp_t, t = xs
+        bar = _lse3(alpha, _shift_right(alpha, 1), jnp.where(skip, _shift_right(alpha, 2), neg))
+        new = jnp.where((t < il)[:, None], bar + lp_t, alpha)
+        return new, (bar if store else None)
+
+    last, bars = lax.scan(step, alpha0, (lp_ext[1:], jnp.arange(1, t_len)), unroll=_UNROLL)
+    if store:
+        bars = jnp.concatenate([bar0[None], bars], axis=0)
+    return last, bars
+
+
+def _log_likelihood(alpha_last: Array, il: Array, tl: Array) -> Array:
+    """torch's final step: ``lse(alpha[2S'], alpha[2S'-1])``; empty input: 0 if the target is empty else -inf."""
+    l1 = jnp.take_along_axis(alpha_last, (2 * tl)[:, None], axis=1, mode="clip")[:, 0]
+    l2 = jnp.take_along_axis(alpha_last, jnp.maximum(2 * tl - 1, 0)[:, None], axis=1, mode="clip")[:, 0]
+    l2 = jnp.where(tl > 0, l2, _NEG_INF)
+    ll = _lse2(l1, l2)
+    empty = jnp.where(tl == 0, 0.0, _NEG_INF).astype(ll.dtype)
+    return jnp.where(il == 0, empty, ll)
+
+
+def _beta(lp_ext: Array, skip: Array, il: Array, tl: Array) -> Array:
+    """Backward recursion (torch's eq. (10)/(11)), ``-inf`` for ``t >= il``; shape ``(T, N, L)``."""
+    t_len, _, n_states = lp_ext.shape
+    s = jnp.arange(n_states)[None]
+    is_final = (s == 2 * tl[:, None]) | ((s == 2 * tl[:, None] - 1) & (tl[:, None] > 0))
+    skip_up = jnp.pad(skip, [(0, 0), (0, 2)])[:, 2:]  # skip_up[s] = skip[s + 2]
+    neg = jnp.asarray(_NEG_INF, lp_ext.dtype)
+
+    def step(beta_next: Array, xs: tuple[Array, Array]) -> tuple[Array, Array]:
+        lp_t, t = xs
+        rec = _lse3(beta_next, _shift_left(beta_next, 1), jnp.where(skip_up, _shift_left(beta_next, 2), neg)) + lp_t
+        init = jnp.where(is_final, lp_t, neg)
+        beta = jnp.where((t == il - 1)[:, None], init, jnp.where((t < il - 1)[:, None], rec, neg))
+        return beta, beta
+
+    start = jnp.full(lp_ext.shape[1:], _NEG_INF, lp_ext.dtype)
+    _, betas = lax.scan(step, start, (lp_ext, jnp.arange(t_len)), reverse=True, unroll=_UNROLL)
+    return betas
+
+
+def _finish_nll(ll: Array, force_inf: Array, poison: Array) -> Array:
+    nll = jnp.where(force_inf, jnp.inf, -ll)
+    return _core.nan_where(poison, nll)
+
+
+# --------------------------------------------------------------------------- torch's gradient
+@jax.custom_jvp
+def _no_double_backward(x: Array) -> Array:
+    return x
+
+
+@_no_double_backward.defjvp
+def _no_double_backward_jvp(primals: Any, tangents: Any) -> Any:
+    raise NotImplementedError(
+        "derivative for aten::_ctc_loss_backward is not implemented: like torch, jaxloss.ctc_loss "
+        "has first derivatives only"
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _ctc_nll(
+    log_probs: Array, ext: Array, skip: Array, il: Array, tl: Array, force_inf: Array, poison: Array,
+    zero_infinity: bool,
+) -> Array:
+    """Per-sample negative log-likelihood ``(N,)`` with torch's backward."""
+    alpha_last, _ = _alpha(_emissions(log_probs, ext), skip, il, store=False)
+    return _finish_nll(_log_likelihood(alpha_last, il, tl), force_inf, poison)
+
+
+def _ctc_nll_fwd(log_probs, ext, skip, il, tl, force_inf, poison, zero_infinity):  # type: ignore[no-untyped-def]
+    alpha_last, bars = _alpha(_emissions(log_probs, ext), skip, il, store=True)
+    nll = _finish_nll(_log_likelihood(alpha_last, il, tl), force_inf, poison)
+    return nll, (log_probs, ext, skip, il, tl, force_inf, poison, bars, nll)
+
+
+def _ctc_nll_bwd(zero_infinity, res, g):  # type: ignore[no-untyped-def]
+    log_probs, ext, skip, il, tl, force_inf, poison, bars, nll = res
+    t_len, n, n_cls = log_probs.shape
+    betas = _beta(_emissions(log_probs, ext), skip, il, tl)
+    finite = jnp.isfinite(nll)
+    # Occupation probability of (t, s): alpha[t, s] * beta[t, s] / (y[t, ext[s]] * p), computed as
+    # exp(alpha_bar + beta + nll) so that a -inf log-prob gives 0 instead of torch's NaN.
+    gamma = jnp.exp(bars + betas + jnp.where(finite, nll, 0.0)[None, :, None])
+    n_idx = jnp.broadcast_to(jnp.arange(n)[:, None], ext.shape)
+    occ = jnp.zeros_like(log_probs).at[:, n_idx, ext].add(gamma, mode="drop")
+    live = jnp.arange(t_len)[:, None, None] < il[None, :, None]
+    grad = jnp.where(live, (jnp.exp(log_probs) - occ) * g[None, :, None], 0.0)
+    # torch: an infinite loss gives NaN over t < input_length (exp(-inf + inf)), or 0 with zero_infinity.
+    infinite = (nll == jnp.inf)[None, :, None]
+    if zero_infinity:
+        grad = jnp.where(infinite, 0.0, grad)
+    else:
+        grad = jnp.where(infinite & live, jnp.nan, grad)
+    grad = jnp.where(poison[None, :, None], jnp.nan, grad)
+    return (_no_double_backward(grad.astype(log_probs.dtype)), None, None, None, None, None, None)
+
+
+_ctc_nll.defvjp(_ctc_nll_fwd, _ctc_nll_bwd)
+
+
+def _reference_nll(
+    log_probs: Array, ext: Array, skip: Array, il: Array, tl: Array, force_inf: Array, poison: Array,
+    zero_infinity: bool,
+) -> Array:
+    """Plain differentiable forward recursion (JAX autodiff gives the *true* gradient). Tests only."""
+
+    def lse(*xs: Array) -> Array:
+        m = lax.stop_gradient(functools.reduce(jnp.maximum, xs))
+        m = jnp.where(m == _NEG_INF, 0.0, m)
+        tot = sum(jnp.exp(x - m) for x in xs)
+        zero = tot == 0
+        return jnp.where(zero, _NEG_INF, jnp.log(jnp.where(zero, 1.0, tot)) + m)
+
+    lp_ext = _emissions(log_probs, ext)
+    n_states = lp_ext.shape[-1]
+    alpha0 = jnp.where(jnp.arange(n_states) < 2, lp_ext[0], _NEG_INF)
+
+    def step(alpha: Array, xs: tuple[Array, Array]) -> tuple[Array, None]:
+        lp_t, t = xs
+        bar = lse(alpha, _shift_right(alpha, 1), jnp.where(skip, _shift_right(alpha, 2), _NEG_INF))
+        return jnp.where((t < il)[:, None], bar + lp_t, alpha), None
+
+    last, _ = lax.scan(step, alpha0, (lp_ext[1:], jnp.arange(1, lp_ext.shape[0])))
+    l1 = jnp.take_along_axis(last, (2 * tl)[:, None], axis=1)[:, 0]
+    l2 = jnp.take_along_axis(last, jnp.maximum(2 * tl - 1, 0)[:, None], axis=1)[:, 0]
+    ll = lse(l1, jnp.where(tl > 0, l2, _NEG_INF))
+    ll = jnp.where(il == 0, jnp.where(tl == 0, 0.0, _NEG_INF), ll)
+    return _finish_nll(ll, force_inf, poison)
+
+
+# --------------------------------------------------------------------------- argument handling
+def _as_lengths(x: Any, name: str, n: int) -> Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"{name} must be integral")
+    if x.size != n:
+        raise ValueError(f"{name} must be of size batch_size")
+    x = x.reshape(n)
+    return x.astype(jnp.int32) if x.dtype.itemsize < 4 else x
+
+
+def _first(bad: Array, x: Array) -> Array:
+    """The first entry of ``x`` where ``bad`` (for error messages)."""
+    return x.reshape(-1)[jnp.argmax(bad.reshape(-1))]
+
+
+def _prepare(
+    log_probs: Array, targets: Array, input_lengths: Lengths, target_lengths: Lengths, blank: int,
+) -> tuple[Array, tuple[Array, ...], Array]:
+    """Trace-time checks, run-time value checks and the extended-label tables.
+
+    Returns ``log_probs`` as ``(T, N, C)``, the core's integer arguments
+    ``(ext, skip, il, tl, force_inf, poison)`` and the raw target lengths (for 'mean').
+    """
+    t_len, n, n_cls = log_probs.shape
+    if log_probs.size == 0:
+        raise ValueError("log_probs tensor must not be empty")
+    if isinstance(blank, bool) or not isinstance(blank, int):
+        raise TypeError(f"blank must be a Python int, got {type(blank).__name__}")
+    if not 0 <= blank < n_cls:
+        raise ValueError("blank must be in label range")
+    il_raw = _as_lengths(input_lengths, "input_lengths", n)
+    tl_raw = _as_lengths(target_lengths, "target_lengths", n)
+
+    if targets.ndim not in (1, 2):
+        raise ValueError(
+            f"Expected 1 to 2 dimensions, but got {targets.ndim}-dimensional tensor for argument #2 'targets'" + _WHERE
+        )
+    if targets.dtype == jnp.bool_ or jnp.issubdtype(targets.dtype, jnp.floating):
+        targets = targets.astype(jnp.int32)  # torch: targets.to(kLong) (truncation)
+    elif not jnp.issubdtype(targets.dtype, jnp.integer):
+        raise TypeError(f"targets must have an integer dtype (class indices), got {targets.dtype}")
+
+    # Value checks, in torch's order: target lengths, target size, input lengths.
+    tl_neg = tl_raw < 0
+    _core.value_check(
+        ~tl_neg, "Expected target_lengths to have value at least 0, but got value {}" + _WHERE, _first(tl_neg, tl_raw)
+    )
+    tl_nonneg = jnp.maximum(tl_raw, 0)
+    if targets.ndim == 1:  # concatenated
+        total = targets.shape[0]
+        size_ok = jnp.sum(tl_nonneg) == total
+        _core.value_check(
+            size_ok | jnp.any(tl_neg),
+            "Expected tensor to have size {} at dimension 0, but got size " + str(total)
+            + " for argument #2 'targets'" + _WHERE,
+            jnp.sum(tl_nonneg),
+        )
+        slots = min(total, t_len)  # a target longer than T is infeasible (inf): no need for its states
+        tl_c = jnp.clip(tl_nonneg, 0, total).astype(jnp.int32)
+        offsets = jnp.cumsum(tl_c) - tl_c
+        pos = offsets[:, None] + jnp.arange(slots, dtype=jnp.int32)[None]
+        labels = jnp.take(targets, pos, axis=0, mode="clip") if total else jnp.zeros((n, 0), targets.dtype)
+        invalid = jnp.broadcast_to(~size_ok, (n,))
+    else:  # padded (N, S)
+        if targets.shape[0] != n:
+            raise ValueError(
+                f"Expected tensor to have size {n} at dimension 0, but got size {targets.shape[0]} "
+                "for argument #2 'targets'" + _WHERE
+            )
+        width = targets.shape[1]
+        too_wide = tl_raw > width
+        _core.value_check(
+            ~jnp.any(too_wide) | jnp.any(tl_neg),
+            "Expected tensor to have size at least {} at dimension 1, but got size " + str(width)
+            + " for argument #2 'targets'" + _WHERE,
+            jnp.max(tl_raw),
+        )
+        slots = min(width, t_len)
+        labels = targets[:, :slots]
+        invalid = too_wide
+    il_bad_low, il_bad_high = il_raw < 0, il_raw > t_len
+    il_bad = il_bad_low | il_bad_high
+    first_low = _first(il_bad, il_bad_low)
+    _core.value_check(
+        ~(jnp.any(il_bad) & first_low),
+        "Expected input_lengths to have value at least 0, but got value {}" + _WHERE, _first(il_bad, il_raw),
+    )
+    _core.value_check(
+        ~(jnp.any(il_bad) & ~first_low),
+        f"Expected input_lengths to have value at most {t_len}, but got value {{}}" + _WHERE, _first(il_bad, il_raw),
+    )
+
+    # Target values inside each target length: torch does not check them (it reads out of bounds
+    # memory for an index outside [0, C), and its documentation forbids the blank index).
+    in_target = jnp.arange(slots)[None] < tl_raw[:, None]
+    bad_index = in_target & ((labels < 0) | (labels >= n_cls))
+    is_blank = in_target & (labels == blank)
+    _core.value_check(
+        ~bad_index, f"ctc_loss: target index {{}} is out of bounds for log_probs with {n_cls} classes",
+        _first(bad_index, labels),
+    )
+    _core.value_check(
+        ~is_blank, f"ctc_loss: targets must not contain the blank index ({blank}): the target index cannot be blank",
+    )
+    labels = jnp.where(in_target, jnp.clip(labels, 0, n_cls - 1), blank).astype(jnp.int32)
+
+    ext = jnp.full((n, 2 * slots + 1), blank, jnp.int32)
+    ext = ext.at[:, 1::2].set(labels)
+    skip = jnp.pad(ext[:, 2:] != ext[:, :-2], [(0, 0), (2, 0)])
+    poison = tl_neg | invalid | il_bad | jnp.any(bad_index | is_blank, axis=1)
+    force_inf = tl_nonneg > slots  # longer than T: infeasible (or invalid, then poisoned)
+    il = jnp.clip(il_raw, 0, t_len).astype(jnp.int32)
+    tl = jnp.clip(tl_nonneg, 0, slots).astype(jnp.int32)
+    return log_probs, (ext, skip, il, tl, force_inf, poison), tl_raw
+
+
+def _ctc_loss_impl(
+    core: Callable[..., Array], log_probs: Array, targets: Array, input_lengths: Lengths, target_lengths: Lengths,
+    blank: int, reduction: str, zero_infinity: bool,
+) -> Array:
+    check_reduction(reduction)
+    log_probs, targets = jnp.asarray(log_probs), jnp.asarray(targets)
+    if not jnp.issubdtype(log_probs.dtype, jnp.floating):
+        raise TypeError(f'"ctc_loss" not implemented for \'{log_probs.dtype}\': log_probs must have a floating dtype')
+    batched = log_probs.ndim == 3
+    if log_probs.ndim not in (2, 3):  # torch unsqueezes a non-3-D input first
+        raise ValueError(
+            f"Expected 3-dimensional tensor, but got {log_probs.ndim + 1}-dimensional tensor "
+            "for argument #1 'log_probs'" + _WHERE
+        )
+    dtype = log_probs.dtype
+    work = opmath_dtype(dtype)
+    lp = log_probs if batched else log_probs[:, None, :]
+    lp, aux, tl_raw = _prepare(lp.astype(work), targets, input_lengths, target_lengths, blank)
+    nll = core(lp, *aux, bool(zero_infinity))
+    if zero_infinity:
+        nll = jnp.where(nll == jnp.inf, jnp.zeros((), work), nll)
+    if reduction == "mean":
+        out = jnp.mean(nll / jnp.maximum(tl_raw.astype(work), 1))
+    elif reduction == "sum":
+        out = jnp.sum(nll)
+    else:
+        out = nll if batched else nll[0]
+    return out.astype(dtype)
+
+
+@loss_function(static_argnames=("blank", "reduction", "zero_infinity"))
+def ctc_loss(
+    log_probs: Array,
+    targets: Array,
+    input_lengths: Lengths,
+    target_lengths: Lengths,
+    blank: int = 0,
+    reduction: Reduction = "mean",
+    zero_infinity: bool = False,
+) -> Array:
+    r"""Connectionist temporal classification loss, ``torch.nn.functional.ctc_loss``.
+
+    The negative log-likelihood of each target under all alignments of the
+    blank-extended target to the input frames (Graves et al., 2006).
+
+    Args:
+        log_probs: ``(T, N, C)`` log-probabilities (e.g. ``log_softmax`` output), or ``(T, C)``
+            unbatched. float16 / bfloat16 are computed in float32.
+        targets: class indices, padded ``(N, S)`` or concatenated 1-D ``(sum(target_lengths),)``;
+            unbatched: ``(S,)`` (concatenated: ``S`` must equal the target length, as in
+            torch) or ``(1, S)``. Integer dtypes; float / bool are truncated like torch's
+            ``targets.to(long)``.
+        input_lengths: ``(N,)`` integer array (int32 or int64), list or tuple; each in ``[0, T]``.
+            Unbatched: a 0-d array, one-element list / array or a Python int.
+        target_lengths: ``(N,)`` likewise; each ``>= 0`` and ``<= S`` for padded targets.
+        blank: index of the blank class, in ``[0, C)``. Default 0.
+        reduction: ``'none'`` (``(N,)``, a scalar when unbatched) | ``'mean'`` (each loss
+            divided by its target length clamped to >= 1, then the batch mean) | ``'sum'``.
+        zero_infinity: replace infinite losses (and their gradients) by 0. Default False.
+
+    Returns:
+        The loss, dtype of ``log_probs``.
+
+    **Infeasible targets.** A target that no alignment fits (longer than its input, counting
+    one blank between repeated labels, or one whose every path crosses a ``-inf``
+    log-probability) gives ``+inf`` and, as in torch, a NaN gradient over its first
+    ``input_length`` frames (0 after them); ``zero_infinity=True`` gives 0 and a 0 gradient.
+    This is torch's defined behaviour, not an error: :mod:`jaxloss.checked` does not raise.
+    An empty input gives 0 (``-0.0``, as torch) for an empty target, else ``inf``.
+
+    **Gradient (torch's, not autodiff's).** Like torch's ``_ctc_loss_backward``, the gradient
+    with respect to ``log_probs`` is, for ``t < input_length``,
+
+    .. math:: g_n \left(e^{\,\mathrm{lp}_{t,n,c}} - \gamma_{t,n,c}\right), \qquad
+              \gamma_{t,n,c} = \frac{1}{p_n} \sum_{s:\, l'_s = c} \alpha_t(s)\,\beta_t(s) / y_{t,c}
+
+    (``gamma``: posterior probability that frame ``t`` emits ``c``), and 0 for later frames.
+    The true derivative of the function is ``-g_n * gamma``: torch adds ``g_n * exp(lp)``,
+    assuming ``log_probs = log_softmax(logits)``. Through ``log_softmax`` the extra term
+    vanishes (``sum_c (exp(lp) - gamma) = 0`` per frame), so gradients with respect to the
+    logits are the true ones, and equal torch's; gradients taken directly with respect to
+    ``log_probs`` equal torch's, not the function's derivative. Where a log-probability is
+    ``-inf`` (and ``t < input_length``) torch's formula evaluates ``exp(-inf + inf)`` and gives
+    NaN; jaxloss gives the limit, 0 (``exp(lp) = gamma = 0``), elsewhere they agree.
+
+    **Higher order.** First derivatives only, as in torch: differentiating the gradient
+    (``grad`` of ``grad``, ``hessian``) raises ``NotImplementedError``, forward mode
+    (``jvp``, ``jacfwd``) raises JAX's ``TypeError`` for custom-VJP functions.
+
+    **Invalid values** (cannot raise under ``jit``; NaN loss and NaN gradient for that sample,
+    :mod:`jaxloss.checked` raises): ``input_lengths`` outside ``[0, T]``, negative
+    ``target_lengths``, padded target lengths above ``S`` and concatenated targets whose size
+    is not ``sum(target_lengths)`` (torch's messages; the latter poisons the whole batch),
+    and target indices outside ``[0, C)`` or equal to ``blank`` (torch does not check these: it
+    reads out of bounds memory, resp. computes a number its documentation calls invalid).
+
+    **Cost.** ``O(T * N * (2S + 1))`` over ``T`` sequential steps, ``S`` the padded target width,
+    capped at ``T``; for concatenated targets ``S = min(len(targets), T)`` (the longest target is
+    not known at trace time), so padded targets are faster for long batches.
+    """
+    return _ctc_loss_impl(_ctc_nll, log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+
+
+def _reference_ctc_loss(
+    log_probs: Array, targets: Array, input_lengths: Lengths, target_lengths: Lengths,
+    blank: int = 0, reduction: str = "mean", zero_infinity: bool = False,
+) -> Array:
+    """:func:`ctc_loss` with JAX autodiff through the forward recursion (the true gradient). Tests only."""
+    return _ctc_loss_impl(
+        _reference_nll, log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity
+    )

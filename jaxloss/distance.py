@@ -1,13 +1,244 @@
-"""Distance helpers with torch semantics."""
+"""Distance helpers with torch semantics: ``pairwise_distance`` and ``cosine_similarity``.
+
+Both mirror ``torch.nn.functional`` (torch 2.13) in value, shape, broadcasting and
+gradient, including torch's choices at the non-smooth points:
+
+* ``pairwise_distance(x1, x2, p, eps)`` is ``torch.norm(x1 - x2 + eps, p, dim=-1)``
+  (``eps`` is added to the *difference*, not to the norm), reduced over the last
+  dimension of the broadcast shape. Its gradient is torch's ``norm_backward``: 0
+  where the norm is 0 (p = 2), ``sign(d)`` (so 0 at ``d == 0``) for p = 1, the
+  gradient shared equally between tied maxima for p = inf, nothing for p = 0.
+* ``cosine_similarity(x1, x2, dim, eps)`` is
+  ``sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps), dim)``: each norm is
+  clamped *separately*, and the clamp changes the value only (torch clamps under
+  ``no_grad``), so the gradient flows through the unclamped norm. A zero vector
+  gives similarity 0 and a finite gradient, as in torch.
+
+The shared pieces used by the embedding losses live here too: :func:`norm`
+(torch's ``norm`` with its exact backward, also correct to second order) and
+:func:`broadcast_shapes` (NumPy broadcasting that fails with torch's message).
+"""
 
 from __future__ import annotations
 
-# PLACEHOLDER MODULE: replace entirely.
+import functools
+import math
+from collections.abc import Sequence
 
-def pairwise_distance(*args, **kwargs):
-    raise NotImplementedError("pairwise_distance")
+import jax
+import jax.numpy as jnp
+
+from jaxloss._core import Array, loss_function, opmath_dtype, result_float_dtype
+
+__all__ = ["pairwise_distance", "cosine_similarity"]
+
+# torch's names of the integer dtypes, for its "common dtype" error message
+_TORCH_DTYPE_NAMES = {
+    "bool": "Bool",
+    "uint8": "Byte",
+    "int8": "Char",
+    "int16": "Short",
+    "int32": "Int",
+    "int64": "Long",
+    "uint16": "UInt16",
+    "uint32": "UInt32",
+    "uint64": "UInt64",
+}
 
 
-def cosine_similarity(*args, **kwargs):
-    raise NotImplementedError("cosine_similarity")
+class DimensionError(IndexError, ValueError):
+    """torch raises ``IndexError`` for a dimension out of range; jaxloss's trace-time
+    errors are ``ValueError``. This one is both."""
 
+
+# --------------------------------------------------------------------------- shapes
+def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """NumPy/torch broadcasting of two shapes, failing with torch's message.
+
+    ``a`` and ``b`` are named "tensor a" and "tensor b" in the message, as torch
+    names the operands of the binary op that fails (e.g. ``x1 - x2``).
+    """
+    a, b = tuple(int(d) for d in a), tuple(int(d) for d in b)
+    ndim = max(len(a), len(b))
+    out = []
+    for i in range(ndim):
+        da = a[i - ndim + len(a)] if i - ndim + len(a) >= 0 else 1
+        db = b[i - ndim + len(b)] if i - ndim + len(b) >= 0 else 1
+        out.append((da, db, i))
+    # torch reports the right-most mismatching dimension (it walks from the end)
+    for da, db, i in reversed(out):
+        if da != db and da != 1 and db != 1:
+            raise ValueError(
+                f"The size of tensor a ({da}) must match the size of tensor b ({db}) at non-singleton dimension {i}"
+            )
+    return tuple(db if da == 1 else da for da, db, _ in out)
+
+
+def wrap_dim(dim: int, ndim: int) -> int:
+    """torch's ``maybe_wrap_dim`` (a 0-d tensor accepts ``dim`` in ``[-1, 0]``)."""
+    n = max(ndim, 1)
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -n <= dim < n:
+        raise DimensionError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+# --------------------------------------------------------------------------- torch.norm
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _value_clamp_min(x: Array, minimum: float) -> Array:
+    """``max(x, minimum)`` in value (NaN stays NaN), identity in gradient.
+
+    torch's ``cosine_similarity`` clamps each norm in place under ``no_grad``, so
+    its backward sees the unclamped norm.
+    """
+    return jnp.where(x < minimum, jnp.asarray(minimum, x.dtype), x)
+
+
+@_value_clamp_min.defjvp
+def _value_clamp_min_jvp(minimum: float, primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    return _value_clamp_min(primals[0], minimum), tangents[0]
+
+
+def _norm_value(x: Array, p: float, axis: int, keepdims: bool) -> Array:
+    a = jnp.abs(x)
+    if p == 0:
+        return jnp.sum(x != 0, axis=axis, keepdims=keepdims).astype(x.dtype)
+    if p == 1:
+        return jnp.sum(a, axis=axis, keepdims=keepdims)
+    if p == 2:
+        return jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdims))
+    if p == math.inf:
+        return jnp.max(a, axis=axis, keepdims=keepdims, initial=0)
+    if p == -math.inf:
+        return jnp.min(a, axis=axis, keepdims=keepdims, initial=math.inf)
+    return jnp.sum(a**p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _norm(x: Array, p: float, axis: int, keepdims: bool) -> Array:
+    return _norm_value(x, p, axis, keepdims)
+
+
+@_norm.defjvp
+def _norm_jvp(p: float, axis: int, keepdims: bool, primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    # torch's norm_backward (FunctionsManual.cpp), written as a JVP with
+    # differentiable JAX ops so that differentiating it again gives torch's
+    # double backward (the norm itself is re-entered through this rule).
+    (x,), (dx,) = primals, tangents
+    out = _norm(x, p, axis, keepdims)
+    if p == 0:
+        return out, jnp.zeros_like(out)
+    n = out if keepdims else jnp.expand_dims(out, axis)
+    zero = jnp.zeros((), x.dtype)
+    if p == 1:
+        g = jnp.sign(x)
+    elif p == 2:
+        g = jnp.where(n == 0, zero, x / jnp.where(n == 0, 1, n))
+    elif math.isinf(p):
+        a = jnp.abs(x)
+        mask = (a == n) | jnp.isnan(a)
+        count = jnp.sum(mask, axis=axis, keepdims=True).astype(x.dtype)
+        g = jnp.sign(x) * jnp.where(mask, 1 / count, zero)
+    elif p < 1:
+        a = jnp.where(x == 0, 1, jnp.abs(x))
+        g = jnp.sign(x) * jnp.where(x == 0, zero, a ** (p - 1)) * n ** (1 - p)
+    else:
+        safe_n = jnp.where(n == 0, 1, n)
+        scale = jnp.where(n == 0, zero, 1 / safe_n ** (p - 1))
+        g = (jnp.sign(x) * jnp.abs(x) ** (p - 1) if p < 2 else x * jnp.abs(x) ** (p - 2)) * scale
+    return out, jnp.sum(g * dx, axis=axis, keepdims=keepdims)
+
+
+
+def norm(x: Array, p: float, axis: int, keepdims: bool = False) -> Array:
+    """``torch.norm(x, p, dim=axis, keepdim=keepdims)`` with torch's gradient.
+
+    ``p`` is any real number or ``±inf`` (``0`` counts non-zeros). A 0-d ``x`` is
+    treated as a vector of one element and gives a 0-d result, as in torch.
+    """
+    if x.ndim == 0:
+        return _norm(x[None], float(p), 0, False)
+    return _norm(x, float(p), axis, keepdims)
+
+
+# --------------------------------------------------------------------------- pairwise_distance
+def _pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Array:
+    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    dtype = result_float_dtype(x1, x2)
+    shape = broadcast_shapes(x1.shape, x2.shape)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p):
+        raise ValueError(f"pairwise_distance: p must be a real number or inf, got {p!r}")
+    work = opmath_dtype(dtype)
+    diff = x1.astype(work) - x2.astype(work) + eps
+    diff = jnp.broadcast_to(diff, shape)
+    return norm(diff, p, len(shape) - 1, keepdim).astype(dtype)
+
+
+@loss_function(static_argnames=("p", "eps", "keepdim"))
+def pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Array:
+    r"""``torch.nn.functional.pairwise_distance``: the p-norm of ``x1 - x2 + eps`` over the last dimension.
+
+    .. math:: d = \lVert x_1 - x_2 + \epsilon \rVert_p
+
+    Args:
+        x1: ``(N, D)`` or ``(D,)``; any shape broadcastable with ``x2`` (the norm is
+            taken over the last dimension of the broadcast shape).
+        x2: broadcastable with ``x1``.
+        p: the norm degree: any real number, ``float('inf')`` (max) or
+            ``-inf`` (min); ``0`` counts the non-zero entries. Default 2.
+        eps: added to the difference (not to the norm), as torch does. Default 1e-6.
+        keepdim: keep the reduced dimension (size 1). Default False.
+
+    Returns:
+        Shape ``(N,)`` (``(N, 1)`` with ``keepdim``), ``()`` for 1-D or 0-d inputs;
+        the promoted floating dtype of ``x1``, ``x2`` (integer inputs give float32,
+        float16 / bfloat16 are computed in float32 and returned in their dtype).
+
+    Gradient as torch's ``norm_backward``: 0 where the norm is 0 (p = 2),
+    ``sign(d)`` for p = 1, shared equally between tied maxima for p = inf.
+    """
+    return _pairwise_distance(x1, x2, p, eps, keepdim)
+
+
+# --------------------------------------------------------------------------- cosine_similarity
+def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
+    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    common = jnp.result_type(x1, x2)
+    if not jnp.issubdtype(common, jnp.floating):
+        name = _TORCH_DTYPE_NAMES.get(jnp.dtype(common).name, jnp.dtype(common).name)
+        raise TypeError(f"expected common dtype to be floating point, yet common dtype is {name}")
+    shape = broadcast_shapes(x1.shape, x2.shape)
+    axis = wrap_dim(dim, len(shape))
+    work = opmath_dtype(common)
+    x1 = jnp.broadcast_to(x1.astype(work), shape)
+    x2 = jnp.broadcast_to(x2.astype(work), shape)
+    if not shape:  # a 0-d pair is a vector of one element (torch accepts dim 0 / -1)
+        x1, x2 = x1[None], x2[None]
+    n1 = _value_clamp_min(_norm(x1, 2.0, axis, True), eps)
+    n2 = _value_clamp_min(_norm(x2, 2.0, axis, True), eps)
+    return jnp.sum((x1 / n1) * (x2 / n2), axis=axis).astype(common)
+
+
+@loss_function(static_argnames=("dim", "eps"))
+def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
+    r"""``torch.nn.functional.cosine_similarity`` along ``dim``.
+
+    .. math:: \mathrm{sim} = \sum \frac{x_1}{\max(\lVert x_1 \rVert_2, \epsilon)}
+        \cdot \frac{x_2}{\max(\lVert x_2 \rVert_2, \epsilon)}
+
+    Each norm is clamped separately (torch >= 1.12's rule, not
+    ``max(||x1|| ||x2||, eps)``), and the clamp acts on the value only: torch
+    applies it under ``no_grad``, so the gradient flows through the unclamped
+    norm (and is 0 through the norm of a zero vector). A zero vector therefore
+    has similarity 0 with anything, and a finite gradient.
+
+    Args:
+        x1: any shape broadcastable with ``x2``.
+        x2: broadcastable with ``x1``.
+        dim: the dimension of the vectors (of the broadcast shape). Default 1.
+        eps: lower bound of each norm. Default 1e-8.
+
+    Returns:
+        The broadcast shape without ``dim``; the promoted dtype of ``x1``, ``x2``
+        (which must be floating: two integer inputs raise ``TypeError``, as in torch).
+    """
+    return _cosine_similarity(x1, x2, dim, eps)

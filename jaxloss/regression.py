@@ -1,53 +1,168 @@
 """Regression losses: L1, MSE, Huber, smooth L1, Poisson and Gaussian negative log-likelihood.
 
-Each mirrors the ``torch.nn.functional`` function of the same name (torch 2.13).
+Each mirrors the ``torch.nn.functional`` function of the same name (torch 2.13): names,
+parameter names and defaults (without torch's deprecated ``size_average`` / ``reduce``),
+shapes, type promotion, reductions, error messages, values and gradients (first and second
+order, including the gradient torch picks at every kink).
+
+Shared torch behaviours:
+
+* ``input`` / ``target`` of different shapes warn (torch's ``UserWarning``) and broadcast
+  (l1, mse, huber, smooth L1); Poisson and Gaussian NLL broadcast silently, as in torch.
+  Shapes that do not broadcast raise torch's ``The size of tensor a (..) must match ...``.
+* Result dtype: torch's promotion of the floating arguments (an integer array never widens
+  a float one: ``int64`` with ``float32`` gives ``float32``, also under ``jax_enable_x64``).
+  ``huber_loss`` returns ``input``'s dtype, as torch does. float16 / bfloat16 are computed in
+  float32 and the result is cast back.
+* ``weight`` (l1, mse, huber) must have exactly ``input``'s shape (before broadcasting).
+  ``'mean'`` divides by ``sum(weight)`` for l1 / mse, but by the element count for huber.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
-from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, result_float_dtype
+from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, reduce, value_check
+
+_REDUCTIONS = ("none", "mean", "sum")
+_NEGATIVE_VAR_MSG = "var has negative entry/entries"
+
+# torch's names of the integer dtypes, for its "result type ... can't be cast" message.
+_TORCH_TYPE_NAMES = {
+    "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+    "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
+    "float64": "Double", "float32": "Float", "float16": "Half", "bfloat16": "BFloat16",
+}
+
+
+# --------------------------------------------------------------------------- dtypes and shapes
+def _promote(*xs: Any) -> jnp.dtype:
+    """torch's result dtype for these arrays (or dtypes): the promotion of the floating ones, else float32.
+
+    Unlike ``jnp.result_type`` an integer array never widens a floating one (torch:
+    ``int64 * float32 -> float32``; JAX with x64: ``float64``).
+    """
+    dtypes = [jnp.dtype(getattr(x, "dtype", x)) for x in xs]
+    floats = [d for d in dtypes if jnp.issubdtype(d, jnp.floating)]
+    if not floats:
+        return jnp.dtype(jnp.float32)
+    return jnp.dtype(jnp.result_type(*floats))
+
+
+def _infer_size(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """Broadcast two shapes as torch's ``infer_size`` does, raising its message on a mismatch."""
+    nd = max(len(a), len(b))
+    out = [0] * nd
+    for i in range(nd - 1, -1, -1):  # torch reports the right-most mismatch
+        da = a[i - nd + len(a)] if i - nd + len(a) >= 0 else 1
+        db = b[i - nd + len(b)] if i - nd + len(b) >= 0 else 1
+        if da != db and da != 1 and db != 1:
+            raise ValueError(
+                f"The size of tensor a ({da}) must match the size of tensor b ({db}) at non-singleton dimension {i}"
+            )
+        out[i] = db if da == 1 else da
+    return tuple(int(d) for d in out)
 
 
 def _broadcast_pair(input: Array, target: Array) -> tuple[Array, Array]:
-    """torch's l1/mse behaviour for differing shapes: warn, then broadcast."""
+    """torch's l1/mse/huber/smooth-L1 behaviour for differing shapes: warn, then broadcast."""
     if input.shape != target.shape:
         warnings.warn(
             f"Using a target size ({tuple(target.shape)}) that is different to the input size "
             f"({tuple(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
             "Please ensure they have the same size.",
+            UserWarning,
             stacklevel=3,
         )
-        try:
-            shape = jnp.broadcast_shapes(input.shape, target.shape)
-        except ValueError as e:
-            raise ValueError(
-                f"The size of tensor a ({input.shape}) must match the size of tensor b ({target.shape}): {e}"
-            ) from None
+        shape = _infer_size(input.shape, target.shape)
         input, target = jnp.broadcast_to(input, shape), jnp.broadcast_to(target, shape)
     return input, target
 
 
-def _weighted_reduce(loss: Array, weight: Array | None, reduction: str, input_shape: tuple[int, ...]) -> Array:
-    """torch's weighted l1/mse reduction: 'mean' divides by ``sum(weight)``."""
-    if weight is None:
-        if reduction == "none":
-            return loss
-        return jnp.sum(loss) if reduction == "sum" else jnp.mean(loss)
-    if weight.shape != input_shape:
+def _check_weight(weight: Array, input_shape: tuple[int, ...]) -> None:
+    # torch compares with the size of ``input`` as given, not the broadcast size.
+    if tuple(weight.shape) != tuple(input_shape):
         raise ValueError("Weights and input must have the same size.")
-    loss = loss * weight.astype(loss.dtype)
+
+
+def _check_weighted_reduction(reduction: str) -> None:
+    # The weighted branch of torch's l1/mse/huber raises this message (not get_enum's).
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', 'sum'.")
+
+
+def _apply_weight(loss: Array, loss_dtype: Any, weight: Array, reduction: str, mean_by_weight: bool) -> Array:
+    """``loss * weight`` reduced as torch's weighted branch does; returns the result dtype.
+
+    ``loss`` is the elementwise loss (in the compute dtype of ``loss_dtype``). With
+    ``mean_by_weight`` ``'mean'`` is ``sum(loss * w) / sum(w)`` (l1, mse), else
+    ``mean(loss * w)`` (huber).
+    """
+    out = _promote(loss_dtype, weight)
+    work = opmath_dtype(out)
+    w = weight.astype(work)
+    weighted = loss.astype(work) * w
+    _check_weighted_reduction(reduction)
     if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return jnp.sum(loss)
-    return jnp.sum(loss) / jnp.sum(weight.astype(loss.dtype))
+        res = weighted
+    elif reduction == "sum":
+        res = jnp.sum(weighted)
+    elif mean_by_weight:
+        res = jnp.sum(weighted) / jnp.sum(w)
+    else:
+        res = jnp.mean(weighted)
+    return res.astype(out)
 
 
+# --------------------------------------------------------------------------- elementwise pieces
+def _huber(d: Array, delta: float) -> Array:
+    """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)``.
+
+    Gradient: ``d`` inside, ``+-delta`` from ``|d| == delta`` on (torch's branch choice);
+    second derivative 1 inside (also at ``d == 0``), 0 outside. The quadratic branch only
+    sees ``d`` where it is selected, so ``inf`` inputs give no ``0 * inf`` NaN gradient.
+    """
+    z = _core.abs(d)
+    quad = z < delta
+    dq = jnp.where(quad, d, 0)
+    return jnp.where(quad, 0.5 * dq * dq, delta * (z - 0.5 * delta))
+
+
+def _smooth_l1(d: Array, beta: float) -> Array:
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``; ``|d|`` for ``beta == 0``."""
+    z = _core.abs(d)
+    if beta == 0.0:
+        return z
+    quad = z < beta
+    dq = jnp.where(quad, d, 0)
+    return jnp.where(quad, 0.5 * dq * dq / beta, z - 0.5 * beta)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _clamp_min_straight_through(x: Array, minimum: float) -> Array:
+    """``max(x, minimum)`` (NaN propagates, as in ``torch.clamp``) with gradient 1 everywhere.
+
+    torch's ``gaussian_nll_loss`` clamps ``var`` in place under ``no_grad``, so autograd sees
+    the identity: the gradient is evaluated at the clamped value and passed through unchanged.
+    """
+    return jnp.maximum(x, jnp.asarray(minimum, dtype=x.dtype))
+
+
+@_clamp_min_straight_through.defjvp
+def _clamp_min_straight_through_jvp(minimum: float, primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (dx,) = primals, tangents
+    return _clamp_min_straight_through(x, minimum), dx
+
+
+# --------------------------------------------------------------------------- L1 / MSE
 @loss_function(static_argnames=("reduction",))
 def l1_loss(
     input: Array,
@@ -71,30 +186,300 @@ def l1_loss(
 
     The gradient at ``x == y`` is 0 (``sign(0)``), as in torch.
     """
-    check_reduction(reduction)
-    dtype = result_float_dtype(input, target)
+    input_shape = input.shape
+    dtype = _promote(input, target)
     input, target = _broadcast_pair(input, target)
+    if weight is None:
+        check_reduction(reduction)
+    else:
+        _check_weight(weight, input_shape)
     work = opmath_dtype(dtype)
     loss = _core.abs(input.astype(work) - target.astype(work))
-    return _weighted_reduce(loss, weight, reduction, input.shape).astype(dtype)
+    if weight is None:
+        return reduce(loss, reduction).astype(dtype)
+    return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
 
 
-# PLACEHOLDERS below: replace.
-def mse_loss(*args, **kwargs):
-    raise NotImplementedError
+@loss_function(static_argnames=("reduction",))
+def mse_loss(
+    input: Array,
+    target: Array,
+    reduction: Reduction = "mean",
+    weight: Array | None = None,
+) -> Array:
+    r"""Mean squared error, optionally weighted (``torch.nn.functional.mse_loss``).
+
+    .. math:: \ell_i = w_i \, (x_i - y_i)^2
+
+    Args:
+        input: predictions, any shape ``(*)``.
+        target: same shape as ``input`` (another shape warns and broadcasts, as in torch).
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
+        weight: optional per-element weights, exactly ``input``'s shape. With
+            ``'mean'`` the result is ``sum(w (x - y)^2) / sum(w)`` (torch's rule).
+
+    Returns:
+        A scalar, or the broadcast shape for ``reduction='none'``; the promoted dtype of
+        ``input``, ``target`` (and ``weight``).
+
+    Gradients with respect to ``input``, ``target`` and ``weight`` are torch's, and so are the
+    second derivatives.
+    """
+    input_shape = input.shape
+    dtype = _promote(input, target)
+    input, target = _broadcast_pair(input, target)
+    if weight is None:
+        check_reduction(reduction)
+    else:
+        _check_weight(weight, input_shape)
+    work = opmath_dtype(dtype)
+    d = input.astype(work) - target.astype(work)
+    loss = d * d
+    if weight is None:
+        return reduce(loss, reduction).astype(dtype)
+    return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
 
 
-def huber_loss(*args, **kwargs):
-    raise NotImplementedError
+# --------------------------------------------------------------------------- Huber / smooth L1
+def _torch_type_name(dtype: Any) -> str:
+    return _TORCH_TYPE_NAMES.get(jnp.dtype(dtype).name, jnp.dtype(dtype).name)
 
 
-def smooth_l1_loss(*args, **kwargs):
-    raise NotImplementedError
+@loss_function(static_argnames=("reduction", "delta"))
+def huber_loss(
+    input: Array,
+    target: Array,
+    reduction: Reduction = "mean",
+    delta: float = 1.0,
+    weight: Array | None = None,
+) -> Array:
+    r"""Huber loss (``torch.nn.functional.huber_loss``), optionally weighted.
+
+    .. math::
+        \ell_i = w_i \begin{cases} \tfrac12 (x_i - y_i)^2 & |x_i - y_i| < \delta \\
+                 \delta \, (|x_i - y_i| - \tfrac12 \delta) & \text{otherwise} \end{cases}
+
+    Args:
+        input: predictions, any shape ``(*)``, floating.
+        target: same shape as ``input`` (another shape warns and broadcasts, as in torch).
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
+        delta: the threshold, ``> 0``. Default 1.0.
+        weight: optional per-element weights, exactly ``input``'s shape. ``'mean'`` is the
+            mean of ``w * loss`` over the elements (torch divides by the element count here,
+            not by ``sum(w)`` as for l1 / mse).
+
+    Returns:
+        A scalar, or the broadcast shape for ``reduction='none'``; ``input``'s dtype (torch
+        computes in the promoted dtype of ``input`` and ``target`` and writes ``input``'s),
+        promoted with ``weight``'s when weighted.
+
+    The gradient is ``x - y`` inside and ``+-delta`` from ``|x - y| == delta`` on; the second
+    derivative 1 inside and 0 from the threshold on, as torch's double backward.
+    """
+    input_shape = input.shape
+    out_dtype = jnp.dtype(input.dtype)
+    compute = opmath_dtype(_promote(input, target))
+    input, target = _broadcast_pair(input, target)
+    if weight is None:
+        check_reduction(reduction)
+    else:
+        _check_weight(weight, input_shape)
+    if not delta > 0:
+        raise ValueError("huber_loss does not support non-positive values for delta.")
+    if not jnp.issubdtype(out_dtype, jnp.floating):
+        raise TypeError(
+            f"result type {_torch_type_name(_promote(input, target))} can't be cast to the desired output "
+            f"type {_torch_type_name(out_dtype)}"
+        )
+    loss = _huber(input.astype(compute) - target.astype(compute), delta)
+    # torch writes the elementwise loss in input's dtype (float32 input, float64 target: rounded).
+    loss = loss.astype(opmath_dtype(out_dtype))
+    if weight is None:
+        return reduce(loss, reduction).astype(out_dtype)
+    return _apply_weight(loss, out_dtype, weight, reduction, mean_by_weight=False)
 
 
-def poisson_nll_loss(*args, **kwargs):
-    raise NotImplementedError
+@loss_function(static_argnames=("reduction", "beta"))
+def smooth_l1_loss(
+    input: Array,
+    target: Array,
+    reduction: Reduction = "mean",
+    beta: float = 1.0,
+) -> Array:
+    r"""Smooth L1 loss (``torch.nn.functional.smooth_l1_loss``).
+
+    .. math::
+        \ell_i = \begin{cases} \tfrac12 (x_i - y_i)^2 / \beta & |x_i - y_i| < \beta \\
+                 |x_i - y_i| - \tfrac12 \beta & \text{otherwise} \end{cases}
+
+    Args:
+        input: predictions, any shape ``(*)``.
+        target: same shape as ``input`` (another shape warns and broadcasts, as in torch).
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
+        beta: the threshold, ``>= 0``. ``beta == 0`` is exactly :func:`l1_loss` (as in torch).
+
+    Returns:
+        A scalar, or the broadcast shape for ``reduction='none'``; promoted dtype.
+
+    The gradient is ``(x - y) / beta`` inside and ``+-1`` from ``|x - y| == beta`` on (0 at
+    ``x == y`` when ``beta == 0``), as in torch.
+    """
+    dtype = _promote(input, target)
+    input, target = _broadcast_pair(input, target)
+    check_reduction(reduction)
+    if not (beta >= 0):
+        raise ValueError("smooth_l1_loss does not support negative values for beta.")
+    work = opmath_dtype(dtype)
+    loss = _smooth_l1(input.astype(work) - target.astype(work), beta)
+    return reduce(loss, reduction).astype(dtype)
 
 
-def gaussian_nll_loss(*args, **kwargs):
-    raise NotImplementedError
+# --------------------------------------------------------------------------- Poisson NLL
+@loss_function(static_argnames=("log_input", "full", "eps", "reduction"))
+def poisson_nll_loss(
+    input: Array,
+    target: Array,
+    log_input: bool = True,
+    full: bool = False,
+    eps: float = 1e-8,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Poisson negative log-likelihood (``torch.nn.functional.poisson_nll_loss``).
+
+    .. math::
+        \ell_i = \begin{cases} e^{x_i} - y_i x_i & \text{log\_input} \\
+                 x_i - y_i \log(x_i + \epsilon) & \text{otherwise} \end{cases}
+                 \; + \; [\text{full} \wedge y_i > 1] \, (y_i \log y_i - y_i + \tfrac12 \log(2 \pi y_i))
+
+    Args:
+        input: the log-rate (``log_input=True``) or the rate, any shape.
+        target: counts; broadcast with ``input`` (silently, as in torch).
+        log_input: see above. Default ``True``.
+        full: add Stirling's approximation of ``log(y!)`` where ``target > 1``. Default ``False``.
+        eps: added to the rate before the log when ``log_input=False``. Default ``1e-8``.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
+
+    Returns:
+        A scalar, or the broadcast shape for ``reduction='none'``; promoted dtype.
+
+    ``target`` is differentiable, as in torch. With ``full=True`` its gradient is NaN where
+    ``target <= 0``: torch masks the Stirling term's *value* there but its backward still
+    multiplies the zero cotangent by ``log(0) = -inf`` (``0 * -inf``); jaxloss does the same.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    dtype = _promote(input, target)
+    _infer_size(target.shape, input.shape)  # torch's first op is ``target * input``
+    work = opmath_dtype(dtype)
+    x, t = input.astype(work), target.astype(work)
+    if log_input:
+        loss = jnp.exp(x) - t * x
+    else:
+        loss = x - t * jnp.log(x + eps)
+    if full:
+        stirling = t * jnp.log(t) - t + 0.5 * jnp.log((2 * math.pi) * t)
+        loss = loss + jnp.where(t <= 1, jnp.zeros((), work), stirling)
+    return reduce(loss, reduction).astype(dtype)
+
+
+# --------------------------------------------------------------------------- Gaussian NLL
+def _is_python_scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@loss_function(static_argnames=("full", "eps", "reduction"))
+def gaussian_nll_loss(
+    input: Array,
+    target: Array,
+    var: Array | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Gaussian negative log-likelihood (``torch.nn.functional.gaussian_nll_loss``).
+
+    .. math:: \ell_i = \tfrac12 \left(\log \max(v_i, \epsilon) + \frac{(x_i - y_i)^2}{\max(v_i, \epsilon)}\right)
+              \; [+ \tfrac12 \log 2\pi]
+
+    Args:
+        input: the means, any shape ``(N, *)`` or ``(*)``.
+        target: samples, broadcast with ``input``.
+        var: the variances: a Python ``float`` (one for all), or an array of ``input``'s
+            shape, of ``input``'s shape without the last dimension, or of ``input``'s shape with
+            exactly one dimension of size 1 (torch's rule: the var sizes at the mismatched
+            dimensions must sum to 1); any other shape raises ``var is of incorrect size``.
+            A weakly typed 0-d array (what a Python float becomes under ``jit``) counts as a
+            Python float; a strongly typed 0-d array follows the array rule, as a 0-d tensor
+            does in torch.
+        full: add the constant ``0.5 log(2 pi)``. Default ``False``.
+        eps: ``var`` is clamped from below at ``eps``. Default ``1e-6``.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
+
+    Returns:
+        A scalar, or the broadcast shape for ``reduction='none'``; the promoted dtype of
+        ``input``, ``target`` and ``var``.
+
+    As in torch the clamp is invisible to autograd: the gradient with respect to ``var`` is
+    evaluated at the clamped value and passed through the clamp (``-5e11`` at ``var = 0``,
+    not 0). ``target`` is differentiable. A negative ``var`` entry raises torch's ``ValueError``
+    for a Python float; for an array, whose values ``jit`` cannot inspect, the result (and
+    every gradient) is NaN, and :mod:`jaxloss.checked` raises ``var has negative entry/entries``.
+    """
+    if _is_python_scalar(var):
+        if var < 0:
+            raise ValueError(_NEGATIVE_VAR_MSG)
+        var = jnp.asarray(float(var))  # weakly typed, like a Python float traced by jit
+    scalar_var = var.ndim == 0 and bool(getattr(var, "weak_type", False))
+
+    if scalar_var:
+        dtype = _promote(input, target)  # torch: var * ones_like(input)
+        if not jnp.issubdtype(input.dtype, jnp.floating):
+            dtype = _promote(jnp.float32, target)  # torch: ones_like(int input) * float
+    else:
+        dtype = _promote(input, target, var)
+        if var.shape != input.shape:
+            if tuple(input.shape[:-1]) == tuple(var.shape):
+                var = var[..., None]  # homoscedastic over the last dimension
+            elif input.ndim == var.ndim and sum(
+                v for i, v in zip(input.shape, var.shape) if i != v
+            ) == 1:
+                pass  # one dimension of size 1, broadcast
+            else:
+                raise ValueError("var is of incorrect size")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not valid")
+    _infer_size(_infer_size(input.shape, target.shape), var.shape)
+
+    work = opmath_dtype(dtype)
+    x, t, v = input.astype(work), target.astype(work), var.astype(work)
+    negative = jnp.any(v < 0)
+    value_check(~negative, _NEGATIVE_VAR_MSG)
+    v = _clamp_min_straight_through(v, eps)
+    # Poison value and every gradient (an additive NaN reaches d/dvar too; a select would not).
+    v = v + jnp.where(negative, jnp.asarray(jnp.nan, work), jnp.asarray(0, work))
+    d = x - t
+    loss = 0.5 * (jnp.log(v) + jnp.square(d) / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return reduce(loss, reduction).astype(dtype)
+
+
+_gaussian_nll_loss_jit = gaussian_nll_loss
+
+
+@functools.wraps(_gaussian_nll_loss_jit)
+def gaussian_nll_loss(  # noqa: F811  (the public wrapper of the jitted function above)
+    input: Array,
+    target: Array,
+    var: Array | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: Reduction = "mean",
+) -> Array:
+    # A Python float var is a concrete value here: raise torch's error on a negative one
+    # before jit turns it into a tracer, and pass it on as a weakly typed scalar.
+    if _is_python_scalar(var):
+        if var < 0:
+            raise ValueError(_NEGATIVE_VAR_MSG)
+        var = float(var)
+    return _gaussian_nll_loss_jit(input, target, var, full=full, eps=eps, reduction=reduction)

@@ -1,0 +1,38 @@
+"""parity: proof that every jaxloss function equals its torch twin.
+
+Command line (see :mod:`parity.__main__`)::
+
+    python -m parity                      # the whole case grid, report in parity-report/
+    python -m parity --loss cross_entropy --dtype float32
+    python -m parity --fuzz 200 --seed 1  # random cases; failures shrunk to reproducers
+
+Python::
+
+    import parity
+    r = parity.compare(jaxloss.l1_loss, torch.nn.functional.l1_loss, x, y, grad_argnums=(0,))
+    r.passed, print(r)
+    parity.assert_close(...)              # the same, raising AssertionError (pytest)
+
+Layout: :mod:`parity.compare` (the comparison engine), :mod:`parity.tolerances`
+(the one tolerance table, ULP helpers), :mod:`parity.cases` (the case grid, one
+module per loss family, and the fuzzing spaces), :mod:`parity.references`
+(torch-op references for what torch lacks), :mod:`parity.runner` (grid / fuzz
+runs, shrinking, reproducers), :mod:`parity.report` (JSON, Markdown, HTML).
+
+Importing this package turns on ``jax_enable_x64``.
+"""
+
+from parity.compare import Comparison, Result, assert_close, compare
+from parity.tolerances import TOLERANCES, Tolerance, tolerance_for, ulp, ulp_error
+
+__all__ = [
+    "TOLERANCES",
+    "Comparison",
+    "Result",
+    "Tolerance",
+    "assert_close",
+    "compare",
+    "tolerance_for",
+    "ulp",
+    "ulp_error",
+]

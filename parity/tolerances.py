@@ -41,3 +41,60 @@ def tolerance_for(dtype: object) -> Tolerance:
     if name not in TOLERANCES:
         name = np.dtype(dtype).name  # type: ignore[call-overload]
     return TOLERANCES[name]
+
+
+# --------------------------------------------------------------------------- ULPs
+class Format(NamedTuple):
+    """Binary floating-point format: explicit mantissa bits and smallest normal exponent."""
+
+    nmant: int
+    minexp: int
+
+
+FORMATS: dict[str, Format] = {
+    "float64": Format(nmant=52, minexp=-1022),
+    "float32": Format(nmant=23, minexp=-126),
+    "float16": Format(nmant=10, minexp=-14),
+    "bfloat16": Format(nmant=7, minexp=-126),
+}
+
+
+def dtype_name(dtype: object) -> str:
+    """Canonical name (``'float32'``...) of a dtype given as a name, NumPy/JAX or torch dtype."""
+    name = str(dtype).replace("torch.", "")
+    if name not in FORMATS:
+        name = np.dtype(dtype).name  # type: ignore[call-overload]
+    return name
+
+
+def ulp(x: np.ndarray, dtype: object) -> np.ndarray:
+    """The unit in the last place of ``dtype`` at each value of ``x`` (float64 array).
+
+    The spacing of the representable ``dtype`` numbers around ``|x|``
+    (``2**(e - nmant)`` for ``2**e <= |x| < 2**(e+1)``), the subnormal spacing
+    below the smallest normal number. Infinite or NaN ``x`` give NaN.
+    """
+    fmt = FORMATS[dtype_name(dtype)]
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _, e = np.frexp(np.where(np.isfinite(a), a, 1.0))  # a = m * 2**e, m in [0.5, 1)
+    exp = np.where(a == 0, fmt.minexp, np.maximum(e.astype(np.float64) - 1.0, fmt.minexp))
+    out = np.ldexp(1.0, (exp - fmt.nmant).astype(np.int64))
+    return np.where(np.isfinite(a), out, np.nan)
+
+
+def ulp_error(actual: np.ndarray, expected: np.ndarray, dtype: object) -> np.ndarray:
+    """``|actual - expected|`` in units of ``dtype``'s ULP at ``expected`` (float64 array)."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(a - e) / ulp(e, dtype)
+
+
+def tolerance_usage(actual: np.ndarray, expected: np.ndarray, dtype: object) -> np.ndarray:
+    """``|actual - expected| / (atol + rtol * |expected|)``: an element passes where this is <= 1."""
+    tol = tolerance_for(dtype)
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(a - e) / (tol.atol + tol.rtol * np.abs(e))

@@ -1,33 +1,752 @@
-"""regression.py against torch.nn.functional: values and gradients."""
+"""regression.py against torch.nn.functional: values, gradients, second derivatives, errors.
 
+Every function x every option x reduction x {float32, float64} is compared with torch
+(value and the gradients of every differentiable argument), then: data on the kinks,
+extreme values, Hessian-vector products against torch's double backward, jit / vmap
+composition, every bad-input path (with torch's exact message where torch has one), type
+promotion and float16 / bfloat16.
+"""
+
+import math
+import warnings
+import zlib
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 
 import jaxloss
-from tests.torch_compare import check
+import jaxloss.checked as checked
+from tests.torch_compare import assert_close, check, to_jax, to_torch
 
 DTYPES = ["float32", "float64"]
+LOW = ["float16", "bfloat16"]
+REDUCTIONS = ["none", "mean", "sum"]
+SHAPE = (4, 5)
 
 
+def _rng(*key):
+    """A generator seeded by ``key`` (stable across processes, unlike ``hash``)."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def _kink_pair(rng, kink, shape=SHAPE):
+    """``|x - y|`` exactly ``kink`` on a third of the elements, exactly 0 on another third.
+
+    Values are multiples of 1/8 (and ``kink`` a power of two or 0), exact in every dtype.
+    """
+    y = np.round(rng.normal(size=shape) * 8) / 8
+    d = np.round(rng.normal(size=shape) * 16) / 8
+    sel = np.arange(np.prod(shape)).reshape(shape) % 3
+    d = np.where(sel == 0, kink * rng.choice([-1.0, 1.0], size=shape), np.where(sel == 1, 0.0, d))
+    return y + d, y
+
+
+def _torch_error(fn):
+    """The message of the exception ``fn`` raises in torch (asserts that it raises)."""
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001
+        return str(e)
+    raise AssertionError("torch did not raise")
+
+
+def _t(x, dtype="float64", requires_grad=False):
+    return to_torch(np.asarray(x, dtype=np.float64), dtype, requires_grad)
+
+
+def _j(x, dtype="float64"):
+    return to_jax(np.asarray(x, dtype=np.float64), dtype)
+
+
+# =========================================================================== the grid
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_l1_loss(dtype, reduction, weighted):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, 5))
-    y = rng.normal(size=(4, 5))
+    x = rng.normal(size=SHAPE)
+    y = rng.normal(size=SHAPE)
     y[0, :2] = x[0, :2]  # ties: gradient sign(0) = 0 in torch
     arrays = {"input": x, "target": y}
     if weighted:
-        arrays["weight"] = rng.uniform(0.1, 2.0, size=(4, 5))
+        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
     check(jaxloss.l1_loss, F.l1_loss, arrays, {"reduction": reduction}, grad=list(arrays), dtype=dtype,
           positional=["input", "target"])
 
 
-def test_l1_loss_errors():
-    x = np.zeros((2, 3), np.float32)
-    with pytest.raises(ValueError, match="not a valid value for reduction"):
-        jaxloss.l1_loss(x, x, reduction="avg")
-    with pytest.raises(ValueError, match="Weights and input must have the same size"):
-        jaxloss.l1_loss(x, x, weight=np.ones((3,), np.float32))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mse_loss(dtype, reduction, weighted):
+    rng = _rng("mse", reduction, weighted)
+    x, y = _kink_pair(rng, 1.0)
+    arrays = {"input": x, "target": y}
+    if weighted:
+        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
+    check(jaxloss.mse_loss, F.mse_loss, arrays, {"reduction": reduction}, grad=list(arrays), dtype=dtype,
+          positional=["input", "target"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("delta", [1.0, 0.5, 2.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_huber_loss(dtype, reduction, delta, weighted):
+    rng = _rng("huber", reduction, delta, weighted)
+    x, y = _kink_pair(rng, delta)  # |x - y| == delta and x == y: torch's branch choices
+    arrays = {"input": x, "target": y}
+    if weighted:
+        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
+    check(jaxloss.huber_loss, F.huber_loss, arrays, {"reduction": reduction, "delta": delta}, grad=list(arrays),
+          dtype=dtype, positional=["input", "target"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0, 0.0])
+def test_smooth_l1_loss(dtype, reduction, beta):
+    rng = _rng("sl1", reduction, beta)
+    x, y = _kink_pair(rng, beta)
+    check(jaxloss.smooth_l1_loss, F.smooth_l1_loss, {"input": x, "target": y}, {"reduction": reduction, "beta": beta},
+          grad=["input", "target"], dtype=dtype)
+
+
+def _poisson_data(rng, log_input, shape=SHAPE):
+    target = rng.poisson(2.0, size=shape).astype(np.float64)
+    target.flat[:3] = [0.0, 1.0, 0.5]  # the Stirling mask: target <= 1 (0.5: between)
+    if log_input:
+        x = rng.normal(size=shape)
+    else:
+        x = rng.uniform(0.1, 4.0, size=shape)
+        x.flat[3:5] = 0.0  # rate exactly 0: log(0 + eps)
+    return x, target
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("log_input", [True, False])
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("eps", [None, 1e-3])
+def test_poisson_nll_loss(dtype, reduction, log_input, full, eps):
+    x, t = _poisson_data(_rng("poisson", reduction, log_input, full, eps), log_input)
+    kwargs = {"log_input": log_input, "full": full, "reduction": reduction}
+    if eps is not None:
+        kwargs["eps"] = eps
+    # target is differentiable; with full=True its gradient at target == 0 is NaN in torch too
+    check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t}, kwargs,
+          grad=["input", "target"], dtype=dtype)
+
+
+def test_poisson_full_target_gradient_is_torchs_nan_at_zero():
+    x = np.array([0.3, 0.1, 1.0, 2.0, 3.0])
+    t = np.array([0.0, 0.5, 1.0, 2.0, 5.0])
+    for log_input in (True, False):
+        tt = _t(t, requires_grad=True)
+        F.poisson_nll_loss(_t(x), tt, log_input=log_input, full=True).backward()
+        g = jax.grad(lambda t_: jaxloss.poisson_nll_loss(_j(x), t_, log_input=log_input, full=True))(_j(t))
+        assert np.isnan(np.asarray(g)[0]) and np.isnan(tt.grad.numpy()[0])
+        assert_close(g, tt.grad, "float64", "target grad")
+
+
+_VAR_SHAPES = {
+    "full": lambda s: s,
+    "drop-last": lambda s: s[:-1],
+    "last1": lambda s: s[:-1] + (1,),
+    "mid1": lambda s: (s[0], 1, s[2]),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("var_kind", [*_VAR_SHAPES, "float"])
+@pytest.mark.parametrize("full", [False, True])
+def test_gaussian_nll_loss(dtype, reduction, var_kind, full):
+    rng = _rng("gauss", reduction, var_kind, full)
+    shape = (3, 4, 2)
+    x, y = rng.normal(size=shape), rng.normal(size=shape)
+    if var_kind == "float":
+        var = 0.7
+        grad = ["input", "target"]
+    else:
+        var = rng.uniform(0.1, 2.0, size=_VAR_SHAPES[var_kind](shape))
+        var.flat[:2] = [0.0, 1e-8]  # below eps: clamped, gradient passed through the clamp
+        grad = ["input", "target", "var"]
+    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
+          {"full": full, "reduction": reduction}, grad=grad, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [1e-6, 1e-2, 0.5])
+def test_gaussian_nll_loss_eps(dtype, eps):
+    rng = _rng("gauss-eps", eps)
+    x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
+    var = rng.uniform(0.0, 1.0, size=SHAPE)
+    var[0, :4] = [0.0, eps, eps / 2, 2 * eps]
+    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
+          {"eps": eps, "reduction": "none"}, grad=["input", "target", "var"], dtype=dtype)
+
+
+@pytest.mark.parametrize("input_shape,var_shape", [((5,), ()), ((5,), (5,)), ((5,), (1,)), ((), ()), ((2, 3, 4), (2, 3))])
+def test_gaussian_nll_loss_small_shapes(input_shape, var_shape):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=input_shape), rng.normal(size=input_shape)
+    var = np.asarray(rng.uniform(0.5, 2.0, size=var_shape))
+    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var}, {},
+          grad=["input", "target", "var"], dtype="float64")
+
+
+def test_gaussian_nll_loss_broadcast_target():
+    # torch does not check target's shape: it broadcasts (silently) with input.
+    rng = np.random.default_rng(2)
+    x, y, var = rng.normal(size=SHAPE), rng.normal(size=(5,)), rng.uniform(0.5, 2, size=SHAPE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
+              {"reduction": "none"}, grad=["input", "target", "var"], dtype="float64")
+
+
+def test_gaussian_nll_loss_float_var_forms():
+    # Python int, numpy float64 (a float subclass) and a weakly typed 0-d array all mean "one var".
+    rng = np.random.default_rng(3)
+    x, y = _j(rng.normal(size=SHAPE), "float32"), _j(rng.normal(size=SHAPE), "float32")
+    ref = F.gaussian_nll_loss(_t(x, "float32"), _t(y, "float32"), 2.0)
+    for var in (2, 2.0, np.float64(2.0), jnp.asarray(2.0)):
+        out = jaxloss.gaussian_nll_loss(x, y, var)
+        assert out.dtype == jnp.float32
+        assert_close(out, ref, "float32", f"var={var!r}")
+    # inside the user's jit a Python float is a weakly typed tracer: still one var
+    out = jax.jit(lambda v: jaxloss.gaussian_nll_loss(x, y, v))(2.0)
+    assert_close(out, ref, "float32", "jit float var")
+
+
+# =========================================================================== kinks, explicitly
+def test_smooth_l1_beta_zero_is_l1():
+    rng = np.random.default_rng(4)
+    x, y = _kink_pair(rng, 0.0)
+    for red in REDUCTIONS:
+        a = jaxloss.smooth_l1_loss(_j(x), _j(y), reduction=red, beta=0.0)
+        b = jaxloss.l1_loss(_j(x), _j(y), reduction=red)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    g = jax.grad(lambda x_: jaxloss.smooth_l1_loss(x_, _j(y), beta=0.0, reduction="sum"))(_j(x))
+    np.testing.assert_array_equal(np.asarray(g), np.sign(x - y))  # 0 at the ties
+
+
+@pytest.mark.parametrize("fn,tfn,opt", [
+    (jaxloss.huber_loss, F.huber_loss, "delta"),
+    (jaxloss.smooth_l1_loss, F.smooth_l1_loss, "beta"),
+])
+@pytest.mark.parametrize("k", [0.5, 1.0, 3.0])
+def test_gradient_at_threshold_and_tie(fn, tfn, opt, k):
+    # d = x - y in {-k, 0, k} exactly, and just inside/outside
+    d = np.array([-k, 0.0, k, np.nextafter(k, 0), np.nextafter(k, 2 * k), -np.nextafter(k, 0)])
+    x, y = 1.0 + d, np.ones_like(d)  # x - y == d exactly (Sterbenz)
+    xt = _t(x, requires_grad=True)
+    yt = _t(y, requires_grad=True)
+    tfn(xt, yt, reduction="sum", **{opt: k}).backward()
+    gx, gy = jax.grad(lambda a, b: fn(a, b, reduction="sum", **{opt: k}), argnums=(0, 1))(_j(x), _j(y))
+    np.testing.assert_array_equal(np.asarray(gx), xt.grad.numpy())
+    np.testing.assert_array_equal(np.asarray(gy), yt.grad.numpy())
+
+
+# =========================================================================== extreme values
+@pytest.mark.parametrize("scale", [1e4, 1e30])
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_huge_values_float32(scale, name, reduction):
+    rng = _rng("huge", scale, name)
+    x, y = rng.normal(size=SHAPE) * scale, rng.normal(size=SHAPE) * scale
+    x[0, 0] = y[0, 0]  # a tie among huge values
+    check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": reduction},
+          grad=["input", "target"], dtype="float32")
+
+
+@pytest.mark.parametrize("name,kw", [("huber_loss", {"delta": 0.5}), ("smooth_l1_loss", {"beta": 0.5}),
+                                     ("l1_loss", {}), ("mse_loss", {})])
+def test_infinite_input(name, kw):
+    # |x - y| = inf: torch's gradient is finite (+-delta / +-1) for huber / smooth L1; no 0 * inf NaN.
+    x = np.array([np.inf, -np.inf, 1.0, 0.2])
+    y = np.array([0.0, 0.0, np.inf, 0.1])
+    check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": "sum", **kw},
+          grad=["input", "target"], dtype="float32")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_extremes(dtype):
+    # log_input=False: rate 0 with target 0 (0 * log(eps) = 0) and with target > 0; huge rates
+    x = np.array([0.0, 0.0, 1e30 if dtype == "float32" else 1e300, 1e4, 1e-30, 3.0])
+    t = np.array([0.0, 3.0, 2.0, 0.0, 0.0, 1e4])
+    for full in (False, True):
+        for eps in (1e-8, 0.0):
+            check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
+                  {"log_input": False, "full": full, "eps": eps, "reduction": "none"}, grad=["input"], dtype=dtype)
+    # log_input=True: exp overflows to inf like torch, very negative log-rates underflow to 0
+    x = np.array([100.0, 1000.0, -100.0, -1e30 if dtype == "float32" else -1e300, 0.0])
+    t = np.array([0.0, 3.0, 2.0, 0.0, 1e4])
+    check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t}, {"reduction": "none"},
+          grad=["input", "target"], dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gaussian_extreme_var(dtype, reduction):
+    x = np.array([1.0, 1e4, 0.0, 2.0, 1e3, -3.0, 1e15, 0.5])
+    y = np.array([0.0, -1e4, 0.0, 2.0, 0.0, 3.0, 0.0, 0.5])
+    var = np.array([0.0, 1e-30, 1e-7, 1e30, 1e-6, 1e10, 1e30, 5e-7])
+    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
+          {"reduction": reduction}, grad=["input", "target", "var"], dtype=dtype)
+    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": 1e-30},
+          {"reduction": reduction}, grad=["input", "target"], dtype=dtype)
+
+
+def test_gaussian_var_gradient_passes_through_the_clamp():
+    x, y = _j([1.0, 2.0, 3.0, 4.0]), _j([0.0, 0.0, 0.0, 0.0])
+    var = np.array([0.0, 1e-7, 1e-6, 1.0])
+    vt = _t(var, requires_grad=True)
+    F.gaussian_nll_loss(_t(x), _t(y), vt, reduction="none").sum().backward()
+    g = jax.grad(lambda v: jaxloss.gaussian_nll_loss(x, y, v, reduction="sum"))(_j(var))
+    assert np.asarray(g)[0] == pytest.approx(-5e11, rel=1e-6)  # evaluated at eps, not 0
+    assert_close(g, vt.grad, "float64", "var grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES + LOW)
+def test_empty(dtype):
+    e = np.zeros((0, 3))
+    for name, extra in [("l1_loss", {}), ("mse_loss", {}), ("huber_loss", {}), ("smooth_l1_loss", {}),
+                        ("poisson_nll_loss", {})]:
+        for red in REDUCTIONS:
+            check(getattr(jaxloss, name), getattr(F, name), {"input": e, "target": e}, {"reduction": red, **extra},
+                  grad=[], dtype=dtype)
+    for red in REDUCTIONS:
+        check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": e, "target": e, "var": e + 1},
+              {"reduction": red}, grad=[], dtype=dtype)
+
+
+# =========================================================================== second order
+def check_hvp(jax_fn, torch_fn, arrays, kwargs, wrt, dtype="float64", seed=0):
+    """Compare a Hessian-vector product of ``sum(fn(...))`` w.r.t. ``wrt`` with torch's double backward."""
+    rng = np.random.default_rng(seed)
+    names = list(arrays)
+    vecs = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
+
+    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
+    out = torch_fn(**t_vals, **kwargs)
+    grads = torch.autograd.grad(out.sum(), [t_vals[n] for n in wrt], create_graph=True)
+    dot = sum((g * to_torch(vecs[n], dtype)).sum() for n, g in zip(wrt, grads))
+    t_hvp = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True)
+
+    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
+
+    def scalar(*ws):
+        vals = {**j_vals, **dict(zip(wrt, ws))}
+        return jnp.sum(jax_fn(**vals, **kwargs))
+
+    primals = tuple(j_vals[n] for n in wrt)
+    tangents = tuple(to_jax(vecs[n], dtype) for n in wrt)
+    _, j_hvp = jax.jvp(jax.grad(scalar, argnums=tuple(range(len(wrt)))), primals, tangents)
+    for n, jh, th in zip(wrt, j_hvp, t_hvp):
+        if th is None:
+            th = torch.zeros_like(t_vals[n])
+        assert_close(jh, th, dtype, f"HVP wrt {n}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mse_second_order(dtype, reduction, weighted):
+    rng = _rng("mse2", reduction, weighted)
+    arrays = {"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE)}
+    if weighted:
+        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
+    check_hvp(jaxloss.mse_loss, F.mse_loss, arrays, {"reduction": reduction}, wrt=list(arrays), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("var_kind", ["full", "drop-last", "last1"])
+@pytest.mark.parametrize("full", [False, True])
+def test_gaussian_nll_second_order(dtype, reduction, var_kind, full):
+    rng = _rng("gauss2", reduction, var_kind, full)
+    shape = (3, 4, 2)
+    var = rng.uniform(0.2, 2.0, size=_VAR_SHAPES[var_kind](shape))
+    var.flat[0] = 1e-7  # clamped: torch differentiates at the clamped value
+    arrays = {"input": rng.normal(size=shape), "target": rng.normal(size=shape), "var": var}
+    check_hvp(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, {"reduction": reduction, "full": full},
+              wrt=["input", "target", "var"], dtype=dtype)
+
+
+def test_gaussian_nll_second_order_float_var():
+    rng = np.random.default_rng(5)
+    arrays = {"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE), "var": 0.3}
+    check_hvp(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, {}, wrt=["input", "target"])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_other_second_order(reduction):
+    rng = np.random.default_rng(6)
+    for delta in (0.5, 1.0, 2.0):
+        x, y = _kink_pair(rng, delta)  # second derivative 1 at x == y, 0 at |x - y| == delta
+        check_hvp(jaxloss.huber_loss, F.huber_loss, {"input": x, "target": y}, {"reduction": reduction, "delta": delta},
+                  wrt=["input", "target"])
+        w = rng.uniform(0.1, 2.0, size=SHAPE)
+        check_hvp(jaxloss.huber_loss, F.huber_loss, {"input": x, "target": y, "weight": w},
+                  {"reduction": reduction, "delta": delta}, wrt=["input", "target", "weight"])
+    for beta in (0.0, 0.5, 1.0):
+        x, y = _kink_pair(rng, beta)
+        check_hvp(jaxloss.smooth_l1_loss, F.smooth_l1_loss, {"input": x, "target": y},
+                  {"reduction": reduction, "beta": beta}, wrt=["input", "target"])
+    x, y = _kink_pair(rng, 1.0)
+    check_hvp(jaxloss.l1_loss, F.l1_loss, {"input": x, "target": y, "weight": np.abs(y) + 0.5},
+              {"reduction": reduction}, wrt=["input", "target", "weight"])
+    for log_input in (True, False):
+        x, t = _poisson_data(rng, log_input)
+        x = np.where(x == 0, 0.5, x)
+        t = np.where(t <= 0, 3.0, t)  # target 0 with full=True: NaN second derivatives (as torch), tested above
+        for full in (False, True):
+            check_hvp(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
+                      {"reduction": reduction, "log_input": log_input, "full": full}, wrt=["input", "target"])
+
+
+# =========================================================================== jit / vmap
+def test_jit_vmap_grad_composition():
+    rng = np.random.default_rng(7)
+    B = 3
+    x, y = _j(rng.normal(size=(B, *SHAPE)), "float32"), _j(rng.normal(size=(B, *SHAPE)), "float32")
+    var = _j(rng.uniform(0.5, 2.0, size=(B, *SHAPE)), "float32")
+    w = _j(rng.uniform(0.5, 2.0, size=(B, *SHAPE)), "float32")
+    fns = {
+        "mse": lambda a, b, v, w_: jaxloss.mse_loss(a, b, weight=w_),
+        "huber": lambda a, b, v, w_: jaxloss.huber_loss(a, b, delta=0.5, weight=w_),
+        "smooth_l1": lambda a, b, v, w_: jaxloss.smooth_l1_loss(a, b, beta=0.5),
+        "poisson": lambda a, b, v, w_: jaxloss.poisson_nll_loss(a, jnp.abs(b), full=True),
+        "gaussian": lambda a, b, v, w_: jaxloss.gaussian_nll_loss(a, b, v, full=True),
+        "gaussian_float": lambda a, b, v, w_: jaxloss.gaussian_nll_loss(a, b, 0.5),
+    }
+    for name, f in fns.items():
+        loop_val = jnp.stack([f(x[i], y[i], var[i], w[i]) for i in range(B)])
+        loop_grad = jnp.stack([jax.grad(f)(x[i], y[i], var[i], w[i]) for i in range(B)])
+        vm_val = jax.jit(jax.vmap(f))(x, y, var, w)
+        vm_grad = jax.jit(jax.vmap(jax.grad(f, argnums=0)))(x, y, var, w)
+        np.testing.assert_allclose(np.asarray(vm_val), np.asarray(loop_val), rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(np.asarray(vm_grad), np.asarray(loop_grad), rtol=1e-6, atol=1e-7, err_msg=name)
+    # vmap over the variance with a fixed input, and over the batch axis inside a jitted grad step
+    f = jax.jit(jax.vmap(lambda v: jaxloss.gaussian_nll_loss(x[0], y[0], v), in_axes=0))
+    np.testing.assert_allclose(np.asarray(f(var)), [float(jaxloss.gaussian_nll_loss(x[0], y[0], var[i])) for i in range(B)],
+                               rtol=1e-6)
+    hess = jax.jit(jax.hessian(lambda a: jaxloss.mse_loss(a, y[0, 0], reduction="sum")))(x[0, 0])
+    np.testing.assert_allclose(np.asarray(hess), 2 * np.eye(SHAPE[1]), rtol=1e-6)
+
+
+# =========================================================================== bad input
+_X = np.zeros(SHAPE)
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss"])
+def test_bad_reduction_unweighted(name):
+    msg = _torch_error(lambda: getattr(F, name)(_t(_X), _t(_X), reduction="avg"))
+    with pytest.raises(ValueError) as e:
+        getattr(jaxloss, name)(_j(_X), _j(_X), reduction="avg")
+    assert str(e.value) == msg == "avg is not a valid value for reduction"
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss"])
+def test_bad_reduction_weighted(name):
+    w = np.ones(SHAPE)
+    msg = _torch_error(lambda: getattr(F, name)(_t(_X), _t(_X), reduction="avg", weight=_t(w)))
+    with pytest.raises(ValueError) as e:
+        getattr(jaxloss, name)(_j(_X), _j(_X), reduction="avg", weight=_j(w))
+    assert str(e.value) == msg
+
+
+def test_bad_reduction_gaussian():
+    msg = _torch_error(lambda: F.gaussian_nll_loss(_t(_X), _t(_X), _t(_X + 1), reduction="avg"))
+    with pytest.raises(ValueError) as e:
+        jaxloss.gaussian_nll_loss(_j(_X), _j(_X), _j(_X + 1), reduction="avg")
+    assert str(e.value) == msg == "avg is not valid"
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss"])
+@pytest.mark.parametrize("wshape", [(5,), (4, 1), (1, 4, 5)])
+def test_bad_weight_shape(name, wshape):
+    msg = _torch_error(lambda: getattr(F, name)(_t(_X), _t(_X), weight=_t(np.ones(wshape))))
+    with pytest.raises(ValueError) as e:
+        getattr(jaxloss, name)(_j(_X), _j(_X), weight=_j(np.ones(wshape)))
+    assert str(e.value) == msg == "Weights and input must have the same size."
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_weight_is_checked_against_input_not_broadcast_shape(name, reduction):
+    # torch compares weight with input.size(): input (4, 1), target (4, 5) -> weight (4, 1) ok,
+    # weight (4, 5) raises.
+    rng = np.random.default_rng(8)
+    x, y, w = rng.normal(size=(4, 1)), rng.normal(size=(4, 5)), rng.uniform(0.5, 2, size=(4, 1))
+    with pytest.warns(UserWarning, match="Using a target size"):
+        check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y, "weight": w},
+              {"reduction": reduction}, grad=["input", "target", "weight"], dtype="float64",
+              positional=["input", "target"])
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="Weights and input must have the same size"):
+        getattr(jaxloss, name)(_j(x), _j(y), reduction=reduction, weight=_j(np.ones((4, 5))))
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0, float("nan")])
+def test_huber_bad_delta(delta):
+    msg = "huber_loss does not support non-positive values for delta."
+    if not math.isnan(delta):
+        assert _torch_error(lambda: F.huber_loss(_t(_X), _t(_X), delta=delta)) == msg
+    with pytest.raises(ValueError) as e:
+        jaxloss.huber_loss(_j(_X), _j(_X), delta=delta)
+    assert str(e.value) == msg
+    with pytest.raises(ValueError, match="non-positive values for delta"):
+        jaxloss.huber_loss(_j(_X), _j(_X), delta=delta, weight=_j(_X))
+
+
+@pytest.mark.parametrize("beta", [-1.0, -1e-30, float("nan")])
+def test_smooth_l1_bad_beta(beta):
+    msg = "smooth_l1_loss does not support negative values for beta."
+    if not math.isnan(beta):
+        assert _torch_error(lambda: F.smooth_l1_loss(_t(_X), _t(_X), beta=beta)) == msg
+    with pytest.raises(ValueError) as e:
+        jaxloss.smooth_l1_loss(_j(_X), _j(_X), beta=beta)
+    assert str(e.value) == msg
+
+
+def test_huber_integer_input():
+    x = np.ones(3, np.int64)
+    assert "can't be cast to the desired output type Long" in _torch_error(
+        lambda: F.huber_loss(torch.tensor(x), torch.ones(3)))
+    with pytest.raises(TypeError, match="can't be cast to the desired output type Long"):
+        jaxloss.huber_loss(jnp.asarray(x), jnp.ones(3, jnp.float32))
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"])
+@pytest.mark.parametrize("tshape", [(4, 6), (6,), (2, 4, 6)])
+def test_non_broadcastable_shapes(name, tshape):
+    msg = _torch_error(lambda: getattr(F, name)(_t(_X), _t(np.zeros(tshape))))
+    with pytest.warns(UserWarning, match="Using a target size"), pytest.raises(ValueError) as e:
+        getattr(jaxloss, name)(_j(_X), _j(np.zeros(tshape)))
+    assert str(e.value) == msg
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"])
+@pytest.mark.parametrize("tshape", [(5,), (4, 1), (3, 4, 5), ()])
+def test_differing_shapes_warn_and_broadcast(name, tshape):
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=SHAPE), np.asarray(rng.normal(size=tshape))
+    for red in REDUCTIONS:
+        with pytest.warns(UserWarning, match=r"Using a target size .* different to the input size"):
+            check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": red},
+                  grad=["input", "target"], dtype="float64")
+    with warnings.catch_warnings():  # same shapes: no warning
+        warnings.simplefilter("error")
+        getattr(jaxloss, name)(_j(x), _j(x))
+
+
+@pytest.mark.parametrize("tshape", [(5,), (4, 1), (3, 4, 5)])
+def test_poisson_broadcasts_silently(tshape):
+    rng = np.random.default_rng(10)
+    x, t = rng.normal(size=SHAPE), rng.poisson(2.0, size=tshape).astype(float) + 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for full in (False, True):
+            check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
+                  {"reduction": "none", "full": full}, grad=["input", "target"], dtype="float64")
+
+
+@pytest.mark.parametrize("tshape", [(4, 6), (6,)])
+def test_poisson_and_gaussian_non_broadcastable(tshape):
+    msg = _torch_error(lambda: F.poisson_nll_loss(_t(_X), _t(np.ones(tshape))))
+    with pytest.raises(ValueError) as e:
+        jaxloss.poisson_nll_loss(_j(_X), _j(np.ones(tshape)))
+    assert str(e.value) == msg
+    msg = _torch_error(lambda: F.gaussian_nll_loss(_t(_X), _t(np.ones(tshape)), _t(_X + 1)))
+    with pytest.raises(ValueError) as e:
+        jaxloss.gaussian_nll_loss(_j(_X), _j(np.ones(tshape)), _j(_X + 1))
+    assert str(e.value) == msg
+
+
+@pytest.mark.parametrize("input_shape,var_shape", [
+    ((3, 4), (3, 5)), ((3, 4), (4,)), ((3, 4), (1, 1)), ((3, 4), (3, 4, 1)), ((3, 4), (2, 1)), ((3, 4), (5, 4)),
+    ((3, 4), ()), ((2, 3, 4), (1, 3, 1)), ((2, 3, 4), (2, 3, 2)), ((2, 3, 4), (2, 6, 4)), ((2, 3, 4), (3, 4)),
+    # accepted ones, for contrast
+    ((3, 4), (3,)), ((3, 4), (3, 1)), ((3, 4), (1, 4)), ((2, 3, 4), (2, 1, 4)), ((4,), ()), ((4,), (1,)),
+])
+def test_gaussian_var_shape_rules(input_shape, var_shape):
+    x = np.ones(input_shape)
+    var = np.ones(var_shape)
+    try:
+        F.gaussian_nll_loss(_t(x), _t(x), _t(var))
+        torch_msg = None
+    except ValueError as e:
+        torch_msg = str(e)
+    if torch_msg is None:
+        check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": x * 0.5, "var": var + 1},
+              {"reduction": "none"}, grad=["input", "target", "var"], dtype="float64")
+    else:
+        assert torch_msg == "var is of incorrect size"
+        with pytest.raises(ValueError) as e:
+            jaxloss.gaussian_nll_loss(_j(x), _j(x), _j(var))
+        assert str(e.value) == torch_msg
+
+
+def test_gaussian_negative_float_var_raises():
+    msg = _torch_error(lambda: F.gaussian_nll_loss(_t(_X), _t(_X), -1.0))
+    assert msg == "var has negative entry/entries"
+    for var in (-1.0, -1, np.float64(-0.5)):
+        with pytest.raises(ValueError) as e:
+            jaxloss.gaussian_nll_loss(_j(_X), _j(_X), var)
+        assert str(e.value) == msg
+        with pytest.raises(ValueError, match="var has negative entry/entries"):
+            checked.gaussian_nll_loss(_j(_X), _j(_X), var)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("var_shape", [SHAPE, SHAPE[:-1]])
+def test_gaussian_negative_array_var_poisons(reduction, var_shape):
+    msg = _torch_error(lambda: F.gaussian_nll_loss(_t(_X), _t(_X), -_t(np.ones(var_shape))))
+    var = np.ones(var_shape)
+    var.flat[1] = -1e-3
+    x, y = _j(np.arange(20.0).reshape(SHAPE)), _j(_X)
+    out = jaxloss.gaussian_nll_loss(x, y, _j(var), reduction=reduction)
+    assert np.isnan(np.asarray(out)).all()  # every element, not just the bad one
+    grads = jax.grad(lambda a, b, v: jnp.sum(jaxloss.gaussian_nll_loss(a, b, v, reduction=reduction)),
+                     argnums=(0, 1, 2))(x, y, _j(var))
+    for g in grads:
+        assert np.isnan(np.asarray(g)).all()
+    with pytest.raises(ValueError) as e:
+        checked.gaussian_nll_loss(x, y, _j(var), reduction=reduction)
+    assert str(e.value) == msg
+    # a valid var passes checked mode with the same value
+    ok = _j(np.abs(var))
+    np.testing.assert_array_equal(np.asarray(checked.gaussian_nll_loss(x, y, ok, reduction=reduction)),
+                                  np.asarray(jaxloss.gaussian_nll_loss(x, y, ok, reduction=reduction)))
+
+
+def test_gaussian_negative_weak_scalar_var_under_jit():
+    # a Python float that reaches the loss as a tracer (the user's jit): NaN, checked mode raises
+    x = _j(_X, "float32")
+    out = jax.jit(lambda v: jaxloss.gaussian_nll_loss(x, x, v))(-1.0)
+    assert np.isnan(np.asarray(out))
+    with pytest.raises(ValueError, match="var has negative entry/entries"):
+        checked.gaussian_nll_loss(x, x, jnp.asarray(-1.0))
+
+
+def test_gaussian_nan_var_propagates_like_torch():
+    var = np.array([np.nan, 1.0, 1.0])
+    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": np.ones(3), "target": np.zeros(3), "var": var},
+          {"reduction": "none"}, grad=["input", "target", "var"], dtype="float64")
+
+
+def test_checked_twins_return_the_same_values():
+    rng = np.random.default_rng(11)
+    x, y = _j(rng.normal(size=SHAPE), "float32"), _j(rng.normal(size=SHAPE), "float32")
+    var = _j(rng.uniform(0.5, 2.0, size=SHAPE), "float32")
+    pairs = [
+        (checked.mse_loss(x, y, "sum"), jaxloss.mse_loss(x, y, "sum")),
+        (checked.huber_loss(x, y, delta=0.5, weight=var), jaxloss.huber_loss(x, y, delta=0.5, weight=var)),
+        (checked.smooth_l1_loss(x, y, beta=0.0), jaxloss.smooth_l1_loss(x, y, beta=0.0)),
+        (checked.poisson_nll_loss(x, jnp.abs(y), False, True), jaxloss.poisson_nll_loss(x, jnp.abs(y), False, True)),
+        (checked.gaussian_nll_loss(x, y, var, True), jaxloss.gaussian_nll_loss(x, y, var, True)),
+        (checked.gaussian_nll_loss(x, y, 0.5), jaxloss.gaussian_nll_loss(x, y, 0.5)),
+    ]
+    for a, b in pairs:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# =========================================================================== dtypes
+def _promotion_cases():
+    f = np.array([1.0, 2.0, -0.5])
+    g = np.array([1.1, 0.0, 0.5])
+    return f, g
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
+                                  "gaussian_nll_loss"])
+@pytest.mark.parametrize("dt_in,dt_t", [
+    ("float32", "float64"), ("float64", "float32"), ("float16", "float32"), ("float32", "float16"),
+    ("bfloat16", "float16"), ("float32", "int64"), ("int64", "float32"),
+])
+def test_type_promotion(name, dt_in, dt_t):
+    f, g = _promotion_cases()
+    if name == "huber_loss" and dt_in == "int64":
+        return  # raises, tested above
+    if name == "poisson_nll_loss":
+        f, g = np.abs(f), np.array([1.0, 3.0, 0.0])
+
+    def mk(a, dt, lib):
+        if lib == "torch":
+            return torch.tensor(a).to(getattr(torch, dt))
+        return jnp.asarray(a).astype(dt)
+
+    extra_t, extra_j = [], []
+    if name == "gaussian_nll_loss":
+        extra_t, extra_j = [torch.full((3,), 0.7)], [jnp.full((3,), 0.7, jnp.float32)]
+    tout = getattr(F, name)(mk(f, dt_in, "torch"), mk(g, dt_t, "torch"), *extra_t)
+    jout = getattr(jaxloss, name)(mk(f, dt_in, "jax"), mk(g, dt_t, "jax"), *extra_j)
+    tname = str(tout.dtype).replace("torch.", "")
+    assert jout.dtype == jnp.dtype(tname), f"{name}: {jout.dtype} vs torch {tname}"
+    assert_close(jout, tout, tname, name)
+
+
+def test_weight_dtype_promotes():
+    x = np.array([1.0, 2.0, -0.5])
+    for name in ("l1_loss", "mse_loss", "huber_loss"):
+        tout = getattr(F, name)(_t(x, "float32"), _t(x * 0, "float32"), weight=_t(x + 2, "float64"))
+        jout = getattr(jaxloss, name)(_j(x, "float32"), _j(x * 0, "float32"), weight=_j(x + 2, "float64"))
+        assert jout.dtype == jnp.float64 and tout.dtype == torch.float64
+        assert_close(jout, tout, "float64", name)
+
+
+_LOW_CASES = {
+    "l1_loss": ({}, False),
+    "mse_loss": ({}, False),
+    "mse_loss_w": ({}, True),
+    "huber_loss": ({"delta": 0.5}, False),
+    "huber_loss_w": ({"delta": 0.5}, True),
+    "smooth_l1_loss": ({"beta": 0.5}, False),
+    "smooth_l1_loss_0": ({"beta": 0.0}, False),
+    "poisson_nll_loss": ({}, False),
+    "poisson_nll_loss_rate": ({"log_input": False, "full": True}, False),
+    "gaussian_nll_loss": ({"full": True}, False),
+    "gaussian_nll_loss_float": ({}, False),
+}
+
+
+@pytest.mark.parametrize("dtype", LOW)
+@pytest.mark.parametrize("case", list(_LOW_CASES))
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_low_precision(dtype, case, reduction):
+    """float16 / bfloat16: computed in float32, returned in the input dtype, close to torch in that dtype."""
+    name = case.rsplit("_", 1)[0] if case.endswith(("_w", "_0", "_rate", "_float")) else case
+    kwargs, weighted = _LOW_CASES[case]
+    rng = _rng("low", dtype, case, reduction)
+    x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
+    grad = ["input", "target"]
+    if name == "poisson_nll_loss":
+        y = rng.poisson(2.0, size=SHAPE).astype(float)
+        if kwargs.get("log_input") is False:
+            x = rng.uniform(0.5, 3.0, size=SHAPE)
+            grad = ["input"]  # the Stirling gradient wrt target is NaN at target 0
+    arrays = {"input": x, "target": y}
+    if name == "gaussian_nll_loss":
+        arrays["var"] = 0.5 if case.endswith("_float") else rng.uniform(0.5, 2.0, size=SHAPE)
+        if not case.endswith("_float"):
+            grad = ["input", "target", "var"]
+    if weighted:
+        arrays["weight"] = rng.uniform(0.5, 2.0, size=SHAPE)
+        grad = ["input", "target", "weight"]
+    out = check(getattr(jaxloss, name), getattr(F, name), arrays, {"reduction": reduction, **kwargs}, grad=grad,
+                dtype=dtype, positional=["input", "target"] + (["var"] if "var" in arrays else []))
+    assert out.dtype == jnp.dtype(dtype)
+
+
+def test_low_precision_is_computed_in_float32():
+    # each squared error (40000) is a float16 number, their float16 sum would overflow (max 65504)
+    big = np.full((8,), 200.0)
+    out = jaxloss.mse_loss(_j(big, "float16"), _j(np.zeros(8), "float16"))
+    assert float(out) == 40000.0
+    tout = F.mse_loss(_t(big, "float16"), _t(np.zeros(8), "float16"))
+    assert float(tout) == 40000.0

@@ -1,0 +1,239 @@
+"""References written in torch ops, for what torch itself lacks or gets wrong on purpose.
+
+* :func:`focal_loss`: torch has no multi-class focal loss. This is the formula
+  ``-sum_c q_c w_c a_c (1 - p_c)**gamma log p_c`` with ``q`` the (smoothed) target
+  distribution, ``w`` the class weights and ``a`` alpha; with ``gamma=0`` and no
+  alpha it is ``F.cross_entropy`` exactly (same ignore_index / weight / 'mean' rules).
+* :func:`sigmoid_focal_loss`: torchvision's ``torchvision.ops.sigmoid_focal_loss``,
+  copied op for op (used when torchvision is not installed).
+* :func:`linear_cross_entropy`: ``F.linear_cross_entropy`` on its reference path
+  (``options=None``); jaxloss's ``chunk_size`` only changes memory, not the math.
+* :func:`bce_with_logits_stable`, :func:`soft_margin_stable`: float64 references for
+  the documented deviations (jaxloss uses ``log1p`` / ``softplus`` where torch loses
+  precision or overflows); the cases using them are judged against float64.
+* :func:`ctc_reference`: the CTC forward (alpha) recursion in torch ops, so that
+  autograd gives the true gradient with respect to ``log_probs`` (torch's own
+  ``ctc_loss`` returns the gradient of the logits of a log-softmax instead, the
+  documented deviation) and double backward works.
+* ``jax_*`` / ``torch_*`` pairs: compositions used by the grid (CTC through a
+  log-softmax, distance functions for ``triplet_margin_with_distance_loss``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+# --------------------------------------------------------------------------- focal losses
+def focal_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    alpha: torch.Tensor | float | None = None,
+    gamma: float = 2.0,
+) -> torch.Tensor:
+    """Multi-class focal loss on logits (Lin et al. 2017), cross_entropy's conventions."""
+    cdim = 1 if input.dim() > 1 else 0
+    C = input.shape[cdim]
+    logp = F.log_softmax(input, cdim)
+    term = (1 - logp.exp()) ** gamma * logp if gamma else logp
+
+    def along_c(v: torch.Tensor) -> torch.Tensor:  # (C,) -> broadcastable along the class dim
+        return v.reshape((C,) + (1,) * (input.dim() - cdim - 1))
+
+    w = along_c(weight) if weight is not None else torch.ones((), dtype=input.dtype)
+    if alpha is not None:
+        w = w * (along_c(alpha) if isinstance(alpha, torch.Tensor) and alpha.dim() else alpha)
+    if target.is_floating_point():  # class probabilities
+        q = target
+        if label_smoothing:
+            q = q * (1 - label_smoothing) + label_smoothing / C
+        loss = -(q * w * term).sum(cdim)
+        if reduction == "mean":
+            return loss.sum() / (loss.numel() if loss.dim() else 1) if loss.numel() else loss.sum() / 0.0
+        return loss.sum() if reduction == "sum" else loss
+    valid = target != ignore_index
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    q = F.one_hot(safe, C).to(input.dtype)
+    if cdim == 1:
+        q = q.movedim(-1, 1)
+    if label_smoothing:
+        q = q * (1 - label_smoothing) + label_smoothing / C
+    loss = -(q * w * term).sum(cdim)
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    wt = weight[safe] if weight is not None else torch.ones_like(loss)
+    return loss.sum() / torch.where(valid, wt, torch.zeros_like(wt)).sum()
+
+
+def sigmoid_focal_loss(
+    inputs: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"
+) -> torch.Tensor:
+    """``torchvision.ops.sigmoid_focal_loss`` (torchvision 0.2x), op for op."""
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "none":
+        pass
+    elif reduction == "mean":
+        loss = loss.mean()
+    elif reduction == "sum":
+        loss = loss.sum()
+    else:
+        raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction modes: 'none', 'mean', 'sum'")
+    return loss
+
+
+def torch_sigmoid_focal_loss() -> tuple[Any, str]:
+    """torchvision's function when installed, else :func:`sigmoid_focal_loss`; with its expression."""
+    try:
+        from torchvision.ops import sigmoid_focal_loss as tv  # type: ignore[import-not-found]
+
+        return tv, "torchvision.ops.sigmoid_focal_loss"
+    except Exception:  # noqa: BLE001 - torchvision absent or broken
+        return sigmoid_focal_loss, "parity.references.sigmoid_focal_loss"
+
+
+# --------------------------------------------------------------------------- linear cross entropy
+def linear_cross_entropy(
+    input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor, *, chunk_size: int | None = None, **kwargs: Any
+) -> torch.Tensor:
+    """``F.linear_cross_entropy`` (reference path); ``chunk_size`` is jaxloss's memory knob, ignored."""
+    return F.linear_cross_entropy(input, linear_weight, target, **kwargs)
+
+
+# --------------------------------------------------------------------------- deviations
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def bce_with_logits_stable(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    pos_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """BCE with logits as ``(1 - y) x + (1 + (pw - 1) y) softplus(-x)``: no overflow, no lost log1p."""
+    lw = 1 + (pos_weight - 1) * target if pos_weight is not None else 1
+    loss = (1 - target) * input + lw * F.softplus(-input, threshold=50)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def soft_margin_stable(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """``softplus(-y x)`` instead of ``log(1 + exp(-y x))`` (which overflows for large margins)."""
+    return _reduce(F.softplus(-target * input, threshold=50), reduction)
+
+
+# --------------------------------------------------------------------------- CTC
+def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """logsumexp whose gradient stays finite (zero) where every term is -inf."""
+    m = x.max(dim, keepdim=True).values.detach()
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    s = torch.exp(x - m).sum(dim)
+    return torch.log(s) + m.squeeze(dim)
+
+
+def ctc_reference(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: Any,
+    target_lengths: Any,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> torch.Tensor:
+    """CTC negative log-likelihood by the alpha recursion in torch ops (true autograd gradient)."""
+    unbatched = log_probs.dim() == 2
+    lp = log_probs[:, None] if unbatched else log_probs
+    N = lp.shape[1]
+    il = torch.as_tensor(input_lengths).reshape(-1).tolist()
+    tl = torch.as_tensor(target_lengths).reshape(-1).tolist()
+    tg = targets[None] if unbatched else targets
+    offsets = [sum(tl[:b]) for b in range(N)]
+    losses = []
+    for b in range(N):
+        L, Tb = int(tl[b]), int(il[b])
+        seq = tg[b, :L] if tg.dim() == 2 else tg[offsets[b] : offsets[b] + L]
+        ext = [blank]
+        for s in seq.tolist():
+            ext += [int(s), blank]
+        S = len(ext)
+        allow_skip = torch.tensor([s >= 2 and ext[s] != blank and ext[s] != ext[s - 2] for s in range(S)])
+        feasible = Tb >= L + sum(1 for i in range(1, L) if int(seq[i]) == int(seq[i - 1]))
+        if not feasible or Tb == 0:
+            zero = lp[:, b].sum() * 0
+            losses.append(zero if zero_infinity else zero + float("inf"))
+            continue
+        ninf = torch.full((S,), float("-inf"), dtype=lp.dtype)
+        idx = torch.tensor(ext)
+        alpha = ninf.clone()
+        alpha = torch.cat([lp[0, b, idx[:1]], lp[0, b, idx[1:2]], ninf[2:]]) if S > 1 else lp[0, b, idx[:1]]
+        for t in range(1, Tb):
+            a1 = alpha
+            a2 = torch.cat([ninf[:1], alpha[:-1]])
+            a3 = torch.cat([ninf[:2], alpha[:-2]])
+            a3 = torch.where(allow_skip, a3, ninf)
+            alpha = _lse(torch.stack([a1, a2, a3]), 0) + lp[t, b, idx]
+        nll = -_lse(alpha[-2:] if S > 1 else alpha[-1:], 0)
+        if zero_infinity and torch.isinf(nll):
+            nll = lp[:, b].sum() * 0
+        losses.append(nll)
+    loss = torch.stack(losses)
+    if reduction == "none":
+        return loss[0] if unbatched else loss
+    if reduction == "sum":
+        return loss.sum()
+    lengths = torch.tensor(tl, dtype=loss.dtype).clamp_min(1)
+    return (loss / lengths).mean()
+
+
+def torch_ctc_from_logits(logits: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """``F.ctc_loss(log_softmax(logits))``: torch's gradient convention is exact through a log-softmax."""
+    return F.ctc_loss(F.log_softmax(logits, -1), *args, **kwargs)
+
+
+def jax_ctc_from_logits(logits: Any, *args: Any, **kwargs: Any) -> Any:
+    import jax
+
+    import jaxloss
+
+    return jaxloss.ctc_loss(jax.nn.log_softmax(logits, -1), *args, **kwargs)
+
+
+# --------------------------------------------------------------------------- distance functions
+def torch_cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(x, y)
+
+
+def jax_cosine_distance(x: Any, y: Any) -> Any:
+    import jaxloss
+
+    return 1.0 - jaxloss.cosine_similarity(x, y)
+
+
+def torch_l1_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x - y).abs().sum(-1)
+
+
+def jax_l1_distance(x: Any, y: Any) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.abs(x - y).sum(-1)

@@ -1,0 +1,396 @@
+"""Running cases: the grid, the fuzzer, the shrinker and reproducers.
+
+A *job* is ``(loss name, spec overrides, dtype)``: small and picklable, so jobs
+can go to worker processes, which rebuild the case from its spec (builders are
+deterministic). Jobs of one loss and dtype stay in one chunk, so the jitted
+comparison programs of that loss are compiled once per shape and reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from parity.cases import Case, Invalid, Loss, load
+from parity.compare import LOW_PRECISION, Result, cast_floats, compare
+
+Job = tuple[str, dict[str, Any], str]  # (loss, spec overrides, dtype)
+HVP_DTYPES = ("float64", "float32")
+
+
+@dataclasses.dataclass
+class CaseResult:
+    """One case in one dtype, as it goes into the report."""
+
+    loss: str
+    family: str
+    case: str
+    dtype: str
+    status: str  # passed / failed / not_implemented / error
+    judge: str
+    params: list[str]
+    spec: dict[str, Any]
+    result: dict[str, Any]
+    seconds: float
+    note: str = ""
+    reproducer: str = ""
+    fuzz: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.loss}/{self.case}[{self.dtype}]"
+
+    def worst(self, kind: str, attr: str) -> float:
+        vals = [c.get(attr) for c in self.result.get(kind, []) if c.get("size")]
+        out = [float(v) for v in vals if v is not None]
+        out = [v for v in out if not math.isnan(v)]
+        return max(out, default=0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["id"] = self.id
+        d["spec"] = {k: _jsonable(v) for k, v in self.spec.items()}
+        return d
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return repr(v)
+
+
+# --------------------------------------------------------------------------- one case
+@functools.lru_cache(maxsize=1)
+def registry() -> dict[str, Loss]:
+    return load()
+
+
+def functions(case: Case, dtype: str) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any] | None]:
+    """``(jax_fn, torch_fn, reference)`` of a case in a dtype."""
+    import torch.nn.functional as F
+
+    import jaxloss
+
+    if case.make is not None:
+        jf, tf = case.make(dtype)
+        return jf, tf, case.reference
+    jf = case.jax_fn or getattr(jaxloss, case.loss)
+    tf = case.torch_fn or getattr(F, case.loss)
+    return jf, tf, case.reference
+
+
+def run_case(case: Case, dtype: str, device: str = "cpu", fuzz: bool = False) -> CaseResult:
+    """Compare one case in one dtype."""
+    t0 = time.perf_counter()
+    loss = registry()[case.loss]
+    try:
+        jf, tf, ref = functions(case, dtype)
+        args, kwargs = cast_floats((case.args, case.kwargs), dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = compare(
+                jf,
+                tf,
+                *args,
+                grad_argnums=case.grad_argnums(),
+                hvp=case.hvp and dtype in HVP_DTYPES,
+                reference=ref,
+                judge=case.judge,
+                device=device,
+                arg_names=case.arg_names,
+                **kwargs,
+            )
+    except Exception as e:  # noqa: BLE001 - e.g. a builder-made function failing to construct
+        r = Result("error", dtype, notes=[f"{type(e).__name__}: {e}"])
+    cr = CaseResult(
+        loss=case.loss,
+        family=loss.family,
+        case=case.name,
+        dtype=dtype,
+        status=r.status,
+        judge=case.judge,
+        params=sorted(case.params()),
+        spec=dict(case.spec),
+        result=r.to_json(),
+        seconds=time.perf_counter() - t0,
+        note=case.note,
+        fuzz=fuzz,
+    )
+    if r.status in ("failed", "error"):
+        cr.reproducer = reproducer(case, dtype, device)
+    return cr
+
+
+def run_job(job: Job, device: str = "cpu", fuzz: bool = False) -> CaseResult:
+    name, overrides, dtype = job
+    loss = registry()[name]
+    try:
+        case = loss.case(overrides)
+    except Exception as e:  # noqa: BLE001
+        return CaseResult(name, loss.family, str(overrides.get("id", overrides)), dtype, "error", "torch", [], dict(overrides),
+                          Result("error", dtype, notes=[f"case builder raised {type(e).__name__}: {e}"]).to_json(), 0.0)
+    return run_case(case, dtype, device, fuzz)
+
+
+# --------------------------------------------------------------------------- jobs
+def grid_jobs(losses: Iterable[str] | None = None, dtypes: Sequence[str] | None = None) -> list[Job]:
+    """Every (grid case, dtype) of the chosen losses."""
+    reg = registry()
+    names = list(reg) if losses is None else [n for n in reg if n in set(losses)]
+    jobs: list[Job] = []
+    for n in names:
+        for overrides in reg[n].grid:
+            try:
+                case_dtypes = overrides.get("dtypes") or reg[n].build(reg[n].spec(overrides)).dtypes
+            except Exception:  # noqa: BLE001 - a broken grid entry is reported by run_job
+                case_dtypes = ("float64",)
+            for dt in case_dtypes:
+                if dtypes is None or dt in dtypes:
+                    jobs.append((n, overrides, dt))
+    return jobs
+
+
+def _chunks(jobs: list[Job]) -> list[list[Job]]:
+    """Group jobs by (loss, dtype): compiled programs are reused inside a chunk."""
+    groups: dict[tuple[str, str], list[Job]] = {}
+    for j in jobs:
+        groups.setdefault((j[0], j[2]), []).append(j)
+    # expensive losses first (better balance across workers)
+    heavy = ("ctc_loss", "linear_cross_entropy", "focal_loss", "cross_entropy", "triplet")
+    return sorted(groups.values(), key=lambda g: (not any(h in g[0][0] for h in heavy), -len(g)))
+
+
+def _run_chunk(chunk: list[Job], device: str, fuzz: bool) -> list[CaseResult]:
+    _worker_setup()
+    return [run_job(j, device, fuzz) for j in chunk]
+
+
+_SETUP_DONE = False
+
+
+def _worker_setup() -> None:
+    global _SETUP_DONE
+    if _SETUP_DONE:
+        return
+    _SETUP_DONE = True
+    import torch
+
+    torch.set_num_threads(1)  # small tensors: one thread is faster, and workers share the cores
+    warnings.filterwarnings("ignore")
+
+
+def run_jobs(
+    jobs: list[Job],
+    workers: int = 1,
+    device: str = "cpu",
+    progress: Callable[[int, int, str], None] | None = None,
+    fuzz: bool = False,
+) -> list[CaseResult]:
+    """Run jobs (in ``workers`` processes when > 1), reporting progress as chunks finish."""
+    chunks = _chunks(jobs)
+    total, done = len(jobs), 0
+    results: list[CaseResult] = []
+    if progress:
+        progress(0, total, "")
+    if workers <= 1 or len(chunks) <= 1:
+        _worker_setup()
+        for chunk in chunks:
+            for j in chunk:
+                results.append(run_job(j, device, fuzz))
+                done += 1
+                if progress:
+                    progress(done, total, j[0])
+        return results
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # JAX / torch are not fork-safe
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_setup) as pool:
+        futures = [pool.submit(_run_chunk, c, device, fuzz) for c in chunks]
+        for fut in cf.as_completed(futures):
+            part = fut.result()
+            results += part
+            done += len(part)
+            if progress:
+                progress(done, total, part[0].loss if part else "")
+    return results
+
+
+# --------------------------------------------------------------------------- fuzzing
+def fuzz_specs(n: int, seed: int, losses: Iterable[str] | None = None, dtypes: Sequence[str] | None = None) -> list[Job]:
+    """``n`` random jobs: a loss, a spec drawn from its space, a dtype from the case's dtypes."""
+    reg = registry()
+    names = list(reg) if losses is None else [x for x in reg if x in set(losses)]
+    rng = np.random.default_rng(seed)
+    jobs: list[Job] = []
+    tries = 0
+    while len(jobs) < n and tries < 50 * max(n, 1):
+        tries += 1
+        name = names[int(rng.integers(len(names)))]
+        loss = reg[name]
+        spec = {k: v[int(rng.integers(len(v)))] for k, v in loss.space.items()}
+        spec["seed"] = int(rng.integers(1 << 30))
+        try:
+            case = loss.case(spec)
+        except Invalid:
+            continue
+        allowed = [d for d in case.dtypes if dtypes is None or d in dtypes]
+        if not allowed:
+            continue
+        jobs.append((name, spec, allowed[int(rng.integers(len(allowed)))]))
+    return jobs
+
+
+def shrink(job: Job, device: str = "cpu", budget: int = 60) -> tuple[Job, CaseResult]:
+    """Shrink a failing job towards the simplest spec that still fails.
+
+    Greedy: for each spec key, try each choice that comes earlier in the loss's
+    fuzzing space (the simplest first) and small seeds; keep a change when the
+    case still fails (or errors). At most ``budget`` comparisons.
+    """
+    name, spec, dtype = job
+    loss = registry()[name]
+    current = dict(spec)
+    best = run_job((name, current, dtype), device, fuzz=True)
+    if best.status not in ("failed", "error"):
+        return (name, current, dtype), best
+    tried = 0
+    dtype_order = ["float64", "float32", "bfloat16", "float16"]
+    improved = True
+    while improved and tried < budget:
+        improved = False
+        candidates: list[tuple[dict[str, Any], str]] = []
+        for key, choices in loss.space.items():
+            if key == "seed":
+                continue
+            if current.get(key) in choices:
+                for c in choices[: choices.index(current[key])]:
+                    candidates.append(({**current, key: c}, dtype))
+        if current.get("seed", 0) != 0:
+            candidates += [({**current, "seed": s}, dtype) for s in (0, 1, 2)]
+        if dtype in dtype_order:
+            candidates += [(current, d) for d in dtype_order[: dtype_order.index(dtype)]]
+        for cand, dt in candidates:
+            if tried >= budget:
+                break
+            try:
+                case = loss.case(cand)
+            except Invalid:
+                continue
+            if dt not in case.dtypes:
+                continue
+            tried += 1
+            r = run_case(case, dt, device, fuzz=True)
+            if r.status in ("failed", "error"):
+                current, dtype, best, improved = cand, dt, r, True
+                break
+    return (name, current, dtype), best
+
+
+# --------------------------------------------------------------------------- reproducers
+def _literal(x: Any) -> str:
+    """Python source for a value: arrays as ``np.array([...], dtype=...)``."""
+    if isinstance(x, np.ndarray) or isinstance(x, np.generic):
+        a = np.asarray(x)
+        name = str(a.dtype)
+        if a.dtype.kind == "f" or name == "bfloat16":
+            vals = np.asarray(a, dtype=np.float64).tolist()
+            body = _fmt(vals)
+            if name == "bfloat16":
+                return f"np.array({body}).astype(ml_dtypes.bfloat16)"
+            return f"np.array({body}, dtype=np.{name})" + ("" if a.ndim or a.size else "")
+        return f"np.array({a.tolist()!r}, dtype=np.{name})"
+    if isinstance(x, float) and not math.isfinite(x):
+        return f"float('{x}')"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k!r}: {_literal(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, (list, tuple)):
+        inner = ", ".join(_literal(v) for v in x)
+        return f"[{inner}]" if isinstance(x, list) else f"({inner}{',' if len(x) == 1 else ''})"
+    return repr(x)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(e) for e in v) + "]"
+    if math.isnan(v):
+        return "np.nan"
+    if math.isinf(v):
+        return "np.inf" if v > 0 else "-np.inf"
+    return repr(float(v))
+
+
+def reproducer(case: Case, dtype: str, device: str = "cpu") -> str:
+    """A few lines of Python that rerun this comparison with :func:`parity.compare`."""
+    args, kwargs = cast_floats((case.args, case.kwargs), dtype)
+    names = list(case.arg_names[: len(args)])
+    lines = ["import numpy as np, ml_dtypes, torch, torch.nn.functional as F, jaxloss, parity, parity.references"]
+    if case.make_expr is not None:
+        jexpr, texpr = case.make_expr(dtype)
+    else:
+        jexpr = case.jax_expr or f"jaxloss.{case.loss}"
+        texpr = case.torch_expr or f"F.{case.loss}"
+    for n, a in zip(names, args):
+        lines.append(f"{n} = {_literal(a)}")
+    call_args = ", ".join(names)
+    kw = ", ".join(f"{k}={_literal(v)}" for k, v in kwargs.items())
+    opts = [f"grad_argnums={case.grad_argnums()!r}"]
+    if case.hvp and dtype in HVP_DTYPES:
+        opts.append("hvp=True")
+    if case.judge != "torch":
+        opts.append(f"judge={case.judge!r}")
+    if case.reference is not None:
+        opts.append(f"reference={case.reference_expr or 'None'}")
+    if device != "cpu":
+        opts.append(f"device={device!r}")
+    opts.append(f"arg_names={tuple(names)!r}")
+    parts = [jexpr, texpr, call_args] + ([kw] if kw else []) + opts
+    lines.append(f"print(parity.compare({', '.join(p for p in parts if p)}))")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- progress
+class Progress:
+    """A one-line stdlib progress bar on stderr (plain lines when not a terminal)."""
+
+    def __init__(self, label: str = "parity", stream: Any = None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.label, self.width = label, width
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = time.perf_counter()
+        self.last_pct = -1
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        frac = done / total if total else 1.0
+        elapsed = time.perf_counter() - self.t0
+        if self.tty:
+            bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
+            self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:5.1f}s {what[:28]:<28}")
+            if done >= total:
+                self.stream.write("\n")
+            self.stream.flush()
+        else:
+            pct = int(frac * 10) * 10
+            if pct != self.last_pct or done >= total:
+                self.last_pct = pct
+                self.stream.write(f"{self.label}: {done}/{total} ({pct}%) {elapsed:.1f}s\n")
+                self.stream.flush()
+
+
+def default_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))

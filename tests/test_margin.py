@@ -1,0 +1,508 @@
+"""margin.py against torch.nn.functional: values and gradients (ties included), second order,
+unbatched inputs, bad input, checked mode, jit / vmap, low precision.
+
+Inputs with small integer values make the hinge arguments exactly 0 (ties) for many
+entries: torch's ``clamp_min`` passes the gradient there (margin_ranking_loss,
+hinge_embedding_loss), while the multi_margin / multilabel_margin kernels use a
+strict ``z > 0`` and pass none. The tests assert the ties are really there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jaxloss
+import jaxloss.checked as checked
+from tests.torch_compare import assert_close, check, to_jax, to_torch
+
+DTYPES = ["float32", "float64"]
+REDUCTIONS = ["none", "mean", "sum"]
+LOW = ["bfloat16", "float16"]
+N, C = 6, 5
+
+
+# --------------------------------------------------------------------------- shared helpers
+def check_hvp(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any],
+    kwargs: Mapping[str, Any] | None = None,
+    wrt: Iterable[str] = ("input",),
+    dtype: str = "float64",
+    positional: Iterable[str] | None = None,
+) -> None:
+    """Hessian-vector product of ``sum(loss)``: JAX forward-over-reverse vs torch double backward.
+
+    ``v`` is a fixed random direction over all ``wrt`` arguments at once, so the
+    mixed second derivatives are compared too.
+    """
+    kwargs = dict(kwargs or {})
+    names, wrt = list(arrays), list(wrt)
+    pos = list(positional) if positional is not None else names
+    rng = np.random.default_rng(1)
+    v = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
+
+    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
+        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
+
+    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
+    t_out = call(torch_fn, t_vals).sum()
+    t_grads = torch.autograd.grad(t_out, [t_vals[n] for n in wrt], create_graph=True)
+    dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(t_grads, wrt))
+    if dot.requires_grad:
+        t_hv = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True)
+    else:  # the gradient is piecewise constant: H = 0
+        t_hv = [None] * len(wrt)
+
+    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
+
+    def scalar(*w: Any) -> Any:
+        vals = dict(j_vals)
+        vals.update(zip(wrt, w))
+        return jnp.sum(call(jax_fn, vals))
+
+    grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
+    _, j_hv = jax.jvp(grad, tuple(j_vals[n] for n in wrt), tuple(to_jax(v[n], dtype) for n in wrt))
+    for n, jh, th in zip(wrt, j_hv, t_hv):
+        if th is None:
+            th = torch.zeros_like(t_vals[n])
+        assert_close(jh, th, dtype, f"HVP wrt {n}")
+
+
+def assert_same_error(jax_call: Callable[[], Any], torch_call: Callable[[], Any], exc: type = ValueError) -> None:
+    """Both raise, jaxloss with ``exc`` and exactly torch's message (first line)."""
+    with pytest.raises(Exception) as t_err:
+        torch_call()
+    expected = str(t_err.value).split("\n")[0].strip()
+    with pytest.raises(exc) as j_err:
+        jax_call()
+    assert str(j_err.value).strip() == expected
+
+
+def _long(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """torch's margin kernels want int64 targets; jaxloss takes int32 too."""
+    return lambda input, target, *a, **k: fn(input, target.long(), *a, **k)
+
+
+def _ints(rng: np.random.Generator, *shape: int, lo: int = -2, hi: int = 2) -> np.ndarray:
+    return rng.integers(lo, hi + 1, size=shape).astype(np.float64)
+
+
+def _low_precision_vs_float32(
+    jax_fn: Callable[..., Any], torch_fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], dtype: str,
+    float_args: Iterable[int],
+) -> None:
+    """float16 / bfloat16 in, same dtype out (value and gradient), equal to torch's float32
+    result on the same (rounded) values within the dtype's tolerance."""
+    float_args = list(float_args)
+    j_args = [jnp.asarray(a, dtype) if i in float_args else a for i, a in enumerate(args)]
+    out = jax_fn(*j_args, **kwargs)
+    assert out.dtype == jnp.dtype(dtype)
+    t_args = [
+        torch.tensor(np.asarray(a.astype(jnp.float32))) if i in float_args
+        else torch.tensor(a) if isinstance(a, np.ndarray) else a
+        for i, a in enumerate(j_args)
+    ]
+    expected = torch_fn(*t_args, **kwargs).to(torch.float64)
+    assert_close(out.astype(jnp.float32), expected, dtype, "low-precision value")
+    g = jax.grad(lambda x: jnp.sum(jax_fn(*([x] + j_args[1:]), **kwargs).astype(jnp.float32)))(j_args[0])
+    assert g.dtype == jnp.dtype(dtype)
+    assert np.isfinite(np.asarray(g, np.float32)).all()
+
+
+# --------------------------------------------------------------------------- multilabel_margin_loss
+ML_TARGET = np.array(
+    [
+        [3, 0, -1, 1, 2],  # labels {3, 0}; what follows the first -1 is ignored
+        [1, 2, 3, -1, 0],
+        [0, -1, 0, 0, 0],
+        [4, 3, 2, 1, 0],  # every class is a label: no term
+        [-1, 0, 1, 2, 3],  # no label: no term
+        [2, 2, -1, -1, -1],  # a label listed twice counts twice (torch)
+    ]
+)
+
+
+def _ml_ties(x: np.ndarray, t: np.ndarray) -> int:
+    """Number of counted-or-tied pairs with 1 - x[t_j] + x[i] == 0 exactly."""
+    ties = 0
+    for row, trow in zip(np.atleast_2d(x), np.atleast_2d(t)):
+        labels = []
+        for j in trow:
+            if j < 0:
+                break
+            labels.append(j)
+        for j in labels:
+            ties += sum(1 for i in range(len(row)) if i not in labels and 1 - row[j] + row[i] == 0)
+    return ties
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("data", ["ties", "normal"])
+@pytest.mark.parametrize("target_dtype", [np.int32, np.int64])
+def test_multilabel_margin_loss(dtype, reduction, data, target_dtype):
+    rng = np.random.default_rng(0)
+    x = _ints(rng, N, C) if data == "ties" else rng.normal(size=(N, C))
+    if data == "ties":
+        assert _ml_ties(x, ML_TARGET) >= 3
+    check(jaxloss.multilabel_margin_loss, _long(F.multilabel_margin_loss),
+          {"input": x, "target": ML_TARGET.astype(target_dtype)}, {"reduction": reduction}, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", ["vector", "scalar-1", "scalar-0d"])
+def test_multilabel_margin_loss_unbatched(dtype, reduction, case):
+    rng = np.random.default_rng(1)
+    if case == "vector":
+        x, t = _ints(rng, C), ML_TARGET[1]
+    elif case == "scalar-1":
+        x, t = np.array(0.5), np.array([0])
+    else:
+        x, t = np.array(0.5), np.array(0)
+    out = check(jaxloss.multilabel_margin_loss, _long(F.multilabel_margin_loss), {"input": x, "target": t},
+                {"reduction": reduction}, dtype=dtype)
+    assert out.shape == ()  # torch: a scalar for an unbatched input, even with 'none'
+
+
+def test_multilabel_margin_loss_tie_has_no_gradient():
+    # 1 - x[0] + x[1] == 0 exactly: torch's kernel counts only z > 0.
+    x = np.array([[1.0, 0.0, 0.5]])
+    t = np.array([[0, -1, -1]])
+    check(jaxloss.multilabel_margin_loss, _long(F.multilabel_margin_loss), {"input": x, "target": t}, dtype="float64")
+    g = jax.grad(jaxloss.multilabel_margin_loss)(jnp.asarray(x), jnp.asarray(t))
+    np.testing.assert_allclose(np.asarray(g), [[-1 / 3, 0.0, 1 / 3]])
+
+
+def test_multilabel_margin_loss_second_order_is_zero():
+    # torch has no double backward here; the loss is piecewise linear, so H = 0.
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(N, C)))
+    t = jnp.asarray(ML_TARGET)
+    hv = jax.jvp(jax.grad(lambda z: jaxloss.multilabel_margin_loss(z, t)), (x,), (jnp.ones_like(x),))[1]
+    np.testing.assert_array_equal(np.asarray(hv), 0.0)
+
+
+def test_multilabel_margin_loss_errors():
+    x, t = np.zeros((3, 4), np.float32), np.zeros((3, 4), np.int64)
+    cases = [
+        ((x, t[:, :3]), {}),
+        ((x, t[0]), {}),
+        ((x[0], t[0, :3]), {}),
+        ((np.zeros((2, 3, 4), np.float32), np.zeros((2, 3, 4), np.int64)), {}),
+        ((np.zeros((3, 0), np.float32), np.zeros((3, 0), np.int64)), {}),
+        ((x, t), {"reduction": "avg"}),
+    ]
+    for (a, b), kw in cases:
+        assert_same_error(lambda: jaxloss.multilabel_margin_loss(jnp.asarray(a), jnp.asarray(b), **kw),
+                          lambda: F.multilabel_margin_loss(torch.tensor(a), torch.tensor(b), **kw))
+    with pytest.raises(TypeError, match="integer dtype"):
+        jaxloss.multilabel_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
+    with pytest.raises(TypeError, match="floating point dtype"):
+        jaxloss.multilabel_margin_loss(jnp.asarray(t), jnp.asarray(t))
+
+
+@pytest.mark.parametrize("bad", [-2, C, 10**6])
+@pytest.mark.parametrize("after_padding", [False, True])
+def test_multilabel_margin_loss_invalid_target(bad, after_padding):
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(N, C)), jnp.float32)
+    t = ML_TARGET.copy()
+    t[2, 4 if after_padding else 0] = bad  # torch range-checks every entry, padding included
+    out = jaxloss.multilabel_margin_loss(x, jnp.asarray(t), reduction="none")
+    assert np.isnan(out[2]) and np.isfinite(np.delete(np.asarray(out), 2)).all()
+    assert np.isnan(jaxloss.multilabel_margin_loss(x, jnp.asarray(t)))
+    g = jax.grad(lambda z: jaxloss.multilabel_margin_loss(z, jnp.asarray(t)))(x)
+    assert np.isnan(g[2]).all() and np.isfinite(np.delete(np.asarray(g), 2, axis=0)).all()
+    assert_same_error(lambda: checked.multilabel_margin_loss(x, jnp.asarray(t)),
+                      lambda: F.multilabel_margin_loss(torch.tensor(np.asarray(x)), torch.tensor(t)))
+
+
+# --------------------------------------------------------------------------- multi_margin_loss
+def _mm_target(rng: np.random.Generator, n: int = N, dtype: Any = np.int64) -> np.ndarray:
+    return rng.integers(0, C, size=(n,)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("margin", [1.0, 0.3])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("data", ["ties", "normal"])
+def test_multi_margin_loss(dtype, reduction, p, margin, weighted, data):
+    rng = np.random.default_rng(4)
+    x = _ints(rng, N, C) if data == "ties" else rng.normal(size=(N, C))
+    t = _mm_target(rng, dtype=np.int32 if p == 1 else np.int64)
+    if data == "ties" and margin == 1.0:
+        z = margin - x[np.arange(N), t][:, None] + x
+        z[np.arange(N), t] = 1.0
+        assert (z == 0).sum() >= 3
+    arrays = {"input": x, "target": t}
+    if weighted:
+        arrays["weight"] = rng.uniform(0.2, 2.0, size=(C,))
+    check(jaxloss.multi_margin_loss, _long(F.multi_margin_loss), arrays, {"p": p, "margin": margin, "reduction": reduction},
+          dtype=dtype, positional=["input", "target"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", ["vector-1", "vector-0d", "scalar"])
+def test_multi_margin_loss_unbatched(dtype, reduction, case):
+    rng = np.random.default_rng(5)
+    if case == "scalar":
+        x, t = np.array(0.7), np.array(0)
+    else:
+        x, t = _ints(rng, C), (np.array([2]) if case == "vector-1" else np.array(2))
+    out = check(jaxloss.multi_margin_loss, _long(F.multi_margin_loss), {"input": x, "target": t},
+                {"p": 2, "reduction": reduction}, dtype=dtype)
+    assert out.shape == ((1,) if reduction == "none" and t.ndim == 1 else ())
+
+
+def test_multi_margin_loss_tie_has_no_gradient():
+    # margin - x[0] + x[1] == 0 exactly: the strict z > 0 of torch's kernel gives no gradient.
+    x, t = np.array([[2.0, 1.0, 0.0]]), np.array([0])
+    check(jaxloss.multi_margin_loss, _long(F.multi_margin_loss), {"input": x, "target": t}, dtype="float64")
+    g = jax.grad(jaxloss.multi_margin_loss)(jnp.asarray(x), jnp.asarray(t))
+    np.testing.assert_array_equal(np.asarray(g), 0.0)
+
+
+def _torch_multi_margin(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
+    """torch-op reference of the kernel (differentiable in ``weight`` and to second order)."""
+    n, c = input.shape
+    x_t = input.gather(1, target[:, None])
+    z = margin - x_t + input
+    counted = (z > 0) & (torch.arange(c)[None, :] != target[:, None])
+    h = torch.where(counted, z if p == 1 else z * z, torch.zeros_like(z))
+    if weight is not None:
+        h = h * weight[target][:, None]
+    loss = h.sum(1) / c
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_loss_weight_gradient_and_second_order(reduction, p):
+    # torch's op refuses a gradient for `weight` and has no double backward: compare
+    # with the same formula written in torch ops (itself checked against the op).
+    rng = np.random.default_rng(6)
+    x, t, w = _ints(rng, N, C) + rng.normal(size=(N, C)) * 0.3, _mm_target(rng), rng.uniform(0.2, 2.0, size=(C,))
+    kw = {"p": p, "margin": 0.8, "reduction": reduction}
+    assert_close(_torch_multi_margin(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
+                 F.multi_margin_loss(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw), "float64", "ref")
+    arrays = {"input": x, "target": t, "weight": w}
+    check(jaxloss.multi_margin_loss, _torch_multi_margin, arrays, kw, grad=["input", "weight"], dtype="float64",
+          positional=["input", "target"])
+    check_hvp(jaxloss.multi_margin_loss, _torch_multi_margin, arrays, kw, wrt=["input", "weight"],
+              positional=["input", "target"])
+
+
+def test_multi_margin_loss_errors():
+    x, t = np.zeros((3, 4), np.float32), np.zeros((3,), np.int64)
+    cases = [
+        ((x, t), {"p": 3}),
+        ((x, t), {"weight": np.ones((1, 4), np.float32)}),
+        ((x, t), {"weight": np.ones((3,), np.float32)}),
+        ((x, t[:2]), {}),
+        ((x, t[:, None]), {}),
+        ((np.zeros((2, 3, 4), np.float32), t[:2]), {}),
+        ((np.zeros((3, 0), np.float32), t), {}),
+        ((x, t), {"reduction": "avg"}),
+    ]
+    for (a, b), kw in cases:
+        tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        jkw = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        assert_same_error(lambda: jaxloss.multi_margin_loss(jnp.asarray(a), jnp.asarray(b), **jkw),
+                          lambda: F.multi_margin_loss(torch.tensor(a), torch.tensor(b), **tkw))
+    with pytest.raises(TypeError, match="integer dtype"):
+        jaxloss.multi_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
+    with pytest.raises(TypeError, match="floating point dtype"):
+        jaxloss.multi_margin_loss(jnp.zeros((3, 4), jnp.int32), jnp.asarray(t))
+
+
+@pytest.mark.parametrize("bad", [-1, C, 10**6])
+def test_multi_margin_loss_invalid_target(bad):
+    x = jnp.asarray(np.random.default_rng(7).normal(size=(N, C)), jnp.float32)
+    t = np.random.default_rng(7).integers(0, C, size=(N,))
+    t[3] = bad
+    out = jaxloss.multi_margin_loss(x, jnp.asarray(t), reduction="none")
+    assert np.isnan(out[3]) and np.isfinite(np.delete(np.asarray(out), 3)).all()
+    assert np.isnan(jaxloss.multi_margin_loss(x, jnp.asarray(t), p=2, weight=jnp.ones((C,))))
+    g = jax.grad(lambda z: jaxloss.multi_margin_loss(z, jnp.asarray(t)))(x)
+    assert np.isnan(g[3]).all() and np.isfinite(np.delete(np.asarray(g), 3, axis=0)).all()
+    assert_same_error(lambda: checked.multi_margin_loss(x, jnp.asarray(t)),
+                      lambda: F.multi_margin_loss(torch.tensor(np.asarray(x)), torch.tensor(t)))
+
+
+# --------------------------------------------------------------------------- margin_ranking_loss
+def _ranking_arrays(rng: np.random.Generator, shape: str) -> dict[str, np.ndarray]:
+    if shape == "vector":
+        s1 = s2 = st = (8,)
+    elif shape == "broadcast":
+        s1, s2, st = (3, 1), (1, 4), (3, 4)
+    else:
+        s1 = s2 = st = ()
+    return {"input1": _ints(rng, *s1), "input2": _ints(rng, *s2), "target": rng.choice([-1.0, 1.0], size=st)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", [0.0, 1.0, -0.5])
+@pytest.mark.parametrize("shape", ["vector", "broadcast", "scalar"])
+def test_margin_ranking_loss(dtype, reduction, margin, shape):
+    rng = np.random.default_rng(8)
+    arrays = _ranking_arrays(rng, shape)
+    if shape == "vector" and margin in (0.0, 1.0):
+        z = -arrays["target"] * (arrays["input1"] - arrays["input2"]) + margin
+        assert (z == 0).sum() >= 1  # a tie: torch's clamp_min passes the gradient
+    check(jaxloss.margin_ranking_loss, F.margin_ranking_loss, arrays, {"margin": margin, "reduction": reduction},
+          grad=["input1", "input2", "target"], dtype=dtype)
+
+
+def test_margin_ranking_loss_tie_passes_gradient():
+    x1, x2, y = jnp.asarray([1.0]), jnp.asarray([1.0]), jnp.asarray([1.0])
+    g = jax.grad(jaxloss.margin_ranking_loss, argnums=(0, 1, 2))(x1, x2, y)
+    np.testing.assert_array_equal([float(g[0][0]), float(g[1][0]), float(g[2][0])], [-1.0, 1.0, 0.0])
+    check(jaxloss.margin_ranking_loss, F.margin_ranking_loss, {"input1": np.array([1.0]), "input2": np.array([1.0]),
+          "target": np.array([1.0])}, grad=["input1", "input2", "target"], dtype="float64")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", ["vector", "broadcast"])
+def test_margin_ranking_loss_second_order(reduction, shape):
+    arrays = _ranking_arrays(np.random.default_rng(9), shape)
+    check_hvp(jaxloss.margin_ranking_loss, F.margin_ranking_loss, arrays, {"margin": 0.5, "reduction": reduction},
+              wrt=["input1", "input2", "target"])
+
+
+def test_margin_ranking_loss_dtypes():
+    x32, x64 = jnp.ones((3,), jnp.float32), jnp.ones((3,), jnp.float64)
+    assert jaxloss.margin_ranking_loss(x32, x64, jnp.asarray([1, -1, 1])).dtype == jnp.float64
+    assert jaxloss.margin_ranking_loss(x32, x32, jnp.asarray([1, -1, 1])).dtype == jnp.float32
+    assert jaxloss.margin_ranking_loss(x32, x32, x64, reduction="none").dtype == jnp.float64
+
+
+def test_margin_ranking_loss_errors():
+    cases = [
+        ((np.zeros(3), np.zeros((3, 1)), np.ones(3)), {}),
+        ((np.zeros(3), np.zeros(4), np.ones(3)), {}),
+        ((np.zeros(3), np.zeros(3), np.ones(4)), {}),
+        ((np.zeros(3), np.zeros(3), np.ones(3)), {"reduction": "avg"}),
+    ]
+    for args, kw in cases:
+        assert_same_error(lambda: jaxloss.margin_ranking_loss(*map(jnp.asarray, args), **kw),
+                          lambda: F.margin_ranking_loss(*map(torch.tensor, args), **kw))
+
+
+# --------------------------------------------------------------------------- hinge_embedding_loss
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", [1.0, 0.0, 0.5])
+@pytest.mark.parametrize("target", ["pm1", "any-value", "broadcast", "int"])
+def test_hinge_embedding_loss(dtype, reduction, margin, target):
+    rng = np.random.default_rng(10)
+    x = _ints(rng, N, C, lo=-1, hi=2)
+    if target == "pm1":
+        y = rng.choice([-1.0, 1.0], size=(N, C))
+    elif target == "any-value":  # torch: both terms for a target that is neither 1 nor -1
+        y = rng.choice([-1.0, 1.0, 0.0, 2.0], size=(N, C))
+    elif target == "broadcast":
+        y = rng.choice([-1.0, 1.0], size=(C,))
+    else:
+        y = rng.choice([-1, 1], size=(N, C))
+    if margin in (0.0, 1.0):
+        assert (x == margin).sum() >= 2  # ties of max(0, margin - x)
+    check(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss, {"input": x, "target": y},
+          {"margin": margin, "reduction": reduction}, dtype=dtype)
+
+
+def test_hinge_embedding_loss_broadcast_target_larger_than_input():
+    rng = np.random.default_rng(11)
+    out = check(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss,
+                {"input": rng.normal(size=(C,)), "target": rng.choice([-1.0, 1.0], size=(N, C))},
+                {"reduction": "none"}, dtype="float64")
+    assert out.shape == (N, C)
+
+
+def test_hinge_embedding_loss_second_order():
+    rng = np.random.default_rng(12)
+    check_hvp(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss,
+              {"input": rng.normal(size=(N, C)), "target": rng.choice([-1.0, 1.0], size=(N, C))}, {"margin": 0.5})
+
+
+def test_hinge_embedding_loss_errors():
+    assert_same_error(lambda: jaxloss.hinge_embedding_loss(jnp.zeros(3), jnp.ones(4)),
+                      lambda: F.hinge_embedding_loss(torch.zeros(3), torch.ones(4)))
+    assert_same_error(lambda: jaxloss.hinge_embedding_loss(jnp.zeros(3), jnp.ones(3), reduction="avg"),
+                      lambda: F.hinge_embedding_loss(torch.zeros(3), torch.ones(3), reduction="avg"))
+    with pytest.raises(TypeError, match="floating point dtype"):  # torch computes in integers here
+        jaxloss.hinge_embedding_loss(jnp.asarray([0, 2]), jnp.asarray([1, -1]))
+
+
+# --------------------------------------------------------------------------- checked mode, jit, vmap
+def test_checked_mode_returns_the_same_values_on_valid_input():
+    rng = np.random.default_rng(13)
+    x = jnp.asarray(rng.normal(size=(N, C)), jnp.float32)
+    t = jnp.asarray(_mm_target(rng))
+    y = jnp.asarray(rng.choice([-1.0, 1.0], size=(N, C)), jnp.float32)
+    pairs = [
+        (jaxloss.multi_margin_loss(x, t, 2, 0.5, None, "none"), checked.multi_margin_loss(x, t, 2, 0.5, None, "none")),
+        (jaxloss.multilabel_margin_loss(x, jnp.asarray(ML_TARGET)), checked.multilabel_margin_loss(x, jnp.asarray(ML_TARGET))),
+        (jaxloss.margin_ranking_loss(x, x[::-1], y, margin=0.2), checked.margin_ranking_loss(x, x[::-1], y, margin=0.2)),
+        (jaxloss.hinge_embedding_loss(x, y, 0.5), checked.hinge_embedding_loss(x, y, 0.5)),
+    ]
+    for a, b in pairs:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_vmap_over_unbatched_inputs_equals_batched():
+    rng = np.random.default_rng(14)
+    x = jnp.asarray(rng.normal(size=(N, C)))
+    t = jnp.asarray(_mm_target(rng))
+    w = jnp.asarray(rng.uniform(0.5, 2.0, size=(C,)))
+    per_row = jax.vmap(lambda xi, ti: jaxloss.multi_margin_loss(xi, ti, p=2, weight=w, reduction="none"))(x, t)
+    np.testing.assert_allclose(per_row, jaxloss.multi_margin_loss(x, t, p=2, weight=w, reduction="none"), rtol=1e-12)
+    ml = jnp.asarray(ML_TARGET)
+    per_row = jax.vmap(lambda xi, ti: jaxloss.multilabel_margin_loss(xi, ti, reduction="none"))(x, ml)
+    np.testing.assert_allclose(per_row, jaxloss.multilabel_margin_loss(x, ml, reduction="none"), rtol=1e-12)
+    y = jnp.asarray(rng.choice([-1.0, 1.0], size=(N, C)))
+    per_row = jax.vmap(lambda a, b, c: jaxloss.margin_ranking_loss(a, b, c, reduction="sum"))(x, x[::-1], y)
+    np.testing.assert_allclose(per_row, jaxloss.margin_ranking_loss(x, x[::-1], y, reduction="none").sum(1), rtol=1e-12)
+    per_row = jax.vmap(lambda a, c: jaxloss.hinge_embedding_loss(a, c, reduction="sum"))(x, y)
+    np.testing.assert_allclose(per_row, jaxloss.hinge_embedding_loss(x, y, reduction="none").sum(1), rtol=1e-12)
+
+
+def test_jit_of_grad_and_vmap_of_grad():
+    rng = np.random.default_rng(15)
+    x = jnp.asarray(rng.normal(size=(4, N, C)), jnp.float32)
+    t = jnp.asarray(rng.integers(0, C, size=(4, N)))
+    grad = jax.grad(lambda z, tt: jaxloss.multi_margin_loss(z, tt, p=2, margin=0.7))
+    batched = jax.jit(jax.vmap(grad))(x, t)
+    for i in range(4):
+        np.testing.assert_allclose(batched[i], grad(x[i], t[i]), rtol=1e-6, atol=1e-7)
+        expected = torch.autograd.functional.jacobian(
+            lambda z: F.multi_margin_loss(z, torch.tensor(np.asarray(t[i])), p=2, margin=0.7),
+            torch.tensor(np.asarray(x[i])))
+        assert_close(batched[i], expected, "float32", "jit(vmap(grad))")
+
+
+# --------------------------------------------------------------------------- float16 / bfloat16
+@pytest.mark.parametrize("dtype", LOW)
+def test_low_precision_keeps_dtype(dtype):
+    rng = np.random.default_rng(16)
+    x, y = rng.normal(size=(N, C)), rng.normal(size=(N, C))
+    sign = rng.choice([-1.0, 1.0], size=(N, C))
+    t = _mm_target(rng)
+    w = rng.uniform(0.5, 2.0, size=(C,))
+    _low_precision_vs_float32(jaxloss.multi_margin_loss, F.multi_margin_loss, [x, t, 2, 0.5, w], {}, dtype, [0, 4])
+    _low_precision_vs_float32(jaxloss.multilabel_margin_loss, F.multilabel_margin_loss, [x, ML_TARGET], {}, dtype, [0])
+    _low_precision_vs_float32(jaxloss.margin_ranking_loss, F.margin_ranking_loss, [x, y, sign], {"margin": 0.1}, dtype,
+                              [0, 1, 2])
+    _low_precision_vs_float32(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss, [np.abs(x), sign],
+                              {"reduction": "sum"}, dtype, [0])

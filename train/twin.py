@@ -1,0 +1,569 @@
+"""Cross-framework twin run: the Flax model and its torch twin trained in lockstep.
+
+``python -m train.twin --model seed-cnn --steps 50 --optimizer sgd --momentum 0.9 --out DIR``
+
+Both frameworks start from the same weights (the torch twin's fresh torch-default
+initialisation, converted with :func:`train.convert.torch_to_flax`), see the same
+batches in the same order, compute the same loss (a jaxloss function and its torch
+counterpart) and step the same optimizer (:func:`train.optim.make_optimizer` against
+``torch.optim``). After every step the run records the two losses, their difference and
+the largest parameter difference (Flax weights in torch layout against torch's), and the
+largest BatchNorm running-statistics difference. It prints a table and writes
+``twin.md`` (the table), ``twin.json`` (every number and the configuration) and
+``twin.png`` (the differences per step, log scale, with the tolerance) to ``--out``.
+
+Data: synthetic CIFAR-shaped batches, no augmentation and no download. Each class has a
+fixed random image template; an example is its class template plus unit Gaussian noise,
+labels uniform. ``--steps`` distinct batches are drawn from ``--seed`` with NumPy, so
+the run is reproducible and the loss goes down (there is something to learn).
+
+Tolerance: a step passes when ``|loss_jax - loss_torch| <= atol + rtol * |loss_torch|``
+and every parameter element satisfies ``|p_jax - p_torch| <= atol + rtol * |p_torch|``,
+with the float32 tolerance of :mod:`parity.tolerances` (``--rtol`` / ``--atol`` change
+it). The exit status is 1 when a step fails.
+
+BatchNorm (ResNet-18): both models are in training mode on one device, so both normalise
+with the statistics of the whole batch; the Flax BatchNorm is torch-exact (unbiased
+running variance, torch momentum). Under data parallelism ``python -m train`` computes
+statistics over the global batch (SyncBatchNorm), not per device as torch DDP does; the
+twin compares the single-device case, where the two agree.
+
+On a GPU the run asks for full float32 matmuls/convolutions in both frameworks (no
+TF32), else the comparison would measure TF32 rounding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+import torch.nn.functional as F
+from flax import nnx
+
+import jaxloss
+from parity.tolerances import tolerance_for
+from train import optim
+from train.convert import flax_state_dict, torch_to_flax
+from train.models import build_model
+from train.torch_models import TorchResNet18, TorchSeedCNN
+
+__all__ = ["TwinConfig", "TwinStep", "TwinResult", "run_twin", "write_report", "loss_pair", "main"]
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class TwinConfig:
+    model: str = "seed-cnn"
+    steps: int | None = None  # None: 50 for seed-cnn, 10 for resnet18
+    batch_size: int = 32
+    image_size: int = 32
+    num_classes: int = 10
+    activation: str | None = None
+    cifar_stem: bool = False
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    amsgrad: bool = False
+    schedule: str = "none"  # none | step | cosine
+    steps_per_epoch: int = 5
+    step_size: int = 2
+    gamma: float = 0.5
+    t_max: int = 4
+    eta_min: float = 0.0
+    loss: str = "cross_entropy"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    rtol: float | None = None  # None: parity's float32 tolerance
+    atol: float | None = None
+
+    def resolved_steps(self) -> int:
+        return self.steps if self.steps is not None else (50 if self.model == "seed-cnn" else 10)
+
+
+@dataclass
+class TwinStep:
+    step: int
+    loss_jax: float
+    loss_torch: float
+    loss_diff: float
+    param_diff: float  # max |p_jax - p_torch| over every parameter element
+    param_rel_diff: float  # max over tensors of max|dp| / max|p_torch|
+    buffer_diff: float  # max |running stat difference| (0 without BatchNorm)
+    within_tolerance: bool
+
+
+@dataclass
+class TwinResult:
+    config: dict[str, Any]
+    rtol: float
+    atol: float
+    steps: list[TwinStep]
+    device: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(s.within_tolerance for s in self.steps)
+
+    @property
+    def max_loss_diff(self) -> float:
+        return max(s.loss_diff for s in self.steps)
+
+    @property
+    def max_param_diff(self) -> float:
+        return max(s.param_diff for s in self.steps)
+
+    @property
+    def max_buffer_diff(self) -> float:
+        return max(s.buffer_diff for s in self.steps)
+
+
+# --------------------------------------------------------------------------- losses
+_INDEX_TARGET = {"cross_entropy", "nll_loss", "focal_loss", "multi_margin_loss"}
+_ONEHOT_TARGET = {
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "binary_cross_entropy_with_logits",
+    "multilabel_soft_margin_loss",
+    "soft_margin_loss",
+    "kl_div",
+}
+LOSS_NAMES = tuple(sorted(_INDEX_TARGET | _ONEHOT_TARGET))
+
+
+def _torch_focal_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Multi-class focal loss in torch ops: -alpha (1 - p_t)^gamma log p_t, weighted like cross_entropy."""
+    logp = F.log_softmax(input, dim=1)
+    valid = target != ignore_index
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    logp_t = logp.gather(1, safe.unsqueeze(1)).squeeze(1)
+    loss = -((1 - logp_t.exp()) ** gamma) * logp_t
+    if alpha is not None:
+        loss = alpha * loss
+    w = weight[safe] if weight is not None else torch.ones_like(loss)
+    w = w * valid
+    loss = loss * w
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    return loss.sum() / w.sum()
+
+
+def loss_pair(name: str, num_classes: int, **kwargs: Any) -> tuple[
+    Callable[[jax.Array, jax.Array], jax.Array], Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str
+]:
+    """``(jax_loss(logits, labels), torch_loss(logits, labels), target_kind)`` for a loss name.
+
+    Class-index losses (cross_entropy, nll_loss on log_softmax, focal_loss, multi_margin_loss)
+    get the labels; the others get one-hot float targets (soft_margin_loss: +-1,
+    kl_div: log_softmax input against the one-hot distribution). ``kwargs`` go to both.
+    """
+    if name not in LOSS_NAMES:
+        raise ValueError(f"twin loss must be one of {', '.join(LOSS_NAMES)}; got {name!r}")
+    jfn = getattr(jaxloss, name)
+    tfn = _torch_focal_loss if name == "focal_loss" else getattr(F, name)
+    log_input = name in ("nll_loss", "kl_div")
+
+    def to_target_jax(y: jax.Array) -> jax.Array:
+        if name in _INDEX_TARGET:
+            return y
+        t = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
+        return 2 * t - 1 if name == "soft_margin_loss" else t
+
+    def to_target_torch(y: torch.Tensor) -> torch.Tensor:
+        if name in _INDEX_TARGET:
+            return y
+        t = F.one_hot(y, num_classes).to(torch.float32)
+        return 2 * t - 1 if name == "soft_margin_loss" else t
+
+    def jax_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
+        x = jax.nn.log_softmax(logits, axis=1) if log_input else logits
+        return jfn(x, to_target_jax(y), **kwargs)
+
+    def torch_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = F.log_softmax(logits, dim=1) if log_input else logits
+        return tfn(x, to_target_torch(y), **kwargs)
+
+    return jax_loss, torch_loss, "index" if name in _INDEX_TARGET else "onehot"
+
+
+# --------------------------------------------------------------------------- data
+def synthetic_batches(
+    steps: int, batch_size: int, image_size: int, num_classes: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``steps`` batches ``(x NHWC float32, y int64)``: class template + N(0, 1) noise."""
+    rng = np.random.default_rng(seed)
+    templates = rng.normal(size=(num_classes, image_size, image_size, 3)).astype(np.float32)
+    batches = []
+    for _ in range(steps):
+        y = rng.integers(0, num_classes, size=batch_size)
+        x = templates[y] + rng.normal(size=(batch_size, image_size, image_size, 3)).astype(np.float32)
+        batches.append((x.astype(np.float32), y.astype(np.int64)))
+    return batches
+
+
+# --------------------------------------------------------------------------- the two sides
+def _schedule(cfg: TwinConfig) -> Any:
+    if cfg.schedule == "none":
+        return cfg.lr
+    if cfg.schedule == "step":
+        return optim.step_lr(cfg.lr, cfg.step_size, cfg.gamma, cfg.steps_per_epoch)
+    if cfg.schedule == "cosine":
+        return optim.cosine_annealing(cfg.lr, cfg.t_max, cfg.eta_min, cfg.steps_per_epoch)
+    raise ValueError(f"schedule must be none, step or cosine; got {cfg.schedule!r}")
+
+
+def _optimizer_options(cfg: TwinConfig) -> dict[str, Any]:
+    if cfg.optimizer == "sgd":
+        return {
+            "momentum": cfg.momentum,
+            "dampening": cfg.dampening,
+            "nesterov": cfg.nesterov,
+            "weight_decay": cfg.weight_decay,
+        }
+    return {"betas": tuple(cfg.betas), "eps": cfg.eps, "weight_decay": cfg.weight_decay, "amsgrad": cfg.amsgrad}
+
+
+def _torch_optimizer(cfg: TwinConfig, params: Any) -> tuple[torch.optim.Optimizer, Any]:
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    opt = cls(params, lr=cfg.lr, **_optimizer_options(cfg))
+    sched = None
+    if cfg.schedule == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
+    elif cfg.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.t_max, cfg.eta_min)
+    return opt, sched
+
+
+def _models(cfg: TwinConfig) -> tuple[nnx.Module, torch.nn.Module]:
+    torch.manual_seed(cfg.seed)
+    if cfg.model == "seed-cnn":
+        if cfg.image_size != 32:
+            raise ValueError("seed-cnn needs --image-size 32 (its first Linear takes 64*4*4 features)")
+        tm: torch.nn.Module = TorchSeedCNN(cfg.num_classes, activation=cfg.activation)
+        kw: dict[str, Any] = {"activation": cfg.activation}
+    elif cfg.model == "resnet18":
+        tm = TorchResNet18(cfg.num_classes, cifar_stem=cfg.cifar_stem)
+        kw = {"cifar_stem": cfg.cifar_stem}
+    else:
+        raise ValueError(f"unknown model {cfg.model!r}")
+    fm = build_model(cfg.model, rngs=nnx.Rngs(cfg.seed), num_classes=cfg.num_classes, **kw)
+    torch_to_flax(tm, fm)
+    tm.train()
+    fm.train()
+    return fm, tm
+
+
+def make_train_step(
+    graphdef: Any, tx: optax.GradientTransformation, loss_fn: Callable[[jax.Array, jax.Array], jax.Array]
+) -> Callable[..., Any]:
+    """``step(params, rest, opt_state, x, y) -> (params, rest, opt_state, loss)``, jitted, buffers donated.
+
+    ``jax.jit`` over the ``nnx.split`` state (``nnx.jit`` would re-walk the object graph
+    every call); ``rest`` carries the BatchNorm statistics.
+    """
+
+    def step(params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array) -> Any:
+        def objective(p: Any) -> tuple[jax.Array, Any]:
+            model = nnx.merge(graphdef, p, rest)
+            loss = loss_fn(model(x), y)
+            return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+        (loss, new_rest), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_rest, opt_state, loss
+
+    return jax.jit(step, donate_argnums=(0, 1, 2))
+
+
+def _param_check(fm: nnx.Module, tm: torch.nn.Module, rtol: float, atol: float) -> tuple[float, float, float, bool]:
+    """(max |dparam|, max relative dparam, max |dstat|, every element within tolerance)."""
+    sd = tm.state_dict()
+    ours = flax_state_dict(fm, sd)
+    param_names = {n for n, _ in tm.named_parameters()}
+    pdiff = prel = bdiff = 0.0
+    ok = True
+    for key, value in ours.items():
+        ref = sd[key].detach().cpu().numpy()
+        if not np.issubdtype(ref.dtype, np.floating):
+            if not np.array_equal(value, ref):
+                ok = False
+            continue
+        ref64, ours64 = ref.astype(np.float64), value.astype(np.float64)
+        d = np.abs(ours64 - ref64)
+        m = float(d.max()) if d.size else 0.0
+        if key in param_names:
+            pdiff = max(pdiff, m)
+            prel = max(prel, m / (float(np.abs(ref64).max()) or 1.0))
+        else:
+            bdiff = max(bdiff, m)
+        ok = ok and bool(np.all(d <= atol + rtol * np.abs(ref64)))
+    return pdiff, prel, bdiff, ok
+
+
+def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
+    """Train both twins ``cfg.resolved_steps()`` steps in lockstep; per-step differences."""
+    cfg = cfg or TwinConfig()
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise TypeError(f"unknown twin option {k!r}")
+        setattr(cfg, k, v)
+    tol = tolerance_for("float32")
+    rtol = tol.rtol if cfg.rtol is None else cfg.rtol
+    atol = tol.atol if cfg.atol is None else cfg.atol
+    steps = cfg.resolved_steps()
+    start = time.perf_counter()
+
+    prev_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with jax.default_matmul_precision("highest"):
+            fm, tm = _models(cfg)
+            jax_loss, torch_loss, _ = loss_pair(cfg.loss, cfg.num_classes, **cfg.loss_kwargs)
+            tx = optim.make_optimizer(cfg.optimizer, _schedule(cfg), **_optimizer_options(cfg))
+            t_opt, t_sched = _torch_optimizer(cfg, tm.parameters())
+            graphdef, params, rest = nnx.split(fm, nnx.Param, ...)
+            opt_state = tx.init(params)
+            train_step = make_train_step(graphdef, tx, jax_loss)
+            batches = synthetic_batches(steps, cfg.batch_size, cfg.image_size, cfg.num_classes, cfg.seed)
+            records: list[TwinStep] = []
+            for i, (x, y) in enumerate(batches):
+                params, rest, opt_state, loss = train_step(params, rest, opt_state, jnp.asarray(x), jnp.asarray(y, jnp.int32))
+                t_opt.zero_grad(set_to_none=True)
+                t_loss = torch_loss(tm(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())), torch.from_numpy(y))
+                t_loss.backward()
+                t_opt.step()
+                if t_sched is not None and (i + 1) % cfg.steps_per_epoch == 0:
+                    t_sched.step()
+                nnx.update(fm, params, rest)
+                lj, lt = float(loss), float(t_loss.detach())
+                pdiff, prel, bdiff, params_ok = _param_check(fm, tm, rtol, atol)
+                ldiff = abs(lj - lt)
+                loss_ok = ldiff <= atol + rtol * abs(lt)
+                records.append(TwinStep(i + 1, lj, lt, ldiff, pdiff, prel, bdiff, bool(loss_ok and params_ok)))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev_tf32
+    config = asdict(cfg)
+    config["steps"] = steps
+    return TwinResult(config, rtol, atol, records, jax.devices()[0].device_kind, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- report
+def format_table(result: TwinResult, markdown: bool = False) -> str:
+    head = ["step", "loss (jax)", "loss (torch)", "|dloss|", "max |dparam|", "max rel dparam", "max |dstat|", "ok"]
+    rows = [
+        [
+            str(s.step),
+            f"{s.loss_jax:.7f}",
+            f"{s.loss_torch:.7f}",
+            f"{s.loss_diff:.2e}",
+            f"{s.param_diff:.2e}",
+            f"{s.param_rel_diff:.2e}",
+            f"{s.buffer_diff:.2e}",
+            "yes" if s.within_tolerance else "NO",
+        ]
+        for s in result.steps
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
+
+
+def summary(result: TwinResult) -> str:
+    c = result.config
+    verdict = "within" if result.passed else "OUTSIDE"
+    return (
+        f"twin run: {c['model']} / {c['optimizer']} (lr {c['lr']}, momentum {c['momentum']}) / {c['loss']}, "
+        f"{c['steps']} steps of batch {c['batch_size']} on {result.device}: max |dloss| {result.max_loss_diff:.2e}, "
+        f"max |dparam| {result.max_param_diff:.2e}, max |dstat| {result.max_buffer_diff:.2e}; "
+        f"{verdict} float32 tolerance (rtol {result.rtol:g}, atol {result.atol:g}) at every step"
+    )
+
+
+def plot(result: TwinResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [s.step for s in result.steps]
+    tiny = 1e-12  # log scale: show exact zeros at the bottom
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+    ax0.plot(steps, [s.loss_jax for s in result.steps], label="Flax / optax")
+    ax0.plot(steps, [s.loss_torch for s in result.steps], "--", label="torch")
+    ax0.set(xlabel="step", ylabel="loss", title="training loss")
+    ax0.legend()
+    ax1.semilogy(steps, [max(s.loss_diff, tiny) for s in result.steps], "o-", ms=3, label="|dloss|")
+    ax1.semilogy(steps, [max(s.param_diff, tiny) for s in result.steps], "s-", ms=3, label="max |dparam|")
+    if any(s.buffer_diff for s in result.steps):
+        ax1.semilogy(steps, [max(s.buffer_diff, tiny) for s in result.steps], "^-", ms=3, label="max |dBN stat|")
+    ax1.axhline(result.atol, color="gray", ls=":", label=f"atol {result.atol:g}")
+    ax1.set(xlabel="step", ylabel="absolute difference", title="Flax - torch")
+    ax1.legend()
+    c = result.config
+    fig.suptitle(f"twin run: {c['model']}, {c['optimizer']}, {c['loss']}, batch {c['batch_size']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: TwinResult, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``twin.md``, ``twin.json`` and ``twin.png`` into ``out``; returns their paths."""
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out_dir / "twin.md", "json": out_dir / "twin.json", "png": out_dir / "twin.png"}
+    paths["md"].write_text(f"{summary(result)}\n\n{format_table(result, markdown=True)}\n")
+    payload = {
+        "config": result.config,
+        "rtol": result.rtol,
+        "atol": result.atol,
+        "device": result.device,
+        "seconds": result.seconds,
+        "passed": result.passed,
+        "max_loss_diff": result.max_loss_diff,
+        "max_param_diff": result.max_param_diff,
+        "max_buffer_diff": result.max_buffer_diff,
+        "steps": [asdict(s) for s in result.steps],
+    }
+    paths["json"].write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    plot(result, paths["png"])
+    return paths
+
+
+# --------------------------------------------------------------------------- CLI
+def _loss_arg(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--loss-arg takes KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m train.twin",
+        description="Train the Flax model and its torch twin in lockstep on synthetic batches; report the differences.",
+    )
+    p.add_argument("--model", choices=["seed-cnn", "resnet18"], default="seed-cnn")
+    p.add_argument("--steps", type=int, default=None, help="default: 50 (seed-cnn), 10 (resnet18)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=32, help="square image side (seed-cnn needs 32)")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--activation", choices=["none", "relu"], default="none", help="seed-cnn only")
+    p.add_argument("--cifar-stem", action="store_true", help="resnet18: 3x3 stride-1 stem, no max-pool")
+    p.add_argument("--optimizer", choices=list(optim.OPTIMIZER_NAMES), default="sgd")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--dampening", type=float, default=0.0)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0 (sgd, adam), 1e-2 (adamw, as torch)")
+    p.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999))
+    p.add_argument("--eps", type=float, default=1e-8)
+    p.add_argument("--amsgrad", action="store_true")
+    p.add_argument("--schedule", choices=["none", "step", "cosine"], default="none")
+    p.add_argument("--steps-per-epoch", type=int, default=5, help="schedulers step once per this many steps")
+    p.add_argument("--step-size", type=int, default=2, help="StepLR step_size (epochs)")
+    p.add_argument("--gamma", type=float, default=0.5, help="StepLR gamma")
+    p.add_argument("--t-max", type=int, default=4, help="CosineAnnealingLR T_max (epochs)")
+    p.add_argument("--eta-min", type=float, default=0.0)
+    p.add_argument("--loss", choices=list(LOSS_NAMES), default="cross_entropy")
+    p.add_argument("--label-smoothing", type=float, default=None, help="cross_entropy's label_smoothing")
+    p.add_argument("--loss-arg", type=_loss_arg, action="append", default=[], metavar="KEY=VALUE",
+                   help="extra keyword for the loss (repeatable), e.g. gamma=2.0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rtol", type=float, default=None)
+    p.add_argument("--atol", type=float, default=None)
+    p.add_argument("--out", default=None, help="directory for twin.md, twin.json, twin.png")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TwinConfig:
+    loss_kwargs = dict(args.loss_arg)
+    if args.label_smoothing is not None:
+        loss_kwargs["label_smoothing"] = args.label_smoothing
+    weight_decay = args.weight_decay
+    if weight_decay is None:
+        weight_decay = 1e-2 if args.optimizer == "adamw" else 0.0
+    return TwinConfig(
+        model=args.model,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        num_classes=args.num_classes,
+        activation=None if args.activation == "none" else args.activation,
+        cifar_stem=args.cifar_stem,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        dampening=args.dampening,
+        nesterov=args.nesterov,
+        weight_decay=weight_decay,
+        betas=tuple(args.betas),
+        eps=args.eps,
+        amsgrad=args.amsgrad,
+        schedule=args.schedule,
+        steps_per_epoch=args.steps_per_epoch,
+        step_size=args.step_size,
+        gamma=args.gamma,
+        t_max=args.t_max,
+        eta_min=args.eta_min,
+        loss=args.loss,
+        loss_kwargs=loss_kwargs,
+        seed=args.seed,
+        rtol=args.rtol,
+        atol=args.atol,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run_twin(config_from_args(args))
+    except (ValueError, TypeError) as e:
+        print(f"python -m train.twin: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    print(summary(result))
+    if args.out:
+        paths = write_report(result, args.out)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
