@@ -7,6 +7,7 @@ read through its public attributes (``reduction``, ``weight``, ``pos_weight``,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -50,10 +51,25 @@ def _array(value: Any) -> Any:
 
 
 def _distance_function(fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """A torch distance for TripletMarginWithDistanceLoss -> its jaxloss twin.
+
+    torch replaces ``None`` by ``nn.PairwiseDistance()``; that default maps back to
+    ``None`` (jaxloss's default is the same distance). Other ``PairwiseDistance`` /
+    ``CosineSimilarity`` modules and ``F.pairwise_distance`` / ``F.cosine_similarity``
+    map to the jaxloss helpers; anything else is arbitrary torch code.
+    """
     if fn is None:
         return None
-    if getattr(fn, "__name__", None) == "pairwise_distance" and "torch" in getattr(fn, "__module__", "") + repr(fn):
-        return distance.pairwise_distance
+    kind = type(fn).__name__
+    if kind == "PairwiseDistance":
+        if (fn.norm, fn.eps, fn.keepdim) == (2.0, 1e-6, False):
+            return None
+        return functools.partial(distance.pairwise_distance, p=fn.norm, eps=fn.eps, keepdim=fn.keepdim)
+    if kind == "CosineSimilarity":
+        return functools.partial(distance.cosine_similarity, dim=fn.dim, eps=fn.eps)
+    name = getattr(fn, "__name__", None)
+    if name in ("pairwise_distance", "cosine_similarity") and "torch" in (getattr(fn, "__module__", None) or "torch"):
+        return getattr(distance, name)
     raise TypeError(
         "from_torch: TripletMarginWithDistanceLoss.distance_function is arbitrary torch code and cannot be "
         f"converted automatically (got {fn!r}); build jaxloss.nn.TripletMarginWithDistanceLoss("

@@ -47,7 +47,7 @@ def _load(params: Mapping[str, nnx.Variable], state_dict: Mapping[str, Any]) -> 
     if missing or unexpected:
         raise KeyError(f"state_dict mismatch: missing keys {missing}, unexpected keys {unexpected}")
     for key, var in params.items():
-        var.value = _to_array(state_dict[key], var.value)
+        var.set_value(_to_array(state_dict[key], var[...]))
 
 
 class LinearCrossEntropyLoss(nnx.Module):
@@ -103,15 +103,15 @@ class LinearCrossEntropyLoss(nnx.Module):
         self.bias = _torch_linear_init(rngs, (rows,), in_features, dtype) if bias else None
 
     def __call__(self, input: Array, target: Array) -> Array:
-        linear_weight = self.weight.value.reshape((self.num_classes, *self.out_features, self.in_features))
-        linear_bias = None if self.bias is None else self.bias.value.reshape((self.num_classes, *self.out_features))
+        linear_weight = self.weight[...].reshape((self.num_classes, *self.out_features, self.in_features))
+        linear_bias = None if self.bias is None else self.bias[...].reshape((self.num_classes, *self.out_features))
         extra = {} if self.chunk_size is None else {"chunk_size": self.chunk_size}
         return linear_cross_entropy(
             input,
             linear_weight,
             target,
             linear_bias=linear_bias,
-            weight=None if self.class_weight is None else self.class_weight.value,
+            weight=None if self.class_weight is None else self.class_weight[...],
             reduction=self.reduction,  # type: ignore[arg-type]
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
@@ -204,14 +204,14 @@ class AdaptiveLogSoftmaxWithLoss(nnx.Module):
         self.tail = nnx.List([nnx.List(p) for p in projections])
 
     def _head_logprob(self, x: Array) -> Array:
-        logits = x @ self.head_weight.value.T
+        logits = x @ self.head_weight[...].T
         if self.head_bias_param is not None:
-            logits = logits + self.head_bias_param.value
+            logits = logits + self.head_bias_param[...]
         return jax.nn.log_softmax(logits, axis=1)
 
     def _cluster_logprob(self, x: Array, i: int) -> Array:
         i2h, h2o = self.tail[i]
-        return jax.nn.log_softmax((x @ i2h.value.T) @ h2o.value.T, axis=1)
+        return jax.nn.log_softmax((x @ i2h[...].T) @ h2o[...].T, axis=1)
 
     def __call__(self, input: Array, target: Array) -> ASMOutput:
         _core.check_integer("target", jnp.asarray(target))
