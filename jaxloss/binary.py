@@ -172,7 +172,8 @@ def _bce_elementwise_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Ar
         terms.append(_bce_slope(x, y) * dx)
     if not _is_zero(dy):
         terms.append(_neg_logit(x) * dy)
-    return _bce_value(x, y), _sum_tangents(terms, x)
+    # the primal through the custom function itself, so that outer derivatives use these rules too
+    return _bce_elementwise(x, y), _sum_tangents(terms, x)
 
 
 _bce_elementwise.defjvp(_bce_elementwise_jvp, symbolic_zeros=True)

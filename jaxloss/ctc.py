@@ -61,29 +61,41 @@ def _emissions(log_probs: Array, ext: Array) -> Array:
 
 
 # --------------------------------------------------------------------------- recursions
-_UNROLL = 4  # scan unroll: fewer loop iterations for the tiny per-step work
+_UNROLL = 1  # scan unroll: >1 is slower on XLA:CPU (and compiles much slower)
 
 
-def _alpha(lp_ext: Array, skip: Array, il: Array, store: bool) -> tuple[Array, Array | None]:
-    """Forward recursion. Returns alpha at ``t = il - 1`` (frozen afterwards), shape ``(N, L)``,
-    and (``store``) the pre-emission ``alpha_bar[t] = log(sum of predecessor alphas)``, ``(T, N, L)``,
-    so that ``alpha[t] = alpha_bar[t] + lp_ext[t]``."""
-    t_len, _, n_states = lp_ext.shape
-    bar0 = jnp.where(jnp.arange(n_states) < 2, 0.0, _NEG_INF).astype(lp_ext.dtype)
-    bar0 = jnp.broadcast_to(bar0, lp_ext.shape[1:])
-    alpha0 = bar0 + lp_ext[0]
-    neg = jnp.asarray(_NEG_INF, lp_ext.dtype)
+def _scan(lp: Array, skip: Array, init: Array, start: Array, stop: Array, store: bool) -> tuple[Array, Array | None]:
+    """The alpha recursion over ``R`` independent rows (torch's eq. (6)/(7)), shape ``(T, R, L)``.
+
+    Row ``r`` starts at ``t = start[r]`` with ``alpha = lp`` on the states ``init[r]`` (``-inf``
+    elsewhere, and before), follows ``alpha[t, s] = lse(alpha[t-1, s], alpha[t-1, s-1],
+    alpha[t-1, s-2] if skip[s]) + lp[t, s]`` and is frozen from ``t = stop[r]`` on. Returns the
+    last alpha ``(R, L)`` and (``store``) the pre-emission ``alpha_bar`` ``(T, R, L)``
+    (``alpha = alpha_bar + lp``; 0 on the initial states)."""
+    t_len = lp.shape[0]
+    neg = jnp.asarray(_NEG_INF, lp.dtype)
+    zero = jnp.zeros((), lp.dtype)
+    first = init & (start == 0)[:, None]
+    alpha0 = jnp.where(first, lp[0], neg)
 
     def step(alpha: Array, xs: tuple[Array, Array]) -> tuple[Array, Array | None]:
         lp_t, t = xs
         bar = _lse3(alpha, _shift_right(alpha, 1), jnp.where(skip, _shift_right(alpha, 2), neg))
-        new = jnp.where((t < il)[:, None], bar + lp_t, alpha)
-        return new, (bar if store else None)
+        begin = init & (t == start)[:, None]
+        new = jnp.where(begin, lp_t, bar + lp_t)
+        new = jnp.where((t < stop)[:, None], new, alpha)
+        return new, (jnp.where(begin, zero, bar) if store else None)
 
-    last, bars = lax.scan(step, alpha0, (lp_ext[1:], jnp.arange(1, t_len)), unroll=_UNROLL)
+    last, bars = lax.scan(step, alpha0, (lp[1:], jnp.arange(1, t_len)), unroll=_UNROLL)
     if store:
-        bars = jnp.concatenate([bar0[None], bars], axis=0)
+        bars = jnp.concatenate([jnp.where(first, zero, neg)[None], bars], axis=0)
     return last, bars
+
+
+def _alpha(lp_ext: Array, skip: Array, il: Array) -> Array:
+    """Forward alpha at ``t = il - 1`` (frozen afterwards), shape ``(N, L)``."""
+    init = jnp.broadcast_to(jnp.arange(lp_ext.shape[2]) < 2, skip.shape)
+    return _scan(lp_ext, skip, init, jnp.zeros_like(il), il, store=False)[0]
 
 
 def _log_likelihood(alpha_last: Array, il: Array, tl: Array) -> Array:
@@ -96,24 +108,31 @@ def _log_likelihood(alpha_last: Array, il: Array, tl: Array) -> Array:
     return jnp.where(il == 0, empty, ll)
 
 
-def _beta(lp_ext: Array, skip: Array, il: Array, tl: Array) -> Array:
-    """Backward recursion (torch's eq. (10)/(11)), ``-inf`` for ``t >= il``; shape ``(T, N, L)``."""
-    t_len, _, n_states = lp_ext.shape
-    s = jnp.arange(n_states)[None]
-    is_final = (s == 2 * tl[:, None]) | ((s == 2 * tl[:, None] - 1) & (tl[:, None] > 0))
-    skip_up = jnp.pad(skip, [(0, 0), (0, 2)])[:, 2:]  # skip_up[s] = skip[s + 2]
-    neg = jnp.asarray(_NEG_INF, lp_ext.dtype)
+def _alpha_beta(lp_ext: Array, skip: Array, il: Array, tl: Array) -> tuple[Array, Array, Array]:
+    """Alpha and beta in one scan over ``2N`` rows.
 
-    def step(beta_next: Array, xs: tuple[Array, Array]) -> tuple[Array, Array]:
-        lp_t, t = xs
-        rec = _lse3(beta_next, _shift_left(beta_next, 1), jnp.where(skip_up, _shift_left(beta_next, 2), neg)) + lp_t
-        init = jnp.where(is_final, lp_t, neg)
-        beta = jnp.where((t == il - 1)[:, None], init, jnp.where((t < il - 1)[:, None], rec, neg))
-        return beta, beta
-
-    start = jnp.full(lp_ext.shape[1:], _NEG_INF, lp_ext.dtype)
-    _, betas = lax.scan(step, start, (lp_ext, jnp.arange(t_len)), reverse=True, unroll=_UNROLL)
-    return betas
+    The backward recursion (torch's eq. (10)/(11)) is the forward one on the problem reversed in
+    time and in states (``x[::-1, :, ::-1]``), started at ``t = T - il`` on the states of
+    ``2 tl`` and ``2 tl - 1``; its arithmetic is then torch's, term for term. Returns the forward
+    alpha at ``t = il - 1``, ``alpha_bar`` and ``beta`` (with the emission at ``t``; ``-inf`` for
+    ``t >= il`` or ``s > 2 tl``), both ``(T, N, L)``."""
+    t_len, n, n_states = lp_ext.shape
+    s = jnp.arange(n_states)[None, :]
+    fwd_init = jnp.broadcast_to(s < 2, skip.shape)
+    rev_s = n_states - 1 - 2 * tl[:, None]  # state 2 tl, reversed
+    rev_init = (s == rev_s) | ((s == rev_s + 1) & (tl[:, None] > 0))
+    skip_up = jnp.pad(skip, [(0, 0), (0, 2)])[:, 2:]  # beta[s] may take beta[s + 2] iff skip[s + 2]
+    lp_rev = lp_ext[::-1, :, ::-1]
+    last, bars = _scan(
+        jnp.concatenate([lp_ext, lp_rev], axis=1),
+        jnp.concatenate([skip, skip_up[:, ::-1]]),
+        jnp.concatenate([fwd_init, rev_init]),
+        jnp.concatenate([jnp.zeros_like(il), t_len - il]),
+        jnp.concatenate([il, jnp.full_like(il, t_len)]),
+        store=True,
+    )
+    beta = (bars[:, n:] + lp_rev)[::-1, :, ::-1]
+    return last[:n], bars[:, :n], beta
 
 
 def _finish_nll(ll: Array, force_inf: Array, poison: Array) -> Array:
@@ -141,20 +160,19 @@ def _ctc_nll(
     zero_infinity: bool,
 ) -> Array:
     """Per-sample negative log-likelihood ``(N,)`` with torch's backward."""
-    alpha_last, _ = _alpha(_emissions(log_probs, ext), skip, il, store=False)
+    alpha_last = _alpha(_emissions(log_probs, ext), skip, il)
     return _finish_nll(_log_likelihood(alpha_last, il, tl), force_inf, poison)
 
 
 def _ctc_nll_fwd(log_probs, ext, skip, il, tl, force_inf, poison, zero_infinity):  # type: ignore[no-untyped-def]
-    alpha_last, bars = _alpha(_emissions(log_probs, ext), skip, il, store=True)
+    alpha_last, bars, betas = _alpha_beta(_emissions(log_probs, ext), skip, il, tl)
     nll = _finish_nll(_log_likelihood(alpha_last, il, tl), force_inf, poison)
-    return nll, (log_probs, ext, skip, il, tl, force_inf, poison, bars, nll)
+    return nll, (log_probs, ext, il, poison, bars, betas, nll)
 
 
 def _ctc_nll_bwd(zero_infinity, res, g):  # type: ignore[no-untyped-def]
-    log_probs, ext, skip, il, tl, force_inf, poison, bars, nll = res
+    log_probs, ext, il, poison, bars, betas, nll = res
     t_len, n, n_cls = log_probs.shape
-    betas = _beta(_emissions(log_probs, ext), skip, il, tl)
     finite = jnp.isfinite(nll)
     # Occupation probability of (t, s): alpha[t, s] * beta[t, s] / (y[t, ext[s]] * p), computed as
     # exp(alpha_bar + beta + nll) so that a -inf log-prob gives 0 instead of torch's NaN.

@@ -53,9 +53,11 @@ def _frames(input: Array) -> tuple[int, int]:
     return input.shape[0], input.shape[1]
 
 
-def _poison(loss: Array, invalid: Array) -> Array:
-    """NaN in value *and* gradient where ``invalid`` (``loss * NaN``), ``loss`` elsewhere."""
-    return loss * jnp.where(invalid, jnp.asarray(jnp.nan, loss.dtype), jnp.asarray(1, loss.dtype))
+def _poison(loss: Array, invalid: Array, x: Array) -> Array:
+    """Per-sample ``loss`` (N,), NaN where ``invalid``, in value and in the gradient of the
+    whole row of ``x`` (N, C); valid samples are untouched, value and gradient."""
+    touch = jnp.where(invalid, jnp.sum(x, axis=1), 0)  # makes every x of an invalid row receive the NaN
+    return (loss + touch) * jnp.where(invalid, jnp.asarray(jnp.nan, loss.dtype), jnp.asarray(1, loss.dtype))
 
 
 # --------------------------------------------------------------------------- multilabel_margin_loss
@@ -111,7 +113,7 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
     z = 1 - x_target[:, :, None] + x[:, None, :]  # (N, j, i), same rounding as torch's kernel
     counted = active[:, :, None] & ~is_target[:, None, :] & (z > 0)
     loss = jnp.sum(jnp.where(counted, z, 0), axis=(1, 2)) / dim
-    loss = _poison(loss, bad)
+    loss = _poison(loss, bad, x)
     if reduction == "none" and target.ndim > 1:
         return loss.astype(dtype)
     if reduction == "mean":
@@ -184,7 +186,7 @@ def multi_margin_loss(
     if weight is not None:
         h = h * jnp.take(jnp.asarray(weight).astype(work), tt, mode="clip")[:, None]
     loss = jnp.sum(jnp.where(counted, h, 0), axis=1) / dim
-    loss = _poison(loss, ~valid)
+    loss = _poison(loss, ~valid, x)
     if reduction == "none" and target.ndim > 0:
         return loss.astype(dtype)
     if reduction == "mean":

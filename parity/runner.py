@@ -44,6 +44,7 @@ class CaseResult:
     note: str = ""
     reproducer: str = ""
     fuzz: bool = False
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # the job's spec overrides
 
     @property
     def id(self) -> str:
@@ -59,6 +60,7 @@ class CaseResult:
         d = dataclasses.asdict(self)
         d["id"] = self.id
         d["spec"] = {k: _jsonable(v) for k, v in self.spec.items()}
+        d["overrides"] = {k: _jsonable(v) for k, v in self.overrides.items()}
         return d
 
 
@@ -139,8 +141,11 @@ def run_job(job: Job, device: str = "cpu", fuzz: bool = False) -> CaseResult:
         case = loss.case(overrides)
     except Exception as e:  # noqa: BLE001
         return CaseResult(name, loss.family, str(overrides.get("id", overrides)), dtype, "error", "torch", [], dict(overrides),
-                          Result("error", dtype, notes=[f"case builder raised {type(e).__name__}: {e}"]).to_json(), 0.0)
-    return run_case(case, dtype, device, fuzz)
+                          Result("error", dtype, notes=[f"case builder raised {type(e).__name__}: {e}"]).to_json(), 0.0,
+                          overrides=dict(overrides))
+    r = run_case(case, dtype, device, fuzz)
+    r.overrides = dict(overrides)
+    return r
 
 
 # --------------------------------------------------------------------------- jobs
@@ -291,7 +296,7 @@ def shrink(job: Job, device: str = "cpu", budget: int = 60) -> tuple[Job, CaseRe
             if dt not in case.dtypes:
                 continue
             tried += 1
-            r = run_case(case, dt, device, fuzz=True)
+            r = run_job((name, cand, dt), device, fuzz=True)
             if r.status in ("failed", "error"):
                 current, dtype, best, improved = cand, dt, r, True
                 break

@@ -72,7 +72,7 @@ def check_hvp(
     grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
     _, j_hv = jax.jvp(grad, tuple(j_vals[n] for n in wrt), tuple(to_jax(v[n], dtype) for n in wrt))
     for n, jh, th in zip(wrt, j_hv, t_hv):
-        if th is None:
+        if th is None or th._is_zerotensor():  # torch's symbolic zero cannot go to NumPy
             th = torch.zeros_like(t_vals[n])
         assert_close(jh, th, dtype, f"HVP wrt {n}")
 
@@ -94,6 +94,11 @@ def _long(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _ints(rng: np.random.Generator, *shape: int, lo: int = -2, hi: int = 2) -> np.ndarray:
     return rng.integers(lo, hi + 1, size=shape).astype(np.float64)
+
+
+def _mixed(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
+    """``(n, c)``: the first half of the rows small integers (exact ties), the rest normal."""
+    return np.concatenate([_ints(rng, n // 2, c), rng.normal(size=(n - n // 2, c))])
 
 
 def _low_precision_vs_float32(
@@ -147,13 +152,11 @@ def _ml_ties(x: np.ndarray, t: np.ndarray) -> int:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("data", ["ties", "normal"])
 @pytest.mark.parametrize("target_dtype", [np.int32, np.int64])
-def test_multilabel_margin_loss(dtype, reduction, data, target_dtype):
+def test_multilabel_margin_loss(dtype, reduction, target_dtype):
     rng = np.random.default_rng(0)
-    x = _ints(rng, N, C) if data == "ties" else rng.normal(size=(N, C))
-    if data == "ties":
-        assert _ml_ties(x, ML_TARGET) >= 3
+    x = _mixed(rng, N, C)
+    assert _ml_ties(x, ML_TARGET) >= 2
     check(jaxloss.multilabel_margin_loss, _long(F.multilabel_margin_loss),
           {"input": x, "target": ML_TARGET.astype(target_dtype)}, {"reduction": reduction}, dtype=dtype)
 
@@ -235,15 +238,14 @@ def _mm_target(rng: np.random.Generator, n: int = N, dtype: Any = np.int64) -> n
 @pytest.mark.parametrize("p", [1, 2])
 @pytest.mark.parametrize("margin", [1.0, 0.3])
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("data", ["ties", "normal"])
-def test_multi_margin_loss(dtype, reduction, p, margin, weighted, data):
+def test_multi_margin_loss(dtype, reduction, p, margin, weighted):
     rng = np.random.default_rng(4)
-    x = _ints(rng, N, C) if data == "ties" else rng.normal(size=(N, C))
+    x = _mixed(rng, N, C)
     t = _mm_target(rng, dtype=np.int32 if p == 1 else np.int64)
-    if data == "ties" and margin == 1.0:
+    if margin == 1.0:
         z = margin - x[np.arange(N), t][:, None] + x
         z[np.arange(N), t] = 1.0
-        assert (z == 0).sum() >= 3
+        assert (z == 0).sum() >= 2
     arrays = {"input": x, "target": t}
     if weighted:
         arrays["weight"] = rng.uniform(0.2, 2.0, size=(C,))

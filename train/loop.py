@@ -409,7 +409,7 @@ def _train_step_fn(graphdef: Any, tx: optax.GradientTransformation, loss: Loss, 
         x = jax.lax.with_sharding_constraint(x, batch_sharding)
 
         def loss_fn(p: Any) -> Any:
-            model = nnx.merge(graphdef, p, rest)
+            model = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BatchNorm updates them in this trace
             logits = model(x).astype(jnp.float32)
             new_rest = nnx.split(model, nnx.Param, ...)[2]
             return loss(logits, labels).astype(jnp.float32), (logits, new_rest)

@@ -30,7 +30,9 @@ Conventions that make the twins equal:
 
 Parameters are float32. ``dtype`` (keyword, default None = float32) is the
 computation dtype, e.g. ``jnp.bfloat16`` for mixed precision; BatchNorm statistics,
-the global average pool and the running averages are always computed in float32.
+the global average pool and the running averages are computed in float32 at least.
+(For a float64 model, cast the state: ``nnx.update(m, jax.tree.map(lambda a: a.astype(jnp.float64), nnx.state(m, nnx.Param)))``
+with ``jax_enable_x64`` on; :mod:`train.twin` does so for ``--dtype float64``.)
 """
 
 from __future__ import annotations
@@ -236,7 +238,7 @@ class BatchNorm2d(nnx.Module):
         if x.shape[-1] != self.num_features:
             raise ValueError(f"BatchNorm2d({self.num_features}) got {x.shape[-1]} channels (input {tuple(x.shape)})")
         out_dtype = self.dtype or x.dtype
-        xf = x.astype(jnp.float32)
+        xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16/f16 -> f32; f64 stays
         if self.use_running_average:
             mean, var = self.mean[...], self.var[...]
         else:
@@ -337,7 +339,8 @@ class ResNet18(nnx.Module):
             x = _max_pool(x, 3, 2, padding=1)
         for stage in self._stages():
             x = stage(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)  # AdaptiveAvgPool2d(1) + flatten
+        pooled = jnp.mean(x.astype(jnp.promote_types(x.dtype, jnp.float32)), axis=(1, 2))
+        x = pooled.astype(x.dtype)  # AdaptiveAvgPool2d(1) + flatten
         return self.fc(x)
 
     def torch_order(self) -> list[nnx.Module]:

@@ -35,6 +35,7 @@ import optax
 
 __all__ = [
     "OPTIMIZER_NAMES",
+    "DEFAULT_WEIGHT_DECAY",
     "make_optimizer",
     "sgd",
     "adam",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
+DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 1e-2}  # torch.optim's defaults
 LearningRate = float | optax.Schedule
 
 
@@ -242,20 +244,23 @@ def make_optimizer(
     momentum: float = 0.0,
     dampening: float = 0.0,
     nesterov: bool = False,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     amsgrad: bool = False,
 ) -> optax.GradientTransformation:
     """``'sgd'`` | ``'adam'`` | ``'adamw'``: torch.optim.SGD / Adam / AdamW with these options.
 
+    Every default is torch's, so ``make_optimizer("adamw", 1e-3)`` is
+    ``torch.optim.AdamW(params, lr=1e-3)``: ``weight_decay=None`` means torch's default
+    for the optimizer, 0 for SGD and Adam (coupled L2 decay), 1e-2 for AdamW (decoupled).
     Options that the chosen optimizer does not have (``momentum``/``dampening``/``nesterov``
     for Adam(W); ``betas``/``eps``/``amsgrad`` for SGD) must stay at their defaults, else
-    ValueError, as torch raises TypeError for an unknown keyword. ``weight_decay`` defaults
-    to 0 for all three here; torch's AdamW default is 1e-2 (``python -m train`` applies it
-    when ``--weight-decay`` is not given).
+    ValueError, as torch raises TypeError for an unknown keyword.
     """
     key = name.lower()
+    if weight_decay is None:
+        weight_decay = DEFAULT_WEIGHT_DECAY.get(key, 0.0)
     if key == "sgd":
         unused = {"betas": (betas, (0.9, 0.999)), "eps": (eps, 1e-8), "amsgrad": (amsgrad, False)}
     elif key in ("adam", "adamw"):

@@ -1,0 +1,356 @@
+"""The parity report: a summary per loss and per dtype, written as JSON, Markdown and one HTML page.
+
+``build(results, registry, meta)`` turns the :class:`parity.runner.CaseResult`
+list into one JSON-able dict (the schema below); :func:`write` writes
+``report.json``, ``report.md`` and ``report.html`` (self-contained: inline CSS,
+no script, no external resource) into a folder.
+
+JSON schema (``"schema": "parity-report/1"``)::
+
+    {
+      "schema": "parity-report/1",
+      "meta": {"command", "seed", "fuzz", "device", "dtypes", "seconds", "jaxloss", "torch", "jax", "tolerances"},
+      "summary": {"cases", "passed", "failed", "errors", "not_implemented", "judged_by_reference",
+                  "jax_closer", "torch_closer", "ties", "ok"},
+      "losses": [{"loss", "family", "torch", "cases", "passed", "failed", "errors", "not_implemented",
+                  "worst_value": {"abs", "rel", "ulp", "usage"}, "worst_grad": {...}, "worst_hvp": {...},
+                  "worst_case", "status"}],
+      "dtypes": [{"dtype", "cases", "passed", "worst_value": {...}, "worst_grad": {...},
+                  "jax_closer", "torch_closer", "ties"}],
+      "coverage": {"params": {loss: [param...]}, "covered": {loss: {param: n_cases}}, "missing": {loss: [param...]}},
+      "failures": [case result (below) of every failed / error case],
+      "cases": [{"id", "loss", "family", "case", "dtype", "status", "judge", "params", "spec",
+                 "result": parity.Result.to_json(), "seconds", "note", "reproducer", "fuzz"}]
+    }
+
+Non-finite floats are written as the strings ``"inf"`` / ``"nan"``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from parity.cases import Loss
+from parity.runner import CaseResult
+from parity.tolerances import TOLERANCES
+
+SCHEMA = "parity-report/1"
+_METRICS = ("max_abs", "max_rel", "max_ulp", "usage")
+
+
+def _worst(results: Sequence[CaseResult], kind: str) -> dict[str, float]:
+    out = {}
+    for m in _METRICS:
+        vals = [r.worst(kind, m) for r in results if r.status in ("passed", "failed")]
+        out[m.replace("max_", "")] = max(vals, default=0.0)
+    return out
+
+
+def _closer_counts(results: Sequence[CaseResult]) -> dict[str, int]:
+    counts = {"jax_closer": 0, "torch_closer": 0, "ties": 0}
+    for r in results:
+        for kind in ("outputs", "grads", "hvps"):
+            for c in r.result.get(kind, []):
+                k = {"jax": "jax_closer", "torch": "torch_closer", "tie": "ties"}.get(c.get("closer") or "")
+                if k:
+                    counts[k] += 1
+    return counts
+
+
+def _counts(results: Sequence[CaseResult]) -> dict[str, int]:
+    st = [r.status for r in results]
+    return {
+        "cases": len(st),
+        "passed": st.count("passed"),
+        "failed": st.count("failed"),
+        "errors": st.count("error"),
+        "not_implemented": st.count("not_implemented"),
+    }
+
+
+def _usage_of(r: CaseResult) -> float:
+    return max((r.worst(k, "usage") for k in ("outputs", "grads", "hvps")), default=0.0)
+
+
+def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[str, Any]) -> dict[str, Any]:
+    """The report as one JSON-able dict."""
+    by_loss: dict[str, list[CaseResult]] = {}
+    for r in results:
+        by_loss.setdefault(r.loss, []).append(r)
+    losses = []
+    for name in [n for n in registry if n in by_loss] + [n for n in by_loss if n not in registry]:
+        rs = by_loss[name]
+        c = _counts(rs)
+        bad = [r for r in rs if r.status in ("failed", "error")]
+        ranked = bad or [r for r in rs if r.status == "passed"]
+        worst = max(ranked, key=lambda r: (r.status != "passed", _usage_of(r)), default=None)
+        status = "failed" if bad else ("not implemented" if c["not_implemented"] == c["cases"] else
+                                      "partial" if c["not_implemented"] else "passed")
+        losses.append({
+            "loss": name,
+            "family": registry[name].family if name in registry else "",
+            "torch": registry[name].torch_name if name in registry else "",
+            **c,
+            "worst_value": _worst(rs, "outputs"),
+            "worst_grad": _worst(rs, "grads"),
+            "worst_hvp": _worst(rs, "hvps"),
+            "worst_case": worst.id if worst else "",
+            "status": status,
+        })
+    dtypes = []
+    for dt in TOLERANCES:
+        rs = [r for r in results if r.dtype == dt]
+        if rs:
+            dtypes.append({"dtype": dt, **_counts(rs), "worst_value": _worst(rs, "outputs"), "worst_grad": _worst(rs, "grads"),
+                           "worst_hvp": _worst(rs, "hvps"), **_closer_counts(rs)})
+    covered: dict[str, dict[str, int]] = {}
+    for r in results:
+        if r.fuzz:
+            continue
+        cov = covered.setdefault(r.loss, {})
+        for p in r.params:
+            cov[p] = cov.get(p, 0) + 1
+    params = {n: list(registry[n].params) for n in by_loss if n in registry}
+    missing = {n: [p for p in ps if not covered.get(n, {}).get(p)] for n, ps in params.items()}
+    summary = {**_counts(results)}
+    summary["judged_by_reference"] = sum(
+        1 for r in results if any(c.get("judged") == "reference" for k in ("outputs", "grads", "hvps") for c in r.result.get(k, []))
+    )
+    summary.update(_closer_counts(results))
+    summary["ok"] = summary["failed"] == 0 and summary["errors"] == 0
+    return {
+        "schema": SCHEMA,
+        "meta": meta,
+        "summary": summary,
+        "losses": losses,
+        "dtypes": dtypes,
+        "coverage": {"params": params, "covered": covered, "missing": {k: v for k, v in missing.items() if v}},
+        "failures": [r.to_json() for r in results if r.status in ("failed", "error")],
+        "cases": [r.to_json() for r in results],
+    }
+
+
+# --------------------------------------------------------------------------- text
+def _e(x: float) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    if x == 0:
+        return "0"
+    if math.isinf(x) or math.isnan(x):
+        return str(x)
+    return f"{x:.1e}"
+
+
+def _err(w: dict[str, float]) -> str:
+    """'rel 3e-07 / 2 ulp' for a worst-error dict."""
+    if not any(w.values()):
+        return "0"
+    return f"{_e(w['rel'])} rel, {_e(w['ulp'])} ulp"
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["loss", "cases", "passed", "failed", "n/i", "worst value err", "worst grad err", "worst case"]]
+    for L in report["losses"]:
+        rows.append([
+            L["loss"], str(L["cases"]), str(L["passed"]), str(L["failed"] + L["errors"]), str(L["not_implemented"]),
+            _err(L["worst_value"]), _err(L["worst_grad"]), L["worst_case"] if L["status"] != "not implemented" else "-",
+        ])
+    return rows
+
+
+def console_table(report: dict[str, Any]) -> str:
+    rows = table_rows(report)
+    rows = [r[:-1] + [r[-1][:60]] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i in (0, 5, 6, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    s = report["summary"]
+    lines.append("")
+    lines.append(
+        f"{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, "
+        f"{s['not_implemented']} not implemented; {s['judged_by_reference']} judged against the float64 reference; "
+        f"vs float64: jaxloss closer {s['jax_closer']}x, torch closer {s['torch_closer']}x, tie {s['ties']}x"
+    )
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, s = report["meta"], report["summary"]
+    out = ["# jaxloss parity report", ""]
+    out.append(f"`{m.get('command', 'python -m parity')}` — torch {m.get('torch')}, jax {m.get('jax')}, device {m.get('device')}, "
+               f"{m.get('seconds', 0):.1f} s. **{'PASSED' if s['ok'] else 'FAILED'}**")
+    out.append("")
+    out.append(f"{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, {s['not_implemented']} not implemented; "
+               f"{s['judged_by_reference']} judged against the float64 reference (documented deviations / low precision). "
+               f"Against float64: jaxloss closer {s['jax_closer']}×, torch closer {s['torch_closer']}×, tie {s['ties']}×.")
+    out += ["", "## Per loss", ""]
+    rows = table_rows(report)
+    out.append("| " + " | ".join(rows[0]) + " |")
+    out.append("|" + "---|" * len(rows[0]))
+    for r in rows[1:]:
+        out.append("| " + " | ".join(r[:-1] + [f"`{r[-1]}`" if r[-1] != "-" else "-"]) + " |")
+    out += ["", "## Per dtype", "", "| dtype | tolerance (rtol, atol) | cases | passed | worst value (abs / rel / ulp) | worst grad (abs / rel / ulp) | jaxloss closer to f64 | torch closer | tie |", "|---|---|---|---|---|---|---|---|---|"]
+    for d in report["dtypes"]:
+        tol = TOLERANCES[d["dtype"]]
+        wv, wg = d["worst_value"], d["worst_grad"]
+        out.append(f"| {d['dtype']} | {tol.rtol:g}, {tol.atol:g} | {d['cases']} | {d['passed']} | {_e(wv['abs'])} / {_e(wv['rel'])} / {_e(wv['ulp'])} | "
+                   f"{_e(wg['abs'])} / {_e(wg['rel'])} / {_e(wg['ulp'])} | {d['jax_closer']} | {d['torch_closer']} | {d['ties']} |")
+    miss = report["coverage"]["missing"]
+    out += ["", "## Coverage", ""]
+    out.append("Every public parameter of every loss appears in at least one grid case." if not miss else
+               "Parameters no grid case exercises: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in miss.items()))
+    out += ["", "## Failures", ""]
+    if not report["failures"]:
+        out.append("None.")
+    for f in report["failures"]:
+        out.append(f"### `{f['id']}` ({f['status']})")
+        out.append("")
+        out.append("```")
+        out.append(_result_text(f))
+        out.append("```")
+        if f.get("reproducer"):
+            out += ["", "```python", f["reproducer"], "```"]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _result_text(f: dict[str, Any]) -> str:
+    r = f["result"]
+    lines = []
+    if r.get("jax_error"):
+        lines.append("jax raised: " + r["jax_error"].splitlines()[0])
+    if r.get("torch_error"):
+        lines.append("torch raised: " + r["torch_error"].splitlines()[0])
+    for kind in ("outputs", "grads", "hvps"):
+        for c in r.get(kind, []):
+            mark = "ok  " if c["passed"] else "FAIL"
+            if c.get("message") and not c.get("size"):
+                lines.append(f"{mark} {c['name']}: {c['message']}")
+                continue
+            s = f"{mark} {c['name']}: abs {_e(c['max_abs'])} rel {_e(c['max_rel'])} ulp {_e(c['max_ulp'])} tol-use {_e(c['usage'])}"
+            if c.get("n_bad"):
+                s += f"; {c['n_bad']}/{c['size']} bad, worst at {c['worst_index']}: jax={c['jax_at_worst']} torch={c['torch_at_worst']}"
+            if c.get("jax_ref_abs") is not None:
+                s += f"; vs f64 jax {_e(c['jax_ref_abs'])} torch {_e(c['torch_ref_abs'])}"
+            if c.get("message"):
+                s += f" ({c['message']})"
+            lines.append(s)
+    lines += [f"note: {n}" for n in r.get("notes", [])]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- HTML
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3}
+td.l,th.l{text-align:left}
+.pass{background:#e6f4ea}.fail{background:#fce8e6}.ni{background:#f1f3f4;color:#777}.partial{background:#fff7e0}
+.cov td{text-align:center;font-size:12px}.cov .na{background:#fafafa;color:#bbb}.cov .miss{background:#fce8e6}
+pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}
+h1{font-size:22px}h2{font-size:18px;margin-top:1.6em}
+.ok{color:#137333;font-weight:bold}.bad{color:#c5221f;font-weight:bold}
+"""
+
+
+def html_page(report: dict[str, Any]) -> str:
+    esc = html.escape
+    m, s = report["meta"], report["summary"]
+    p = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>jaxloss parity report</title>", f"<style>{_CSS}</style></head><body>"]
+    p.append("<h1>jaxloss parity report</h1>")
+    verdict = "<span class='ok'>PASSED</span>" if s["ok"] else "<span class='bad'>FAILED</span>"
+    p.append(f"<p>{verdict} — <code>{esc(str(m.get('command', '')))}</code>; torch {esc(str(m.get('torch')))}, jax {esc(str(m.get('jax')))}, "
+             f"device {esc(str(m.get('device')))}, {m.get('seconds', 0):.1f} s.</p>")
+    p.append(f"<p>{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, {s['not_implemented']} not implemented; "
+             f"{s['judged_by_reference']} judged against the float64 reference. Against float64: jaxloss closer {s['jax_closer']}×, "
+             f"torch closer {s['torch_closer']}×, tie {s['ties']}×.</p>")
+    # per loss
+    p.append("<h2>Per loss</h2><table><tr>")
+    rows = table_rows(report)
+    p.append("".join(f"<th class='l'>{esc(h)}</th>" if i in (0, 5, 6, 7) else f"<th>{esc(h)}</th>" for i, h in enumerate(rows[0])) + "<th class='l'>torch side</th></tr>")
+    for L, r in zip(report["losses"], rows[1:]):
+        cls = {"passed": "pass", "failed": "fail", "not implemented": "ni", "partial": "partial"}[L["status"]]
+        cells = "".join(f"<td class='l'>{esc(c)}</td>" if i in (0, 5, 6, 7) else f"<td>{esc(c)}</td>" for i, c in enumerate(r))
+        p.append(f"<tr class='{cls}'>{cells}<td class='l'>{esc(L['torch'])}</td></tr>")
+    p.append("</table>")
+    # per dtype
+    p.append("<h2>Per dtype</h2><table><tr><th class='l'>dtype</th><th>rtol</th><th>atol</th><th>cases</th><th>passed</th>"
+             "<th>worst value abs / rel / ulp</th><th>worst grad abs / rel / ulp</th><th>jaxloss closer to f64</th><th>torch closer</th><th>tie</th></tr>")
+    for d in report["dtypes"]:
+        tol = TOLERANCES[d["dtype"]]
+        wv, wg = d["worst_value"], d["worst_grad"]
+        p.append(f"<tr><td class='l'>{d['dtype']}</td><td>{tol.rtol:g}</td><td>{tol.atol:g}</td><td>{d['cases']}</td><td>{d['passed']}</td>"
+                 f"<td>{_e(wv['abs'])} / {_e(wv['rel'])} / {_e(wv['ulp'])}</td><td>{_e(wg['abs'])} / {_e(wg['rel'])} / {_e(wg['ulp'])}</td>"
+                 f"<td>{d['jax_closer']}</td><td>{d['torch_closer']}</td><td>{d['ties']}</td></tr>")
+    p.append("</table>")
+    # coverage matrix
+    cov, params = report["coverage"]["covered"], report["coverage"]["params"]
+    all_params: list[str] = []
+    for ps in params.values():
+        for x in ps:
+            if x not in all_params:
+                all_params.append(x)
+    p.append("<h2>Coverage: grid cases per loss × parameter</h2><p>A number: how many grid cases pass that parameter explicitly; "
+             "red: a parameter of that loss no case exercises; grey: not a parameter of that loss.</p><table class='cov'><tr><th class='l'>loss</th>")
+    p.append("".join(f"<th>{esc(x)}</th>" for x in all_params) + "</tr>")
+    for name, ps in params.items():
+        row = [f"<td class='l'>{esc(name)}</td>"]
+        for x in all_params:
+            if x not in ps:
+                row.append("<td class='na'>·</td>")
+            else:
+                n = cov.get(name, {}).get(x, 0)
+                row.append(f"<td class='{'miss' if not n else 'pass'}'>{n}</td>")
+        p.append("<tr>" + "".join(row) + "</tr>")
+    p.append("</table>")
+    # failures
+    p.append(f"<h2>Failures ({len(report['failures'])})</h2>")
+    if not report["failures"]:
+        p.append("<p>None.</p>")
+    for f in report["failures"]:
+        p.append(f"<h3><code>{esc(f['id'])}</code> — {esc(f['status'])}</h3><pre>{esc(_result_text(f))}</pre>")
+        if f.get("reproducer"):
+            p.append(f"<p>Reproducer:</p><pre>{esc(f['reproducer'])}</pre>")
+    # documented deviations
+    devs = sorted({(c["loss"], c["note"]) for c in report["cases"] if c["judge"] == "reference" and c["note"]})
+    if devs:
+        p.append("<h2>Documented deviations (judged against the float64 reference)</h2><ul>")
+        p += [f"<li><b>{esc(lo)}</b>: {esc(n)}</li>" for lo, n in devs]
+        p.append("</ul>")
+    p.append("</body></html>")
+    return "\n".join(p) + "\n"
+
+
+# --------------------------------------------------------------------------- files
+def _clean(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def write(report: dict[str, Any], folder: str) -> dict[str, str]:
+    """Write report.json, report.md, report.html into ``folder``; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {k: os.path.join(folder, f"report.{k}") for k in ("json", "md", "html")}
+    with open(paths["json"], "w", encoding="utf-8") as fh:
+        json.dump(_clean(report), fh, indent=1, allow_nan=False)
+    with open(paths["md"], "w", encoding="utf-8") as fh:
+        fh.write(markdown(report))
+    with open(paths["html"], "w", encoding="utf-8") as fh:
+        fh.write(html_page(report))
+    return paths

@@ -1,0 +1,409 @@
+"""ctc.py against torch.nn.functional.ctc_loss: values, torch's gradient, the true gradient, errors.
+
+Shapes are shared between tests on purpose (one compilation serves several tests).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jaxloss
+import jaxloss.checked as checked
+from jaxloss.ctc import _reference_ctc_loss
+from tests.torch_compare import TORCH_DTYPES, assert_close, check
+
+T, N, C, S = 10, 4, 5, 4
+DTYPES = ["float32", "float64"]
+REDUCTIONS = ["none", "mean", "sum"]
+
+
+def _log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def _data(seed=0, blank=0):
+    """log_probs (T, N, C), padded targets (N, S), lengths: a repeat, an empty target, short inputs."""
+    rng = np.random.default_rng(seed)
+    lp = _log_softmax(1.5 * rng.normal(size=(T, N, C)))
+    labels = np.array([c for c in range(C) if c != blank])
+    tg = rng.choice(labels, size=(N, S))
+    tg[0, 1] = tg[0, 0]  # repeated label: needs a blank in between
+    il = np.array([T, T - 1, T - 3, T - 5])
+    tl = np.array([S, 3, 1, 0])
+    return lp, tg, il, tl
+
+
+def _concat(tg, tl):
+    return np.concatenate([tg[i, : tl[i]] for i in range(len(tl))])
+
+
+def _lengths(x, kind):
+    if kind == "list":
+        return [int(v) for v in x]
+    if kind == "tuple":
+        return tuple(int(v) for v in x)
+    return np.asarray(x, dtype=np.int32 if kind == "array32" else np.int64)
+
+
+def _args(lp, tg, il, tl):
+    return {"log_probs": lp, "targets": tg, "input_lengths": il, "target_lengths": tl}
+
+
+def _t(x):
+    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+
+
+@functools.partial(jax.jit, static_argnames=("blank", "reduction", "zero_infinity"))
+def _vjp(lp, tg, il, tl, blank=0, reduction="mean", zero_infinity=False):
+    """Value and gradient (cotangent of ones) of jaxloss.ctc_loss in one compilation, cached
+    across tests (lengths given as lists / tuples stay lists / tuples: pytrees)."""
+    kw = {"blank": blank, "reduction": reduction, "zero_infinity": zero_infinity}
+    out, pull = jax.vjp(lambda x: jaxloss.ctc_loss(x, tg, il, tl, **kw), lp)
+    return out, pull(jnp.ones_like(out))[0]
+
+
+def _compare(lp, tg, il, tl, dtype="float64", **kw):
+    """Value and gradient wrt log_probs against torch, within parity/tolerances.py."""
+    t_x = torch.tensor(lp, dtype=TORCH_DTYPES[dtype], requires_grad=True)
+    t_out = F.ctc_loss(t_x, _t(tg), _t(il), _t(tl), **kw)
+    (t_g,) = torch.autograd.grad(t_out.sum(), t_x)
+    j_out, j_g = _vjp(jnp.asarray(lp, dtype), tg, il, tl, **kw)
+    assert j_out.dtype == jnp.dtype(dtype) and j_g.dtype == jnp.dtype(dtype)
+    assert_close(j_out, t_out, dtype, "value")
+    assert_close(j_g, t_g, dtype, "grad wrt log_probs")
+    return np.asarray(j_out), np.asarray(j_g)
+
+
+def _torch_grad(lp, tg, il, tl, **kw):
+    x = torch.tensor(lp).requires_grad_(True)
+    out = F.ctc_loss(x, torch.as_tensor(tg), torch.as_tensor(il), torch.as_tensor(tl), **kw)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    return out.detach().numpy(), g.numpy()
+
+
+def _jax_grad(fn, lp, tg, il, tl, **kw):
+    return jax.value_and_grad(lambda x: jnp.sum(fn(x, jnp.asarray(tg), jnp.asarray(il), jnp.asarray(tl), **kw)))(
+        jnp.asarray(lp)
+    )
+
+
+# --------------------------------------------------------------------------- against torch
+_KINDS = ["array64", "list", "tuple"]  # lengths given as an int64 array (int32 for padded), list, tuple
+
+
+@pytest.mark.parametrize("layout", ["padded", "concatenated"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_matches_torch(reduction, dtype, layout):
+    """reduction x dtype x layout, the length kind rotating so that every pair of
+    (kind, reduction), (kind, dtype), (kind, layout) occurs (one compilation per case)."""
+    r, d, l = REDUCTIONS.index(reduction), DTYPES.index(dtype), ["padded", "concatenated"].index(layout)
+    kind = _KINDS[(r + d + 2 * l) % 3]
+    if kind == "array64" and layout == "padded":
+        kind = "array32"
+    lp, tg, il, tl = _data()
+    if layout == "concatenated":
+        tg = _concat(tg, tl)
+    _compare(lp, tg, _lengths(il, kind), _lengths(tl, kind), dtype, reduction=reduction)
+    if reduction == "none":  # the plain (non-differentiated) path too
+        assert_close(jaxloss.ctc_loss(jnp.asarray(lp, dtype), tg, _lengths(il, kind), _lengths(tl, kind), reduction="none"),
+                     F.ctc_loss(torch.tensor(lp, dtype=TORCH_DTYPES[dtype]), torch.as_tensor(tg), torch.as_tensor(il),
+                                torch.as_tensor(tl), reduction="none"), dtype, "value")  # fmt: skip
+
+
+@pytest.mark.parametrize("zero_infinity", [False, True])
+def test_random_cases_match_torch(zero_infinity):
+    """Random lengths (empty inputs and targets, infeasible ones) and many repeats."""
+    for seed in range(8):
+        rng = np.random.default_rng(100 + seed)
+        lp = _log_softmax(2.0 * rng.normal(size=(T, N, C)))
+        tg = rng.integers(1, 3 if seed % 2 else C, size=(N, S))  # few classes: many repeats
+        il = rng.integers(0, T + 1, size=N)
+        tl = rng.integers(0, S + 1, size=N)
+        _compare(lp, tg, il, tl, reduction="none", zero_infinity=zero_infinity)
+
+
+def test_gradient_wrt_log_probs_is_torchs_not_autodiffs():
+    """(a) Raw (unnormalised) log_probs: our gradient is torch's, which is the true gradient plus
+    ``g_n * exp(log_probs)`` on the frames ``t < input_length``."""
+    lp, tg, il, tl = _data()
+    raw = np.random.default_rng(1).normal(size=lp.shape)  # not log-probabilities
+    _, ours = _compare(raw, tg, il, tl, reduction="sum")
+    true = jax.grad(lambda x: _reference_ctc_loss(x, tg, il, tl, reduction="sum"))(jnp.asarray(raw))
+    live = np.arange(T)[:, None, None] < il[None, :, None]
+    np.testing.assert_allclose(ours - np.asarray(true), np.exp(raw) * live, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("reduction", "dtype"), [("mean", "float32"), ("none", "float64"), ("sum", "float64")])
+def test_gradient_through_log_softmax_is_torchs_and_true(reduction, dtype):
+    """(b) logits -> log_softmax -> ctc: the gradient wrt logits equals torch's and the true one
+    (JAX autodiff through a plain forward recursion)."""
+    _, tg, il, tl = _data()
+    logits = np.random.default_rng(2).normal(size=(T, N, C)) * 2
+
+    def ours(x):
+        return jaxloss.ctc_loss(jax.nn.log_softmax(x, -1), tg, il, tl, reduction=reduction)
+
+    def true(x):
+        return _reference_ctc_loss(jax.nn.log_softmax(x, -1), tg, il, tl, reduction=reduction)
+
+    def theirs(x):
+        return F.ctc_loss(x.log_softmax(-1), torch.tensor(tg), torch.tensor(il), torch.tensor(tl), reduction=reduction)
+
+    check(ours, theirs, {"x": logits}, grad=("x",), dtype=dtype)
+    x = jnp.asarray(logits, dtype)
+    v_true, g_true = jax.value_and_grad(lambda v: jnp.sum(true(v)))(x)
+    assert_close(jax.grad(lambda v: jnp.sum(ours(v)))(x), g_true, dtype, "grad vs true gradient")
+    assert_close(jnp.sum(ours(x)), v_true, dtype, "value vs reference")
+
+
+# --------------------------------------------------------------------------- layouts and options
+def test_unbatched():
+    lp, tg, il, tl = _data()
+    lp1 = lp[:, 0]
+    # 1-D targets are "concatenated": exactly target_length long (torch's rule)
+    _compare(lp1, tg[0], np.array(il[0]), np.array(tl[0]), reduction="none")
+    _compare(lp1, tg[0], [int(il[0])], (int(tl[0]),), reduction="mean")
+    # (1, S) targets are padded: a shorter target length is fine
+    out, _ = _compare(lp1, tg[:1], np.array([8]), np.array([2]), reduction="none")
+    assert out.shape == ()
+    out = jaxloss.ctc_loss(jnp.asarray(lp1), tg[0], int(il[0]), int(tl[0]), reduction="sum")  # Python ints too
+    np.testing.assert_allclose(out, F.ctc_loss(torch.tensor(lp1), torch.tensor(tg[0]), torch.tensor(il[0]), torch.tensor(tl[0]), reduction="sum"))
+
+
+@pytest.mark.parametrize("blank", [2, C - 1])
+def test_blank_not_zero(blank):
+    lp, tg, il, tl = _data(seed=3, blank=blank)
+    assert (tg == 0).any()  # class 0 is an ordinary label here
+    _compare(lp, tg, il, tl, blank=blank, reduction="none")
+    _compare(lp, _concat(tg, tl), il, tl, "float32", blank=blank)
+
+
+def test_repeated_labels_need_blanks():
+    lp, _, _, _ = _data()
+    tg = np.array([[1, 1, 1, 0], [2, 2, 3, 3], [1, 2, 1, 2], [4, 4, 4, 4]])
+    tl = np.array([3, 4, 4, 4])
+    for il in ([5, 6, 4, 7], [4, 5, 4, 6]):  # exactly enough frames, then one too few (-> inf)
+        for zero_infinity in (False, True):
+            out, _ = _compare(lp, tg, np.array(il), tl, reduction="none", zero_infinity=zero_infinity)
+    assert out[2] > 0 and (out[[0, 1, 3]] == 0).all()  # zero_infinity: the infeasible ones are 0
+    out = np.asarray(jaxloss.ctc_loss(lp, tg, np.array([4, 5, 4, 6]), tl, reduction="none"))
+    assert np.isinf(out[[0, 1, 3]]).all() and np.isfinite(out[2])
+
+
+@pytest.mark.parametrize("zero_infinity", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_infeasible_targets(reduction, zero_infinity):
+    """Targets longer than their input: inf (NaN gradient on t < input_length), or 0 with zero_infinity."""
+    lp, tg, _, _ = _data()
+    il = np.array([3, 0, 0, T])  # too short; empty input with a target; empty input, empty target
+    tl = np.array([S, 2, 0, 1])
+    kw = {"reduction": reduction, "zero_infinity": zero_infinity}
+    out, g = _compare(lp, tg, il, tl, **kw)
+    if reduction == "mean":
+        _compare(lp, tg, il, tl, "float32", **kw)
+        assert np.isfinite(out) == zero_infinity
+    else:
+        assert out[2] == 0 and np.signbit(out[2])  # torch's -0.0
+        assert np.isinf(out[:2]).all() != zero_infinity
+    if zero_infinity:
+        assert (g[:, 0] == 0).all()
+    else:
+        assert np.isnan(g[:3, 0]).all() and (g[3:, 0] == 0).all()
+    assert (g[:, 1:3] == 0).all() and np.isfinite(g[:, 3]).all()
+
+
+def test_targets_longer_than_input_axis():
+    """Concatenated targets of total length > T and padded width S > T: only min(., T) label
+    slots are computed; longer targets are still inf (and their gradient NaN)."""
+    lp, _, _, _ = _data()
+    rng = np.random.default_rng(4)
+    tl = np.array([12, 3, 5, 9])  # 12 > T: infeasible; 29 labels in all
+    il = np.array([T, T, 8, T])
+    flat = rng.integers(1, C, size=int(tl.sum()))
+    padded = np.zeros((N, 12), np.int64)
+    for i, (a, b) in enumerate(zip(np.cumsum(tl) - tl, tl)):
+        padded[i, :b] = flat[a : a + b]
+    for tg in (flat, padded):
+        out, _ = _compare(lp, tg, il, tl, reduction="none")
+        assert np.isinf(out[0]) and np.isfinite(out[1:]).all()
+    _compare(lp, flat, il, tl, reduction="none", zero_infinity=True)
+
+
+def test_minus_inf_log_probs():
+    """-inf log-probabilities: torch's value; torch's gradient where torch's is finite, and 0
+    (the limit) where torch's formula gives NaN; no NaN at all."""
+    lp, tg, il, tl = _data()
+    lp = lp.copy()
+    lp[2, 0, :] = -np.inf
+    lp[2, 0, tg[0, 0]] = 0.0  # a one-hot frame
+    lp[:, 1, 4] = -np.inf  # a class never emitted
+    lp[1, 2, 0] = -np.inf
+    tg[1, :3] = [1, 2, 3]
+    v_t, g_t = _torch_grad(lp, tg, il, tl, reduction="none")
+    v_j, g_j = (np.asarray(a) for a in _vjp(jnp.asarray(lp), tg, il, tl, reduction="none"))
+    assert np.isfinite(v_j).all() and not np.isnan(g_j).any()
+    np.testing.assert_allclose(v_j, v_t, rtol=1e-12)
+    torch_nan = np.isnan(g_t)
+    live = np.arange(T)[:, None, None] < il[None, :, None]
+    np.testing.assert_array_equal(torch_nan, np.isneginf(lp) & live)  # torch: NaN exactly there
+    np.testing.assert_allclose(g_j[~torch_nan], g_t[~torch_nan], rtol=1e-10, atol=1e-12)
+    assert (g_j[torch_nan] == 0).all()
+    # every path of sample 1 crosses a -inf: inf loss, NaN gradient (as torch) unless zero_infinity
+    lp[:, 1, 2] = -np.inf
+    for zi in (False, True):
+        out, g = _compare(lp, tg, il, tl, reduction="none", zero_infinity=zi)
+        assert (g[:, 1] == 0).all() if zi else (np.isinf(out[1]) and np.isnan(g[: il[1], 1]).all())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_computed_in_float32(dtype):
+    lp, tg, il, tl = _data()
+    out, g = _vjp(jnp.asarray(lp, dtype), tg, il, tl)
+    assert out.dtype == jnp.dtype(dtype) and g.dtype == jnp.dtype(dtype)
+    ref, g_ref = _vjp(jnp.asarray(lp, dtype).astype(jnp.float32), tg, il, tl)
+    np.testing.assert_array_equal(np.float32(out), np.float32(ref.astype(dtype)))
+    np.testing.assert_array_equal(np.float32(g), np.float32(g_ref.astype(dtype)))
+
+
+# --------------------------------------------------------------------------- transformations
+def test_jit_and_list_lengths():
+    lp, tg, il, tl = _data()
+    expected = jaxloss.ctc_loss(lp, tg, il, tl, reduction="none")
+
+    @jax.jit
+    def f(x, il, tl):
+        return jaxloss.ctc_loss(x, tg, il, tl, reduction="none")
+
+    np.testing.assert_allclose(f(lp, [int(v) for v in il], tuple(int(v) for v in tl)), expected, rtol=1e-12)
+    np.testing.assert_allclose(f(lp, jnp.asarray(il, jnp.int32), jnp.asarray(tl, jnp.int32)), expected, rtol=1e-12)
+
+
+def test_vmap():
+    lp, tg, il, tl = _data()
+    expected, g_expected = _vjp(jnp.asarray(lp), tg, il, tl, reduction="none")
+
+    def single(x, t, i, k):  # unbatched: x (T, C), t (1, S) padded, lengths 0-d
+        return jaxloss.ctc_loss(x, t[None], i, k, reduction="none")
+
+    batched, g = jax.vmap(jax.value_and_grad(single))(jnp.swapaxes(lp, 0, 1), tg, il, tl)
+    np.testing.assert_allclose(batched, expected, rtol=1e-12)
+    np.testing.assert_allclose(jnp.swapaxes(g, 0, 1), g_expected, rtol=1e-12, atol=1e-15)
+    # a vmapped batch of batches
+    stack = jnp.stack([lp, lp[::-1]])
+    out = jax.vmap(lambda x: jaxloss.ctc_loss(x, tg, il, tl, reduction="none"))(stack)
+    np.testing.assert_allclose(out[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(out[1], _vjp(jnp.asarray(lp[::-1]), tg, il, tl, reduction="none")[0], rtol=1e-12)
+
+
+def test_second_order_raises_like_torch():
+    lp, tg, il, tl = _data()
+    x = torch.tensor(lp, requires_grad=True)
+    (g,) = torch.autograd.grad(F.ctc_loss(x, torch.tensor(tg), torch.tensor(il), torch.tensor(tl)), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="derivative for aten::_ctc_loss_backward is not implemented"):
+        torch.autograd.grad(g.sum(), x)
+
+    def f(v):
+        return jaxloss.ctc_loss(v, tg, il, tl)
+
+    with pytest.raises(NotImplementedError, match="derivative for aten::_ctc_loss_backward is not implemented"):
+        jax.grad(lambda v: jnp.sum(jax.grad(f)(v)))(lp)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(f, (lp,), (lp,))
+
+
+# --------------------------------------------------------------------------- bad values (checked mode)
+@pytest.mark.parametrize(
+    "case",
+    ["input_too_long", "input_negative", "target_length_negative", "target_wider_than_targets", "concatenated_size"],
+)
+def test_checked_raises_torchs_message_and_fast_mode_gives_nan(case):
+    lp, tg, il, tl = _data()
+    il, tl = il.copy(), tl.copy()
+    if case == "input_too_long":
+        il[2] = T + 3
+    elif case == "input_negative":
+        il[1] = -2
+        il[3] = T + 1  # the first bad one is reported, as in torch
+    elif case == "target_length_negative":
+        tl[3] = -1
+    elif case == "target_wider_than_targets":
+        tl[1] = S + 2
+    else:
+        tg = _concat(tg, tl)[:-1]
+    with pytest.raises(RuntimeError) as expected:
+        F.ctc_loss(torch.tensor(lp), torch.tensor(tg), torch.tensor(il), torch.tensor(tl))
+    with pytest.raises(ValueError) as e:
+        checked.ctc_loss(lp, tg, il, tl)
+    assert str(e.value) == str(expected.value)
+    out, g = (np.asarray(a) for a in _vjp(jnp.asarray(lp), tg, il, tl, reduction="none"))
+    bad = np.isnan(out)
+    assert bad.any() and np.isnan(g[:, bad]).all() and not np.isnan(g[:, ~bad]).any()
+    assert bad.all() if case == "concatenated_size" else bad.sum() == 1
+
+
+@pytest.mark.parametrize("value", [C, -1, 0])
+def test_bad_target_values(value):
+    """Out-of-range indices (torch reads out of bounds memory) and the blank index (torch
+    computes a number its docs call invalid): NaN for that sample, checked mode raises."""
+    lp, tg, il, tl = _data()
+    tg = tg.copy()
+    tg[1, 2] = value  # inside target_lengths[1] == 3
+    tg[2, 3] = C + 7  # padding beyond target_lengths[2]: ignored, as in torch
+    out, g = (np.asarray(a) for a in _vjp(jnp.asarray(lp), tg, il, tl, reduction="none"))
+    assert np.isnan(out[1]) and np.isfinite(out[[0, 2, 3]]).all()
+    assert np.isnan(g[:, 1]).all() and np.isfinite(g[:, [0, 2, 3]]).all()
+    match = "blank index" if value == 0 else f"target index {value} is out of bounds"
+    with pytest.raises(ValueError, match=match):
+        checked.ctc_loss(lp, tg, il, tl)
+    with pytest.raises(ValueError, match=match):
+        checked.ctc_loss(lp, _concat(tg, tl), il, tl)
+
+
+def test_checked_passes_valid_and_infeasible_input():
+    lp, tg, il, tl = _data()
+    np.testing.assert_array_equal(checked.ctc_loss(lp, tg, il, tl), jaxloss.ctc_loss(lp, tg, il, tl))
+    short = np.array([2, T, T, T])  # infeasible: inf, not an error (torch's behaviour)
+    assert np.isinf(np.asarray(checked.ctc_loss(lp, tg, short, tl)))
+    assert np.isfinite(np.asarray(checked.ctc_loss(lp, tg, short, tl, zero_infinity=True)))
+
+
+# --------------------------------------------------------------------------- trace-time errors
+def test_trace_time_errors_use_torchs_wording():
+    lp, tg, il, tl = _data()
+    cases = [
+        ((lp[None], tg, il, tl), {}, ValueError),  # 4-D log_probs
+        ((lp[:, 0, 0], tg, il, tl), {}, ValueError),  # 1-D log_probs
+        ((lp, tg[:, :, None], il, tl), {}, ValueError),  # 3-D targets
+        ((lp, tg[:3], il, tl), {}, ValueError),  # targets batch size
+        ((lp, tg, il[:3], tl), {}, ValueError),
+        ((lp, tg, il, tl[:3]), {}, ValueError),
+        ((lp, tg, il, tl), {"blank": C}, ValueError),
+        ((lp, tg, il, tl), {"blank": -1}, ValueError),
+        ((lp, tg, il.astype(np.float32), tl), {}, TypeError),
+        ((lp, tg, il, tl.astype(np.float64)), {}, TypeError),
+        ((lp, tg, il > 0, tl), {}, TypeError),
+        ((lp[:, :, :0], tg, il, tl), {}, ValueError),
+        ((lp, tg, il, tl), {"reduction": "avg"}, ValueError),
+    ]
+    for args, kw, exc in cases:
+        with pytest.raises((RuntimeError, ValueError)) as expected:
+            F.ctc_loss(*[torch.as_tensor(a) for a in args], **kw)
+        with pytest.raises(exc) as e:
+            jaxloss.ctc_loss(*[jnp.asarray(a) for a in args], **kw)
+        assert str(e.value) == str(expected.value)
+    with pytest.raises(TypeError, match="must be integral"):
+        jaxloss.ctc_loss(lp, tg, [10.0, 9.0, 7.0, 5.0], tl)
+    with pytest.raises(TypeError, match="not implemented for 'int"):
+        jaxloss.ctc_loss(jnp.zeros((T, N, C), jnp.int32), tg, il, tl)
+    # torch converts float and bool targets to long; so does jaxloss
+    np.testing.assert_allclose(
+        jaxloss.ctc_loss(lp, tg.astype(np.float32), il, tl),
+        F.ctc_loss(torch.tensor(lp), torch.tensor(tg, dtype=torch.float32), torch.tensor(il), torch.tensor(tl)),
+    )

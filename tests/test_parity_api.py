@@ -1,0 +1,143 @@
+"""parity.compare / parity.assert_close: passing, failure detection, exceptions, pytrees, gradients."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jaxloss
+import parity
+from parity.tolerances import ulp, ulp_error
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(4, 5))
+Y = rng.normal(size=(4, 5))
+
+
+def test_passes_with_grads_and_hvp_in_every_dtype():
+    for dt in ("float64", "float32", "float16", "bfloat16"):
+        r = parity.compare(jaxloss.l1_loss, F.l1_loss, X, Y, grad_argnums=(0, 1), hvp=True, dtype=dt, reduction="none")
+        assert r.passed, r
+        assert r.dtype == dt
+        assert [c.name for c in r.grads] == ["grad args[0]", "grad args[1]"]
+        assert len(r.hvps) == 2
+        if dt != "float64":  # both compared with the float64 reference
+            assert r.outputs[0].jax_ref_abs is not None and r.outputs[0].closer in ("jax", "torch", "tie")
+
+
+def test_detects_a_wrong_value_and_gradient():
+    r = parity.compare(lambda a, b: jaxloss.l1_loss(a, b) * 1.001, F.l1_loss, X, Y, grad_argnums=0)
+    assert r.status == "failed" and not r.passed
+    assert not r.outputs[0].passed and not r.grads[0].passed
+    assert r.outputs[0].max_rel == pytest.approx(1e-3, rel=1e-6)
+    assert r.outputs[0].max_ulp > 1e9
+    text = repr(r)
+    assert "FAIL value" in text and "FAIL grad args[0]" in text
+    with pytest.raises(AssertionError, match="FAIL value"):
+        parity.assert_close(lambda a, b: jaxloss.l1_loss(a, b) * 1.001, F.l1_loss, X, Y)
+
+
+def test_detects_a_wrong_gradient_only():
+    import jax
+
+    @jax.custom_vjp
+    def f(a):
+        return jnp.sum(a**2)
+
+    f.defvjp(lambda a: (f(a), a), lambda a, g: (3 * a * g,))  # should be 2a
+    r = parity.compare(f, lambda a: (a**2).sum(), X, grad_argnums=0)
+    assert r.status == "failed" and r.outputs[0].passed and not r.grads[0].passed
+
+
+def test_exception_on_one_side_is_reported_not_raised():
+    def boom(*a, **k):
+        raise RuntimeError("nope")
+
+    r = parity.compare(boom, F.l1_loss, X, Y)
+    assert r.status == "failed" and "RuntimeError: nope" in r.jax_error
+    r = parity.compare(jaxloss.l1_loss, boom, X, Y)
+    assert r.status == "failed" and "RuntimeError: nope" in r.torch_error
+    r = parity.compare(boom, boom, X, Y)
+    assert r.passed and "both sides raised" in r.notes
+
+
+def test_not_implemented_is_its_own_status():
+    def todo(*a, **k):
+        raise NotImplementedError("later")
+
+    r = parity.compare(todo, F.l1_loss, X, Y, grad_argnums=0)
+    assert r.status == "not_implemented" and not r.passed
+
+
+def test_mismatched_signatures_and_bad_arguments():
+    r = parity.compare(jaxloss.l1_loss, F.mse_loss, X, Y, bogus=1)  # both reject the keyword: consistent
+    assert r.passed and r.jax_error and r.torch_error
+    r = parity.compare(lambda a, b: jaxloss.l1_loss(a, b), F.l1_loss, X, Y, reduction="sum")  # jax side lacks it
+    assert r.status == "failed" and "reduction" in r.jax_error
+    r = parity.compare(jaxloss.l1_loss, F.l1_loss, X, Y, grad_argnums="reduction", reduction="sum")
+    assert r.status == "error" and "cannot differentiate" in r.notes[0]
+    r = parity.compare(jaxloss.l1_loss, F.l1_loss, X, Y, grad_argnums=5)
+    assert r.status == "error"
+    r = parity.compare(jaxloss.l1_loss, F.l1_loss, X, "not an array")
+    assert r.status in ("passed", "failed")  # both raise or not: reported, never raised
+
+
+def test_shape_and_dtype_mismatches_fail():
+    r = parity.compare(lambda a: a.sum(0), lambda a: a.sum(), X)
+    assert r.status == "failed" and "shape" in r.outputs[0].message
+    r = parity.compare(lambda a: a.astype(jnp.float32), lambda a: a, X)
+    assert r.status == "failed" and "dtype" in r.outputs[0].message
+
+
+def test_pytree_arguments_outputs_and_keyword_grads():
+    def jf(d, scale, w=None):
+        return d["a"] * scale + d["b"][0] * w, jnp.sum(d["b"][0])
+
+    def tf(d, scale, w=None):
+        return d["a"] * scale + d["b"][0] * w, d["b"][0].sum()
+
+    tree = {"a": X, "b": [Y, "a string leaf", 3]}
+    r = parity.compare(jf, tf, tree, 2.0, grad_argnums=(0, "w"), hvp=True, w=X * 0.5)
+    assert r.passed, r
+    assert [c.name for c in r.outputs] == ["value[0]", "value[1]"]
+    assert {c.name for c in r.grads} == {"grad args[0]['a']", "grad args[0]['b'][0]", "grad w"}
+    bad = parity.compare(lambda d, s, w=None: jf(d, s, w)[::-1], tf, tree, 2.0, w=X)
+    assert bad.status == "failed"
+
+
+def test_reference_judging_for_documented_deviations():
+    big = np.array([100.0, -100.0, 3.0])
+    # torch's naive log(1 + exp(x)) overflows in float32; the stable JAX form is right
+    naive = lambda x: torch.log(1 + torch.exp(x))  # noqa: E731
+    stable = lambda x: F.softplus(x, threshold=50)  # noqa: E731
+    r = parity.compare(lambda x: jnp.logaddexp(0.0, x), naive, big, dtype="float32", grad_argnums=0)
+    assert r.status == "failed"
+    r = parity.compare(lambda x: jnp.logaddexp(0.0, x), naive, big, dtype="float32", grad_argnums=0,
+                       judge="reference", reference=stable)
+    assert r.passed, r
+    assert r.outputs[0].judged == "reference" and r.outputs[0].closer == "jax"
+
+
+def test_low_precision_miss_judged_by_float64_reference():
+    # torch rounds the elementwise product to bfloat16 before summing; JAX sums in float32
+    x = np.linspace(1.0, 2.0, 64)
+    jf = lambda a: jnp.sum(a.astype(jnp.float32) * 1.01).astype(a.dtype)  # noqa: E731
+    tf = lambda a: torch.cumsum(a * 1.01, 0)[-1]  # noqa: E731  (sequential bfloat16 sum: inaccurate)
+    r = parity.compare(jf, tf, x, dtype="bfloat16")
+    c = r.outputs[0]
+    assert c.closer == "jax"
+    assert r.passed == (c.judged == "reference" or c.n_bad == 0)
+
+
+def test_gradients_of_unused_arguments_are_zero_on_both_sides():
+    r = parity.compare(lambda a, b: jnp.sum(a), lambda a, b: a.sum(), X, Y, grad_argnums=(0, 1), hvp=True)
+    assert r.passed, r
+
+
+def test_ulp_helpers():
+    assert ulp(np.array(1.0), "float32") == 2.0**-23
+    assert ulp(np.array(1.0), "bfloat16") == 2.0**-7
+    assert ulp(np.array(0.0), "float16") == 2.0**-24
+    assert ulp_error(np.array(1.0 + 2**-22), np.array(1.0), "float32") == pytest.approx(2.0)
+    assert parity.tolerance_for(torch.float32) == parity.TOLERANCES["float32"]

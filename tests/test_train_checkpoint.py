@@ -1,0 +1,138 @@
+"""train.checkpoint and resuming: --resume and Ctrl-C give exactly the parameters of an uninterrupted run."""
+
+from __future__ import annotations
+
+import io
+import signal
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+pytest.importorskip("flax")
+pytest.importorskip("orbax.checkpoint")
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from train import data  # noqa: E402
+from train.checkpoint import Checkpointer  # noqa: E402
+from train.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The runs below compile the same programs: a persistent cache compiles them once."""
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    old = {k: jax.config.values[k] for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                                             "jax_persistent_cache_min_entry_size_bytes")}  # fmt: skip
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    cc.reset_cache()
+    yield
+    for k, v in old.items():
+        jax.config.update(k, v)
+    cc.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):  # type: ignore[no-untyped-def]
+    d = tmp_path_factory.mktemp("cifar")
+    return data.load_cifar10(d, checksums=data.write_fake_cifar(d, 16))  # 80 train (5 steps of 16), 16 test
+
+
+def _config(out, **kw):  # type: ignore[no-untyped-def]
+    base = dict(model="seed-cnn", epochs=2, batch_size=16, lr=0.01, momentum=0.9, seed=3, out=str(out),
+                progress=False, plot=False)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, tiny):  # type: ignore[no-untyped-def]
+    """Two epochs without interruption: the reference."""
+    out = tmp_path_factory.mktemp("straight")
+    return train(_config(out), dataset=tiny, log=io.StringIO())
+
+
+def _assert_same_params(a, b):  # type: ignore[no-untyped-def]
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb) > 0
+    for x, y in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise
+
+
+def _metrics(history):  # type: ignore[no-untyped-def]
+    return [(h["epoch"], h["step"], h["train_loss"], h["train_acc"], h["test_loss"], h["test_acc"]) for h in history]
+
+
+def test_resume_after_an_epoch_equals_a_straight_run(tmp_path, tiny, straight):
+    first = train(_config(tmp_path, epochs=1), dataset=tiny, log=io.StringIO())
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == [5]
+    log = io.StringIO()
+    resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=log)
+    assert "resumed from" in log.getvalue() and "epoch 2, step 0" in log.getvalue()
+    assert resumed.global_step == straight.global_step == 10
+    _assert_same_params(resumed.params, straight.params)
+    assert _metrics(resumed.history) == _metrics(straight.history)
+    assert _metrics(first.history) == _metrics(straight.history)[:1]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, tiny, straight):
+    def ctrl_c(epoch: int, step: int) -> None:
+        if (epoch, step) == (0, 2):
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; the loop stops after this step
+
+    log = io.StringIO()
+    with pytest.raises(TrainingInterrupted) as info:
+        train(_config(tmp_path), dataset=tiny, on_step=ctrl_c, log=log)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert info.value.checkpoint == 3
+    assert "interrupted at epoch 1, step 3: checkpoint 3 saved" in log.getvalue()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == [3]
+    resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=io.StringIO())
+    _assert_same_params(resumed.params, straight.params)
+    assert _metrics(resumed.history) == _metrics(straight.history)  # the partial epoch's sums were saved too
+
+
+def test_resume_refuses_a_different_run(tmp_path, tiny):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(_config(tmp_path, resume=True), dataset=tiny, log=io.StringIO())
+    from train.loop import _check_resume
+
+    with pytest.raises(ValueError, match=r"different run:\n  lr: checkpoint 0.5, now 0.01"):
+        _check_resume(_config(tmp_path), _config(tmp_path, lr=0.5).to_json())
+    _check_resume(_config(tmp_path, epochs=5), _config(tmp_path).to_json())  # more epochs: fine
+
+
+class _ConvBN(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        from train.models import BatchNorm2d
+
+        self.conv = nnx.Conv(3, 4, (3, 3), rngs=rngs)
+        self.bn = BatchNorm2d(4)  # float32 mean / var and an int32 num_batches_tracked
+
+
+def test_checkpointer_round_trip_with_batchnorm_state_and_atomic_layout(tmp_path):
+    from train.optim import make_optimizer
+
+    _, params, rest = nnx.split(_ConvBN(nnx.Rngs(0)), nnx.Param, ...)
+    rest = jax.tree.map(lambda x: x + 1, rest)  # non-default BatchNorm statistics
+    tx = make_optimizer("adam", 1e-3)
+    opt_state = tx.init(params)
+    state = (params, rest, opt_state, jnp.arange(3, dtype=jnp.float32))
+    with Checkpointer(tmp_path / "ck", max_to_keep=2) as ck:
+        for step in (1, 2, 3):
+            ck.save(step, state, {"epoch": step, "note": "x"})
+        (tmp_path / "ck" / "7.orbax-checkpoint-tmp-123").mkdir()  # what a crash mid-save leaves
+        assert ck.all_steps() == [2, 3] and ck.latest_step() == 3
+        zeros = jax.tree.map(jnp.zeros_like, state)
+        restored, meta = ck.restore(zeros)
+    assert meta == {"epoch": 3, "note": "x"}
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    _assert_same_params(restored, state)
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        assert got.dtype == want.dtype

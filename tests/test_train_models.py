@@ -1,0 +1,374 @@
+"""train.models / train.torch_models / train.convert: architecture, init, conversion, first-step equality.
+
+"Equal" for a whole network in float32 is judged relative to the size of the tensor: the
+largest element error is at most ``rtol * max|torch|`` (XLA and oneDNN sum convolutions in
+different orders; each output sums hundreds to thousands of products). The same checks in
+float64 pass at ``1e-12``, which shows the remaining float32 differences are rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from flax import nnx
+
+from train.convert import flax_state_dict, flax_to_torch, torch_to_flax
+from train.models import BatchNorm2d, ResNet18, SeedCNN, build_model
+from train.torch_models import TorchResNet18, TorchSeedCNN
+
+# (rtol relative to the tensor's largest magnitude) per dtype
+SCALED_TOL = {"float32": 2e-5, "float64": 1e-12}
+
+
+def _np(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def assert_scaled_close(actual, expected, dtype, what):
+    a, e = _np(actual), _np(expected)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != torch's {e.shape}"
+    scale = max(float(np.abs(e).max()), 1e-30)
+    err = float(np.abs(a - e).max())
+    assert err <= SCALED_TOL[dtype] * scale, f"{what} ({dtype}): max error {err:.3g} > {SCALED_TOL[dtype]:g} * {scale:.3g}"
+
+
+def _pair(name, dtype="float32", seed=0, **kw):
+    torch.manual_seed(seed)
+    if name == "seed-cnn":
+        tm = TorchSeedCNN(activation=kw.get("activation"))
+    else:
+        tm = TorchResNet18(cifar_stem=kw.get("cifar_stem", False))
+    fm = build_model(name, rngs=nnx.Rngs(seed), **kw)
+    torch_to_flax(tm, fm)
+    if dtype == "float64":
+        tm.double()
+        nnx.update(fm, jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                                    nnx.state(fm)))
+    return fm, tm
+
+
+def _images(n, size, dtype, seed=1):
+    x = np.random.default_rng(seed).normal(size=(n, 3, size, size)).astype(dtype)
+    return x, x.transpose(0, 2, 3, 1).copy()
+
+
+def _ce(logits, y):
+    """Plain-JAX mean cross entropy (independent of jaxloss: this file tests the models)."""
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), y[:, None], axis=1))
+
+
+def _first_step(fm, tm, x_nchw, x_nhwc, y):
+    """Logits, loss and parameter gradients of both frameworks (gradients in torch layout)."""
+    logits_t = tm(torch.from_numpy(x_nchw))
+    loss_t = F.cross_entropy(logits_t, torch.from_numpy(y))
+    tm.zero_grad()
+    loss_t.backward()
+    grads_t = {n: p.grad for n, p in tm.named_parameters()}
+
+    graphdef, params, rest = nnx.split(fm, nnx.Param, ...)
+
+    def objective(p):
+        m = nnx.merge(graphdef, p, rest)
+        logits = m(jnp.asarray(x_nhwc))
+        return _ce(logits, jnp.asarray(y)), (logits, nnx.state(m, nnx.Not(nnx.Param)))
+
+    (loss_f, (logits_f, new_rest)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    nnx.update(fm, new_rest)
+    grad_model = nnx.merge(graphdef, grads, new_rest)
+    grads_f = flax_state_dict(grad_model, tm)
+    return (logits_f, loss_f, grads_f), (logits_t, loss_t, grads_t)
+
+
+# --------------------------------------------------------------------------- architecture
+def test_seed_cnn_layers_and_shapes():
+    m = SeedCNN(rngs=nnx.Rngs(0))
+    convs = [m.conv1, m.conv2, m.conv3]
+    assert [(c.in_features, c.out_features, c.kernel_size) for c in convs] == [
+        (3, 32, (5, 5)), (32, 32, (5, 5)), (32, 64, (5, 5))
+    ]
+    assert (m.fc1.in_features, m.fc1.out_features, m.fc2.in_features, m.fc2.out_features) == (1024, 64, 64, 10)
+    assert m(jnp.zeros((2, 32, 32, 3), jnp.float32)).shape == (2, 10)
+    assert SeedCNN(rngs=nnx.Rngs(0), num_classes=7)(jnp.zeros((1, 32, 32, 3), jnp.float32)).shape == (1, 7)
+    n_params = sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
+    assert n_params == sum(p.numel() for p in TorchSeedCNN().parameters()) == 145578
+
+
+def test_seed_cnn_has_no_activation_by_default_relu_on_request():
+    assert SeedCNN(rngs=nnx.Rngs(0)).activation is None
+    assert [type(m).__name__ for m in TorchSeedCNN().model] == [
+        "Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d", "Flatten", "Linear", "Linear"
+    ]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in TorchSeedCNN(activation="relu").modules()) == 4
+    plain, relu = SeedCNN(rngs=nnx.Rngs(0)), SeedCNN(rngs=nnx.Rngs(0), activation="relu")
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    assert not np.allclose(np.asarray(plain(x)), np.asarray(relu(x)))  # same weights, ReLU changes the output
+    with pytest.raises(ValueError, match="activation"):
+        SeedCNN(rngs=nnx.Rngs(0), activation="gelu")
+
+
+def test_flax_padding_is_explicit_and_torch_like():
+    for model, twin in ((SeedCNN(rngs=nnx.Rngs(0)), TorchSeedCNN()),
+                        (ResNet18(rngs=nnx.Rngs(0)), TorchResNet18()),
+                        (ResNet18(rngs=nnx.Rngs(0), cifar_stem=True), TorchResNet18(cifar_stem=True))):
+        flax_convs = [layer for layer in model.torch_order() if isinstance(layer, nnx.Conv)]
+        torch_convs = [m for m in twin.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(flax_convs) == len(torch_convs)
+        for fc, tc in zip(flax_convs, torch_convs):
+            assert not isinstance(fc.padding, str), "Flax padding must be explicit, not 'SAME'/'VALID'"
+            assert tuple(map(tuple, fc.padding)) == tuple((p, p) for p in tc.padding)
+            assert tuple(fc.strides) == tuple(tc.stride)
+
+
+def test_resnet18_matches_torchvision_layout():
+    m = ResNet18(rngs=nnx.Rngs(0))
+    n_params = sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
+    t = TorchResNet18()
+    assert n_params == sum(p.numel() for p in t.parameters()) == 11181642  # resnet18(num_classes=10)
+    assert m(jnp.zeros((2, 64, 64, 3), jnp.float32)).shape == (2, 10)
+    assert ResNet18(rngs=nnx.Rngs(0), cifar_stem=True, num_classes=100)(jnp.zeros((2, 8, 8, 3))).shape == (2, 100)
+
+
+def test_torch_resnet18_equals_torchvision():
+    torchvision = pytest.importorskip(
+        "torchvision", reason="torchvision is not installed (not a dependency: its wheels pin one torch build)"
+    )
+    ref = torchvision.models.resnet18(num_classes=10)
+    ours = TorchResNet18()
+    assert [(k, tuple(v.shape)) for k, v in ref.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in ours.state_dict().items()
+    ]
+    ours.load_state_dict(ref.state_dict())
+    ref.eval(), ours.eval()
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+
+
+def test_build_model_and_input_errors():
+    assert isinstance(build_model("seed-cnn", rngs=nnx.Rngs(0)), SeedCNN)
+    assert isinstance(build_model("resnet18", rngs=nnx.Rngs(0), cifar_stem=True), ResNet18)
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        build_model("vgg", rngs=nnx.Rngs(0))
+    m = SeedCNN(rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="looks like NCHW"):
+        m(jnp.zeros((2, 3, 32, 32)))
+    with pytest.raises(ValueError, match="32x32"):
+        m(jnp.zeros((2, 28, 28, 3)))
+
+
+# --------------------------------------------------------------------------- initialisation
+def _uniform_ok(w, bound):
+    w = np.asarray(w, np.float64).ravel()
+    assert np.abs(w).max() <= bound * (1 + 1e-6)
+    # U(-b, b): std b/sqrt(3), |mean| small; 4-sigma bands on the sample estimates
+    assert abs(w.std() - bound / math.sqrt(3)) <= 4 * bound * 0.3 / math.sqrt(w.size) + 1e-3 * bound
+    assert abs(w.mean()) <= 4 * bound / math.sqrt(3 * w.size)
+    assert np.abs(w).max() >= bound * (1 - 20 / w.size)  # reaches the bound: not a narrower law
+
+
+def test_torch_default_init_distribution_seed_cnn():
+    m = SeedCNN(rngs=nnx.Rngs(3))
+    t = TorchSeedCNN()
+    for layer, fan_in in ((m.conv1, 75), (m.conv2, 800), (m.conv3, 800), (m.fc1, 1024), (m.fc2, 64)):
+        bound = 1 / math.sqrt(fan_in)
+        _uniform_ok(layer.kernel[...], bound)
+        b = np.asarray(layer.bias[...])
+        assert np.abs(b).max() <= bound and b.std() > 0.3 * bound  # few samples: bounds and spread
+    # torch's own draws obey the same checks (the test is about torch's law, not ours)
+    for mod in t.modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            _uniform_ok(mod.weight.detach().numpy(), 1 / math.sqrt(mod.weight[0].numel()))
+
+
+def test_torch_init_distribution_resnet18_and_flax_init_option():
+    m = ResNet18(rngs=nnx.Rngs(0))
+    for layer in m.torch_order():
+        if isinstance(layer, nnx.Conv):
+            kh, kw, _, out = layer.kernel[...].shape
+            w = np.asarray(layer.kernel[...], np.float64)
+            std = math.sqrt(2 / (out * kh * kw))  # torchvision: kaiming_normal_(fan_out, relu)
+            assert abs(w.std() - std) <= 5 * std / math.sqrt(2 * w.size) + 1e-3 * std
+            assert np.abs(w).max() > 3 * std  # a normal, not a truncated or uniform law
+        elif isinstance(layer, BatchNorm2d):
+            assert np.all(np.asarray(layer.scale[...]) == 1) and np.all(np.asarray(layer.bias[...]) == 0)
+            assert np.all(np.asarray(layer.var[...]) == 1) and np.all(np.asarray(layer.mean[...]) == 0)
+    _uniform_ok(m.fc.kernel[...], 1 / math.sqrt(512))
+    flax_init = SeedCNN(rngs=nnx.Rngs(0), torch_init=False)
+    assert np.all(np.asarray(flax_init.conv1.bias[...]) == 0)  # Flax default: zero bias, lecun_normal
+    w = np.asarray(flax_init.conv2.kernel[...])
+    assert abs(w.std() - 1 / math.sqrt(800)) < 0.1 / math.sqrt(800)
+
+
+# --------------------------------------------------------------------------- conversion
+def _torch_sd(tm):
+    return {k: v.detach().clone() for k, v in tm.state_dict().items()}
+
+
+@pytest.mark.parametrize("name,kw", [("seed-cnn", {}), ("seed-cnn", {"activation": "relu"}),
+                                     ("resnet18", {}), ("resnet18", {"cifar_stem": True})])
+def test_round_trips_are_exact(name, kw):
+    fm, tm = _pair(name, **kw)
+    # make every BatchNorm buffer non-trivial first
+    with torch.no_grad():
+        for mod in tm.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 2)
+                mod.num_batches_tracked.fill_(7)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
+    before = _torch_sd(tm)
+    # torch -> flax -> torch
+    fm2 = build_model(name, rngs=nnx.Rngs(99), **kw)
+    torch_to_flax(tm, fm2)
+    tm2 = TorchSeedCNN(**kw) if name == "seed-cnn" else TorchResNet18(**kw)
+    flax_to_torch(fm2, tm2)
+    after = _torch_sd(tm2)
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    # flax -> torch -> flax
+    state = jax.tree.map(np.asarray, nnx.state(fm2))
+    fm3 = build_model(name, rngs=nnx.Rngs(7), **kw)
+    torch_to_flax(flax_to_torch(fm2, copy.deepcopy(tm2)), fm3)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(jax.tree.map(np.asarray, nnx.state(fm3)))):
+        np.testing.assert_array_equal(a, b)
+    # a bare state_dict works as the source too
+    fm4 = build_model(name, rngs=nnx.Rngs(5), **kw)
+    torch_to_flax(tm.state_dict(), fm4)
+    np.testing.assert_array_equal(np.asarray(fm4.torch_order()[0].kernel[...]),
+                                  np.asarray(fm3.torch_order()[0].kernel[...]))
+
+
+def test_conversion_never_aliases_torch_buffers():
+    """torch updates BatchNorm buffers in place; the converted JAX arrays must not change with them."""
+    fm, tm = _pair("resnet18", cifar_stem=True)
+    before = np.asarray(fm.bn1.mean[...]).copy()
+    with torch.no_grad():
+        tm.bn1.running_mean.add_(1.0)
+        tm.conv1.weight.mul_(2.0)
+    np.testing.assert_array_equal(np.asarray(fm.bn1.mean[...]), before)
+    flax_to_torch(fm, tm)
+    kernel = np.asarray(fm.conv1.kernel[...]).copy()
+    with torch.no_grad():
+        tm.conv1.weight.mul_(2.0)
+    np.testing.assert_array_equal(np.asarray(fm.conv1.kernel[...]), kernel)
+
+
+def test_conversion_rejects_non_twins():
+    fm = SeedCNN(rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="shape"):
+        torch_to_flax(TorchSeedCNN(num_classes=5), fm)
+    with pytest.raises(ValueError, match="not twins"):
+        torch_to_flax(TorchResNet18(), fm)
+    bn = TorchResNet18(cifar_stem=True)
+    bn.bn1.eps = 1e-3
+    with pytest.raises(ValueError, match="eps"):
+        torch_to_flax(bn, ResNet18(rngs=nnx.Rngs(0), cifar_stem=True))
+
+
+# --------------------------------------------------------------------------- first step vs torch
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_seed_cnn_first_step_logits_loss_gradients(activation, dtype):
+    fm, tm = _pair("seed-cnn", dtype, activation=activation)
+    x_nchw, x_nhwc = _images(4, 32, dtype)
+    y = np.array([0, 3, 9, 3])
+    (lf, loss_f, gf), (lt, loss_t, gt) = _first_step(fm, tm, x_nchw, x_nhwc, y)
+    assert_scaled_close(lf, lt, dtype, "logits")
+    assert_scaled_close(loss_f, loss_t, dtype, "loss")
+    assert set(gf) == set(gt)
+    for k in gt:
+        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cifar_stem,size", [(False, 32), (True, 8)])
+def test_resnet18_train_mode_first_step(cifar_stem, size, dtype):
+    fm, tm = _pair("resnet18", dtype, cifar_stem=cifar_stem)
+    fm.train(), tm.train()
+    x_nchw, x_nhwc = _images(4, size, dtype)
+    y = np.array([1, 2, 3, 4])
+    (lf, loss_f, gf), (lt, loss_t, gt) = _first_step(fm, tm, x_nchw, x_nhwc, y)
+    assert_scaled_close(lf, lt, dtype, "logits")
+    assert_scaled_close(loss_f, loss_t, dtype, "loss")
+    for k in gt:
+        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}")
+    # the BatchNorm running statistics moved the same way (unbiased running_var, momentum 0.1)
+    ours = flax_state_dict(fm, tm)
+    for k, v in tm.state_dict().items():
+        if "running" in k:
+            assert_scaled_close(ours[k], v, dtype, k)
+        if "num_batches_tracked" in k:
+            assert int(ours[k]) == int(v) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resnet18_eval_mode_first_step(dtype):
+    fm, tm = _pair("resnet18", dtype, cifar_stem=True)
+    with torch.no_grad():  # non-trivial running statistics
+        for mod in tm.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 2.0)
+    torch_to_flax(tm, fm)
+    fm.eval(), tm.eval()
+    x_nchw, x_nhwc = _images(2, 8, dtype)
+    y = np.array([5, 6])
+    before = flax_state_dict(fm, tm)
+    (lf, loss_f, gf), (lt, loss_t, gt) = _first_step(fm, tm, x_nchw, x_nhwc, y)
+    assert_scaled_close(lf, lt, dtype, "logits")
+    assert_scaled_close(loss_f, loss_t, dtype, "loss")
+    for k in gt:
+        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}")
+    after = flax_state_dict(fm, tm)
+    for k in before:  # eval mode: no statistics update
+        np.testing.assert_array_equal(after[k], before[k])
+
+
+# --------------------------------------------------------------------------- BatchNorm alone
+def test_batchnorm_is_torchs_not_flaxs():
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 6, 5, 5)).astype(np.float64)
+    t = torch.nn.BatchNorm2d(6).double()
+    f = BatchNorm2d(6)
+    nnx.update(f, jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                               nnx.state(f)))
+    for _ in range(3):
+        yt = t(torch.from_numpy(x)).detach().numpy()
+        yf = np.asarray(f(jnp.asarray(x.transpose(0, 2, 3, 1)))).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(yf, yt, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(f.mean[...]), t.running_mean.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(f.var[...]), t.running_var.numpy(), rtol=1e-13)  # unbiased
+    assert int(f.num_batches_tracked[...]) == int(t.num_batches_tracked) == 3
+    # Flax's own BatchNorm (biased variance) would differ: n/(n-1) = 100/99
+    biased = x.var(axis=(0, 2, 3))
+    assert not np.allclose(np.asarray(f.var[...]), 0.9**3 * 1 + (1 - 0.9**3) * biased, rtol=1e-4)
+    # eval mode and nnx.view
+    t.eval()
+    f.eval()
+    yt = t(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(np.asarray(f(jnp.asarray(x.transpose(0, 2, 3, 1)))).transpose(0, 3, 1, 2), yt,
+                               rtol=1e-12, atol=1e-12)
+    f.train()
+    assert f.use_running_average is False
+    assert nnx.view(f, use_running_average=True).use_running_average is True
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        f(jnp.zeros((1, 1, 1, 6)))
+
+
+def test_bf16_compute_keeps_float32_params():
+    m = SeedCNN(rngs=nnx.Rngs(0), dtype=jnp.bfloat16)
+    out = m(jnp.ones((2, 32, 32, 3), jnp.float32))
+    assert out.dtype == jnp.bfloat16
+    assert {x.dtype for x in jax.tree.leaves(nnx.state(m, nnx.Param))} == {jnp.dtype(jnp.float32)}
+    r = ResNet18(rngs=nnx.Rngs(0), cifar_stem=True, dtype=jnp.bfloat16)
+    assert r(jnp.ones((2, 8, 8, 3), jnp.float32)).dtype == jnp.bfloat16
+    assert r.bn1.mean[...].dtype == jnp.float32

@@ -1,0 +1,83 @@
+"""Data parallelism: on 4 (forced host) CPU devices training follows the 1-device trajectory.
+
+Runs in a subprocess because the device count is fixed when JAX starts
+(``XLA_FLAGS=--xla_force_host_platform_device_count=4``). Two models: the seed CNN, and a
+small conv + torch-exact BatchNorm2d net, whose batch statistics under sharding are those
+of the global batch (so 4 devices equal 1 device; torch DDP without SyncBatchNorm would not).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("flax")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent(
+    """
+    import io, json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from train import data
+    from train.loop import TrainConfig, train
+    from train.models import BatchNorm2d
+
+    assert len(jax.devices()) == 4, jax.devices()
+    d = sys.argv[1]
+    ds = data.load_cifar10(d, checksums=data.write_fake_cifar(d, 16))  # 80 train, 16 test
+
+    class ConvBN(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(3, 8, (3, 3), strides=(2, 2), rngs=rngs)
+            self.bn = BatchNorm2d(8)
+            self.fc = nnx.Linear(8, 10, rngs=rngs)
+
+        def __call__(self, x):
+            h = jax.nn.relu(self.bn(self.conv(x)))
+            return self.fc(h.mean(axis=(1, 2)))
+
+    report = {}
+    for name in ("seed-cnn", "convbn"):
+        runs = {}
+        for n in (1, 4):
+            cfg = TrainConfig(model=name, epochs=2, batch_size=16, eval_batch_size=8, lr=0.01, num_devices=n,
+                              out=f"{d}/{name}{n}", progress=False, plot=False, checkpoint_every=0)
+            model = ConvBN(nnx.Rngs(0)) if name == "convbn" else None
+            r = train(cfg, dataset=ds, model=model, log=io.StringIO())
+            leaves = jax.tree.leaves((r.params, r.rest))
+            assert all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == n for x in leaves)
+            runs[n] = ([np.asarray(x, np.float64) for x in leaves], r.history)
+        (p1, h1), (p4, h4) = runs[1], runs[4]
+        report[name] = {
+            "max_abs": max(float(np.max(np.abs(a - b))) for a, b in zip(p1, p4)),
+            "max_ref": max(float(np.max(np.abs(a))) for a in p1),
+            "loss1": [h["train_loss"] for h in h1], "loss4": [h["train_loss"] for h in h4],
+            "test1": [h["test_loss"] for h in h1], "test4": [h["test_loss"] for h in h4],
+        }
+    print("REPORT " + json.dumps(report))
+    """
+)
+
+
+def test_four_devices_follow_the_one_device_trajectory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_FLAGS")}
+    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.split("REPORT ", 1)[1])
+    for name, r in report.items():
+        # float32 reductions split over 4 devices round differently: equal to f32 tolerance, not bitwise
+        assert r["max_abs"] <= 1e-5 * max(1.0, r["max_ref"]), (name, r)
+        for a, b in ((r["loss1"], r["loss4"]), (r["test1"], r["test4"])):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6), (name, r)
