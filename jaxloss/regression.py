@@ -29,7 +29,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _core
 from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, reduce, value_check
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -130,7 +129,7 @@ def _huber(d: Array, delta: float) -> Array:
     second derivative 1 inside (also at ``d == 0``), 0 outside. The quadratic branch only
     sees ``d`` where it is selected, so ``inf`` inputs give no ``0 * inf`` NaN gradient.
     """
-    z = _core.abs(d)
+    z = _abs(d)
     quad = z < delta
     dq = jnp.where(quad, d, 0)
     return jnp.where(quad, 0.5 * dq * dq, delta * (z - 0.5 * delta))
@@ -138,12 +137,29 @@ def _huber(d: Array, delta: float) -> Array:
 
 def _smooth_l1(d: Array, beta: float) -> Array:
     """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``; ``|d|`` for ``beta == 0``."""
-    z = _core.abs(d)
+    z = _abs(d)
     if beta == 0.0:
         return z
     quad = z < beta
     dq = jnp.where(quad, d, 0)
     return jnp.where(quad, 0.5 * dq * dq / beta, z - 0.5 * beta)
+
+
+@jax.custom_jvp
+def _abs(x: Array) -> Array:
+    """``torch.abs``: gradient ``sign(x)`` (0 at ``x == 0``), at every order.
+
+    The rule computes its primal with ``_abs`` itself, so that differentiating the gradient
+    again (``d/dx`` of ``d loss / d weight = |x - y|``) also sees ``sign(0) = 0`` rather than
+    ``jnp.abs``'s derivative 1 at 0.
+    """
+    return jnp.abs(x)
+
+
+@_abs.defjvp
+def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (dx,) = primals, tangents
+    return _abs(x), jnp.sign(x) * dx
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -194,7 +210,7 @@ def l1_loss(
     else:
         _check_weight(weight, input_shape)
     work = opmath_dtype(dtype)
-    loss = _core.abs(input.astype(work) - target.astype(work))
+    loss = _abs(input.astype(work) - target.astype(work))
     if weight is None:
         return reduce(loss, reduction).astype(dtype)
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
@@ -404,20 +420,21 @@ def gaussian_nll_loss(
     Args:
         input: the means, any shape ``(N, *)`` or ``(*)``.
         target: samples, broadcast with ``input``.
-        var: the variances: a Python ``float`` (one for all), or an array of ``input``'s
-            shape, of ``input``'s shape without the last dimension, or of ``input``'s shape with
+        var: the variances: a Python ``float`` or any 0-d array (one variance for all,
+            computed in the dtype of ``input``/``target``), or an array of ``input``'s shape,
+            of ``input``'s shape without the last dimension, or of ``input``'s shape with
             exactly one dimension of size 1 (torch's rule: the var sizes at the mismatched
             dimensions must sum to 1); any other shape raises ``var is of incorrect size``.
-            A weakly typed 0-d array (what a Python float becomes under ``jit``) counts as a
-            Python float; a strongly typed 0-d array follows the array rule, as a 0-d tensor
-            does in torch.
+            Deviation: torch raises that error for a 0-d *tensor* unless ``input`` is 1-D;
+            under ``jit`` a Python float is itself a 0-d array, so jaxloss accepts every 0-d
+            ``var`` as a scalar variance (the same value wherever torch accepts it).
         full: add the constant ``0.5 log(2 pi)``. Default ``False``.
         eps: ``var`` is clamped from below at ``eps``. Default ``1e-6``.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
 
     Returns:
         A scalar, or the broadcast shape for ``reduction='none'``; the promoted dtype of
-        ``input``, ``target`` and ``var``.
+        ``input``, ``target`` and ``var`` (a 0-d ``var`` takes ``input``'s dtype, as torch's float).
 
     As in torch the clamp is invisible to autograd: the gradient with respect to ``var`` is
     evaluated at the clamped value and passed through the clamp (``-5e11`` at ``var = 0``,
@@ -428,11 +445,12 @@ def gaussian_nll_loss(
     if _is_python_scalar(var):
         if var < 0:
             raise ValueError(_NEGATIVE_VAR_MSG)
-        var = jnp.asarray(float(var))  # weakly typed, like a Python float traced by jit
-    scalar_var = var.ndim == 0 and bool(getattr(var, "weak_type", False))
+        var = jnp.asarray(float(var))
+    var = jnp.asarray(var)
 
-    if scalar_var:
-        dtype = _promote(input, target)  # torch: var * ones_like(input)
+    if var.ndim == 0:
+        # One variance for every element (torch: ``var * ones_like(input)``, input's dtype).
+        dtype = _promote(input, target)
         if not jnp.issubdtype(input.dtype, jnp.floating):
             dtype = _promote(jnp.float32, target)  # torch: ones_like(int input) * float
     else:
@@ -440,9 +458,7 @@ def gaussian_nll_loss(
         if var.shape != input.shape:
             if tuple(input.shape[:-1]) == tuple(var.shape):
                 var = var[..., None]  # homoscedastic over the last dimension
-            elif input.ndim == var.ndim and sum(
-                v for i, v in zip(input.shape, var.shape) if i != v
-            ) == 1:
+            elif input.ndim == var.ndim and sum(v for i, v in zip(input.shape, var.shape) if i != v) == 1:
                 pass  # one dimension of size 1, broadcast
             else:
                 raise ValueError("var is of incorrect size")

@@ -44,6 +44,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+class _UsageError(Exception):
+    pass
+
+
 def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
     if not names:
         return None
@@ -52,7 +56,7 @@ def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
     for w in wanted:
         hits = [n for n, L in registry.items() if n == w or L.family == w or n == f"nn.{w}"]
         if not hits:
-            raise SystemExit(f"python -m parity: unknown loss or family {w!r}; known: {', '.join(registry)}")
+            raise _UsageError(f"python -m parity: unknown loss or family {w!r}; known: {', '.join(registry)}")
         out += [h for h in hits if h not in out]
     return out
 
@@ -74,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             print("python -m parity: --device gpu needs CUDA torch and JAX's GPU backend", file=sys.stderr)
             return 2
     registry = runner.registry()
-    losses = _select(args.loss, registry)
+    try:
+        losses = _select(args.loss, registry)
+    except _UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
     dtypes = args.dtype or None
     workers = args.jobs or (1 if args.device == "gpu" else runner.default_workers())
 

@@ -630,6 +630,10 @@ def _compare(
         except Exception as e:  # noqa: BLE001
             result.jax_error = _describe(e)
 
+        if result.jax_error and _is_not_implemented(result.jax_error):
+            result.status = "not_implemented"  # nothing to compare: skip torch
+            return result
+
         # cotangents / tangents, identical for both sides
         out_leaves_struct = jax.tree_util.tree_leaves(jax_out_struct) if jax_out_struct is not None else None
         cot = tan = None
@@ -653,6 +657,7 @@ def _compare(
 
         # JAX
         j_out = j_grads = j_hvps = None
+        j_order_errors: dict[str, str] = {}
         if result.jax_error is None:
             j_order = order if (order != "hvp" or hvp_supported) else "grad"
             if j_order != "value" and cot is None:
@@ -667,16 +672,12 @@ def _compare(
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         j_out, j_grads, j_hvps = jax.block_until_ready(prog(diff, rest, jcot, jtan))
-                    if attempt != j_order:
-                        result.jax_error = (result.jax_error or "") + f"JAX could not compute the {j_order}: {pending}"
                     break
-                except NotImplementedError as e:
-                    result.jax_error = _describe(e)
-                    break
-                except Exception as e:  # noqa: BLE001
-                    pending = _first_line(_describe(e))
+                except Exception as e:  # noqa: BLE001 - a lower order may still work
                     if attempt == "value":
                         result.jax_error = _describe(e)
+                    else:
+                        j_order_errors[attempt] = _first_line(_describe(e))
 
         # float64 reference
         ref_out = ref_grads = ref_hvps = None
@@ -726,17 +727,22 @@ def _compare(
             result.notes.append("torch's gradient raised; judged against the float64 reference alone")
             t_grads = ref_grads
         if j_grads is None or t_grads is None:
-            if not result.jax_error and not result.torch_error:
-                result.notes.append("gradients not compared: no cotangent could be built")
+            if "grad" in j_order_errors:
+                result.grads.append(Comparison("grad", cmp_dtype, False, message="JAX's gradient raised: " + j_order_errors["grad"]))
+            elif t_grads is None and result.torch_error:
+                result.grads.append(Comparison("grad", cmp_dtype, False, message="torch's gradient raised"))
             else:
-                result.grads.append(Comparison("grad", cmp_dtype, False, message="gradient raised on " + ("the JAX side" if j_grads is None else "the torch side")))
+                result.notes.append("gradients not compared: no cotangent could be built")
         else:
             rg = ref_grads if ref_grads is not None else [None] * len(diff_pos)
             for i, jg, tg, r in zip(diff_pos, j_grads, t_grads, rg):
                 result.grads.append(compare_arrays(f"grad {names[i]}", jg, tg, cmp_dtype, r, judge))
         if order == "hvp" and hvp_supported:
-            if j_hvps is None:
-                result.hvps.append(Comparison("hvp", cmp_dtype, False, message="second order raised on the JAX side"))
+            if j_hvps is None and t_hvps is None and "hvp" in j_order_errors:
+                result.notes.append("second order skipped: neither torch nor JAX has it here (JAX: " + j_order_errors["hvp"][:160] + ")")
+            elif j_hvps is None:
+                msg = j_order_errors.get("hvp", "not computed")
+                result.hvps.append(Comparison("hvp", cmp_dtype, False, message="JAX's second order raised where torch's works: " + msg))
             elif t_hvps is not None or (judge == "reference" and ref_hvps is not None):
                 rh = ref_hvps if ref_hvps is not None else [None] * len(diff_pos)
                 th_all = t_hvps if t_hvps is not None else rh  # torch lacks double backward: reference only

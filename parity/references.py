@@ -11,10 +11,10 @@
 * :func:`bce_with_logits_stable`, :func:`soft_margin_stable`: float64 references for
   the documented deviations (jaxloss uses ``log1p`` / ``softplus`` where torch loses
   precision or overflows); the cases using them are judged against float64.
-* :func:`ctc_reference`: the CTC forward (alpha) recursion in torch ops, so that
-  autograd gives the true gradient with respect to ``log_probs`` (torch's own
-  ``ctc_loss`` returns the gradient of the logits of a log-softmax instead, the
-  documented deviation) and double backward works.
+* :func:`ctc_reference`: the CTC forward (alpha) recursion in torch ops, with
+  torch's gradient convention (the gradient of the logits of a log-softmax) added
+  as an explicit term, or the true gradient; torch itself gives NaN gradients at
+  ``-inf`` log-probabilities where the limit (jaxloss's value) is 0.
 * ``jax_*`` / ``torch_*`` pairs: compositions used by the grid (CTC through a
   log-softmax, distance functions for ``triplet_margin_with_distance_loss``).
 """
@@ -148,7 +148,9 @@ def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
     m = x.max(dim, keepdim=True).values.detach()
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     s = torch.exp(x - m).sum(dim)
-    return torch.log(s) + m.squeeze(dim)
+    pos = s > 0
+    safe = torch.where(pos, s, torch.ones_like(s))  # no log(0) in the graph: its gradient would be NaN
+    return torch.where(pos, torch.log(safe), torch.full_like(s, float("-inf"))) + m.squeeze(dim)
 
 
 def ctc_reference(
@@ -159,8 +161,16 @@ def ctc_reference(
     blank: int = 0,
     reduction: str = "mean",
     zero_infinity: bool = False,
+    gradient: str = "torch",
 ) -> torch.Tensor:
-    """CTC negative log-likelihood by the alpha recursion in torch ops (true autograd gradient)."""
+    """CTC negative log-likelihood by the alpha recursion in torch ops.
+
+    ``gradient="true"``: autograd's derivative of the function. ``gradient="torch"``
+    (default): torch's (and jaxloss's) convention, the true derivative plus
+    ``exp(log_probs)`` on each sample's first ``input_length`` frames, which is the
+    gradient with respect to the logits of a log-softmax; computed here without
+    torch's NaN at ``-inf`` log-probabilities (the limit there is 0).
+    """
     unbatched = log_probs.dim() == 2
     lp = log_probs[:, None] if unbatched else log_probs
     N = lp.shape[1]
@@ -195,6 +205,9 @@ def ctc_reference(
         nll = -_lse(alpha[-2:] if S > 1 else alpha[-1:], 0)
         if zero_infinity and torch.isinf(nll):
             nll = lp[:, b].sum() * 0
+        elif gradient == "torch":  # value + 0, gradient + exp(lp) on the first Tb frames
+            e = torch.exp(lp[:Tb, b])
+            nll = nll + (e - e.detach()).sum()
         losses.append(nll)
     loss = torch.stack(losses)
     if reduction == "none":

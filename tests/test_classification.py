@@ -154,9 +154,13 @@ def test_cross_entropy_unbatched_target_of_size_one():
             out = fn(jnp.asarray(x), jnp.asarray([3]), reduction=red)
             assert out.shape == ()
             assert_close(out, t_fn(torch.tensor(x), torch.tensor([3]), reduction=red), "float64", red)
-            g1 = jax.grad(lambda a: fn(a, jnp.asarray([3]), reduction=red))(jnp.asarray(x))
-            g0 = jax.grad(lambda a: fn(a, jnp.asarray(3), reduction=red))(jnp.asarray(x))
-            np.testing.assert_array_equal(np.asarray(g1), np.asarray(g0))
+
+        def grads(a):
+            return [jax.grad(lambda b: fn(b, t, reduction=r))(a) for r in REDUCTIONS for t in (jnp.asarray([3]), 3)]
+
+        g = jax.jit(grads)(jnp.asarray(x))
+        for i in range(0, len(g), 2):
+            np.testing.assert_array_equal(np.asarray(g[i]), np.asarray(g[i + 1]))
 
 
 @pytest.mark.parametrize("opts", [{}, {"weight": True, "label_smoothing": 0.2}])
@@ -166,9 +170,9 @@ def test_cross_entropy_all_targets_ignored(opts):
     arrays, kwargs = _arrays(x, t, w, opts)
     out = compare(jaxloss.cross_entropy, t_cross_entropy, arrays, kwargs)
     assert np.isnan(out["mean"])  # 0 / 0, like torch
-    for red in REDUCTIONS:
-        g = jax.grad(lambda v: jnp.sum(jaxloss.cross_entropy(v, jnp.asarray(t), reduction=red)))(jnp.asarray(x))
-        np.testing.assert_array_equal(np.asarray(g), 0.0)
+    g = jax.jit(lambda v: [jax.grad(lambda a: jaxloss.cross_entropy(a, jnp.asarray(t), reduction=r).sum())(v)
+                           for r in REDUCTIONS])(jnp.asarray(x))  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(g), 0.0)  # no NaN from the 0 / 0
 
 
 def test_cross_entropy_empty_batch():
@@ -268,7 +272,7 @@ def test_cross_entropy_hessian_vector_product_matches_torch_double_backward(shap
 
 def test_nll_loss_second_order_is_zero():
     x, t, w = _case((4, 5))
-    h = jax.hessian(lambda a: jaxloss.nll_loss(a, jnp.asarray(t), weight=jnp.asarray(w)))(jnp.asarray(x))
+    h = jax.jit(jax.hessian(lambda a: jaxloss.nll_loss(a, jnp.asarray(t), weight=jnp.asarray(w))))(jnp.asarray(x))
     np.testing.assert_array_equal(np.asarray(h), 0.0)
 
 
@@ -306,10 +310,15 @@ def test_low_precision_is_computed_in_float32(dtype):
     out = jaxloss.cross_entropy(xl, jnp.asarray(t), weight=jnp.asarray(w, jnp.float32), label_smoothing=0.1)
     assert out.dtype == jnp.dtype(dtype)
     assert out == ref.astype(dtype)
-    g = jax.grad(lambda a: jaxloss.cross_entropy(a, jnp.asarray(t)))(xl)
+    g = jax.jit(jax.grad(lambda a: jaxloss.cross_entropy(a, jnp.asarray(t))))(xl)
     assert g.dtype == jnp.dtype(dtype)
-    t_out = F.cross_entropy(torch.tensor(x, dtype=getattr(torch, dtype)), torch.tensor(t))
-    assert_close(out, t_out, dtype, "low precision value")
+    # torch rounds intermediate tensors to the low-precision dtype: jaxloss is at least as close
+    # to the float64 value
+    ref64 = float(F.cross_entropy(torch.tensor(np.asarray(xl.astype(jnp.float64))), torch.tensor(t),
+                                  weight=torch.tensor(w), label_smoothing=0.1))  # fmt: skip
+    t_out = float(F.cross_entropy(torch.tensor(x, dtype=getattr(torch, dtype)), torch.tensor(t),
+                                  weight=torch.tensor(w, dtype=getattr(torch, dtype)), label_smoothing=0.1))  # fmt: skip
+    assert abs(float(out) - ref64) <= abs(t_out - ref64) + 1e-7
 
 
 # --------------------------------------------------------------------------- nll_loss
@@ -329,7 +338,7 @@ def test_nll_loss(dtype, weighted):
 
 @pytest.mark.parametrize("shape", ["1d", "3d", "4d"])
 def test_nll_loss_other_shapes(shape):
-    x, t, w = _case(SHAPES[shape], ignore=(3, -100))
+    x, t, w = _case(SHAPES[shape], ignore=(3, 3))
     compare(jaxloss.nll_loss, t_nll_loss, {"input": _log_probs(x), "target": t, "weight": w}, {"ignore_index": 3})
 
 
@@ -398,13 +407,15 @@ def test_focal_loss_gamma_zero_is_cross_entropy_bitwise(dtype):
             fl = jaxloss.focal_loss(xj, tj, reduction=reduction, gamma=0.0, **kwargs)
             ce = jaxloss.cross_entropy(xj, tj, reduction=reduction, **kwargs)
             np.testing.assert_array_equal(np.asarray(fl), np.asarray(ce))
-            if kwargs:
-                continue
-            gf = jax.grad(lambda a: jnp.sum(jaxloss.focal_loss(a, tj, reduction=reduction, gamma=0)))(xj)
-            gc = jax.grad(lambda a: jnp.sum(jaxloss.cross_entropy(a, tj, reduction=reduction)))(xj)
-            np.testing.assert_array_equal(np.asarray(gf), np.asarray(gc))
+    wj = jnp.asarray(w, dtype)
+    gf = jax.jit(jax.grad(lambda a: jaxloss.focal_loss(a, tj, wj, gamma=0)))(xj)
+    gc = jax.jit(jax.grad(lambda a: jaxloss.cross_entropy(a, tj, wj)))(xj)
+    np.testing.assert_array_equal(np.asarray(gf), np.asarray(gc))
     # ... and both equal torch's cross entropy
-    compare(jaxloss.focal_loss, t_cross_entropy, {"input": x, "target": t, "weight": w}, {"gamma": 0.0}, dtype=dtype,
+    def t_ce(input, target, weight=None, reduction="mean", gamma=0.0):
+        return t_cross_entropy(input, target, weight=weight, reduction=reduction)
+
+    compare(jaxloss.focal_loss, t_ce, {"input": x, "target": t, "weight": w}, {"gamma": 0.0}, dtype=dtype,
             positional=["input", "target"])  # fmt: skip
 
 
@@ -414,7 +425,7 @@ def test_focal_loss_gradient_finite_at_p_one(gamma):
     # inf * 0 = NaN for gamma < 1; the true derivative (the limit) is 0.
     x = jnp.asarray([[1e4, 0.0, -1.0], [2.0, 1.0, 0.0]], jnp.float32)
     t = jnp.asarray([0, 1])
-    g = jax.grad(lambda a: jaxloss.focal_loss(a, t, gamma=gamma, reduction="sum"))(x)
+    g = jax.jit(jax.grad(lambda a: jaxloss.focal_loss(a, t, gamma=gamma, reduction="sum")))(x)
     assert bool(jnp.all(jnp.isfinite(g)))
     np.testing.assert_array_equal(np.asarray(g[0]), 0.0)
     # near p = 1 (finite everywhere in torch too) the custom derivative matches torch's chain rule
@@ -425,7 +436,7 @@ def test_focal_loss_gradient_finite_at_p_one(gamma):
 
 def test_focal_loss_infinite_at_minus_inf_logit_with_finite_gradient():
     x = jnp.asarray([[-jnp.inf, 0.0, 1.0]])
-    g = jax.grad(lambda a: jaxloss.focal_loss(a, jnp.asarray([0]), reduction="sum"))(x)
+    g = jax.jit(jax.grad(lambda a: jaxloss.focal_loss(a, jnp.asarray([0]), reduction="sum")))(x)
     assert jaxloss.focal_loss(x, jnp.asarray([0])) == jnp.inf
     assert bool(jnp.all(jnp.isfinite(g)))
 
@@ -438,7 +449,7 @@ def test_out_of_range_target_is_nan_and_checked_raises(name):
         bad = jnp.asarray([0, bad_value, 1, -100])
         fn = getattr(jaxloss, name)
         per = fn(x, bad, reduction="none")
-        assert np.isnan(np.asarray(per[1])) and np.isfinite(np.asarray(per[[0, 2, 3]])).all()
+        assert np.isnan(np.asarray(per)[1]) and np.isfinite(np.asarray(per)[[0, 2, 3]]).all()
         assert np.isnan(np.asarray(fn(x, bad)))
         assert np.isnan(np.asarray(fn(x, bad, reduction="sum")))
         with pytest.raises(ValueError, match=f"^Target {bad_value} is out of bounds.$"):
@@ -525,7 +536,7 @@ def test_bad_input_raises_torch_message(name, shape, target, kwargs, exc, messag
     with pytest.raises(exc, match=message):
         getattr(jaxloss, name)(x, jnp.asarray(target), **kw)
     torch_fn = getattr(F, name, None)
-    if torch_fn is not None and exc is ValueError and name != "focal_loss" and "ignore_index" not in kwargs:
+    if torch_fn is not None and exc is ValueError and shape and "ignore_index" not in kwargs:
         # the same call fails in torch too (torch's message is the one matched above)
         tk = {k: torch.tensor(v, dtype=torch.float32) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
         t_target = torch.tensor(target) if target.dtype.kind == "f" else torch.tensor(target).long()

@@ -76,12 +76,14 @@ def _first_step(fm, tm, x_nchw, x_nhwc, y):
 
     graphdef, params, rest = nnx.split(fm, nnx.Param, ...)
 
-    def objective(p):
-        m = nnx.merge(graphdef, p, rest)
+    def objective(p, rest):
+        m = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BatchNorm mutates inside grad
         logits = m(jnp.asarray(x_nhwc))
         return _ce(logits, jnp.asarray(y)), (logits, nnx.state(m, nnx.Not(nnx.Param)))
 
-    (loss_f, (logits_f, new_rest)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    # jit, as in training: the BatchNorm statistics are updated inside the trace
+    step = jax.jit(jax.value_and_grad(objective, has_aux=True))
+    (loss_f, (logits_f, new_rest)), grads = step(params, rest)
     nnx.update(fm, new_rest)
     grad_model = nnx.merge(graphdef, grads, new_rest)
     grads_f = flax_state_dict(grad_model, tm)

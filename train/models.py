@@ -253,8 +253,9 @@ class BatchNorm2d(nnx.Module):
             var = sq_sum / n  # biased: normalises the batch, as in torch
             m = self.momentum
             unbiased = jax.lax.stop_gradient(sq_sum) / (n - 1)  # torch's running_var rule
-            self.mean[...] = (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
-            self.var[...] = (1 - m) * self.var[...] + m * unbiased
+            stat = self.mean[...].dtype  # keep the buffers' dtype whatever the input's
+            self.mean[...] = ((1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)).astype(stat)
+            self.var[...] = ((1 - m) * self.var[...] + m * unbiased).astype(stat)
             self.num_batches_tracked[...] = self.num_batches_tracked[...] + 1
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
         return y.astype(out_dtype)

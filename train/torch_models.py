@@ -33,20 +33,23 @@ class TorchSeedCNN(nn.Module):
         super().__init__()
         if activation not in (None, "none", "relu"):
             raise ValueError(f"activation must be one of None, 'relu'; got {activation!r}")
-        act = [nn.ReLU()] if activation == "relu" else []
+
+        def act() -> list[nn.Module]:
+            return [nn.ReLU()] if activation == "relu" else []
+
         self.model = nn.Sequential(
             nn.Conv2d(3, 32, 5, padding=2),
-            *act,
+            *act(),
             nn.MaxPool2d(2),
             nn.Conv2d(32, 32, 5, padding=2),
-            *act,
+            *act(),
             nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 5, padding=2),
-            *act,
+            *act(),
             nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Linear(64 * 4 * 4, 64),
-            *act,
+            *act(),
             nn.Linear(64, num_classes),
         )
 

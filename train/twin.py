@@ -307,7 +307,7 @@ def make_train_step(
 
     def step(params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array) -> Any:
         def objective(p: Any) -> tuple[jax.Array, Any]:
-            model = nnx.merge(graphdef, p, rest)
+            model = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BatchNorm mutates inside grad
             loss = loss_fn(model(x), y)
             return loss, nnx.state(model, nnx.Not(nnx.Param))
 

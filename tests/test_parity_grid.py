@@ -1,0 +1,131 @@
+"""The case grid (coverage, structure), a small grid run, the fuzzer and its shrinker."""
+
+import inspect
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch.nn.functional as F
+
+import jaxloss
+from parity import cases as pc
+from parity import runner
+
+REG = runner.registry()
+FUNCTIONAL = [n for n in jaxloss.__all__ if n not in ("Reduction", "checked", "from_torch", "nn")]
+
+
+def test_every_jaxloss_function_has_cases():
+    assert sorted(n for n in REG if not n.startswith("nn.")) == sorted(FUNCTIONAL)
+    assert len(FUNCTIONAL) == 26
+
+
+@pytest.mark.parametrize("name", sorted(REG))
+def test_every_public_parameter_and_reduction_is_covered(name):
+    loss = REG[name]
+    grid = loss.grid_cases()
+    covered = set().union(*(c.params() for c in grid))
+    assert set(loss.params) <= covered, set(loss.params) - covered
+    if "reduction" in loss.params:
+        used = {c.kwargs.get("reduction", "mean") for c in grid}
+        want = {"none", "mean", "sum"} | ({"batchmean"} if name == "kl_div" else set())
+        assert want <= used, want - used
+    assert len({c.name for c in grid}) == len(grid)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in FUNCTIONAL if hasattr(F, n)))
+def test_params_match_torch_signature(name):
+    try:
+        sig = inspect.signature(getattr(F, name))
+        torch_params = [p for p in sig.parameters if p not in ("size_average", "reduce", "options")]
+    except ValueError:  # builtins (pairwise_distance, cosine_similarity)
+        return
+    if name == "linear_cross_entropy":
+        torch_params.append("chunk_size")
+    assert list(REG[name].params) == torch_params
+
+
+def test_grid_has_every_dtype_shape_kind_and_deviation():
+    dts = {j[2] for j in runner.grid_jobs()}
+    assert dts == {"float64", "float32", "float16", "bfloat16"}
+    judged = {n for n, L in REG.items() for c in L.grid_cases() if c.judge == "reference"}
+    assert {"binary_cross_entropy_with_logits", "soft_margin_loss", "ctc_loss"} <= judged
+    for name in ("cross_entropy", "nll_loss", "l1_loss", "binary_cross_entropy", "kl_div"):
+        specs = [c.spec for c in REG[name].grid_cases()]
+        assert {"unbatched", "empty"} <= {s["shape"] for s in specs}, name
+        assert any(s["shape"] in ("kdim", "k1") for s in specs), name
+    ce = [c.spec for c in REG["cross_entropy"].grid_cases()]
+    assert {"some", "all"} <= {s["ignore"] for s in ce} and {"index", "probs"} <= {s["target"] for s in ce}
+
+
+def test_builders_are_deterministic():
+    for name in ("cross_entropy", "ctc_loss", "gaussian_nll_loss"):
+        a, b = REG[name].case(REG[name].grid[3]), REG[name].case(REG[name].grid[3])
+        for x, y in zip(a.args, b.args):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_small_grid_subset_runs_clean():
+    """The first case of every loss in float32 (and l1_loss fully): nothing fails or errors."""
+    jobs = [(n, L.grid[0], "float32") for n, L in REG.items()]
+    jobs += runner.grid_jobs(["l1_loss"], ["float64", "bfloat16"])
+    results = runner.run_jobs(jobs, workers=1)
+    bad = [(r.id, r.result["notes"], r.result["jax_error"], r.result["torch_error"]) for r in results if r.status in ("failed", "error")]
+    assert not bad, bad
+    assert all(r.status in ("passed", "not_implemented") for r in results)
+    assert any(r.loss == "l1_loss" and r.status == "passed" for r in results)
+
+
+def test_fuzz_specs_are_reproducible():
+    a = runner.fuzz_specs(25, seed=3)
+    assert a == runner.fuzz_specs(25, seed=3)
+    assert a != runner.fuzz_specs(25, seed=4)
+    assert len(a) == 25 and len({j[0] for j in a}) > 5
+
+
+@pytest.fixture
+def fake_loss(monkeypatch):
+    """A registered loss whose JAX side is wrong only for n >= 3 (and right otherwise)."""
+
+    def wrong(x, reduction="mean", scale=1.0):
+        out = jnp.sum(x) * scale if reduction != "none" else x * scale
+        return out + (x.shape[0] >= 3) * 0.5
+
+    def torch_side(x, reduction="mean", scale=1.0):
+        return x.sum() * scale if reduction != "none" else x * scale
+
+    def build(s):
+        x = pc.rng_for(s, "fake").normal(size=(s["n"], 2)) * s["magnitude"]
+        kw = {"reduction": s["reduction"]}
+        if s["scale"] != 1.0:
+            kw["scale"] = s["scale"]
+        return pc.Case("fake_loss", "", (x,), kw, ("x",), grad=("x",), jax_fn=wrong, torch_fn=torch_side,
+                       jax_expr="wrong", torch_expr="torch_side")
+
+    monkeypatch.setitem(pc.REGISTRY, "fake_loss", pc.Loss(
+        "fake_loss", "test", ("x", "reduction", "scale"), build,
+        {"n": 1, "reduction": "mean", "scale": 1.0, "magnitude": 1.0, "seed": 0},
+        [{}],
+        {"n": [1, 2, 3, 5, 8], "reduction": ["mean", "none", "sum"], "scale": [1.0, 2.0], "magnitude": [1.0, 1e3], "seed": [0, 1]},
+    ))
+    return wrong, torch_side
+
+
+def test_shrinker_finds_the_minimal_failing_spec(fake_loss):
+    job = ("fake_loss", {"n": 8, "reduction": "sum", "scale": 2.0, "magnitude": 1e3, "seed": 12345}, "float16")
+    (name, spec, dtype), result = runner.shrink(job)
+    assert result.status == "failed"
+    assert spec == {"n": 3, "reduction": "mean", "scale": 1.0, "magnitude": 1.0, "seed": 0}
+    assert dtype == "float64"
+    lines = result.reproducer.splitlines()
+    assert len(lines) <= 4 and lines[-1].startswith("print(parity.compare(wrong, torch_side, x, reduction='mean'")
+    wrong, torch_side = fake_loss
+    ns = {"wrong": wrong, "torch_side": torch_side}
+    exec(result.reproducer.replace("print(", "_r = ("), ns)
+    assert ns["_r"].status == "failed"
+
+
+def test_shrinker_leaves_a_passing_job_alone(fake_loss):
+    job = ("fake_loss", {"n": 2, "reduction": "sum", "scale": 2.0, "magnitude": 1.0, "seed": 7}, "float32")
+    (name, spec, dtype), result = runner.shrink(job)
+    assert result.status == "passed" and spec == job[1] and dtype == "float32"

@@ -1,0 +1,124 @@
+"""The parity report (JSON schema, Markdown, self-contained HTML) and the CLI's exit codes."""
+
+import html.parser
+import json
+
+import jax.numpy as jnp
+import pytest
+
+import jaxloss
+from parity import report as rep
+from parity import runner
+from parity.__main__ import main
+
+
+def _results(wrong: bool):
+    reg = runner.registry()
+    loss = reg["l1_loss"]
+    cases = [loss.case(o) for o in loss.grid[:3]]
+    out = [runner.run_case(c, "float64") for c in cases]
+    out.append(runner.run_case(cases[0], "float32"))
+    if wrong:
+        bad = loss.case({"reduction": "sum", "id": "injected"})
+        bad.jax_fn = lambda a, b, reduction="mean": jaxloss.l1_loss(a, b, reduction=reduction) + 1.0
+        out.append(runner.run_case(bad, "float64"))
+    return reg, out
+
+
+@pytest.fixture(scope="module")
+def report():
+    reg, results = _results(wrong=True)
+    return rep.build(results, reg, {"command": "test", "seconds": 1.0, "device": "cpu", "torch": "t", "jax": "j"})
+
+
+def test_json_schema(report, tmp_path):
+    paths = rep.write(report, str(tmp_path))
+    data = json.loads(open(paths["json"]).read())
+    assert data["schema"] == "parity-report/1"
+    assert set(data) >= {"meta", "summary", "losses", "dtypes", "coverage", "failures", "cases"}
+    s = data["summary"]
+    assert s["cases"] == 5 and s["passed"] == 4 and s["failed"] == 1 and s["ok"] is False
+    (row,) = data["losses"]
+    assert row["loss"] == "l1_loss" and row["status"] == "failed" and row["worst_case"].startswith("l1_loss/injected")
+    assert set(row["worst_value"]) == {"abs", "rel", "ulp", "usage"}
+    assert {d["dtype"] for d in data["dtypes"]} == {"float64", "float32"}
+    (fail,) = data["failures"]
+    assert fail["status"] == "failed" and "parity.compare(" in fail["reproducer"]
+    case = data["cases"][0]
+    assert set(case) >= {"id", "loss", "family", "case", "dtype", "status", "judge", "params", "spec", "result", "reproducer"}
+    assert set(case["result"]) == {"status", "dtype", "outputs", "grads", "hvps", "jax_error", "torch_error", "notes"}
+    assert set(case["result"]["outputs"][0]) >= {"name", "max_abs", "max_rel", "max_ulp", "usage", "passed", "closer"}
+    assert data["coverage"]["params"]["l1_loss"] == ["input", "target", "reduction", "weight"]
+
+
+def test_reproducer_reruns_the_failure(report):
+    fail = report["failures"][0]
+    # the reproducer names jaxloss.l1_loss (the injected function is a lambda): it must run and print a result
+    code = fail["reproducer"].replace("print(", "_r = (")
+    ns: dict = {}
+    exec(code, ns)
+    assert ns["_r"].status == "passed"  # the real jaxloss.l1_loss agrees
+
+
+def test_markdown(report):
+    md = rep.markdown(report)
+    assert md.startswith("# jaxloss parity report")
+    assert "| loss | cases | passed | failed | n/i | worst value err | worst grad err | worst case |" in md
+    assert "## Failures" in md and "```python" in md and "FAILED" in md
+
+
+def test_html_is_one_self_contained_page(report):
+    page = rep.html_page(report)
+    low = page.lower()
+    for banned in ("<script", "<link", "src=", "http://", "https://", "@import", "url("):
+        assert banned not in low, banned
+
+    class Checker(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.tables = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in ("meta", "br", "hr"):
+                self.stack.append(tag)
+            self.tables += tag == "table"
+
+        def handle_endtag(self, tag):
+            assert self.stack and self.stack[-1] == tag, (tag, self.stack[-5:])
+            self.stack.pop()
+
+    c = Checker()
+    c.feed(page)
+    assert c.stack == [] and c.tables >= 3  # per-loss table, per-dtype table, coverage matrix
+    assert "Coverage" in page and "injected" in page and "Reproducer" in page
+
+
+def test_cli_exit_codes(tmp_path, monkeypatch):
+    out = tmp_path / "ok"
+    assert main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--out", str(out)]) == 0
+    assert (out / "report.html").exists() and (out / "report.md").exists() and (out / "report.json").exists()
+
+    real = jaxloss.l1_loss
+    monkeypatch.setattr(jaxloss, "l1_loss", lambda a, b, reduction="mean", weight=None: real(a, b, reduction, weight) * 1.01)
+    bad = tmp_path / "bad"
+    assert main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--out", str(bad)]) == 1
+    data = json.loads((bad / "report.json").read_text())
+    assert data["summary"]["failed"] > 0 and data["failures"][0]["reproducer"]
+    monkeypatch.setattr(jaxloss, "l1_loss", real)
+    assert main(["--loss", "no_such_loss", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_not_implemented_is_not_a_failure(tmp_path, monkeypatch):
+    def todo(*a, **k):
+        raise NotImplementedError
+
+    monkeypatch.setattr(jaxloss, "l1_loss", todo)
+    out = tmp_path / "ni"
+    assert main(["--loss", "l1_loss", "--dtype", "float32", "-j", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["summary"]["not_implemented"] == data["summary"]["cases"] > 0
+    assert data["losses"][0]["status"] == "not implemented"
+
+
+def test_jnp_results_unaffected():  # sanity: the module under test is the real one afterwards
+    assert float(jaxloss.l1_loss(jnp.ones(3), jnp.zeros(3))) == 1.0
