@@ -161,7 +161,7 @@ def _check_weight(weight: Array | None, input_shape: tuple[int, ...], prefix: st
 
 def _check_label_smoothing(label_smoothing: float) -> None:
     if label_smoothing > 1.0:
-        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing:g}")  # C++ formatting
 
 
 def _check_ignore_index(ignore_index: int) -> None:

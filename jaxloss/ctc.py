@@ -48,12 +48,6 @@ def _shift_right(x: Array, k: int) -> Array:
     return jnp.pad(x, pad, constant_values=_NEG_INF)[..., : x.shape[-1]]
 
 
-def _shift_left(x: Array, k: int) -> Array:
-    """``y[..., s] = x[..., s + k]``, ``-inf`` past the end (along the last axis)."""
-    pad = [(0, 0)] * (x.ndim - 1) + [(0, k)]
-    return jnp.pad(x, pad, constant_values=_NEG_INF)[..., k:]
-
-
 def _emissions(log_probs: Array, ext: Array) -> Array:
     """``lp_ext[t, n, s] = log_probs[t, n, ext[n, s]]``, shape ``(T, N, L)``."""
     idx = jnp.broadcast_to(ext[None], (log_probs.shape[0],) + ext.shape)
@@ -82,7 +76,8 @@ def _scan(lp: Array, skip: Array, init: Array, start: Array, stop: Array, store:
         lp_t, t = xs
         bar = _lse3(alpha, _shift_right(alpha, 1), jnp.where(skip, _shift_right(alpha, 2), neg))
         begin = init & (t == start)[:, None]
-        new = jnp.where(begin, lp_t, bar + lp_t)
+        # before its start a row stays -inf whatever lp holds there (frames torch never reads)
+        new = jnp.where((t > start)[:, None], bar + lp_t, jnp.where(begin, lp_t, neg))
         new = jnp.where((t < stop)[:, None], new, alpha)
         return new, (jnp.where(begin, zero, bar) if store else None)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Sequence
 
 import jax
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 
 from jaxloss._core import Array, loss_function, opmath_dtype, result_float_dtype
 
-__all__ = ["pairwise_distance", "cosine_similarity"]
+__all__ = ["cosine_similarity", "pairwise_distance"]
 
 # torch's names of the integer dtypes, for its "common dtype" error message
 _TORCH_DTYPE_NAMES = {
@@ -69,7 +70,8 @@ def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     for da, db, i in reversed(out):
         if da != db and da != 1 and db != 1:
             raise ValueError(
-                f"The size of tensor a ({da}) must match the size of tensor b ({db}) at non-singleton dimension {i}"
+                f"The size of tensor a ({da}) must match the size of tensor b ({db}) "
+                f"at non-singleton dimension {i}"
             )
     return tuple(db if da == 1 else da for da, db, _ in out)
 
@@ -77,8 +79,11 @@ def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
 def wrap_dim(dim: int, ndim: int) -> int:
     """torch's ``maybe_wrap_dim`` (a 0-d tensor accepts ``dim`` in ``[-1, 0]``)."""
     n = max(ndim, 1)
-    if not isinstance(dim, int) or isinstance(dim, bool) or not -n <= dim < n:
-        raise DimensionError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    dim = operator.index(dim)
+    if not -n <= dim < n:
+        raise DimensionError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
     return dim % n
 
 
@@ -94,7 +99,9 @@ def _value_clamp_min(x: Array, minimum: float) -> Array:
 
 
 @_value_clamp_min.defjvp
-def _value_clamp_min_jvp(minimum: float, primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+def _value_clamp_min_jvp(
+    minimum: float, primals: tuple[Array], tangents: tuple[Array]
+) -> tuple[Array, Array]:
     return _value_clamp_min(primals[0], minimum), tangents[0]
 
 
@@ -119,7 +126,9 @@ def _norm(x: Array, p: float, axis: int, keepdims: bool) -> Array:
 
 
 @_norm.defjvp
-def _norm_jvp(p: float, axis: int, keepdims: bool, primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+def _norm_jvp(
+    p: float, axis: int, keepdims: bool, primals: tuple[Array], tangents: tuple[Array]
+) -> tuple[Array, Array]:
     # torch's norm_backward (FunctionsManual.cpp), written as a JVP with
     # differentiable JAX ops so that differentiating it again gives torch's
     # double backward (the norm itself is re-entered through this rule).
@@ -148,7 +157,6 @@ def _norm_jvp(p: float, axis: int, keepdims: bool, primals: tuple[Array], tangen
     return out, jnp.sum(g * dx, axis=axis, keepdims=keepdims)
 
 
-
 def norm(x: Array, p: float, axis: int, keepdims: bool = False) -> Array:
     """``torch.norm(x, p, dim=axis, keepdim=keepdims)`` with torch's gradient.
 
@@ -161,7 +169,9 @@ def norm(x: Array, p: float, axis: int, keepdims: bool = False) -> Array:
 
 
 # --------------------------------------------------------------------------- pairwise_distance
-def _pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Array:
+def _pairwise_distance(
+    x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Array:
     x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
     dtype = result_float_dtype(x1, x2)
     shape = broadcast_shapes(x1.shape, x2.shape)
@@ -172,7 +182,9 @@ def _pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, 
 
 
 @loss_function(static_argnames=("p", "eps", "keepdim"))
-def pairwise_distance(x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Array:
+def pairwise_distance(
+    x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Array:
     r"""``torch.nn.functional.pairwise_distance``: the p-norm of ``x1 - x2 + eps`` over the last dimension.
 
     .. math:: d = \lVert x_1 - x_2 + \epsilon \rVert_p
@@ -223,7 +235,7 @@ def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> 
     .. math:: \mathrm{sim} = \sum \frac{x_1}{\max(\lVert x_1 \rVert_2, \epsilon)}
         \cdot \frac{x_2}{\max(\lVert x_2 \rVert_2, \epsilon)}
 
-    Each norm is clamped separately (torch >= 1.12's rule, not
+    Each norm is clamped separately (torch's rule since it normalises first, not
     ``max(||x1|| ||x2||, eps)``), and the clamp acts on the value only: torch
     applies it under ``no_grad``, so the gradient flows through the unclamped
     norm (and is 0 through the norm of a zero vector). A zero vector therefore
@@ -237,6 +249,6 @@ def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> 
 
     Returns:
         The broadcast shape without ``dim``; the promoted dtype of ``x1``, ``x2``
-        (which must be floating: two integer inputs raise ``TypeError``, as in torch).
+        (which must be floating: two integer inputs raise ``TypeError``, torch refuses them too).
     """
     return _cosine_similarity(x1, x2, dim, eps)

@@ -16,7 +16,15 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from jaxloss import _core
-from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, result_float_dtype, shape_str
+from jaxloss._core import (
+    Array,
+    Reduction,
+    check_reduction,
+    loss_function,
+    opmath_dtype,
+    result_float_dtype,
+    shape_str,
+)
 from jaxloss.distance import _pairwise_distance, broadcast_shapes, pairwise_distance
 
 __all__ = ["cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss"]
@@ -73,7 +81,9 @@ def cosine_embedding_loss(
     cos = prod_sum / jnp.sqrt(mag_square1 * mag_square2)
     broadcast_shapes(target.shape, cos.shape)
     zero = jnp.zeros((), work)
-    loss = jnp.where(target == 1, 1 - cos, zero) + jnp.where(target == -1, _core.clamp_min(cos - margin, 0.0), zero)
+    loss = jnp.where(target == 1, 1 - cos, zero) + jnp.where(
+        target == -1, _core.clamp_min(cos - margin, 0.0), zero
+    )
     return _core.reduce(loss, reduction).astype(dtype)
 
 

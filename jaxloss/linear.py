@@ -14,9 +14,11 @@ from jax.custom_derivatives import SymbolicZero
 from jaxloss import classification as _cls
 from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, result_float_dtype
 
-# Logit elements per chunk when ``chunk_size`` is None: 2**24 float32 = 64 MiB of logits
-# (and as much for their gradient) whatever the vocabulary.
-_CHUNK_ELEMENTS = 1 << 24
+# Logit elements per chunk when ``chunk_size`` is None: 2**25 float32 = 128 MiB of logits (and as
+# much for their gradient) whatever the vocabulary. Large enough that the per-chunk update of the
+# (C, H) weight gradient (one read-modify-write of it per chunk) costs a few percent of the three
+# (rows, H) x (H, C) matrix products; small enough to stay far below the (N, C) logits.
+_CHUNK_ELEMENTS = 1 << 25
 
 
 class _Config(NamedTuple):
@@ -33,7 +35,7 @@ class _Config(NamedTuple):
 
 def default_chunk_size(num_classes: int) -> int:
     """Rows per chunk used when ``chunk_size`` is None: the largest power of two whose
-    ``(rows, num_classes)`` float32 logits fit in 64 MiB (256 rows for a 65536-word vocabulary)."""
+    ``(rows, num_classes)`` float32 logits fit in 128 MiB (512 rows for a 65536-word vocabulary)."""
     rows = max(1, _CHUNK_ELEMENTS // max(1, num_classes))
     return 1 << (rows.bit_length() - 1)
 
@@ -266,7 +268,7 @@ def linear_cross_entropy(
             class probabilities (torch's rule).
         label_smoothing: in ``[0, 1]``, as :func:`jaxloss.cross_entropy`.
         chunk_size: rows of logits computed at a time. ``None``: the largest power
-            of two with at most 2**24 logits per chunk (64 MiB in float32; 256
+            of two with at most 2**25 logits per chunk (128 MiB in float32; 512
             rows for C = 65536), see :func:`default_chunk_size`.
 
     Returns:
@@ -294,9 +296,12 @@ def linear_cross_entropy(
       the logits chunk by chunk (four products; torch's chunked path does the same).
 
     Class indices out of range (not ``ignore_index``) give NaN
-    (:mod:`jaxloss.checked` raises torch's message). Derivatives: first order wrt
-    ``input``, ``linear_weight``, ``linear_bias`` (and a probability ``target``),
-    under ``jit`` and ``vmap``; forward mode is not available (``custom_vjp``).
+    (:mod:`jaxloss.checked` raises torch's message). Derivatives wrt ``input``,
+    ``linear_weight``, ``linear_bias`` (and a probability ``target``; ``weight`` is
+    not differentiated), under ``jit`` and ``vmap``. Second derivatives
+    (Hessian-vector products, reverse- or forward-over-reverse) work: the forward
+    rule is plain JAX and is differentiated in turn. Forward-mode differentiation of
+    the loss itself (``jax.jvp``, ``jax.jacfwd``) is not available (``custom_vjp``).
     """
     check_reduction(reduction)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):

@@ -37,7 +37,7 @@ from jaxloss._core import (
 )
 from jaxloss.distance import broadcast_shapes
 
-__all__ = ["multilabel_margin_loss", "multi_margin_loss", "margin_ranking_loss", "hinge_embedding_loss"]
+__all__ = ["hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss", "multilabel_margin_loss"]
 
 
 def _torch_size(shape: tuple[int, ...]) -> str:
@@ -50,7 +50,8 @@ def _frames(input: Array) -> tuple[int, int]:
     ndims = input.ndim
     if not ((ndims == 2 and input.shape[1] != 0) or (ndims == 1 and input.shape[0] != 0) or ndims == 0):
         raise ValueError(
-            f"Expected non-empty vector or matrix with optional 0-dim batch size, but got: {shape_str(input.shape)}"
+            "Expected non-empty vector or matrix with optional 0-dim batch size, but got: "
+            f"{shape_str(input.shape)}"
         )
     if ndims <= 1:
         return 1, (1 if ndims == 0 else input.shape[0])
@@ -65,6 +66,7 @@ def _poison(loss: Array, invalid: Array, x: Array) -> Array:
 
 
 # --------------------------------------------------------------------------- multilabel_margin_loss
+
 
 def _multilabel_hinge_sum(x: Array, t: Array) -> Array:
     """Per row of ``x`` (N, C): the sum over the labels ``j`` (the entries of ``t`` before its
@@ -91,6 +93,7 @@ def _multilabel_hinge_sum(x: Array, t: Array) -> Array:
     count = (c - first).astype(x.dtype)
     terms = count * a + jnp.take_along_axis(above, first, axis=1)
     return jnp.sum(jnp.where(active, terms, 0), axis=1)
+
 
 @loss_function(static_argnames=("reduction",))
 def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
@@ -128,7 +131,9 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
     else:
         ok = target.ndim == 2 and target.shape == (nframe, dim)
     if not ok:
-        raise ValueError(f"inconsistent target size: {shape_str(target.shape)} for input of size: {shape_str(input.shape)}")
+        raise ValueError(
+            f"inconsistent target size: {shape_str(target.shape)} for input of size: {shape_str(input.shape)}"
+        )
 
     dtype = input.dtype
     x = input.astype(opmath_dtype(dtype)).reshape(nframe, dim)
@@ -257,7 +262,9 @@ def margin_ranking_loss(
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
 @loss_function(static_argnames=("margin", "reduction"))
-def hinge_embedding_loss(input: Array, target: Array, margin: float = 1.0, reduction: Reduction = "mean") -> Array:
+def hinge_embedding_loss(
+    input: Array, target: Array, margin: float = 1.0, reduction: Reduction = "mean"
+) -> Array:
     r"""Hinge embedding loss (``torch.nn.functional.hinge_embedding_loss``).
 
     .. math:: \ell = [y \ne 1] \max(0, \mathrm{margin} - x) + [y \ne -1] \, x

@@ -13,6 +13,11 @@ torch" means what it means inside torch's own test-suite: an element passes when
   some intermediate tensors (e.g. the elementwise loss before a reduction) to the
   low-precision dtype. The parity suite therefore also compares both against a
   float64 reference, to show which one is closer to the truth.
+
+Besides the table: :func:`ulp` / :func:`ulp_error` (errors in units in the last
+place of a dtype, reported next to absolute and relative errors) and
+:func:`tolerance_usage` (``|a - e| / (atol + rtol |e|)``, the fraction of the
+tolerance an element uses; the parity report ranks cases by it).
 """
 
 from __future__ import annotations
@@ -37,10 +42,7 @@ TOLERANCES: dict[str, Tolerance] = {
 
 def tolerance_for(dtype: object) -> Tolerance:
     """The tolerance of a dtype given as a name, NumPy/JAX dtype or torch dtype."""
-    name = str(dtype).replace("torch.", "")
-    if name not in TOLERANCES:
-        name = np.dtype(dtype).name  # type: ignore[call-overload]
-    return TOLERANCES[name]
+    return TOLERANCES[dtype_name(dtype)]
 
 
 # --------------------------------------------------------------------------- ULPs

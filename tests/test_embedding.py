@@ -46,30 +46,55 @@ def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_pairwise_distance(dtype, p, eps, keepdim):
     x1, x2 = _pairs(np.random.default_rng(0))
-    out = check(jaxloss.pairwise_distance, F.pairwise_distance, {"x1": x1, "x2": x2}, {"p": p, "eps": eps, "keepdim": keepdim},
-                grad=["x1", "x2"], dtype=dtype)
+    out = check(
+        jaxloss.pairwise_distance,
+        F.pairwise_distance,
+        {"x1": x1, "x2": x2},
+        {"p": p, "eps": eps, "keepdim": keepdim},
+        grad=["x1", "x2"],
+        dtype=dtype,
+    )
     assert out.shape == ((N, 1) if keepdim else (N,))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "shapes",
-    [((D,), (D,)), ((), ()), ((N, D), (D,)), ((D,), (N, D)), ((2, 3, D), (2, 3, D)), ((2, 1, D), (3, D)),
-     ((), (N, D)), ((N, 1), (N, D))],
+    [
+        ((D,), (D,)),
+        ((), ()),
+        ((N, D), (D,)),
+        ((D,), (N, D)),
+        ((2, 3, D), (2, 3, D)),
+        ((2, 1, D), (3, D)),
+        ((), (N, D)),
+        ((N, 1), (N, D)),
+    ],
 )
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_pairwise_distance_shapes(dtype, shapes, keepdim):
     rng = np.random.default_rng(1)
     x1, x2 = rng.normal(size=shapes[0]), rng.normal(size=shapes[1])
-    check(jaxloss.pairwise_distance, F.pairwise_distance, {"x1": x1, "x2": x2}, {"keepdim": keepdim},
-          grad=["x1", "x2"], dtype=dtype)
+    check(
+        jaxloss.pairwise_distance,
+        F.pairwise_distance,
+        {"x1": x1, "x2": x2},
+        {"keepdim": keepdim},
+        grad=["x1", "x2"],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("p", [2.0, 1.0, INF, 1.5, 3.0, 0.5])
 def test_pairwise_distance_second_order(p):
     rng = np.random.default_rng(2)
-    check_hvp(jaxloss.pairwise_distance, F.pairwise_distance, {"x1": rng.normal(size=(N, D)), "x2": rng.normal(size=(N, D))},
-              {"p": p}, wrt=["x1", "x2"])
+    check_hvp(
+        jaxloss.pairwise_distance,
+        F.pairwise_distance,
+        {"x1": rng.normal(size=(N, D)), "x2": rng.normal(size=(N, D))},
+        {"p": p},
+        wrt=["x1", "x2"],
+    )
 
 
 def test_pairwise_distance_integer_inputs_and_promotion():
@@ -77,12 +102,17 @@ def test_pairwise_distance_integer_inputs_and_promotion():
     out = jaxloss.pairwise_distance(jnp.asarray(a, jnp.int32), jnp.asarray(b, jnp.int32))
     assert out.dtype == jnp.float32
     assert_close(out, F.pairwise_distance(torch.tensor(a), torch.tensor(b)), "float32", "int inputs")
-    assert jaxloss.pairwise_distance(jnp.ones((2, 3), jnp.float32), jnp.ones((2, 3), jnp.float64)).dtype == jnp.float64
+    assert (
+        jaxloss.pairwise_distance(jnp.ones((2, 3), jnp.float32), jnp.ones((2, 3), jnp.float64)).dtype
+        == jnp.float64
+    )
 
 
 def test_pairwise_distance_errors():
-    assert_same_error(lambda: jaxloss.pairwise_distance(jnp.zeros((3, 4)), jnp.zeros((3, 5))),
-                      lambda: F.pairwise_distance(torch.zeros(3, 4), torch.zeros(3, 5)))
+    assert_same_error(
+        lambda: jaxloss.pairwise_distance(jnp.zeros((3, 4)), jnp.zeros((3, 5))),
+        lambda: F.pairwise_distance(torch.zeros(3, 4), torch.zeros(3, 5)),
+    )
 
 
 # --------------------------------------------------------------------------- cosine_similarity
@@ -100,29 +130,53 @@ def _cos_pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("eps", [1e-8, 0.5])  # 0.5: the clamp acts on ordinary vectors too
 def test_cosine_similarity(dtype, eps):
     x1, x2 = _cos_pairs(np.random.default_rng(3))
-    out = check(jaxloss.cosine_similarity, F.cosine_similarity, {"x1": x1, "x2": x2}, {"eps": eps},
-                grad=["x1", "x2"], dtype=dtype)
+    out = check(
+        jaxloss.cosine_similarity,
+        F.cosine_similarity,
+        {"x1": x1, "x2": x2},
+        {"eps": eps},
+        grad=["x1", "x2"],
+        dtype=dtype,
+    )
     assert np.asarray(out)[:3].tolist() == [0.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "shapes_dim",
-    [(((D,), (D,)), 0), (((D,), (D,)), -1), (((), ()), 0), (((3, 1, D), (5, D)), -1), (((N, D), (N, D)), 0),
-     (((2, D, 3), (2, D, 3)), 1), (((2, D, 3), (1, D, 1)), -2)],
+    [
+        (((D,), (D,)), 0),
+        (((D,), (D,)), -1),
+        (((), ()), 0),
+        (((3, 1, D), (5, D)), -1),
+        (((N, D), (N, D)), 0),
+        (((2, D, 3), (2, D, 3)), 1),
+        (((2, D, 3), (1, D, 1)), -2),
+    ],
 )
 def test_cosine_similarity_shapes(dtype, shapes_dim):
     (s1, s2), dim = shapes_dim
     rng = np.random.default_rng(4)
-    check(jaxloss.cosine_similarity, F.cosine_similarity, {"x1": rng.normal(size=s1), "x2": rng.normal(size=s2)},
-          {"dim": dim}, grad=["x1", "x2"], dtype=dtype)
+    check(
+        jaxloss.cosine_similarity,
+        F.cosine_similarity,
+        {"x1": rng.normal(size=s1), "x2": rng.normal(size=s2)},
+        {"dim": dim},
+        grad=["x1", "x2"],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("eps", [1e-8, 0.5])
 def test_cosine_similarity_second_order(eps):
     rng = np.random.default_rng(5)
-    check_hvp(jaxloss.cosine_similarity, F.cosine_similarity,
-              {"x1": rng.normal(size=(N, D)), "x2": rng.normal(size=(N, D))}, {"eps": eps}, wrt=["x1", "x2"])
+    check_hvp(
+        jaxloss.cosine_similarity,
+        F.cosine_similarity,
+        {"x1": rng.normal(size=(N, D)), "x2": rng.normal(size=(N, D))},
+        {"eps": eps},
+        wrt=["x1", "x2"],
+    )
 
 
 def test_cosine_similarity_integer_and_mixed_inputs():
@@ -130,16 +184,24 @@ def test_cosine_similarity_integer_and_mixed_inputs():
     out = jaxloss.cosine_similarity(jnp.asarray(a), jnp.asarray(b))
     assert out.dtype == jnp.float32
     assert_close(out, F.cosine_similarity(torch.tensor(a), torch.tensor(b)), "float32", "int + float")
-    assert_same_error(lambda: jaxloss.cosine_similarity(jnp.asarray(a, jnp.int64), jnp.asarray(a, jnp.int64)),
-                      lambda: F.cosine_similarity(torch.tensor(a), torch.tensor(a)), TypeError)
+    assert_same_error(
+        lambda: jaxloss.cosine_similarity(jnp.asarray(a, jnp.int64), jnp.asarray(a, jnp.int64)),
+        lambda: F.cosine_similarity(torch.tensor(a), torch.tensor(a)),
+        TypeError,
+    )
 
 
 def test_cosine_similarity_errors():
-    assert_same_error(lambda: jaxloss.cosine_similarity(jnp.zeros((3, 4)), jnp.zeros((3, 5))),
-                      lambda: F.cosine_similarity(torch.zeros(3, 4), torch.zeros(3, 5)))
+    assert_same_error(
+        lambda: jaxloss.cosine_similarity(jnp.zeros((3, 4)), jnp.zeros((3, 5))),
+        lambda: F.cosine_similarity(torch.zeros(3, 4), torch.zeros(3, 5)),
+    )
     for shape, dim in [((3, 4), -3), ((3, 4), 2), ((4,), 1), ((), 1)]:
-        assert_same_error(lambda: jaxloss.cosine_similarity(jnp.zeros(shape), jnp.zeros(shape), dim=dim),
-                          lambda: F.cosine_similarity(torch.zeros(shape), torch.zeros(shape), dim=dim), IndexError)
+        assert_same_error(
+            lambda: jaxloss.cosine_similarity(jnp.zeros(shape), jnp.zeros(shape), dim=dim),
+            lambda: F.cosine_similarity(torch.zeros(shape), torch.zeros(shape), dim=dim),
+            IndexError,
+        )
 
 
 # --------------------------------------------------------------------------- cosine_embedding_loss
@@ -161,8 +223,14 @@ def _cos_embedding_arrays(rng: np.random.Generator, target: str) -> dict[str, np
 @pytest.mark.parametrize("target", ["pm1", "any-value", "int"])
 def test_cosine_embedding_loss(dtype, reduction, margin, target):
     arrays = _cos_embedding_arrays(np.random.default_rng(6), target)
-    check(jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, arrays, {"margin": margin, "reduction": reduction},
-          grad=["input1", "input2"], dtype=dtype)
+    check(
+        jaxloss.cosine_embedding_loss,
+        F.cosine_embedding_loss,
+        arrays,
+        {"margin": margin, "reduction": reduction},
+        grad=["input1", "input2"],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -173,18 +241,37 @@ def test_cosine_embedding_loss_shapes(dtype, reduction, case):
     if case == "unbatched":
         arrays = {"input1": rng.normal(size=(D,)), "input2": rng.normal(size=(D,)), "target": np.array(-1.0)}
     elif case == "broadcast-input2":
-        arrays = {"input1": rng.normal(size=(N, D)), "input2": rng.normal(size=(1, D)), "target": rng.choice([-1.0, 1.0], N)}
+        arrays = {
+            "input1": rng.normal(size=(N, D)),
+            "input2": rng.normal(size=(1, D)),
+            "target": rng.choice([-1.0, 1.0], N),
+        }
     else:
-        arrays = {"input1": rng.normal(size=(N, D)), "input2": rng.normal(size=(N, D)), "target": np.array([-1.0])}
-    check(jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, arrays, {"margin": 0.1, "reduction": reduction},
-          grad=["input1", "input2"], dtype=dtype)
+        arrays = {
+            "input1": rng.normal(size=(N, D)),
+            "input2": rng.normal(size=(N, D)),
+            "target": np.array([-1.0]),
+        }
+    check(
+        jaxloss.cosine_embedding_loss,
+        F.cosine_embedding_loss,
+        arrays,
+        {"margin": 0.1, "reduction": reduction},
+        grad=["input1", "input2"],
+        dtype=dtype,
+    )
 
 
 def test_cosine_embedding_loss_tie_passes_gradient():
     # orthogonal vectors, target -1, margin 0: clamp_min(cos - 0, 0) at cos == 0 passes the gradient
     x1, x2, y = np.array([[1.0, 0.0]]), np.array([[0.0, 2.0]]), np.array([-1.0])
-    check(jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, {"input1": x1, "input2": x2, "target": y},
-          grad=["input1", "input2"], dtype="float64")
+    check(
+        jaxloss.cosine_embedding_loss,
+        F.cosine_embedding_loss,
+        {"input1": x1, "input2": x2, "target": y},
+        grad=["input1", "input2"],
+        dtype="float64",
+    )
     g = jax.grad(jaxloss.cosine_embedding_loss)(jnp.asarray(x1), jnp.asarray(x2), jnp.asarray(y))
     assert float(jnp.abs(g).sum()) > 0.1
 
@@ -193,7 +280,9 @@ def test_cosine_embedding_loss_uses_torchs_float32_epsilon():
     # torch adds float32(1e-12) to each squared norm, in float64 too: visible at norms ~1e-6
     x = np.array([[1e-6]])
     out = jaxloss.cosine_embedding_loss(jnp.asarray(x), jnp.asarray(x), jnp.asarray([1.0]), reduction="none")
-    expected = F.cosine_embedding_loss(torch.tensor(x), torch.tensor(x), torch.tensor([1.0]), reduction="none")
+    expected = F.cosine_embedding_loss(
+        torch.tensor(x), torch.tensor(x), torch.tensor([1.0]), reduction="none"
+    )
     assert abs(float(out[0]) - float(expected[0])) < 1e-15
     assert abs(float(out[0]) - 0.5) > 1e-10  # what an exact 1e-12 would give
 
@@ -205,8 +294,13 @@ def test_cosine_embedding_loss_second_order(reduction, margin):
     arrays = _cos_embedding_arrays(rng, "pm1")
     arrays["input1"][0] = rng.normal(size=D)  # torch's double backward is NaN through an all-zero pair
     arrays["input1"][2] = rng.normal(size=D)
-    check_hvp(jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, arrays, {"margin": margin, "reduction": reduction},
-              wrt=["input1", "input2"])
+    check_hvp(
+        jaxloss.cosine_embedding_loss,
+        F.cosine_embedding_loss,
+        arrays,
+        {"margin": margin, "reduction": reduction},
+        wrt=["input1", "input2"],
+    )
 
 
 def test_cosine_embedding_loss_errors():
@@ -222,10 +316,16 @@ def test_cosine_embedding_loss_errors():
         (z2, z2, np.ones(2)),
     ]
     for args in cases:
-        assert_same_error(lambda: jaxloss.cosine_embedding_loss(*map(jnp.asarray, args)),
-                          lambda: F.cosine_embedding_loss(*map(torch.tensor, args)))
-    assert_same_error(lambda: jaxloss.cosine_embedding_loss(jnp.zeros((3, 4)), jnp.zeros((3, 4)), jnp.ones(3), reduction="x"),
-                      lambda: F.cosine_embedding_loss(torch.zeros(3, 4), torch.zeros(3, 4), torch.ones(3), reduction="x"))
+        assert_same_error(
+            lambda: jaxloss.cosine_embedding_loss(*map(jnp.asarray, args)),
+            lambda: F.cosine_embedding_loss(*map(torch.tensor, args)),
+        )
+    assert_same_error(
+        lambda: jaxloss.cosine_embedding_loss(
+            jnp.zeros((3, 4)), jnp.zeros((3, 4)), jnp.ones(3), reduction="x"
+        ),
+        lambda: F.cosine_embedding_loss(torch.zeros(3, 4), torch.zeros(3, 4), torch.ones(3), reduction="x"),
+    )
 
 
 # --------------------------------------------------------------------------- triplet_margin_loss
@@ -239,13 +339,26 @@ def _triplets(rng: np.random.Generator) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize(  # every p with and without swap; each margin with each p
     "p,swap,margin",
-    [(2.0, False, 1.0), (2.0, True, 0.5), (1.0, True, 1.0), (1.0, False, 0.5), (INF, True, 0.5), (INF, False, 1.0),
-     (3.0, False, 0.5), (3.0, True, 1.0)],
+    [
+        (2.0, False, 1.0),
+        (2.0, True, 0.5),
+        (1.0, True, 1.0),
+        (1.0, False, 0.5),
+        (INF, True, 0.5),
+        (INF, False, 1.0),
+        (3.0, False, 0.5),
+        (3.0, True, 1.0),
+    ],
 )
 def test_triplet_margin_loss(dtype, reduction, p, swap, margin):
-    check(jaxloss.triplet_margin_loss, F.triplet_margin_loss, _triplets(np.random.default_rng(9)),
-          {"margin": margin, "p": p, "swap": swap, "reduction": reduction},
-          grad=["anchor", "positive", "negative"], dtype=dtype)
+    check(
+        jaxloss.triplet_margin_loss,
+        F.triplet_margin_loss,
+        _triplets(np.random.default_rng(9)),
+        {"margin": margin, "p": p, "swap": swap, "reduction": reduction},
+        grad=["anchor", "positive", "negative"],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -257,21 +370,36 @@ def test_triplet_margin_loss_ties(dtype, swap):
     p = np.array([[1.0, 0.0], [1.0, 2.0], [0.0, 0.0]])
     n = np.array([[0.0, 2.0], [2.0, 0.0], [0.0, 0.0]])
     for pn in (1.0, 2.0, INF):
-        check(jaxloss.triplet_margin_loss, F.triplet_margin_loss, {"anchor": a, "positive": p, "negative": n},
-              {"p": pn, "eps": 0.0, "swap": swap, "reduction": "sum"}, grad=["anchor", "positive", "negative"],
-              dtype=dtype)
-    g = jax.grad(lambda x: jaxloss.triplet_margin_loss(x, jnp.asarray(p), jnp.asarray(n), p=1.0, eps=0.0))(jnp.asarray(a))
+        check(
+            jaxloss.triplet_margin_loss,
+            F.triplet_margin_loss,
+            {"anchor": a, "positive": p, "negative": n},
+            {"p": pn, "eps": 0.0, "swap": swap, "reduction": "sum"},
+            grad=["anchor", "positive", "negative"],
+            dtype=dtype,
+        )
+    g = jax.grad(lambda x: jaxloss.triplet_margin_loss(x, jnp.asarray(p), jnp.asarray(n), p=1.0, eps=0.0))(
+        jnp.asarray(a)
+    )
     assert float(jnp.abs(g[0]).sum()) > 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("shapes", [((D,),) * 3, ((N, D), (1, D), (N, D)), ((2, 3, D),) * 3, ((N, D), (N, D), (N, 1))])
+@pytest.mark.parametrize(
+    "shapes", [((D,),) * 3, ((N, D), (1, D), (N, D)), ((2, 3, D),) * 3, ((N, D), (N, D), (N, 1))]
+)
 def test_triplet_margin_loss_shapes(dtype, reduction, shapes):
     rng = np.random.default_rng(10)
     arrays = {k: rng.normal(size=s) for k, s in zip(("anchor", "positive", "negative"), shapes)}
-    check(jaxloss.triplet_margin_loss, F.triplet_margin_loss, arrays, {"swap": True, "reduction": reduction},
-          grad=list(arrays), dtype=dtype)
+    check(
+        jaxloss.triplet_margin_loss,
+        F.triplet_margin_loss,
+        arrays,
+        {"swap": True, "reduction": reduction},
+        grad=list(arrays),
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("p", [2.0, 3.0, 1.0])
@@ -279,8 +407,13 @@ def test_triplet_margin_loss_shapes(dtype, reduction, shapes):
 def test_triplet_margin_loss_second_order(p, swap):
     rng = np.random.default_rng(11)
     arrays = {k: rng.normal(size=(N, D)) for k in ("anchor", "positive", "negative")}
-    check_hvp(jaxloss.triplet_margin_loss, F.triplet_margin_loss, arrays, {"p": p, "swap": swap, "margin": 2.0},
-              wrt=list(arrays))
+    check_hvp(
+        jaxloss.triplet_margin_loss,
+        F.triplet_margin_loss,
+        arrays,
+        {"p": p, "swap": swap, "margin": 2.0},
+        wrt=list(arrays),
+    )
 
 
 def test_triplet_margin_loss_errors():
@@ -293,11 +426,13 @@ def test_triplet_margin_loss_errors():
         ((z, z, np.zeros((3, 5))), {}),
     ]
     for args, kw in cases:
-        assert_same_error(lambda: jaxloss.triplet_margin_loss(*map(jnp.asarray, args), **kw),
-                          lambda: F.triplet_margin_loss(*map(torch.tensor, args), **kw))
+        assert_same_error(
+            lambda: jaxloss.triplet_margin_loss(*map(jnp.asarray, args), **kw),
+            lambda: F.triplet_margin_loss(*map(torch.tensor, args), **kw),
+        )
 
 
-# --------------------------------------------------------------------------- triplet_margin_with_distance_loss
+# -------------------------------------------------------------------------- triplet_margin_with_distance_loss
 def _jax_cosine_distance(x, y):
     return 1.0 - jaxloss.cosine_similarity(x, y)
 
@@ -310,14 +445,19 @@ DISTANCES = {
     "default": (None, None),
     "pairwise_distance": (jaxloss.pairwise_distance, F.pairwise_distance),
     "cosine": (_jax_cosine_distance, _torch_cosine_distance),
-    "l1": (functools.partial(jaxloss.pairwise_distance, p=1.0), functools.partial(F.pairwise_distance, p=1.0)),
+    "l1": (
+        functools.partial(jaxloss.pairwise_distance, p=1.0),
+        functools.partial(F.pairwise_distance, p=1.0),
+    ),
 }
 
 
 def _with_distance(name: str, framework: int):
     fn = (jaxloss.triplet_margin_with_distance_loss, F.triplet_margin_with_distance_loss)[framework]
     distance = DISTANCES[name][framework]
-    return lambda anchor, positive, negative, **kw: fn(anchor, positive, negative, distance_function=distance, **kw)
+    return lambda anchor, positive, negative, **kw: fn(
+        anchor, positive, negative, distance_function=distance, **kw
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -325,16 +465,28 @@ def _with_distance(name: str, framework: int):
 @pytest.mark.parametrize("distance", sorted(DISTANCES))
 @pytest.mark.parametrize("swap,margin", [(False, 1.0), (True, 0.3)])
 def test_triplet_margin_with_distance_loss(dtype, reduction, distance, swap, margin):
-    check(_with_distance(distance, 0), _with_distance(distance, 1), _triplets(np.random.default_rng(12)),
-          {"margin": margin, "swap": swap, "reduction": reduction}, grad=["anchor", "positive", "negative"], dtype=dtype)
+    check(
+        _with_distance(distance, 0),
+        _with_distance(distance, 1),
+        _triplets(np.random.default_rng(12)),
+        {"margin": margin, "swap": swap, "reduction": reduction},
+        grad=["anchor", "positive", "negative"],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_triplet_margin_with_distance_loss_unbatched(dtype):
     rng = np.random.default_rng(13)
     arrays = {k: rng.normal(size=(D,)) for k in ("anchor", "positive", "negative")}
-    out = check(_with_distance("default", 0), _with_distance("default", 1), arrays, {"reduction": "none"},
-                grad=list(arrays), dtype=dtype)
+    out = check(
+        _with_distance("default", 0),
+        _with_distance("default", 1),
+        arrays,
+        {"reduction": "none"},
+        grad=list(arrays),
+        dtype=dtype,
+    )
     assert out.shape == ()
 
 
@@ -343,8 +495,13 @@ def test_triplet_margin_with_distance_loss_unbatched(dtype):
 def test_triplet_margin_with_distance_loss_second_order(distance, swap):
     rng = np.random.default_rng(14)
     arrays = {k: rng.normal(size=(N, D)) for k in ("anchor", "positive", "negative")}
-    check_hvp(_with_distance(distance, 0), _with_distance(distance, 1), arrays, {"swap": swap, "margin": 2.0},
-              wrt=list(arrays))
+    check_hvp(
+        _with_distance(distance, 0),
+        _with_distance(distance, 1),
+        arrays,
+        {"swap": swap, "margin": 2.0},
+        wrt=list(arrays),
+    )
 
 
 def test_triplet_margin_with_distance_loss_errors():
@@ -355,8 +512,10 @@ def test_triplet_margin_with_distance_loss_errors():
         ((z, z, z), {"reduction": "avg"}),
     ]
     for args, kw in cases:
-        assert_same_error(lambda: jaxloss.triplet_margin_with_distance_loss(*map(jnp.asarray, args), **kw),
-                          lambda: F.triplet_margin_with_distance_loss(*map(torch.tensor, args), **kw))
+        assert_same_error(
+            lambda: jaxloss.triplet_margin_with_distance_loss(*map(jnp.asarray, args), **kw),
+            lambda: F.triplet_margin_with_distance_loss(*map(torch.tensor, args), **kw),
+        )
     with pytest.raises(TypeError):  # keyword-only, as in torch
         jaxloss.triplet_margin_with_distance_loss(jnp.asarray(z), jnp.asarray(z), jnp.asarray(z), None)
 
@@ -371,8 +530,10 @@ def test_checked_mode_returns_the_same_values():
         (jaxloss.cosine_similarity(a, p, dim=0), checked.cosine_similarity(a, p, dim=0)),
         (jaxloss.cosine_embedding_loss(a, p, y, 0.2), checked.cosine_embedding_loss(a, p, y, 0.2)),
         (jaxloss.triplet_margin_loss(a, p, n, swap=True), checked.triplet_margin_loss(a, p, n, swap=True)),
-        (jaxloss.triplet_margin_with_distance_loss(a, p, n, distance_function=_jax_cosine_distance),
-         checked.triplet_margin_with_distance_loss(a, p, n, distance_function=_jax_cosine_distance)),
+        (
+            jaxloss.triplet_margin_with_distance_loss(a, p, n, distance_function=_jax_cosine_distance),
+            checked.triplet_margin_with_distance_loss(a, p, n, distance_function=_jax_cosine_distance),
+        ),
     ]
     for x, c in pairs:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(c))
@@ -382,17 +543,36 @@ def test_vmap_over_unbatched_inputs_equals_batched():
     rng = np.random.default_rng(16)
     a, p, n = (jnp.asarray(rng.normal(size=(N, D))) for _ in range(3))
     y = jnp.asarray(rng.choice([-1.0, 1.0], N))
-    np.testing.assert_allclose(jax.vmap(jaxloss.pairwise_distance)(a, p), jaxloss.pairwise_distance(a, p), rtol=1e-12)
-    np.testing.assert_allclose(jax.vmap(lambda u, v: jaxloss.cosine_similarity(u, v, dim=0))(a, p),
-                               jaxloss.cosine_similarity(a, p), rtol=1e-12)
-    np.testing.assert_allclose(jax.vmap(jaxloss.cosine_embedding_loss)(a, p, y),
-                               jaxloss.cosine_embedding_loss(a, p, y, reduction="none"), rtol=1e-12)
-    np.testing.assert_allclose(jax.vmap(lambda u, v, w: jaxloss.triplet_margin_loss(u, v, w, swap=True))(a, p, n),
-                               jaxloss.triplet_margin_loss(a, p, n, swap=True, reduction="none"), rtol=1e-12)
-    with_cos = jax.vmap(lambda u, v, w: jaxloss.triplet_margin_with_distance_loss(
-        u[None], v[None], w[None], distance_function=_jax_cosine_distance))
-    np.testing.assert_allclose(with_cos(a, p, n), jaxloss.triplet_margin_with_distance_loss(
-        a, p, n, distance_function=_jax_cosine_distance, reduction="none"), rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.vmap(jaxloss.pairwise_distance)(a, p), jaxloss.pairwise_distance(a, p), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        jax.vmap(lambda u, v: jaxloss.cosine_similarity(u, v, dim=0))(a, p),
+        jaxloss.cosine_similarity(a, p),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        jax.vmap(jaxloss.cosine_embedding_loss)(a, p, y),
+        jaxloss.cosine_embedding_loss(a, p, y, reduction="none"),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        jax.vmap(lambda u, v, w: jaxloss.triplet_margin_loss(u, v, w, swap=True))(a, p, n),
+        jaxloss.triplet_margin_loss(a, p, n, swap=True, reduction="none"),
+        rtol=1e-12,
+    )
+    with_cos = jax.vmap(
+        lambda u, v, w: jaxloss.triplet_margin_with_distance_loss(
+            u[None], v[None], w[None], distance_function=_jax_cosine_distance
+        )
+    )
+    np.testing.assert_allclose(
+        with_cos(a, p, n),
+        jaxloss.triplet_margin_with_distance_loss(
+            a, p, n, distance_function=_jax_cosine_distance, reduction="none"
+        ),
+        rtol=1e-12,
+    )
 
 
 def test_jit_of_grad_and_vmap_of_grad():
@@ -415,11 +595,15 @@ def test_low_precision_keeps_dtype(dtype):
     y = rng.choice([-1.0, 1.0], N)
     _low_precision_vs_float32(jaxloss.pairwise_distance, F.pairwise_distance, [a, p], {}, dtype, [0, 1])
     _low_precision_vs_float32(jaxloss.cosine_similarity, F.cosine_similarity, [a, p], {}, dtype, [0, 1])
-    _low_precision_vs_float32(jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, [a, p, y], {"margin": 0.1}, dtype,
-                              [0, 1])
-    _low_precision_vs_float32(jaxloss.triplet_margin_loss, F.triplet_margin_loss, [a, p, n], {"swap": True}, dtype,
-                              [0, 1, 2])
-    _low_precision_vs_float32(_with_distance("cosine", 0), _with_distance("cosine", 1), [a, p, n], {}, dtype, [0, 1, 2])
+    _low_precision_vs_float32(
+        jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, [a, p, y], {"margin": 0.1}, dtype, [0, 1]
+    )
+    _low_precision_vs_float32(
+        jaxloss.triplet_margin_loss, F.triplet_margin_loss, [a, p, n], {"swap": True}, dtype, [0, 1, 2]
+    )
+    _low_precision_vs_float32(
+        _with_distance("cosine", 0), _with_distance("cosine", 1), [a, p, n], {}, dtype, [0, 1, 2]
+    )
 
 
 def test_low_precision_zero_vector_stays_finite():

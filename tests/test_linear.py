@@ -100,7 +100,7 @@ def test_k_dimensional(probs):
 @pytest.mark.parametrize("probs", [False, True])
 def test_unbatched(probs):
     x, w, b, t, cw = _data()
-    target = np.full((C,), 1 / C) + np.linspace(-0.05, 0.05, C) if probs else t[0]
+    target = np.full((C,), 1 / C) + np.linspace(-0.05, 0.05, C) if probs else np.array(t[0])
     arrays = {"input": x[0], "linear_weight": w, "target": target, "linear_bias": b, "weight": cw}
     out = compare(jaxloss.linear_cross_entropy, t_linear_cross_entropy, arrays, {"label_smoothing": 0.1},
                   grad=GRAD, positional=POS)  # fmt: skip
@@ -220,9 +220,9 @@ def test_low_precision_is_computed_in_float32(dtype):
 
 
 def test_default_chunk_size():
-    assert default_chunk_size(65536) == 256
-    assert default_chunk_size(50257) == 256
-    assert default_chunk_size(1000) == 16384
+    assert default_chunk_size(65536) == 512
+    assert default_chunk_size(50257) == 512
+    assert default_chunk_size(1000) == 32768
     assert default_chunk_size(1 << 30) == 1
 
 
@@ -247,9 +247,12 @@ def test_value_and_grad_never_materialises_the_logits(reduction, probs):
         return compiled.memory_analysis().temp_size_in_bytes, compiled.as_text()
 
     temp, hlo = temp_and_hlo(chunked)
-    # the chunk's logits and their gradient, (64, 2048) f32 each, plus O(N + C * H) bookkeeping
-    assert temp < logits_bytes / 8, f"temp {temp / 2**20:.1f} MiB for {logits_bytes / 2**20:.0f} MiB of logits"
-    assert not re.search(rf"f32\[{n},{c}\]", hlo.split("ENTRY")[1] if not probs else ""), "full logits in the HLO"
+    # a few (64, 2048) f32 buffers: the chunk's logits and their gradient (0.5 MiB each), plus
+    # O(N * H + C * H) bookkeeping; 16 MiB if the logits were materialised
+    chunk_bytes = chunk * c * 4
+    assert temp <= 5 * chunk_bytes < logits_bytes / 4, f"temp {temp / 2**20:.1f} MiB, logits {logits_bytes / 2**20:.0f} MiB"
+    if not probs:  # (a probability target is itself (N, C))
+        assert not re.search(rf"f32\[{n},{c}\]", hlo), "an (N, C) array in the compiled computation"
     # the test has teeth: the unchunked computation holds (N, C) logits
     temp_full, hlo_full = temp_and_hlo(unchunked)
     assert temp_full >= logits_bytes
@@ -292,7 +295,7 @@ ERRORS = [
     ((2, 4), (5, 4), np.zeros(2, np.int64), {"weight": np.ones(4)}, ValueError,
      "weight tensor should be defined either for all 5 classes or no classes"),
     ((2, 4), (5, 4), np.zeros(2, np.int64), {"label_smoothing": 2.0}, ValueError,
-     "label_smoothing must be between 0.0 and 1.0. Got: 2.0"),
+     "label_smoothing must be between 0.0 and 1.0. Got: 2"),
     ((2, 4), (5, 4), np.zeros(2, np.int64), {"reduction": "avg"}, ValueError, "avg is not a valid value for reduction"),
     ((2, 4), (5, 4), np.zeros(2), {}, TypeError, "expected target dtype to be an integer type"),
     ((2, 4), (5, 4), np.zeros((2, 5), np.int64), {}, TypeError,

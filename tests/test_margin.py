@@ -77,7 +77,9 @@ def check_hvp(
         assert_close(jh, th, dtype, f"HVP wrt {n}")
 
 
-def assert_same_error(jax_call: Callable[[], Any], torch_call: Callable[[], Any], exc: type = ValueError) -> None:
+def assert_same_error(
+    jax_call: Callable[[], Any], torch_call: Callable[[], Any], exc: type = ValueError
+) -> None:
     """Both raise, jaxloss with ``exc`` and exactly torch's message (first line)."""
     with pytest.raises(Exception) as t_err:
         torch_call()
@@ -102,7 +104,11 @@ def _mixed(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
 
 
 def _low_precision_vs_float32(
-    jax_fn: Callable[..., Any], torch_fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], dtype: str,
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    dtype: str,
     float_args: Iterable[int],
 ) -> None:
     """float16 / bfloat16 in, same dtype out (value and gradient), equal to torch's float32
@@ -112,8 +118,11 @@ def _low_precision_vs_float32(
     out = jax_fn(*j_args, **kwargs)
     assert out.dtype == jnp.dtype(dtype)
     t_args = [
-        torch.tensor(np.asarray(a.astype(jnp.float32))) if i in float_args
-        else torch.tensor(a) if isinstance(a, np.ndarray) else a
+        torch.tensor(np.asarray(a.astype(jnp.float32)))
+        if i in float_args
+        else torch.tensor(a)
+        if isinstance(a, np.ndarray)
+        else a
         for i, a in enumerate(j_args)
     ]
     expected = torch_fn(*t_args, **kwargs).to(torch.float64)
@@ -157,8 +166,13 @@ def test_multilabel_margin_loss(dtype, reduction, target_dtype):
     rng = np.random.default_rng(0)
     x = _mixed(rng, N, C)
     assert _ml_ties(x, ML_TARGET) >= 2
-    check(jaxloss.multilabel_margin_loss, _long(F.multilabel_margin_loss),
-          {"input": x, "target": ML_TARGET.astype(target_dtype)}, {"reduction": reduction}, dtype=dtype)
+    check(
+        jaxloss.multilabel_margin_loss,
+        _long(F.multilabel_margin_loss),
+        {"input": x, "target": ML_TARGET.astype(target_dtype)},
+        {"reduction": reduction},
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -172,16 +186,49 @@ def test_multilabel_margin_loss_unbatched(dtype, reduction, case):
         x, t = np.array(0.5), np.array([0])
     else:
         x, t = np.array(0.5), np.array(0)
-    out = check(jaxloss.multilabel_margin_loss, _long(F.multilabel_margin_loss), {"input": x, "target": t},
-                {"reduction": reduction}, dtype=dtype)
+    out = check(
+        jaxloss.multilabel_margin_loss,
+        _long(F.multilabel_margin_loss),
+        {"input": x, "target": t},
+        {"reduction": reduction},
+        dtype=dtype,
+    )
     assert out.shape == ()  # torch: a scalar for an unbatched input, even with 'none'
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multilabel_margin_loss_many_classes_and_labels(dtype):
+    # jaxloss counts the pairs from sorted scores: exercise it on wide rows, many labels, ties.
+    rng = np.random.default_rng(17)
+    n, c = 48, 37
+    x = np.concatenate([_ints(rng, n // 2, c), rng.normal(size=(n // 2, c)) * 3])
+    t = np.full((n, c), -1)
+    for row in range(n):
+        k = rng.integers(0, c + 1)
+        t[row, :k] = rng.choice(c, size=k, replace=rng.random() < 0.5)
+        if k < c:
+            t[row, k + 1 :] = rng.integers(-1, c, size=c - k - 1)  # ignored after the first -1
+    assert _ml_ties(x, t) >= 10
+    for reduction in REDUCTIONS:
+        check(
+            jaxloss.multilabel_margin_loss,
+            _long(F.multilabel_margin_loss),
+            {"input": x, "target": t},
+            {"reduction": reduction},
+            dtype=dtype,
+        )
 
 
 def test_multilabel_margin_loss_tie_has_no_gradient():
     # 1 - x[0] + x[1] == 0 exactly: torch's kernel counts only z > 0.
     x = np.array([[1.0, 0.0, 0.5]])
     t = np.array([[0, -1, -1]])
-    check(jaxloss.multilabel_margin_loss, _long(F.multilabel_margin_loss), {"input": x, "target": t}, dtype="float64")
+    check(
+        jaxloss.multilabel_margin_loss,
+        _long(F.multilabel_margin_loss),
+        {"input": x, "target": t},
+        dtype="float64",
+    )
     g = jax.grad(jaxloss.multilabel_margin_loss)(jnp.asarray(x), jnp.asarray(t))
     np.testing.assert_allclose(np.asarray(g), [[-1 / 3, 0.0, 1 / 3]])
 
@@ -205,8 +252,10 @@ def test_multilabel_margin_loss_errors():
         ((x, t), {"reduction": "avg"}),
     ]
     for (a, b), kw in cases:
-        assert_same_error(lambda: jaxloss.multilabel_margin_loss(jnp.asarray(a), jnp.asarray(b), **kw),
-                          lambda: F.multilabel_margin_loss(torch.tensor(a), torch.tensor(b), **kw))
+        assert_same_error(
+            lambda: jaxloss.multilabel_margin_loss(jnp.asarray(a), jnp.asarray(b), **kw),
+            lambda: F.multilabel_margin_loss(torch.tensor(a), torch.tensor(b), **kw),
+        )
     with pytest.raises(TypeError, match="integer dtype"):
         jaxloss.multilabel_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
     with pytest.raises(TypeError, match="floating point dtype"):
@@ -224,8 +273,10 @@ def test_multilabel_margin_loss_invalid_target(bad, after_padding):
     assert np.isnan(jaxloss.multilabel_margin_loss(x, jnp.asarray(t)))
     g = jax.grad(lambda z: jaxloss.multilabel_margin_loss(z, jnp.asarray(t)))(x)
     assert np.isnan(g[2]).all() and np.isfinite(np.delete(np.asarray(g), 2, axis=0)).all()
-    assert_same_error(lambda: checked.multilabel_margin_loss(x, jnp.asarray(t)),
-                      lambda: F.multilabel_margin_loss(torch.tensor(np.asarray(x)), torch.tensor(t)))
+    assert_same_error(
+        lambda: checked.multilabel_margin_loss(x, jnp.asarray(t)),
+        lambda: F.multilabel_margin_loss(torch.tensor(np.asarray(x)), torch.tensor(t)),
+    )
 
 
 # --------------------------------------------------------------------------- multi_margin_loss
@@ -249,8 +300,14 @@ def test_multi_margin_loss(dtype, reduction, p, margin, weighted):
     arrays = {"input": x, "target": t}
     if weighted:
         arrays["weight"] = rng.uniform(0.2, 2.0, size=(C,))
-    check(jaxloss.multi_margin_loss, _long(F.multi_margin_loss), arrays, {"p": p, "margin": margin, "reduction": reduction},
-          dtype=dtype, positional=["input", "target"])
+    check(
+        jaxloss.multi_margin_loss,
+        _long(F.multi_margin_loss),
+        arrays,
+        {"p": p, "margin": margin, "reduction": reduction},
+        dtype=dtype,
+        positional=["input", "target"],
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -262,8 +319,13 @@ def test_multi_margin_loss_unbatched(dtype, reduction, case):
         x, t = np.array(0.7), np.array(0)
     else:
         x, t = _ints(rng, C), (np.array([2]) if case == "vector-1" else np.array(2))
-    out = check(jaxloss.multi_margin_loss, _long(F.multi_margin_loss), {"input": x, "target": t},
-                {"p": 2, "reduction": reduction}, dtype=dtype)
+    out = check(
+        jaxloss.multi_margin_loss,
+        _long(F.multi_margin_loss),
+        {"input": x, "target": t},
+        {"p": 2, "reduction": reduction},
+        dtype=dtype,
+    )
     assert out.shape == ((1,) if reduction == "none" and t.ndim == 1 else ())
 
 
@@ -277,7 +339,7 @@ def test_multi_margin_loss_tie_has_no_gradient():
 
 def _torch_multi_margin(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
     """torch-op reference of the kernel (differentiable in ``weight`` and to second order)."""
-    n, c = input.shape
+    c = input.shape[1]
     x_t = input.gather(1, target[:, None])
     z = margin - x_t + input
     counted = (z > 0) & (torch.arange(c)[None, :] != target[:, None])
@@ -294,15 +356,36 @@ def test_multi_margin_loss_weight_gradient_and_second_order(reduction, p):
     # torch's op refuses a gradient for `weight` and has no double backward: compare
     # with the same formula written in torch ops (itself checked against the op).
     rng = np.random.default_rng(6)
-    x, t, w = _ints(rng, N, C) + rng.normal(size=(N, C)) * 0.3, _mm_target(rng), rng.uniform(0.2, 2.0, size=(C,))
+    x, t, w = (
+        _ints(rng, N, C) + rng.normal(size=(N, C)) * 0.3,
+        _mm_target(rng),
+        rng.uniform(0.2, 2.0, size=(C,)),
+    )
     kw = {"p": p, "margin": 0.8, "reduction": reduction}
-    assert_close(_torch_multi_margin(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
-                 F.multi_margin_loss(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw), "float64", "ref")
+    assert_close(
+        _torch_multi_margin(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
+        F.multi_margin_loss(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
+        "float64",
+        "ref",
+    )
     arrays = {"input": x, "target": t, "weight": w}
-    check(jaxloss.multi_margin_loss, _torch_multi_margin, arrays, kw, grad=["input", "weight"], dtype="float64",
-          positional=["input", "target"])
-    check_hvp(jaxloss.multi_margin_loss, _torch_multi_margin, arrays, kw, wrt=["input", "weight"],
-              positional=["input", "target"])
+    check(
+        jaxloss.multi_margin_loss,
+        _torch_multi_margin,
+        arrays,
+        kw,
+        grad=["input", "weight"],
+        dtype="float64",
+        positional=["input", "target"],
+    )
+    check_hvp(
+        jaxloss.multi_margin_loss,
+        _torch_multi_margin,
+        arrays,
+        kw,
+        wrt=["input", "weight"],
+        positional=["input", "target"],
+    )
 
 
 def test_multi_margin_loss_errors():
@@ -320,8 +403,10 @@ def test_multi_margin_loss_errors():
     for (a, b), kw in cases:
         tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         jkw = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
-        assert_same_error(lambda: jaxloss.multi_margin_loss(jnp.asarray(a), jnp.asarray(b), **jkw),
-                          lambda: F.multi_margin_loss(torch.tensor(a), torch.tensor(b), **tkw))
+        assert_same_error(
+            lambda: jaxloss.multi_margin_loss(jnp.asarray(a), jnp.asarray(b), **jkw),
+            lambda: F.multi_margin_loss(torch.tensor(a), torch.tensor(b), **tkw),
+        )
     with pytest.raises(TypeError, match="integer dtype"):
         jaxloss.multi_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
     with pytest.raises(TypeError, match="floating point dtype"):
@@ -338,8 +423,10 @@ def test_multi_margin_loss_invalid_target(bad):
     assert np.isnan(jaxloss.multi_margin_loss(x, jnp.asarray(t), p=2, weight=jnp.ones((C,))))
     g = jax.grad(lambda z: jaxloss.multi_margin_loss(z, jnp.asarray(t)))(x)
     assert np.isnan(g[3]).all() and np.isfinite(np.delete(np.asarray(g), 3, axis=0)).all()
-    assert_same_error(lambda: checked.multi_margin_loss(x, jnp.asarray(t)),
-                      lambda: F.multi_margin_loss(torch.tensor(np.asarray(x)), torch.tensor(t)))
+    assert_same_error(
+        lambda: checked.multi_margin_loss(x, jnp.asarray(t)),
+        lambda: F.multi_margin_loss(torch.tensor(np.asarray(x)), torch.tensor(t)),
+    )
 
 
 # --------------------------------------------------------------------------- margin_ranking_loss
@@ -363,24 +450,40 @@ def test_margin_ranking_loss(dtype, reduction, margin, shape):
     if shape == "vector" and margin in (0.0, 1.0):
         z = -arrays["target"] * (arrays["input1"] - arrays["input2"]) + margin
         assert (z == 0).sum() >= 1  # a tie: torch's clamp_min passes the gradient
-    check(jaxloss.margin_ranking_loss, F.margin_ranking_loss, arrays, {"margin": margin, "reduction": reduction},
-          grad=["input1", "input2", "target"], dtype=dtype)
+    check(
+        jaxloss.margin_ranking_loss,
+        F.margin_ranking_loss,
+        arrays,
+        {"margin": margin, "reduction": reduction},
+        grad=["input1", "input2", "target"],
+        dtype=dtype,
+    )
 
 
 def test_margin_ranking_loss_tie_passes_gradient():
     x1, x2, y = jnp.asarray([1.0]), jnp.asarray([1.0]), jnp.asarray([1.0])
     g = jax.grad(jaxloss.margin_ranking_loss, argnums=(0, 1, 2))(x1, x2, y)
     np.testing.assert_array_equal([float(g[0][0]), float(g[1][0]), float(g[2][0])], [-1.0, 1.0, 0.0])
-    check(jaxloss.margin_ranking_loss, F.margin_ranking_loss, {"input1": np.array([1.0]), "input2": np.array([1.0]),
-          "target": np.array([1.0])}, grad=["input1", "input2", "target"], dtype="float64")
+    check(
+        jaxloss.margin_ranking_loss,
+        F.margin_ranking_loss,
+        {"input1": np.array([1.0]), "input2": np.array([1.0]), "target": np.array([1.0])},
+        grad=["input1", "input2", "target"],
+        dtype="float64",
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", ["vector", "broadcast"])
 def test_margin_ranking_loss_second_order(reduction, shape):
     arrays = _ranking_arrays(np.random.default_rng(9), shape)
-    check_hvp(jaxloss.margin_ranking_loss, F.margin_ranking_loss, arrays, {"margin": 0.5, "reduction": reduction},
-              wrt=["input1", "input2", "target"])
+    check_hvp(
+        jaxloss.margin_ranking_loss,
+        F.margin_ranking_loss,
+        arrays,
+        {"margin": 0.5, "reduction": reduction},
+        wrt=["input1", "input2", "target"],
+    )
 
 
 def test_margin_ranking_loss_dtypes():
@@ -398,8 +501,10 @@ def test_margin_ranking_loss_errors():
         ((np.zeros(3), np.zeros(3), np.ones(3)), {"reduction": "avg"}),
     ]
     for args, kw in cases:
-        assert_same_error(lambda: jaxloss.margin_ranking_loss(*map(jnp.asarray, args), **kw),
-                          lambda: F.margin_ranking_loss(*map(torch.tensor, args), **kw))
+        assert_same_error(
+            lambda: jaxloss.margin_ranking_loss(*map(jnp.asarray, args), **kw),
+            lambda: F.margin_ranking_loss(*map(torch.tensor, args), **kw),
+        )
 
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
@@ -420,29 +525,46 @@ def test_hinge_embedding_loss(dtype, reduction, margin, target):
         y = rng.choice([-1, 1], size=(N, C))
     if margin in (0.0, 1.0):
         assert (x == margin).sum() >= 2  # ties of max(0, margin - x)
-    check(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss, {"input": x, "target": y},
-          {"margin": margin, "reduction": reduction}, dtype=dtype)
+    check(
+        jaxloss.hinge_embedding_loss,
+        F.hinge_embedding_loss,
+        {"input": x, "target": y},
+        {"margin": margin, "reduction": reduction},
+        dtype=dtype,
+    )
 
 
 def test_hinge_embedding_loss_broadcast_target_larger_than_input():
     rng = np.random.default_rng(11)
-    out = check(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss,
-                {"input": rng.normal(size=(C,)), "target": rng.choice([-1.0, 1.0], size=(N, C))},
-                {"reduction": "none"}, dtype="float64")
+    out = check(
+        jaxloss.hinge_embedding_loss,
+        F.hinge_embedding_loss,
+        {"input": rng.normal(size=(C,)), "target": rng.choice([-1.0, 1.0], size=(N, C))},
+        {"reduction": "none"},
+        dtype="float64",
+    )
     assert out.shape == (N, C)
 
 
 def test_hinge_embedding_loss_second_order():
     rng = np.random.default_rng(12)
-    check_hvp(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss,
-              {"input": rng.normal(size=(N, C)), "target": rng.choice([-1.0, 1.0], size=(N, C))}, {"margin": 0.5})
+    check_hvp(
+        jaxloss.hinge_embedding_loss,
+        F.hinge_embedding_loss,
+        {"input": rng.normal(size=(N, C)), "target": rng.choice([-1.0, 1.0], size=(N, C))},
+        {"margin": 0.5},
+    )
 
 
 def test_hinge_embedding_loss_errors():
-    assert_same_error(lambda: jaxloss.hinge_embedding_loss(jnp.zeros(3), jnp.ones(4)),
-                      lambda: F.hinge_embedding_loss(torch.zeros(3), torch.ones(4)))
-    assert_same_error(lambda: jaxloss.hinge_embedding_loss(jnp.zeros(3), jnp.ones(3), reduction="avg"),
-                      lambda: F.hinge_embedding_loss(torch.zeros(3), torch.ones(3), reduction="avg"))
+    assert_same_error(
+        lambda: jaxloss.hinge_embedding_loss(jnp.zeros(3), jnp.ones(4)),
+        lambda: F.hinge_embedding_loss(torch.zeros(3), torch.ones(4)),
+    )
+    assert_same_error(
+        lambda: jaxloss.hinge_embedding_loss(jnp.zeros(3), jnp.ones(3), reduction="avg"),
+        lambda: F.hinge_embedding_loss(torch.zeros(3), torch.ones(3), reduction="avg"),
+    )
     with pytest.raises(TypeError, match="floating point dtype"):  # torch computes in integers here
         jaxloss.hinge_embedding_loss(jnp.asarray([0, 2]), jnp.asarray([1, -1]))
 
@@ -454,9 +576,18 @@ def test_checked_mode_returns_the_same_values_on_valid_input():
     t = jnp.asarray(_mm_target(rng))
     y = jnp.asarray(rng.choice([-1.0, 1.0], size=(N, C)), jnp.float32)
     pairs = [
-        (jaxloss.multi_margin_loss(x, t, 2, 0.5, None, "none"), checked.multi_margin_loss(x, t, 2, 0.5, None, "none")),
-        (jaxloss.multilabel_margin_loss(x, jnp.asarray(ML_TARGET)), checked.multilabel_margin_loss(x, jnp.asarray(ML_TARGET))),
-        (jaxloss.margin_ranking_loss(x, x[::-1], y, margin=0.2), checked.margin_ranking_loss(x, x[::-1], y, margin=0.2)),
+        (
+            jaxloss.multi_margin_loss(x, t, 2, 0.5, None, "none"),
+            checked.multi_margin_loss(x, t, 2, 0.5, None, "none"),
+        ),
+        (
+            jaxloss.multilabel_margin_loss(x, jnp.asarray(ML_TARGET)),
+            checked.multilabel_margin_loss(x, jnp.asarray(ML_TARGET)),
+        ),
+        (
+            jaxloss.margin_ranking_loss(x, x[::-1], y, margin=0.2),
+            checked.margin_ranking_loss(x, x[::-1], y, margin=0.2),
+        ),
         (jaxloss.hinge_embedding_loss(x, y, 0.5), checked.hinge_embedding_loss(x, y, 0.5)),
     ]
     for a, b in pairs:
@@ -468,16 +599,24 @@ def test_vmap_over_unbatched_inputs_equals_batched():
     x = jnp.asarray(rng.normal(size=(N, C)))
     t = jnp.asarray(_mm_target(rng))
     w = jnp.asarray(rng.uniform(0.5, 2.0, size=(C,)))
-    per_row = jax.vmap(lambda xi, ti: jaxloss.multi_margin_loss(xi, ti, p=2, weight=w, reduction="none"))(x, t)
-    np.testing.assert_allclose(per_row, jaxloss.multi_margin_loss(x, t, p=2, weight=w, reduction="none"), rtol=1e-12)
+    per_row = jax.vmap(lambda xi, ti: jaxloss.multi_margin_loss(xi, ti, p=2, weight=w, reduction="none"))(
+        x, t
+    )
+    np.testing.assert_allclose(
+        per_row, jaxloss.multi_margin_loss(x, t, p=2, weight=w, reduction="none"), rtol=1e-12
+    )
     ml = jnp.asarray(ML_TARGET)
     per_row = jax.vmap(lambda xi, ti: jaxloss.multilabel_margin_loss(xi, ti, reduction="none"))(x, ml)
     np.testing.assert_allclose(per_row, jaxloss.multilabel_margin_loss(x, ml, reduction="none"), rtol=1e-12)
     y = jnp.asarray(rng.choice([-1.0, 1.0], size=(N, C)))
     per_row = jax.vmap(lambda a, b, c: jaxloss.margin_ranking_loss(a, b, c, reduction="sum"))(x, x[::-1], y)
-    np.testing.assert_allclose(per_row, jaxloss.margin_ranking_loss(x, x[::-1], y, reduction="none").sum(1), rtol=1e-12)
+    np.testing.assert_allclose(
+        per_row, jaxloss.margin_ranking_loss(x, x[::-1], y, reduction="none").sum(1), rtol=1e-12
+    )
     per_row = jax.vmap(lambda a, c: jaxloss.hinge_embedding_loss(a, c, reduction="sum"))(x, y)
-    np.testing.assert_allclose(per_row, jaxloss.hinge_embedding_loss(x, y, reduction="none").sum(1), rtol=1e-12)
+    np.testing.assert_allclose(
+        per_row, jaxloss.hinge_embedding_loss(x, y, reduction="none").sum(1), rtol=1e-12
+    )
 
 
 def test_jit_of_grad_and_vmap_of_grad():
@@ -490,7 +629,8 @@ def test_jit_of_grad_and_vmap_of_grad():
         np.testing.assert_allclose(batched[i], grad(x[i], t[i]), rtol=1e-6, atol=1e-7)
         expected = torch.autograd.functional.jacobian(
             lambda z: F.multi_margin_loss(z, torch.tensor(np.asarray(t[i])), p=2, margin=0.7),
-            torch.tensor(np.asarray(x[i])))
+            torch.tensor(np.asarray(x[i])),
+        )
         assert_close(batched[i], expected, "float32", "jit(vmap(grad))")
 
 
@@ -502,9 +642,20 @@ def test_low_precision_keeps_dtype(dtype):
     sign = rng.choice([-1.0, 1.0], size=(N, C))
     t = _mm_target(rng)
     w = rng.uniform(0.5, 2.0, size=(C,))
-    _low_precision_vs_float32(jaxloss.multi_margin_loss, F.multi_margin_loss, [x, t, 2, 0.5, w], {}, dtype, [0, 4])
-    _low_precision_vs_float32(jaxloss.multilabel_margin_loss, F.multilabel_margin_loss, [x, ML_TARGET], {}, dtype, [0])
-    _low_precision_vs_float32(jaxloss.margin_ranking_loss, F.margin_ranking_loss, [x, y, sign], {"margin": 0.1}, dtype,
-                              [0, 1, 2])
-    _low_precision_vs_float32(jaxloss.hinge_embedding_loss, F.hinge_embedding_loss, [np.abs(x), sign],
-                              {"reduction": "sum"}, dtype, [0])
+    _low_precision_vs_float32(
+        jaxloss.multi_margin_loss, F.multi_margin_loss, [x, t, 2, 0.5, w], {}, dtype, [0, 4]
+    )
+    _low_precision_vs_float32(
+        jaxloss.multilabel_margin_loss, F.multilabel_margin_loss, [x, ML_TARGET], {}, dtype, [0]
+    )
+    _low_precision_vs_float32(
+        jaxloss.margin_ranking_loss, F.margin_ranking_loss, [x, y, sign], {"margin": 0.1}, dtype, [0, 1, 2]
+    )
+    _low_precision_vs_float32(
+        jaxloss.hinge_embedding_loss,
+        F.hinge_embedding_loss,
+        [np.abs(x), sign],
+        {"reduction": "sum"},
+        dtype,
+        [0],
+    )

@@ -120,14 +120,23 @@ def test_reference_judging_for_documented_deviations():
 
 
 def test_low_precision_miss_judged_by_float64_reference():
-    # torch rounds the elementwise product to bfloat16 before summing; JAX sums in float32
-    x = np.linspace(1.0, 2.0, 64)
-    jf = lambda a: jnp.sum(a.astype(jnp.float32) * 1.01).astype(a.dtype)  # noqa: E731
-    tf = lambda a: torch.cumsum(a * 1.01, 0)[-1]  # noqa: E731  (sequential bfloat16 sum: inaccurate)
+    # torch-side sum in bfloat16, one rounding per addition (stagnates); the JAX side sums in float32
+    x = np.linspace(1.0, 2.0, 512)
+
+    def tf(a):
+        s = a[0]
+        for v in a[1:]:
+            s = s + v
+        return s
+
+    jf = lambda a: jnp.sum(a.astype(jnp.float32)).astype(a.dtype)  # noqa: E731
     r = parity.compare(jf, tf, x, dtype="bfloat16")
     c = r.outputs[0]
-    assert c.closer == "jax"
-    assert r.passed == (c.judged == "reference" or c.n_bad == 0)
+    assert c.closer == "jax" and c.n_bad == 1
+    assert r.passed and c.judged == "reference", r
+    # the same in float32 is judged against torch alone: a miss is a failure
+    r32 = parity.compare(lambda a: jnp.sum(a) * (1 + 1e-4), tf, x, dtype="float32")
+    assert r32.status == "failed"
 
 
 def test_gradients_of_unused_arguments_are_zero_on_both_sides():

@@ -18,22 +18,9 @@ from train import data  # noqa: E402
 from train.checkpoint import Checkpointer  # noqa: E402
 from train.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
 
+from tests._train_cache import compilation_cache  # noqa: E402,F401  (fixture)
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """The runs below compile the same programs: a persistent cache compiles them once."""
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    old = {k: jax.config.values[k] for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-                                             "jax_persistent_cache_min_entry_size_bytes")}  # fmt: skip
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    cc.reset_cache()
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-    cc.reset_cache()
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +73,13 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, ti
             signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; the loop stops after this step
 
     log = io.StringIO()
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as info:
         train(_config(tmp_path), dataset=tiny, on_step=ctrl_c, log=log)
     assert isinstance(info.value, KeyboardInterrupt)
     assert info.value.checkpoint == 3
     assert "interrupted at epoch 1, step 3: checkpoint 3 saved" in log.getvalue()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
     assert Checkpointer(tmp_path / "checkpoints").all_steps() == [3]
     resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=io.StringIO())
     _assert_same_params(resumed.params, straight.params)

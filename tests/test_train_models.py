@@ -1,9 +1,13 @@
 """train.models / train.torch_models / train.convert: architecture, init, conversion, first-step equality.
 
-"Equal" for a whole network in float32 is judged relative to the size of the tensor: the
-largest element error is at most ``rtol * max|torch|`` (XLA and oneDNN sum convolutions in
-different orders; each output sums hundreds to thousands of products). The same checks in
-float64 pass at ``1e-12``, which shows the remaining float32 differences are rounding.
+"Equal" for a whole network is judged relative to the size of the tensor: the largest
+element error is at most ``rtol * max|torch|``, 1e-12 in float64 (which shows the
+arithmetic is the same) and 2e-5 in float32 (XLA and oneDNN sum convolutions in different
+orders). ResNet-18 in training mode normalises by batch statistics of as few as 4 values
+per channel (layer4 on small images), which amplifies float32 rounding; there a float32
+difference also passes when it is at most 4x the error torch itself makes in float32,
+measured against the same torch model run in float64 (twice because each framework rounds
+on its own, twice again for the noise of a maximum over elements).
 """
 
 from __future__ import annotations
@@ -33,12 +37,20 @@ def _np(x):
     return np.asarray(x, dtype=np.float64)
 
 
-def assert_scaled_close(actual, expected, dtype, what):
+def assert_scaled_close(actual, expected, dtype, what, exact=None):
+    """max|actual - expected| <= rtol * max|expected|, or (float32, ``exact`` = torch's float64
+    result) <= 4 * max|expected - exact|: no worse than torch's own float32 rounding."""
     a, e = _np(actual), _np(expected)
     assert a.shape == e.shape, f"{what}: shape {a.shape} != torch's {e.shape}"
     scale = max(float(np.abs(e).max()), 1e-30)
     err = float(np.abs(a - e).max())
-    assert err <= SCALED_TOL[dtype] * scale, f"{what} ({dtype}): max error {err:.3g} > {SCALED_TOL[dtype]:g} * {scale:.3g}"
+    if err <= SCALED_TOL[dtype] * scale:
+        return
+    torch_err = float(np.abs(e - _np(exact)).max()) if exact is not None else 0.0
+    assert err <= 4 * torch_err, (
+        f"{what} ({dtype}): max error {err:.3g} > {SCALED_TOL[dtype]:g} * {scale:.3g} and > 4 x torch's own "
+        f"float32 error {torch_err:.3g}"
+    )
 
 
 def _pair(name, dtype="float32", seed=0, **kw):
@@ -66,13 +78,20 @@ def _ce(logits, y):
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), y[:, None], axis=1))
 
 
-def _first_step(fm, tm, x_nchw, x_nhwc, y):
-    """Logits, loss and parameter gradients of both frameworks (gradients in torch layout)."""
-    logits_t = tm(torch.from_numpy(x_nchw))
+def _torch_step(tm, x_nchw, y):
+    logits_t = tm(torch.from_numpy(x_nchw).to(next(tm.parameters()).dtype))
     loss_t = F.cross_entropy(logits_t, torch.from_numpy(y))
     tm.zero_grad()
     loss_t.backward()
-    grads_t = {n: p.grad for n, p in tm.named_parameters()}
+    return logits_t, loss_t, {n: p.grad for n, p in tm.named_parameters()}
+
+
+def _first_step(fm, tm, x_nchw, x_nhwc, y):
+    """Logits, loss and parameter gradients of Flax, torch and (float32 only) torch in float64."""
+    exact = None
+    if x_nchw.dtype == np.float32:
+        exact = _torch_step(copy.deepcopy(tm).double(), x_nchw, y)
+    logits_t, loss_t, grads_t = _torch_step(tm, x_nchw, y)
 
     graphdef, params, rest = nnx.split(fm, nnx.Param, ...)
 
@@ -87,7 +106,7 @@ def _first_step(fm, tm, x_nchw, x_nhwc, y):
     nnx.update(fm, new_rest)
     grad_model = nnx.merge(graphdef, grads, new_rest)
     grads_f = flax_state_dict(grad_model, tm)
-    return (logits_f, loss_f, grads_f), (logits_t, loss_t, grads_t)
+    return (logits_f, loss_f, grads_f), (logits_t, loss_t, grads_t), exact
 
 
 # --------------------------------------------------------------------------- architecture
@@ -284,12 +303,13 @@ def test_seed_cnn_first_step_logits_loss_gradients(activation, dtype):
     fm, tm = _pair("seed-cnn", dtype, activation=activation)
     x_nchw, x_nhwc = _images(4, 32, dtype)
     y = np.array([0, 3, 9, 3])
-    (lf, loss_f, gf), (lt, loss_t, gt) = _first_step(fm, tm, x_nchw, x_nhwc, y)
-    assert_scaled_close(lf, lt, dtype, "logits")
-    assert_scaled_close(loss_f, loss_t, dtype, "loss")
+    (lf, loss_f, gf), (lt, loss_t, gt), ex = _first_step(fm, tm, x_nchw, x_nhwc, y)
+    ex = ex or (None, None, {})
+    assert_scaled_close(lf, lt, dtype, "logits", ex[0])
+    assert_scaled_close(loss_f, loss_t, dtype, "loss", ex[1])
     assert set(gf) == set(gt)
     for k in gt:
-        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}")
+        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}", ex[2].get(k))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -299,11 +319,12 @@ def test_resnet18_train_mode_first_step(cifar_stem, size, dtype):
     fm.train(), tm.train()
     x_nchw, x_nhwc = _images(4, size, dtype)
     y = np.array([1, 2, 3, 4])
-    (lf, loss_f, gf), (lt, loss_t, gt) = _first_step(fm, tm, x_nchw, x_nhwc, y)
-    assert_scaled_close(lf, lt, dtype, "logits")
-    assert_scaled_close(loss_f, loss_t, dtype, "loss")
+    (lf, loss_f, gf), (lt, loss_t, gt), ex = _first_step(fm, tm, x_nchw, x_nhwc, y)
+    ex = ex or (None, None, {})
+    assert_scaled_close(lf, lt, dtype, "logits", ex[0])
+    assert_scaled_close(loss_f, loss_t, dtype, "loss", ex[1])
     for k in gt:
-        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}")
+        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}", ex[2].get(k))
     # the BatchNorm running statistics moved the same way (unbiased running_var, momentum 0.1)
     ours = flax_state_dict(fm, tm)
     for k, v in tm.state_dict().items():
@@ -326,11 +347,12 @@ def test_resnet18_eval_mode_first_step(dtype):
     x_nchw, x_nhwc = _images(2, 8, dtype)
     y = np.array([5, 6])
     before = flax_state_dict(fm, tm)
-    (lf, loss_f, gf), (lt, loss_t, gt) = _first_step(fm, tm, x_nchw, x_nhwc, y)
-    assert_scaled_close(lf, lt, dtype, "logits")
-    assert_scaled_close(loss_f, loss_t, dtype, "loss")
+    (lf, loss_f, gf), (lt, loss_t, gt), ex = _first_step(fm, tm, x_nchw, x_nhwc, y)
+    ex = ex or (None, None, {})
+    assert_scaled_close(lf, lt, dtype, "logits", ex[0])
+    assert_scaled_close(loss_f, loss_t, dtype, "loss", ex[1])
     for k in gt:
-        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}")
+        assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}", ex[2].get(k))
     after = flax_state_dict(fm, tm)
     for k in before:  # eval mode: no statistics update
         np.testing.assert_array_equal(after[k], before[k])

@@ -20,6 +20,8 @@ import pytest
 pytest.importorskip("jax")
 pytest.importorskip("flax")
 
+from tests._train_cache import subprocess_env  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent(
@@ -35,11 +37,14 @@ SCRIPT = textwrap.dedent(
     d = sys.argv[1]
     ds = data.load_cifar10(d, checksums=data.write_fake_cifar(d, 16))  # 80 train, 16 test
 
+    def init(std):  # numpy draws: no random-number program to compile
+        return lambda key, shape, dtype=jnp.float32: jnp.asarray(np.random.default_rng(0).normal(0, std, shape), dtype)
+
     class ConvBN(nnx.Module):
         def __init__(self, rngs):
-            self.conv = nnx.Conv(3, 8, (3, 3), strides=(2, 2), rngs=rngs)
+            self.conv = nnx.Conv(3, 8, (3, 3), strides=(2, 2), kernel_init=init(0.2), rngs=rngs)
             self.bn = BatchNorm2d(8)
-            self.fc = nnx.Linear(8, 10, rngs=rngs)
+            self.fc = nnx.Linear(8, 10, kernel_init=init(0.3), rngs=rngs)
 
         def __call__(self, x):
             h = jax.nn.relu(self.bn(self.conv(x)))
@@ -68,8 +73,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_four_devices_follow_the_one_device_trajectory(tmp_path):
+def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_FLAGS")}
+    env.update(subprocess_env(tmp_path_factory))
     env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env,

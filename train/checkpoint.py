@@ -71,6 +71,14 @@ class Checkpointer:
         self._manager.reload()
         return list(self._manager.all_steps())
 
+    def meta(self, step: int | None = None) -> dict[str, Any]:
+        """The JSON record of checkpoint ``step`` (default: the latest), without reading the arrays."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(restored["meta"])
+
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """(state, meta) of checkpoint ``step`` (default: the latest), laid out like ``target``.
 

@@ -13,11 +13,12 @@ How a step runs
     (``.lower().compile()``) so epoch timings exclude compilation.
 
 Randomness
-    Everything random is derived from ``--seed``: the parameters (``nnx.Rngs(seed)``), the
-    epoch's shuffle (``fold_in(key(seed), 1)`` folded with the epoch) and each step's
-    augmentation (``fold_in(key(seed), 2)`` folded with epoch and step). Nothing random is
-    carried from step to step, so a run resumed from a checkpoint sees exactly the batches
-    and augmentations of an uninterrupted one and ends with the same parameters.
+    Everything random is derived from ``--seed``: the parameters (``nnx.Rngs(seed)``, the same
+    values as ``build_model(name, rngs=nnx.Rngs(seed))``), the epoch's shuffle (numpy's PCG64
+    seeded with ``(seed, epoch)``) and each step's augmentation (``key(seed)`` folded with a
+    constant, the epoch and the step, inside the step). Nothing random is carried from step to
+    step, so a run resumed from a checkpoint sees exactly the batches and augmentations of an
+    uninterrupted one and ends with the same parameters.
 
 Data parallelism
     A 1-D mesh ``('data',)`` over all devices (every process's, after
@@ -384,25 +385,29 @@ def _build_model(cfg: TrainConfig, num_classes: int) -> nnx.Module:
     if cfg.cifar_stem:
         kw["cifar_stem"] = True
 
-    def build() -> nnx.Module:
-        return build_model(cfg.model, rngs=nnx.Rngs(cfg.seed), num_classes=num_classes, **kw)
+    def build(seed: Any) -> nnx.Module:
+        return build_model(cfg.model, rngs=nnx.Rngs(jax.random.key(seed)), num_classes=num_classes, **kw)
 
-    # Initialise inside one jit: eagerly, every initializer call is compiled on its own (seconds on CPU).
-    graphdef = nnx.graphdef(nnx.eval_shape(build))
-    state = jax.jit(lambda: nnx.state(build()))()
+    # The same parameters as build_model(..., rngs=nnx.Rngs(seed)), initialised by one compiled program
+    # with the seed as its argument (eagerly, every initializer is compiled on its own: seconds on CPU).
+    graphdef = nnx.graphdef(nnx.eval_shape(build, 0))
+    state = jax.jit(lambda seed: nnx.state(build(seed)))(np.int32(cfg.seed))
     return nnx.merge(graphdef, state)
+
+
+_AUGMENT = 0x61756700  # folded into key(seed) for augmentation, apart from nnx.Rngs(seed)'s streams
 
 
 def _train_step_fn(graphdef: Any, tx: optax.GradientTransformation, loss: Loss, *, batch_size: int,
                    augment: bool, flip: bool, mean: tuple[float, ...], std: tuple[float, ...],
                    batch_sharding: NamedSharding) -> Callable[..., Any]:  # fmt: skip
     def step(params: Any, rest: Any, opt_state: Any, sums: jax.Array, x_all: jax.Array, y_all: jax.Array,
-             perm: jax.Array, aug_key: jax.Array, epoch: jax.Array, i: jax.Array) -> Any:  # fmt: skip
+             perm: jax.Array, seed: jax.Array, epoch: jax.Array, i: jax.Array) -> Any:  # fmt: skip
         idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
         idx = jax.lax.with_sharding_constraint(idx, batch_sharding)
         images, labels = x_all[idx], y_all[idx]
         if augment:
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(aug_key), epoch), i)
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _AUGMENT), epoch), i)
             x = augment_batch(key, images, padding=4, flip=flip, mean=mean, std=std)
         else:
             x = normalize(images, mean, std)
@@ -540,6 +545,16 @@ def train(
     eval_bs = max(n_dev, min(cfg.eval_batch_size, ds.x_test.shape[0]) // n_dev * n_dev)
     repl, batch_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
+    # ---- resume: find the checkpoint and check it belongs to this run before compiling anything
+    ckpt = Checkpointer(cfg.checkpoint_path)
+    meta: dict[str, Any] | None = None
+    if cfg.resume:
+        if ckpt.latest_step() is None:
+            ckpt.close()
+            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt.directory}")
+        meta = ckpt.meta()
+        _check_resume(cfg, meta["config"])
+
     # ---- model, optimizer, state (replicated)
     model = _build_model(cfg, ds.num_classes) if model is None else model
     model.train()
@@ -560,26 +575,22 @@ def train(
     x_test = _put(np.concatenate([ds.x_test, np.zeros((pad, *ds.x_test.shape[1:]), np.uint8)]), repl)
     y_test = _put(np.concatenate([ds.y_test.astype(np.int32), np.zeros(pad, np.int32)]), repl)
     m_test = _put(np.concatenate([np.ones(n_test, np.float32), np.zeros(pad, np.float32)]), repl)
-    root = jax.random.key(cfg.seed)
-    shuffle_key = _put(jax.random.key_data(jax.random.fold_in(root, 1)), repl)  # raw key data: plain arrays
-    aug_key = _put(jax.random.key_data(jax.random.fold_in(root, 2)), repl)
-    flip = bool(ds.hflip)
+    seed = _put(np.int32(cfg.seed), repl)
 
-    @partial(jax.jit, out_shardings=repl)
-    def permute(keydata: jax.Array, epoch: jax.Array) -> jax.Array:
-        key = jax.random.fold_in(jax.random.wrap_key_data(keydata), epoch)
-        return jax.random.permutation(key, n_train).astype(jnp.int32)
+    def permutation(epoch: int) -> jax.Array:
+        """The epoch's shuffle: numpy's PCG64 seeded with (seed, epoch), the same on every host."""
+        return _put(np.random.default_rng([cfg.seed, epoch]).permutation(n_train).astype(np.int32), repl)
 
     # ---- compile ahead of time (timings below exclude compilation)
     t0 = time.perf_counter()
-    step_fn = _train_step_fn(graphdef, tx, loss, batch_size=cfg.batch_size, augment=cfg.augment, flip=flip,
-                             mean=ds.mean, std=ds.std, batch_sharding=batch_sh)  # fmt: skip
+    step_fn = _train_step_fn(graphdef, tx, loss, batch_size=cfg.batch_size, augment=cfg.augment,
+                             flip=bool(ds.hflip), mean=ds.mean, std=ds.std, batch_sharding=batch_sh)  # fmt: skip
     eval_fn = _eval_step_fn(eval_graphdef, loss, batch_size=eval_bs, mean=ds.mean, std=ds.std,
                             batch_sharding=batch_sh)  # fmt: skip
-    perm0 = permute(shuffle_key, np.int32(0))
+    perm = permutation(0)
     train_step = (
         jax.jit(step_fn, donate_argnums=(0, 1, 2, 3))
-        .lower(params, rest, opt_state, sums, x_train, y_train, perm0, aug_key, np.int32(0), np.int32(0))
+        .lower(params, rest, opt_state, sums, x_train, y_train, perm, seed, np.int32(0), np.int32(0))
         .compile()
     )
     eval_step = (
@@ -589,18 +600,13 @@ def train(
     )
     compile_s = time.perf_counter() - t0
 
-    # ---- resume
-    ckpt = Checkpointer(cfg.checkpoint_path)
     history: list[dict[str, Any]] = []
-    start_epoch, start_step, global_step = 0, 0, 0
-    if cfg.resume:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt.directory}")
+    epoch, step, global_step = 0, 0, 0  # the position: next step to run
+    if meta is not None:
         (params, rest, opt_state, sums), meta = ckpt.restore((params, rest, opt_state, sums))
-        _check_resume(cfg, meta["config"])
-        start_epoch, start_step, global_step = meta["epoch"], meta["step"], meta["global_step"]
+        epoch, step, global_step = meta["epoch"], meta["step"], meta["global_step"]
         history = list(meta["history"])
-        say(f"resumed from {ckpt.directory}/{global_step}: epoch {start_epoch + 1}, step {start_step}")
+        say(f"resumed from {ckpt.directory}/{global_step}: epoch {epoch + 1}, step {step}")
     out = Path(cfg.out)
     say(
         f"{cfg.model} on {ds.name} ({n_train} train / {n_test} test), {n_dev} device(s) "
@@ -608,47 +614,44 @@ def train(
         f"{cfg.optimizer} lr {cfg.lr}, loss {cfg.loss}, {cfg.precision}; compiled in {compile_s:.1f} s"
     )
 
-    def save(epoch: int, step: int) -> int:
+    def save() -> int:
         meta = {"epoch": epoch, "step": step, "global_step": global_step, "config": cfg.to_json(),
                 "history": history}  # fmt: skip
         ckpt.save(global_step, (params, rest, opt_state, sums), meta)
         return global_step
 
     def state_alive() -> bool:
-        return not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves((params, rest, opt_state,
-                                                                                            sums)))  # fmt: skip
+        leaves = jax.tree.leaves((params, rest, opt_state, sums))
+        return not any(getattr(x, "is_deleted", lambda: False)() for x in leaves)
 
-    epoch, i = start_epoch, start_step
     try:
         with _SigintFlag() as sigint:
-            for epoch in range(start_epoch, cfg.epochs):
-                perm = permute(shuffle_key, np.int32(epoch))
-                first = start_step if epoch == start_epoch else 0
-                if first == 0:
+            while epoch < cfg.epochs:
+                if step == 0:
                     sums = _put(np.zeros(3, np.float32), repl)
+                perm = permutation(epoch)
+                first = step
                 bar = Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", stream=log, enabled=show)
                 t_epoch = time.perf_counter()
 
-                def postfix(done: int, t_start: float = t_epoch, first: int = first) -> str:
+                def postfix(t_start: float = t_epoch, first: int = first) -> str:
                     s = np.asarray(jax.device_get(sums))
-                    rate = (done - first) * cfg.batch_size / max(time.perf_counter() - t_start, 1e-9)
+                    rate = (step - first) * cfg.batch_size / max(time.perf_counter() - t_start, 1e-9)
                     return f"loss {s[0] / max(s[2], 1):.4f}  acc {100 * s[1] / max(s[2], 1):.2f}%  {rate:,.0f} img/s"
 
-                for i in range(first, steps_per_epoch):
+                while step < steps_per_epoch:
                     params, rest, opt_state, sums = train_step(params, rest, opt_state, sums, x_train, y_train,
-                                                               perm, aug_key, np.int32(epoch), np.int32(i))  # fmt: skip
-                    global_step += 1
+                                                               perm, seed, np.int32(epoch), np.int32(step))  # fmt: skip
+                    step, global_step = step + 1, global_step + 1
                     if on_step is not None:
-                        on_step(epoch, i)
+                        on_step(epoch, step - 1)
                     if sigint.set:
-                        i += 1
                         raise KeyboardInterrupt
-                    bar.update(i + 1, lambda: postfix(i + 1))
-                i = steps_per_epoch
+                    bar.update(step, postfix)
                 jax.block_until_ready(sums)
                 train_time = time.perf_counter() - t_epoch
                 ran = steps_per_epoch - first
-                bar.close(postfix(steps_per_epoch))
+                bar.close(postfix())
                 s_train = np.asarray(jax.device_get(sums))
 
                 esums = _put(np.zeros(3, np.float32), repl)
@@ -670,19 +673,19 @@ def train(
                     "eval_time_s": time.perf_counter() - t_epoch - train_time,
                 }
                 history.append(record)
-                say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4f} acc "
+                epoch, step = epoch + 1, 0
+                say(f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f} acc "
                     f"{100 * record['train_acc']:.2f}% | test loss {record['test_loss']:.4f} acc "
                     f"{100 * record['test_acc']:.2f}% | {record['images_per_s'] or 0:,.0f} img/s")  # fmt: skip
                 if main_process:
                     _write_metrics(out, history)
-                i = 0
-                if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
-                    save(epoch + 1, 0)
+                if cfg.checkpoint_every and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
+                    save()
     except KeyboardInterrupt:
         saved = None
         if state_alive():
-            saved = save(epoch, i)
-            say(f"\ninterrupted at epoch {epoch + 1}, step {i}: checkpoint {saved} saved in {ckpt.directory}; "
+            saved = save()
+            say(f"\ninterrupted at epoch {epoch + 1}, step {step}: checkpoint {saved} saved in {ckpt.directory}; "
                 "continue with --resume")  # fmt: skip
         else:
             say("\ninterrupted mid-update; no checkpoint could be saved")

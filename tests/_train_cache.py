@@ -1,0 +1,56 @@
+"""A persistent JAX compilation cache shared by the training tests (workers and subprocesses).
+
+The training tests compile the same programs many times (the seed CNN's initialiser, the
+same step in several runs); XLA's CPU compiler takes seconds for each. The cache lives in
+the pytest session's temporary folder, so every run of the suite starts cold and nothing
+leaks into other sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_OPTIONS = {
+    "jax_compilation_cache_dir": None,  # filled in
+    "jax_persistent_cache_min_compile_time_secs": 0.0,
+    "jax_persistent_cache_min_entry_size_bytes": 0,
+}
+
+
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session folder, shared by the workers
+    path = base / "jax-compilation-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def subprocess_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment variables that give a child process the same cache."""
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(cache_dir(tmp_path_factory)),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Turn the cache on for one test module, and back off after it."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    path = cache_dir(tmp_path_factory)
+    old = {k: jax.config.values[k] for k in _OPTIONS}
+    for k, v in {**_OPTIONS, "jax_compilation_cache_dir": str(path)}.items():
+        jax.config.update(k, v)
+    cc.reset_cache()
+    yield path
+    for k, v in old.items():
+        jax.config.update(k, v)
+    cc.reset_cache()
