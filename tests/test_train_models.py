@@ -73,6 +73,12 @@ def _images(n, size, dtype, seed=1):
     return x, x.transpose(0, 2, 3, 1).copy()
 
 
+def _out(model, shape, dtype=jnp.float32):
+    """The output's shape and dtype, by abstract evaluation (no compilation)."""
+    model.eval()
+    return jax.eval_shape(model, jax.ShapeDtypeStruct(shape, dtype))
+
+
 def _ce(logits, y):
     """Plain-JAX mean cross entropy (independent of jaxloss: this file tests the models)."""
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), y[:, None], axis=1))
@@ -117,8 +123,8 @@ def test_seed_cnn_layers_and_shapes():
         (3, 32, (5, 5)), (32, 32, (5, 5)), (32, 64, (5, 5))
     ]
     assert (m.fc1.in_features, m.fc1.out_features, m.fc2.in_features, m.fc2.out_features) == (1024, 64, 64, 10)
-    assert m(jnp.zeros((2, 32, 32, 3), jnp.float32)).shape == (2, 10)
-    assert SeedCNN(rngs=nnx.Rngs(0), num_classes=7)(jnp.zeros((1, 32, 32, 3), jnp.float32)).shape == (1, 7)
+    assert _out(m, (2, 32, 32, 3)).shape == (2, 10)
+    assert _out(SeedCNN(rngs=nnx.Rngs(0), num_classes=7), (1, 32, 32, 3)).shape == (1, 7)
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
     assert n_params == sum(p.numel() for p in TorchSeedCNN().parameters()) == 145578
 
@@ -154,8 +160,8 @@ def test_resnet18_matches_torchvision_layout():
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
     t = TorchResNet18()
     assert n_params == sum(p.numel() for p in t.parameters()) == 11181642  # resnet18(num_classes=10)
-    assert m(jnp.zeros((2, 64, 64, 3), jnp.float32)).shape == (2, 10)
-    assert ResNet18(rngs=nnx.Rngs(0), cifar_stem=True, num_classes=100)(jnp.zeros((2, 8, 8, 3))).shape == (2, 100)
+    assert _out(m, (2, 64, 64, 3)).shape == (2, 10)
+    assert _out(ResNet18(rngs=nnx.Rngs(0), cifar_stem=True, num_classes=100), (2, 8, 8, 3)).shape == (2, 100)
 
 
 def test_torch_resnet18_equals_torchvision():
@@ -312,8 +318,9 @@ def test_seed_cnn_first_step_logits_loss_gradients(activation, dtype):
         assert_scaled_close(gf[k], gt[k], dtype, f"grad {k}", ex[2].get(k))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("cifar_stem,size", [(False, 32), (True, 8)])
+# one ResNet compilation each (the expensive part): the torchvision stem in float32 (max-pool,
+# strided 7x7 conv, layer4 on 1x1 maps), the CIFAR stem in float64 (exactness)
+@pytest.mark.parametrize("cifar_stem,size,dtype", [(False, 16, "float32"), (True, 8, "float64")])
 def test_resnet18_train_mode_first_step(cifar_stem, size, dtype):
     fm, tm = _pair("resnet18", dtype, cifar_stem=cifar_stem)
     fm.train(), tm.train()
@@ -334,7 +341,7 @@ def test_resnet18_train_mode_first_step(cifar_stem, size, dtype):
             assert int(ours[k]) == int(v) == 1
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32"])
 def test_resnet18_eval_mode_first_step(dtype):
     fm, tm = _pair("resnet18", dtype, cifar_stem=True)
     with torch.no_grad():  # non-trivial running statistics
@@ -390,9 +397,16 @@ def test_batchnorm_is_torchs_not_flaxs():
 
 def test_bf16_compute_keeps_float32_params():
     m = SeedCNN(rngs=nnx.Rngs(0), dtype=jnp.bfloat16)
-    out = m(jnp.ones((2, 32, 32, 3), jnp.float32))
-    assert out.dtype == jnp.bfloat16
+    assert _out(m, (2, 32, 32, 3)).dtype == jnp.bfloat16
     assert {x.dtype for x in jax.tree.leaves(nnx.state(m, nnx.Param))} == {jnp.dtype(jnp.float32)}
     r = ResNet18(rngs=nnx.Rngs(0), cifar_stem=True, dtype=jnp.bfloat16)
-    assert r(jnp.ones((2, 8, 8, 3), jnp.float32)).dtype == jnp.bfloat16
-    assert r.bn1.mean[...].dtype == jnp.float32
+    r.train()
+    graphdef, state = nnx.split(r)
+
+    def train_forward(state, x):
+        model = nnx.merge(graphdef, state, copy=True)
+        return model(x), nnx.state(model, nnx.BatchStat)
+
+    out, stats = jax.eval_shape(train_forward, state, jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32))
+    assert out.dtype == jnp.bfloat16
+    assert stats["bn1"]["mean"].dtype == jnp.float32  # running statistics stay float32

@@ -24,8 +24,11 @@ choices: shape kind, reduction, options, value regime, seed) into a
 systematic grid (each an override of ``defaults``); the ``space`` gives, for
 each spec key, the choices the fuzzer draws from, simplest first (the shrinker
 walks towards the front of each list). A case runs in each dtype of
-``Case.dtypes``: the float64 data are rounded to the dtype, so jaxloss, torch
-and the float64 reference all see the same numbers.
+``Case.dtypes`` (float64 unless the grid entry says otherwise: each loss's core
+cases and value regimes run in all four dtypes, its option variations in
+float64): the float64 data are rounded to the dtype, so jaxloss, torch and the
+float64 reference all see the same numbers. Hessian-vector products are compared
+in float64.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 
 ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
-HIGH = ("float64", "float32")
+F64 = ("float64",)
 FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "modules")
 
 
@@ -56,8 +59,8 @@ class Case:
     kwargs: dict[str, Any]
     arg_names: tuple[str, ...]  # names of the positional parameters (for reports and coverage)
     grad: tuple[str, ...] = ()  # parameters to differentiate (names)
-    dtypes: tuple[str, ...] = HIGH
-    hvp: bool = True  # compare Hessian-vector products (float64 / float32, where torch can)
+    dtypes: tuple[str, ...] = F64  # grid entries widen it (``"dtypes": ALL_DTYPES``)
+    hvp: bool = True  # compare Hessian-vector products (in float64, where torch can)
     judge: str = "torch"  # or "reference": a documented deviation, judged against float64
     jax_fn: Callable[..., Any] | None = None  # default: jaxloss.<loss>
     torch_fn: Callable[..., Any] | None = None  # default: torch.nn.functional.<loss>

@@ -181,7 +181,7 @@ def _register(name: str) -> None:
             {},
             names,
             grad=grad,
-            dtypes=dtypes if s["dtypes"] == "all" else ("float64", "float32"),
+            dtypes=dtypes if s["dtypes"] == "all" else ("float64",),
             hvp=name not in ("LinearCrossEntropyLoss", "AdaptiveLogSoftmaxWithLoss"),
             make=_maker(name, opts),
             make_expr=_make_expr(name, opts),
@@ -194,7 +194,7 @@ def _register(name: str) -> None:
         "modules",
         params,
         {"dtypes": "high", "seed": 0},
-        [{"dtypes": ALL_DTYPES if dtypes == ALL_DTYPES else ("float64", "float32"), "id": "from_torch"}],
+        [{"dtypes": ("float64", "float32"), "id": "from_torch"}],
         {"seed": [0, 1, 2, 3]},
         torch_name=f"torch.nn.{name}",
     )(build)
