@@ -83,7 +83,9 @@ def _pick_jvp(axis: int, primals: tuple[Array, Array], tangents: tuple[Array, Ar
     x, index = primals
     dx, _ = tangents
     hit = lax.broadcasted_iota(index.dtype, x.shape, axis) == index
-    return _pick(x, index, axis), jnp.sum(jnp.where(hit, dx, jnp.zeros((), dx.dtype)), axis=axis, keepdims=True)
+    return _pick(x, index, axis), jnp.sum(
+        jnp.where(hit, dx, jnp.zeros((), dx.dtype)), axis=axis, keepdims=True
+    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -161,7 +163,9 @@ def _check_weight(weight: Array | None, input_shape: tuple[int, ...], prefix: st
 
 def _check_label_smoothing(label_smoothing: float) -> None:
     if label_smoothing > 1.0:
-        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing:g}")  # C++ formatting
+        raise ValueError(
+            f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing:g}"
+        )  # C++ formatting
 
 
 def _check_ignore_index(ignore_index: int) -> None:
@@ -304,7 +308,9 @@ def _reduce_index(loss: Array, reduction: str, total_weight: Array | None) -> Ar
 # --------------------------------------------------------------------------- probability targets
 
 
-def _prob_loss(input: Array, target: Array, weight: Array | None, reduction: str, label_smoothing: float) -> Array:
+def _prob_loss(
+    input: Array, target: Array, weight: Array | None, reduction: str, label_smoothing: float
+) -> Array:
     axis = _class_axis(input)
     n_classes = input.shape[axis]
     m, logs = _log_softmax_parts(input, axis)
@@ -379,7 +385,9 @@ def cross_entropy(
     _check_label_smoothing(label_smoothing)
     if target.shape == input.shape:
         if not jnp.issubdtype(target.dtype, jnp.floating):
-            raise TypeError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
+            raise TypeError(
+                f"Expected floating point type for target with class probabilities, got {target.dtype}"
+            )
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")
         _check_weight(weight, input.shape, prefix="cross_entropy: ")
@@ -387,13 +395,17 @@ def cross_entropy(
         dtype = result_float_dtype(*arrays)
         work = opmath_dtype(dtype)
         w = None if weight is None else weight.astype(work)
-        return _prob_loss(input.astype(work), target.astype(work), w, reduction, label_smoothing).astype(dtype)
+        return _prob_loss(input.astype(work), target.astype(work), w, reduction, label_smoothing).astype(
+            dtype
+        )
     target = _check_index_target(input.shape, target)
     _check_weight(weight, input.shape)
     dtype = input.dtype
     work = opmath_dtype(dtype)
     w = None if weight is None else weight.astype(work)
-    out = _index_loss(input.astype(work), target, w, ignore_index, reduction, label_smoothing, log_softmax=True)
+    out = _index_loss(
+        input.astype(work), target, w, ignore_index, reduction, label_smoothing, log_softmax=True
+    )
     return out.astype(dtype)
 
 
@@ -432,7 +444,9 @@ def nll_loss(
     dtype = input.dtype
     work = opmath_dtype(dtype)
     w = None if weight is None else weight.astype(work)
-    return _index_loss(input.astype(work), target, w, ignore_index, reduction, 0.0, log_softmax=False).astype(dtype)
+    return _index_loss(input.astype(work), target, w, ignore_index, reduction, 0.0, log_softmax=False).astype(
+        dtype
+    )
 
 
 @loss_function(static_argnames=("ignore_index", "reduction", "gamma"))
@@ -492,6 +506,14 @@ def focal_loss(
             raise ValueError(f"alpha must be a scalar or have shape ({n_classes},), got {shape_str(a.shape)}")
         a = a.astype(work)
     out = _index_loss(
-        input.astype(work), target, w, ignore_index, reduction, 0.0, log_softmax=True, alpha=a, gamma=float(gamma)
+        input.astype(work),
+        target,
+        w,
+        ignore_index,
+        reduction,
+        0.0,
+        log_softmax=True,
+        alpha=a,
+        gamma=float(gamma),
     )
     return out.astype(dtype)

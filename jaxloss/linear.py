@@ -54,7 +54,9 @@ def _rows_loss(cfg: _Config, z: Array, t: Array, w: Array | None) -> Array:
         z = z.reshape(z.shape[0], cfg.n_classes, -1)
     if cfg.probs:
         return _cls._prob_loss(z, t, w, "none", cfg.label_smoothing)
-    return _cls._index_loss(z, t, w, cfg.ignore_index, "none", cfg.label_smoothing, log_softmax=True, check=False)
+    return _cls._index_loss(
+        z, t, w, cfg.ignore_index, "none", cfg.label_smoothing, log_softmax=True, check=False
+    )
 
 
 def _map_chunks(body: Any, carry: Any, xs: tuple[Array, ...], chunk: int) -> tuple[Any, Any]:
@@ -128,7 +130,9 @@ def _losses_and_grads(
         dt_c = cts[1] if need_t else None
         dx_c = lax.dot_general(dz, w, (((1,), (0,)), ((), ()))) if need_x else None  # dz @ w
         if need_w:
-            dw = dw + lax.dot_general(dz, x_c, (((0,), (0,)), ((), ())), preferred_element_type=acc)  # dz.T @ x
+            dw = dw + lax.dot_general(
+                dz, x_c, (((0,), (0,)), ((), ())), preferred_element_type=acc
+            )  # dz.T @ x
         if need_b:
             db = db + jnp.sum(dz, axis=0, dtype=acc)
         return (dw, db), (rows, dx_c, dt_c)
@@ -223,7 +227,9 @@ def _check_shapes(
         )
     num_classes, out_features = linear_weight.shape[0], tuple(linear_weight.shape[1:-1])
     if linear_bias is not None and tuple(linear_bias.shape) != (num_classes, *out_features):
-        raise ValueError(f"expected linear_bias shape {(num_classes, *out_features)}, got {tuple(linear_bias.shape)}")
+        raise ValueError(
+            f"expected linear_bias shape {(num_classes, *out_features)}, got {tuple(linear_bias.shape)}"
+        )
     if out_features and not batch:
         raise ValueError(
             f"K-dimensional loss defined by linear_weight shape {tuple(linear_weight.shape)} requires"
@@ -304,7 +310,9 @@ def linear_cross_entropy(
     the loss itself (``jax.jvp``, ``jax.jacfwd``) is not available (``custom_vjp``).
     """
     check_reduction(reduction)
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     batch, in_features, num_classes, out_features = _check_shapes(input, linear_weight, linear_bias)
     logits_shape = (*batch, num_classes, *out_features)
@@ -316,7 +324,9 @@ def linear_cross_entropy(
     _cls._check_label_smoothing(label_smoothing)
     if probs:
         if not jnp.issubdtype(target.dtype, jnp.floating):
-            raise TypeError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
+            raise TypeError(
+                f"Expected floating point type for target with class probabilities, got {target.dtype}"
+            )
         _cls._check_weight(weight, logits_shape, prefix="cross_entropy: ")
     else:
         target = _cls._check_index_target(logits_shape, target)
@@ -339,7 +349,15 @@ def linear_cross_entropy(
         t = target.reshape((n_rows, d) if out_features else (n_rows,))
         _cls.check_targets_in_range(t, _cls._bad_targets(t, num_classes, ignore))
     chunk = chunk_size if chunk_size is not None else default_chunk_size(num_classes * d)
-    cfg = _Config(probs, ignore, reduction, float(label_smoothing), num_classes, out_features, max(1, min(chunk, n_rows)))
+    cfg = _Config(
+        probs,
+        ignore,
+        reduction,
+        float(label_smoothing),
+        num_classes,
+        out_features,
+        max(1, min(chunk, n_rows)),
+    )
     out = _chunked(cfg, x, w, b, t, cw)
     if reduction == "none":
         out = out.reshape(*batch, *out_features)

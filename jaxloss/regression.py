@@ -65,7 +65,8 @@ def _infer_size(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
         db = b[i - nd + len(b)] if i - nd + len(b) >= 0 else 1
         if da != db and da != 1 and db != 1:
             raise ValueError(
-                f"The size of tensor a ({da}) must match the size of tensor b ({db}) at non-singleton dimension {i}"
+                f"The size of tensor a ({da}) must match the size of tensor b ({db}) "
+                f"at non-singleton dimension {i}"
             )
         out[i] = db if da == 1 else da
     return tuple(int(d) for d in out)
@@ -173,7 +174,9 @@ def _clamp_min_straight_through(x: Array, minimum: float) -> Array:
 
 
 @_clamp_min_straight_through.defjvp
-def _clamp_min_straight_through_jvp(minimum: float, primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+def _clamp_min_straight_through_jvp(
+    minimum: float, primals: tuple[Array], tangents: tuple[Array]
+) -> tuple[Array, Array]:
     (x,), (dx,) = primals, tangents
     return _clamp_min_straight_through(x, minimum), dx
 
@@ -414,8 +417,9 @@ def gaussian_nll_loss(
 ) -> Array:
     r"""Gaussian negative log-likelihood (``torch.nn.functional.gaussian_nll_loss``).
 
-    .. math:: \ell_i = \tfrac12 \left(\log \max(v_i, \epsilon) + \frac{(x_i - y_i)^2}{\max(v_i, \epsilon)}\right)
-              \; [+ \tfrac12 \log 2\pi]
+    .. math::
+        \ell_i = \tfrac12 \left(\log \max(v_i, \epsilon)
+                  + \frac{(x_i - y_i)^2}{\max(v_i, \epsilon)}\right) \; [+ \tfrac12 \log 2\pi]
 
     Args:
         input: the means, any shape ``(N, *)`` or ``(*)``.

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-import jaxloss.checked as checked
+from jaxloss import checked
 from tests.torch_compare import assert_close, check, to_jax, to_torch
 
 DTYPES = ["float32", "float64"]
@@ -30,14 +30,17 @@ def compare(jax_fn, torch_fn, arrays, kwargs=None, grad=("input",), dtype="float
     grad = list(grad)
 
     def call(fn, vals, red):
-        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, reduction=red, **kwargs)
+        return fn(
+            *[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, reduction=red, **kwargs
+        )
 
     acc = jnp.float64 if dtype == "float64" else jnp.float32
 
     def all_reductions(vals):
         out = {}
         for red in reductions:
-            def scalar(*gvals):
+
+            def scalar(*gvals, red=red):
                 v = dict(vals)
                 v.update(zip(grad, gvals))
                 o = call(jax_fn, v, red)
@@ -130,7 +133,9 @@ def test_cross_entropy_indices_2d(dtype, opts, ignore):
     compare(jaxloss.cross_entropy, t_cross_entropy, arrays, kwargs, dtype=dtype)
 
 
-@pytest.mark.parametrize("dtype,shape", [(d, s) for d in DTYPES for s in ("1d", "3d", "4d")] + [("float64", "5d")])
+@pytest.mark.parametrize(
+    "dtype,shape", [(d, s) for d in DTYPES for s in ("1d", "3d", "4d")] + [("float64", "5d")]
+)
 def test_cross_entropy_indices_other_shapes(dtype, shape):
     x, t, w = _case(SHAPES[shape])
     arrays = {"input": x, "target": t, "weight": w}
@@ -154,8 +159,12 @@ def test_cross_entropy_unbatched_target_of_size_one():
             assert out.shape == ()
             assert_close(out, t_fn(torch.tensor(x), torch.tensor([3]), reduction=red), "float64", red)
 
-        def grads(a):
-            return [jax.grad(lambda b: fn(b, t, reduction=r))(a) for r in REDUCTIONS for t in (jnp.asarray([3]), 3)]
+        def grads(a, fn=fn):
+            return [
+                jax.grad(lambda b, t=t, r=r: fn(b, t, reduction=r))(a)
+                for r in REDUCTIONS
+                for t in (jnp.asarray([3]), 3)
+            ]
 
         g = jax.jit(grads)(jnp.asarray(x))
         for i in range(0, len(g), 2):
@@ -169,7 +178,7 @@ def test_cross_entropy_all_targets_ignored(opts):
     arrays, kwargs = _arrays(x, t, w, opts)
     out = compare(jaxloss.cross_entropy, t_cross_entropy, arrays, kwargs)
     assert np.isnan(out["mean"])  # 0 / 0, like torch
-    g = jax.jit(lambda v: [jax.grad(lambda a: jaxloss.cross_entropy(a, jnp.asarray(t), reduction=r).sum())(v)
+    g = jax.jit(lambda v: [jax.grad(lambda a, r=r: jaxloss.cross_entropy(a, jnp.asarray(t), reduction=r).sum())(v)
                            for r in REDUCTIONS])(jnp.asarray(x))  # fmt: skip
     np.testing.assert_array_equal(np.asarray(g), 0.0)  # no NaN from the 0 / 0
 
@@ -188,7 +197,9 @@ def _probs(shape, seed=3):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("opts", [{}, {"weight": True}, {"label_smoothing": 0.25}, {"weight": True, "label_smoothing": 0.1}])
+@pytest.mark.parametrize(
+    "opts", [{}, {"weight": True}, {"label_smoothing": 0.25}, {"weight": True, "label_smoothing": 0.1}]
+)
 def test_cross_entropy_probabilities(dtype, opts):
     x, _, w = _case(SHAPES["2d"])
     arrays, kwargs = _arrays(x, _probs(x.shape), w, opts)
@@ -208,7 +219,9 @@ def test_cross_entropy_probability_dtype_promotion():
     x = jnp.zeros((2, 3), jnp.float32)
     p = jnp.full((2, 3), 1 / 3, jnp.float64)
     assert jaxloss.cross_entropy(x, p).dtype == jnp.float64  # torch promotes too
-    assert jaxloss.cross_entropy(x, p.astype(jnp.float32), weight=jnp.ones(3, jnp.float64)).dtype == jnp.float64
+    assert (
+        jaxloss.cross_entropy(x, p.astype(jnp.float32), weight=jnp.ones(3, jnp.float64)).dtype == jnp.float64
+    )
     assert jaxloss.cross_entropy(x.astype(jnp.float16), p.astype(jnp.float32)).dtype == jnp.float32
 
 
@@ -237,7 +250,12 @@ def test_cross_entropy_extreme_logits(dtype, opts):
 
 def test_cross_entropy_non_finite_rows_are_nan_like_torch():
     x = np.array([[-np.inf, -np.inf, -np.inf], [np.inf, 0.0, 1.0], [np.nan, 0.0, 1.0]])
-    compare(jaxloss.cross_entropy, t_cross_entropy, {"input": x, "target": np.array([0, 1, 2])}, reductions=["none"])
+    compare(
+        jaxloss.cross_entropy,
+        t_cross_entropy,
+        {"input": x, "target": np.array([0, 1, 2])},
+        reductions=["none"],
+    )
 
 
 # --------------------------------------------------------------------------- second order
@@ -271,7 +289,9 @@ def test_cross_entropy_hessian_vector_product_matches_torch_double_backward(shap
 
 def test_nll_loss_second_order_is_zero():
     x, t, w = _case((4, 5))
-    h = jax.jit(jax.hessian(lambda a: jaxloss.nll_loss(a, jnp.asarray(t), weight=jnp.asarray(w))))(jnp.asarray(x))
+    h = jax.jit(jax.hessian(lambda a: jaxloss.nll_loss(a, jnp.asarray(t), weight=jnp.asarray(w))))(
+        jnp.asarray(x)
+    )
     np.testing.assert_array_equal(np.asarray(h), 0.0)
 
 
@@ -286,7 +306,10 @@ def test_jit_vmap_grad_compose():
         return jaxloss.cross_entropy(x, t, weight=w, label_smoothing=0.1)
 
     batched, singles = jax.jit(
-        lambda xs, ts: (jax.vmap(jax.value_and_grad(f))(xs, ts), [jax.value_and_grad(f)(xs[i], ts[i]) for i in range(3)])
+        lambda xs, ts: (
+            jax.vmap(jax.value_and_grad(f))(xs, ts),
+            [jax.value_and_grad(f)(xs[i], ts[i]) for i in range(3)],
+        )
     )(xs, ts)
     for i, (v, g) in enumerate(singles):
         np.testing.assert_allclose(np.asarray(batched[0][i]), np.asarray(v), rtol=1e-12)
@@ -339,7 +362,9 @@ def test_nll_loss(dtype, weighted):
 @pytest.mark.parametrize("shape", ["1d", "3d", "4d"])
 def test_nll_loss_other_shapes(shape):
     x, t, w = _case(SHAPES[shape], ignore=(3, 3))
-    compare(jaxloss.nll_loss, t_nll_loss, {"input": _log_probs(x), "target": t, "weight": w}, {"ignore_index": 3})
+    compare(
+        jaxloss.nll_loss, t_nll_loss, {"input": _log_probs(x), "target": t, "weight": w}, {"ignore_index": 3}
+    )
 
 
 def test_nll_loss_all_ignored_and_int32():
@@ -380,7 +405,14 @@ def test_focal_loss_matches_torch_reference(dtype, gamma, alpha):
         arrays["alpha"] = np.array(0.25)
     elif alpha == "per-class":
         arrays["alpha"] = np.random.default_rng(2).uniform(0.1, 0.9, size=5)
-    compare(jaxloss.focal_loss, t_focal_loss, arrays, {"gamma": gamma}, dtype=dtype, positional=["input", "target"])
+    compare(
+        jaxloss.focal_loss,
+        t_focal_loss,
+        arrays,
+        {"gamma": gamma},
+        dtype=dtype,
+        positional=["input", "target"],
+    )
 
 
 @pytest.mark.parametrize("gamma", [0.0, 1.0])
@@ -410,6 +442,7 @@ def test_focal_loss_gamma_zero_is_cross_entropy_bitwise(dtype):
     gf = jax.jit(jax.grad(lambda a: jaxloss.focal_loss(a, tj, wj, gamma=0)))(xj)
     gc = jax.jit(jax.grad(lambda a: jaxloss.cross_entropy(a, tj, wj)))(xj)
     np.testing.assert_array_equal(np.asarray(gf), np.asarray(gc))
+
     # ... and both equal torch's cross entropy
     def t_ce(input, target, weight=None, reduction="mean", gamma=0.0):
         return t_cross_entropy(input, target, weight=weight, reduction=reduction)
@@ -457,7 +490,9 @@ def test_out_of_range_target_is_nan_and_checked_raises(name):
         checked.cross_entropy(jnp.zeros((2, 5, 3)), jnp.asarray([[0, 9, 1], [1, 1, 1]]), label_smoothing=0.1)
     # valid targets pass checked mode with the same value
     good = jnp.asarray([0, 4, 1, -100])
-    np.testing.assert_array_equal(np.asarray(getattr(checked, name)(x, good)), np.asarray(getattr(jaxloss, name)(x, good)))
+    np.testing.assert_array_equal(
+        np.asarray(getattr(checked, name)(x, good)), np.asarray(getattr(jaxloss, name)(x, good))
+    )
 
 
 def test_out_of_range_never_wraps():
@@ -537,7 +572,10 @@ def test_bad_input_raises_torch_message(name, shape, target, kwargs, exc, messag
     torch_fn = getattr(F, name, None)
     if torch_fn is not None and exc is ValueError and shape and "ignore_index" not in kwargs:
         # the same call fails in torch too (torch's message is the one matched above)
-        tk = {k: torch.tensor(v, dtype=torch.float32) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        tk = {
+            k: torch.tensor(v, dtype=torch.float32) if isinstance(v, np.ndarray) else v
+            for k, v in kwargs.items()
+        }
         t_target = torch.tensor(target) if target.dtype.kind == "f" else torch.tensor(target).long()
         with pytest.raises(Exception, match=message):
             torch_fn(torch.zeros(shape), t_target, **tk)
@@ -553,7 +591,21 @@ def test_integer_input_is_rejected():
 def test_negative_label_smoothing_is_ignored_like_torch():
     x, t, _ = _case((4, 5))
     a = jaxloss.cross_entropy(jnp.asarray(x), jnp.asarray(t), label_smoothing=-0.5)
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(jaxloss.cross_entropy(jnp.asarray(x), jnp.asarray(t))))
-    check(jaxloss.cross_entropy, t_cross_entropy, {"input": x, "target": t}, {"label_smoothing": -0.5}, dtype="float64")
+    np.testing.assert_array_equal(
+        np.asarray(a), np.asarray(jaxloss.cross_entropy(jnp.asarray(x), jnp.asarray(t)))
+    )
+    check(
+        jaxloss.cross_entropy,
+        t_cross_entropy,
+        {"input": x, "target": t},
+        {"label_smoothing": -0.5},
+        dtype="float64",
+    )
     p = _probs((4, 5))
-    check(jaxloss.cross_entropy, t_cross_entropy, {"input": x, "target": p}, {"label_smoothing": -0.5}, dtype="float64")
+    check(
+        jaxloss.cross_entropy,
+        t_cross_entropy,
+        {"input": x, "target": p},
+        {"label_smoothing": -0.5},
+        dtype="float64",
+    )

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-import jaxloss.checked as checked
+from jaxloss import checked
 from jaxloss.linear import default_chunk_size
 from tests.test_classification import REDUCTIONS, compare
 from tests.torch_compare import assert_close
@@ -48,7 +48,11 @@ CASES = [
     ({}, None, (-100,)),  # default chunk: larger than N, one chunk
     ({"bias": True}, 4, (-100,)),  # 3 chunks + a remainder of 1 row
     ({"weight": True, "label_smoothing": 0.2}, 5, (-100,)),  # 2 chunks + a remainder of 3 rows
-    ({"bias": True, "weight": True, "label_smoothing": 0.1, "ignore_index": 3}, 13, (3, 3)),  # chunk = all rows
+    (
+        {"bias": True, "weight": True, "label_smoothing": 0.1, "ignore_index": 3},
+        13,
+        (3, 3),
+    ),  # chunk = all rows
 ]
 
 
@@ -129,7 +133,9 @@ def test_same_value_as_unchunked_cross_entropy():
     def both(a, ww, bb):
         chunked = jax.value_and_grad(lambda *p: jaxloss.linear_cross_entropy(p[0], p[1], tj, linear_bias=p[2], chunk_size=16,
                                                                              **kw), argnums=(0, 1, 2))(a, ww, bb)  # fmt: skip
-        full = jax.value_and_grad(lambda *p: jaxloss.cross_entropy(p[0] @ p[1].T + p[2], tj, **kw), argnums=(0, 1, 2))(a, ww, bb)
+        full = jax.value_and_grad(
+            lambda *p: jaxloss.cross_entropy(p[0] @ p[1].T + p[2], tj, **kw), argnums=(0, 1, 2)
+        )(a, ww, bb)
         return chunked, full
 
     (v1, g1), (v2, g2) = jax.jit(both)(xj, wj, bj)
@@ -168,7 +174,7 @@ def test_gradient_wrt_a_subset_of_arguments():
 
 
 def test_second_order_matches_torch_double_backward():
-    x, w, b, t, cw = _data(n=9, h=4, c=6)
+    x, w, b, t, _ = _data(n=9, h=4, c=6)
     v = np.random.default_rng(4).normal(size=x.shape)
     wj, bj, tj, vj = map(jnp.asarray, (w, b, t, v))
 
@@ -178,7 +184,9 @@ def test_second_order_matches_torch_double_backward():
     hvp, hvp_fwd = jax.jit(lambda a: (jax.grad(lambda c: jnp.vdot(jax.grad(f)(c), vj))(a),
                                       jax.jvp(jax.grad(f), (a,), (vj,))[1]))(jnp.asarray(x))  # fmt: skip
     xt = torch.tensor(x, requires_grad=True)
-    loss = F.linear_cross_entropy(xt, torch.tensor(w), torch.tensor(t), linear_bias=torch.tensor(b), label_smoothing=0.1)
+    loss = F.linear_cross_entropy(
+        xt, torch.tensor(w), torch.tensor(t), linear_bias=torch.tensor(b), label_smoothing=0.1
+    )
     (g,) = torch.autograd.grad(loss, [xt], create_graph=True)
     (h,) = torch.autograd.grad((g * torch.tensor(v)).sum(), [xt])
     assert_close(hvp, h, "float64", "reverse-over-reverse HVP")
@@ -196,7 +204,10 @@ def test_vmap_and_jit_compose():
 
     vg = jax.value_and_grad(f, argnums=(0, 1))
     (vals, grads), singles = jax.jit(
-        lambda xs, w, ts: (jax.vmap(vg, in_axes=(0, None, 0))(xs, w, ts), [vg(xs[i], w, ts[i]) for i in range(3)])
+        lambda xs, w, ts: (
+            jax.vmap(vg, in_axes=(0, None, 0))(xs, w, ts),
+            [vg(xs[i], w, ts[i]) for i in range(3)],
+        )
     )(xs, w, ts)
     for i, (v, g) in enumerate(singles):
         np.testing.assert_allclose(np.asarray(vals[i]), np.asarray(v), rtol=1e-13)
@@ -236,7 +247,11 @@ def test_value_and_grad_never_materialises_the_logits(reduction, probs):
     logits_bytes = n * c * 4  # 16 MiB
 
     def chunked(a, ww, tt):
-        return jnp.sum(jaxloss.linear_cross_entropy(a, ww, tt, reduction=reduction, label_smoothing=0.1, chunk_size=chunk))
+        return jnp.sum(
+            jaxloss.linear_cross_entropy(
+                a, ww, tt, reduction=reduction, label_smoothing=0.1, chunk_size=chunk
+            )
+        )
 
     def unchunked(a, ww, tt):
         return jnp.sum(jaxloss.cross_entropy(a @ ww.T, tt, reduction=reduction, label_smoothing=0.1))
@@ -249,7 +264,9 @@ def test_value_and_grad_never_materialises_the_logits(reduction, probs):
     # a few (64, 2048) f32 buffers: the chunk's logits and their gradient (0.5 MiB each), plus
     # O(N * H + C * H) bookkeeping; 16 MiB if the logits were materialised
     chunk_bytes = chunk * c * 4
-    assert temp <= 5 * chunk_bytes < logits_bytes / 4, f"temp {temp / 2**20:.1f} MiB, logits {logits_bytes / 2**20:.0f} MiB"
+    assert temp <= 5 * chunk_bytes < logits_bytes / 4, (
+        f"temp {temp / 2**20:.1f} MiB, logits {logits_bytes / 2**20:.0f} MiB"
+    )
     if not probs:  # (a probability target is itself (N, C))
         assert not re.search(rf"f32\[{n},{c}\]", hlo), "an (N, C) array in the compiled computation"
     # the test has teeth: the unchunked computation holds (N, C) logits
@@ -285,7 +302,7 @@ ERRORS = [
      r"expected linear_bias shape \(5,\), got \(4,\)"),
     ((4,), (5, 3, 4), np.zeros(3, np.int64), {}, ValueError,
      r"K-dimensional loss defined by linear_weight shape \(5, 3, 4\) requires batched input, \(N, 4\), "
-     r"got unbatched input with shape \(4,\)"),
+     + r"got unbatched input with shape \(4,\)"),
     ((2, 4), (5, 4), np.full((2, 5), 0.2), {"ignore_index": -100}, ValueError,
      "ignore_index cannot be specified when target contains probabilities"),
     ((2, 4), (5, 4), np.zeros(3, np.int64), {}, ValueError,
@@ -308,7 +325,10 @@ def test_bad_input_raises_torch_message(in_shape, w_shape, target, kwargs, exc, 
     with pytest.raises(exc, match=message):
         jaxloss.linear_cross_entropy(jnp.zeros(in_shape), jnp.zeros(w_shape), jnp.asarray(target), **kw)
     if exc is ValueError:  # torch fails on the same call with the same message
-        tk = {k: torch.tensor(v, dtype=torch.float32) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        tk = {
+            k: torch.tensor(v, dtype=torch.float32) if isinstance(v, np.ndarray) else v
+            for k, v in kwargs.items()
+        }
         with pytest.raises(Exception, match=message):
             F.linear_cross_entropy(torch.zeros(in_shape), torch.zeros(w_shape), torch.tensor(target), **tk)
 
@@ -316,10 +336,15 @@ def test_bad_input_raises_torch_message(in_shape, w_shape, target, kwargs, exc, 
 @pytest.mark.parametrize("chunk", [0, -1, 2.5, True])
 def test_bad_chunk_size(chunk):
     with pytest.raises(ValueError, match="chunk_size must be a positive int or None"):
-        jaxloss.linear_cross_entropy(jnp.zeros((2, 4)), jnp.zeros((5, 4)), jnp.zeros(2, jnp.int32), chunk_size=chunk)
+        jaxloss.linear_cross_entropy(
+            jnp.zeros((2, 4)), jnp.zeros((5, 4)), jnp.zeros(2, jnp.int32), chunk_size=chunk
+        )
 
 
 def test_reductions_of_none_output_shape():
     x, w, _, t, _ = _data(out=(2,))
     for red, shape in zip(REDUCTIONS, [(N, 2), (), ()]):
-        assert jaxloss.linear_cross_entropy(jnp.asarray(x), jnp.asarray(w), jnp.asarray(t), reduction=red).shape == shape
+        assert (
+            jaxloss.linear_cross_entropy(jnp.asarray(x), jnp.asarray(w), jnp.asarray(t), reduction=red).shape
+            == shape
+        )

@@ -11,14 +11,13 @@ import pytest
 jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("orbax.checkpoint")
-import jax.numpy as jnp  # noqa: E402
-from flax import nnx  # noqa: E402
+import jax.numpy as jnp
+from flax import nnx
 
-from train import data  # noqa: E402
-from train.checkpoint import Checkpointer  # noqa: E402
-from train.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
-
-from tests._train_cache import compilation_cache  # noqa: E402,F401  (fixture)
+from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
+from train import data
+from train.checkpoint import Checkpointer
+from train.loop import TrainConfig, TrainingInterrupted, train
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -30,8 +29,17 @@ def tiny(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def _config(out, **kw):  # type: ignore[no-untyped-def]
-    base = dict(model="seed-cnn", epochs=2, batch_size=16, lr=0.01, momentum=0.9, seed=3, out=str(out),
-                progress=False, plot=False)  # fmt: skip
+    base = dict(
+        model="seed-cnn",
+        epochs=2,
+        batch_size=16,
+        lr=0.01,
+        momentum=0.9,
+        seed=3,
+        out=str(out),
+        progress=False,
+        plot=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -51,7 +59,10 @@ def _assert_same_params(a, b):  # type: ignore[no-untyped-def]
 
 
 def _metrics(history):  # type: ignore[no-untyped-def]
-    return [(h["epoch"], h["step"], h["train_loss"], h["train_acc"], h["test_loss"], h["test_acc"]) for h in history]
+    return [
+        (h["epoch"], h["step"], h["train_loss"], h["train_acc"], h["test_loss"], h["test_acc"])
+        for h in history
+    ]
 
 
 def test_resume_after_an_epoch_equals_a_straight_run(tmp_path, tiny, straight):

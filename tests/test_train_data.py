@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from train import data  # noqa: E402
-from train.data import (  # noqa: E402
+from train import data
+from train.data import (
     CIFAR10_PY,
     ChecksumError,
     DatasetError,
@@ -53,8 +53,11 @@ def test_py_layout_loads_with_its_checksums(tmp_path):
 
 def test_official_checksums_reject_other_files(tmp_path):
     write_fake_cifar(tmp_path, 4)
-    with pytest.raises(ChecksumError, match=r"data_batch_1: md5 [0-9a-f]{32} differs from the expected "
-                                            r"c99cafc152244af753f735de768cd75f"):  # fmt: skip
+    with pytest.raises(
+        ChecksumError,
+        match=r"data_batch_1: md5 [0-9a-f]{32} differs from the expected "
+        r"c99cafc152244af753f735de768cd75f",
+    ):
         load_cifar10(tmp_path)
 
 
@@ -71,10 +74,14 @@ def test_truncated_py_batch(tmp_path):
 def test_wrong_shape_or_labels_are_clear_errors(tmp_path):
     write_fake_cifar(tmp_path, 4)
     folder = tmp_path / CIFAR10_PY.folder
-    (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, 2))
+    (folder / "data_batch_2").write_bytes(
+        pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, 2)
+    )
     with pytest.raises(DatasetError, match=r"b'data' must be a uint8 array of shape \(N, 3072\)"):
         load_cifar10(tmp_path, checksums=False)
-    (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]}, 2))
+    (folder / "data_batch_2").write_bytes(
+        pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]}, 2)
+    )
     with pytest.raises(DatasetError, match=r"labels outside 0..9"):
         load_cifar10(tmp_path, checksums=False)
 
@@ -123,7 +130,9 @@ def test_restricted_unpickler_reads_arrays_from_any_protocol(tmp_path):
     arr = np.arange(3072 * 2, dtype=np.uint8).reshape(2, 3072)
     for proto in (2, 4):
         path = tmp_path / f"p{proto}.pkl"
-        path.write_bytes(pickle.dumps({b"data": arr, b"labels": [1, 2], "s": "x", 3: (1.5, None)}, protocol=proto))
+        path.write_bytes(
+            pickle.dumps({b"data": arr, b"labels": [1, 2], "s": "x", 3: (1.5, None)}, protocol=proto)
+        )
         out = safe_pickle_load(path)
         np.testing.assert_array_equal(out[b"data"], arr)
         assert out[b"labels"] == [1, 2] and out[3] == (1.5, None)
@@ -155,7 +164,7 @@ def test_missing_dataset_says_what_to_do(tmp_path):
         load_cifar10(tmp_path)
 
 
-# --------------------------------------------------------------------------- download (no network: urlopen is faked)
+# ------------------------------------------------------------------------ download (urlopen faked: no network)
 class _FakeResponse(io.BytesIO):
     def __init__(self, payload: bytes) -> None:
         super().__init__(payload)
@@ -167,7 +176,9 @@ def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
         raise urllib.error.URLError(OSError(101, "Network is unreachable"))
 
     monkeypatch.setattr(data.urllib.request, "urlopen", offline)
-    with pytest.raises(DownloadError, match=r"could not download https://www\.cs\.toronto\.edu/.*offline.*--dataset digits"):
+    with pytest.raises(
+        DownloadError, match=r"could not download https://www\.cs\.toronto\.edu/.*offline.*--dataset digits"
+    ):
         load_cifar10(tmp_path / "d", download=True, progress=False)
     assert list((tmp_path / "d").iterdir()) == []  # no partial file left behind
 
@@ -188,7 +199,9 @@ def test_download_verifies_extracts_and_renames(tmp_path, monkeypatch, capsys):
     assert folder == root / CIFAR10_PY.folder
     assert calls == [CIFAR10_PY.url]
     assert "downloading cifar-10-python.tar.gz [" in capsys.readouterr().err  # progress bar
-    assert sorted(p.name for p in root.iterdir()) == sorted([CIFAR10_PY.archive, CIFAR10_PY.folder])  # no temp left
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [CIFAR10_PY.archive, CIFAR10_PY.folder]
+    )  # no temp left
     ds = load_cifar10(root, checksums=sums)
     assert ds.x_train.shape == (25, 32, 32, 3)
     # a second call finds the verified archive and does not download again
@@ -220,14 +233,16 @@ def test_digits_offline_deterministic():
 
 # --------------------------------------------------------------------------- augmentation
 jax = pytest.importorskip("jax")
-import jax.numpy as jnp  # noqa: E402
+import jax.numpy as jnp
 
-from train.augment import augment_batch, augment_image, normalize  # noqa: E402
+from train.augment import augment_batch, augment_image, normalize
 
 
 def _images(n: int = 16) -> jax.Array:
     rng = np.random.default_rng(1)
-    return jnp.asarray(rng.integers(1, 256, size=(n, 32, 32, 3), dtype=np.uint8))  # no zeros: padding is visible
+    return jnp.asarray(
+        rng.integers(1, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    )  # no zeros: padding is visible
 
 
 def _denorm(x: jax.Array) -> np.ndarray:
@@ -255,7 +270,12 @@ def test_random_crop_is_a_padded_window():
     offsets = set()
     for img, o in zip(imgs, out):
         padded = np.pad(img, ((4, 4), (4, 4), (0, 0)))
-        hits = [(dy, dx) for dy in range(9) for dx in range(9) if np.array_equal(padded[dy:dy + 32, dx:dx + 32], o)]
+        hits = [
+            (dy, dx)
+            for dy in range(9)
+            for dx in range(9)
+            if np.array_equal(padded[dy : dy + 32, dx : dx + 32], o)
+        ]
         assert len(hits) == 1
         offsets.add(hits[0])
     assert len(offsets) > 10  # offsets vary across the batch

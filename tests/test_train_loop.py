@@ -16,20 +16,27 @@ import pytest
 jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("sklearn")
-import jax.numpy as jnp  # noqa: E402
+import jax.numpy as jnp
 
-from train import data  # noqa: E402
-from train.__main__ import main as cli_main  # noqa: E402
-from train.loop import LOSSES, Progress, TrainConfig, make_loss, train  # noqa: E402
-
-from tests._train_cache import compilation_cache, subprocess_env  # noqa: E402,F401  (fixture)
+from tests._train_cache import compilation_cache, subprocess_env  # noqa: F401  (fixture)
+from train import data
+from train.__main__ import main as cli_main
+from train.loop import LOSSES, Progress, TrainConfig, make_loss, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(out: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
-    base = dict(model="seed-cnn", epochs=1, batch_size=16, lr=0.01, out=str(out), progress=False, plot=False,
-                checkpoint_every=0)  # fmt: skip
+    base = dict(
+        model="seed-cnn",
+        epochs=1,
+        batch_size=16,
+        lr=0.01,
+        out=str(out),
+        progress=False,
+        plot=False,
+        checkpoint_every=0,
+    )
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -82,7 +89,9 @@ def test_loss_options_reach_the_loss():
 
 
 def test_loss_errors_are_clear():
-    with pytest.raises(ValueError, match=r"--loss cross_entropy takes no option --gamma \(its options: --label-smoothing\)"):
+    with pytest.raises(
+        ValueError, match=r"--loss cross_entropy takes no option --gamma \(its options: --label-smoothing\)"
+    ):
         make_loss("cross_entropy", gamma=2.0)
     with pytest.raises(ValueError, match="not a classification loss"):
         make_loss("ctc_loss")
@@ -136,25 +145,50 @@ def test_progress_bar_redraws_on_a_terminal_and_prints_once_otherwise():
     tty = _Tty()
     bar = Progress(4, "epoch 1/1", stream=tty, interval=0.0)
     for i in range(4):
-        bar.update(i + 1, lambda: "loss 1.0  acc 50.00%  100 img/s")
-    bar.close("loss 1.0  acc 50.00%  100 img/s")
+        assert bar.due()
+        bar.update(i + 1, "loss 1.0  acc 50.00%  100 img/s")
+    bar.close(4, "loss 1.0  acc 50.00%  100 img/s")
     out = tty.getvalue()
     assert out.count("\r") == 4 and out.endswith("\n") and "[####################] 4/4" in out
+    assert Progress(4, "x", stream=tty, interval=60.0).due()  # the first draw is always due
+    slow = Progress(4, "x", stream=tty, interval=60.0)
+    slow.update(1, "")
+    assert not slow.due()  # at most one redraw per interval
     log = io.StringIO()
     bar = Progress(4, "epoch 1/1", stream=log)
-    for i in range(4):
-        bar.update(i + 1, lambda: pytest.fail("no redraw when not a terminal"))  # type: ignore[arg-type,return-value]
-    bar.close("done")
+    assert not bar.due()  # never redraws when not a terminal
+    bar.close(4, "done")
     assert log.getvalue() == "epoch 1/1 [####################] 4/4  done\n"
 
 
 # --------------------------------------------------------------------------- command line
 def test_cli_smoke_digits(tmp_path, tmp_path_factory):
-    env = {**os.environ, **subprocess_env(tmp_path_factory),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    env = {
+        **os.environ,
+        **subprocess_env(tmp_path_factory),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("XLA_FLAGS", None)
-    cmd = [sys.executable, "-m", "train", "--model", "seed-cnn", "--dataset", "digits", "--subset", "320",
-           "--epochs", "1", "--batch-size", "32", "--out", str(tmp_path), "--no-plot", "--seed", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "--model",
+        "seed-cnn",
+        "--dataset",
+        "digits",
+        "--subset",
+        "320",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        str(tmp_path),
+        "--no-plot",
+        "--seed",
+        "1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final: test accuracy" in proc.stdout
@@ -174,7 +208,9 @@ def test_cli_download_offline_fails_clearly(tmp_path, monkeypatch, capsys):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(data.urllib.request, "urlopen", offline)
-    rc = cli_main(["--dataset", "cifar10", "--data-dir", str(tmp_path / "d"), "--download", "--out", str(tmp_path)])
+    rc = cli_main(
+        ["--dataset", "cifar10", "--data-dir", str(tmp_path / "d"), "--download", "--out", str(tmp_path)]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "error: could not download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err

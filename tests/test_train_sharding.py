@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("jax")
 pytest.importorskip("flax")
 
-from tests._train_cache import subprocess_env  # noqa: E402
+from tests._train_cache import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,8 @@ SCRIPT = textwrap.dedent(
     ds = data.load_cifar10(d, checksums=data.write_fake_cifar(d, 16))  # 80 train, 16 test
 
     def init(std):  # numpy draws: no random-number program to compile
-        return lambda key, shape, dtype=jnp.float32: jnp.asarray(np.random.default_rng(0).normal(0, std, shape), dtype)
+        rng = np.random.default_rng(0)
+        return lambda key, shape, dtype=jnp.float32: jnp.asarray(rng.normal(0, std, shape), dtype)
 
     class ConvBN(nnx.Module):
         def __init__(self, rngs):
@@ -76,10 +77,19 @@ SCRIPT = textwrap.dedent(
 def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_FLAGS")}
     env.update(subprocess_env(tmp_path_factory))
-    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)  # fmt: skip
+    env.update(
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout.split("REPORT ", 1)[1])
     for name, r in report.items():

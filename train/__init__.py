@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TrainConfig", "TrainResult", "train", "load_dataset", "build_model"]
+__all__ = ["TrainConfig", "TrainResult", "build_model", "load_dataset", "train"]
 
 _LAZY = {
     "TrainConfig": "train.loop",

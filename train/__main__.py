@@ -28,19 +28,36 @@ from train.loop import LOSSES, TrainConfig
 
 def _parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     g = p.add_argument_group("model and data")
     g.add_argument("--model", default=d.model, choices=["seed-cnn", "resnet18"])
-    g.add_argument("--activation", default=None, choices=["none", "relu"],
-                   help="seed-cnn: the seed has none (a linear network); 'relu' adds ReLUs")  # fmt: skip
+    g.add_argument(
+        "--activation",
+        default=None,
+        choices=["none", "relu"],
+        help="seed-cnn: the seed has none (a linear network); 'relu' adds ReLUs",
+    )
     g.add_argument("--cifar-stem", action="store_true", help="resnet18: 3x3 stride-1 stem without max-pool")
-    g.add_argument("--dataset", default=d.dataset, choices=["cifar10", "digits"],
-                   help="cifar10 from --data-dir, or scikit-learn's bundled digits (offline)")  # fmt: skip
-    g.add_argument("--data-dir", default=d.data_dir, help="folder holding cifar-10-batches-py or -bin (default: %(default)s)")
+    g.add_argument(
+        "--dataset",
+        default=d.dataset,
+        choices=["cifar10", "digits"],
+        help="cifar10 from --data-dir, or scikit-learn's bundled digits (offline)",
+    )
+    g.add_argument(
+        "--data-dir",
+        default=d.data_dir,
+        help="folder holding cifar-10-batches-py or -bin (default: %(default)s)",
+    )
     g.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
-    g.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no random crop / flip (flip is never used on digits)")  # fmt: skip
+    g.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="no random crop / flip (flip is never used on digits)",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=d.epochs)
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (default: %(default)s)")
@@ -50,18 +67,33 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--momentum", type=float, default=d.momentum, help="sgd (default: %(default)s)")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--nesterov", action="store_true")
-    g.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "step", "cosine"],
-                   help="per epoch, as torch's StepLR / CosineAnnealingLR(T_max=epochs)")  # fmt: skip
+    g.add_argument(
+        "--lr-schedule",
+        default=d.lr_schedule,
+        choices=["constant", "step", "cosine"],
+        help="per epoch, as torch's StepLR / CosineAnnealingLR(T_max=epochs)",
+    )
     g.add_argument("--lr-step-size", type=int, default=d.lr_step_size, help="step schedule: epochs per decay")
     g.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="step schedule: decay factor")
     g.add_argument("--lr-min", type=float, default=d.lr_min, help="cosine schedule: eta_min")
-    g.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"],
-                   help="bf16: bfloat16 compute, float32 parameters and loss")  # fmt: skip
+    g.add_argument(
+        "--precision",
+        default=d.precision,
+        choices=["fp32", "bf16"],
+        help="bf16: bfloat16 compute, float32 parameters and loss",
+    )
     g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--subset", type=int, default=None, metavar="N", help="train on the first N images only (smoke tests)")
+    g.add_argument(
+        "--subset", type=int, default=None, metavar="N", help="train on the first N images only (smoke tests)"
+    )
     g = p.add_argument_group("loss (any classification loss of jaxloss)")
-    g.add_argument("--loss", default=d.loss, choices=sorted(LOSSES), metavar="NAME",
-                   help="one of: " + ", ".join(sorted(LOSSES)) + " (default: %(default)s)")  # fmt: skip
+    g.add_argument(
+        "--loss",
+        default=d.loss,
+        choices=sorted(LOSSES),
+        metavar="NAME",
+        help="one of: " + ", ".join(sorted(LOSSES)) + " (default: %(default)s)",
+    )
     g.add_argument("--label-smoothing", type=float, help="cross_entropy")
     g.add_argument("--gamma", type=float, help="focal_loss, sigmoid_focal_loss")
     g.add_argument("--alpha", type=float, help="focal_loss, sigmoid_focal_loss")
@@ -72,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--out", default=d.out, help="metrics.jsonl and curves.png go here (default: %(default)s)")
     g.add_argument("--checkpoint-dir", default=None, help="default: <out>/checkpoints")
-    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="epochs; 0: only on Ctrl-C")
+    g.add_argument(
+        "--checkpoint-every", type=int, default=d.checkpoint_every, help="epochs; 0: only on Ctrl-C"
+    )
     g.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     g.add_argument("--num-devices", type=int, default=None, help="use the first N devices (default: all)")
     g.add_argument("--no-progress", dest="progress", action="store_false")
@@ -82,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, int | None]:
     args = _parser().parse_args(argv)
-    loss_opts = {k: getattr(args, k) for k in ("label_smoothing", "gamma", "alpha", "margin", "p", "delta", "beta")}
+    loss_opts = {
+        k: getattr(args, k) for k in ("label_smoothing", "gamma", "alpha", "margin", "p", "delta", "beta")
+    }
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in fields and k != "loss_options"}
     kw["loss_options"] = {k: v for k, v in loss_opts.items() if v is not None}
@@ -115,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if result.history:
         last = result.history[-1]
-        print(f"final: test accuracy {100 * last['test_acc']:.2f}%, test loss {last['test_loss']:.4f} "
-              f"after {last['epoch']} epochs")  # fmt: skip
+        print(
+            f"final: test accuracy {100 * last['test_acc']:.2f}%, test loss {last['test_loss']:.4f} "
+            f"after {last['epoch']} epochs"
+        )
     return 0
 
 

@@ -20,8 +20,9 @@ from train.data import CIFAR10_MEAN, CIFAR10_STD
 __all__ = ["augment_batch", "augment_image", "normalize", "random_crop", "random_hflip"]
 
 
-def normalize(images: jax.Array, mean: tuple[float, ...] = CIFAR10_MEAN,
-              std: tuple[float, ...] = CIFAR10_STD) -> jax.Array:  # fmt: skip
+def normalize(
+    images: jax.Array, mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD
+) -> jax.Array:
     """uint8 (or [0, 255] float) images (..., C) -> float32 ``(x / 255 - mean) / std``."""
     x = images.astype(jnp.float32) / jnp.float32(255.0)
     return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)

@@ -233,8 +233,18 @@ def safe_pickle_load(path: str | os.PathLike[str]) -> Any:
             obj = _RestrictedUnpickler(f, str(path)).load()
         except UnsafePickleError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
-                AttributeError, MemoryError, OverflowError, UnicodeDecodeError) as e:  # fmt: skip
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            AttributeError,
+            MemoryError,
+            OverflowError,
+            UnicodeDecodeError,
+        ) as e:
             raise DatasetError(f"{path}: truncated or malformed pickle ({type(e).__name__}: {e})") from None
     _refuse_object_arrays(obj, path)
     return obj
@@ -260,7 +270,12 @@ def _read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         raise DatasetError(f"{path}: not a CIFAR-10 batch (expected a dict with b'data' and b'labels')")
     data, labels = d[b"data"], d[b"labels"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != IMAGE_BYTES
+    ):
         shape = getattr(data, "shape", None)
         raise DatasetError(f"{path}: b'data' must be a uint8 array of shape (N, {IMAGE_BYTES}), got {shape}")
     if not isinstance(labels, (list, tuple, np.ndarray)) or len(labels) != data.shape[0]:
@@ -300,7 +315,9 @@ def _read_classes(folder: Path, layout: _Layout, checksums: Mapping[str, str] | 
     if checksums is not None:
         _verify_md5(path, checksums.get(layout.meta))
     if layout is CIFAR10_BIN:
-        names = [s.strip() for s in path.read_text(encoding="ascii", errors="replace").splitlines() if s.strip()]
+        names = [
+            s.strip() for s in path.read_text(encoding="ascii", errors="replace").splitlines() if s.strip()
+        ]
     else:
         meta = safe_pickle_load(path)
         names = meta.get(b"label_names") if isinstance(meta, dict) else None
@@ -375,7 +392,9 @@ def load_cifar10(
     x_train, y_train = read_split(layout.train)
     x_test, y_test = read_split(layout.test)
     classes = _read_classes(folder, layout, sums)
-    return Dataset("cifar10", x_train, y_train, x_test, y_test, classes, CIFAR10_MEAN, CIFAR10_STD, hflip=True)
+    return Dataset(
+        "cifar10", x_train, y_train, x_test, y_test, classes, CIFAR10_MEAN, CIFAR10_STD, hflip=True
+    )
 
 
 # --------------------------------------------------------------------------- download
@@ -410,7 +429,8 @@ class _ProgressBar:
         if self.total:
             frac = min(self.done / self.total, 1.0)
             bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-            line = f"{self.desc} [{bar}] {100 * frac:5.1f}% {mib:.1f}/{self.total / 2**20:.1f} MiB {rate:.1f} MiB/s"
+            total = self.total / 2**20
+            line = f"{self.desc} [{bar}] {100 * frac:5.1f}% {mib:.1f}/{total:.1f} MiB {rate:.1f} MiB/s"
         else:
             line = f"{self.desc} {mib:.1f} MiB {rate:.1f} MiB/s"
         self.stream.write(line + end)
@@ -425,17 +445,21 @@ def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) ->
         h = hashlib.md5()
         with os.fdopen(fd, "wb") as out:
             try:
-                resp = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (fixed https URL)
+                resp = urllib.request.urlopen(url, timeout=timeout)
             except (urllib.error.URLError, OSError) as e:
                 reason = getattr(e, "reason", e)
                 raise DownloadError(
                     f"could not download {url}: {reason}. This machine may be offline: fetch {dest.name} "
-                    f"(md5 {md5}) by other means and put it in {dest.parent} (it is used without downloading), "
+                    f"(md5 {md5}) by other means and put it in {dest.parent} (it is then used as it is), "
                     "or train on --dataset digits, which needs no download."
                 ) from None
             with resp:
                 total = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
-                bar = _ProgressBar(int(total) if total else None, f"downloading {dest.name}") if progress else None
+                bar = (
+                    _ProgressBar(int(total) if total else None, f"downloading {dest.name}")
+                    if progress
+                    else None
+                )
                 try:
                     for block in iter(lambda: resp.read(1 << 20), b""):
                         out.write(block)
@@ -528,7 +552,9 @@ def load_digits32(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    img = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)  # (1797, 8, 8), 0..16 -> 0..255
+    img = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(
+        np.uint8
+    )  # (1797, 8, 8), 0..16 -> 0..255
     img = img.repeat(3, axis=1).repeat(3, axis=2)  # nearest-neighbour x3 -> 24x24
     img = np.pad(img, ((0, 0), (4, 4), (4, 4)))  # -> 32x32, digit centred
     img = np.ascontiguousarray(np.repeat(img[..., None], 3, axis=-1))  # grey -> 3 channels
@@ -545,13 +571,21 @@ def load_digits32(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     m = float(x_train.mean() / 255.0)
     s = float(x_train.std() / 255.0)
     return Dataset(
-        "digits", x_train, y_train, x_test, y_test, tuple(str(i) for i in range(10)), (m, m, m), (s, s, s),
+        "digits",
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        tuple(str(i) for i in range(10)),
+        (m, m, m),
+        (s, s, s),
         hflip=False,
-    )  # fmt: skip
+    )
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike[str] = "data", *, download: bool = False,
-                 progress: bool = True) -> Dataset:  # fmt: skip
+def load_dataset(
+    name: str, data_dir: str | os.PathLike[str] = "data", *, download: bool = False, progress: bool = True
+) -> Dataset:
     """``'cifar10'`` (from ``data_dir``) or ``'digits'`` (offline)."""
     if name == "cifar10":
         return load_cifar10(data_dir, download=download, progress=progress)
@@ -604,8 +638,12 @@ def write_fake_cifar(
     meta = folder / layout.meta
     if fmt == "py":
         names = [c.encode() for c in CIFAR10_CLASSES]
-        meta.write_bytes(pickle.dumps({b"num_cases_per_batch": n_per_batch, b"label_names": names,
-                                       b"num_vis": IMAGE_BYTES}, protocol=2))  # fmt: skip
+        meta.write_bytes(
+            pickle.dumps(
+                {b"num_cases_per_batch": n_per_batch, b"label_names": names, b"num_vis": IMAGE_BYTES},
+                protocol=2,
+            )
+        )
     else:
         meta.write_text("\n".join(CIFAR10_CLASSES) + "\n\n", encoding="ascii")
     sums[layout.meta] = md5sum(meta)

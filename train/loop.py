@@ -231,9 +231,27 @@ class TrainConfig:
     plot: bool = True
 
     # what must match for --resume to continue the same run (epochs may grow)
-    _RESUME_KEYS = ("model", "activation", "cifar_stem", "dataset", "batch_size", "optimizer", "lr", "momentum",
-                    "weight_decay", "nesterov", "lr_schedule", "lr_step_size", "lr_gamma", "lr_min", "loss",
-                    "loss_options", "precision", "seed", "augment")  # fmt: skip
+    _RESUME_KEYS = (
+        "model",
+        "activation",
+        "cifar_stem",
+        "dataset",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "nesterov",
+        "lr_schedule",
+        "lr_step_size",
+        "lr_gamma",
+        "lr_min",
+        "loss",
+        "loss_options",
+        "precision",
+        "seed",
+        "augment",
+    )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -273,12 +291,16 @@ def init_distributed() -> bool:
     """
     env = os.environ
     if env.get("JAX_COORDINATOR_ADDRESS") and int(env.get("JAX_NUM_PROCESSES", "1")) > 1:
-        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
-                                   int(env["JAX_PROCESS_ID"]))  # fmt: skip
+        jax.distributed.initialize(
+            env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]), int(env["JAX_PROCESS_ID"])
+        )
         return True
     if env.get("MASTER_ADDR") and int(env.get("WORLD_SIZE", "1")) > 1:
-        jax.distributed.initialize(f"{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '29500')}",
-                                   int(env["WORLD_SIZE"]), int(env["RANK"]))  # fmt: skip
+        jax.distributed.initialize(
+            f"{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '29500')}",
+            int(env["WORLD_SIZE"]),
+            int(env["RANK"]),
+        )
         return True
     if int(env.get("SLURM_NTASKS", "1")) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
         jax.distributed.initialize()
@@ -310,39 +332,49 @@ def _put_tree(tree: Any, sharding: NamedSharding) -> Any:
 class Progress:
     """A stdlib progress bar: ``desc [####------] k/n  key value ...`` on stderr.
 
-    On a terminal it redraws in place at most every ``interval`` seconds; otherwise (logs,
-    CI) it prints one line when closed. ``postfix()`` is called only when drawing (it may
-    read device values, which waits for the device).
+    On a terminal it redraws in place, at most every ``interval`` seconds (:meth:`due` says
+    when, so that the caller reads device values only then); otherwise (logs, CI) it prints
+    one line when closed.
     """
 
-    def __init__(self, total: int, desc: str, *, stream: IO[str] | None = None, enabled: bool = True,
-                 interval: float = 0.25) -> None:  # fmt: skip
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        *,
+        stream: IO[str] | None = None,
+        enabled: bool = True,
+        interval: float = 0.25,
+    ) -> None:
         self.total, self.desc, self.enabled, self.interval = total, desc, enabled, interval
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last = 0.0
-        self.n = 0
+        self.last = float("-inf")
 
-    def update(self, n: int, postfix: Callable[[], str]) -> None:
-        self.n = n
-        if not (self.enabled and self.tty):
-            return
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            self._draw(postfix(), "\r")
+    def due(self) -> bool:
+        return self.enabled and self.tty and time.monotonic() - self.last >= self.interval
 
-    def close(self, postfix: str) -> None:
+    def update(self, n: int, postfix: str) -> None:
+        self.last = time.monotonic()
+        self._draw(n, postfix, "\r")
+
+    def close(self, n: int, postfix: str) -> None:
         if self.enabled:
-            self._draw(postfix, "\n")
+            self._draw(n, postfix, "\n")
 
-    def _draw(self, postfix: str, end: str) -> None:
-        frac = self.n / self.total if self.total else 1.0
+    def _draw(self, n: int, postfix: str, end: str) -> None:
+        frac = n / self.total if self.total else 1.0
         bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
-        width = len(str(self.total))
-        self.stream.write(f"{self.desc} [{bar}] {self.n:>{width}}/{self.total}  {postfix}\x1b[K{end}"
-                          if self.tty else f"{self.desc} [{bar}] {self.n}/{self.total}  {postfix}{end}")  # fmt: skip
+        line = f"{self.desc} [{bar}] {n:>{len(str(self.total))}}/{self.total}  {postfix}"
+        self.stream.write(line + ("\x1b[K" if self.tty else "") + end)  # \x1b[K: clear the rest of the line
         self.stream.flush()
+
+
+def _postfix(sums: jax.Array, images: int, seconds: float) -> str:
+    """Progress text from the running (loss sum, correct, count); reading ``sums`` waits for the device."""
+    s = np.asarray(jax.device_get(sums))
+    n = max(float(s[2]), 1.0)
+    return f"loss {s[0] / n:.4f}  acc {100 * s[1] / n:.2f}%  {images / max(seconds, 1e-9):,.0f} img/s"
 
 
 # =========================================================================== steps
@@ -398,23 +430,46 @@ def _build_model(cfg: TrainConfig, num_classes: int) -> nnx.Module:
 _AUGMENT = 0x61756700  # folded into key(seed) for augmentation, apart from nnx.Rngs(seed)'s streams
 
 
-def _train_step_fn(graphdef: Any, tx: optax.GradientTransformation, loss: Loss, *, batch_size: int,
-                   augment: bool, flip: bool, mean: tuple[float, ...], std: tuple[float, ...],
-                   batch_sharding: NamedSharding) -> Callable[..., Any]:  # fmt: skip
-    def step(params: Any, rest: Any, opt_state: Any, sums: jax.Array, x_all: jax.Array, y_all: jax.Array,
-             perm: jax.Array, seed: jax.Array, epoch: jax.Array, i: jax.Array) -> Any:  # fmt: skip
+def _train_step_fn(
+    graphdef: Any,
+    tx: optax.GradientTransformation,
+    loss: Loss,
+    *,
+    batch_size: int,
+    augment: bool,
+    flip: bool,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_sharding: NamedSharding,
+) -> Callable[..., Any]:
+    def step(
+        params: Any,
+        rest: Any,
+        opt_state: Any,
+        sums: jax.Array,
+        x_all: jax.Array,
+        y_all: jax.Array,
+        perm: jax.Array,
+        seed: jax.Array,
+        epoch: jax.Array,
+        i: jax.Array,
+    ) -> Any:
         idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
         idx = jax.lax.with_sharding_constraint(idx, batch_sharding)
         images, labels = x_all[idx], y_all[idx]
         if augment:
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _AUGMENT), epoch), i)
+            key = jax.random.fold_in(
+                jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _AUGMENT), epoch), i
+            )
             x = augment_batch(key, images, padding=4, flip=flip, mean=mean, std=std)
         else:
             x = normalize(images, mean, std)
         x = jax.lax.with_sharding_constraint(x, batch_sharding)
 
         def loss_fn(p: Any) -> Any:
-            model = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BatchNorm updates them in this trace
+            model = nnx.merge(
+                graphdef, p, rest, copy=True
+            )  # fresh Variables: BatchNorm updates them in this trace
             logits = model(x).astype(jnp.float32)
             new_rest = nnx.split(model, nnx.Param, ...)[2]
             return loss(logits, labels).astype(jnp.float32), (logits, new_rest)
@@ -429,10 +484,24 @@ def _train_step_fn(graphdef: Any, tx: optax.GradientTransformation, loss: Loss, 
     return step
 
 
-def _eval_step_fn(graphdef: Any, loss: Loss, *, batch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                  batch_sharding: NamedSharding) -> Callable[..., Any]:  # fmt: skip
-    def step(params: Any, rest: Any, sums: jax.Array, x_all: jax.Array, y_all: jax.Array, mask_all: jax.Array,
-             i: jax.Array) -> jax.Array:  # fmt: skip
+def _eval_step_fn(
+    graphdef: Any,
+    loss: Loss,
+    *,
+    batch_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_sharding: NamedSharding,
+) -> Callable[..., Any]:
+    def step(
+        params: Any,
+        rest: Any,
+        sums: jax.Array,
+        x_all: jax.Array,
+        y_all: jax.Array,
+        mask_all: jax.Array,
+        i: jax.Array,
+    ) -> jax.Array:
         sl = partial(jax.lax.dynamic_slice_in_dim, start_index=i * batch_size, slice_size=batch_size)
         images, labels, mask = sl(x_all), sl(y_all), sl(mask_all)
         x = jax.lax.with_sharding_constraint(normalize(images, mean, std), batch_sharding)
@@ -501,7 +570,7 @@ class _SigintFlag:
             raise KeyboardInterrupt
         self.set = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
 
@@ -531,8 +600,11 @@ def train(
     say = (lambda msg: print(msg, file=log, flush=True)) if main_process else (lambda msg: None)
     show = cfg.progress and main_process
     loss = make_loss(cfg.loss, **cfg.loss_options)
-    ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download,
-                                                          progress=show)  # fmt: skip
+    ds = (
+        dataset
+        if dataset is not None
+        else load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, progress=show)
+    )
 
     mesh = make_mesh(cfg.num_devices)
     n_dev = mesh.devices.size
@@ -583,10 +655,20 @@ def train(
 
     # ---- compile ahead of time (timings below exclude compilation)
     t0 = time.perf_counter()
-    step_fn = _train_step_fn(graphdef, tx, loss, batch_size=cfg.batch_size, augment=cfg.augment,
-                             flip=bool(ds.hflip), mean=ds.mean, std=ds.std, batch_sharding=batch_sh)  # fmt: skip
-    eval_fn = _eval_step_fn(eval_graphdef, loss, batch_size=eval_bs, mean=ds.mean, std=ds.std,
-                            batch_sharding=batch_sh)  # fmt: skip
+    step_fn = _train_step_fn(
+        graphdef,
+        tx,
+        loss,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        flip=bool(ds.hflip),
+        mean=ds.mean,
+        std=ds.std,
+        batch_sharding=batch_sh,
+    )
+    eval_fn = _eval_step_fn(
+        eval_graphdef, loss, batch_size=eval_bs, mean=ds.mean, std=ds.std, batch_sharding=batch_sh
+    )
     perm = permutation(0)
     train_step = (
         jax.jit(step_fn, donate_argnums=(0, 1, 2, 3))
@@ -615,8 +697,13 @@ def train(
     )
 
     def save() -> int:
-        meta = {"epoch": epoch, "step": step, "global_step": global_step, "config": cfg.to_json(),
-                "history": history}  # fmt: skip
+        meta = {
+            "epoch": epoch,
+            "step": step,
+            "global_step": global_step,
+            "config": cfg.to_json(),
+            "history": history,
+        }
         ckpt.save(global_step, (params, rest, opt_state, sums), meta)
         return global_step
 
@@ -634,24 +721,33 @@ def train(
                 bar = Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", stream=log, enabled=show)
                 t_epoch = time.perf_counter()
 
-                def postfix(t_start: float = t_epoch, first: int = first) -> str:
-                    s = np.asarray(jax.device_get(sums))
-                    rate = (step - first) * cfg.batch_size / max(time.perf_counter() - t_start, 1e-9)
-                    return f"loss {s[0] / max(s[2], 1):.4f}  acc {100 * s[1] / max(s[2], 1):.2f}%  {rate:,.0f} img/s"
-
                 while step < steps_per_epoch:
-                    params, rest, opt_state, sums = train_step(params, rest, opt_state, sums, x_train, y_train,
-                                                               perm, seed, np.int32(epoch), np.int32(step))  # fmt: skip
+                    params, rest, opt_state, sums = train_step(
+                        params,
+                        rest,
+                        opt_state,
+                        sums,
+                        x_train,
+                        y_train,
+                        perm,
+                        seed,
+                        np.int32(epoch),
+                        np.int32(step),
+                    )
                     step, global_step = step + 1, global_step + 1
                     if on_step is not None:
                         on_step(epoch, step - 1)
                     if sigint.set:
                         raise KeyboardInterrupt
-                    bar.update(step, postfix)
+                    if bar.due():
+                        bar.update(
+                            step,
+                            _postfix(sums, (step - first) * cfg.batch_size, time.perf_counter() - t_epoch),
+                        )
                 jax.block_until_ready(sums)
                 train_time = time.perf_counter() - t_epoch
                 ran = steps_per_epoch - first
-                bar.close(postfix())
+                bar.close(step, _postfix(sums, ran * cfg.batch_size, train_time))
                 s_train = np.asarray(jax.device_get(sums))
 
                 esums = _put(np.zeros(3, np.float32), repl)
@@ -674,9 +770,11 @@ def train(
                 }
                 history.append(record)
                 epoch, step = epoch + 1, 0
-                say(f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f} acc "
+                say(
+                    f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f} acc "
                     f"{100 * record['train_acc']:.2f}% | test loss {record['test_loss']:.4f} acc "
-                    f"{100 * record['test_acc']:.2f}% | {record['images_per_s'] or 0:,.0f} img/s")  # fmt: skip
+                    f"{100 * record['test_acc']:.2f}% | {record['images_per_s'] or 0:,.0f} img/s"
+                )
                 if main_process:
                     _write_metrics(out, history)
                 if cfg.checkpoint_every and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
@@ -685,8 +783,11 @@ def train(
         saved = None
         if state_alive():
             saved = save()
-            say(f"\ninterrupted at epoch {epoch + 1}, step {step}: checkpoint {saved} saved in {ckpt.directory}; "
-                "continue with --resume")  # fmt: skip
+            say(
+                f"\ninterrupted at epoch {epoch + 1}, step {step}: "
+                f"checkpoint {saved} saved in {ckpt.directory}; "
+                "continue with --resume"
+            )
         else:
             say("\ninterrupted mid-update; no checkpoint could be saved")
         if main_process:
@@ -698,7 +799,9 @@ def train(
     if main_process:
         _write_metrics(out, history)
         if cfg.plot and history:
-            png = plot_history(history, out / "curves.png", f"{cfg.model} on {ds.name} ({cfg.loss}, {cfg.precision})")
+            png = plot_history(
+                history, out / "curves.png", f"{cfg.model} on {ds.name} ({cfg.loss}, {cfg.precision})"
+            )
             say(f"metrics: {out / 'metrics.jsonl'}, curves: {png}")
     final = nnx.merge(eval_graphdef, params, rest)
     return TrainResult(final, params, rest, history, global_step)
@@ -710,9 +813,14 @@ def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
 
 def _check_resume(cfg: TrainConfig, saved: Mapping[str, Any]) -> None:
     now = cfg.to_json()
-    diff = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in TrainConfig._RESUME_KEYS
-            if json.loads(json.dumps(now[k])) != saved.get(k)]  # fmt: skip
+    diff = [
+        f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}"
+        for k in TrainConfig._RESUME_KEYS
+        if json.loads(json.dumps(now[k])) != saved.get(k)
+    ]
     if cfg.lr_schedule == "cosine" and saved.get("epochs") != cfg.epochs:
-        diff.append(f"epochs (the cosine schedule's length): checkpoint {saved.get('epochs')}, now {cfg.epochs}")
+        diff.append(
+            f"epochs (the cosine schedule's length): checkpoint {saved.get('epochs')}, now {cfg.epochs}"
+        )
     if diff:
         raise ValueError("--resume: the checkpoint was written by a different run:\n  " + "\n  ".join(diff))
