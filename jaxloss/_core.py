@@ -149,36 +149,37 @@ def reduce(loss: Array, reduction: str) -> Array:
 
 
 # --------------------------------------------------------------------------- torch-gradient kinks
+def _bound_tangent(dbound: Any, x: Array) -> Array:
+    """The tangent of a clamp bound as an array like ``x`` (zeros for int / symbolic-zero bounds)."""
+    if isinstance(dbound, jax.custom_derivatives.SymbolicZero) or jnp.asarray(dbound).dtype == jax.dtypes.float0:
+        return jnp.zeros_like(x)
+    return jnp.broadcast_to(jnp.asarray(dbound, dtype=x.dtype), x.shape)
+
+
 @jax.custom_jvp
 def clamp_min(x: Array, minimum: ArrayLike) -> Array:
-    """``torch.clamp_min``: ``max(x, minimum)``; gradient 1 where ``x >= minimum`` (ties too)."""
-    return jnp.where(x >= minimum, x, jnp.asarray(minimum, dtype=x.dtype))
+    """``torch.clamp_min``: ``max(x, minimum)``, NaN stays NaN; gradient 1 where ``x >= minimum`` (ties too)."""
+    return jnp.where(x < minimum, jnp.asarray(minimum, dtype=x.dtype), x)
 
 
 @clamp_min.defjvp
 def _clamp_min_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
     x, minimum = primals
     dx, dmin = tangents
-    keep = x >= minimum
-    out = jnp.where(keep, x, jnp.asarray(minimum, dtype=x.dtype))
-    dmin = jnp.zeros_like(x) if isinstance(dmin, jax.custom_derivatives.SymbolicZero) else dmin
-    return out, jnp.where(keep, dx, jnp.broadcast_to(jnp.asarray(dmin, dtype=x.dtype), x.shape))
+    return clamp_min(x, minimum), jnp.where(x >= minimum, dx, _bound_tangent(dmin, x))
 
 
 @jax.custom_jvp
 def clamp_max(x: Array, maximum: ArrayLike) -> Array:
-    """``torch.clamp_max``: ``min(x, maximum)``; gradient 1 where ``x <= maximum`` (ties too)."""
-    return jnp.where(x <= maximum, x, jnp.asarray(maximum, dtype=x.dtype))
+    """``torch.clamp_max``: ``min(x, maximum)``, NaN stays NaN; gradient 1 where ``x <= maximum`` (ties too)."""
+    return jnp.where(x > maximum, jnp.asarray(maximum, dtype=x.dtype), x)
 
 
 @clamp_max.defjvp
 def _clamp_max_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
     x, maximum = primals
     dx, dmax = tangents
-    keep = x <= maximum
-    out = jnp.where(keep, x, jnp.asarray(maximum, dtype=x.dtype))
-    dmax = jnp.zeros_like(x) if isinstance(dmax, jax.custom_derivatives.SymbolicZero) else dmax
-    return out, jnp.where(keep, dx, jnp.broadcast_to(jnp.asarray(dmax, dtype=x.dtype), x.shape))
+    return clamp_max(x, maximum), jnp.where(x <= maximum, dx, _bound_tangent(dmax, x))
 
 
 # --------------------------------------------------------------------------- safe indexing
