@@ -196,7 +196,7 @@ def soft_margin_loss(s: dict[str, Any]) -> Case:
         (x, y),
         {"reduction": s["reduction"]},
         ("input", "target"),
-        grad=("input", "target"),
+        grad=("input",),  # torch: "not differentiable with respect to argument 'target'"
         judge="reference" if deviation else "torch",
         reference=references.soft_margin_stable if deviation else None,
         reference_expr="parity.references.soft_margin_stable" if deviation else "",

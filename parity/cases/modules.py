@@ -48,7 +48,7 @@ def _inputs(name: str, rng: np.random.Generator) -> tuple[tuple[Any, ...], tuple
     if name in ("BCEWithLogitsLoss", "MultiLabelSoftMarginLoss"):
         return (x, rng.integers(0, 2, size=(N, C)).astype(np.float64)), two, two
     if name == "SoftMarginLoss":
-        return (x, signs(rng, (N, C))), two, two
+        return (x, signs(rng, (N, C))), two, ("input",)
     if name == "KLDivLoss":
         return (log_softmax(x, 1), log_softmax(y, 1)), two, two
     if name == "MultiLabelMarginLoss":
