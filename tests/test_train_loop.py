@@ -102,14 +102,14 @@ def test_loss_errors_are_clear():
 
 # --------------------------------------------------------------------------- training runs
 @pytest.mark.usefixtures("compilation_cache")
-def test_digits_short_run_reaches_80_percent(tmp_path):
-    """The seed CNN on the offline digits set: >= 80% test accuracy after 2 epochs (measured: 85%)."""
-    cfg = _config(tmp_path, dataset="digits", epochs=2, batch_size=32, lr=0.01, plot=True)
+def test_digits_short_run_reaches_88_percent(tmp_path):
+    """The seed CNN on the offline digits set, Adam: >= 88% test accuracy after 2 epochs (measured: 93%)."""
+    cfg = _config(tmp_path, dataset="digits", epochs=2, batch_size=32, optimizer="adam", lr=1e-3, plot=True)
     log = io.StringIO()
     result = train(cfg, log=log)
     hist = result.history
     assert [h["epoch"] for h in hist] == [1, 2]
-    assert hist[-1]["test_acc"] >= 0.80, hist
+    assert hist[-1]["test_acc"] >= 0.88, hist
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(s)["test_acc"] for s in lines] == [h["test_acc"] for h in hist]
@@ -122,7 +122,7 @@ def test_digits_short_run_reaches_80_percent(tmp_path):
     ds = data.load_digits32()
     logits = result.model(normalize(jnp.asarray(ds.x_test[:64]), ds.mean, ds.std))
     acc = float(np.mean(np.argmax(np.asarray(logits), -1) == ds.y_test[:64]))
-    assert acc >= 0.75
+    assert acc >= 0.85
 
 
 @pytest.mark.usefixtures("compilation_cache")

@@ -324,7 +324,11 @@ def test_seed_cnn_first_step_logits_loss_gradients(activation, dtype):
 def test_resnet18_train_mode_first_step(cifar_stem, size, dtype):
     fm, tm = _pair("resnet18", dtype, cifar_stem=cifar_stem)
     fm.train(), tm.train()
-    x_nchw, x_nhwc = _images(4, size, dtype)
+    # A float32 comparison is only meaningful away from ReLU kinks: with BatchNorm over 4
+    # values, a pre-activation within float32 rounding of 0 flips sign in one framework and
+    # not the other, and every gradient below it moves by percent (seed 1 has one such
+    # element, |z| = 1.2e-5 in layer3.1). Seed 3 has none; float64 shows exactness anyway.
+    x_nchw, x_nhwc = _images(4, size, dtype, seed=3)
     y = np.array([1, 2, 3, 4])
     (lf, loss_f, gf), (lt, loss_t, gt), ex = _first_step(fm, tm, x_nchw, x_nhwc, y)
     ex = ex or (None, None, {})

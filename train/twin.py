@@ -61,7 +61,7 @@ from train.convert import flax_state_dict, torch_to_flax
 from train.models import build_model
 from train.torch_models import TorchResNet18, TorchSeedCNN
 
-__all__ = ["TwinConfig", "TwinStep", "TwinResult", "run_twin", "write_report", "loss_pair", "main"]
+__all__ = ["TwinConfig", "TwinStep", "TwinResult", "check_config", "run_twin", "write_report", "loss_pair", "main"]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -280,8 +280,6 @@ def _torch_optimizer(cfg: TwinConfig, params: Any) -> tuple[torch.optim.Optimize
 def _models(cfg: TwinConfig) -> tuple[nnx.Module, torch.nn.Module]:
     torch.manual_seed(cfg.seed)
     if cfg.model == "seed-cnn":
-        if cfg.image_size != 32:
-            raise ValueError("seed-cnn needs --image-size 32 (its first Linear takes 64*4*4 features)")
         tm: torch.nn.Module = TorchSeedCNN(cfg.num_classes, activation=cfg.activation)
         kw: dict[str, Any] = {"activation": cfg.activation}
     elif cfg.model == "resnet18":
@@ -343,6 +341,21 @@ def _set_x64(on: bool) -> bool:
     return before
 
 
+def check_config(cfg: TwinConfig) -> None:
+    """Raise ValueError for an option the run cannot take (before any model is built)."""
+    if cfg.model not in ("seed-cnn", "resnet18"):
+        raise ValueError(f"unknown model {cfg.model!r}; choose seed-cnn or resnet18")
+    if cfg.model == "seed-cnn" and cfg.image_size != 32:
+        raise ValueError("seed-cnn needs --image-size 32 (its first Linear takes 64*4*4 features)")
+    if cfg.resolved_steps() < 1 or cfg.batch_size < 2:
+        raise ValueError("steps must be >= 1 and batch size >= 2 (BatchNorm needs two values per channel)")
+    if cfg.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {cfg.dtype!r}")
+    _schedule(cfg)
+    optim.make_optimizer(cfg.optimizer, cfg.lr, **_optimizer_options(cfg))
+    loss_pair(cfg.loss, cfg.num_classes, **cfg.loss_kwargs)
+
+
 def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
     """Train both twins ``cfg.resolved_steps()`` steps in lockstep; per-step differences.
 
@@ -359,8 +372,7 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
         if not hasattr(cfg, k):
             raise TypeError(f"unknown twin option {k!r}")
         setattr(cfg, k, v)
-    if cfg.dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be float32 or float64, got {cfg.dtype!r}")
+    check_config(cfg)
     tol = tolerance_for(cfg.dtype)
     rtol = tol.rtol if cfg.rtol is None else cfg.rtol
     atol = tol.atol if cfg.atol is None else cfg.atol
@@ -657,11 +669,13 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
     try:
-        result = run_twin(config_from_args(args))
-    except (ValueError, TypeError) as e:
+        check_config(cfg)
+    except ValueError as e:
         print(f"python -m train.twin: error: {e}", file=sys.stderr)
         return 2
+    result = run_twin(cfg)
     print(format_table(result))
     print(summary(result))
     if args.out:

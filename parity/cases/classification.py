@@ -1,4 +1,5 @@
-"""Classification: cross_entropy, nll_loss, focal_loss (torch-op reference, torch has none).
+"""Classification: cross_entropy, nll_loss, focal_loss (torch-op reference, torch has none;
+jaxloss's focal_loss takes class indices and no label_smoothing).
 
 Shapes: batched ``(4, 5)``, unbatched ``(5,)``, K-dim ``(3, 5, 2, 2)``, empty
 ``(0, 5)``. Targets: class indices (int64) or class probabilities (floats, with
@@ -176,18 +177,20 @@ def nll_loss(s: dict[str, Any]) -> Case:
 @loss(
     "focal_loss",
     "classification",
-    _CE_PARAMS + ("alpha", "gamma"),
+    ("input", "target", "weight", "ignore_index", "reduction", "alpha", "gamma"),
     {**_DEF, "gamma": 2.0, "alpha": "none"},
     [
         {"dtypes": ALL_DTYPES},
         {"reduction": "none", "dtypes": ALL_DTYPES},
         {"reduction": "sum"},
         {"gamma": 0.0},
-        {"gamma": 0.0, "weight": True, "label_smoothing": 0.1, "ignore": "some"},
+        {"gamma": 0.0, "weight": True, "ignore": "some"},
         {"gamma": 0.5, "reduction": "none"},
+        {"gamma": 0.5, "values": "confident", "reduction": "sum"},
         {"gamma": 1.0, "alpha": "float"},
         {"alpha": "array", "dtypes": ALL_DTYPES},
         {"alpha": "array", "weight": True, "reduction": "none"},
+        {"alpha": "array", "weight": True, "ignore": "some"},
         {"shape": "unbatched"},
         {"shape": "kdim", "reduction": "none"},
         {"shape": "kdim", "alpha": "array", "ignore": "some"},
@@ -195,33 +198,29 @@ def nll_loss(s: dict[str, Any]) -> Case:
         {"weight": True},
         {"ignore": "some", "ignore_index": 1},
         {"ignore": "all"},
-        {"label_smoothing": 0.1},
         {"values": "confident", "dtypes": ALL_DTYPES},
         {"values": "large"},
-        {"target": "probs"},
-        {"target": "probs", "alpha": "array", "reduction": "none"},
-        {"target": "probs", "values": "edge", "label_smoothing": 0.2},
     ],
-    {**_SPACE, "gamma": [2.0, 0.0, 1.0, 0.5, 3.0], "alpha": ["none", "float", "array"]},
+    {**_SPACE, "target": ["index"], "label_smoothing": [0.0], "values": ["normal", "confident", "large"],
+     "gamma": [2.0, 0.0, 1.0, 0.5, 3.0], "alpha": ["none", "float", "array"]},
     torch_name="torch-op reference (parity.references.focal_loss)",
 )
 def focal_loss(s: dict[str, Any]) -> Case:
+    if s["target"] != "index" or s["label_smoothing"]:
+        raise Invalid("jaxloss.focal_loss takes class indices, no label smoothing")
     x, t, kw = logits_and_target(s)
-    if s["label_smoothing"]:
-        kw["label_smoothing"] = s["label_smoothing"]
     kw["gamma"] = s["gamma"]
     if s["alpha"] == "float":
         kw["alpha"] = 0.25
     elif s["alpha"] == "array":
         kw["alpha"] = rng_for(s, "alpha").uniform(0.1, 0.9, size=(C,))
-    grad = ("input", "target") if s["target"] == "probs" else ("input",)
     return Case(
         "focal_loss",
         "",
         (x, t),
         kw,
         ("input", "target"),
-        grad=grad,
+        grad=("input",),
         hvp=s["gamma"] in (0.0, 1.0, 2.0, 3.0),  # (1 - p)**0.5 has an unbounded second derivative at p = 1
         torch_fn=references.focal_loss,
         torch_expr="parity.references.focal_loss",

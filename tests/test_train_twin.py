@@ -1,0 +1,79 @@
+"""train.twin: short lockstep runs of Flax/optax against torch/torch.optim stay together.
+
+The full runs (50 SeedCNN steps, 10 ResNet-18 steps) are ``python -m train.twin``; these
+are their short versions, small enough for the suite.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from train.twin import TwinConfig, loss_pair, main, run_twin
+
+
+def test_seed_cnn_sgd_momentum_cli_writes_report(tmp_path, capsys):
+    rc = main(["--model", "seed-cnn", "--steps", "5", "--batch-size", "8", "--optimizer", "sgd", "--momentum", "0.9",
+               "--lr", "0.05", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    report = json.loads((tmp_path / "twin.json").read_text())
+    assert report["passed"] and len(report["steps"]) == 5
+    steps = report["steps"]
+    # early steps agree to float32 rounding, element by element
+    assert all(s["strict"] for s in steps[:3]), steps
+    assert max(s["loss_diff"] for s in steps) < 1e-5
+    assert max(s["param_diff"] for s in steps) < 1e-5
+    assert steps[-1]["loss_torch"] < steps[0]["loss_torch"]  # it trains
+    assert (tmp_path / "twin.png").stat().st_size > 10_000
+    assert (tmp_path / "twin.md").read_text().count("\n|") >= 6
+    assert "max |dparam|" in out and "within float32 tolerance" in out
+
+
+def test_resnet18_train_mode_batchnorm_twin():
+    cfg = TwinConfig(model="resnet18", steps=2, batch_size=4, image_size=16, optimizer="sgd", momentum=0.9,
+                     lr=0.01, seed=3, reference=True)
+    r = run_twin(cfg)
+    assert r.passed, [vars(s) for s in r.steps]
+    assert r.max_loss_diff < 1e-4
+    assert 0 < r.max_buffer_diff < 1e-4  # the running statistics moved, together
+    assert r.steps[0].strict
+
+
+def test_float64_twin_is_exact_with_adamw_amsgrad_and_cosine():
+    """In float64 both frameworks do the same arithmetic: the runs agree to float64 rounding."""
+    r = run_twin(TwinConfig(model="seed-cnn", steps=4, batch_size=4, optimizer="adamw", lr=1e-3, amsgrad=True,
+                            schedule="cosine", t_max=2, steps_per_epoch=1, loss="cross_entropy",
+                            loss_kwargs={"label_smoothing": 0.1}, dtype="float64"))
+    assert r.passed
+    assert r.max_param_diff < 1e-12 and r.max_loss_diff < 1e-12
+    assert jax.config.read("jax_enable_x64")  # conftest's setting is restored
+
+
+@pytest.mark.parametrize("name,kw", [("cross_entropy", {"label_smoothing": 0.2}), ("nll_loss", {}),
+                                     ("focal_loss", {"gamma": 2.0, "alpha": [0.5] * 5}), ("mse_loss", {}),
+                                     ("multi_margin_loss", {}), ("soft_margin_loss", {}), ("kl_div", {"reduction": "batchmean"})])
+def test_loss_pair_values_and_gradients_agree(name, kw):
+    jl, tl, _ = loss_pair(name, 5, **kw)
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 5))
+    y = rng.integers(0, 5, size=6)
+    lt = torch.tensor(logits, requires_grad=True)
+    vt = tl(lt, torch.tensor(y))
+    vt.backward()
+    vj, gj = jax.value_and_grad(jl)(jnp.asarray(logits), jnp.asarray(y))
+    np.testing.assert_allclose(float(vj), float(vt), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(gj), lt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_bad_options_are_reported():
+    with pytest.raises(ValueError, match="twin loss must be one of"):
+        loss_pair("ctc_loss", 10)
+    assert main(["--model", "seed-cnn", "--image-size", "16", "--steps", "1"]) == 2
+    with pytest.raises(TypeError, match="unknown twin option"):
+        run_twin(TwinConfig(), stepz=3)
