@@ -208,4 +208,4 @@ def abs(x: Array) -> Array:  # noqa: A001  (torch.abs twin)
 @abs.defjvp
 def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
     (x,), (dx,) = primals, tangents
-    return jnp.abs(x), jnp.sign(x) * dx
+    return abs(x), jnp.sign(x) * dx
