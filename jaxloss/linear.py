@@ -14,11 +14,14 @@ from jax.custom_derivatives import SymbolicZero
 from jaxloss import classification as _cls
 from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, result_float_dtype
 
-# Logit elements per chunk when ``chunk_size`` is None: 2**25 float32 = 128 MiB of logits (and as
+# Logit elements per chunk when ``chunk_size`` is None: 2**24 float32 = 64 MiB of logits (and as
 # much for their gradient) whatever the vocabulary. Large enough that the per-chunk update of the
 # (C, H) weight gradient (one read-modify-write of it per chunk) costs a few percent of the three
 # (rows, H) x (H, C) matrix products; small enough to stay far below the (N, C) logits.
-_CHUNK_ELEMENTS = 1 << 25
+_CHUNK_ELEMENTS = 1 << 24
+# The weight gradient of a chunk, dz.T @ x, is added to the accumulator in blocks of rows of this
+# many elements (32 MiB in float32), so that no (C, H) temporary exists besides the accumulator.
+_DW_BLOCK_ELEMENTS = 1 << 23
 
 
 class _Config(NamedTuple):
@@ -35,7 +38,7 @@ class _Config(NamedTuple):
 
 def default_chunk_size(num_classes: int) -> int:
     """Rows per chunk used when ``chunk_size`` is None: the largest power of two whose
-    ``(rows, num_classes)`` float32 logits fit in 128 MiB (512 rows for a 65536-word vocabulary)."""
+    ``(rows, num_classes)`` float32 logits fit in 64 MiB (256 rows for a 65536-word vocabulary)."""
     rows = max(1, _CHUNK_ELEMENTS // max(1, num_classes))
     return 1 << (rows.bit_length() - 1)
 
@@ -81,6 +84,30 @@ def _map_chunks(body: Any, carry: Any, xs: tuple[Array, ...], chunk: int) -> tup
     if len(parts) == 1:
         return carry, parts[0]
     return carry, jax.tree.map(lambda *p: jnp.concatenate(p, axis=0), *parts)
+
+
+def _add_weight_grad(dw: Array, dz: Array, x: Array) -> Array:
+    """``dw + dz.T @ x``, by blocks of rows of ``dw`` updated in place (no ``dw``-sized temporary)."""
+    rows, h = dw.shape
+    block = max(1, _DW_BLOCK_ELEMENTS // max(1, h))
+
+    def product(dz_part: Array) -> Array:
+        return lax.dot_general(dz_part, x, (((0,), (0,)), ((), ())), preferred_element_type=dw.dtype)
+
+    if block >= rows:
+        return dw + product(dz)
+    n_blocks, rem = divmod(rows, block)
+
+    def add_block(j: Array, dw: Array) -> Array:
+        start = j * block
+        part = lax.dynamic_slice_in_dim(dw, start, block, axis=0)
+        part = part + product(lax.dynamic_slice_in_dim(dz, start, block, axis=1))
+        return lax.dynamic_update_slice_in_dim(dw, part, start, axis=0)
+
+    dw = lax.fori_loop(0, n_blocks, add_block, dw)
+    if rem:
+        dw = dw.at[n_blocks * block :].add(product(dz[:, n_blocks * block :]))
+    return dw
 
 
 def _losses(cfg: _Config, x: Array, w: Array, b: Array | None, t: Array, cw: Array | None) -> Array:
@@ -130,9 +157,7 @@ def _losses_and_grads(
         dt_c = cts[1] if need_t else None
         dx_c = lax.dot_general(dz, w, (((1,), (0,)), ((), ()))) if need_x else None  # dz @ w
         if need_w:
-            dw = dw + lax.dot_general(
-                dz, x_c, (((0,), (0,)), ((), ())), preferred_element_type=acc
-            )  # dz.T @ x
+            dw = _add_weight_grad(dw, dz, x_c)  # dw += dz.T @ x
         if need_b:
             db = db + jnp.sum(dz, axis=0, dtype=acc)
         return (dw, db), (rows, dx_c, dt_c)
@@ -274,7 +299,7 @@ def linear_cross_entropy(
             class probabilities (torch's rule).
         label_smoothing: in ``[0, 1]``, as :func:`jaxloss.cross_entropy`.
         chunk_size: rows of logits computed at a time. ``None``: the largest power
-            of two with at most 2**25 logits per chunk (128 MiB in float32; 512
+            of two with at most 2**24 logits per chunk (64 MiB in float32; 256
             rows for C = 65536), see :func:`default_chunk_size`.
 
     Returns:

@@ -234,9 +234,11 @@ def run_jobs(
 
 # --------------------------------------------------------------------------- fuzzing
 def fuzz_specs(n: int, seed: int, losses: Iterable[str] | None = None, dtypes: Sequence[str] | None = None) -> list[Job]:
-    """``n`` random jobs: a loss, a spec drawn from its space, a dtype from the case's dtypes."""
+    """``n`` random jobs: a loss, a spec drawn from its space, a dtype among those its grid uses."""
     reg = registry()
-    names = list(reg) if losses is None else [x for x in reg if x in set(losses)]
+    # by default the functions (a module row's space is only its seed)
+    names = [x for x in reg if len(reg[x].space) > 1] if losses is None else [x for x in reg if x in set(losses)]
+    supported = {x: sorted({d for o in reg[x].grid for d in o.get("dtypes", ("float64",))}) for x in names}
     rng = np.random.default_rng(seed)
     jobs: list[Job] = []
     tries = 0
@@ -250,7 +252,7 @@ def fuzz_specs(n: int, seed: int, losses: Iterable[str] | None = None, dtypes: S
             case = loss.case(spec)
         except Invalid:
             continue
-        allowed = [d for d in case.dtypes if dtypes is None or d in dtypes]
+        allowed = [d for d in supported[name] if dtypes is None or d in dtypes]
         if not allowed:
             continue
         jobs.append((name, spec, allowed[int(rng.integers(len(allowed)))]))

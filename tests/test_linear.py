@@ -230,9 +230,9 @@ def test_low_precision_is_computed_in_float32(dtype):
 
 
 def test_default_chunk_size():
-    assert default_chunk_size(65536) == 512
-    assert default_chunk_size(50257) == 512
-    assert default_chunk_size(1000) == 32768
+    assert default_chunk_size(65536) == 256
+    assert default_chunk_size(50257) == 256
+    assert default_chunk_size(1000) == 16384
     assert default_chunk_size(1 << 30) == 1
 
 

@@ -107,12 +107,41 @@ def test_resume_refuses_a_different_run(tmp_path, tiny):
     _check_resume(_config(tmp_path, epochs=5), _config(tmp_path).to_json())  # more epochs: fine
 
 
+def _numpy_init(std: float):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)  # no random-number program to compile
+    return lambda key, shape, dtype=jnp.float32: jnp.asarray(rng.normal(0.0, std, shape), dtype)
+
+
 class _ConvBN(nnx.Module):
+    """A small network with torch-exact BatchNorm: float32 mean / var and an int32 num_batches_tracked."""
+
     def __init__(self, rngs: nnx.Rngs) -> None:
         from train.models import BatchNorm2d
 
-        self.conv = nnx.Conv(3, 4, (3, 3), rngs=rngs)
-        self.bn = BatchNorm2d(4)  # float32 mean / var and an int32 num_batches_tracked
+        self.conv = nnx.Conv(3, 4, (3, 3), strides=(2, 2), kernel_init=_numpy_init(0.2), rngs=rngs)
+        self.bn = BatchNorm2d(4)
+        self.fc = nnx.Linear(4, 10, kernel_init=_numpy_init(0.5), rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc(jax.nn.relu(self.bn(self.conv(x))).mean(axis=(1, 2)))
+
+
+def test_ctrl_c_and_resume_keep_batchnorm_statistics(tmp_path, tiny):
+    def run(out, on_step=None, **kw):  # type: ignore[no-untyped-def]
+        cfg = _config(out, model="convbn", **kw)
+        return train(cfg, dataset=tiny, model=_ConvBN(nnx.Rngs(0)), on_step=on_step, log=io.StringIO())
+
+    def ctrl_c(epoch: int, step: int) -> None:
+        if (epoch, step) == (1, 1):
+            signal.raise_signal(signal.SIGINT)
+
+    reference = run(tmp_path / "a")
+    with pytest.raises(TrainingInterrupted):
+        run(tmp_path / "b", on_step=ctrl_c)
+    resumed = run(tmp_path / "b", resume=True)
+    assert int(resumed.rest["bn"]["num_batches_tracked"][...]) == 10
+    _assert_same_params((resumed.params, resumed.rest), (reference.params, reference.rest))
+    assert _metrics(resumed.history) == _metrics(reference.history)
 
 
 def test_checkpointer_round_trip_with_batchnorm_state_and_atomic_layout(tmp_path):

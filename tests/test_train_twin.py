@@ -29,20 +29,19 @@ def test_seed_cnn_sgd_momentum_cli_writes_report(tmp_path, capsys):
     assert all(s["strict"] for s in steps[:3]), steps
     assert max(s["loss_diff"] for s in steps) < 1e-5
     assert max(s["param_diff"] for s in steps) < 1e-5
-    assert steps[-1]["loss_torch"] < steps[0]["loss_torch"]  # it trains
     assert (tmp_path / "twin.png").stat().st_size > 10_000
     assert (tmp_path / "twin.md").read_text().count("\n|") >= 6
     assert "max |dparam|" in out and "within float32 tolerance" in out
 
 
 def test_resnet18_train_mode_batchnorm_twin():
-    cfg = TwinConfig(model="resnet18", steps=2, batch_size=4, image_size=16, optimizer="sgd", momentum=0.9,
-                     lr=0.01, seed=3, reference=True)
+    """The 10-step run's configuration (torchvision stem, 32x32, batch 32, SGD momentum), 2 steps."""
+    cfg = TwinConfig(model="resnet18", steps=2, batch_size=32, image_size=32, optimizer="sgd", momentum=0.9, lr=0.01)
     r = run_twin(cfg)
     assert r.passed, [vars(s) for s in r.steps]
-    assert r.max_loss_diff < 1e-4
-    assert 0 < r.max_buffer_diff < 1e-4  # the running statistics moved, together
-    assert r.steps[0].strict
+    assert all(s.strict for s in r.steps), [vars(s) for s in r.steps]
+    assert r.max_loss_diff < 1e-5 and r.max_param_diff < 1e-5
+    assert 0 < r.max_buffer_diff < 1e-5  # the running statistics moved, and together
 
 
 def test_float64_twin_is_exact_with_adamw_amsgrad_and_cosine():

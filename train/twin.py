@@ -17,10 +17,22 @@ fixed random image template; an example is its class template plus unit Gaussian
 labels uniform. ``--steps`` distinct batches are drawn from ``--seed`` with NumPy, so
 the run is reproducible and the loss goes down (there is something to learn).
 
-Tolerance: a step passes when ``|loss_jax - loss_torch| <= atol + rtol * |loss_torch|``
-and every parameter element satisfies ``|p_jax - p_torch| <= atol + rtol * |p_torch|``,
-with the float32 tolerance of :mod:`parity.tolerances` (``--rtol`` / ``--atol`` change
-it). The exit status is 1 when a step fails.
+Tolerance. *Strict*: the loss and every parameter element within ``atol + rtol * |torch|``
+(parity's float32 table, :mod:`parity.tolerances`; ``--rtol`` / ``--atol`` change it).
+That holds for the first steps only: float32 training is chaotic enough that rounding
+differences grow, and a discrete event (a max-pool window whose two largest inputs are
+within rounding of each other, a ReLU input within rounding of 0) moves a gradient by far
+more than rounding. So the run also trains a float64 copy of the torch model (the
+*reference*, ``--no-reference`` skips it) and measures torch's own float32 error on the
+same trajectory. A step is *within float32 tolerance* when it is strict, or when the
+Flax-torch difference is no larger than that error allows:
+``max|p_jax - p_torch| <= atol + 2 max|p_torch - p_torch64|`` and
+``|dloss| <= atol + rtol |loss| + 2 e_k`` (``e_k``: the largest ``|loss_torch -
+loss_torch64|`` so far; twice because each framework rounds on its own). The table also
+gives Flax's own error, ``max|p_jax - p_torch64|``, next to torch's. ``--dtype float64``
+runs both frameworks in float64, where they agree to float64 rounding at every step:
+the arithmetic is the same, the float32 differences are rounding. The exit status is 1
+when a step is outside the tolerance.
 
 BatchNorm (ResNet-18): both models are in training mode on one device, so both normalise
 with the statistics of the whole batch; the Flax BatchNorm is torch-exact (unbiased
@@ -86,7 +98,7 @@ class TwinConfig:
     schedule: str = "none"  # none | step | cosine
     steps_per_epoch: int = 5
     step_size: int = 2
-    gamma: float = 0.5
+    lr_gamma: float = 0.5  # StepLR gamma
     t_max: int = 4
     eta_min: float = 0.0
     loss: str = "cross_entropy"
@@ -248,7 +260,7 @@ def _schedule(cfg: TwinConfig) -> Any:
     if cfg.schedule == "none":
         return cfg.lr
     if cfg.schedule == "step":
-        return optim.step_lr(cfg.lr, cfg.step_size, cfg.gamma, cfg.steps_per_epoch)
+        return optim.step_lr(cfg.lr, cfg.step_size, cfg.lr_gamma, cfg.steps_per_epoch)
     if cfg.schedule == "cosine":
         return optim.cosine_annealing(cfg.lr, cfg.t_max, cfg.eta_min, cfg.steps_per_epoch)
     raise ValueError(f"schedule must be none, step or cosine; got {cfg.schedule!r}")
@@ -271,7 +283,7 @@ def _torch_optimizer(cfg: TwinConfig, params: Any) -> tuple[torch.optim.Optimize
     opt = cls(params, lr=cfg.lr, **_optimizer_options(cfg))
     sched = None
     if cfg.schedule == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.lr_gamma)
     elif cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.t_max, cfg.eta_min)
     return opt, sched
@@ -545,7 +557,7 @@ def plot(result: TwinResult, path: Path) -> None:
     if any(s.buffer_diff for s in result.steps):
         ax1.semilogy(steps, [max(s.buffer_diff, tiny) for s in result.steps], "^-", ms=3, label="max |dBN stat|")
     ax1.axhline(result.atol, color="gray", ls=":", label=f"atol {result.atol:g}")
-    ax1.set(xlabel="step", ylabel="absolute difference", title="Flax - torch")
+    ax1.set(xlabel="step", ylabel="absolute difference (0 drawn at 1e-12)", title="Flax - torch")
     ax1.legend()
     c = result.config
     fig.suptitle(f"twin run: {c['model']}, {c['optimizer']}, {c['loss']}, batch {c['batch_size']}, {c['dtype']}")
@@ -612,11 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["none", "step", "cosine"], default="none")
     p.add_argument("--steps-per-epoch", type=int, default=5, help="schedulers step once per this many steps")
     p.add_argument("--step-size", type=int, default=2, help="StepLR step_size (epochs)")
-    p.add_argument("--gamma", type=float, default=0.5, help="StepLR gamma")
+    p.add_argument("--lr-gamma", type=float, default=0.5, help="StepLR gamma")
     p.add_argument("--t-max", type=int, default=4, help="CosineAnnealingLR T_max (epochs)")
     p.add_argument("--eta-min", type=float, default=0.0)
     p.add_argument("--loss", choices=list(LOSS_NAMES), default="cross_entropy")
     p.add_argument("--label-smoothing", type=float, default=None, help="cross_entropy's label_smoothing")
+    p.add_argument("--gamma", type=float, default=None, help="focal_loss's gamma")
     p.add_argument("--loss-arg", type=_loss_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="extra keyword for the loss (repeatable), e.g. gamma=2.0")
     p.add_argument("--seed", type=int, default=0)
@@ -634,6 +647,8 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
     loss_kwargs = dict(args.loss_arg)
     if args.label_smoothing is not None:
         loss_kwargs["label_smoothing"] = args.label_smoothing
+    if args.gamma is not None:
+        loss_kwargs["gamma"] = args.gamma
     return TwinConfig(
         model=args.model,
         steps=args.steps,
@@ -654,7 +669,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         schedule=args.schedule,
         steps_per_epoch=args.steps_per_epoch,
         step_size=args.step_size,
-        gamma=args.gamma,
+        lr_gamma=args.lr_gamma,
         t_max=args.t_max,
         eta_min=args.eta_min,
         loss=args.loss,

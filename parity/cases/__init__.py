@@ -28,7 +28,8 @@ walks towards the front of each list). A case runs in each dtype of
 cases and value regimes run in all four dtypes, its option variations in
 float64): the float64 data are rounded to the dtype, so jaxloss, torch and the
 float64 reference all see the same numbers. Hessian-vector products are compared
-in float64.
+in float64, for the core entries (those run in several dtypes) and entries with
+``"hvp": True``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class Loss:
         c.spec = spec
         if "dtypes" in overrides:
             c.dtypes = tuple(overrides["dtypes"])
+        # second order: for the core entries (run in several dtypes) or when asked; it
+        # roughly doubles a case's compile time, so option variations skip it
+        c.hvp = c.hvp and bool(overrides.get("hvp", len(c.dtypes) > 1))
         c.name = overrides.get("id") or _spec_name(overrides)
         return c
 

@@ -47,9 +47,9 @@ T, N, C, S = 10, 3, 5, 4
     },
     [
         {"dtypes": ("float64", "float32")},
-        {"reduction": "none", "dtypes": ("float64", "float32")},
+        {"reduction": "none"},
         {"reduction": "sum", "layout": "concat"},
-        {"mode": "direct", "dtypes": ("float64", "float32")},
+        {"mode": "direct"},
         {"mode": "direct", "reduction": "sum", "values": "repeats"},
         {"layout": "unbatched", "reduction": "none"},
         {"layout": "unbatched", "mode": "direct", "lengths": "tuple"},

@@ -86,7 +86,7 @@ def pairwise_distance(s: dict[str, Any]) -> Case:
         {"shape": "broadcast"},
         {"shape": "empty"},
         {"eps": 1e-3},
-        {"values": "zero-vector", "dtypes": ALL_DTYPES},
+        {"values": "zero-vector", "dtypes": ("float64", "float32", "bfloat16")},
         {"values": "zero-vector", "eps": 1e-2},
         {"values": "tiny"},
         {"values": "large", "dtypes": ALL_DTYPES},

@@ -14,6 +14,8 @@ import numpy as np
 
 from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for, signs
 
+HIGH = ("float64", "float32")  # torch's CPU multi(label)_margin kernels have no float16 / bfloat16
+
 N, C = 4, 5
 REDUCTIONS = ["mean", "none", "sum"]
 
@@ -25,8 +27,8 @@ REDUCTIONS = ["mean", "none", "sum"]
     ("input", "target", "reduction"),
     {"shape": "batched", "reduction": "mean", "labels": "some", "values": "normal", "seed": 0},
     [
-        {"dtypes": ALL_DTYPES},
-        {"reduction": "none", "dtypes": ALL_DTYPES},
+        {"dtypes": HIGH},
+        {"reduction": "none", "dtypes": HIGH},
         {"reduction": "sum"},
         {"labels": "none", "reduction": "none"},
         {"labels": "all"},
@@ -34,7 +36,7 @@ REDUCTIONS = ["mean", "none", "sum"]
         {"shape": "unbatched"},
         {"shape": "unbatched", "reduction": "none"},
         {"shape": "empty", "reduction": "sum"},
-        {"values": "kink", "reduction": "none", "dtypes": ALL_DTYPES},
+        {"values": "kink", "reduction": "none", "dtypes": HIGH},
         {"values": "large"},
     ],
     {
@@ -72,19 +74,19 @@ def multilabel_margin_loss(s: dict[str, Any]) -> Case:
     ("input", "target", "p", "margin", "weight", "reduction"),
     {"shape": "batched", "reduction": "mean", "p": 1, "margin": 1.0, "weight": False, "values": "normal", "seed": 0},
     [
-        {"dtypes": ALL_DTYPES},
-        {"reduction": "none", "dtypes": ALL_DTYPES},
+        {"dtypes": HIGH},
+        {"reduction": "none", "dtypes": HIGH},
         {"reduction": "sum"},
-        {"p": 2, "dtypes": ALL_DTYPES},
+        {"p": 2, "dtypes": HIGH},
         {"p": 2, "margin": 0.5, "weight": True, "reduction": "none"},
         {"margin": 0.3},
         {"margin": 2.0, "reduction": "sum"},
-        {"weight": True, "dtypes": ALL_DTYPES},
+        {"weight": True, "dtypes": HIGH},
         {"weight": True, "reduction": "sum"},
         {"shape": "unbatched"},
         {"shape": "unbatched", "p": 2, "weight": True, "reduction": "none"},
         {"shape": "empty", "reduction": "sum"},
-        {"values": "kink", "reduction": "none", "dtypes": ALL_DTYPES},
+        {"values": "kink", "reduction": "none", "dtypes": HIGH},
         {"values": "kink", "p": 2},
         {"values": "large", "reduction": "none"},
     ],

@@ -1,7 +1,8 @@
 """Regression losses: l1_loss, mse_loss, huber_loss, smooth_l1_loss, poisson_nll_loss, gaussian_nll_loss.
 
 Shapes: batched ``(4, 5)``, unbatched ``(5,)``, K-dim ``(2, 3, 2, 2)``, scalar, empty
-``(0, 5)``. Values: normal, large (x1e4), tiny (x1e-6), and "kink" data that put
+``(0, 5)``. Gaussian variances of 1e-12 / 1e10 and squared errors of 1e6 leave
+float16's range (max 65504), so those regimes run in float64 / float32 / bfloat16. Values: normal, large (x1e4), tiny (x1e-6), and "kink" data that put
 ``|x - y|`` exactly at 0 / ``delta`` / ``beta``, where the gradient follows torch's
 branch choice.
 """
@@ -214,10 +215,10 @@ _VAR_SHAPES = {
         {"shape": "unbatched", "var": "last1"},
         {"shape": "kdim", "reduction": "sum"},
         {"shape": "empty"},
-        {"values": "tiny-var", "reduction": "none", "dtypes": ALL_DTYPES},
+        {"values": "tiny-var", "reduction": "none", "dtypes": ("float64", "float32", "bfloat16")},
         {"values": "tiny-var", "eps": 1e-2},
         {"values": "huge-var", "reduction": "none", "dtypes": ("float64", "float32", "bfloat16")},
-        {"values": "large", "dtypes": ALL_DTYPES},
+        {"values": "large", "dtypes": ("float64", "float32", "bfloat16")},
     ],
     {
         "shape": ["batched", "unbatched", "kdim", "empty"],
