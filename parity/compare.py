@@ -86,8 +86,8 @@ class Comparison:
     passed: bool
     shape: tuple[int, ...] = ()
     max_abs: float = 0.0  # worst |jax - torch|
-    max_rel: float = 0.0  # worst |jax - torch| / |torch|
-    max_ulp: float = 0.0  # worst error in ULPs of ``dtype`` at torch's value
+    max_rel: float = 0.0  # worst |jax - torch| / |torch| (where |torch| > atol)
+    max_ulp: float = 0.0  # worst error in ULPs of ``dtype`` at torch's value (likewise)
     usage: float = 0.0  # worst |jax - torch| / (atol + rtol |torch|); <= 1 passes
     n_bad: int = 0
     size: int = 0
@@ -467,9 +467,12 @@ def compare_arrays(
         return c
     ok, usage = _agree(a, e, dtype)
     abs_err = _err(a, e)
+    # relative and ULP errors where torch's value is significant (|e| > atol): near 0 the
+    # absolute error is the meaningful one (a 1e-17 vs 0 difference is "100% relative")
+    sig = ~(np.abs(e) <= tolerance_for(dtype).atol)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))
-    ulps = np.where(abs_err == 0, 0.0, ulp_error(a, e, dtype))
+        rel = np.where((abs_err == 0) | ~sig, 0.0, abs_err / np.abs(e))
+    ulps = np.where((abs_err == 0) | ~sig, 0.0, ulp_error(a, e, dtype))
     ulps = np.where(np.isnan(ulps), np.inf, ulps)
     c.max_abs, c.max_rel, c.max_ulp = _max(abs_err), _max(rel), _max(ulps)
     c.usage = _max(usage)

@@ -2,8 +2,11 @@
 
 * :func:`focal_loss`: torch has no multi-class focal loss. This is the formula
   ``-sum_c q_c w_c a_c (1 - p_c)**gamma log p_c`` with ``q`` the (smoothed) target
-  distribution, ``w`` the class weights and ``a`` alpha; with ``gamma=0`` and no
-  alpha it is ``F.cross_entropy`` exactly (same ignore_index / weight / 'mean' rules).
+  distribution, ``w`` the class weights and ``a`` alpha ('mean' divides by the
+  targets' weights, not alpha); with ``gamma=0`` and no alpha it is
+  ``F.cross_entropy`` exactly. ``1 - p`` is ``-expm1(log p)`` and the gradient of
+  ``(1 - p)**gamma`` at ``p = 1`` is its limit 0 (autograd's chain rule gives NaN
+  there for ``0 < gamma < 1``).
 * :func:`sigmoid_focal_loss`: torchvision's ``torchvision.ops.sigmoid_focal_loss``,
   copied op for op (used when torchvision is not installed).
 * :func:`linear_cross_entropy`: ``F.linear_cross_entropy`` on its reference path
@@ -42,7 +45,14 @@ def focal_loss(
     cdim = 1 if input.dim() > 1 else 0
     C = input.shape[cdim]
     logp = F.log_softmax(input, cdim)
-    term = (1 - logp.exp()) ** gamma * logp if gamma else logp
+    if gamma:
+        q = -torch.expm1(logp)  # 1 - p, accurate near p = 1
+        pos = q > 0
+        # q**gamma with the gradient's limit (0) at q = 0 for 0 < gamma < 1, not 0 * inf = NaN
+        mod = torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** gamma, torch.zeros_like(q))
+        term = mod * logp
+    else:
+        term = logp
 
     def along_c(v: torch.Tensor) -> torch.Tensor:  # (C,) -> broadcastable along the class dim
         return v.reshape((C,) + (1,) * (input.dim() - cdim - 1))
