@@ -67,7 +67,8 @@ def _metrics(history):  # type: ignore[no-untyped-def]
 
 def test_resume_after_an_epoch_equals_a_straight_run(tmp_path, tiny, straight):
     first = train(_config(tmp_path, epochs=1), dataset=tiny, log=io.StringIO())
-    assert Checkpointer(tmp_path / "checkpoints").all_steps() == [5]
+    with Checkpointer(tmp_path / "checkpoints") as ck:
+        assert ck.all_steps() == [5]
     log = io.StringIO()
     resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=log)
     assert "resumed from" in log.getvalue() and "epoch 2, step 0" in log.getvalue()
@@ -91,7 +92,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, ti
     assert info.value.checkpoint == 3
     assert "interrupted at epoch 1, step 3: checkpoint 3 saved" in log.getvalue()
     assert signal.getsignal(signal.SIGINT) is handler  # restored
-    assert Checkpointer(tmp_path / "checkpoints").all_steps() == [3]
+    with Checkpointer(tmp_path / "checkpoints") as ck:
+        assert ck.all_steps() == [3] and ck.meta()["step"] == 3
     resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=io.StringIO())
     _assert_same_params(resumed.params, straight.params)
     assert _metrics(resumed.history) == _metrics(straight.history)  # the partial epoch's sums were saved too

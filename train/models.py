@@ -28,11 +28,13 @@ Conventions that make the twins equal:
   the bits: to start both frameworks from identical weights, convert them.
   ``torch_init=False`` uses Flax's defaults (lecun_normal kernels, zero biases).
 
-Parameters are float32. ``dtype`` (keyword, default None = float32) is the
-computation dtype, e.g. ``jnp.bfloat16`` for mixed precision; BatchNorm statistics,
-the global average pool and the running averages are computed in float32 at least.
-(For a float64 model, cast the state: ``nnx.update(m, jax.tree.map(lambda a: a.astype(jnp.float64), nnx.state(m, nnx.Param)))``
-with ``jax_enable_x64`` on; :mod:`train.twin` does so for ``--dtype float64``.)
+Parameters are float32. ``dtype`` (keyword, default None: the promoted dtype of input
+and parameters, float32 for float32 images) is the computation dtype, e.g.
+``jnp.bfloat16`` for mixed precision; BatchNorm statistics, the global average pool and
+the running averages are computed in float32 at least and the buffers keep their dtype.
+For a float64 model (``jax_enable_x64`` on), cast every floating leaf of
+``nnx.state(model)`` to float64 with ``nnx.update``, as :mod:`train.twin` does for
+``--dtype float64``.
 """
 
 from __future__ import annotations
