@@ -216,7 +216,7 @@ def _chunked_bwd(cfg: _Config, res: tuple[Any, ...], g: Any):
     if cfg.reduction != "none":
         dx, dw, db, dt = res
         if isinstance(g, SymbolicZero):
-            g = jnp.zeros((), (dx if dx is not None else dw if dw is not None else dt).dtype)
+            g = jnp.zeros((), next(a for a in res if a is not None).dtype)
 
         def scaled(a: Array | None) -> Array | None:
             return None if a is None else (g * a).astype(a.dtype)

@@ -167,7 +167,7 @@ def test_gradient_wrt_a_subset_of_arguments():
         return jaxloss.linear_cross_entropy(a, ww, tj, linear_bias=bb, chunk_size=4)
 
     full = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(xj, wj, bj)
-    for argnums in ((0,), (1, 2)):
+    for argnums in ((2,), (0, 1)):
         part = jax.jit(jax.grad(f, argnums=argnums))(xj, wj, bj)
         for i, g in zip(argnums, part):
             np.testing.assert_allclose(np.asarray(g), np.asarray(full[i]), rtol=1e-14)
