@@ -125,7 +125,8 @@ class TwinStep:
     strict: bool  # loss and every element within atol + rtol * |torch|
     ref_loss_diff: float | None = None  # |loss_torch - loss_torch64|: torch's own rounding error
     ref_param_diff: float | None = None  # max |p_torch - p_torch64|
-    jax_ref_param_diff: float | None = None  # max |p_jax - p_torch64|: Flax's own rounding error
+    jax_ref_loss_diff: float | None = None  # |loss_jax - loss_torch64|: Flax's own rounding error
+    jax_ref_param_diff: float | None = None  # max |p_jax - p_torch64|
     within_tolerance: bool = False
 
 
@@ -456,6 +457,7 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
                     exact = _torch_state(ref)
                     rec.ref_loss_diff = abs(lt - t_losses[1])
                     rec.ref_param_diff = _diff(theirs, exact, pnames)
+                    rec.jax_ref_loss_diff = abs(lj - t_losses[1])
                     rec.jax_ref_param_diff = _diff(ours, exact, pnames)
                     ref_loss_envelope = max(ref_loss_envelope, rec.ref_loss_diff)
                     rec.within_tolerance = rec.strict or (
@@ -483,7 +485,7 @@ def format_table(result: TwinResult, markdown: bool = False) -> str:
     has_ref = any(s.ref_param_diff is not None for s in result.steps)
     head = ["step", "loss (jax)", "loss (torch)", "|dloss|", "max |dparam|", "max rel dparam", "max |dstat|"]
     if has_ref:
-        head += ["torch |dloss| vs f64", "torch |dparam| vs f64", "flax |dparam| vs f64"]
+        head += ["torch |dloss| vs f64", "flax |dloss| vs f64", "torch |dparam| vs f64", "flax |dparam| vs f64"]
     head += ["strict", "ok"]
     rows = []
     for s in result.steps:
@@ -497,7 +499,7 @@ def format_table(result: TwinResult, markdown: bool = False) -> str:
             _e(s.buffer_diff),
         ]
         if has_ref:
-            row += [_e(s.ref_loss_diff), _e(s.ref_param_diff), _e(s.jax_ref_param_diff)]
+            row += [_e(s.ref_loss_diff), _e(s.jax_ref_loss_diff), _e(s.ref_param_diff), _e(s.jax_ref_param_diff)]
         row += ["yes" if s.strict else "no", "yes" if s.within_tolerance else "NO"]
         rows.append(row)
     if markdown:
@@ -523,13 +525,15 @@ def summary(result: TwinResult) -> str:
     if refs:
         text += (
             f"; torch's own float32 error (vs float64): max |dloss| {max(s.ref_loss_diff for s in refs):.2e}, "
-            f"max |dparam| {max(s.ref_param_diff for s in refs):.2e}; Flax's: max |dparam| "
-            f"{max(s.jax_ref_param_diff for s in refs):.2e}"
+            f"max |dparam| {max(s.ref_param_diff for s in refs):.2e}; Flax's: max |dloss| "
+            f"{max(s.jax_ref_loss_diff for s in refs):.2e}, max |dparam| {max(s.jax_ref_param_diff for s in refs):.2e}"
         )
     strict = sum(s.strict for s in result.steps)
+    within = sum(s.within_tolerance for s in result.steps)
+    where = "at every step" if result.passed else "at some steps"
     text += (
-        f"; {verdict} {c['dtype']} tolerance at every step (strict rtol {result.rtol:g} / atol {result.atol:g}: "
-        f"{strict}/{len(result.steps)} steps)"
+        f"; {verdict} {c['dtype']} tolerance {where} ({within}/{len(result.steps)} steps within; strict rtol "
+        f"{result.rtol:g} / atol {result.atol:g}: {strict}/{len(result.steps)})"
     )
     return text
 
