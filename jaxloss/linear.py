@@ -78,7 +78,7 @@ def _map_chunks(body: Any, carry: Any, xs: tuple[Array, ...], chunk: int) -> tup
         main = tuple(a[: k * chunk].reshape(k, chunk, *a.shape[1:]) for a in xs)
         carry, ys = lax.scan(body, carry, main)
         parts.append(jax.tree.map(lambda y: y.reshape(k * chunk, *y.shape[2:]), ys))
-    if rem:
+    if rem or n == 0:  # the ragged last chunk; an empty batch is one empty chunk
         carry, ys = body(carry, tuple(a[k * chunk :] for a in xs))
         parts.append(ys)
     if len(parts) == 1:

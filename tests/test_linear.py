@@ -125,6 +125,16 @@ def test_int32_and_int64_targets_agree_and_all_ignored():
     np.testing.assert_array_equal(np.asarray(g[1]), 0.0)
 
 
+def test_empty_batch_matches_torch():
+    """N = 0 rows: 'mean' is 0 / 0 = NaN, 'sum' 0, 'none' an empty array, as in torch; the
+    gradients are empty / zero, never an error."""
+    x, w, b, _, cw = _data(n=0, ignore=())
+    arrays = {"input": x, "linear_weight": w, "target": np.zeros((0,), np.int64), "linear_bias": b, "weight": cw}
+    out = compare(jaxloss.linear_cross_entropy, t_linear_cross_entropy, arrays, {"chunk_size": 4},
+                  grad=GRAD, positional=POS)  # fmt: skip
+    assert out["none"].shape == (0,) and np.isnan(out["mean"]) and out["sum"] == 0
+
+
 def test_same_value_as_unchunked_cross_entropy():
     x, w, b, t, cw = _data(n=40, c=11, seed=3)
     xj, wj, bj, tj, cwj = map(jnp.asarray, (x, w, b, t, cw))

@@ -63,8 +63,12 @@ def _pair(name, dtype="float32", seed=0, **kw):
     torch_to_flax(tm, fm)
     if dtype == "float64":
         tm.double()
-        nnx.update(fm, jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                                    nnx.state(fm)))
+        nnx.update(
+            fm,
+            jax.tree.map(
+                lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, nnx.state(fm)
+            ),
+        )
     return fm, tm
 
 
@@ -120,9 +124,16 @@ def test_seed_cnn_layers_and_shapes():
     m = SeedCNN(rngs=nnx.Rngs(0))
     convs = [m.conv1, m.conv2, m.conv3]
     assert [(c.in_features, c.out_features, c.kernel_size) for c in convs] == [
-        (3, 32, (5, 5)), (32, 32, (5, 5)), (32, 64, (5, 5))
+        (3, 32, (5, 5)),
+        (32, 32, (5, 5)),
+        (32, 64, (5, 5)),
     ]
-    assert (m.fc1.in_features, m.fc1.out_features, m.fc2.in_features, m.fc2.out_features) == (1024, 64, 64, 10)
+    assert (m.fc1.in_features, m.fc1.out_features, m.fc2.in_features, m.fc2.out_features) == (
+        1024,
+        64,
+        64,
+        10,
+    )
     assert _out(m, (2, 32, 32, 3)).shape == (2, 10)
     assert _out(SeedCNN(rngs=nnx.Rngs(0), num_classes=7), (1, 32, 32, 3)).shape == (1, 7)
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
@@ -132,7 +143,15 @@ def test_seed_cnn_layers_and_shapes():
 def test_seed_cnn_has_no_activation_by_default_relu_on_request():
     assert SeedCNN(rngs=nnx.Rngs(0)).activation is None
     assert [type(m).__name__ for m in TorchSeedCNN().model] == [
-        "Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d", "Flatten", "Linear", "Linear"
+        "Conv2d",
+        "MaxPool2d",
+        "Conv2d",
+        "MaxPool2d",
+        "Conv2d",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "Linear",
     ]
     assert sum(isinstance(m, torch.nn.ReLU) for m in TorchSeedCNN(activation="relu").modules()) == 4
     plain, relu = SeedCNN(rngs=nnx.Rngs(0)), SeedCNN(rngs=nnx.Rngs(0), activation="relu")
@@ -143,9 +162,11 @@ def test_seed_cnn_has_no_activation_by_default_relu_on_request():
 
 
 def test_flax_padding_is_explicit_and_torch_like():
-    for model, twin in ((SeedCNN(rngs=nnx.Rngs(0)), TorchSeedCNN()),
-                        (ResNet18(rngs=nnx.Rngs(0)), TorchResNet18()),
-                        (ResNet18(rngs=nnx.Rngs(0), cifar_stem=True), TorchResNet18(cifar_stem=True))):
+    for model, twin in (
+        (SeedCNN(rngs=nnx.Rngs(0)), TorchSeedCNN()),
+        (ResNet18(rngs=nnx.Rngs(0)), TorchResNet18()),
+        (ResNet18(rngs=nnx.Rngs(0), cifar_stem=True), TorchResNet18(cifar_stem=True)),
+    ):
         flax_convs = [layer for layer in model.torch_order() if isinstance(layer, nnx.Conv)]
         torch_convs = [m for m in twin.modules() if isinstance(m, torch.nn.Conv2d)]
         assert len(flax_convs) == len(torch_convs)
@@ -166,7 +187,8 @@ def test_resnet18_matches_torchvision_layout():
 
 def test_torch_resnet18_equals_torchvision():
     torchvision = pytest.importorskip(
-        "torchvision", reason="torchvision is not installed (not a dependency: its wheels pin one torch build)"
+        "torchvision",
+        reason="torchvision is not installed (not a dependency: its wheels pin one torch build)",
     )
     ref = torchvision.models.resnet18(num_classes=10)
     ours = TorchResNet18()
@@ -239,10 +261,17 @@ def _torch_sd(tm):
     return {k: v.detach().clone() for k, v in tm.state_dict().items()}
 
 
-@pytest.mark.parametrize("name,kw", [("seed-cnn", {}), ("seed-cnn", {"activation": "relu"}),
-                                     ("resnet18", {}), ("resnet18", {"cifar_stem": True})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("seed-cnn", {}),
+        ("seed-cnn", {"activation": "relu"}),
+        ("resnet18", {}),
+        ("resnet18", {"cifar_stem": True}),
+    ],
+)
 def test_round_trips_are_exact(name, kw):
-    fm, tm = _pair(name, **kw)
+    _fm, tm = _pair(name, **kw)
     # make every BatchNorm buffer non-trivial first
     with torch.no_grad():
         for mod in tm.modules():
@@ -271,8 +300,9 @@ def test_round_trips_are_exact(name, kw):
     # a bare state_dict works as the source too
     fm4 = build_model(name, rngs=nnx.Rngs(5), **kw)
     torch_to_flax(tm.state_dict(), fm4)
-    np.testing.assert_array_equal(np.asarray(fm4.torch_order()[0].kernel[...]),
-                                  np.asarray(fm3.torch_order()[0].kernel[...]))
+    np.testing.assert_array_equal(
+        np.asarray(fm4.torch_order()[0].kernel[...]), np.asarray(fm3.torch_order()[0].kernel[...])
+    )
 
 
 def test_conversion_never_aliases_torch_buffers():
@@ -374,8 +404,12 @@ def test_batchnorm_is_torchs_not_flaxs():
     x = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 6, 5, 5)).astype(np.float64)
     t = torch.nn.BatchNorm2d(6).double()
     f = BatchNorm2d(6)
-    nnx.update(f, jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                               nnx.state(f)))
+    nnx.update(
+        f,
+        jax.tree.map(
+            lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, nnx.state(f)
+        ),
+    )
     for _ in range(3):
         yt = t(torch.from_numpy(x)).detach().numpy()
         yf = np.asarray(f(jnp.asarray(x.transpose(0, 2, 3, 1)))).transpose(0, 3, 1, 2)
@@ -390,8 +424,9 @@ def test_batchnorm_is_torchs_not_flaxs():
     t.eval()
     f.eval()
     yt = t(torch.from_numpy(x)).detach().numpy()
-    np.testing.assert_allclose(np.asarray(f(jnp.asarray(x.transpose(0, 2, 3, 1)))).transpose(0, 3, 1, 2), yt,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(f(jnp.asarray(x.transpose(0, 2, 3, 1)))).transpose(0, 3, 1, 2), yt, rtol=1e-12, atol=1e-12
+    )
     f.train()
     assert f.use_running_average is False
     assert nnx.view(f, use_running_average=True).use_running_average is True

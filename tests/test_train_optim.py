@@ -21,35 +21,38 @@ SHAPES = [(3, 4), (5,), (2, 3, 3)]
 STEPS = 6
 
 CASES = {
-    "sgd": ("sgd", dict()),
-    "sgd-momentum": ("sgd", dict(momentum=0.9)),
-    "sgd-dampening": ("sgd", dict(momentum=0.9, dampening=0.3)),
-    "sgd-nesterov": ("sgd", dict(momentum=0.8, nesterov=True)),
-    "sgd-weight-decay": ("sgd", dict(weight_decay=0.05)),
-    "sgd-all": ("sgd", dict(momentum=0.7, dampening=0.2, weight_decay=0.01)),
-    "sgd-nesterov-wd": ("sgd", dict(momentum=0.9, nesterov=True, weight_decay=0.01)),
-    "adam": ("adam", dict()),
-    "adam-wd": ("adam", dict(weight_decay=0.1)),
-    "adam-amsgrad": ("adam", dict(amsgrad=True)),
-    "adam-betas-eps": ("adam", dict(betas=(0.3, 0.9), eps=1e-3)),  # lerp weight 0.7: torch's other branch
-    "adam-beta1-zero": ("adam", dict(betas=(0.0, 0.99))),
-    "adamw": ("adamw", dict(weight_decay=1e-2)),
-    "adamw-amsgrad": ("adamw", dict(weight_decay=0.1, amsgrad=True)),
-    "adamw-default-decay": ("adamw", dict()),  # torch.optim.AdamW default weight_decay 1e-2
+    "sgd": ("sgd", {}),
+    "sgd-momentum": ("sgd", {"momentum": 0.9}),
+    "sgd-dampening": ("sgd", {"momentum": 0.9, "dampening": 0.3}),
+    "sgd-nesterov": ("sgd", {"momentum": 0.8, "nesterov": True}),
+    "sgd-weight-decay": ("sgd", {"weight_decay": 0.05}),
+    "sgd-all": ("sgd", {"momentum": 0.7, "dampening": 0.2, "weight_decay": 0.01}),
+    "sgd-nesterov-wd": ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    "adam": ("adam", {}),
+    "adam-wd": ("adam", {"weight_decay": 0.1}),
+    "adam-amsgrad": ("adam", {"amsgrad": True}),
+    "adam-betas-eps": ("adam", {"betas": (0.3, 0.9), "eps": 1e-3}),  # lerp weight 0.7: torch's other branch
+    "adam-beta1-zero": ("adam", {"betas": (0.0, 0.99)}),
+    "adamw": ("adamw", {"weight_decay": 1e-2}),
+    "adamw-amsgrad": ("adamw", {"weight_decay": 0.1, "amsgrad": True}),
+    "adamw-default-decay": ("adamw", {}),  # torch.optim.AdamW default weight_decay 1e-2
 }
 
 TORCH_OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 # float32: the same operations in the same order, but XLA and ATen may fuse (FMA) or
 # vectorise differently: a few ULPs of the parameter per step.
-TOL = {"float64": dict(rtol=1e-13, atol=1e-15), "float32": dict(rtol=4e-6, atol=1e-7)}
+TOL = {"float64": {"rtol": 1e-13, "atol": 1e-15}, "float32": {"rtol": 4e-6, "atol": 1e-7}}
 
 
 def _data(dtype: str, seed: int = 0) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     rng = np.random.default_rng(seed)
     params = [rng.normal(size=s).astype(dtype) for s in SHAPES]
     # gradients of varied scale per step; some steps shrink, so amsgrad's max matters
-    grads = [[(rng.normal(size=s) * (2.0 if k % 3 == 0 else 0.1)).astype(dtype) for s in SHAPES] for k in range(STEPS)]
+    grads = [
+        [(rng.normal(size=s) * (2.0 if k % 3 == 0 else 0.1)).astype(dtype) for s in SHAPES]
+        for k in range(STEPS)
+    ]
     return params, grads
 
 
@@ -133,8 +136,12 @@ def test_sgd_with_step_lr_matches_torch(dtype):
     spe = 2
     lr = _Sched(0.1, step_lr(0.1, step_size=1, gamma=0.5, steps_per_epoch=spe))
     out = _run_both(
-        "sgd", dict(momentum=0.9, weight_decay=1e-3), lr, dtype,
-        torch_sched=lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5), steps_per_epoch=spe,
+        "sgd",
+        {"momentum": 0.9, "weight_decay": 1e-3},
+        lr,
+        dtype,
+        torch_sched=lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5),
+        steps_per_epoch=spe,
     )
     _assert_steps_close(out, dtype, "sgd+StepLR")
 
@@ -144,7 +151,10 @@ def test_adamw_with_cosine_matches_torch(dtype):
     spe = 1
     lr = _Sched(0.05, cosine_annealing(0.05, t_max=3, eta_min=0.001, steps_per_epoch=spe))
     out = _run_both(
-        "adamw", dict(weight_decay=0.05, amsgrad=True), lr, dtype,
+        "adamw",
+        {"weight_decay": 0.05, "amsgrad": True},
+        lr,
+        dtype,
         torch_sched=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=3, eta_min=0.001),
         steps_per_epoch=spe,
     )
@@ -174,7 +184,9 @@ def test_step_lr_equals_torch(step_size, gamma):
 @pytest.mark.parametrize("t_max,eta_min", [(5, 0.0), (4, 0.01), (1, 0.0)])
 def test_cosine_annealing_equals_torch_past_t_max(t_max, eta_min):
     spe, epochs = 2, 3 * t_max + 4  # past T_max: torch's schedule rises again (period 2 T_max)
-    want = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=t_max, eta_min=eta_min), epochs)
+    want = _torch_lrs(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=t_max, eta_min=eta_min), epochs
+    )
     sched = jax.jit(cosine_annealing(0.1, t_max, eta_min, steps_per_epoch=spe))
     got = np.asarray([sched(jnp.asarray(c, jnp.int32)) for c in range(epochs * spe)])
     np.testing.assert_allclose(got, np.repeat(want, spe), rtol=1e-12, atol=1e-15)
@@ -200,15 +212,15 @@ def test_optimizer_state_is_a_pytree_for_checkpoints():
 @pytest.mark.parametrize(
     "name,kw,message",
     [
-        ("sgd", dict(nesterov=True), "Nesterov momentum requires a momentum and zero dampening"),
-        ("sgd", dict(momentum=0.9, dampening=0.1, nesterov=True), "Nesterov momentum requires"),
-        ("sgd", dict(momentum=-0.1), "Invalid momentum value: -0.1"),
-        ("sgd", dict(weight_decay=-1.0), "Invalid weight_decay value: -1.0"),
-        ("adam", dict(betas=(1.0, 0.999)), "Invalid beta parameter at index 0: 1.0"),
-        ("adam", dict(eps=-1.0), "Invalid epsilon value: -1.0"),
-        ("adam", dict(momentum=0.9), "optimizer 'adam' has no option momentum"),
-        ("sgd", dict(amsgrad=True), "optimizer 'sgd' has no option amsgrad"),
-        ("rmsprop", dict(), "unknown optimizer 'rmsprop'"),
+        ("sgd", {"nesterov": True}, "Nesterov momentum requires a momentum and zero dampening"),
+        ("sgd", {"momentum": 0.9, "dampening": 0.1, "nesterov": True}, "Nesterov momentum requires"),
+        ("sgd", {"momentum": -0.1}, "Invalid momentum value: -0.1"),
+        ("sgd", {"weight_decay": -1.0}, "Invalid weight_decay value: -1.0"),
+        ("adam", {"betas": (1.0, 0.999)}, "Invalid beta parameter at index 0: 1.0"),
+        ("adam", {"eps": -1.0}, "Invalid epsilon value: -1.0"),
+        ("adam", {"momentum": 0.9}, "optimizer 'adam' has no option momentum"),
+        ("sgd", {"amsgrad": True}, "optimizer 'sgd' has no option amsgrad"),
+        ("rmsprop", {}, "unknown optimizer 'rmsprop'"),
     ],
 )
 def test_invalid_options_raise_like_torch(name, kw, message):

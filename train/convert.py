@@ -38,12 +38,14 @@ from flax import nnx
 
 from train.models import BatchNorm2d, torch_order_layers
 
-__all__ = ["torch_to_flax", "flax_to_torch", "flax_state_dict", "torch_layer_groups"]
+__all__ = ["flax_state_dict", "flax_to_torch", "torch_layer_groups", "torch_to_flax"]
 
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-def torch_layer_groups(state_dict: Mapping[str, torch.Tensor]) -> list[tuple[str, str, dict[str, torch.Tensor]]]:
+def torch_layer_groups(
+    state_dict: Mapping[str, torch.Tensor],
+) -> list[tuple[str, str, dict[str, torch.Tensor]]]:
     """``[(prefix, kind, {suffix: tensor})]`` in state_dict order; kind is 'conv' | 'linear' | 'bn'."""
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
@@ -58,7 +60,9 @@ def torch_layer_groups(state_dict: Mapping[str, torch.Tensor]) -> list[tuple[str
         elif "weight" in entries and entries["weight"].ndim == 2:
             kind = "linear"
         else:
-            raise ValueError(f"state_dict entry {prefix!r} ({sorted(entries)}) is not a Conv2d, Linear or BatchNorm2d")
+            raise ValueError(
+                f"state_dict entry {prefix!r} ({sorted(entries)}) is not a Conv2d, Linear or BatchNorm2d"
+            )
         out.append((prefix, kind, entries))
     return out
 
@@ -77,7 +81,9 @@ def _state_dict(torch_module: Any) -> Mapping[str, torch.Tensor]:
     return torch_module.state_dict() if isinstance(torch_module, torch.nn.Module) else torch_module
 
 
-def _pairs(torch_sd: Mapping[str, torch.Tensor], flax_model: nnx.Module) -> list[tuple[str, str, dict, nnx.Module]]:
+def _pairs(
+    torch_sd: Mapping[str, torch.Tensor], flax_model: nnx.Module
+) -> list[tuple[str, str, dict, nnx.Module]]:
     groups = torch_layer_groups(torch_sd)
     layers = torch_order_layers(flax_model)
     if len(groups) != len(layers):
@@ -88,7 +94,9 @@ def _pairs(torch_sd: Mapping[str, torch.Tensor], flax_model: nnx.Module) -> list
     pairs = []
     for (prefix, kind, entries), layer in zip(groups, layers, strict=True):
         if kind != _kind(layer):
-            raise ValueError(f"torch layer {prefix!r} is a {kind}, the Flax layer in its place a {_kind(layer)}")
+            raise ValueError(
+                f"torch layer {prefix!r} is a {kind}, the Flax layer in its place a {_kind(layer)}"
+            )
         pairs.append((prefix, kind, entries, layer))
     return pairs
 
@@ -121,11 +129,17 @@ def torch_to_flax(torch_module: Any, flax_model: nnx.Module) -> nnx.Module:
             _assign(layer.mean, _to_numpy(entries["running_mean"]), f"{prefix}.running_mean")
             _assign(layer.var, _to_numpy(entries["running_var"]), f"{prefix}.running_var")
             if "num_batches_tracked" in entries:
-                _assign(layer.num_batches_tracked, _to_numpy(entries["num_batches_tracked"]), f"{prefix}.num_batches_tracked")
+                _assign(
+                    layer.num_batches_tracked,
+                    _to_numpy(entries["num_batches_tracked"]),
+                    f"{prefix}.num_batches_tracked",
+                )
         if kind in ("conv", "linear"):
             has_torch, has_flax = "bias" in entries, getattr(layer, "bias", None) is not None
             if has_torch != has_flax:
-                raise ValueError(f"{prefix}: bias {'present' if has_torch else 'absent'} in torch, not in Flax")
+                raise ValueError(
+                    f"{prefix}: bias {'present' if has_torch else 'absent'} in torch, not in Flax"
+                )
         if "bias" in entries:
             _assign(layer.bias, _to_numpy(entries["bias"]), f"{prefix}.bias")
     return flax_model
@@ -165,7 +179,9 @@ def flax_state_dict(flax_model: nnx.Module, torch_module: Any) -> dict[str, np.n
     def put(key: str, value: Any) -> None:
         out[key] = np.array(jax.device_get(value), copy=True)  # never alias a JAX buffer from torch
         if tuple(out[key].shape) != tuple(sd[key].shape):
-            raise ValueError(f"{key}: Flax gives shape {tuple(out[key].shape)}, torch expects {tuple(sd[key].shape)}")
+            raise ValueError(
+                f"{key}: Flax gives shape {tuple(out[key].shape)}, torch expects {tuple(sd[key].shape)}"
+            )
 
     for prefix, kind, entries, layer in _pairs(sd, flax_model):
         if kind == "conv":

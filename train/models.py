@@ -50,10 +50,22 @@ from flax import nnx
 
 Array = jax.Array
 
-__all__ = ["SeedCNN", "ResNet18", "BasicBlock", "BatchNorm2d", "build_model", "MODEL_NAMES", "torch_order_layers"]
+__all__ = [
+    "MODEL_NAMES",
+    "BasicBlock",
+    "BatchNorm2d",
+    "ResNet18",
+    "SeedCNN",
+    "build_model",
+    "torch_order_layers",
+]
 
 MODEL_NAMES = ("seed-cnn", "resnet18")
-_ACTIVATIONS: dict[str | None, Callable[[Array], Array] | None] = {None: None, "none": None, "relu": jax.nn.relu}
+_ACTIVATIONS: dict[str | None, Callable[[Array], Array] | None] = {
+    None: None,
+    "none": None,
+    "relu": jax.nn.relu,
+}
 
 
 # --------------------------------------------------------------------------- initialisers
@@ -128,9 +140,15 @@ def _conv(
     fan_in, fan_out = in_ch * kernel * kernel, out_ch * kernel * kernel
     kw: dict[str, Any] = {}
     if init == "torch":
-        kw = {"kernel_init": _uniform_init(_torch_bound(fan_in)), "bias_init": _uniform_init(_torch_bound(fan_in))}
+        kw = {
+            "kernel_init": _uniform_init(_torch_bound(fan_in)),
+            "bias_init": _uniform_init(_torch_bound(fan_in)),
+        }
     elif init == "torchvision-resnet":
-        kw = {"kernel_init": _normal_init(math.sqrt(2.0 / fan_out)), "bias_init": nnx.initializers.zeros_init()}
+        kw = {
+            "kernel_init": _normal_init(math.sqrt(2.0 / fan_out)),
+            "bias_init": nnx.initializers.zeros_init(),
+        }
     return nnx.Conv(
         in_ch,
         out_ch,
@@ -149,7 +167,10 @@ def _linear(in_f: int, out_f: int, *, torch_init: bool, dtype: Any, rngs: nnx.Rn
     """A torch ``Linear(in_f, out_f)``; the kernel is torch's weight transposed, ``(in_f, out_f)``."""
     kw: dict[str, Any] = {}
     if torch_init:
-        kw = {"kernel_init": _uniform_init(_torch_bound(in_f)), "bias_init": _uniform_init(_torch_bound(in_f))}
+        kw = {
+            "kernel_init": _uniform_init(_torch_bound(in_f)),
+            "bias_init": _uniform_init(_torch_bound(in_f)),
+        }
     return nnx.Linear(in_f, out_f, dtype=dtype, param_dtype=jnp.float32, rngs=rngs, **kw)
 
 
@@ -157,7 +178,9 @@ def _max_pool(x: Array, window: int, stride: int, padding: int = 0) -> Array:
     """torch ``max_pool2d``: padding counts as -inf, gradient to the first maximum of a window."""
     pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
     # A Python -inf init makes this reduce_window_max, which JAX can differentiate.
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1), pad)
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1), pad
+    )
 
 
 def _activation(name: str | None) -> Callable[[Array], Array] | None:
@@ -168,10 +191,16 @@ def _activation(name: str | None) -> Callable[[Array], Array] | None:
 
 def _check_images(x: Array, model: str, size: int | None = None) -> None:
     if x.ndim != 4 or x.shape[-1] != 3:
-        hint = " (it looks like NCHW: transpose with x.transpose(0, 2, 3, 1))" if x.ndim == 4 and x.shape[1] == 3 else ""
+        hint = (
+            " (it looks like NCHW: transpose with x.transpose(0, 2, 3, 1))"
+            if x.ndim == 4 and x.shape[1] == 3
+            else ""
+        )
         raise ValueError(f"{model} expects NHWC images of shape (N, H, W, 3), got {tuple(x.shape)}{hint}")
     if size is not None and x.shape[1:3] != (size, size):
-        raise ValueError(f"{model} expects {size}x{size} images (its first Linear takes 64*4*4), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{model} expects {size}x{size} images (its first Linear takes 64*4*4), got {tuple(x.shape)}"
+        )
 
 
 # --------------------------------------------------------------------------- the seed's CNN
@@ -268,7 +297,9 @@ class BatchNorm2d(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         if x.shape[-1] != self.num_features:
-            raise ValueError(f"BatchNorm2d({self.num_features}) got {x.shape[-1]} channels (input {tuple(x.shape)})")
+            raise ValueError(
+                f"BatchNorm2d({self.num_features}) got {x.shape[-1]} channels (input {tuple(x.shape)})"
+            )
         out_dtype = self.dtype or x.dtype
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16/f16 -> f32; f64 stays
         if self.use_running_average:
@@ -297,8 +328,12 @@ class BatchNorm2d(nnx.Module):
 class BasicBlock(nnx.Module):
     """torchvision's ``BasicBlock``: conv3x3-bn-relu-conv3x3-bn, plus identity or downsample, relu."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int, *, init: str, dtype: Any, rngs: nnx.Rngs) -> None:
-        self.conv1 = _conv(inplanes, planes, 3, stride=stride, padding=1, use_bias=False, init=init, dtype=dtype, rngs=rngs)
+    def __init__(
+        self, inplanes: int, planes: int, stride: int, *, init: str, dtype: Any, rngs: nnx.Rngs
+    ) -> None:
+        self.conv1 = _conv(
+            inplanes, planes, 3, stride=stride, padding=1, use_bias=False, init=init, dtype=dtype, rngs=rngs
+        )
         self.bn1 = BatchNorm2d(planes, dtype=dtype)
         self.conv2 = _conv(planes, planes, 3, padding=1, use_bias=False, init=init, dtype=dtype, rngs=rngs)
         self.bn2 = BatchNorm2d(planes, dtype=dtype)
@@ -346,9 +381,13 @@ class ResNet18(nnx.Module):
     ) -> None:
         init = "torchvision-resnet" if torch_init else "flax"
         if cifar_stem:
-            self.conv1 = _conv(3, 64, 3, stride=1, padding=1, use_bias=False, init=init, dtype=dtype, rngs=rngs)
+            self.conv1 = _conv(
+                3, 64, 3, stride=1, padding=1, use_bias=False, init=init, dtype=dtype, rngs=rngs
+            )
         else:
-            self.conv1 = _conv(3, 64, 7, stride=2, padding=3, use_bias=False, init=init, dtype=dtype, rngs=rngs)
+            self.conv1 = _conv(
+                3, 64, 7, stride=2, padding=3, use_bias=False, init=init, dtype=dtype, rngs=rngs
+            )
         self.bn1 = BatchNorm2d(64, dtype=dtype)
         self.cifar_stem = cifar_stem
         inplanes = 64

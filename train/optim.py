@@ -25,7 +25,6 @@ weight decay is on.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -34,15 +33,15 @@ import numpy as np
 import optax
 
 __all__ = [
-    "OPTIMIZER_NAMES",
     "DEFAULT_WEIGHT_DECAY",
+    "OPTIMIZER_NAMES",
+    "AdamState",
+    "SGDState",
+    "adam",
+    "cosine_annealing",
     "make_optimizer",
     "sgd",
-    "adam",
     "step_lr",
-    "cosine_annealing",
-    "SGDState",
-    "AdamState",
 ]
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
@@ -71,7 +70,9 @@ def _check_nonnegative(what: str, value: Any) -> None:
 
 def _need_params(params: Any, name: str) -> None:
     if params is None:
-        raise ValueError(f"{name} with weight_decay needs the parameters: call tx.update(grads, state, params)")
+        raise ValueError(
+            f"{name} with weight_decay needs the parameters: call tx.update(grads, state, params)"
+        )
 
 
 def _where_first(first: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
@@ -193,7 +194,7 @@ def adam(
     name = "AdamW" if decoupled_weight_decay else "Adam"
 
     def init(params: Any) -> AdamState:
-        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)
         return AdamState(
             count=jnp.zeros([], jnp.int32),
             exp_avg=zeros(),
@@ -267,11 +268,19 @@ def make_optimizer(
         unused = {"momentum": (momentum, 0.0), "dampening": (dampening, 0.0), "nesterov": (nesterov, False)}
     else:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
-    bad = [k for k, (v, default) in unused.items() if tuple(np.atleast_1d(v)) != tuple(np.atleast_1d(default))]
+    bad = [
+        k for k, (v, default) in unused.items() if tuple(np.atleast_1d(v)) != tuple(np.atleast_1d(default))
+    ]
     if bad:
         raise ValueError(f"optimizer {key!r} has no option {', '.join(bad)}")
     if key == "sgd":
-        return sgd(learning_rate, momentum=momentum, dampening=dampening, nesterov=nesterov, weight_decay=weight_decay)
+        return sgd(
+            learning_rate,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
     return adam(
         learning_rate,
         betas=tuple(betas),  # type: ignore[arg-type]
@@ -330,13 +339,17 @@ def _torch_cosine_lrs(base_lr: float, t_max: int, eta_min: float, epochs: int) -
             lrs.append(lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2)
         else:
             lrs.append(
-                (1 + math.cos(math.pi * e / t_max)) / (1 + math.cos(math.pi * (e - 1) / t_max)) * (lr - eta_min)
+                (1 + math.cos(math.pi * e / t_max))
+                / (1 + math.cos(math.pi * (e - 1) / t_max))
+                * (lr - eta_min)
                 + eta_min
             )
     return lrs
 
 
-def cosine_annealing(base_lr: float, t_max: int, eta_min: float = 0.0, steps_per_epoch: int = 1) -> optax.Schedule:
+def cosine_annealing(
+    base_lr: float, t_max: int, eta_min: float = 0.0, steps_per_epoch: int = 1
+) -> optax.Schedule:
     """``torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max, eta_min)``, stepped once per epoch.
 
     Epoch ``e = count // steps_per_epoch`` gets ``eta_min + (base_lr - eta_min) * (1 +

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["TorchSeedCNN", "TorchResNet18", "TorchBasicBlock"]
+__all__ = ["TorchBasicBlock", "TorchResNet18", "TorchSeedCNN"]
 
 
 class TorchSeedCNN(nn.Module):
@@ -66,7 +66,9 @@ class TorchBasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -98,7 +100,9 @@ class TorchResNet18(nn.Module):
             self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool: nn.Module = nn.Identity() if cifar_stem else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool: nn.Module = (
+            nn.Identity() if cifar_stem else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        )
         self.layer1 = self._make_layer(64, 1)
         self.layer2 = self._make_layer(128, 2)
         self.layer3 = self._make_layer(256, 2)

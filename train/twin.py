@@ -73,7 +73,16 @@ from train.convert import flax_state_dict, torch_to_flax
 from train.models import build_model
 from train.torch_models import TorchResNet18, TorchSeedCNN
 
-__all__ = ["TwinConfig", "TwinStep", "TwinResult", "check_config", "run_twin", "write_report", "loss_pair", "main"]
+__all__ = [
+    "TwinConfig",
+    "TwinResult",
+    "TwinStep",
+    "check_config",
+    "loss_pair",
+    "main",
+    "run_twin",
+    "write_report",
+]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -197,7 +206,9 @@ def _torch_focal_loss(
     return loss.sum() / w.sum()
 
 
-def loss_pair(name: str, num_classes: int, **kwargs: Any) -> tuple[
+def loss_pair(
+    name: str, num_classes: int, **kwargs: Any
+) -> tuple[
     Callable[[jax.Array, jax.Array], jax.Array], Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str
 ]:
     """``(jax_loss(logits, labels), torch_loss(logits, labels), target_kind)`` for a loss name.
@@ -213,7 +224,10 @@ def loss_pair(name: str, num_classes: int, **kwargs: Any) -> tuple[
     log_input = name in ("nll_loss", "kl_div")
     # list-valued options (weight=[...], alpha=[...]) become arrays / tensors
     jkw = {k: jnp.asarray(v, jnp.float32) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()}
-    tkw = {k: torch.tensor(v, dtype=torch.float32) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()}
+    tkw = {
+        k: torch.tensor(v, dtype=torch.float32) if isinstance(v, (list, tuple)) else v
+        for k, v in kwargs.items()
+    }
 
     def arrays_like(kw: dict[str, Any], dtype: Any, cast: Callable[[Any, Any], Any]) -> dict[str, Any]:
         return {k: cast(v, dtype) if hasattr(v, "dtype") else v for k, v in kw.items()}
@@ -232,11 +246,15 @@ def loss_pair(name: str, num_classes: int, **kwargs: Any) -> tuple[
 
     def jax_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
         x = jax.nn.log_softmax(logits, axis=1) if log_input else logits
-        return jfn(x, to_target_jax(y, logits.dtype), **arrays_like(jkw, logits.dtype, lambda v, d: v.astype(d)))
+        return jfn(
+            x, to_target_jax(y, logits.dtype), **arrays_like(jkw, logits.dtype, lambda v, d: v.astype(d))
+        )
 
     def torch_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = F.log_softmax(logits, dim=1) if log_input else logits
-        return tfn(x, to_target_torch(y, logits.dtype), **arrays_like(tkw, logits.dtype, lambda v, d: v.to(d)))
+        return tfn(
+            x, to_target_torch(y, logits.dtype), **arrays_like(tkw, logits.dtype, lambda v, d: v.to(d))
+        )
 
     return jax_loss, torch_loss, "index" if name in _INDEX_TARGET else "onehot"
 
@@ -339,7 +357,9 @@ def _torch_layout(fm: nnx.Module, tm: torch.nn.Module) -> tuple[dict[str, np.nda
 
 def _torch_state(tm: torch.nn.Module) -> dict[str, np.ndarray]:
     return {
-        k: v.detach().cpu().to(torch.float64).numpy() for k, v in tm.state_dict().items() if v.is_floating_point()
+        k: v.detach().cpu().to(torch.float64).numpy()
+        for k, v in tm.state_dict().items()
+        if v.is_floating_point()
     }
 
 
@@ -403,7 +423,7 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
             ref = copy.deepcopy(tm).double() if use_ref else None
             tm.to(tdtype)
             if cfg.dtype != "float32":
-                floats = lambda a: a.astype(jdtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+                floats = lambda a: a.astype(jdtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
                 nnx.update(fm, jax.tree.map(floats, nnx.state(fm)))
             jax_loss, torch_loss, _ = loss_pair(cfg.loss, cfg.num_classes, **cfg.loss_kwargs)
             tx = optim.make_optimizer(cfg.optimizer, _schedule(cfg), **_optimizer_options(cfg))
@@ -446,7 +466,10 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
                     loss_diff=ldiff,
                     param_diff=_diff(ours, theirs, pnames),
                     param_rel_diff=max(
-                        (float(np.abs(ours[k] - theirs[k]).max() / (np.abs(theirs[k]).max() or 1.0)) for k in pnames),
+                        (
+                            float(np.abs(ours[k] - theirs[k]).max() / (np.abs(theirs[k]).max() or 1.0))
+                            for k in pnames
+                        ),
                         default=0.0,
                     ),
                     buffer_diff=_diff(ours, theirs, set(ours) - pnames),
@@ -485,7 +508,12 @@ def format_table(result: TwinResult, markdown: bool = False) -> str:
     has_ref = any(s.ref_param_diff is not None for s in result.steps)
     head = ["step", "loss (jax)", "loss (torch)", "|dloss|", "max |dparam|", "max rel dparam", "max |dstat|"]
     if has_ref:
-        head += ["torch |dloss| vs f64", "flax |dloss| vs f64", "torch |dparam| vs f64", "flax |dparam| vs f64"]
+        head += [
+            "torch |dloss| vs f64",
+            "flax |dloss| vs f64",
+            "torch |dparam| vs f64",
+            "flax |dparam| vs f64",
+        ]
     head += ["strict", "ok"]
     rows = []
     for s in result.steps:
@@ -499,7 +527,12 @@ def format_table(result: TwinResult, markdown: bool = False) -> str:
             _e(s.buffer_diff),
         ]
         if has_ref:
-            row += [_e(s.ref_loss_diff), _e(s.jax_ref_loss_diff), _e(s.ref_param_diff), _e(s.jax_ref_param_diff)]
+            row += [
+                _e(s.ref_loss_diff),
+                _e(s.jax_ref_loss_diff),
+                _e(s.ref_param_diff),
+                _e(s.jax_ref_param_diff),
+            ]
         row += ["yes" if s.strict else "no", "yes" if s.within_tolerance else "NO"]
         rows.append(row)
     if markdown:
@@ -555,16 +588,23 @@ def plot(result: TwinResult, path: Path) -> None:
     ax1.semilogy(steps, [max(s.param_diff, tiny) for s in result.steps], "s-", ms=3, label="max |dparam|")
     if any(s.ref_param_diff is not None for s in result.steps):
         ax1.semilogy(
-            steps, [max(s.ref_param_diff or 0.0, tiny) for s in result.steps], "k--", lw=1,
+            steps,
+            [max(s.ref_param_diff or 0.0, tiny) for s in result.steps],
+            "k--",
+            lw=1,
             label="torch f32 vs f64 |dparam|",
         )
     if any(s.buffer_diff for s in result.steps):
-        ax1.semilogy(steps, [max(s.buffer_diff, tiny) for s in result.steps], "^-", ms=3, label="max |dBN stat|")
+        ax1.semilogy(
+            steps, [max(s.buffer_diff, tiny) for s in result.steps], "^-", ms=3, label="max |dBN stat|"
+        )
     ax1.axhline(result.atol, color="gray", ls=":", label=f"atol {result.atol:g}")
     ax1.set(xlabel="step", ylabel="absolute difference (0 drawn at 1e-12)", title="Flax - torch")
     ax1.legend()
     c = result.config
-    fig.suptitle(f"twin run: {c['model']}, {c['optimizer']}, {c['loss']}, batch {c['batch_size']}, {c['dtype']}")
+    fig.suptitle(
+        f"twin run: {c['model']}, {c['optimizer']}, {c['loss']}, batch {c['batch_size']}, {c['dtype']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -621,7 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--dampening", type=float, default=0.0)
     p.add_argument("--nesterov", action="store_true")
-    p.add_argument("--weight-decay", type=float, default=None, help="default 0 (sgd, adam), 1e-2 (adamw, as torch)")
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="default 0 (sgd, adam), 1e-2 (adamw, as torch)"
+    )
     p.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999))
     p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--amsgrad", action="store_true")
@@ -634,13 +676,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=list(LOSS_NAMES), default="cross_entropy")
     p.add_argument("--label-smoothing", type=float, default=None, help="cross_entropy's label_smoothing")
     p.add_argument("--gamma", type=float, default=None, help="focal_loss's gamma")
-    p.add_argument("--loss-arg", type=_loss_arg, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra keyword for the loss (repeatable), e.g. gamma=2.0")
+    p.add_argument(
+        "--loss-arg",
+        type=_loss_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra keyword for the loss (repeatable), e.g. gamma=2.0",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="float64 runs both frameworks in double precision (exactness check)")
-    p.add_argument("--no-reference", action="store_true",
-                   help="skip the float64 torch reference run (torch's own float32 error)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="float64 runs both frameworks in double precision (exactness check)",
+    )
+    p.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the float64 torch reference run (torch's own float32 error)",
+    )
     p.add_argument("--rtol", type=float, default=None)
     p.add_argument("--atol", type=float, default=None)
     p.add_argument("--out", default=None, help="directory for twin.md, twin.json, twin.png")
