@@ -29,7 +29,6 @@ Conventions every loss module follows (read this before writing a loss):
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -82,12 +81,12 @@ def value_check(pred: ArrayLike, message: str, *fmt_args: ArrayLike) -> None:
         checkify.check(jnp.all(pred), message, *fmt_args)
 
 
-def checked_mode() -> "contextvars.Token[bool]":
+def checked_mode() -> contextvars.Token[bool]:
     """Turn checked mode on for the current trace; pass the token to ``reset``."""
     return _CHECKED.set(True)
 
 
-def reset_checked_mode(token: "contextvars.Token[bool]") -> None:
+def reset_checked_mode(token: contextvars.Token[bool]) -> None:
     _CHECKED.reset(token)
 
 
@@ -114,9 +113,40 @@ def shape_str(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(d)) for d in shape) + "]"
 
 
+def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """NumPy/torch broadcasting of two shapes, failing with torch's ``infer_size`` message.
+
+    ``a`` and ``b`` are "tensor a" and "tensor b" in the message, as torch names the
+    operands of the binary op that fails (pass them in that op's order). Like torch,
+    the right-most mismatching dimension is reported.
+    """
+    a, b = tuple(int(d) for d in a), tuple(int(d) for d in b)
+    ndim = max(len(a), len(b))
+    pa, pb = (1,) * (ndim - len(a)) + a, (1,) * (ndim - len(b)) + b
+    for i in range(ndim - 1, -1, -1):
+        if pa[i] != pb[i] and pa[i] != 1 and pb[i] != 1:
+            raise ValueError(
+                f"The size of tensor a ({pa[i]}) must match the size of tensor b ({pb[i]}) "
+                f"at non-singleton dimension {i}"
+            )
+    return tuple(db if da == 1 else da for da, db in zip(pa, pb))
+
+
+def check_broadcast_into(shape: Sequence[int], broadcast: Sequence[int]) -> None:
+    """torch's in-place / ``out=`` rule: an operand may not enlarge the output's ``shape``."""
+    if tuple(broadcast) != tuple(shape):
+        raise ValueError(
+            f"output with shape {shape_str(shape)} doesn't match the broadcast shape {shape_str(broadcast)}"
+        )
+
+
 # --------------------------------------------------------------------------- dtypes
-def result_float_dtype(*xs: Array) -> jnp.dtype:
-    """The floating dtype torch's type promotion gives these (float) arrays."""
+def result_float_dtype(*xs: Any) -> jnp.dtype:
+    """The floating dtype torch's type promotion gives these arrays (or dtypes).
+
+    An integer operand never widens a floating one (``int64 * float32 -> float32``, as in
+    torch and in JAX's promotion lattice); integers alone give float32 (torch's default dtype).
+    """
     dt = jnp.result_type(*xs)
     if not jnp.issubdtype(dt, jnp.floating):
         dt = jnp.result_type(dt, jnp.float32)
@@ -200,7 +230,7 @@ def nan_where(invalid: Array, x: Array) -> Array:
 
 
 @jax.custom_jvp
-def abs(x: Array) -> Array:  # noqa: A001  (torch.abs twin)
+def abs(x: Array) -> Array:
     """``torch.abs``: gradient ``sign(x)``, i.e. 0 at ``x == 0`` (JAX's ``jnp.abs`` gives 1 there)."""
     return jnp.abs(x)
 

@@ -29,7 +29,6 @@ backend flushing denormal results such as ``softplus(-90) = 8e-40`` in float32 t
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +36,8 @@ import jax.numpy as jnp
 from jaxloss._core import (
     Array,
     Reduction,
+    broadcast_shapes,
+    check_broadcast_into,
     check_float,
     check_reduction,
     loss_function,
@@ -44,7 +45,6 @@ from jaxloss._core import (
     opmath_dtype,
     reduce,
     result_float_dtype,
-    shape_str,
     value_check,
 )
 
@@ -57,34 +57,6 @@ _BCE_EPS2 = 1e-12
 
 _INPUT_RANGE_MSG = "all elements of input should be between 0 and 1"
 _TARGET_RANGE_MSG = "all elements of target should be between 0 and 1"
-
-
-# --------------------------------------------------------------------------- shapes
-def _broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    """Broadcast two shapes as torch does, raising torch's message (``a`` / ``b`` as torch names them)."""
-    nd = max(len(a), len(b))
-    pa = (1,) * (nd - len(a)) + tuple(int(d) for d in a)
-    pb = (1,) * (nd - len(b)) + tuple(int(d) for d in b)
-    out = []
-    for i, (da, db) in enumerate(zip(pa, pb)):
-        if da == db or db == 1:
-            out.append(da)
-        elif da == 1:
-            out.append(db)
-        else:
-            raise ValueError(
-                f"The size of tensor a ({da}) must match the size of tensor b ({db}) "
-                f"at non-singleton dimension {i}"
-            )
-    return tuple(out)
-
-
-def _check_into(shape: Sequence[int], broadcast: Sequence[int]) -> None:
-    """torch's in-place broadcast rule: an operand may not enlarge the output's shape."""
-    if tuple(broadcast) != tuple(shape):
-        raise ValueError(
-            f"output with shape {shape_str(shape)} doesn't match the broadcast shape {shape_str(broadcast)}"
-        )
 
 
 def _is_zero(t: object) -> bool:
@@ -229,7 +201,7 @@ def binary_cross_entropy(
 
     loss = _bce_elementwise(x, y)
     if weight is not None:
-        _check_into(input.shape, _broadcast_shapes(target.shape, weight.shape))
+        check_broadcast_into(input.shape, broadcast_shapes(target.shape, weight.shape))
         loss = loss * weight.astype(work)
     loss = nan_where(~(x_ok & y_ok), loss)
     return reduce(loss, reduction).astype(dtype)
@@ -283,8 +255,8 @@ def _bce_with_logits_elementwise(x: Array, y: Array, pos_weight: Array | None) -
     """Unreduced, unweighted BCE on logits (``x``, ``y`` already in the working dtype)."""
     if pos_weight is None:
         return _bce_logits(x, y)
-    pw_shape = _broadcast_shapes(pos_weight.shape, y.shape)  # torch: (pos_weight - 1) * target
-    _check_into(x.shape, pw_shape)
+    pw_shape = broadcast_shapes(pos_weight.shape, y.shape)  # torch: (pos_weight - 1) * target
+    check_broadcast_into(x.shape, pw_shape)
     return _bce_logits_pos(x, y, jnp.broadcast_to(pos_weight.astype(x.dtype), x.shape))
 
 
@@ -335,7 +307,7 @@ def binary_cross_entropy_with_logits(
     x, y = input.astype(work), target.astype(work)
     loss = _bce_with_logits_elementwise(x, y, pos_weight)
     if weight is not None:
-        _check_into(input.shape, _broadcast_shapes(input.shape, weight.shape))
+        check_broadcast_into(input.shape, broadcast_shapes(input.shape, weight.shape))
         loss = loss * weight.astype(work)
     return reduce(loss, reduction).astype(dtype)
 
@@ -440,7 +412,7 @@ def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean")
     """
     check_reduction(reduction)
     check_float("input", input)
-    _check_into(input.shape, _broadcast_shapes(input.shape, target.shape))
+    check_broadcast_into(input.shape, broadcast_shapes(input.shape, target.shape))
     dtype = input.dtype
     work = opmath_dtype(result_float_dtype(input, target))
     x = input.astype(work)
@@ -482,14 +454,14 @@ def multilabel_soft_margin_loss(
     check_float("input", input)
     if input.ndim == 0:
         raise ValueError("Dimension specified as -1 but tensor has no dimensions")
-    shape = _broadcast_shapes(target.shape, input.shape)  # torch: target * logsigmoid(input)
+    shape = broadcast_shapes(target.shape, input.shape)  # torch: target * logsigmoid(input)
     arrays = (input, target) if weight is None else (input, target, weight)
     dtype = result_float_dtype(*arrays)
     work = opmath_dtype(dtype)
     x, y = input.astype(work), target.astype(work)
     loss = -(y * _log_sigmoid(x) + (1 - y) * _log_sigmoid(-x))
     if weight is not None:
-        shape = _broadcast_shapes(shape, weight.shape)
+        shape = broadcast_shapes(shape, weight.shape)
         loss = loss * weight.astype(work)
     loss = jnp.broadcast_to(loss, shape)
     class_dim = input.ndim - 1

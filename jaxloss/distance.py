@@ -16,7 +16,7 @@ gradient, including torch's choices at the non-smooth points:
 
 The shared pieces used by the embedding losses live here too: :func:`norm`
 (torch's ``norm`` with its exact backward, also correct to second order) and
-:func:`broadcast_shapes` (NumPy broadcasting that fails with torch's message).
+:func:`jaxloss._core.broadcast_shapes` (NumPy broadcasting that fails with torch's message).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, loss_function, opmath_dtype, result_float_dtype
+from jaxloss._core import Array, broadcast_shapes, loss_function, opmath_dtype, result_float_dtype
 
 __all__ = ["cosine_similarity", "pairwise_distance"]
 
@@ -53,29 +52,6 @@ class DimensionError(IndexError, ValueError):
 
 
 # --------------------------------------------------------------------------- shapes
-def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    """NumPy/torch broadcasting of two shapes, failing with torch's message.
-
-    ``a`` and ``b`` are named "tensor a" and "tensor b" in the message, as torch
-    names the operands of the binary op that fails (e.g. ``x1 - x2``).
-    """
-    a, b = tuple(int(d) for d in a), tuple(int(d) for d in b)
-    ndim = max(len(a), len(b))
-    out = []
-    for i in range(ndim):
-        da = a[i - ndim + len(a)] if i - ndim + len(a) >= 0 else 1
-        db = b[i - ndim + len(b)] if i - ndim + len(b) >= 0 else 1
-        out.append((da, db, i))
-    # torch reports the right-most mismatching dimension (it walks from the end)
-    for da, db, i in reversed(out):
-        if da != db and da != 1 and db != 1:
-            raise ValueError(
-                f"The size of tensor a ({da}) must match the size of tensor b ({db}) "
-                f"at non-singleton dimension {i}"
-            )
-    return tuple(db if da == 1 else da for da, db, _ in out)
-
-
 def wrap_dim(dim: int, ndim: int) -> int:
     """torch's ``maybe_wrap_dim`` (a 0-d tensor accepts ``dim`` in ``[-1, 0]``)."""
     n = max(ndim, 1)

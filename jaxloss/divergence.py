@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, check_reduction, loss_function, opmath_dtype, reduce, result_float_dtype
-
-
-def _broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    """Broadcast two shapes as torch does, raising torch's message (``a`` / ``b`` as torch names them)."""
-    nd = max(len(a), len(b))
-    pa = (1,) * (nd - len(a)) + tuple(int(d) for d in a)
-    pb = (1,) * (nd - len(b)) + tuple(int(d) for d in b)
-    out = []
-    for i, (da, db) in enumerate(zip(pa, pb)):
-        if da == db or db == 1:
-            out.append(da)
-        elif da == 1:
-            out.append(db)
-        else:
-            raise ValueError(
-                f"The size of tensor a ({da}) must match the size of tensor b ({db}) "
-                f"at non-singleton dimension {i}"
-            )
-    return tuple(out)
+from jaxloss._core import (
+    Array,
+    broadcast_shapes,
+    check_reduction,
+    loss_function,
+    opmath_dtype,
+    reduce,
+    result_float_dtype,
+)
 
 
 @jax.custom_jvp
@@ -87,7 +75,7 @@ def kl_div(
     for name, a in (("input", input), ("target", target)):
         if not jnp.issubdtype(a.dtype, jnp.floating):
             raise TypeError(f"kl_div: Integral inputs not supported ({name} has dtype {a.dtype}).")
-    _broadcast_shapes(target.shape, input.shape)  # torch's message: target is tensor "a"
+    broadcast_shapes(target.shape, input.shape)  # torch's message: target is tensor "a"
     dtype = result_float_dtype(input, target)
     work = opmath_dtype(dtype)
     x, y = input.astype(work), target.astype(work)

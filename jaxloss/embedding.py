@@ -19,13 +19,14 @@ from jaxloss import _core
 from jaxloss._core import (
     Array,
     Reduction,
+    broadcast_shapes,
     check_reduction,
     loss_function,
     opmath_dtype,
     result_float_dtype,
     shape_str,
 )
-from jaxloss.distance import _pairwise_distance, broadcast_shapes, pairwise_distance
+from jaxloss.distance import _pairwise_distance, pairwise_distance
 
 __all__ = ["cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss"]
 

@@ -26,6 +26,7 @@ from jaxloss import _core
 from jaxloss._core import (
     Array,
     Reduction,
+    broadcast_shapes,
     check_float,
     check_integer,
     check_reduction,
@@ -35,7 +36,6 @@ from jaxloss._core import (
     shape_str,
     value_check,
 )
-from jaxloss.distance import broadcast_shapes
 
 __all__ = ["hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss", "multilabel_margin_loss"]
 

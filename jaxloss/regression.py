@@ -23,13 +23,23 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, reduce, value_check
+from jaxloss._core import (
+    Array,
+    Reduction,
+    broadcast_shapes,
+    check_reduction,
+    loss_function,
+    opmath_dtype,
+    reduce,
+    result_float_dtype,
+    value_check,
+)
+from jaxloss._core import abs as abs_
 
 _REDUCTIONS = ("none", "mean", "sum")
 _NEGATIVE_VAR_MSG = "var has negative entry/entries"
@@ -43,35 +53,6 @@ _TORCH_TYPE_NAMES = {
 
 
 # --------------------------------------------------------------------------- dtypes and shapes
-def _promote(*xs: Any) -> jnp.dtype:
-    """torch's result dtype for these arrays (or dtypes): the promotion of the floating ones, else float32.
-
-    Unlike ``jnp.result_type`` an integer array never widens a floating one (torch:
-    ``int64 * float32 -> float32``; JAX with x64: ``float64``).
-    """
-    dtypes = [jnp.dtype(getattr(x, "dtype", x)) for x in xs]
-    floats = [d for d in dtypes if jnp.issubdtype(d, jnp.floating)]
-    if not floats:
-        return jnp.dtype(jnp.float32)
-    return jnp.dtype(jnp.result_type(*floats))
-
-
-def _infer_size(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    """Broadcast two shapes as torch's ``infer_size`` does, raising its message on a mismatch."""
-    nd = max(len(a), len(b))
-    out = [0] * nd
-    for i in range(nd - 1, -1, -1):  # torch reports the right-most mismatch
-        da = a[i - nd + len(a)] if i - nd + len(a) >= 0 else 1
-        db = b[i - nd + len(b)] if i - nd + len(b) >= 0 else 1
-        if da != db and da != 1 and db != 1:
-            raise ValueError(
-                f"The size of tensor a ({da}) must match the size of tensor b ({db}) "
-                f"at non-singleton dimension {i}"
-            )
-        out[i] = db if da == 1 else da
-    return tuple(int(d) for d in out)
-
-
 def _broadcast_pair(input: Array, target: Array) -> tuple[Array, Array]:
     """torch's l1/mse/huber/smooth-L1 behaviour for differing shapes: warn, then broadcast."""
     if input.shape != target.shape:
@@ -82,7 +63,7 @@ def _broadcast_pair(input: Array, target: Array) -> tuple[Array, Array]:
             UserWarning,
             stacklevel=3,
         )
-        shape = _infer_size(input.shape, target.shape)
+        shape = broadcast_shapes(input.shape, target.shape)
         input, target = jnp.broadcast_to(input, shape), jnp.broadcast_to(target, shape)
     return input, target
 
@@ -106,7 +87,7 @@ def _apply_weight(loss: Array, loss_dtype: Any, weight: Array, reduction: str, m
     ``mean_by_weight`` ``'mean'`` is ``sum(loss * w) / sum(w)`` (l1, mse), else
     ``mean(loss * w)`` (huber).
     """
-    out = _promote(loss_dtype, weight)
+    out = result_float_dtype(loss_dtype, weight)
     work = opmath_dtype(out)
     w = weight.astype(work)
     weighted = loss.astype(work) * w
@@ -130,7 +111,7 @@ def _huber(d: Array, delta: float) -> Array:
     second derivative 1 inside (also at ``d == 0``), 0 outside. The quadratic branch only
     sees ``d`` where it is selected, so ``inf`` inputs give no ``0 * inf`` NaN gradient.
     """
-    z = _abs(d)
+    z = abs_(d)
     quad = z < delta
     dq = jnp.where(quad, d, 0)
     return jnp.where(quad, 0.5 * dq * dq, delta * (z - 0.5 * delta))
@@ -138,29 +119,12 @@ def _huber(d: Array, delta: float) -> Array:
 
 def _smooth_l1(d: Array, beta: float) -> Array:
     """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``; ``|d|`` for ``beta == 0``."""
-    z = _abs(d)
+    z = abs_(d)
     if beta == 0.0:
         return z
     quad = z < beta
     dq = jnp.where(quad, d, 0)
     return jnp.where(quad, 0.5 * dq * dq / beta, z - 0.5 * beta)
-
-
-@jax.custom_jvp
-def _abs(x: Array) -> Array:
-    """``torch.abs``: gradient ``sign(x)`` (0 at ``x == 0``), at every order.
-
-    The rule computes its primal with ``_abs`` itself, so that differentiating the gradient
-    again (``d/dx`` of ``d loss / d weight = |x - y|``) also sees ``sign(0) = 0`` rather than
-    ``jnp.abs``'s derivative 1 at 0.
-    """
-    return jnp.abs(x)
-
-
-@_abs.defjvp
-def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
-    (x,), (dx,) = primals, tangents
-    return _abs(x), jnp.sign(x) * dx
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -206,14 +170,14 @@ def l1_loss(
     The gradient at ``x == y`` is 0 (``sign(0)``), as in torch.
     """
     input_shape = input.shape
-    dtype = _promote(input, target)
+    dtype = result_float_dtype(input, target)
     input, target = _broadcast_pair(input, target)
     if weight is None:
         check_reduction(reduction)
     else:
         _check_weight(weight, input_shape)
     work = opmath_dtype(dtype)
-    loss = _abs(input.astype(work) - target.astype(work))
+    loss = abs_(input.astype(work) - target.astype(work))
     if weight is None:
         return reduce(loss, reduction).astype(dtype)
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
@@ -245,7 +209,7 @@ def mse_loss(
     second derivatives.
     """
     input_shape = input.shape
-    dtype = _promote(input, target)
+    dtype = result_float_dtype(input, target)
     input, target = _broadcast_pair(input, target)
     if weight is None:
         check_reduction(reduction)
@@ -297,7 +261,7 @@ def huber_loss(
     """
     input_shape = input.shape
     out_dtype = jnp.dtype(input.dtype)
-    compute = opmath_dtype(_promote(input, target))
+    compute = opmath_dtype(result_float_dtype(input, target))
     input, target = _broadcast_pair(input, target)
     if weight is None:
         check_reduction(reduction)
@@ -307,7 +271,7 @@ def huber_loss(
         raise ValueError("huber_loss does not support non-positive values for delta.")
     if not jnp.issubdtype(out_dtype, jnp.floating):
         raise TypeError(
-            f"result type {_torch_type_name(_promote(input, target))} can't be cast to the desired output "
+            f"result type {_torch_type_name(result_float_dtype(input, target))} can't be cast to the desired output "
             f"type {_torch_type_name(out_dtype)}"
         )
     loss = _huber(input.astype(compute) - target.astype(compute), delta)
@@ -343,7 +307,7 @@ def smooth_l1_loss(
     The gradient is ``(x - y) / beta`` inside and ``+-1`` from ``|x - y| == beta`` on (0 at
     ``x == y`` when ``beta == 0``), as in torch.
     """
-    dtype = _promote(input, target)
+    dtype = result_float_dtype(input, target)
     input, target = _broadcast_pair(input, target)
     check_reduction(reduction)
     if not (beta >= 0):
@@ -387,8 +351,8 @@ def poisson_nll_loss(
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
-    dtype = _promote(input, target)
-    _infer_size(target.shape, input.shape)  # torch's first op is ``target * input``
+    dtype = result_float_dtype(input, target)
+    broadcast_shapes(target.shape, input.shape)  # torch's first op is ``target * input``
     work = opmath_dtype(dtype)
     x, t = input.astype(work), target.astype(work)
     if log_input:
@@ -454,11 +418,11 @@ def gaussian_nll_loss(
 
     if var.ndim == 0:
         # One variance for every element (torch: ``var * ones_like(input)``, input's dtype).
-        dtype = _promote(input, target)
+        dtype = result_float_dtype(input, target)
         if not jnp.issubdtype(input.dtype, jnp.floating):
-            dtype = _promote(jnp.float32, target)  # torch: ones_like(int input) * float
+            dtype = result_float_dtype(jnp.float32, target)  # torch: ones_like(int input) * float
     else:
-        dtype = _promote(input, target, var)
+        dtype = result_float_dtype(input, target, var)
         if var.shape != input.shape:
             if tuple(input.shape[:-1]) == tuple(var.shape):
                 var = var[..., None]  # homoscedastic over the last dimension
@@ -468,7 +432,7 @@ def gaussian_nll_loss(
                 raise ValueError("var is of incorrect size")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not valid")
-    _infer_size(_infer_size(input.shape, target.shape), var.shape)
+    broadcast_shapes(broadcast_shapes(input.shape, target.shape), var.shape)
 
     work = opmath_dtype(dtype)
     x, t, v = input.astype(work), target.astype(work), var.astype(work)
@@ -488,7 +452,7 @@ _gaussian_nll_loss_jit = gaussian_nll_loss
 
 
 @functools.wraps(_gaussian_nll_loss_jit)
-def gaussian_nll_loss(  # noqa: F811  (the public wrapper of the jitted function above)
+def gaussian_nll_loss(
     input: Array,
     target: Array,
     var: Array | float,
