@@ -71,13 +71,34 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def rss_mib() -> float:
     """Current resident memory of this process, MiB."""
+    return _status_mib("VmRSS")
+
+
+def _status_mib(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (``VmHWM``) to its current RSS.
+
+    Linux: writing ``5`` to ``/proc/self/clear_refs``. Returns False where that is not
+    possible (then :func:`peak_rss_mib` is the peak since the process started).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB."""
+    """Peak resident memory of this process since start or the last :func:`reset_peak_rss`, MiB."""
+    hwm = _status_mib("VmHWM")
+    if hwm == hwm:  # not NaN
+        return hwm
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

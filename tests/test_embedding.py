@@ -20,8 +20,14 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.checked as checked
-from tests.test_margin import _low_precision_vs_float32, _mixed, assert_same_error, check_hvp
-from tests.torch_compare import assert_close, check
+from tests.torch_compare import (
+    assert_close,
+    assert_same_error,
+    check,
+    check_hvp,
+    low_precision_vs_float32,
+    mixed_ties,
+)
 
 DTYPES = ["float32", "float64"]
 REDUCTIONS = ["none", "mean", "sum"]
@@ -32,7 +38,7 @@ INF = float("inf")
 
 def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Rows: equal (zero difference), integer (ties of |d|), normal."""
-    x1, x2 = _mixed(rng, N, D), _mixed(rng, N, D)
+    x1, x2 = mixed_ties(rng, N, D), mixed_ties(rng, N, D)
     x2[0] = x1[0]
     x1[1] = [2.0, -2.0, 1.0, 0.0]  # |d| tied maximum with x2[1] = 0
     x2[1] = 0.0
@@ -118,7 +124,7 @@ def test_pairwise_distance_errors():
 # --------------------------------------------------------------------------- cosine_similarity
 def _cos_pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Rows: zero vector in x1, zero vector in x2, both zero, a norm below eps=1e-8, integers, normal."""
-    x1, x2 = _mixed(rng, N, D), _mixed(rng, N, D)
+    x1, x2 = mixed_ties(rng, N, D), mixed_ties(rng, N, D)
     x1[0] = 0.0
     x2[1] = 0.0
     x1[2] = x2[2] = 0.0
@@ -330,7 +336,7 @@ def test_cosine_embedding_loss_errors():
 
 # --------------------------------------------------------------------------- triplet_margin_loss
 def _triplets(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    a, p, n = _mixed(rng, N, D), _mixed(rng, N, D), _mixed(rng, N, D)
+    a, p, n = mixed_ties(rng, N, D), mixed_ties(rng, N, D), mixed_ties(rng, N, D)
     p[0] = a[0]  # swap: d(a, n) == d(p, n) exactly (gradient shared 0.5 / 0.5)
     return {"anchor": a, "positive": p, "negative": n}
 
@@ -593,15 +599,15 @@ def test_low_precision_keeps_dtype(dtype):
     rng = np.random.default_rng(18)
     a, p, n = (rng.normal(size=(N, D)) for _ in range(3))
     y = rng.choice([-1.0, 1.0], N)
-    _low_precision_vs_float32(jaxloss.pairwise_distance, F.pairwise_distance, [a, p], {}, dtype, [0, 1])
-    _low_precision_vs_float32(jaxloss.cosine_similarity, F.cosine_similarity, [a, p], {}, dtype, [0, 1])
-    _low_precision_vs_float32(
+    low_precision_vs_float32(jaxloss.pairwise_distance, F.pairwise_distance, [a, p], {}, dtype, [0, 1])
+    low_precision_vs_float32(jaxloss.cosine_similarity, F.cosine_similarity, [a, p], {}, dtype, [0, 1])
+    low_precision_vs_float32(
         jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, [a, p, y], {"margin": 0.1}, dtype, [0, 1]
     )
-    _low_precision_vs_float32(
+    low_precision_vs_float32(
         jaxloss.triplet_margin_loss, F.triplet_margin_loss, [a, p, n], {"swap": True}, dtype, [0, 1, 2]
     )
-    _low_precision_vs_float32(
+    low_precision_vs_float32(
         _with_distance("cosine", 0), _with_distance("cosine", 1), [a, p, n], {}, dtype, [0, 1, 2]
     )
 

@@ -9,7 +9,7 @@ strict ``z > 0`` and pass none. The tests assert the ties are really there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -21,7 +21,14 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.checked as checked
-from tests.torch_compare import assert_close, check, to_jax, to_torch
+from tests.torch_compare import (
+    assert_close,
+    assert_same_error,
+    check,
+    check_hvp,
+    low_precision_vs_float32,
+    mixed_ties,
+)
 
 DTYPES = ["float32", "float64"]
 REDUCTIONS = ["none", "mean", "sum"]
@@ -29,66 +36,7 @@ LOW = ["bfloat16", "float16"]
 N, C = 6, 5
 
 
-# --------------------------------------------------------------------------- shared helpers
-def check_hvp(
-    jax_fn: Callable[..., Any],
-    torch_fn: Callable[..., Any],
-    arrays: Mapping[str, Any],
-    kwargs: Mapping[str, Any] | None = None,
-    wrt: Iterable[str] = ("input",),
-    dtype: str = "float64",
-    positional: Iterable[str] | None = None,
-) -> None:
-    """Hessian-vector product of ``sum(loss)``: JAX forward-over-reverse vs torch double backward.
-
-    ``v`` is a fixed random direction over all ``wrt`` arguments at once, so the
-    mixed second derivatives are compared too.
-    """
-    kwargs = dict(kwargs or {})
-    names, wrt = list(arrays), list(wrt)
-    pos = list(positional) if positional is not None else names
-    rng = np.random.default_rng(1)
-    v = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
-
-    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
-        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
-
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
-    t_out = call(torch_fn, t_vals).sum()
-    t_grads = torch.autograd.grad(t_out, [t_vals[n] for n in wrt], create_graph=True)
-    dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(t_grads, wrt))
-    if dot.requires_grad:
-        t_hv = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True)
-    else:  # the gradient is piecewise constant: H = 0
-        t_hv = [None] * len(wrt)
-
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-
-    def scalar(*w: Any) -> Any:
-        vals = dict(j_vals)
-        vals.update(zip(wrt, w))
-        return jnp.sum(call(jax_fn, vals))
-
-    grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
-    _, j_hv = jax.jvp(grad, tuple(j_vals[n] for n in wrt), tuple(to_jax(v[n], dtype) for n in wrt))
-    for n, jh, th in zip(wrt, j_hv, t_hv):
-        if th is None or th._is_zerotensor():  # torch's symbolic zero cannot go to NumPy
-            th = torch.zeros_like(t_vals[n])
-        assert_close(jh, th, dtype, f"HVP wrt {n}")
-
-
-def assert_same_error(
-    jax_call: Callable[[], Any], torch_call: Callable[[], Any], exc: type = ValueError
-) -> None:
-    """Both raise, jaxloss with ``exc`` and exactly torch's message (first line)."""
-    with pytest.raises(Exception) as t_err:
-        torch_call()
-    expected = str(t_err.value).split("\n")[0].strip()
-    with pytest.raises(exc) as j_err:
-        jax_call()
-    assert str(j_err.value).strip() == expected
-
-
+# --------------------------------------------------------------------------- helpers
 def _long(fn: Callable[..., Any]) -> Callable[..., Any]:
     """torch's margin kernels want int64 targets; jaxloss takes int32 too."""
     return lambda input, target, *a, **k: fn(input, target.long(), *a, **k)
@@ -96,40 +44,6 @@ def _long(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _ints(rng: np.random.Generator, *shape: int, lo: int = -2, hi: int = 2) -> np.ndarray:
     return rng.integers(lo, hi + 1, size=shape).astype(np.float64)
-
-
-def _mixed(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
-    """``(n, c)``: the first half of the rows small integers (exact ties), the rest normal."""
-    return np.concatenate([_ints(rng, n // 2, c), rng.normal(size=(n - n // 2, c))])
-
-
-def _low_precision_vs_float32(
-    jax_fn: Callable[..., Any],
-    torch_fn: Callable[..., Any],
-    args: list[Any],
-    kwargs: dict[str, Any],
-    dtype: str,
-    float_args: Iterable[int],
-) -> None:
-    """float16 / bfloat16 in, same dtype out (value and gradient), equal to torch's float32
-    result on the same (rounded) values within the dtype's tolerance."""
-    float_args = list(float_args)
-    j_args = [jnp.asarray(a, dtype) if i in float_args else a for i, a in enumerate(args)]
-    out = jax_fn(*j_args, **kwargs)
-    assert out.dtype == jnp.dtype(dtype)
-    t_args = [
-        torch.tensor(np.asarray(a.astype(jnp.float32)))
-        if i in float_args
-        else torch.tensor(a)
-        if isinstance(a, np.ndarray)
-        else a
-        for i, a in enumerate(j_args)
-    ]
-    expected = torch_fn(*t_args, **kwargs).to(torch.float64)
-    assert_close(out.astype(jnp.float32), expected, dtype, "low-precision value")
-    g = jax.grad(lambda x: jnp.sum(jax_fn(*([x] + j_args[1:]), **kwargs).astype(jnp.float32)))(j_args[0])
-    assert g.dtype == jnp.dtype(dtype)
-    assert np.isfinite(np.asarray(g, np.float32)).all()
 
 
 # --------------------------------------------------------------------------- multilabel_margin_loss
@@ -164,7 +78,7 @@ def _ml_ties(x: np.ndarray, t: np.ndarray) -> int:
 @pytest.mark.parametrize("target_dtype", [np.int32, np.int64])
 def test_multilabel_margin_loss(dtype, reduction, target_dtype):
     rng = np.random.default_rng(0)
-    x = _mixed(rng, N, C)
+    x = mixed_ties(rng, N, C)
     assert _ml_ties(x, ML_TARGET) >= 2
     check(
         jaxloss.multilabel_margin_loss,
@@ -291,7 +205,7 @@ def _mm_target(rng: np.random.Generator, n: int = N, dtype: Any = np.int64) -> n
 @pytest.mark.parametrize("weighted", [False, True])
 def test_multi_margin_loss(dtype, reduction, p, margin, weighted):
     rng = np.random.default_rng(4)
-    x = _mixed(rng, N, C)
+    x = mixed_ties(rng, N, C)
     t = _mm_target(rng, dtype=np.int32 if p == 1 else np.int64)
     if margin == 1.0:
         z = margin - x[np.arange(N), t][:, None] + x
@@ -642,16 +556,16 @@ def test_low_precision_keeps_dtype(dtype):
     sign = rng.choice([-1.0, 1.0], size=(N, C))
     t = _mm_target(rng)
     w = rng.uniform(0.5, 2.0, size=(C,))
-    _low_precision_vs_float32(
+    low_precision_vs_float32(
         jaxloss.multi_margin_loss, F.multi_margin_loss, [x, t, 2, 0.5, w], {}, dtype, [0, 4]
     )
-    _low_precision_vs_float32(
+    low_precision_vs_float32(
         jaxloss.multilabel_margin_loss, F.multilabel_margin_loss, [x, ML_TARGET], {}, dtype, [0]
     )
-    _low_precision_vs_float32(
+    low_precision_vs_float32(
         jaxloss.margin_ranking_loss, F.margin_ranking_loss, [x, y, sign], {"margin": 0.1}, dtype, [0, 1, 2]
     )
-    _low_precision_vs_float32(
+    low_precision_vs_float32(
         jaxloss.hinge_embedding_loss,
         F.hinge_embedding_loss,
         [np.abs(x), sign],

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 
 from parity.tolerances import tolerance_for
@@ -114,3 +115,96 @@ def check(
             assert jg.dtype == jnp.dtype(dtype), f"grad {n} dtype {jg.dtype}, expected {dtype}"
             assert_close(jg, tg, dtype, f"grad wrt {n}")
     return j_out
+
+
+def check_hvp(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any],
+    kwargs: Mapping[str, Any] | None = None,
+    wrt: Iterable[str] = ("input",),
+    dtype: str = "float64",
+    positional: Iterable[str] | None = None,
+) -> None:
+    """Hessian-vector product of ``sum(loss)``: JAX forward-over-reverse vs torch double backward.
+
+    ``v`` is a fixed random direction over all ``wrt`` arguments at once, so the
+    mixed second derivatives are compared too.
+    """
+    kwargs = dict(kwargs or {})
+    names, wrt = list(arrays), list(wrt)
+    pos = list(positional) if positional is not None else names
+    rng = np.random.default_rng(1)
+    v = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
+
+    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
+        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
+
+    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
+    t_out = call(torch_fn, t_vals).sum()
+    t_grads = torch.autograd.grad(t_out, [t_vals[n] for n in wrt], create_graph=True)
+    dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(t_grads, wrt))
+    if dot.requires_grad:
+        t_hv = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True)
+    else:  # the gradient is piecewise constant: H = 0
+        t_hv = [None] * len(wrt)
+
+    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
+
+    def scalar(*w: Any) -> Any:
+        vals = dict(j_vals)
+        vals.update(zip(wrt, w))
+        return jnp.sum(call(jax_fn, vals))
+
+    grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
+    _, j_hv = jax.jvp(grad, tuple(j_vals[n] for n in wrt), tuple(to_jax(v[n], dtype) for n in wrt))
+    for n, jh, th in zip(wrt, j_hv, t_hv):
+        if th is None or th._is_zerotensor():  # torch's symbolic zero cannot go to NumPy
+            th = torch.zeros_like(t_vals[n])
+        assert_close(jh, th, dtype, f"HVP wrt {n}")
+
+
+def assert_same_error(
+    jax_call: Callable[[], Any], torch_call: Callable[[], Any], exc: type = ValueError
+) -> None:
+    """Both raise, jaxloss with ``exc`` and exactly torch's message (first line)."""
+    with pytest.raises(Exception) as t_err:
+        torch_call()
+    expected = str(t_err.value).split("\n")[0].strip()
+    with pytest.raises(exc) as j_err:
+        jax_call()
+    assert str(j_err.value).strip() == expected
+
+
+def mixed_ties(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
+    """``(n, c)``: the first half of the rows small integers (exact ties), the rest normal."""
+    return np.concatenate([rng.integers(-2, 3, size=(n // 2, c)).astype(np.float64), rng.normal(size=(n - n // 2, c))])
+
+
+def low_precision_vs_float32(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    dtype: str,
+    float_args: Iterable[int],
+) -> None:
+    """float16 / bfloat16 in, same dtype out (value and gradient), equal to torch's float32
+    result on the same (rounded) values within the dtype's tolerance."""
+    float_args = list(float_args)
+    j_args = [jnp.asarray(a, dtype) if i in float_args else a for i, a in enumerate(args)]
+    out = jax_fn(*j_args, **kwargs)
+    assert out.dtype == jnp.dtype(dtype)
+    t_args = [
+        torch.tensor(np.asarray(a.astype(jnp.float32)))
+        if i in float_args
+        else torch.tensor(a)
+        if isinstance(a, np.ndarray)
+        else a
+        for i, a in enumerate(j_args)
+    ]
+    expected = torch_fn(*t_args, **kwargs).to(torch.float64)
+    assert_close(out.astype(jnp.float32), expected, dtype, "low-precision value")
+    g = jax.grad(lambda x: jnp.sum(jax_fn(*([x] + j_args[1:]), **kwargs).astype(jnp.float32)))(j_args[0])
+    assert g.dtype == jnp.dtype(dtype)
+    assert np.isfinite(np.asarray(g, np.float32)).all()
