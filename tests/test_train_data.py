@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import pickle
+import socket
+import struct
 import urllib.error
 
 import numpy as np
@@ -138,6 +140,61 @@ def test_restricted_unpickler_reads_arrays_from_any_protocol(tmp_path):
         assert out[b"labels"] == [1, 2] and out[3] == (1.5, None)
 
 
+class _Py2Pickler(pickle._Pickler):
+    """Writes what the dataset authors' Python 2 ``cPickle.dump(d, f, 2)`` wrote.
+
+    Python 2 ``str`` (the dict keys, ``batch_label``, the file names, the dtype code and the
+    array's raw pixel bytes) is a SHORT_BINSTRING / BINSTRING, and numpy's reconstructor is
+    the global ``numpy.core.multiarray._reconstruct``. Python 3's pickler writes neither
+    (bytes become ``_codecs.encode`` calls; numpy 2 names ``numpy._core``), so this is the
+    only way to produce the official files' byte layout offline.
+    """
+
+    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
+
+    def _save_py2_str(self, obj):  # type: ignore[no-untyped-def]
+        raw = obj.encode("latin1") if isinstance(obj, str) else obj
+        n = len(raw)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + raw)
+        self.memoize(obj)
+
+    dispatch[str] = _save_py2_str
+    dispatch[bytes] = _save_py2_str
+
+    def save_global(self, obj, name=None):  # type: ignore[no-untyped-def]
+        if getattr(obj, "__name__", None) == "_reconstruct":
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+    dispatch[type(np.add.reduce)] = save_global  # builtin functions (numpy's _reconstruct)
+
+
+def test_python2_written_batch_loads(tmp_path):
+    """A batch in the official files' exact opcodes (Python 2 strings, numpy.core path) loads."""
+    write_fake_cifar(tmp_path, 4)
+    labels = [3, 7, 0, 9, 1]
+    images = _pattern_images(np.random.default_rng(0), np.asarray(labels))
+    flat = np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(5, 3072))
+    batch = {
+        "batch_label": "training batch 1 of 5",
+        "labels": labels,
+        "data": flat,
+        "filenames": [f"img_{i}.png" for i in range(5)],
+    }
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(batch)
+    raw = buf.getvalue()
+    assert raw.startswith(b"\x80\x02}q\x00(U\x0bbatch_label") and b"cnumpy.core.multiarray\n_reconstruct" in raw
+    assert b"_codecs" not in raw  # no Python 3 bytes encoding: this is the Python 2 layout
+    (tmp_path / CIFAR10_PY.folder / "data_batch_1").write_bytes(raw)
+    ds = load_cifar10(tmp_path, checksums=False)
+    assert ds.y_train[:5].tolist() == labels
+    np.testing.assert_array_equal(ds.x_train[:5], images)  # CHW bytes -> NHWC, pixel for pixel
+
+
 # --------------------------------------------------------------------------- binary layout
 def test_bin_layout_matches_py_layout(tmp_path):
     write_fake_cifar(tmp_path / "py", 6, image_fn=_pattern_images)
@@ -181,6 +238,32 @@ def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     ):
         load_cifar10(tmp_path / "d", download=True, progress=False)
     assert list((tmp_path / "d").iterdir()) == []  # no partial file left behind
+
+
+def test_download_from_an_unreachable_address_is_a_clear_error(tmp_path):
+    """The real urlopen against a closed local port (no outside network is touched)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free now, closed once the socket is: connection refused
+    url = f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+    root = tmp_path / "d"
+    with pytest.raises(DownloadError, match=rf"could not download {url}: .*offline.*--dataset digits"):
+        data.download_cifar10(root, url=url, progress=False, timeout=5)
+    assert list(root.iterdir()) == []  # no partial archive, no temp file
+
+
+def test_download_broken_off_midway_keeps_nothing(tmp_path, monkeypatch):
+    class _Broken(_FakeResponse):
+        def read(self, n=-1):  # type: ignore[no-untyped-def]
+            if self.tell() > 0:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            return super().read(100)
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: _Broken(b"x" * 1000))
+    root = tmp_path / "root"
+    with pytest.raises(DownloadError, match="broke off: .*Connection reset by peer"):
+        data.download_cifar10(root, progress=False)
+    assert list(root.iterdir()) == []
 
 
 def test_download_verifies_extracts_and_renames(tmp_path, monkeypatch, capsys):
