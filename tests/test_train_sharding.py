@@ -84,6 +84,7 @@ def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factor
     )
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
@@ -97,3 +98,65 @@ def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factor
         assert r["max_abs"] <= 1e-5 * max(1.0, r["max_ref"]), (name, r)
         for a, b in ((r["loss1"], r["loss4"]), (r["test1"], r["test4"])):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6), (name, r)
+
+
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({}, None),
+        ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "1", "JAX_PROCESS_ID": "0"}, None),
+        (
+            {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "2"},
+            ("10.0.0.1:1234", 4, 2),
+        ),
+        (
+            {"MASTER_ADDR": "node0", "MASTER_PORT": "6000", "WORLD_SIZE": "2", "RANK": "1"},
+            ("node0:6000", 2, 1),
+        ),
+        ({"MASTER_ADDR": "node0", "WORLD_SIZE": "8", "RANK": "0"}, ("node0:29500", 8, 0)),
+        ({"MASTER_ADDR": "node0", "WORLD_SIZE": "1", "RANK": "0"}, None),
+        ({"SLURM_NTASKS": "2"}, ()),
+        ({"OMPI_COMM_WORLD_SIZE": "3"}, ()),
+        ({"SLURM_NTASKS": "1"}, None),
+    ],
+)
+def test_init_distributed_reads_the_launchers_variables(env, expected, monkeypatch):
+    import jax
+
+    from train.loop import init_distributed
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args: calls.append(args))
+    assert init_distributed(env) is (expected is not None)
+    assert calls == ([] if expected is None else [expected])
+
+
+def test_init_distributed_names_a_missing_variable(monkeypatch):
+    import jax
+
+    from train.loop import init_distributed
+
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args: pytest.fail("must not initialise"))
+    with pytest.raises(ValueError, match="JAX_PROCESS_ID must be an integer, got None"):
+        init_distributed({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2"})
+    with pytest.raises(ValueError, match="RANK must be an integer, got 'x'"):
+        init_distributed({"MASTER_ADDR": "h", "WORLD_SIZE": "2", "RANK": "x"})
+
+
+def test_cli_flags_launch_jax_distributed(monkeypatch):
+    """``--coordinator-address/--num-processes/--process-id`` reach jax.distributed.initialize."""
+    import jax
+
+    from train.__main__ import _parser, distributed_env
+    from train.loop import init_distributed
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args: calls.append(args))
+    args = _parser().parse_args(
+        ["--coordinator-address", "h0:1234", "--num-processes", "2", "--process-id", "1"]
+    )
+    assert init_distributed(distributed_env(args, {"JAX_PROCESS_ID": "0"}))  # the flag wins over the variable
+    assert calls == [("h0:1234", 2, 1)]
+    with pytest.raises(ValueError, match="go together"):
+        distributed_env(_parser().parse_args(["--num-processes", "2"]), {})
+    assert distributed_env(_parser().parse_args([]), {"X": "1"}) == {"X": "1"}

@@ -11,17 +11,30 @@ Examples::
 Writes ``<out>/metrics.jsonl`` (one JSON record per epoch), ``<out>/curves.png`` and
 checkpoints in ``<checkpoint-dir>`` (default ``<out>/checkpoints``). Ctrl-C saves a
 checkpoint and exits with status 130; ``--resume`` continues it to the same final
-parameters as an uninterrupted run. Data-parallel over every local device; launched as
-several processes (``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``,
-torchrun's ``MASTER_ADDR`` / ``WORLD_SIZE`` / ``RANK``, or SLURM / Open MPI) it calls
-``jax.distributed.initialize`` and trains over all processes' devices.
+parameters as an uninterrupted run.
+
+Devices: data-parallel over every local device (a ``('data',)`` mesh; the global batch is
+split over it, so BatchNorm statistics are those of the global batch, as torch's
+SyncBatchNorm, not per device as plain DDP). Several hosts: start one process per host with
+the same command and either ``--coordinator-address HOST:PORT --num-processes N
+--process-id I``, or the environment variables ``JAX_COORDINATOR_ADDRESS`` /
+``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, torchrun's ``MASTER_ADDR`` / ``MASTER_PORT`` /
+``WORLD_SIZE`` / ``RANK``, or a SLURM ``srun`` / Open MPI ``mpirun`` launch; the program
+then calls ``jax.distributed.initialize`` and trains over all processes' devices (every
+process loads the data set; process 0 writes metrics and the plot)::
+
+    # host 0                                       # host 1
+    python -m train --coordinator-address h0:1234 --num-processes 2 --process-id 0 ...
+    python -m train --coordinator-address h0:1234 --num-processes 2 --process-id 1 ...
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+from collections.abc import Mapping
 
 from train.loop import LOSSES, TrainConfig
 
@@ -109,13 +122,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     g.add_argument("--num-devices", type=int, default=None, help="use the first N devices (default: all)")
+    g = p.add_argument_group("several hosts (jax.distributed; environment variables work too, see above)")
+    g.add_argument("--coordinator-address", default=None, metavar="HOST:PORT", help="process 0's address")
+    g.add_argument("--num-processes", type=int, default=None)
+    g.add_argument("--process-id", type=int, default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false")
     g.add_argument("--no-plot", dest="plot", action="store_false")
     return p
 
 
+def distributed_env(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with the ``--coordinator-address`` / ``--num-processes`` / ``--process-id`` flags
+    written over the ``JAX_*`` variables that :func:`train.loop.init_distributed` reads."""
+    env = dict(environ)
+    flags = {
+        "JAX_COORDINATOR_ADDRESS": args.coordinator_address,
+        "JAX_NUM_PROCESSES": args.num_processes,
+        "JAX_PROCESS_ID": args.process_id,
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given and len(given) != len(flags):
+        raise ValueError("--coordinator-address, --num-processes and --process-id go together")
+    env.update({k: str(v) for k, v in given.items()})
+    return env
+
+
 def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, int | None]:
-    args = _parser().parse_args(argv)
+    return _config(_parser().parse_args(argv))
+
+
+def _config(args: argparse.Namespace) -> tuple[TrainConfig, int | None]:
     loss_opts = {
         k: getattr(args, k) for k in ("label_smoothing", "gamma", "alpha", "margin", "p", "delta", "beta")
     }
@@ -126,16 +162,18 @@ def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, int | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, subset = config_from_args(argv)
+    args = _parser().parse_args(argv)
+    cfg, subset = _config(args)
     from train.data import DatasetError
     from train.loop import TrainingInterrupted, init_distributed, make_loss, train
 
     try:
         make_loss(cfg.loss, **cfg.loss_options)  # option errors before anything slow
+        env = distributed_env(args, os.environ)
     except ValueError as e:
         print(f"python -m train: error: {e}", file=sys.stderr)
         return 2
-    init_distributed()
+    init_distributed(env)
     try:
         dataset = None
         if subset is not None:

@@ -281,25 +281,41 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # =========================================================================== distributed / mesh
-def init_distributed() -> bool:
+def init_distributed(environ: Mapping[str, str] | None = None) -> bool:
     """``jax.distributed.initialize`` when launched as one of several processes; True if it did.
 
-    Recognised: ``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` + ``JAX_PROCESS_ID``;
-    torchrun-style ``MASTER_ADDR`` / ``MASTER_PORT`` + ``WORLD_SIZE`` + ``RANK``; and the
-    launchers JAX detects itself (SLURM ``srun``, Open MPI ``mpirun``) when they start more
-    than one task. A single process does nothing.
+    Recognised (``environ``, default ``os.environ``):
+
+    * ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0) + ``JAX_NUM_PROCESSES`` +
+      ``JAX_PROCESS_ID``;
+    * torchrun-style ``MASTER_ADDR`` / ``MASTER_PORT`` (default 29500) + ``WORLD_SIZE`` + ``RANK``;
+    * the launchers JAX detects by itself (SLURM ``srun``, Open MPI ``mpirun``) when they
+      start more than one task (``SLURM_NTASKS`` / ``OMPI_COMM_WORLD_SIZE`` > 1).
+
+    A single process (none of these, or a count of 1) does nothing. Every process then sees
+    every process's devices in ``jax.devices()``; :func:`make_mesh` spans them all. A
+    launch with a count above 1 but no process id raises ValueError naming the variable.
     """
-    env = os.environ
-    if env.get("JAX_COORDINATOR_ADDRESS") and int(env.get("JAX_NUM_PROCESSES", "1")) > 1:
+    env = os.environ if environ is None else environ
+
+    def need_int(name: str) -> int:
+        value = env.get(name)
+        if value is None or not value.strip().lstrip("-").isdigit():
+            raise ValueError(
+                f"multi-process launch: environment variable {name} must be an integer, got {value!r}"
+            )
+        return int(value)
+
+    if env.get("JAX_COORDINATOR_ADDRESS") and need_int("JAX_NUM_PROCESSES") > 1:
         jax.distributed.initialize(
-            env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]), int(env["JAX_PROCESS_ID"])
+            env["JAX_COORDINATOR_ADDRESS"], need_int("JAX_NUM_PROCESSES"), need_int("JAX_PROCESS_ID")
         )
         return True
     if env.get("MASTER_ADDR") and int(env.get("WORLD_SIZE", "1")) > 1:
         jax.distributed.initialize(
             f"{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '29500')}",
-            int(env["WORLD_SIZE"]),
-            int(env["RANK"]),
+            need_int("WORLD_SIZE"),
+            need_int("RANK"),
         )
         return True
     if int(env.get("SLURM_NTASKS", "1")) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
