@@ -24,6 +24,13 @@ backend flushing denormal results such as ``softplus(-90) = 8e-40`` in float32 t
 * ``soft_margin_loss`` evaluates ``softplus(-y x)``; torch's ``log1p(exp(-y x))`` overflows to
   ``inf`` (gradient NaN) once ``-y x`` exceeds ~88.7 in float32 (~709.8 in float64). jaxloss
   returns the true, finite value and gradient ``-y sigmoid(-y x)`` there.
+* ``binary_cross_entropy`` in float16, input gradient at probabilities exactly 0 or 1 with an
+  equal target (``x = y = 0`` or ``x = y = 1``): torch evaluates its backward
+  ``(x - y) / max(x (1 - x), 1e-12)`` in half precision, where the ``1e-12`` clamp underflows
+  to 0, so it returns ``0 / 0 = NaN``. jaxloss computes half precision in float32 (torch's
+  opmath type, as everywhere) and returns 0, torch's own formula's value in float64 (and in
+  float32 / bfloat16, where torch also gives 0). Where ``x != y`` at 0 / 1 both give
+  ``+-inf`` in float16 (the float64 value ``+-1e12`` is beyond float16's range).
 """
 
 from __future__ import annotations

@@ -73,10 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     from parity import report as rep
     from parity import runner
 
-    if args.device == "gpu":
-        if not torch.cuda.is_available() or not [d for d in jax.devices() if d.platform == "gpu"]:
-            print("python -m parity: --device gpu needs CUDA torch and JAX's GPU backend", file=sys.stderr)
-            return 2
+    if args.device == "gpu" and (not torch.cuda.is_available() or not [d for d in jax.devices() if d.platform == "gpu"]):
+        print("python -m parity: --device gpu needs CUDA torch and JAX's GPU backend", file=sys.stderr)
+        return 2
     registry = runner.registry()
     try:
         losses = _select(args.loss, registry)

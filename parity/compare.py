@@ -19,21 +19,34 @@ the floating arrays' dtype is the dtype of the comparison):
   names; a pytree argument is differentiated leaf by leaf), as a vector-Jacobian
   product with a fixed pseudo-random cotangent (so that ``reduction='none'`` is
   checked element by element, not only through a sum);
-* with ``hvp=True`` the Hessian-vector product (the directional derivative of that
-  gradient along a fixed pseudo-random tangent), where torch supports double
-  backward; where it does not the second order is reported as skipped;
+* with ``hvp=True`` the second order, where torch supports double backward (where
+  it does not, it is reported as skipped): the gradient of ``<gradient, v>`` for a
+  fixed pseudo-random ``v``, i.e. the vector-Hessian product ``v^T H``, computed
+  the same way on both sides (torch: double backward; JAX: reverse over reverse,
+  ``jax.vjp`` of the gradient). Not the directional derivative ``H v`` (forward
+  over reverse): the two differ where the "Hessian" of torch's derivative
+  formulas is not symmetric. Example: ``binary_cross_entropy`` at ``x = 0``,
+  where torch's d/dx is clamped (``-1/max(x (1 - x), 1e-12)`` when differentiated
+  by ``y``) but its d/dy ``-logit(x)`` is not (``1/(x (1 - x)) = inf`` when
+  differentiated by ``x``); jaxloss reproduces both rules, so only the same
+  contraction compares like with like (the field and the report still say "hvp");
 * for inputs of a dtype other than float64, both results against a float64
   reference (``torch_fn``, or ``reference``, run on the same inputs converted to
-  float64), which tells whether jaxloss or torch is closer to the truth.
+  float64, then rounded once to the dtype: the correctly rounded truth), which
+  tells whether jaxloss or torch is closer to the truth.
 
 An element agrees where ``|jax - torch| <= atol + rtol * |torch|`` with the
 dtype's tolerance from :mod:`parity.tolerances`; NaNs agree with NaNs and
-infinities with infinities of the same sign. Low-precision results (float16,
-bfloat16), for which jaxloss computes in float32 where torch rounds
-intermediates, that miss torch's value are judged against the float64 reference
-instead: they pass when within tolerance of it and at least as close to it as
-torch is. ``judge="reference"`` judges every array that way, for documented
-deviations where jaxloss is deliberately more accurate than torch.
+infinities with infinities of the same sign.
+
+The *low-precision rule*: a float16 / bfloat16 array (jaxloss computes these in
+float32 and rounds once, torch rounds some intermediates) that misses torch's
+value is judged against the float64 reference instead: it passes when every
+element is within tolerance of it and the array is at least as close to it as
+torch's (``Comparison.judged == "reference"`` and a message say so).
+``judge="reference"`` judges every array against the float64 reference, in any
+dtype: the parity grid uses it for documented deviations only
+(:class:`parity.cases.TorchInexact`, where torch itself is inexact).
 
 Nothing here raises on a bad comparison: an exception on one side, a
 signature mismatch, a non-array argument named in ``grad_argnums`` end up in the
@@ -73,13 +86,13 @@ NP_DTYPES: dict[str, Any] = {
     "bfloat16": ml_dtypes.bfloat16,
 }
 
-__all__ = ["Comparison", "Result", "assert_close", "compare", "cast_floats", "is_float_array"]
+__all__ = ["CompareRequest", "Comparison", "Result", "assert_close", "cast_floats", "compare", "compare_many", "is_float_array"]
 
 
 # --------------------------------------------------------------------------- results
 @dataclasses.dataclass
 class Comparison:
-    """One compared array: an output, a gradient or a Hessian-vector product."""
+    """One compared array: an output, a gradient or a second-order product (``v^T H``)."""
 
     name: str  # "value", "value[1]", "grad input", "hvp target['a']"
     dtype: str
@@ -116,7 +129,7 @@ class Comparison:
         if self.message and not self.size:
             return f"{mark} {self.name:<22} {self.message}"
         s = (
-            f"{mark} {self.name:<22} {self.dtype:<8} {str(list(self.shape)):<12} abs {_g(self.max_abs)}"
+            f"{mark} {self.name:<22} {self.dtype:<8} {list(self.shape)!s:<12} abs {_g(self.max_abs)}"
             f"  rel {_g(self.max_rel)}  ulp {_g(self.max_ulp)}  tol-use {_g(self.usage)}"
         )
         if self.n_bad:
@@ -305,7 +318,7 @@ def _path_name(path: tuple[Any, ...]) -> str:
 
 
 # --------------------------------------------------------------------------- the JAX side
-_JIT_CACHE: dict[Any, tuple[Any, Callable[..., Any]]] = {}
+_JIT_CACHE: dict[Any, tuple[Any, Callable[..., Any], Callable[..., Any]]] = {}
 _JIT_CACHE_MAX = 4096
 
 
@@ -327,16 +340,18 @@ def _jax_program(
     diff_pos: list[int],
     order: str,
     device: str,
-) -> Callable[..., Any]:
-    """A jitted ``(arrays, cotangents, tangents) -> (out, grads, hvps)``, cached by structure.
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``(program, jax.jit(program))``: ``program(diff, rest, cot, tan) -> (out, grads, hvps)``,
+    cached by structure.
 
     ``order`` is ``"value"``, ``"grad"`` or ``"hvp"``. Non-array leaves are baked in
-    (they are jaxloss's static options); jit's own cache keys the shapes/dtypes.
+    (they are jaxloss's static options); jit's own cache keys the shapes/dtypes. The plain
+    ``program`` is what :func:`compare_many` traces into one merged program.
     """
     key = (id(jax_fn), treedef, tuple(_static_key(s) for s in static), tuple(array_pos), tuple(diff_pos), order, device)
     hit = _JIT_CACHE.get(key)
     if hit is not None and hit[0] is jax_fn:
-        return hit[1]
+        return hit[1], hit[2]
     nondiff_pos = [p for p in array_pos if p not in diff_pos]
 
     def call(diff: Sequence[Any], rest: Sequence[Any]) -> Any:
@@ -349,7 +364,7 @@ def _jax_program(
         return jax_fn(*args, **kwargs)
 
     def program(diff: Sequence[Any], rest: Sequence[Any], cot: Any, tan: Sequence[Any]) -> Any:
-        f = lambda d: call(d, rest)  # noqa: E731
+        f = lambda d: call(d, rest)
         if order == "value":
             return f(diff), None, None
         if order == "grad":
@@ -358,16 +373,19 @@ def _jax_program(
 
         def grad_fn(d: Any) -> Any:
             out, vjp = jax.vjp(f, d)
-            return out, vjp(cot)[0]
+            return vjp(cot)[0], out
 
-        (out, grads), (_, hvps) = jax.jvp(grad_fn, (list(diff),), (list(tan),))
+        # reverse over reverse, as torch's double backward: the gradient of <grad, tan>
+        # (v^T H, not the directional derivative H v; see the module docstring)
+        grads, grad_vjp, out = jax.vjp(grad_fn, list(diff), has_aux=True)
+        (hvps,) = grad_vjp(list(tan))
         return out, grads, hvps
 
     jitted = jax.jit(program)
     if len(_JIT_CACHE) >= _JIT_CACHE_MAX:
         _JIT_CACHE.clear()
-    _JIT_CACHE[key] = (jax_fn, jitted)
-    return jitted
+    _JIT_CACHE[key] = (jax_fn, program, jitted)
+    return program, jitted
 
 
 @contextlib.contextmanager
@@ -482,7 +500,7 @@ def compare_arrays(
     c.jax_at_worst, c.torch_at_worst = float(a[idx]), float(e[idx])
     passed_torch = c.n_bad == 0
     if reference is not None:
-        r = _np64(reference)
+        r = _rounded(_np64(reference), dtype)
         if r.shape == a.shape:
             ja, ta = _err(a, r), _err(e, r)
             c.jax_ref_abs, c.torch_ref_abs = _max(ja), _max(ta)
@@ -496,7 +514,7 @@ def compare_arrays(
                 return c
             if not passed_torch and dtype in LOW_PRECISION and ok_ref.all() and not _lt(c.torch_ref_abs, c.jax_ref_abs):
                 c.judged = "reference"
-                c.message = c.message or "differs from torch in low precision; within tolerance of the float64 reference and closer to it than torch"
+                c.message = c.message or "low-precision rule: differs from torch; within tolerance of the float64 reference and at least as close to it as torch"
                 return c
         elif judge == "reference":
             c.passed, c.message = False, f"reference shape {list(r.shape)} != {list(a.shape)}"
@@ -506,6 +524,16 @@ def compare_arrays(
         return c
     c.passed = c.passed and passed_torch
     return c
+
+
+def _rounded(r: np.ndarray, dtype: str) -> np.ndarray:
+    """The float64 reference rounded once to ``dtype`` (as float64): the correctly rounded
+    truth, the best any implementation can return (a float64 value beyond the dtype's range
+    is an infinity in it)."""
+    if not np.issubdtype(r.dtype, np.floating) or dtype == "float64":
+        return r
+    with np.errstate(over="ignore"):
+        return r.astype(NP_DTYPES[dtype]).astype(np.float64)
 
 
 def _agree(a: np.ndarray, e: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -554,8 +582,9 @@ def compare(
             converted to JAX arrays / torch tensors of the same dtype).
         grad_argnums: positions in ``args`` and/or names in ``kwargs`` of the
             floating arguments to differentiate.
-        hvp: also compare Hessian-vector products of those arguments (where torch
-            supports double backward).
+        hvp: also compare second derivatives of those arguments, as the gradient of
+            ``<gradient, v>`` (``v^T H``, torch's double backward), where torch
+            supports double backward.
         dtype: if given, every floating array is first rounded to this dtype.
         reference: the float64 reference: ``None`` (default) uses ``torch_fn`` in
             float64 when the inputs are not float64, ``False`` turns it off, a
@@ -569,13 +598,109 @@ def compare(
     Returns:
         A :class:`Result`; never raises for a mismatch or an exception on either side.
     """
-    try:
-        return _compare(jax_fn, torch_fn, args, kwargs, grad_argnums, hvp, dtype, reference, judge, device, arg_names)
-    except Exception:  # noqa: BLE001 - the harness itself must never crash a report
-        return Result("error", dtype or "", notes=["parity harness error:\n" + traceback.format_exc(limit=-4)])
+    request = CompareRequest(jax_fn, torch_fn, args, kwargs, grad_argnums, hvp, dtype, reference, judge, device, arg_names)
+    return compare_many([request])[0]
 
 
-def _compare(
+@dataclasses.dataclass
+class CompareRequest:
+    """The arguments of one :func:`compare` call, for :func:`compare_many`."""
+
+    jax_fn: Callable[..., Any]
+    torch_fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    grad_argnums: int | str | Iterable[int | str] = ()
+    hvp: bool = False
+    dtype: str | None = None
+    reference: Callable[..., Any] | bool | None = None
+    judge: str = "torch"
+    device: str = "cpu"
+    arg_names: Sequence[str] | None = None
+
+
+@dataclasses.dataclass
+class _JaxCall:
+    """What a comparison needs from JAX: ``program(*inputs)`` (``jitted`` is its cached jit)."""
+
+    program: Callable[..., Any]
+    jitted: Callable[..., Any]
+    inputs: tuple[Any, ...]
+
+
+def compare_many(requests: Sequence[CompareRequest], merge: bool = True) -> list[Result]:
+    """:func:`compare` for several comparisons at once, sharing one compiled JAX program.
+
+    Each comparison runs as in :func:`compare`, except that the JAX computations of all
+    of them are traced into one jitted program (when ``merge``): compiling one program
+    instead of one per comparison saves XLA's fixed per-program cost, which dominates a
+    parity run of small arrays. The computations stay independent (no data flows
+    between them), as a loss inside a user's larger jitted step. If the merged program
+    fails to trace or compile, each comparison's program runs on its own, so errors are
+    reported per comparison exactly as :func:`compare` reports them.
+
+    Returns one :class:`Result` per request, in order; never raises.
+    """
+    results: list[Result | None] = [None] * len(requests)
+    gens: dict[int, Any] = {}
+    pending: dict[int, _JaxCall] = {}
+
+    def advance(i: int, outcome: Any) -> None:
+        try:
+            call = gens[i].send(outcome)
+            pending[i] = call
+        except StopIteration as stop:
+            results[i] = stop.value
+        except Exception:  # noqa: BLE001 - the harness itself must never crash a report
+            results[i] = Result("error", requests[i].dtype or "", notes=["parity harness error:\n" + traceback.format_exc(limit=-4)])
+
+    by_device: dict[str, list[int]] = {}
+    for i, r in enumerate(requests):
+        by_device.setdefault(r.device, []).append(i)
+    for device, idx in by_device.items():
+        with _jax_device(device):
+            for i in idx:
+                r = requests[i]
+                gens[i] = _compare_steps(r.jax_fn, r.torch_fn, tuple(r.args), dict(r.kwargs), r.grad_argnums, r.hvp, r.dtype,
+                                         r.reference, r.judge, r.device, r.arg_names)
+                advance(i, None)
+            while pending:
+                batch = dict(pending)
+                pending.clear()
+                for i, outcome in zip(batch, _run_jax_calls(list(batch.values()), merge)):
+                    advance(i, outcome)
+    return [r if r is not None else Result("error", notes=["parity harness error: no result"]) for r in results]
+
+
+def _run_jax_calls(calls: list[_JaxCall], merge: bool) -> list[tuple[Any, BaseException | None]]:
+    """Run JAX programs: merged into one jitted program where possible; ``(outputs, error)`` each."""
+    if merge and len(calls) > 1:
+        programs = [c.program for c in calls]
+
+        def merged(all_inputs: list[tuple[Any, ...]]) -> list[Any]:
+            return [p(*inp) for p, inp in zip(programs, all_inputs)]
+
+        outs = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outs = jax.block_until_ready(jax.jit(merged)([c.inputs for c in calls]))
+        except Exception:  # noqa: BLE001 - one program fails: run each alone (errors reported per comparison)
+            outs = None
+        if outs is not None:
+            return [(o, None) for o in outs]
+    done: list[tuple[Any, BaseException | None]] = []
+    for c in calls:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                done.append((jax.block_until_ready(c.jitted(*c.inputs)), None))
+        except Exception as e:  # noqa: BLE001
+            done.append((None, e))
+    return done
+
+
+def _compare_steps(
     jax_fn: Callable[..., Any],
     torch_fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -587,7 +712,10 @@ def _compare(
     judge: str,
     device: str,
     arg_names: Sequence[str] | None = None,
-) -> Result:
+) -> Any:
+    """One comparison as a generator: it yields each JAX computation it needs (a
+    :class:`_JaxCall`), receives ``(outputs, error)`` and returns the :class:`Result`.
+    The caller holds the JAX device context."""
     if dtype is not None:
         args, kwargs = cast_floats((args, kwargs), dtype)
     args = tuple(np.asarray(a) if isinstance(a, np.generic) else a for a in args)
@@ -621,80 +749,83 @@ def _compare(
         diff_pos += [i for i in found if i not in diff_pos]
     order = "hvp" if (hvp and diff_pos) else "grad" if diff_pos else "value"
 
-    with _jax_device(device):
-        # shapes of the JAX output first (cheap; a raise here is the JAX side raising)
-        static = [None if i in array_pos else x for i, x in enumerate(leaves)]
-        jleaves = [jnp.asarray(x) if i in array_pos else x for i, x in enumerate(leaves)]
-        jax_out_struct = None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                jax_out_struct = jax.eval_shape(lambda *arrs: _call_leaves(jax_fn, treedef, static, array_pos, arrs), *[jleaves[i] for i in array_pos])
-        except Exception as e:  # noqa: BLE001
-            result.jax_error = _describe(e)
+    # shapes of the JAX output first (cheap; a raise here is the JAX side raising)
+    static = [None if i in array_pos else x for i, x in enumerate(leaves)]
+    jleaves = [jnp.asarray(x) if i in array_pos else x for i, x in enumerate(leaves)]
+    jax_out_struct = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            jax_out_struct = jax.eval_shape(lambda *arrs: _call_leaves(jax_fn, treedef, static, array_pos, arrs), *[jleaves[i] for i in array_pos])
+    except Exception as e:  # noqa: BLE001
+        result.jax_error = _describe(e)
 
-        if result.jax_error and _is_not_implemented(result.jax_error):
-            result.status = "not_implemented"  # nothing to compare: skip torch
-            return result
+    if result.jax_error and _is_not_implemented(result.jax_error):
+        result.status = "not_implemented"  # nothing to compare: skip torch
+        return result
 
-        # cotangents / tangents, identical for both sides
-        out_leaves_struct = jax.tree_util.tree_leaves(jax_out_struct) if jax_out_struct is not None else None
-        cot = tan = None
-        if diff_pos:
-            tan = [_pattern(np.shape(leaves[i]), leaves[i].dtype, f"tan{i}", -1.0, 1.0) for i in diff_pos] if order == "hvp" else None
+    # cotangents / tangents, identical for both sides
+    out_leaves_struct = jax.tree_util.tree_leaves(jax_out_struct) if jax_out_struct is not None else None
+    cot = tan = None
+    if diff_pos:
+        tan = [_pattern(np.shape(leaves[i]), leaves[i].dtype, f"tan{i}", -1.0, 1.0) for i in diff_pos] if order == "hvp" else None
 
-        # torch (the cotangent's shapes come from JAX's abstract evaluation)
-        out_shapes = _out_shapes(out_leaves_struct, None)
-        if diff_pos and out_shapes is not None:
-            cot = [_pattern(s, d, f"cot{k}", 0.5, 1.5) for k, (s, d) in enumerate(out_shapes)]
-        t_out, t_grads, t_hvps, t_err = _torch_run(
-            torch_fn, leaves, treedef, diff_pos if cot is not None else [], cot, tan, device
-        )
-        if "value" in t_err:
-            result.torch_error = t_err["value"]
-        hvp_supported = order == "hvp" and ("hvp" not in t_err or judge == "reference")
-        if order == "hvp" and "hvp" in t_err and judge != "reference":
-            result.notes.append("second order skipped: torch has no double backward here (" + _first_line(t_err["hvp"])[:160] + ")")
-        if "grad" in t_err:
-            result.torch_error = (result.torch_error or "") + t_err["grad"]
+    # torch (the cotangent's shapes come from JAX's abstract evaluation)
+    out_shapes = _out_shapes(out_leaves_struct, None)
+    if diff_pos and out_shapes is not None:
+        cot = [_pattern(s, d, f"cot{k}", 0.5, 1.5) for k, (s, d) in enumerate(out_shapes)]
+    t_out, t_grads, t_hvps, t_err = _torch_run(
+        torch_fn, leaves, treedef, diff_pos if cot is not None else [], cot, tan, device
+    )
+    if "value" in t_err:
+        result.torch_error = t_err["value"]
+    hvp_supported = order == "hvp" and ("hvp" not in t_err or judge == "reference")
+    if order == "hvp" and "hvp" in t_err and judge != "reference":
+        result.notes.append("second order skipped: torch has no double backward here (" + _first_line(t_err["hvp"])[:160] + ")")
+    if "grad" in t_err:
+        result.torch_error = (result.torch_error or "") + t_err["grad"]
 
-        # JAX
-        j_out = j_grads = j_hvps = None
-        j_order_errors: dict[str, str] = {}
-        if result.jax_error is None:
-            j_order = order if (order != "hvp" or hvp_supported) else "grad"
-            if j_order != "value" and cot is None:
-                j_order = "value"
-            for attempt in _orders_from(j_order):
-                try:
-                    prog = _jax_program(jax_fn, treedef, static, array_pos, diff_pos if attempt != "value" else [], attempt, device)
-                    diff = [jleaves[i] for i in diff_pos] if attempt != "value" else []
-                    rest = [jleaves[i] for i in array_pos if attempt == "value" or i not in diff_pos]
-                    jcot = _cot_tree(jax_out_struct, cot) if attempt != "value" else None
-                    jtan = [jnp.asarray(t) for t in tan] if attempt == "hvp" and tan is not None else []
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        j_out, j_grads, j_hvps = jax.block_until_ready(prog(diff, rest, jcot, jtan))
-                    break
-                except Exception as e:  # noqa: BLE001 - a lower order may still work
-                    if attempt == "value":
-                        result.jax_error = _describe(e)
-                    else:
-                        j_order_errors[attempt] = _first_line(_describe(e))
-
-        # float64 reference
-        ref_out = ref_grads = ref_hvps = None
-        ref_fn = torch_fn if reference is None or reference is True else reference
-        want_ref = reference is not False and (cmp_dtype != "float64" or callable(reference) or judge == "reference")
-        if want_ref:
+    # JAX
+    j_out = j_grads = j_hvps = None
+    j_order_errors: dict[str, str] = {}
+    if result.jax_error is None:
+        j_order = order if (order != "hvp" or hvp_supported) else "grad"
+        if j_order != "value" and cot is None:
+            j_order = "value"
+        for attempt in _orders_from(j_order):
+            error: BaseException | None = None
             try:
-                ref_out, ref_grads, ref_hvps, ref_err = _torch_run(
-                    ref_fn, leaves, treedef, diff_pos, cot, tan if hvp_supported or judge == "reference" else None, device, dtype="float64"
-                )
-                if ref_err:
-                    result.notes.append("float64 reference raised: " + "; ".join(_first_line(v)[:160] for v in ref_err.values()))
+                prog, jitted = _jax_program(jax_fn, treedef, static, array_pos, diff_pos if attempt != "value" else [], attempt, device)
+                diff = [jleaves[i] for i in diff_pos] if attempt != "value" else []
+                rest = [jleaves[i] for i in array_pos if attempt == "value" or i not in diff_pos]
+                jcot = _cot_tree(jax_out_struct, cot) if attempt != "value" else None
+                jtan = [jnp.asarray(t) for t in tan] if attempt == "hvp" and tan is not None else []
             except Exception as e:  # noqa: BLE001
-                result.notes.append(f"float64 reference raised: {e}")
+                error = e
+            if error is None:
+                outputs, error = yield _JaxCall(prog, jitted, (diff, rest, jcot, jtan))
+            if error is None:
+                j_out, j_grads, j_hvps = outputs
+                break
+            # a lower order may still work
+            if attempt == "value":
+                result.jax_error = _describe(error)
+            else:
+                j_order_errors[attempt] = _first_line(_describe(error))
+
+    # float64 reference
+    ref_out = ref_grads = ref_hvps = None
+    ref_fn = torch_fn if reference is None or reference is True else reference
+    want_ref = reference is not False and (cmp_dtype != "float64" or callable(reference) or judge == "reference")
+    if want_ref:
+        try:
+            ref_out, ref_grads, ref_hvps, ref_err = _torch_run(
+                ref_fn, leaves, treedef, diff_pos, cot, tan if hvp_supported or judge == "reference" else None, device, dtype="float64"
+            )
+            if ref_err:
+                result.notes.append("float64 reference raised: " + "; ".join(_first_line(v)[:160] for v in ref_err.values()))
+        except Exception as e:  # noqa: BLE001
+            result.notes.append(f"float64 reference raised: {e}")
 
     # verdict
     if result.jax_error and _is_not_implemented(result.jax_error):

@@ -13,7 +13,10 @@
   (``options=None``); jaxloss's ``chunk_size`` only changes memory, not the math.
 * :func:`bce_with_logits_stable`, :func:`soft_margin_stable`: float64 references for
   the documented deviations (jaxloss uses ``log1p`` / ``softplus`` where torch loses
-  precision or overflows); the cases using them are judged against float64.
+  precision or overflows); the cases using them are judged against float64. Both,
+  and :func:`bce_weight_differentiable`, are also the torch side of the cases that
+  differentiate what torch's fused ops refuse to (``weight``, ``pos_weight``,
+  ``soft_margin_loss``'s ``target``).
 * :func:`ctc_reference`: the CTC forward (alpha) recursion in torch ops, with
   torch's gradient convention (the gradient of the logits of a log-softmax) added
   as an explicit term, or the true gradient; torch itself gives NaN gradients at
@@ -150,6 +153,15 @@ def bce_with_logits_stable(
 def soft_margin_stable(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """``softplus(-y x)`` instead of ``log(1 + exp(-y x))`` (which overflows for large margins)."""
     return _reduce(F.softplus(-target * input, threshold=50), reduction)
+
+
+def bce_weight_differentiable(
+    input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, reduction: str = "mean"
+) -> torch.Tensor:
+    """``F.binary_cross_entropy`` with ``weight`` applied outside, so that autograd differentiates
+    it (torch's fused op refuses to): the same value, ``'mean'`` dividing by the element count."""
+    loss = F.binary_cross_entropy(input, target, reduction="none")
+    return _reduce(loss * weight if weight is not None else loss, reduction)
 
 
 # --------------------------------------------------------------------------- CTC

@@ -11,16 +11,23 @@ JSON schema (``"schema": "parity-report/1"``)::
       "schema": "parity-report/1",
       "meta": {"command", "seed", "fuzz", "device", "dtypes", "seconds", "jaxloss", "torch", "jax", "tolerances"},
       "summary": {"cases", "passed", "failed", "errors", "not_implemented", "judged_by_reference",
-                  "jax_closer", "torch_closer", "ties", "ok"},
+                  "documented_deviations", "low_precision_rule", "jax_closer", "torch_closer", "ties", "ok"},
       "losses": [{"loss", "family", "torch", "cases", "passed", "failed", "errors", "not_implemented",
                   "worst_value": {"abs", "rel", "ulp", "usage"}, "worst_grad": {...}, "worst_hvp": {...},
                   "worst_case", "status"}],
       "dtypes": [{"dtype", "cases", "passed", "worst_value": {...}, "worst_grad": {...},
                   "jax_closer", "torch_closer", "ties"}],
       "coverage": {"params": {loss: [param...]}, "covered": {loss: {param: n_cases}}, "missing": {loss: [param...]}},
+      "deviations": [{"loss", "reason", "dtypes", "cases", "passed"}],  # TorchInexact cases met
       "failures": [case result (below) of every failed / error case],
-      "cases": [{"id", "loss", "family", "case", "dtype", "status", "judge", "params", "spec",
+      "cases": [{"id", "loss", "family", "case", "dtype", "status", "judge", "deviation", "params", "spec",
                  "result": parity.Result.to_json(), "seconds", "note", "reproducer", "fuzz"}]
+
+"judged_by_reference" counts cases with at least one array judged against the
+float64 reference: "documented_deviations" (a :class:`parity.cases.TorchInexact`
+applies; every array judged so) plus "low_precision_rule" (float16 / bfloat16
+arrays that miss torch but are within tolerance of the rounded float64 truth and
+at least as close to it as torch; see :mod:`parity.compare`).
     }
 
 Non-finite floats are written as the strings ``"inf"`` / ``"nan"``.
@@ -121,6 +128,9 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
     summary["judged_by_reference"] = sum(
         1 for r in results if any(c.get("judged") == "reference" for k in ("outputs", "grads", "hvps") for c in r.result.get(k, []))
     )
+    summary["documented_deviations"] = sum(1 for r in results if r.deviation)
+    summary["low_precision_rule"] = sum(1 for r in results if not r.deviation and r.judge == "torch" and any(
+        c.get("judged") == "reference" for k in ("outputs", "grads", "hvps") for c in r.result.get(k, [])))
     summary.update(_closer_counts(results))
     summary["ok"] = summary["failed"] == 0 and summary["errors"] == 0
     return {
@@ -130,9 +140,23 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
         "losses": losses,
         "dtypes": dtypes,
         "coverage": {"params": params, "covered": covered, "missing": {k: v for k, v in missing.items() if v}},
+        "deviations": _deviations(results),
         "failures": [r.to_json() for r in results if r.status in ("failed", "error")],
         "cases": [r.to_json() for r in results],
     }
+
+
+def _deviations(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
+    """The documented torch inexactnesses met in this run: loss, reason, dtypes, cases, passed."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in results:
+        if r.deviation:
+            d = out.setdefault((r.loss, r.deviation), {"loss": r.loss, "reason": r.deviation, "dtypes": [], "cases": 0, "passed": 0})
+            if r.dtype not in d["dtypes"]:
+                d["dtypes"].append(r.dtype)
+            d["cases"] += 1
+            d["passed"] += r.status == "passed"
+    return list(out.values())
 
 
 # --------------------------------------------------------------------------- text
@@ -178,7 +202,8 @@ def console_table(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, "
-        f"{s['not_implemented']} not implemented; {s['judged_by_reference']} judged against the float64 reference; "
+        f"{s['not_implemented']} not implemented; judged against the float64 reference: {s['documented_deviations']} documented "
+        f"deviations, {s['low_precision_rule']} by the low-precision rule; "
         f"vs float64: jaxloss closer {s['jax_closer']}x, torch closer {s['torch_closer']}x, tie {s['ties']}x"
     )
     return "\n".join(lines)
@@ -191,7 +216,8 @@ def markdown(report: dict[str, Any]) -> str:
                f"{m.get('seconds', 0):.1f} s. **{'PASSED' if s['ok'] else 'FAILED'}**")
     out.append("")
     out.append(f"{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, {s['not_implemented']} not implemented; "
-               f"{s['judged_by_reference']} judged against the float64 reference (documented deviations / low precision). "
+               f"{s['judged_by_reference']} judged against the float64 reference ({s['documented_deviations']} documented deviations, "
+               f"{s['low_precision_rule']} by the low-precision rule). "
                f"Against float64: jaxloss closer {s['jax_closer']}×, torch closer {s['torch_closer']}×, tie {s['ties']}×.")
     out += ["", "## Per loss", ""]
     rows = table_rows(report)
@@ -205,6 +231,11 @@ def markdown(report: dict[str, Any]) -> str:
         wv, wg = d["worst_value"], d["worst_grad"]
         out.append(f"| {d['dtype']} | {tol.rtol:g}, {tol.atol:g} | {d['cases']} | {d['passed']} | {_e(wv['abs'])} / {_e(wv['rel'])} / {_e(wv['ulp'])} | "
                    f"{_e(wg['abs'])} / {_e(wg['rel'])} / {_e(wg['ulp'])} | {d['jax_closer']} | {d['torch_closer']} | {d['ties']} |")
+    out += ["", "## Documented deviations (judged against the float64 reference)", ""]
+    if not report.get("deviations"):
+        out.append("None in this run.")
+    for d in report.get("deviations", []):
+        out.append(f"- **{d['loss']}** ({', '.join(d['dtypes'])}; {d['passed']}/{d['cases']} cases passed): {d['reason']}")
     miss = report["coverage"]["missing"]
     out += ["", "## Coverage", ""]
     out.append("Every public parameter of every loss appears in at least one grid case." if not miss else
@@ -273,7 +304,8 @@ def html_page(report: dict[str, Any]) -> str:
     p.append(f"<p>{verdict} — <code>{esc(str(m.get('command', '')))}</code>; torch {esc(str(m.get('torch')))}, jax {esc(str(m.get('jax')))}, "
              f"device {esc(str(m.get('device')))}, {m.get('seconds', 0):.1f} s.</p>")
     p.append(f"<p>{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, {s['not_implemented']} not implemented; "
-             f"{s['judged_by_reference']} judged against the float64 reference. Against float64: jaxloss closer {s['jax_closer']}×, "
+             f"{s['judged_by_reference']} judged against the float64 reference ({s['documented_deviations']} documented deviations, "
+             f"{s['low_precision_rule']} by the low-precision rule). Against float64: jaxloss closer {s['jax_closer']}×, "
              f"torch closer {s['torch_closer']}×, tie {s['ties']}×.</p>")
     # per loss
     p.append("<h2>Per loss</h2><table><tr>")
@@ -323,11 +355,18 @@ def html_page(report: dict[str, Any]) -> str:
         if f.get("reproducer"):
             p.append(f"<p>Reproducer:</p><pre>{esc(f['reproducer'])}</pre>")
     # documented deviations
-    devs = sorted({(c["loss"], c["note"]) for c in report["cases"] if c["judge"] == "reference" and c["note"]})
-    if devs:
-        p.append("<h2>Documented deviations (judged against the float64 reference)</h2><ul>")
-        p += [f"<li><b>{esc(lo)}</b>: {esc(n)}</li>" for lo, n in devs]
-        p.append("</ul>")
+    p.append("<h2>Documented deviations (judged against the float64 reference)</h2>")
+    devs = report.get("deviations", [])
+    if not devs:
+        p.append("<p>None in this run.</p>")
+    else:
+        p.append("<p>Where torch itself is inexact, jaxloss is judged against the float64 truth (rounded to the dtype) "
+                 "with the dtype's usual tolerance.</p><table><tr><th class='l'>loss</th><th class='l'>dtypes</th>"
+                 "<th>cases</th><th>passed</th><th class='l'>reason</th></tr>")
+        for d in devs:
+            p.append(f"<tr><td class='l'>{esc(d['loss'])}</td><td class='l'>{esc(', '.join(d['dtypes']))}</td><td>{d['cases']}</td>"
+                     f"<td>{d['passed']}</td><td class='l reason'>{esc(d['reason'])}</td></tr>")
+        p.append("</table>")
     p.append("</body></html>")
     return "\n".join(p) + "\n"
 

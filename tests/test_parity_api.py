@@ -150,3 +150,86 @@ def test_ulp_helpers():
     assert ulp(np.array(0.0), "float16") == 2.0**-24
     assert ulp_error(np.array(1.0 + 2**-22), np.array(1.0), "float32") == pytest.approx(2.0)
     assert parity.tolerance_for(torch.float32) == parity.TOLERANCES["float32"]
+
+
+def test_second_order_is_the_double_backward_contraction():
+    """The second order is v^T H (the gradient of <grad, v>, torch's double backward) on both
+    sides. Here the "Hessian" of the derivative rules is not symmetric (d/db of df/da = 1, d/da of
+    df/db = 2): H v and v^T H differ, and only the same contraction agrees."""
+    import jax
+
+    @jax.custom_jvp
+    def jf(a, b):
+        return jnp.sum(a * b)
+
+    @jf.defjvp
+    def _(primals, tangents):
+        (a, b), (da, db) = primals, tangents
+        return jf(a, b), jnp.sum(b * da) + jnp.sum(2 * a * db)  # df/db = 2a on purpose
+
+    class TF(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return (a * b).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            a, b = ctx.saved_tensors
+            return g * b, g * 2 * a
+
+    a, b = np.array([1.0, -2.0, 0.5]), np.array([0.25, 3.0, -1.0])
+    r = parity.compare(jf, TF.apply, a, b, grad_argnums=(0, 1), hvp=True)
+    assert r.passed, r
+    # and the numbers are v^T H: the a-component is H[b, a] v_b = 2 v_b (H v would give 1 v_b)
+    from parity.compare import _pattern
+
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    cot = float(_pattern((), np.float64, "cot0", 0.5, 1.5))
+    va, vb = (torch.tensor(_pattern((3,), np.float64, f"tan{i}", -1.0, 1.0)) for i in (0, 1))
+    ga, gb = torch.autograd.grad(TF.apply(ta, tb) * cot, (ta, tb), create_graph=True)
+    ha, hb = torch.autograd.grad((ga * va).sum() + (gb * vb).sum(), (ta, tb))
+    np.testing.assert_allclose(ha.numpy(), 2 * cot * vb.numpy())
+    np.testing.assert_allclose(hb.numpy(), cot * va.numpy())
+
+
+def test_bce_second_order_at_exact_zero_and_one_matches_torch():
+    """Regression: at probabilities exactly 0 / 1, torch's BCE mixed second derivatives are not
+    symmetric (clamped -1/max(x(1-x), 1e-12) vs unclamped -1/(x(1-x)) = inf); a forward-over-reverse
+    H v on the JAX side gave finite ~5e10 where torch's double backward gives +-inf."""
+    x = np.array([0.0, 1.0, 0.0, 1.0, 0.5, 0.0])
+    y = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 0.7])
+    for reduction in ("sum", "mean", "none"):
+        r = parity.compare(jaxloss.binary_cross_entropy, F.binary_cross_entropy, x, y, grad_argnums=(0, 1),
+                           hvp=True, reduction=reduction)
+        assert r.passed, r
+        assert len(r.hvps) == 2
+
+
+def test_compare_many_isolates_errors():
+    from parity.compare import CompareRequest, compare_many
+
+    def raising(*a, **k):
+        raise ValueError("bad trace")
+
+    reqs = [
+        CompareRequest(jaxloss.l1_loss, F.l1_loss, (X, Y), {}, grad_argnums=(0,), hvp=True),
+        CompareRequest(raising, F.l1_loss, (X, Y), {}, grad_argnums=(0,)),
+        CompareRequest(jaxloss.mse_loss, F.mse_loss, (X, Y), {"reduction": "sum"}, grad_argnums=(0, 1), dtype="float32"),
+    ]
+    a, b, c = compare_many(reqs)
+    assert a.passed and c.passed and len(a.hvps) == 1, (a, c)
+    assert b.status == "failed" and "bad trace" in b.jax_error
+
+
+def test_reference_is_rounded_once_to_the_dtype():
+    # 1e6 overflows float16: the correctly rounded truth is inf, which the JAX side returns,
+    # while this torch side returns NaN. Judged against the (rounded) float64 reference it passes.
+    x = np.array([1.0, 2.0])
+    jf = lambda a: (a.astype(jnp.float32) * 1e6).astype(a.dtype)  # noqa: E731
+    tf = lambda a: a * float("nan")  # noqa: E731
+    r = parity.compare(jf, tf, x, dtype="float16", judge="reference", reference=lambda a: a * 1e6)
+    assert r.passed, r
+    c = r.outputs[0]
+    assert c.judged == "reference" and c.jax_ref_abs == 0.0 and c.closer == "jax"
+    assert parity.compare(jf, tf, x, dtype="float16").status == "failed"  # against torch: a failure

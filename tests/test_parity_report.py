@@ -122,3 +122,18 @@ def test_not_implemented_is_not_a_failure(tmp_path, monkeypatch):
 
 def test_jnp_results_unaffected():  # sanity: the module under test is the real one afterwards
     assert float(jaxloss.l1_loss(jnp.ones(3), jnp.zeros(3))) == 1.0
+
+
+def test_documented_deviations_are_listed_with_their_reason():
+    reg = runner.registry()
+    edge = reg["binary_cross_entropy"].case({"values": "edge", "dtypes": ("float64", "float16")})
+    results = [runner.run_case(edge, "float16"), runner.run_case(edge, "float64")]
+    r = rep.build(results, reg, {"command": "test", "seconds": 1.0})
+    (d,) = r["deviations"]
+    assert d["loss"] == "binary_cross_entropy" and d["dtypes"] == ["float16"] and d["cases"] == d["passed"] == 1
+    assert "underflows" in d["reason"]
+    assert r["summary"]["documented_deviations"] == 1 and r["summary"]["ok"]
+    assert r["cases"][0]["deviation"] == d["reason"] and r["cases"][1]["deviation"] == ""
+    page = rep.html_page(r)
+    assert "Documented deviations" in page and "underflows to 0 in half" in page
+    assert "underflows to 0 in half" in rep.markdown(r)

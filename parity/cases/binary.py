@@ -1,7 +1,8 @@
 """Binary / multi-label losses: binary_cross_entropy, binary_cross_entropy_with_logits,
 soft_margin_loss, multilabel_soft_margin_loss, sigmoid_focal_loss.
 
-Documented deviations, judged against a float64 reference (``judge="reference"``):
+Documented deviations (:class:`parity.cases.TorchInexact`: judged against a float64
+reference instead of torch; the same list is in :mod:`jaxloss.binary`'s docstring):
 
 * ``binary_cross_entropy_with_logits`` with logits beyond +-30 (up to +-1e4): torch
   computes ``log(exp(-m) + exp(-x - m))`` without ``log1p`` and loses the tiny
@@ -10,6 +11,20 @@ Documented deviations, judged against a float64 reference (``judge="reference"``
 * ``soft_margin_loss`` with ``-y x`` beyond ~88 in float32 (beyond ~709 in
   float64): torch's ``log(1 + exp(-y x))`` overflows to inf where jaxloss's
   softplus returns ``-y x`` (reference: :func:`parity.references.soft_margin_stable`).
+* ``binary_cross_entropy`` in float16 at probabilities exactly 0 and 1: torch's
+  backward clamps ``x (1 - x)`` at ``1e-12``, which is 0 in float16, so where
+  ``x = y`` (0 or 1) it returns ``0 / 0 = NaN``; jaxloss computes half precision in
+  float32 and returns the float64 value 0 (reference: torch's own formula in
+  float64, rounded to float16).
+
+Arguments torch refuses to differentiate ("is not differentiable with respect to
+argument ...") but jaxloss differentiates as ordinary arguments: the ``weight`` of
+both BCE losses, ``pos_weight`` and ``soft_margin_loss``'s ``target``. The
+``extra_grads`` entries compare those gradients (first and second order) with the
+same loss composed of differentiable torch ops
+(:func:`parity.references.bce_weight_differentiable`,
+:func:`parity.references.bce_with_logits_stable`,
+:func:`parity.references.soft_margin_stable`).
 
 Shapes: batched ``(4, 5)``, unbatched ``(5,)``, K-dim ``(2, 3, 2, 2)``, scalar, empty.
 """
@@ -21,10 +36,11 @@ from typing import Any
 import numpy as np
 
 from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for, signs
+from parity.cases import ALL_DTYPES, Case, Invalid, TorchInexact, loss, rng_for, signs
 
 SHAPES = {"batched": (4, 5), "unbatched": (5,), "kdim": (2, 3, 2, 2), "scalar": (), "empty": (0, 5)}
 REDUCTIONS = ["mean", "none", "sum"]
+_EXTRA_DTYPES = ("float64", "float32")  # gradients torch's fused ops refuse: vs differentiable torch ops
 _BASE_GRID = [
     {"dtypes": ALL_DTYPES},
     {"reduction": "none", "dtypes": ALL_DTYPES},
@@ -35,6 +51,25 @@ _BASE_GRID = [
     {"shape": "empty"},
     {"shape": "empty", "reduction": "sum"},
 ]
+
+
+_LOGITS_LARGE = TorchInexact(
+    "torch's log(exp(-m) + exp(-x - m)) loses log1p precision for |logits| >> 1 (tiny losses and "
+    "gradients become 0); jaxloss keeps them",
+    reference=references.bce_with_logits_stable,
+    reference_expr="parity.references.bce_with_logits_stable",
+)
+_SOFT_MARGIN_OVERFLOW = TorchInexact(
+    "torch's log(1 + exp(-y x)) overflows to inf (NaN gradient) for -y x > ~88.7 (float32) / ~709.8 "
+    "(float64); jaxloss's softplus returns the finite truth",
+    reference=references.soft_margin_stable,
+    reference_expr="parity.references.soft_margin_stable",
+)
+_BCE_HALF_EPS = TorchInexact(
+    "float16: torch's backward clamps x (1 - x) at 1e-12, which underflows to 0 in half, so x = y = 0 "
+    "or 1 gives 0/0 = NaN; jaxloss computes in float32 and returns the float64 value 0",
+    dtypes=("float16",),
+)
 
 
 def _weight_for(s: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
@@ -59,7 +94,7 @@ def _weight_for(s: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
     "binary_cross_entropy",
     "binary",
     ("input", "target", "weight", "reduction"),
-    {"shape": "batched", "reduction": "mean", "weight": "none", "values": "normal", "seed": 0},
+    {"shape": "batched", "reduction": "mean", "weight": "none", "values": "normal", "extra_grads": False, "seed": 0},
     _BASE_GRID
     + [
         {"weight": "full", "dtypes": ALL_DTYPES},
@@ -68,12 +103,15 @@ def _weight_for(s: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
         {"values": "edge", "dtypes": ALL_DTYPES},
         {"values": "edge", "reduction": "none"},
         {"values": "soft-target", "dtypes": ALL_DTYPES},
+        {"weight": "full", "extra_grads": True, "dtypes": _EXTRA_DTYPES},
+        {"weight": "last", "extra_grads": True, "reduction": "sum", "hvp": True},
     ],
     {
         "shape": list(SHAPES),
         "reduction": REDUCTIONS,
         "weight": ["none", "full", "last", "rows"],
         "values": ["normal", "edge", "soft-target"],
+        "extra_grads": [False, True],
         "seed": [0, 1, 2, 3],
     },
 )
@@ -90,7 +128,29 @@ def binary_cross_entropy(s: dict[str, Any]) -> Case:
     w = _weight_for(s, shape)
     if w is not None:
         kw["weight"] = w
-    return Case("binary_cross_entropy", "", (p, y), kw, ("input", "target"), grad=("input", "target"))
+    if s.get("extra_grads"):
+        if w is None or s["values"] == "edge":
+            raise Invalid("extra_grads: a weight, probabilities inside (0, 1)")
+        return Case(
+            "binary_cross_entropy",
+            "",
+            (p, y),
+            kw,
+            ("input", "target"),
+            grad=("input", "target", "weight"),
+            torch_fn=references.bce_weight_differentiable,
+            torch_expr="parity.references.bce_weight_differentiable",
+            note="weight differentiated: torch side is F.binary_cross_entropy(reduction='none') * weight",
+        )
+    return Case(
+        "binary_cross_entropy",
+        "",
+        (p, y),
+        kw,
+        ("input", "target"),
+        grad=("input", "target"),
+        torch_inexact=_BCE_HALF_EPS if s["values"] == "edge" else None,
+    )
 
 
 # --------------------------------------------------------------------------- BCE with logits
@@ -114,7 +174,8 @@ def _pos_weight(s: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
     "binary_cross_entropy_with_logits",
     "binary",
     ("input", "target", "weight", "reduction", "pos_weight"),
-    {"shape": "batched", "reduction": "mean", "weight": "none", "pos_weight": "none", "values": "normal", "seed": 0},
+    {"shape": "batched", "reduction": "mean", "weight": "none", "pos_weight": "none", "values": "normal",
+     "extra_grads": False, "seed": 0},
     _BASE_GRID
     + [
         {"weight": "full", "dtypes": ALL_DTYPES},
@@ -128,6 +189,8 @@ def _pos_weight(s: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
         {"values": "moderate", "reduction": "none", "dtypes": ALL_DTYPES},
         {"values": "large", "reduction": "none", "dtypes": ALL_DTYPES},
         {"values": "large", "pos_weight": "last", "weight": "full", "dtypes": ALL_DTYPES},
+        {"weight": "rows", "pos_weight": "last", "extra_grads": True, "dtypes": _EXTRA_DTYPES},
+        {"weight": "last", "pos_weight": "channel", "shape": "kdim", "reduction": "none", "extra_grads": True},
     ],
     {
         "shape": list(SHAPES),
@@ -135,6 +198,7 @@ def _pos_weight(s: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
         "weight": ["none", "full", "last", "rows"],
         "pos_weight": ["none", "last", "channel", "full"],
         "values": ["normal", "soft-target", "moderate", "large"],
+        "extra_grads": [False, True],
         "seed": [0, 1, 2, 3],
     },
 )
@@ -154,6 +218,22 @@ def binary_cross_entropy_with_logits(s: dict[str, Any]) -> Case:
     if pw is not None:
         kw["pos_weight"] = pw
     deviation = s["values"] == "large"
+    if s.get("extra_grads"):
+        extra = tuple(n for n in ("weight", "pos_weight") if n in kw)
+        if not extra:
+            raise Invalid("extra_grads: a weight or pos_weight")
+        return Case(
+            "binary_cross_entropy_with_logits",
+            "",
+            (x, y),
+            kw,
+            ("input", "target"),
+            grad=("input", "target", *extra),
+            torch_fn=references.bce_with_logits_stable,
+            torch_expr="parity.references.bce_with_logits_stable",
+            torch_inexact=_LOGITS_LARGE if deviation else None,
+            note="weight / pos_weight differentiated: torch side in differentiable torch ops",
+        )
     return Case(
         "binary_cross_entropy_with_logits",
         "",
@@ -161,10 +241,7 @@ def binary_cross_entropy_with_logits(s: dict[str, Any]) -> Case:
         kw,
         ("input", "target"),
         grad=("input", "target"),
-        judge="reference" if deviation else "torch",
-        reference=references.bce_with_logits_stable if deviation else None,
-        reference_expr="parity.references.bce_with_logits_stable" if deviation else "",
-        note="documented deviation: jaxloss keeps log1p precision for |logits| >> 1; judged against float64" if deviation else "",
+        torch_inexact=_LOGITS_LARGE if deviation else None,
     )
 
 
@@ -173,14 +250,22 @@ def binary_cross_entropy_with_logits(s: dict[str, Any]) -> Case:
     "soft_margin_loss",
     "binary",
     ("input", "target", "reduction"),
-    {"shape": "batched", "reduction": "mean", "values": "normal", "seed": 0},
+    {"shape": "batched", "reduction": "mean", "values": "normal", "extra_grads": False, "seed": 0},
     _BASE_GRID
     + [
         {"values": "moderate", "reduction": "none", "dtypes": ALL_DTYPES},
         {"values": "overflow", "reduction": "none", "dtypes": ALL_DTYPES},
         {"values": "overflow", "dtypes": ALL_DTYPES},
+        {"extra_grads": True, "dtypes": _EXTRA_DTYPES},
+        {"extra_grads": True, "reduction": "none", "shape": "kdim"},
     ],
-    {"shape": list(SHAPES), "reduction": REDUCTIONS, "values": ["normal", "moderate", "overflow"], "seed": [0, 1, 2, 3]},
+    {
+        "shape": list(SHAPES),
+        "reduction": REDUCTIONS,
+        "values": ["normal", "moderate", "overflow"],
+        "extra_grads": [False, True],
+        "seed": [0, 1, 2, 3],
+    },
 )
 def soft_margin_loss(s: dict[str, Any]) -> Case:
     shape = SHAPES[s["shape"]]
@@ -190,17 +275,27 @@ def soft_margin_loss(s: dict[str, Any]) -> Case:
     if s["values"] == "overflow":  # -y x = 100 ... 1e4: exp overflows in float32 (1e4: float64 too)
         x = -y * np.where(rng.uniform(size=shape) < 0.5, 100.0, 1e4) if shape else np.float64(-100.0 * y)
     deviation = s["values"] == "overflow"
+    if s.get("extra_grads"):  # target differentiated: softplus(-y x) in torch ops
+        return Case(
+            "soft_margin_loss",
+            "",
+            (x, y),
+            {"reduction": s["reduction"]},
+            ("input", "target"),
+            grad=("input", "target"),
+            torch_fn=references.soft_margin_stable,
+            torch_expr="parity.references.soft_margin_stable",
+            torch_inexact=_SOFT_MARGIN_OVERFLOW if deviation else None,
+            note="target differentiated: torch side is softplus(-y x) in torch ops",
+        )
     return Case(
         "soft_margin_loss",
         "",
         (x, y),
         {"reduction": s["reduction"]},
         ("input", "target"),
-        grad=("input",),  # torch: "not differentiable with respect to argument 'target'"
-        judge="reference" if deviation else "torch",
-        reference=references.soft_margin_stable if deviation else None,
-        reference_expr="parity.references.soft_margin_stable" if deviation else "",
-        note="documented deviation: torch's log(1 + exp(-y x)) overflows; jaxloss uses softplus; judged against float64" if deviation else "",
+        grad=("input",),  # torch: "not differentiable with respect to argument 'target'" (extra_grads: yes)
+        torch_inexact=_SOFT_MARGIN_OVERFLOW if deviation else None,
     )
 
 

@@ -14,9 +14,9 @@ import functools
 from typing import Any
 
 import numpy as np
+import torch.nn.functional as F
 
 import jaxloss
-import torch.nn.functional as F
 from parity import references
 from parity.cases import ALL_DTYPES, Case, loss, rng_for, signs
 
