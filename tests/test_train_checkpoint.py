@@ -79,24 +79,31 @@ def test_resume_after_an_epoch_equals_a_straight_run(tmp_path, tiny, straight):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, tiny, straight):
+# mid-epoch, and after an epoch's last step (before its evaluation: the resumed run trains no
+# step in that epoch, only evaluates it)
+@pytest.mark.parametrize("at_step", [2, 4])
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, tiny, straight, at_step):
     def ctrl_c(epoch: int, step: int) -> None:
-        if (epoch, step) == (0, 2):
+        if (epoch, step) == (0, at_step):
             signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; the loop stops after this step
 
     log = io.StringIO()
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as info:
         train(_config(tmp_path), dataset=tiny, on_step=ctrl_c, log=log)
+    done = at_step + 1
     assert isinstance(info.value, KeyboardInterrupt)
-    assert info.value.checkpoint == 3
-    assert "interrupted at epoch 1, step 3: checkpoint 3 saved" in log.getvalue()
+    assert info.value.checkpoint == done
+    assert f"interrupted at epoch 1, step {done}: checkpoint {done} saved" in log.getvalue()
     assert signal.getsignal(signal.SIGINT) is handler  # restored
     with Checkpointer(tmp_path / "checkpoints") as ck:
-        assert ck.all_steps() == [3] and ck.meta()["step"] == 3
-    resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=io.StringIO())
+        assert ck.all_steps() == [done] and ck.meta()["step"] == done
+    log = io.StringIO()
+    resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=log)
     _assert_same_params(resumed.params, straight.params)
     assert _metrics(resumed.history) == _metrics(straight.history)  # the partial epoch's sums were saved too
+    if done == 5:  # no train step ran in the resumed epoch: no rate to report
+        assert resumed.history[0]["images_per_s"] is None and "| - img/s" in log.getvalue()
 
 
 def test_resume_refuses_a_different_run(tmp_path, tiny):

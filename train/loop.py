@@ -390,7 +390,8 @@ def _postfix(sums: jax.Array, images: int, seconds: float) -> str:
     """Progress text from the running (loss sum, correct, count); reading ``sums`` waits for the device."""
     s = np.asarray(jax.device_get(sums))
     n = max(float(s[2]), 1.0)
-    return f"loss {s[0] / n:.4f}  acc {100 * s[1] / n:.2f}%  {images / max(seconds, 1e-9):,.0f} img/s"
+    rate = f"{images / max(seconds, 1e-9):,.0f}" if images else "-"  # none: resumed at the epoch's end
+    return f"loss {s[0] / n:.4f}  acc {100 * s[1] / n:.2f}%  {rate} img/s"
 
 
 # =========================================================================== steps
@@ -548,11 +549,11 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike[str], ti
 
     ep = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    ax1.plot(ep, [h["test_loss"] for h in history], "s-", label="test")
+    ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train (mean over the epoch's steps)")
+    ax1.plot(ep, [h["test_loss"] for h in history], "s-", label="test (after the epoch)")
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax2.plot(ep, [100 * h["train_acc"] for h in history], "o-", label="train")
-    ax2.plot(ep, [100 * h["test_acc"] for h in history], "s-", label="test")
+    ax2.plot(ep, [100 * h["train_acc"] for h in history], "o-", label="train (mean over the epoch's steps)")
+    ax2.plot(ep, [100 * h["test_acc"] for h in history], "s-", label="test (after the epoch)")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
@@ -789,7 +790,9 @@ def train(
                 say(
                     f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f} acc "
                     f"{100 * record['train_acc']:.2f}% | test loss {record['test_loss']:.4f} acc "
-                    f"{100 * record['test_acc']:.2f}% | {record['images_per_s'] or 0:,.0f} img/s"
+                    f"{100 * record['test_acc']:.2f}% | "
+                    + (f"{record['images_per_s']:,.0f}" if record["images_per_s"] else "-")
+                    + " img/s"
                 )
                 if main_process:
                     _write_metrics(out, history)
