@@ -198,6 +198,31 @@ def test_cli_smoke_digits(tmp_path, tmp_path_factory):
     assert (tmp_path / "checkpoints" / "10").is_dir()
 
 
+def test_cli_loss_options_reach_the_config_and_the_loss():
+    from train.__main__ import config_from_args
+
+    cfg, _ = config_from_args(["--loss", "focal_loss", "--gamma", "2", "--alpha", "0.25"])
+    assert (cfg.loss, cfg.loss_options) == ("focal_loss", {"gamma": 2.0, "alpha": 0.25})
+    cfg, _ = config_from_args(["--label-smoothing", "0.1"])
+    assert (cfg.loss, cfg.loss_options) == ("cross_entropy", {"label_smoothing": 0.1})
+    cfg, _ = config_from_args(["--loss", "nll_loss"])
+    assert cfg.loss_options == {}
+    # the bound losses against float64 formulas written here
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(6, 10))
+    y = rng.integers(0, 10, size=6)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    lp_y = logp[np.arange(6), y]
+    zj, yj = jnp.asarray(z, jnp.float32), jnp.asarray(y, jnp.int32)
+    try:
+        focal = float(make_loss("focal_loss", gamma=2.0, alpha=0.25)(zj, yj))
+        nll = float(make_loss("nll_loss")(zj, yj))
+    except NotImplementedError:
+        pytest.skip("jaxloss focal_loss / nll_loss not implemented yet")
+    np.testing.assert_allclose(focal, np.mean(-0.25 * (1 - np.exp(lp_y)) ** 2 * lp_y), rtol=1e-5)
+    np.testing.assert_allclose(nll, -lp_y.mean(), rtol=1e-5)  # nll_loss gets log_softmax(logits)
+
+
 def test_cli_rejects_a_wrong_loss_option(capsys):
     assert cli_main(["--loss", "cross_entropy", "--gamma", "2"]) == 2
     assert "takes no option --gamma" in capsys.readouterr().err

@@ -185,6 +185,29 @@ def test_resnet18_matches_torchvision_layout():
     assert _out(ResNet18(rngs=nnx.Rngs(0), cifar_stem=True, num_classes=100), (2, 8, 8, 3)).shape == (2, 100)
 
 
+def _torchvision_resnet18_keys() -> list[str]:
+    """torchvision's resnet18 state_dict keys, spelled out from its naming scheme (not from our twin)."""
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    keys = ["conv1.weight"] + [f"bn1.{k}" for k in bn]
+    for stage in range(1, 5):
+        for block in range(2):
+            p = f"layer{stage}.{block}"
+            keys += [f"{p}.conv1.weight"] + [f"{p}.bn1.{k}" for k in bn]
+            keys += [f"{p}.conv2.weight"] + [f"{p}.bn2.{k}" for k in bn]
+            if stage > 1 and block == 0:
+                keys += [f"{p}.downsample.0.weight"] + [f"{p}.downsample.1.{k}" for k in bn]
+    return keys + ["fc.weight", "fc.bias"]
+
+
+@pytest.mark.parametrize("cifar_stem", [False, True])
+def test_torch_resnet18_state_dict_keys_are_torchvisions(cifar_stem):
+    sd = TorchResNet18(cifar_stem=cifar_stem).state_dict()
+    assert list(sd) == _torchvision_resnet18_keys()  # 122 entries, in torchvision's order
+    assert tuple(sd["conv1.weight"].shape) == ((64, 3, 3, 3) if cifar_stem else (64, 3, 7, 7))
+    assert tuple(sd["layer3.0.downsample.0.weight"].shape) == (256, 128, 1, 1)
+    assert tuple(sd["fc.weight"].shape) == (10, 512)
+
+
 def test_torch_resnet18_equals_torchvision():
     torchvision = pytest.importorskip(
         "torchvision",
