@@ -187,7 +187,9 @@ def test_python2_written_batch_loads(tmp_path):
     buf = io.BytesIO()
     _Py2Pickler(buf, protocol=2).dump(batch)
     raw = buf.getvalue()
-    assert raw.startswith(b"\x80\x02}q\x00(U\x0bbatch_label") and b"cnumpy.core.multiarray\n_reconstruct" in raw
+    assert (
+        raw.startswith(b"\x80\x02}q\x00(U\x0bbatch_label") and b"cnumpy.core.multiarray\n_reconstruct" in raw
+    )
     assert b"_codecs" not in raw  # no Python 3 bytes encoding: this is the Python 2 layout
     (tmp_path / CIFAR10_PY.folder / "data_batch_1").write_bytes(raw)
     ds = load_cifar10(tmp_path, checksums=False)
