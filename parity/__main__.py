@@ -8,6 +8,7 @@ Usage::
     python -m parity --fuzz 300 --seed 7              # 300 random cases instead of the grid
     python -m parity --device gpu                     # CUDA torch against JAX on the GPU
     python -m parity --out some/folder -j 2           # report folder, worker processes
+    python -m parity --xla-cache ~/.cache/parity-xla  # reruns reload compiled programs
 
 Prints a progress bar, then a table per loss (cases, passed, worst value and
 gradient error as relative error and ULPs, the case closest to failing), and
@@ -41,6 +42,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default="parity-report", help="report folder (default parity-report/)")
     ap.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: CPU cores, max 8; 1 on GPU)")
     ap.add_argument("--shrink-budget", type=int, default=60, help="comparisons per shrunk fuzz failure")
+    ap.add_argument("--xla-cache", metavar="DIR", default=None,
+                    help="persistent XLA compilation cache: a rerun of the same cases reloads the compiled programs "
+                         "(compilation is most of a run's time) instead of compiling them again")
     return ap.parse_args(argv)
 
 
@@ -94,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print("python -m parity: no case matches", file=sys.stderr)
         return 2
-    results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz))
+    results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz),
+                              xla_cache=args.xla_cache)
 
     if args.fuzz:
         failed = [r for r in results if r.status in ("failed", "error")]
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtypes": list(dtypes or ALL_DTYPES),
         "losses": losses or "all",
         "workers": workers,
+        "xla_cache": args.xla_cache,
         "seconds": seconds,
         "jaxloss": getattr(jaxloss, "__version__", "?"),
         "torch": torch.__version__,

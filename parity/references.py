@@ -17,6 +17,9 @@
   and :func:`bce_weight_differentiable`, are also the torch side of the cases that
   differentiate what torch's fused ops refuse to (``weight``, ``pos_weight``,
   ``soft_margin_loss``'s ``target``).
+* :func:`multilabel_margin_via_none`, :func:`multi_margin_via_none`: torch's per-sample
+  losses reduced afterwards, for empty batches, where torch's fused 'sum' / 'mean'
+  returns uninitialized memory (0 and NaN are the values of an empty sum / mean).
 * :func:`ctc_reference`: the CTC forward (alpha) recursion in torch ops, with
   torch's gradient convention (the gradient of the logits of a log-softmax) added
   as an explicit term, or the true gradient; torch itself gives NaN gradients at
@@ -162,6 +165,24 @@ def bce_weight_differentiable(
     it (torch's fused op refuses to): the same value, ``'mean'`` dividing by the element count."""
     loss = F.binary_cross_entropy(input, target, reduction="none")
     return _reduce(loss * weight if weight is not None else loss, reduction)
+
+
+def multilabel_margin_via_none(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """``F.multilabel_margin_loss`` per sample (``reduction='none'``), reduced afterwards: torch
+    2.13's CPU kernel returns uninitialized memory for 'sum' / 'mean' over an empty batch."""
+    return _reduce(F.multilabel_margin_loss(input, target, reduction="none"), reduction)
+
+
+def multi_margin_via_none(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """``F.multi_margin_loss`` per sample, reduced afterwards (the same empty-batch bug)."""
+    return _reduce(F.multi_margin_loss(input, target, p=p, margin=margin, weight=weight, reduction="none"), reduction)
 
 
 # --------------------------------------------------------------------------- CTC

@@ -2,8 +2,8 @@
 
 A *job* is ``(loss name, spec overrides, dtype)``: small and picklable, so jobs
 can go to worker processes, which rebuild the case from its spec (builders are
-deterministic). Jobs run in batches of one loss and dtype (:data:`BATCH` at
-most): the JAX computations of a batch are traced into one jitted program
+deterministic). Jobs run in batches of one dtype (:data:`BATCH` at most): the
+JAX computations of a batch are traced into one jitted program
 (:func:`parity.compare.compare_many`), because compiling one program per case
 costs XLA's fixed per-program overhead ~840 times, most of a grid run's time.
 """
@@ -209,25 +209,28 @@ BATCH = 16  # jobs per merged JAX program (see run_batch)
 
 
 def _chunks(jobs: list[Job], batch: int = BATCH) -> list[list[Job]]:
-    """Batches of at most ``batch`` jobs of one (loss, dtype), each compiled as one program."""
-    groups: dict[tuple[str, str], list[Job]] = {}
-    for j in jobs:
-        groups.setdefault((j[0], j[2]), []).append(j)
+    """Batches of at most ``batch`` jobs of one dtype (one loss after another), each compiled
+    as one program; the batches of the expensive losses first (better balance across workers)."""
+    heavy = ("ctc_loss", "linear_cross_entropy", "focal_loss", "cross_entropy", "triplet", "nn.", "multilabel_margin")
+    order = {n: k for k, n in enumerate(dict.fromkeys(j[0] for j in jobs))}
+    groups: dict[str, list[Job]] = {}
+    for j in sorted(jobs, key=lambda j: (not any(h in j[0] for h in heavy), order[j[0]])):
+        groups.setdefault(j[2], []).append(j)
     chunks = [g[k : k + batch] for g in groups.values() for k in range(0, len(g), max(batch, 1))]
-    # expensive losses first (better balance across workers)
-    heavy = ("ctc_loss", "linear_cross_entropy", "focal_loss", "cross_entropy", "triplet", "nn.")
-    return sorted(chunks, key=lambda g: (not any(h in g[0][0] for h in heavy), -len(g)))
+    return sorted(chunks, key=lambda g: not any(h in g[0][0] for h in heavy))
 
 
 def _run_chunk(chunk: list[Job], device: str, fuzz: bool) -> list[CaseResult]:
-    _worker_setup()
     return run_batch(chunk, device, fuzz)
 
 
 _SETUP_DONE = False
 
 
-def _worker_setup() -> None:
+def _worker_setup(xla_cache: str | None = None) -> None:
+    """Once per process: one torch thread, no warnings, and the optional persistent XLA cache
+    (``jax_compilation_cache_dir``: compiled programs are stored on disk and reloaded by the next
+    run, the very executables a fresh compilation would give)."""
     global _SETUP_DONE
     if _SETUP_DONE:
         return
@@ -236,6 +239,12 @@ def _worker_setup() -> None:
 
     torch.set_num_threads(1)  # small tensors: one thread is faster, and workers share the cores
     warnings.filterwarnings("ignore")
+    if xla_cache:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", os.path.abspath(xla_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_compilation_cache_max_size", 2 * 1024**3)
 
 
 def run_jobs(
@@ -245,16 +254,17 @@ def run_jobs(
     progress: Callable[[int, int, str], None] | None = None,
     fuzz: bool = False,
     batch: int = BATCH,
+    xla_cache: str | None = None,
 ) -> list[CaseResult]:
-    """Run jobs (in ``workers`` processes when > 1), in batches of ``batch`` jobs of one loss
-    and dtype whose JAX programs are compiled as one; progress is reported per batch."""
+    """Run jobs (in ``workers`` processes when > 1), in batches of ``batch`` jobs of one dtype
+    whose JAX programs are compiled as one; progress is reported per batch."""
     chunks = _chunks(jobs, batch)
     total, done = len(jobs), 0
     results: list[CaseResult] = []
     if progress:
         progress(0, total, "")
     if workers <= 1 or len(chunks) <= 1:
-        _worker_setup()
+        _worker_setup(xla_cache)
         for chunk in chunks:
             results += run_batch(chunk, device, fuzz)
             done += len(chunk)
@@ -265,7 +275,7 @@ def run_jobs(
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # JAX / torch are not fork-safe
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_setup) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_setup, initargs=(xla_cache,)) as pool:
         futures = [pool.submit(_run_chunk, c, device, fuzz) for c in chunks]
         for fut in cf.as_completed(futures):
             part = fut.result()
@@ -355,6 +365,9 @@ def _literal(x: Any) -> str:
     if isinstance(x, (np.ndarray, np.generic)):
         a = np.asarray(x)
         name = str(a.dtype)
+        if a.size == 0:  # np.array([]) would lose the shape
+            npname = "ml_dtypes.bfloat16" if name == "bfloat16" else f"np.{name}"
+            return f"np.zeros({a.shape!r}, dtype={npname})"
         if a.dtype.kind == "f" or name == "bfloat16":
             vals = np.asarray(a, dtype=np.float64).tolist()
             body = _fmt(vals)
