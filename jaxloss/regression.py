@@ -54,7 +54,12 @@ _TORCH_TYPE_NAMES = {
 
 # --------------------------------------------------------------------------- dtypes and shapes
 def _broadcast_pair(input: Array, target: Array) -> tuple[Array, Array]:
-    """torch's l1/mse/huber/smooth-L1 behaviour for differing shapes: warn, then broadcast."""
+    """torch's l1/mse/huber/smooth-L1 behaviour for differing shapes: warn, then broadcast.
+
+    Callers pass arrays already in the working (opmath) dtype: the gradient of a broadcast is
+    a sum over the broadcast dimensions, which must accumulate in float32 for float16 /
+    bfloat16 inputs (as torch's ``sum_to_size``), not in the low-precision dtype, where it
+    loses precision and overflows (a float16 partial sum beyond 65504 is inf)."""
     if input.shape != target.shape:
         warnings.warn(
             f"Using a target size ({tuple(target.shape)}) that is different to the input size "
@@ -171,13 +176,13 @@ def l1_loss(
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
-    input, target = _broadcast_pair(input, target)
+    work = opmath_dtype(dtype)
+    input, target = _broadcast_pair(input.astype(work), target.astype(work))
     if weight is None:
         check_reduction(reduction)
     else:
         _check_weight(weight, input_shape)
-    work = opmath_dtype(dtype)
-    loss = abs_(input.astype(work) - target.astype(work))
+    loss = abs_(input - target)
     if weight is None:
         return reduce(loss, reduction).astype(dtype)
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
@@ -210,13 +215,13 @@ def mse_loss(
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
-    input, target = _broadcast_pair(input, target)
+    work = opmath_dtype(dtype)
+    input, target = _broadcast_pair(input.astype(work), target.astype(work))
     if weight is None:
         check_reduction(reduction)
     else:
         _check_weight(weight, input_shape)
-    work = opmath_dtype(dtype)
-    d = input.astype(work) - target.astype(work)
+    d = input - target
     loss = d * d
     if weight is None:
         return reduce(loss, reduction).astype(dtype)
@@ -261,8 +266,9 @@ def huber_loss(
     """
     input_shape = input.shape
     out_dtype = jnp.dtype(input.dtype)
-    compute = opmath_dtype(result_float_dtype(input, target))
-    input, target = _broadcast_pair(input, target)
+    promoted = result_float_dtype(input, target)
+    compute = opmath_dtype(promoted)
+    input, target = _broadcast_pair(input.astype(compute), target.astype(compute))
     if weight is None:
         check_reduction(reduction)
     else:
@@ -271,10 +277,10 @@ def huber_loss(
         raise ValueError("huber_loss does not support non-positive values for delta.")
     if not jnp.issubdtype(out_dtype, jnp.floating):
         raise TypeError(
-            f"result type {_torch_type_name(result_float_dtype(input, target))} can't be cast to the desired output "
+            f"result type {_torch_type_name(promoted)} can't be cast to the desired output "
             f"type {_torch_type_name(out_dtype)}"
         )
-    loss = _huber(input.astype(compute) - target.astype(compute), delta)
+    loss = _huber(input - target, delta)
     # torch writes the elementwise loss in input's dtype (float32 input, float64 target: rounded).
     loss = loss.astype(opmath_dtype(out_dtype))
     if weight is None:
@@ -308,12 +314,12 @@ def smooth_l1_loss(
     ``x == y`` when ``beta == 0``), as in torch.
     """
     dtype = result_float_dtype(input, target)
-    input, target = _broadcast_pair(input, target)
+    work = opmath_dtype(dtype)
+    input, target = _broadcast_pair(input.astype(work), target.astype(work))
     check_reduction(reduction)
     if not (beta >= 0):
         raise ValueError("smooth_l1_loss does not support negative values for beta.")
-    work = opmath_dtype(dtype)
-    loss = _smooth_l1(input.astype(work) - target.astype(work), beta)
+    loss = _smooth_l1(input - target, beta)
     return reduce(loss, reduction).astype(dtype)
 
 

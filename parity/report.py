@@ -15,7 +15,8 @@ JSON schema (``"schema": "parity-report/1"``)::
       "losses": [{"loss", "family", "torch", "cases", "passed", "failed", "errors", "not_implemented",
                   "worst_value": {"abs", "rel", "ulp", "usage"}, "worst_grad": {...}, "worst_hvp": {...},
                   "worst_case", "status"}],
-      "dtypes": [{"dtype", "cases", "passed", "worst_value": {...}, "worst_grad": {...},
+      "dtypes": [{"dtype", "cases", "passed", "worst_value": {...}, "worst_grad": {...}, "worst_hvp": {...},
+                  "worst_value_at": {"abs": case id, "rel", "ulp", "usage"}, "worst_grad_at", "worst_hvp_at",
                   "jax_closer", "torch_closer", "ties"}],
       "coverage": {"params": {loss: [param...]}, "covered": {loss: {param: n_cases}}, "missing": {loss: [param...]}},
       "deviations": [{"loss", "reason", "dtypes", "cases", "passed"}],  # TorchInexact cases met
@@ -55,6 +56,16 @@ def _worst(results: Sequence[CaseResult], kind: str) -> dict[str, float]:
     for m in _METRICS:
         vals = [r.worst(kind, m) for r in results if r.status in ("passed", "failed")]
         out[m.replace("max_", "")] = max(vals, default=0.0)
+    return out
+
+
+def _worst_at(results: Sequence[CaseResult], kind: str) -> dict[str, str]:
+    """The case id where each metric of :func:`_worst` is attained ("" when it is 0)."""
+    out = {}
+    for m in _METRICS:
+        ranked = [(r.worst(kind, m), r.id) for r in results if r.status in ("passed", "failed")]
+        best = max(ranked, default=(0.0, ""), key=lambda t: t[0])
+        out[m.replace("max_", "")] = best[1] if best[0] else ""
     return out
 
 
@@ -114,7 +125,8 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
         rs = [r for r in results if r.dtype == dt]
         if rs:
             dtypes.append({"dtype": dt, **_counts(rs), "worst_value": _worst(rs, "outputs"), "worst_grad": _worst(rs, "grads"),
-                           "worst_hvp": _worst(rs, "hvps"), **_closer_counts(rs)})
+                           "worst_hvp": _worst(rs, "hvps"), "worst_value_at": _worst_at(rs, "outputs"),
+                           "worst_grad_at": _worst_at(rs, "grads"), "worst_hvp_at": _worst_at(rs, "hvps"), **_closer_counts(rs)})
     covered: dict[str, dict[str, int]] = {}
     for r in results:
         if r.fuzz:
@@ -122,7 +134,7 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
         cov = covered.setdefault(r.loss, {})
         for p in r.params:
             cov[p] = cov.get(p, 0) + 1
-    params = {n: list(registry[n].params) for n in by_loss if n in registry}
+    params = {n: list(registry[n].params) for n in registry if n in by_loss}
     missing = {n: [p for p in ps if not covered.get(n, {}).get(p)] for n, ps in params.items()}
     summary = {**_counts(results)}
     summary["judged_by_reference"] = sum(
@@ -172,19 +184,34 @@ def _e(x: float) -> str:
     return f"{x:.1e}"
 
 
+def _ulps(x: float) -> str:
+    if math.isinf(x) or math.isnan(x):
+        return str(x)
+    return f"{x:.0f}" if x < 1e5 else f"{x:.1e}"
+
+
 def _err(w: dict[str, float]) -> str:
-    """'rel 3e-07 / 2 ulp' for a worst-error dict."""
+    """'6.5e-03 (2 ulp)': worst relative error and worst error in ULPs of a worst-error dict."""
     if not any(w.values()):
         return "0"
-    return f"{_e(w['rel'])} rel, {_e(w['ulp'])} ulp"
+    return f"{_e(w['rel'])} ({_ulps(w['ulp'])} ulp)"
+
+
+_LEFT = (0, 6, 7, 8, 9)  # left-aligned columns of the per-loss table
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    rows = [["loss", "cases", "passed", "failed", "n/i", "worst value err", "worst grad err", "worst case"]]
+    """The per-loss table: counts, the largest fraction of the tolerance any array used (<= 1
+    passes), worst relative / ULP errors of values, gradients and second derivatives."""
+    rows = [["loss", "cases", "passed", "failed", "n/i", "tol used", "worst value err", "worst grad err",
+             "worst 2nd-order err", "worst case"]]
     for L in report["losses"]:
+        usage = max(L["worst_value"]["usage"], L["worst_grad"]["usage"], L.get("worst_hvp", {}).get("usage", 0.0))
         rows.append([
             L["loss"], str(L["cases"]), str(L["passed"]), str(L["failed"] + L["errors"]), str(L["not_implemented"]),
-            _err(L["worst_value"]), _err(L["worst_grad"]), L["worst_case"] if L["status"] != "not implemented" else "-",
+            f"{usage:.2f}" if math.isfinite(usage) else str(usage),
+            _err(L["worst_value"]), _err(L["worst_grad"]), _err(L.get("worst_hvp") or {}),
+            L["worst_case"] if L["status"] != "not implemented" else "-",
         ])
     return rows
 
@@ -195,7 +222,7 @@ def console_table(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i in (0, 5, 6, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append("  ".join(c.ljust(w) if i in _LEFT else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     s = report["summary"]
@@ -231,6 +258,13 @@ def markdown(report: dict[str, Any]) -> str:
         wv, wg = d["worst_value"], d["worst_grad"]
         out.append(f"| {d['dtype']} | {tol.rtol:g}, {tol.atol:g} | {d['cases']} | {d['passed']} | {_e(wv['abs'])} / {_e(wv['rel'])} / {_e(wv['ulp'])} | "
                    f"{_e(wg['abs'])} / {_e(wg['rel'])} / {_e(wg['ulp'])} | {d['jax_closer']} | {d['torch_closer']} | {d['ties']} |")
+    out.append("")
+    for d in report["dtypes"]:
+        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("2nd order", "worst_hvp")):
+            at = d.get(key + "_at", {})
+            if at.get("ulp"):
+                out.append(f"- {d['dtype']} worst {what}: {_ulps(d[key]['ulp'])} ulp in `{at['ulp']}`, "
+                           f"{_e(d[key]['rel'])} rel in `{at['rel']}`, {_e(d[key]['abs'])} abs in `{at['abs']}`")
     out += ["", "## Documented deviations (judged against the float64 reference)", ""]
     if not report.get("deviations"):
         out.append("None in this run.")
@@ -282,17 +316,30 @@ def _result_text(f: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- HTML
 _CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1500px}
 table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f3f3f3}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3;vertical-align:bottom}
 td.l,th.l{text-align:left}
+td.w{white-space:normal;min-width:12em}
+.sub{color:#666;font-size:12px;font-weight:normal}
 .pass{background:#e6f4ea}.fail{background:#fce8e6}.ni{background:#f1f3f4;color:#777}.partial{background:#fff7e0}
-.cov td{text-align:center;font-size:12px}.cov .na{background:#fafafa;color:#bbb}.cov .miss{background:#fce8e6}
-pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}
+.cov td{text-align:center;font-size:12px;padding:1px 3px;min-width:1.6em}.cov td.l{text-align:left}
+.cov th.v{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;padding:4px 2px;font-weight:normal;font-size:12px}
+.cov .na{background:#fafafa;color:#ccc}.cov .miss{background:#fce8e6}
+pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px;white-space:pre-wrap}
 h1{font-size:22px}h2{font-size:18px;margin-top:1.6em}
+p.note{color:#555;max-width:70em}
 .ok{color:#137333;font-weight:bold}.bad{color:#c5221f;font-weight:bold}
 """
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap after '/', ',', '(' and '[' (long case ids)."""
+    out = html.escape(text)
+    for ch in ("/", ",", "[", "("):
+        out = out.replace(ch, ch + "<wbr>")
+    return out
 
 
 def html_page(report: dict[str, Any]) -> str:
@@ -308,13 +355,19 @@ def html_page(report: dict[str, Any]) -> str:
              f"{s['low_precision_rule']} by the low-precision rule). Against float64: jaxloss closer {s['jax_closer']}×, "
              f"torch closer {s['torch_closer']}×, tie {s['ties']}×.</p>")
     # per loss
-    p.append("<h2>Per loss</h2><table><tr>")
+    p.append("<h2>Per loss</h2><p class='note'>tol used: the largest fraction of its dtype's tolerance "
+             "(|jax - torch| / (atol + rtol |torch|)) any compared array of the loss used; 1 is the limit. Errors: worst "
+             "relative error (where |torch| &gt; atol) and worst error in ULPs, over all dtypes, of arrays judged "
+             "against torch.</p><table><tr>")
     rows = table_rows(report)
-    p.append("".join(f"<th class='l'>{esc(h)}</th>" if i in (0, 5, 6, 7) else f"<th>{esc(h)}</th>" for i, h in enumerate(rows[0])) + "<th class='l'>torch side</th></tr>")
+    p.append("".join(f"<th class='l'>{esc(h)}</th>" if i in _LEFT else f"<th>{esc(h)}</th>" for i, h in enumerate(rows[0]))
+             .replace(">loss<", ">loss <span class='sub'>(torch side)</span><", 1) + "</tr>")
     for L, r in zip(report["losses"], rows[1:]):
         cls = {"passed": "pass", "failed": "fail", "not implemented": "ni", "partial": "partial"}[L["status"]]
-        cells = "".join(f"<td class='l'>{esc(c)}</td>" if i in (0, 5, 6, 7) else f"<td>{esc(c)}</td>" for i, c in enumerate(r))
-        p.append(f"<tr class='{cls}'>{cells}<td class='l'>{esc(L['torch'])}</td></tr>")
+        cells = [f"<td class='l'>{esc(r[0])}<br><span class='sub'>{_breakable(L['torch'])}</span></td>"]
+        cells += [f"<td class='l w'>{_breakable(c)}</td>" if i == 9 else f"<td class='l'>{esc(c)}</td>" if i in _LEFT
+                  else f"<td>{esc(c)}</td>" for i, c in enumerate(r) if i]
+        p.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
     p.append("</table>")
     # per dtype
     p.append("<h2>Per dtype</h2><table><tr><th class='l'>dtype</th><th>rtol</th><th>atol</th><th>cases</th><th>passed</th>"
@@ -325,7 +378,17 @@ def html_page(report: dict[str, Any]) -> str:
         p.append(f"<tr><td class='l'>{d['dtype']}</td><td>{tol.rtol:g}</td><td>{tol.atol:g}</td><td>{d['cases']}</td><td>{d['passed']}</td>"
                  f"<td>{_e(wv['abs'])} / {_e(wv['rel'])} / {_e(wv['ulp'])}</td><td>{_e(wg['abs'])} / {_e(wg['rel'])} / {_e(wg['ulp'])}</td>"
                  f"<td>{d['jax_closer']}</td><td>{d['torch_closer']}</td><td>{d['ties']}</td></tr>")
-    p.append("</table>")
+    p.append("</table><ul class='note'>")
+    for d in report["dtypes"]:
+        parts = []
+        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("2nd order", "worst_hvp")):
+            at = d.get(key + "_at", {})
+            if at.get("ulp"):
+                parts.append(f"{what}: {_ulps(d[key]['ulp'])} ulp in <code>{esc(at['ulp'])}</code>, "
+                             f"{_e(d[key]['rel'])} rel in <code>{esc(at['rel'])}</code>")
+        if parts:
+            p.append(f"<li>{d['dtype']} worst — " + "; ".join(parts) + "</li>")
+    p.append("</ul>")
     # coverage matrix
     cov, params = report["coverage"]["covered"], report["coverage"]["params"]
     all_params: list[str] = []
@@ -333,9 +396,10 @@ def html_page(report: dict[str, Any]) -> str:
         for x in ps:
             if x not in all_params:
                 all_params.append(x)
-    p.append("<h2>Coverage: grid cases per loss × parameter</h2><p>A number: how many grid cases pass that parameter explicitly; "
-             "red: a parameter of that loss no case exercises; grey: not a parameter of that loss.</p><table class='cov'><tr><th class='l'>loss</th>")
-    p.append("".join(f"<th>{esc(x)}</th>" for x in all_params) + "</tr>")
+    p.append("<h2>Coverage: grid cases per loss × parameter</h2><p class='note'>A number: how many grid cases pass that "
+             "parameter explicitly; red: a parameter of that loss no case exercises; grey dot: not a parameter of that "
+             "loss.</p><table class='cov'><tr><th class='l'>loss</th>")
+    p.append("".join(f"<th class='v'>{esc(x)}</th>" for x in all_params) + "</tr>")
     for name, ps in params.items():
         row = [f"<td class='l'>{esc(name)}</td>"]
         for x in all_params:
@@ -360,13 +424,18 @@ def html_page(report: dict[str, Any]) -> str:
     if not devs:
         p.append("<p>None in this run.</p>")
     else:
-        p.append("<p>Where torch itself is inexact, jaxloss is judged against the float64 truth (rounded to the dtype) "
-                 "with the dtype's usual tolerance.</p><table><tr><th class='l'>loss</th><th class='l'>dtypes</th>"
+        p.append("<p class='note'>Where torch itself is inexact (a <code>parity.cases.TorchInexact</code>), jaxloss is "
+                 "judged against the float64 truth rounded to the dtype, with the dtype's usual tolerance.</p>"
+                 "<table><tr><th class='l'>loss</th><th class='l'>dtypes</th>"
                  "<th>cases</th><th>passed</th><th class='l'>reason</th></tr>")
         for d in devs:
             p.append(f"<tr><td class='l'>{esc(d['loss'])}</td><td class='l'>{esc(', '.join(d['dtypes']))}</td><td>{d['cases']}</td>"
-                     f"<td>{d['passed']}</td><td class='l reason'>{esc(d['reason'])}</td></tr>")
+                     f"<td>{d['passed']}</td><td class='l w'>{esc(d['reason'])}</td></tr>")
         p.append("</table>")
+    p.append(f"<p class='note'>Besides these, {s['low_precision_rule']} float16 / bfloat16 cases had an array judged by the "
+             "low-precision rule: jaxloss computes these dtypes in float32 and rounds once, torch rounds intermediates; an "
+             "array that misses torch passes only if it is within tolerance of the float64 truth and at least as close "
+             "to it as torch's.</p>")
     p.append("</body></html>")
     return "\n".join(p) + "\n"
 

@@ -287,12 +287,18 @@ def run_jobs(
 
 
 # --------------------------------------------------------------------------- fuzzing
+def fuzz_dtypes(loss: Loss, case: Case) -> list[str]:
+    """The dtypes a fuzzed case may run in: those the loss's grid uses, limited by the case's
+    ``Case.fuzz_dtypes`` (a builder's documented precision limit)."""
+    grid = sorted({d for o in loss.grid for d in o.get("dtypes", ("float64",))})
+    return [d for d in grid if case.fuzz_dtypes is None or d in case.fuzz_dtypes]
+
+
 def fuzz_specs(n: int, seed: int, losses: Iterable[str] | None = None, dtypes: Sequence[str] | None = None) -> list[Job]:
     """``n`` random jobs: a loss, a spec drawn from its space, a dtype among those its grid uses."""
     reg = registry()
     # by default the functions (a module row's space is only its seed)
     names = [x for x in reg if len(reg[x].space) > 1] if losses is None else [x for x in reg if x in set(losses)]
-    supported = {x: sorted({d for o in reg[x].grid for d in o.get("dtypes", ("float64",))}) for x in names}
     rng = np.random.default_rng(seed)
     jobs: list[Job] = []
     tries = 0
@@ -303,10 +309,10 @@ def fuzz_specs(n: int, seed: int, losses: Iterable[str] | None = None, dtypes: S
         spec = {k: v[int(rng.integers(len(v)))] for k, v in loss.space.items()}
         spec["seed"] = int(rng.integers(1 << 30))
         try:
-            loss.case(spec)  # a spec that makes no valid case is drawn again
+            case = loss.case(spec)  # a spec that makes no valid case is drawn again
         except Invalid:
             continue
-        allowed = [d for d in supported[name] if dtypes is None or d in dtypes]
+        allowed = [d for d in fuzz_dtypes(loss, case) if dtypes is None or d in dtypes]
         if not allowed:
             continue
         jobs.append((name, spec, allowed[int(rng.integers(len(allowed)))]))
@@ -349,7 +355,7 @@ def shrink(job: Job, device: str = "cpu", budget: int = 60) -> tuple[Job, CaseRe
                 case = loss.case(cand)
             except Invalid:
                 continue
-            if dt not in case.dtypes:
+            if dt not in fuzz_dtypes(loss, case):
                 continue
             tried += 1
             r = run_job((name, cand, dt), device, fuzz=True)

@@ -208,3 +208,14 @@ def test_reproducer_literals_keep_shapes_and_special_values():
         back = eval(runner._literal(a), {"np": np, "ml_dtypes": ml_dtypes})  # noqa: S307
         assert back.shape == a.shape and back.dtype == a.dtype
         np.testing.assert_array_equal(back, a)
+
+
+def test_fuzzer_respects_a_cases_documented_precision_limit():
+    jobs = runner.fuzz_specs(300, seed=1, losses=["ctc_loss"])
+    assert {dt for _, _, dt in jobs} == {"float64", "float32"}
+    assert [s for _, s, dt in jobs if s["values"] == "peaked"]  # drawn, but only in float64
+    assert not [s for _, s, dt in jobs if s["values"] == "peaked" and dt != "float64"]
+    for _, s, _ in jobs:  # unbatched targets: exactly target_length labels (torch rejects padding)
+        if s["layout"] == "unbatched":
+            c = REG["ctc_loss"].case(s)
+            assert np.shape(c.args[1]) == (int(np.asarray(c.args[3]).reshape(-1)[0]),)

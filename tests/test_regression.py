@@ -847,3 +847,39 @@ def test_low_precision_is_computed_in_float32():
     assert float(out) == 40000.0
     tout = F.mse_loss(_t(big, "float16"), _t(np.zeros(8), "float16"))
     assert float(tout) == 40000.0
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"])
+@pytest.mark.parametrize("dtype", LOW)
+def test_low_precision_broadcast_target_gradient_sums_in_float32(name, dtype):
+    # Found by `python -m parity --fuzz 2000 --seed 7`: a target broadcast against input gets the
+    # sum of the elementwise gradients. jaxloss broadcast the float16 target before casting to
+    # float32, so that sum accumulated in float16: a partial sum beyond 65504 became inf (torch:
+    # 22352, float64: 22405.7) and smaller ones lost ULPs. Now it sums in float32 and rounds once,
+    # like torch's sum_to_size.
+    rng = _rng("broadcast-target", name, dtype)
+    lo = jnp.dtype(dtype)
+    y = rng.normal(size=(2,)) * 100
+    sign = np.where(np.arange(64) < 32, 1.0, -1.0)[:, None]  # partial sums of d/dy reach -96000
+    x = y + sign * 1500 + rng.normal(size=(64, 2))
+    cot = rng.uniform(0.5, 1.5, size=(64, 2))
+    x, y, cot = (np.asarray(a).astype(lo).astype(np.float64) for a in (x, y, cot))  # the same numbers everywhere
+
+    def torch_grad(dt):
+        tx, ty = _t(x, dt, True), _t(y, dt, True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = getattr(F, name)(tx, ty, reduction="none")
+        return torch.autograd.grad(out, ty, _t(cot, dt))[0].double().numpy()
+
+    truth, t_low = torch_grad("float64"), torch_grad(dtype)
+    assert np.isfinite(truth).all() and np.abs(truth).max() < 6e4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, vjp = jax.vjp(lambda b: getattr(jaxloss, name)(_j(x, dtype), b, reduction="none"), _j(y, dtype))
+    (g,) = vjp(_j(cot, dtype))
+    assert g.dtype == lo
+    g = np.asarray(g.astype(jnp.float32), dtype=np.float64)
+    tol = tolerance_for(dtype)
+    np.testing.assert_allclose(g, truth, rtol=tol.rtol, atol=tol.atol)
+    assert np.abs(g - truth).max() <= np.abs(t_low - truth).max()

@@ -103,6 +103,7 @@ class Case:
     make: Callable[[str], tuple[Callable[..., Any], Callable[..., Any]]] | None = None  # dtype -> fns (modules)
     make_expr: Callable[[str], tuple[str, str]] | None = None
     covers: tuple[str, ...] = ()  # parameters exercised besides args / kwargs
+    fuzz_dtypes: tuple[str, ...] | None = None  # a documented precision limit: dtypes the fuzzer may use
     note: str = ""
     spec: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -14,6 +14,11 @@ follows it. Two kinds of cases:
   :func:`parity.references.ctc_reference` (the alpha recursion in float64 torch ops
   with torch's convention as an explicit term, NaN-free).
 
+Precision limit: "peaked" log-probabilities run in float64 only (see ``_F32_LIMIT``):
+there the float32 gradients of both implementations are about atol (1e-5) away from
+the float64 truth. Unbatched targets hold exactly ``target_length`` labels (torch
+2.13 rejects a longer, padded 1-D target; jaxloss accepts it).
+
 Neither torch nor jaxloss has second derivatives of ``ctc_loss``; torch's CPU
 kernel supports float32 / float64 only. Every distinct option set compiles a
 scan over time (about a second on CPU), so the grid is kept small.
@@ -29,6 +34,13 @@ from parity import references
 from parity.cases import Case, Invalid, TorchInexact, log_softmax, loss, rng_for
 
 T, N, C, S = 10, 3, 5, 4
+# float32 precision limit of CTC itself (both implementations), not a tolerance exception: with
+# "peaked" log-probabilities (down to about -30) the float32 alpha / beta recursions of jaxloss and
+# of torch are each 0.4e-5 ... 2.3e-5 (absolute) from the float64 gradient (measured over 36
+# seeds x reductions x modes, --fuzz 2000 --seed 7 found one), the size of float32's atol 1e-5,
+# so two correct float32 implementations differ by more than torch.testing's tolerance on about
+# one case in nine. Peaked cases therefore run in float64 only (grid and fuzzer).
+_F32_LIMIT = ("float64",)
 _NEG_INF_GRAD = TorchInexact(
     "torch's gradient is NaN at -inf log-probabilities, jaxloss's is the limit 0; judged against the "
     "float64 alpha recursion (parity.references.ctc_reference)",
@@ -111,8 +123,8 @@ def ctc_loss(s: dict[str, Any]) -> Case:
         targets = np.concatenate([tg[b, : tl[b]] for b in range(n)]).astype(np.int64)
     input_lengths: Any = il
     target_lengths: Any = tl
-    if s["layout"] == "unbatched":
-        logits, lp, targets = logits[:, 0], lp[:, 0], tg[0]
+    if s["layout"] == "unbatched":  # torch 2.13 takes a 1-D target of exactly target_length labels
+        logits, lp, targets = logits[:, 0], lp[:, 0], tg[0, : tl[0]]
         input_lengths, target_lengths = np.int64(il[0]), np.int64(tl[0])
     if s["lengths"] == "tuple":
         input_lengths, target_lengths = tuple(int(v) for v in il), tuple(int(v) for v in tl)
@@ -138,6 +150,7 @@ def ctc_loss(s: dict[str, Any]) -> Case:
             jax_expr="parity.references.jax_ctc_from_logits",
             torch_expr="parity.references.torch_ctc_from_logits",
             note="through log_softmax",
+            fuzz_dtypes=_F32_LIMIT if s["values"] == "peaked" else None,
         )
     deviation = s["values"] == "neg-inf"
     return Case(
@@ -151,4 +164,5 @@ def ctc_loss(s: dict[str, Any]) -> Case:
         hvp=False,
         torch_inexact=_NEG_INF_GRAD if deviation else None,
         note="" if deviation else "log_probs differentiated directly (torch's convention)",
+        fuzz_dtypes=_F32_LIMIT if s["values"] == "peaked" else None,
     )
