@@ -231,8 +231,12 @@ def _as_lengths(x: Any, name: str, n: int) -> Array:
 
 
 def _first(bad: Array, x: Array) -> Array:
-    """The first entry of ``x`` where ``bad`` (for error messages)."""
-    return x.reshape(-1)[jnp.argmax(bad.reshape(-1))]
+    """The first entry of ``x`` where ``bad`` (for error messages); 0 for an empty ``x`` (e.g.
+    targets of size 0 when every target is empty), where nothing can be bad."""
+    flat = x.reshape(-1)
+    if flat.size == 0:
+        return jnp.zeros((), flat.dtype)
+    return flat[jnp.argmax(bad.reshape(-1))]
 
 
 def _prepare(
@@ -328,7 +332,8 @@ def _prepare(
 
     ext = jnp.full((n, 2 * slots + 1), blank, jnp.int32)
     ext = ext.at[:, 1::2].set(labels)
-    skip = jnp.pad(ext[:, 2:] != ext[:, :-2], [(0, 0), (2, 0)])
+    # [:, :L]: with every target empty (L = 1) the pad would give 2 columns
+    skip = jnp.pad(ext[:, 2:] != ext[:, :-2], [(0, 0), (2, 0)])[:, : ext.shape[1]]
     poison = tl_neg | invalid | il_bad | jnp.any(bad_index | is_blank, axis=1)
     force_inf = tl_nonneg > slots  # longer than T: infeasible (or invalid, then poisoned)
     il = jnp.clip(il_raw, 0, t_len).astype(jnp.int32)

@@ -673,9 +673,18 @@ def compare_many(requests: Sequence[CompareRequest], merge: bool = True) -> list
 
 
 def _run_jax_calls(calls: list[_JaxCall], merge: bool) -> list[tuple[Any, BaseException | None]]:
-    """Run JAX programs: merged into one jitted program where possible; ``(outputs, error)`` each."""
-    if merge and len(calls) > 1:
-        programs = [c.program for c in calls]
+    """Run JAX programs; ``(outputs, error)`` each.
+
+    A program that occurs several times with inputs of the same shapes and dtypes (cases that
+    differ only in their values) is compiled once on its own and run for each; the others are
+    merged into one jitted program (``merge``), or run one by one if that fails."""
+    groups: dict[Any, list[int]] = {}
+    for k, c in enumerate(calls):
+        groups.setdefault((id(c.program), _aval_key(c.inputs)), []).append(k)
+    together = [k for g in groups.values() if len(g) == 1 and merge for k in g]
+    done: dict[int, tuple[Any, BaseException | None]] = {}
+    if len(together) > 1:
+        programs = [calls[k].program for k in together]
 
         def merged(all_inputs: list[tuple[Any, ...]]) -> list[Any]:
             return [p(*inp) for p, inp in zip(programs, all_inputs)]
@@ -684,20 +693,27 @@ def _run_jax_calls(calls: list[_JaxCall], merge: bool) -> list[tuple[Any, BaseEx
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                outs = jax.block_until_ready(jax.jit(merged)([c.inputs for c in calls]))
+                outs = jax.block_until_ready(jax.jit(merged)([calls[k].inputs for k in together]))
         except Exception:  # noqa: BLE001 - one program fails: run each alone (errors reported per comparison)
             outs = None
         if outs is not None:
-            return [(o, None) for o in outs]
-    done: list[tuple[Any, BaseException | None]] = []
-    for c in calls:
+            done.update({k: (o, None) for k, o in zip(together, outs)})
+    for k in range(len(calls)):
+        if k in done:
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                done.append((jax.block_until_ready(c.jitted(*c.inputs)), None))
+                done[k] = (jax.block_until_ready(calls[k].jitted(*calls[k].inputs)), None)
         except Exception as e:  # noqa: BLE001
-            done.append((None, e))
-    return done
+            done[k] = (None, e)
+    return [done[k] for k in range(len(calls))]
+
+
+def _aval_key(tree: Any) -> Any:
+    """Tree structure, shapes and dtypes of a program's inputs (what jit's cache keys on)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in leaves)
 
 
 def _compare_steps(

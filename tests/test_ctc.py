@@ -174,6 +174,21 @@ def test_unbatched():
     assert out.shape == () and np.allclose(out, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_every_target_empty(reduction):
+    # Found by `python -m parity --fuzz 2000 --seed 7`: targets with no entry at all (unbatched
+    # (0,), padded (N, 0), concatenated (0,)) raised (argmax of an empty array; a 2-column skip mask
+    # for the single blank state). Each sample's loss is then -log P(all blanks), as in torch.
+    lp, _, il, _ = _data()
+    lp1 = lp[:, 0]
+    _compare(lp1, np.zeros((0,), np.int64), np.array(int(il[0])), np.array(0), reduction=reduction)
+    zeros = np.zeros((N,), np.int64)
+    _compare(lp, np.zeros((N, 0), np.int64), il, zeros, reduction=reduction)
+    il0 = il.copy()
+    il0[-1] = 0  # and an empty input
+    _compare(lp, np.zeros((0,), np.int64), il0, zeros, reduction=reduction)
+
+
 def test_blank_not_zero():
     for blank, layout in [(2, "padded"), (C - 1, "concatenated")]:
         lp, tg, il, tl = _data(seed=3, blank=blank)

@@ -78,6 +78,7 @@ _NEG_INF_GRAD = TorchInexact(
         {"values": "impossible", "reduction": "none"},
         {"values": "neg-inf", "mode": "direct", "reduction": "none", "dtypes": ("float64", "float32")},
         {"values": "peaked", "lengths": "full"},
+        {"lengths": "all-empty", "layout": "concat", "mode": "direct"},
     ],
     {
         "mode": ["logits", "direct"],
@@ -85,7 +86,7 @@ _NEG_INF_GRAD = TorchInexact(
         "reduction": ["mean", "none", "sum"],
         "blank": [0, "last"],
         "zero_infinity": [False, True],
-        "lengths": ["varied", "full", "tuple", "empty-target"],
+        "lengths": ["varied", "full", "tuple", "empty-target", "all-empty"],
         "values": ["normal", "repeats", "impossible", "neg-inf", "peaked"],
         "seed": [0, 1, 2, 3],
     },
@@ -103,6 +104,11 @@ def ctc_loss(s: dict[str, Any]) -> Case:
     if s["lengths"] == "empty-target":
         tl[0] = 0
     tg = rng.choice(labels, size=(n, S)).astype(np.int64)
+    if s["lengths"] == "all-empty":  # targets with no entry at all: (N, 0), (0,)
+        if s["values"] in ("repeats", "impossible"):
+            raise Invalid("all-empty targets: no repeats, no impossible alignment")
+        tl[:] = 0
+        tg = tg[:, :0]
     if s["values"] == "repeats":  # repeated labels need a blank between them
         tg[:, 1] = tg[:, 0]
         tl = np.maximum(tl, 2)
