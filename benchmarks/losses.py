@@ -8,6 +8,11 @@ preallocated array) and, for losses that need an exponential per element
 (softmax / sigmoid / log-sum-exp types), one ``exp`` over every element into a
 preallocated buffer.
 
+A second floor, the *fresh-output pass*, is what any JAX (or torch) function pays that
+returns a new gradient-sized array: one jitted elementwise pass over the input into a
+newly allocated output. Arrays over 32 MiB are ``mmap``-ed by glibc on every allocation,
+so this pass includes first-touch page faults that the preallocated limit does not.
+
     python -m benchmarks.losses [--size small|large|both] [--loss NAME ...] [--compile]
 """
 
@@ -47,8 +52,8 @@ def _rows_cols(size: str, cols: int) -> tuple[int, int]:
     return (32, cols) if size == "small" else (LARGE // cols, cols)
 
 
-def _f32(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.float32)
+def _f32(a: Any) -> np.ndarray:
+    return np.asarray(a, dtype=np.float32)
 
 
 def _mean(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -199,6 +204,13 @@ def _limit_seconds(case: Case) -> float:
     return max(stream, median_seconds(lambda: np.exp(main, out=out)))
 
 
+def _fresh_output_seconds(case: Case) -> float:
+    """One jitted elementwise pass over the main input into a newly allocated output."""
+    main = jnp.asarray(next(a for a in case.arrays.values() if np.issubdtype(a.dtype, np.floating)))
+    negate = jax.jit(jnp.negative)
+    return median_seconds(lambda: block(negate(main)))
+
+
 def _jax_fns(fn: Callable[..., Any], case: Case) -> tuple[Callable[[], Any], Callable[[], Any]]:
     names = list(case.arrays)
     arrays = {k: jnp.asarray(v) for k, v in case.arrays.items()}
@@ -255,6 +267,7 @@ def bench_loss(name: str, size: str, compile_torch: bool, rng: np.random.Generat
         row["optax_value"], row["optax_vgrad"] = median_seconds(ov), median_seconds(og)
     if size == "large":
         row["limit"] = _limit_seconds(case)
+        row["fresh"] = _fresh_output_seconds(case)
     return row
 
 
@@ -263,7 +276,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     compiled = any("compile_vgrad" in r for r in rows)
     if compiled:
         headers.append("speed-up vs torch.compile (v+g)")
-    headers += ["jax/optax (v+g)", "jax/limit (v+g)"]
+    headers += ["jax/optax (v+g)", "jax/limit (v+g)", "jax/fresh-output pass (v+g)"]
     out = []
     for r in rows:
         line = [
@@ -274,6 +287,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             line.append(r["compile_vgrad"] / r["jax_vgrad"] if "compile_vgrad" in r else "-")
         line.append(r["jax_vgrad"] / r["optax_vgrad"] if "optax_vgrad" in r else "-")
         line.append(r["jax_vgrad"] / r["limit"] if "limit" in r else "-")
+        line.append(r["jax_vgrad"] / r["fresh"] if "fresh" in r else "-")
         out.append(line)
     return markdown_table(headers, out)
 
@@ -293,7 +307,8 @@ def main(argv: list[str] | None = None) -> str:
             rows.append(row)
             print(
                 f"{name:36s} {size:5s} jax v+g {1e3 * row['jax_vgrad']:9.3f} ms  torch v+g {1e3 * row['torch_vgrad']:9.3f} ms"
-                + (f"  limit {1e3 * row['limit']:8.3f} ms" if "limit" in row else ""),
+                + (f"  limit {1e3 * row['limit']:8.3f} ms" if "limit" in row else "")
+                + (f"  fresh-output pass {1e3 * row['fresh']:8.3f} ms" if "fresh" in row else ""),
                 flush=True,
             )
     md = table(rows)
