@@ -145,9 +145,11 @@ def bce_with_logits_stable(
     reduction: str = "mean",
     pos_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """BCE with logits as ``(1 - y) x + (1 + (pw - 1) y) softplus(-x)``: no overflow, no lost log1p."""
-    lw = 1 + (pos_weight - 1) * target if pos_weight is not None else 1
-    loss = (1 - target) * input + lw * F.softplus(-input, threshold=50)
+    """BCE with logits as ``(1 - y) softplus(x) + pw y softplus(-x)`` (torch's
+    ``(1 - y) x + (1 + (pw - 1) y) softplus(-x)`` rearranged): no overflow, no lost log1p, and no
+    cancellation of ``x + softplus(-x)`` where ``y x << 0``."""
+    pw = pos_weight if pos_weight is not None else 1
+    loss = (1 - target) * F.softplus(input, threshold=50) + pw * target * F.softplus(-input, threshold=50)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
