@@ -12,6 +12,12 @@ Python::
     r = parity.compare(jaxloss.l1_loss, torch.nn.functional.l1_loss, x, y, grad_argnums=(0,))
     r.passed, print(r)
     parity.assert_close(...)              # the same, raising AssertionError (pytest)
+    parity.compare_many([parity.CompareRequest(...), ...])  # several, one compiled JAX program
+
+Second derivatives are compared as torch's double backward computes them (the
+gradient of ``<gradient, v>``, i.e. ``v^T H``). Where torch itself is inexact, a
+case declares a :class:`parity.cases.TorchInexact` and is judged against the
+float64 truth instead (the reason is printed in every report).
 
 Layout: :mod:`parity.compare` (the comparison engine), :mod:`parity.tolerances`
 (the one tolerance table, ULP helpers), :mod:`parity.cases` (the case grid, one
@@ -22,16 +28,18 @@ runs, shrinking, reproducers), :mod:`parity.report` (JSON, Markdown, HTML).
 Importing this package turns on ``jax_enable_x64``.
 """
 
-from parity.compare import Comparison, Result, assert_close, compare
+from parity.compare import CompareRequest, Comparison, Result, assert_close, compare, compare_many
 from parity.tolerances import TOLERANCES, Tolerance, tolerance_for, ulp, ulp_error
 
 __all__ = [
     "TOLERANCES",
+    "CompareRequest",
     "Comparison",
     "Result",
     "Tolerance",
     "assert_close",
     "compare",
+    "compare_many",
     "tolerance_for",
     "ulp",
     "ulp_error",
