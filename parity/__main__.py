@@ -8,12 +8,14 @@ Usage::
     python -m parity --fuzz 300 --seed 7              # 300 random cases instead of the grid
     python -m parity --device gpu                     # CUDA torch against JAX on the GPU
     python -m parity --out some/folder -j 2           # report folder, worker processes
-    python -m parity --xla-cache ~/.cache/parity-xla  # reruns reload compiled programs
+    python -m parity --no-xla-cache                   # compile everything (no OUT/.xla-cache)
 
 Prints a progress bar, then a table per loss (cases, passed, worst value and
 gradient error as relative error and ULPs, the case closest to failing), and
 writes ``report.json``, ``report.md`` and a self-contained ``report.html`` into
-``--out`` (default ``parity-report/``). In fuzz mode every failure is shrunk to
+``--out`` (default ``parity-report/``). Grid runs keep JAX's persistent
+compilation cache in ``OUT/.xla-cache`` (the very executables a fresh compile
+gives; compilation is ~70% of a cold run): a rerun compiles only what changed. In fuzz mode every failure is shrunk to
 a minimal spec and printed as a few lines of Python that rerun it.
 
 Exit status: 0 when nothing failed (cases whose jaxloss function still raises
@@ -44,7 +46,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--shrink-budget", type=int, default=60, help="comparisons per shrunk fuzz failure")
     ap.add_argument("--xla-cache", metavar="DIR", default=None,
                     help="persistent XLA compilation cache: a rerun of the same cases reloads the compiled programs "
-                         "(compilation is most of a run's time) instead of compiling them again")
+                         "(compilation is most of a run's time) instead of compiling them again; default for the "
+                         "grid: OUT/.xla-cache (none for --fuzz, whose cases differ from run to run)")
+    ap.add_argument("--no-xla-cache", action="store_true", help="compile everything, store nothing")
     return ap.parse_args(argv)
 
 
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     dtypes = args.dtype or None
+    xla_cache = None if args.no_xla_cache else args.xla_cache or (None if args.fuzz else os.path.join(args.out, ".xla-cache"))
     workers = args.jobs or (1 if args.device == "gpu" else runner.default_workers())
 
     if args.fuzz:
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m parity: no case matches", file=sys.stderr)
         return 2
     results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz),
-                              xla_cache=args.xla_cache)
+                              xla_cache=xla_cache)
 
     if args.fuzz:
         failed = [r for r in results if r.status in ("failed", "error")]
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtypes": list(dtypes or ALL_DTYPES),
         "losses": losses or "all",
         "workers": workers,
-        "xla_cache": args.xla_cache,
+        "xla_cache": xla_cache,
         "seconds": seconds,
         "jaxloss": getattr(jaxloss, "__version__", "?"),
         "torch": torch.__version__,

@@ -228,10 +228,9 @@ _SETUP_DONE = False
 
 
 def _worker_setup(xla_cache: str | None = None) -> None:
-    """Once per process: one torch thread, no warnings, and the optional persistent XLA cache
-    (``jax_compilation_cache_dir``: compiled programs are stored on disk and reloaded by the next
-    run, the very executables a fresh compilation would give)."""
+    """Once per process: one torch thread, no warnings; and the optional persistent XLA cache."""
     global _SETUP_DONE
+    _use_xla_cache(xla_cache)
     if _SETUP_DONE:
         return
     _SETUP_DONE = True
@@ -239,12 +238,21 @@ def _worker_setup(xla_cache: str | None = None) -> None:
 
     torch.set_num_threads(1)  # small tensors: one thread is faster, and workers share the cores
     warnings.filterwarnings("ignore")
-    if xla_cache:
-        import jax
 
-        jax.config.update("jax_compilation_cache_dir", os.path.abspath(xla_cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_compilation_cache_max_size", 2 * 1024**3)
+
+def _use_xla_cache(path: str | None) -> None:
+    """JAX's persistent compilation cache in ``path`` (``jax_compilation_cache_dir``): compiled
+    programs are stored on disk and reloaded by the next run, the very executables a fresh
+    compilation would give. JAX sets its cache up once per process, so the first path wins."""
+    if not path:
+        return
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_compilation_cache_max_size", 1024**3)
 
 
 def run_jobs(

@@ -95,13 +95,13 @@ def test_html_is_one_self_contained_page(report):
 
 def test_cli_exit_codes(tmp_path, monkeypatch):
     out = tmp_path / "ok"
-    assert main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--out", str(out)]) == 0
+    assert main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache", "--out", str(out)]) == 0
     assert (out / "report.html").exists() and (out / "report.md").exists() and (out / "report.json").exists()
 
     real = jaxloss.l1_loss
     monkeypatch.setattr(jaxloss, "l1_loss", lambda a, b, reduction="mean", weight=None: real(a, b, reduction, weight) * 1.01)
     bad = tmp_path / "bad"
-    assert main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--out", str(bad)]) == 1
+    assert main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache", "--out", str(bad)]) == 1
     data = json.loads((bad / "report.json").read_text())
     assert data["summary"]["failed"] > 0 and data["failures"][0]["reproducer"]
     monkeypatch.setattr(jaxloss, "l1_loss", real)
@@ -114,7 +114,7 @@ def test_not_implemented_is_not_a_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(jaxloss, "l1_loss", todo)
     out = tmp_path / "ni"
-    assert main(["--loss", "l1_loss", "--dtype", "float32", "-j", "1", "--out", str(out)]) == 0
+    assert main(["--loss", "l1_loss", "--dtype", "float32", "-j", "1", "--no-xla-cache", "--out", str(out)]) == 0
     data = json.loads((out / "report.json").read_text())
     assert data["summary"]["not_implemented"] == data["summary"]["cases"] > 0
     assert data["losses"][0]["status"] == "not implemented"
@@ -137,3 +137,23 @@ def test_documented_deviations_are_listed_with_their_reason():
     page = rep.html_page(r)
     assert "Documented deviations" in page and "underflows to 0 in half" in page
     assert "underflows to 0 in half" in rep.markdown(r)
+
+
+def test_cli_default_run_with_two_workers_and_the_xla_cache(tmp_path):
+    """In a fresh process, as a user runs it: -j 2 (this process and one worker), the grid's
+    default persistent XLA cache in OUT/.xla-cache, a rerun reading it gives the same report."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "rep"
+    cmd = [sys.executable, "-m", "parity", "--loss", "hinge_embedding_loss", "-j", "2", "--out", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert any((out / ".xla-cache").iterdir())
+    a = json.loads((out / "report.json").read_text())
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0
+    b = json.loads((out / "report.json").read_text())
+    assert a["meta"]["xla_cache"] == str(out / ".xla-cache") and a["meta"]["workers"] == 2
+    strip = lambda cases: sorted((c["id"], c["status"], json.dumps(c["result"], sort_keys=True)) for c in cases)  # noqa: E731
+    assert strip(a["cases"]) == strip(b["cases"]) and a["summary"]["cases"] == a["summary"]["passed"] > 20
