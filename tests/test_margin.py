@@ -147,6 +147,32 @@ def test_multilabel_margin_loss_tie_has_no_gradient():
     np.testing.assert_allclose(np.asarray(g), [[-1 / 3, 0.0, 1 / 3]])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multilabel_margin_loss_non_finite_scores(dtype):
+    # torch's kernel skips a pair whose z is not > 0, -inf and NaN included: a label at +inf
+    # (row 0: every z is -inf or NaN) or a NaN non-label (row 2) leave a finite loss; a
+    # non-label at +inf (row 1) or a label at -inf (row 3) make it inf.
+    x = np.array(
+        [
+            [np.inf, 0.0, 0.5, -np.inf],
+            [0.2, np.inf, 0.1, 0.0],
+            [np.nan, 0.3, 0.0, 1.0],
+            [1.0, -np.inf, 0.0, 2.0],
+        ]
+    )
+    t = np.array([[0, -1, 0, 0], [2, 0, -1, 1], [1, -1, 0, 0], [3, 0, 1, -1]])
+    for reduction in REDUCTIONS:
+        out = check(
+            jaxloss.multilabel_margin_loss,
+            _long(F.multilabel_margin_loss),
+            {"input": x, "target": t},
+            {"reduction": reduction},
+            dtype=dtype,
+        )
+        if reduction == "none":
+            assert np.isfinite(np.asarray(out)[[0, 2]]).all() and np.isinf(np.asarray(out)[[1, 3]]).all()
+
+
 def test_multilabel_margin_loss_second_order_is_zero():
     # torch has no double backward here; the loss is piecewise linear, so H = 0.
     x = jnp.asarray(np.random.default_rng(2).normal(size=(N, C)))
