@@ -198,6 +198,16 @@ def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(pos, torch.log(safe), torch.full_like(s, float("-inf"))) + m.squeeze(dim)
 
 
+def _nan_gradient(lp: torch.Tensor, gradient: str) -> torch.Tensor:
+    """0 whose gradient is NaN on ``lp`` (``gradient="torch"``): torch's convention for an infinite
+    loss without ``zero_infinity`` (NaN over the sample's first ``input_length`` frames; jaxloss's
+    too). ``sqrt(0 * sigmoid(x))`` has the value 0 and the derivative ``inf * 0`` at every
+    ``x``, -inf included."""
+    if gradient != "torch" or lp.numel() == 0:
+        return lp.clamp_min(-1e300).sum() * 0
+    return torch.sqrt(0 * torch.sigmoid(lp)).sum()
+
+
 def ctc_reference(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
@@ -214,7 +224,9 @@ def ctc_reference(
     (default): torch's (and jaxloss's) convention, the true derivative plus
     ``exp(log_probs)`` on each sample's first ``input_length`` frames, which is the
     gradient with respect to the logits of a log-softmax; computed here without
-    torch's NaN at ``-inf`` log-probabilities (the limit there is 0).
+    torch's NaN at ``-inf`` log-probabilities (the limit there is 0). An infeasible
+    sample (loss ``inf``) gets torch's NaN gradient over its first ``input_length``
+    frames unless ``zero_infinity``; an empty input with an empty target has loss 0.
     """
     unbatched = log_probs.dim() == 2
     lp = log_probs[:, None] if unbatched else log_probs
@@ -233,9 +245,12 @@ def ctc_reference(
         S = len(ext)
         allow_skip = torch.tensor([s >= 2 and ext[s] != blank and ext[s] != ext[s - 2] for s in range(S)])
         feasible = Tb >= L + sum(1 for i in range(1, L) if int(seq[i]) == int(seq[i - 1]))
+        zero = lp[:, b].clamp_min(-1e300).sum() * 0  # 0, in the graph (-inf * 0 would be NaN)
+        if Tb == 0 and L == 0:  # nothing to align: probability 1
+            losses.append(zero)
+            continue
         if not feasible or Tb == 0:
-            zero = lp[:, b].sum() * 0
-            losses.append(zero if zero_infinity else zero + float("inf"))
+            losses.append(zero if zero_infinity else zero + float("inf") + _nan_gradient(lp[:Tb, b], gradient))
             continue
         ninf = torch.full((S,), float("-inf"), dtype=lp.dtype)
         idx = torch.tensor(ext)
@@ -248,8 +263,8 @@ def ctc_reference(
             a3 = torch.where(allow_skip, a3, ninf)
             alpha = _lse(torch.stack([a1, a2, a3]), 0) + lp[t, b, idx]
         nll = -_lse(alpha[-2:] if S > 1 else alpha[-1:], 0)
-        if zero_infinity and torch.isinf(nll):
-            nll = lp[:, b].sum() * 0
+        if torch.isinf(nll):  # infeasible through -inf log-probabilities
+            nll = zero if zero_infinity else nll + _nan_gradient(lp[:Tb, b], gradient)
         elif gradient == "torch":  # value + 0, gradient + exp(lp) on the first Tb frames
             e = torch.exp(lp[:Tb, b])
             nll = nll + (e - e.detach()).sum()

@@ -17,9 +17,11 @@ torch" means what it means inside torch's own test-suite: an element passes when
 No dtype has an exception, and no case loosens them. Two related mechanisms, both
 listed in the report: a case where torch itself is inexact is judged against the
 float64 truth with these same bounds (:class:`parity.cases.TorchInexact`), and a
-case float32 itself cannot resolve for any two correct implementations (CTC with
-log-probabilities down to -30: both ~1e-5 from the float64 gradient, the size of
-atol) runs in float64 only (``parity.cases.ctc._F32_LIMIT``).
+case float32 itself cannot resolve for any two correct implementations runs in
+float64 only (``Case.fuzz_dtypes``): CTC with log-probabilities down to -30 (both
+~1e-5 from the float64 gradient, the size of atol; ``parity.cases.ctc._F32_LIMIT``)
+and the cosine similarity of vectors of norm ~1e-5 (gradient terms ~5e4 cancel;
+``parity.cases.distance._TINY_LIMIT``).
 
 Besides the table: :func:`ulp` / :func:`ulp_error` (errors in units in the last
 place of a dtype, reported next to absolute and relative errors) and

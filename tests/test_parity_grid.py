@@ -219,3 +219,16 @@ def test_fuzzer_respects_a_cases_documented_precision_limit():
         if s["layout"] == "unbatched":
             c = REG["ctc_loss"].case(s)
             assert np.shape(c.args[1]) == (int(np.asarray(c.args[3]).reshape(-1)[0]),)
+
+
+def test_ctc_reference_keeps_torchs_nan_for_infeasible_samples():
+    # --fuzz 2000 --seed 11: -inf log-probabilities made sample 0 infeasible (loss inf); torch and
+    # jaxloss give a NaN gradient over its input frames, the reference gave 0 (fixed there).
+    spec = {"mode": "direct", "layout": "padded", "reduction": "mean", "blank": "last", "zero_infinity": False,
+            "lengths": "varied", "values": "neg-inf", "seed": 284548999}
+    c = REG["ctc_loss"].case(spec)
+    assert c.judge("float64") == "reference"
+    r = runner.run_case(c, "float64")
+    assert r.status == "passed", r.result
+    r0 = runner.run_case(REG["ctc_loss"].case({**spec, "zero_infinity": True}), "float64")  # then 0, no NaN
+    assert r0.status == "passed", r0.result
