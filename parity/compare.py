@@ -51,7 +51,8 @@ dtype: the parity grid uses it for documented deviations only
 Nothing here raises on a bad comparison: an exception on one side, a
 signature mismatch, a non-array argument named in ``grad_argnums`` end up in the
 returned :class:`Result`. A ``NotImplementedError`` from the JAX side gives the
-status ``"not_implemented"``. :func:`assert_close` is the pytest form.
+status ``"not_implemented"``. :func:`assert_close` is the pytest form;
+:func:`compare_many` runs several comparisons with one compiled JAX program.
 
 Importing :mod:`parity` turns on ``jax_enable_x64`` (float64 must really be
 float64 for the comparison to mean anything).
