@@ -66,8 +66,10 @@ def _poison(loss: Array, invalid: Array, x: Array) -> Array:
 # --------------------------------------------------------------------------- multilabel_margin_loss
 
 
-def _multilabel_pairs(x: Array, t: Array, with_grad: bool) -> tuple[Array, Array | None]:
-    """Per row of ``x`` (N, C) with target rows ``t`` (N, C): ``(v, g)``, ``v`` (N,) the sum over
+def _multilabel_block(x: Array, t: Array, with_grad: bool) -> tuple[Array, Array | None]:
+    """One block of rows of :func:`_multilabel_pairs`.
+
+    Per row of ``x`` (N, C) with target rows ``t`` (N, C): ``(v, g)``, ``v`` (N,) the sum over
     the labels ``j`` (the entries of ``t`` before its first negative one) and the non-label
     classes ``i`` of ``z = (1 - x[t_j]) + x[i]`` where ``z > 0``, each ``z`` rounded as in
     torch's kernel; ``g`` (N, C) its gradient (``None`` unless ``with_grad``): ``+1`` per
@@ -75,7 +77,7 @@ def _multilabel_pairs(x: Array, t: Array, with_grad: bool) -> tuple[Array, Array
 
     Like torch's kernel, ``O(C)`` work per label: a loop over the label positions ``j``, each
     step a fused pass over the whole (N, C) block, as many steps as the longest label list in
-    the batch (rows with fewer labels idle in the later steps). No sort, no (N, C, C) pairs:
+    the block (rows with fewer labels idle in the later steps). No sort, no (N, C, C) pairs:
     the scratch is a few (N, C) arrays.
     """
     n, c = x.shape
@@ -109,6 +111,32 @@ def _multilabel_pairs(x: Array, t: Array, with_grad: bool) -> tuple[Array, Array
 
     g0 = jnp.zeros((n, c), x.dtype) if with_grad else None
     return lax.fori_loop(0, steps, add_label, (jnp.zeros((n,), x.dtype), g0))
+
+
+_BLOCK_ELEMENTS = 1 << 18  # rows per block of _multilabel_pairs: this many scores (1 MiB of float32)
+
+
+def _multilabel_pairs(x: Array, t: Array, with_grad: bool) -> tuple[Array, Array | None]:
+    """``(v, g)`` of :func:`_multilabel_block` for ``x``, ``t`` (N, C), block by block of rows:
+    a block stays in cache through its label steps, and only a block holding a long label
+    list pays for it (the work is about ``O(C)`` per label of each row, as torch's, not
+    ``O(C)`` per row times the longest list of the batch)."""
+    n, c = x.shape
+    rows = max(1, min(n, _BLOCK_ELEMENTS // c))
+    if n <= rows:
+        return _multilabel_block(x, t, with_grad)
+    nb = -(-n // rows)
+    pad = nb * rows - n
+    if pad:
+        x = jnp.pad(x, ((0, pad), (0, 0)))
+        t = jnp.pad(t, ((0, pad), (0, 0)), constant_values=-1)
+    out = lax.map(
+        lambda xt: _multilabel_block(xt[0], xt[1], with_grad),
+        (x.reshape(nb, rows, c), t.reshape(nb, rows, c)),
+    )
+    v = out[0].reshape(nb * rows)[:n]
+    g = None if out[1] is None else out[1].reshape(nb * rows, c)[:n]
+    return v, g
 
 
 # The loop runs a data-dependent number of steps (a while loop, which reverse-mode autodiff
@@ -170,8 +198,9 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
     make that sample's loss and gradient NaN; :mod:`jaxloss.checked` raises
     torch's ``argument #2 'target' is out of range``. A term counts only where
     ``1 - x_y + x_i > 0`` strictly, forward and backward, as in torch's kernel.
-    The work is ``O(N C L)`` with ``L`` the longest label list in the batch (torch's
-    kernel: ``O(C)`` per label of each row), the memory ``O(N C)``.
+    The work is about torch's, ``O(C)`` per label of each row (the rows go in blocks
+    of about 2**18 scores, each running as many label steps as its longest list), the
+    memory ``O(N C)``.
     """
     check_reduction(reduction)
     check_float("input", input)

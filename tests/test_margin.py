@@ -133,6 +133,36 @@ def test_multilabel_margin_loss_many_classes_and_labels(dtype):
         )
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multilabel_margin_loss_row_blocks(dtype, monkeypatch):
+    # Large batches go block by block of rows (each block as many label steps as its longest
+    # list); shrink the blocks so that a small batch takes that path, with a padded last block.
+    import jaxloss.margin
+
+    monkeypatch.setattr(jaxloss.margin, "_BLOCK_ELEMENTS", 4 * 11)  # 4 rows of 11 classes a block
+    rng = np.random.default_rng(23)
+    n, c = 23, 11  # a shape of its own: no jit trace of the unblocked path to reuse
+    x = _ints(rng, n, c)
+    t = np.full((n, c), -1)
+    for row, k in enumerate(rng.integers(0, 4, size=n)):
+        t[row, :k] = rng.choice(c, size=k, replace=False)
+    t[9, :] = rng.permutation(c)  # one block with every class a label
+    t[17, :6] = rng.choice(c, size=6)  # one with repeated labels
+    assert _ml_ties(x, t) >= 2
+    jaxpr = str(
+        jax.make_jaxpr(lambda z: jaxloss.multilabel_margin_loss(z, jnp.asarray(t)))(jnp.asarray(x, dtype))
+    )
+    assert "scan" in jaxpr  # the blocked path really runs
+    for reduction in REDUCTIONS:
+        check(
+            jaxloss.multilabel_margin_loss,
+            _long(F.multilabel_margin_loss),
+            {"input": x, "target": t},
+            {"reduction": reduction},
+            dtype=dtype,
+        )
+
+
 def test_multilabel_margin_loss_tie_has_no_gradient():
     # 1 - x[0] + x[1] == 0 exactly: torch's kernel counts only z > 0.
     x = np.array([[1.0, 0.0, 0.5]])
