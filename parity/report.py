@@ -168,7 +168,10 @@ def _deviations(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
                 d["dtypes"].append(r.dtype)
             d["cases"] += 1
             d["passed"] += r.status == "passed"
-    return list(out.values())
+    order = list(TOLERANCES)
+    for d in out.values():
+        d["dtypes"].sort(key=order.index)
+    return sorted(out.values(), key=lambda d: (d["loss"], d["reason"]))
 
 
 # --------------------------------------------------------------------------- text
