@@ -37,10 +37,10 @@ def _jax_step(model_name: str, batch: int) -> Any:
 
     def _step(params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array) -> Any:
         def loss_fn(p: Any) -> Any:
-            m = nnx.merge(graphdef, p, rest)
+            m = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BatchNorm updates them here
             m.train()
             loss = jaxloss.cross_entropy(m(x), y)
-            return loss, nnx.state(m, nnx.Not(nnx.Param))
+            return loss, nnx.split(m, nnx.Param, ...)[2]
 
         (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
