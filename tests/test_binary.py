@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.checked as checked
+from parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
 from tests.torch_compare import TORCH_DTYPES, assert_close, check, to_jax, to_torch
 
 # inf - inf in torch_compare's error computation (both sides inf: compared as equal)
@@ -399,28 +400,6 @@ def test_bce_with_logits_output_dtype_is_target_dtype():
 
 
 # --------------------------------------------------------------------------- sigmoid_focal_loss
-def torch_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss, written out with the same torch ops."""
-    p = torch.sigmoid(inputs)
-    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "none":
-        pass
-    elif reduction == "mean":
-        loss = loss.mean()
-    elif reduction == "sum":
-        loss = loss.sum()
-    else:
-        raise ValueError(
-            f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction modes: 'none', 'mean', 'sum'"
-        )
-    return loss
-
-
 def _focal_data(rng, soft=False):
     x = rng.normal(scale=2.0, size=(N, C))
     y = rng.uniform(0, 1, size=(N, C)) if soft else rng.integers(0, 2, size=(N, C)).astype(float)
@@ -432,13 +411,13 @@ def _focal_data(rng, soft=False):
 @pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (0.5, 0.0), (-1.0, 2.0), (0.25, 0.5), (0.75, 1.0), (-1.0, 3.5)])
 def test_sigmoid_focal_loss_matches_torchvision_formula(dtype, reduction, alpha, gamma):
     arrays = _focal_data(np.random.default_rng(7), soft=gamma == 1.0)
-    check(jaxloss.sigmoid_focal_loss, torch_sigmoid_focal_loss, arrays,
+    check(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays,
           {"alpha": alpha, "gamma": gamma, "reduction": reduction}, grad=["inputs", "targets"], dtype=dtype)
 
 
 def test_sigmoid_focal_loss_defaults():
     arrays = _focal_data(np.random.default_rng(8))
-    out = check(jaxloss.sigmoid_focal_loss, torch_sigmoid_focal_loss, arrays, {}, grad=["inputs"], dtype="float64")
+    out = check(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays, {}, grad=["inputs"], dtype="float64")
     assert out.shape == (N, C)  # torchvision's default reduction is 'none'
 
 
@@ -447,7 +426,7 @@ def test_sigmoid_focal_loss_defaults():
 def test_sigmoid_focal_loss_extreme_logits(dtype, gamma):
     x = np.array([1e4, -1e4, 1e4, -1e4, 50.0, -50.0, 0.0])
     y = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
-    check(jaxloss.sigmoid_focal_loss, torch_sigmoid_focal_loss, {"inputs": x, "targets": y},
+    check(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, {"inputs": x, "targets": y},
           {"gamma": gamma, "reduction": "none"}, grad=["inputs", "targets"], dtype=dtype)
 
 
@@ -457,7 +436,7 @@ def test_sigmoid_focal_loss_extreme_logits(dtype, gamma):
 def test_sigmoid_focal_loss_second_order(dtype, reduction, alpha, gamma):
     arrays = _focal_data(np.random.default_rng(9), soft=True)
     kw = {"alpha": alpha, "gamma": gamma, "reduction": reduction}
-    second_order(jaxloss.sigmoid_focal_loss, torch_sigmoid_focal_loss, arrays, kw, "inputs", ("targets",), dtype,
+    second_order(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays, kw, "inputs", ("targets",), dtype,
                  positional=("inputs", "targets"))
 
 
@@ -483,7 +462,7 @@ def test_sigmoid_focal_loss_bad_input():
     with pytest.raises(TypeError, match="floating point"):
         jaxloss.sigmoid_focal_loss(x, x.astype(jnp.int32))
     with pytest.raises(ValueError, match="Invalid Value for arg 'reduction'"):
-        torch_sigmoid_focal_loss(torch.zeros(2), torch.zeros(2), reduction="avg")
+        sigmoid_focal_reference(torch.zeros(2), torch.zeros(2), reduction="avg")
 
 
 # --------------------------------------------------------------------------- soft_margin_loss
@@ -646,7 +625,7 @@ def _cases():
                                              F.binary_cross_entropy_with_logits,
                                              {"input": z, "target": t, "pos_weight": rng.uniform(0.5, 2, C)},
                                              ["input", "target"]),
-        "sigmoid_focal_loss": (jaxloss.sigmoid_focal_loss, torch_sigmoid_focal_loss,
+        "sigmoid_focal_loss": (jaxloss.sigmoid_focal_loss, sigmoid_focal_reference,
                                {"inputs": z, "targets": np.round(t)}, ["inputs", "targets"]),
         "soft_margin_loss": (jaxloss.soft_margin_loss, F.soft_margin_loss, {"input": z, "target": s}, ["input"]),
         "multilabel_soft_margin_loss": (jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss,
