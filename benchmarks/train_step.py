@@ -1,7 +1,8 @@
-"""Images/s of one training step: the Flax model (jax.jit over nnx.split state, donated
-buffers) against its PyTorch twin (eager), SGD with momentum, cross entropy, on
-CIFAR-shaped batches. Each (framework, model, batch) runs in its own subprocess
-so that its peak resident memory is its own.
+"""Images/s of one training step: the Flax model (:func:`train.step.make_train_step`: jax.jit
+over nnx.split state, donated buffers, the XLA:CPU options of :func:`train.step.compiler_options`)
+against its PyTorch twin (eager), SGD with momentum, cross entropy, on CIFAR-shaped batches.
+Each (framework, model, batch) runs in its own subprocess so that its peak resident memory is
+its own.
 
     python -m benchmarks.train_step [--models seed-cnn resnet18] [--batch-sizes 128 512] [--steps 10]
 """
@@ -23,34 +24,22 @@ from benchmarks.timing import peak_rss_mib, reset_peak_rss, rss_mib
 def _jax_step(model_name: str, batch: int) -> Any:
     import jax
     import jax.numpy as jnp
-    import optax
     from flax import nnx
 
     import jaxloss
     from train.models import build_model
     from train.optim import make_optimizer
+    from train.step import make_train_step
 
     model = build_model(model_name, rngs=nnx.Rngs(0))
+    model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = make_optimizer("sgd", 0.01, momentum=0.9)
-    opt_state = tx.init(params)
-
-    def _step(params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array) -> Any:
-        def loss_fn(p: Any) -> Any:
-            m = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BatchNorm updates them here
-            m.train()
-            loss = jaxloss.cross_entropy(m(x), y)
-            return loss, nnx.split(m, nnx.Param, ...)[2]
-
-        (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), new_rest, opt_state, loss
-
-    step = jax.jit(_step, donate_argnums=(0, 1, 2))
+    step = make_train_step(graphdef, tx, jaxloss.cross_entropy)  # what train.twin runs
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch, 32, 32, 3)).astype(np.float32))
     y = jnp.asarray(rng.integers(0, 10, size=(batch,)).astype(np.int32))
-    state = [params, rest, opt_state]
+    state = [params, rest, tx.init(params)]
 
     def call() -> None:
         state[0], state[1], state[2], loss = step(state[0], state[1], state[2], x, y)

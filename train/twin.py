@@ -61,7 +61,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import torch
 import torch.nn.functional as F
 from flax import nnx
@@ -71,6 +70,7 @@ from parity.tolerances import tolerance_for
 from train import optim
 from train.convert import flax_state_dict, torch_to_flax
 from train.models import build_model
+from train.step import make_train_step
 from train.torch_models import TorchResNet18, TorchSeedCNN
 
 __all__ = [
@@ -323,28 +323,6 @@ def _models(cfg: TwinConfig) -> tuple[nnx.Module, torch.nn.Module]:
     tm.train()
     fm.train()
     return fm, tm
-
-
-def make_train_step(
-    graphdef: Any, tx: optax.GradientTransformation, loss_fn: Callable[[jax.Array, jax.Array], jax.Array]
-) -> Callable[..., Any]:
-    """``step(params, rest, opt_state, x, y) -> (params, rest, opt_state, loss)``, jitted, buffers donated.
-
-    ``jax.jit`` over the ``nnx.split`` state (``nnx.jit`` would re-walk the object graph
-    every call); ``rest`` carries the BatchNorm statistics.
-    """
-
-    def step(params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array) -> Any:
-        def objective(p: Any) -> tuple[jax.Array, Any]:
-            model = nnx.merge(graphdef, p, rest, copy=True)  # fresh Variables: BatchNorm mutates inside grad
-            loss = loss_fn(model(x), y)
-            return loss, nnx.state(model, nnx.Not(nnx.Param))
-
-        (loss, new_rest), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), new_rest, opt_state, loss
-
-    return jax.jit(step, donate_argnums=(0, 1, 2))
 
 
 def _torch_layout(fm: nnx.Module, tm: torch.nn.Module) -> tuple[dict[str, np.ndarray], set[str]]:
