@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from train.conv import conv_general_dilated
 from train.pooling import max_pool2d
 
 Array = jax.Array
@@ -160,6 +161,7 @@ def _conv(
         use_bias=use_bias,
         dtype=dtype,
         param_dtype=jnp.float32,
+        conv_general_dilated=conv_general_dilated,  # im2col for tiny maps on CPU (train.conv)
         rngs=rngs,
         **kw,
     )
