@@ -4,6 +4,9 @@
 
 ``--quick`` uses smaller linear_cross_entropy / training shapes (minutes instead of
 tens of minutes on 2 CPU cores); RESULTS.md records which was used.
+
+The measured part of RESULTS.md (everything above :data:`ANALYSIS_MARKER`) is rewritten;
+the hand-written analysis below the marker, which cites these tables, is kept as it is.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from pathlib import Path
 
 from benchmarks import linear_ce, losses, train_step
 from benchmarks.timing import machine_header
+
+ANALYSIS_MARKER = "<!-- analysis: written by hand, kept by python -m benchmarks -->"
 
 
 def main() -> None:
@@ -27,7 +32,11 @@ def main() -> None:
     sections += ["## linear_cross_entropy", "", linear_ce.main(lce_args), ""]
     ts_args = ["--batch-sizes", "128"] if args.quick else []
     sections += ["## Training step", "", train_step.main(ts_args), ""]
-    Path(args.out).write_text("\n".join(sections))
+    out = Path(args.out)
+    kept = out.read_text().partition(ANALYSIS_MARKER) if out.exists() else ("", "", "")
+    if kept[1]:
+        sections += [ANALYSIS_MARKER + kept[2]]
+    out.write_text("\n".join(sections))
     print(f"wrote {args.out}")
 
 

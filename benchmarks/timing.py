@@ -55,6 +55,8 @@ def machine_header() -> str:
         f"- machine: {cpu}, {os.cpu_count()} cores; JAX devices: {devices}\n"
         f"- versions: python {platform.python_version()}, jax {jax.__version__}, torch {torch.__version__}, "
         f"optax {optax_version}, numpy {np.__version__}\n"
+        f"- load: 1-minute load average {os.getloadavg()[0]:.2f} when the run started (2 cores: above ~1 "
+        "means something else was running)\n"
     )
 
 
