@@ -6,6 +6,10 @@
   ``--download``) and scikit-learn's digits as an offline 32x32x3 set.
 * :mod:`train.augment`: on-device random crop / flip / normalisation.
 * :mod:`train.loop`: the jit-compiled, data-parallel training loop (:func:`train.loop.train`).
+* :mod:`train.step`: the plain jitted train step and the XLA:CPU compiler options every
+  step compiles with; :mod:`train.conv`: the convolution ``nnx.Conv`` runs (im2col +
+  matmul for tiny CPU maps); :mod:`train.pooling`: torch's ``max_pool2d`` with a
+  scatter-free backward pass.
 * :mod:`train.checkpoint`: orbax checkpoints for Ctrl-C and ``--resume``.
 * :mod:`train.convert`, :mod:`train.torch_models`, :mod:`train.twin`: the PyTorch twin and
   weight conversion.
