@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> str:
         print(json.dumps(run_variant(fw, model, int(batch), args.steps)))
         return ""
     lines = [
-        "SGD(momentum=0.9) + cross_entropy, float32, CIFAR-shaped random batches; median of "
+        "JAX: `train.step.make_train_step` (compiled with `train.step.compiler_options()`); torch: the eager "
+        "twin. SGD(momentum=0.9) + cross_entropy, float32, CIFAR-shaped random batches; median of "
         f"{args.steps} steps after 2 warm-up steps. Peak MiB: rise of the resident memory during the timed "
         "steps above its level after warm-up (parameters, optimizer state and the batch excluded).",
         "",
