@@ -11,8 +11,8 @@ How a step runs
     sums. Nothing goes to or from the host per step except the dispatch; the host reads the
     sums only when the progress bar redraws. The step is compiled ahead of time
     (``.lower().compile()``) so epoch timings exclude compilation, with
-    :func:`train.step.compiler_options` (on CPU: YNNPACK for reductions only, XLA's own
-    convolutions, about twice as fast for these models).
+    :func:`train.step.compiler_options` (on CPU: YNNPACK for reductions only and XLA's own
+    convolutions, which makes the seed CNN's step about twice as fast).
 
 Randomness
     Everything random is derived from ``--seed``: the parameters (``nnx.Rngs(seed)``, the same
