@@ -53,15 +53,21 @@ def _used_taps(size: int, kernel: int, stride: int, pad: int, out: int) -> list[
 def _im2col_conv(
     x: jax.Array, w: jax.Array, strides: Sequence[int], padding: Sequence[tuple[int, int]], precision: Any
 ) -> jax.Array | None:
-    """``None`` when no tap reads real input (then ``lax`` handles the degenerate case)."""
+    """The convolution as ``patches @ kernel``, or ``None`` when that path does not apply.
+
+    ``None``: the output map has more than :data:`IM2COL_MAX_OUTPUT_POSITIONS` positions (or
+    none), a padding is negative, or no tap reads real input (``lax`` handles those).
+    """
     n, h, wd, c = x.shape
     kh, kw, _, o = w.shape
     (sh, sw), ((ph0, ph1), (pw0, pw1)) = strides, padding
     ho, wo = (h + ph0 + ph1 - kh) // sh + 1, (wd + pw0 + pw1 - kw) // sw + 1
-    xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
+    if not 0 < ho * wo <= IM2COL_MAX_OUTPUT_POSITIONS or min(ph0, ph1, pw0, pw1) < 0:
+        return None
     taps = [(i, j) for i in _used_taps(h, kh, sh, ph0, ho) for j in _used_taps(wd, kw, sw, pw0, wo)]
     if not taps:
         return None
+    xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
     views = [
         lax.slice(xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
         for i, j in taps
@@ -109,17 +115,8 @@ def conv_general_dilated(
         and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
         == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
     )
-    if simple:
-        (sh, sw), ((ph0, ph1), (pw0, pw1)) = window_strides, padding
-        ho = (lhs.shape[1] + ph0 + ph1 - rhs.shape[0]) // sh + 1
-        wo = (lhs.shape[2] + pw0 + pw1 - rhs.shape[1]) // sw + 1
-        if 0 < ho * wo <= IM2COL_MAX_OUTPUT_POSITIONS and min(ph0, ph1, pw0, pw1) >= 0:
-            y = _im2col_conv(lhs, rhs, (sh, sw), ((ph0, ph1), (pw0, pw1)), precision)
-            if y is not None:
-                return y
-    extra = {k: v for k, v in kwargs.items() if v is not None}
-    if preferred_element_type is not None:
-        extra["preferred_element_type"] = preferred_element_type
+    if simple and (y := _im2col_conv(lhs, rhs, window_strides, padding, precision)) is not None:
+        return y
     return lax.conv_general_dilated(
         lhs,
         rhs,
@@ -131,5 +128,6 @@ def conv_general_dilated(
         feature_group_count,
         batch_group_count,
         precision=precision,
-        **extra,
+        preferred_element_type=preferred_element_type,
+        **kwargs,
     )
