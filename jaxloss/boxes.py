@@ -27,9 +27,7 @@ torchvision's rules, all reproduced:
 * dtypes (``_upcast_non_float``): float32 and float64 boxes are used as they are; every
   other real dtype (integers, float16, bfloat16) is converted to float32, and the result
   is *not* cast back: half-precision boxes give a float32 loss. The result's dtype is the
-  promotion of the two converted dtypes. Where ``boxes2`` is float64 and ``boxes1``
-  float32 (after conversion), the intersection area is rounded to float32 (torchvision
-  writes it into an array of ``boxes1``'s dtype) while the rest is float64.
+  promotion of the two converted dtypes.
 * shapes: the loss has ``boxes1``'s batch shape ``boxes1.shape[:-1]``; ``boxes2`` may
   broadcast into it but not enlarge it (torchvision writes the intersection into an
   array of that shape and raises ``IndexError`` otherwise).
@@ -46,7 +44,12 @@ Where jaxloss is stricter than torchvision (torchvision computes these silently 
 with an unrelated Python error): bool and complex boxes raise ``TypeError`` (torchvision
 converts them to float32, dropping the imaginary part); a last dimension other than 4
 and 0-d boxes raise ``ValueError`` naming the argument (torchvision: "not enough values
-to unpack" / ``IndexError``); a non-scalar or non-real ``eps`` raises. ``eps`` is a
+to unpack" / ``IndexError``); a non-scalar or non-real ``eps`` raises; float64 ``boxes2``
+with float32 ``boxes1`` (after the conversion above: integer or half-precision ``boxes1``
+too) raises ``TypeError``, where torchvision writes the float64 intersection areas into a
+float32 array and fails ("Index put requires the source and destination dtypes match")
+as soon as more than one pair of boxes overlaps, and silently rounds the single area to
+float32 otherwise: a data-dependent failure becomes a clear error. ``eps`` is a
 traced argument: changing its value does not recompile, and it is differentiable.
 ``reduction`` is static.
 
@@ -116,10 +119,21 @@ def _as_eps(eps: Any, dtype: jnp.dtype) -> Array:
     return e.astype(dtype)
 
 
+def _check_dtypes(boxes1: Array, boxes2: Array) -> None:
+    """torchvision writes the intersection (in the promoted dtype) into an array of boxes1's dtype."""
+    if jnp.result_type(boxes1, boxes2) != boxes1.dtype:
+        raise TypeError(
+            f"boxes2 ({boxes2.dtype}) must not have a wider dtype than boxes1 ({boxes1.dtype}, after converting "
+            "integer and half-precision boxes to float32 as torchvision does): torchvision fails with "
+            "'Index put requires the source and destination dtypes match'; cast one of them"
+        )
+
+
 def _prepare(boxes1: Any, boxes2: Any, reduction: str, eps: Any) -> tuple[Array, Array, Array]:
     """Validate and convert the arguments: ``(boxes1, boxes2, eps)`` ready for the formulas."""
     b1, b2 = _as_boxes("boxes1", boxes1), _as_boxes("boxes2", boxes2)
     _check_batch_shapes(b1, b2)
+    _check_dtypes(b1, b2)
     _check_reduction(reduction)
     return b1, b2, _as_eps(eps, jnp.result_type(b1, b2))
 
@@ -127,7 +141,7 @@ def _prepare(boxes1: Any, boxes2: Any, reduction: str, eps: Any) -> tuple[Array,
 # --------------------------------------------------------------------------- the formulas
 def _inter_union(boxes1: Array, boxes2: Array) -> tuple[Array, Array]:
     """torchvision's ``_loss_inter_union``: intersection area (0 unless the boxes overlap with
-    a positive width and height) in ``boxes1``'s dtype and shape, and the union area."""
+    a positive width and height) in ``boxes1``'s batch shape, and the union area."""
     x1, y1, x2, y2 = jnp.moveaxis(boxes1, -1, 0)
     x1g, y1g, x2g, y2g = jnp.moveaxis(boxes2, -1, 0)
     xkis1, ykis1 = jnp.maximum(x1, x1g), jnp.maximum(y1, y1g)
@@ -136,7 +150,7 @@ def _inter_union(boxes1: Array, boxes2: Array) -> tuple[Array, Array]:
     # both factors masked, so that no gradient (not even 0 * inf) reaches the masked-out boxes
     w = jnp.where(mask, xkis2 - xkis1, 0)
     h = jnp.where(mask, ykis2 - ykis1, 0)
-    intsct = jnp.broadcast_to((w * h).astype(x1.dtype), x1.shape)
+    intsct = jnp.broadcast_to(w * h, x1.shape)
     union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsct
     return intsct, union
 
