@@ -340,6 +340,13 @@ def _box_inter_union(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.
     return intsctk, unionk
 
 
+def _box_enclosing(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Corners ``(xc1, yc1, xc2, yc2)`` of the smallest box enclosing both boxes."""
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    return torch.min(x1, x1g), torch.min(y1, y1g), torch.max(x2, x2g), torch.max(y2, y2g)
+
+
 def _box_reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     """torchvision's box-loss reduction: an empty 'mean' is ``0 * sum`` (0, not NaN)."""
     if reduction == "none":
@@ -358,10 +365,7 @@ def generalized_box_iou_loss(
     boxes1, boxes2 = _box_upcast_non_float(boxes1), _box_upcast_non_float(boxes2)
     intsctk, unionk = _box_inter_union(boxes1, boxes2)
     iouk = intsctk / (unionk + eps)
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
-    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
+    xc1, yc1, xc2, yc2 = _box_enclosing(boxes1, boxes2)
     area_c = (xc2 - xc1) * (yc2 - yc1)
     miouk = iouk - ((area_c - unionk) / (area_c + eps))
     return _box_reduce(1 - miouk, reduction)
@@ -371,10 +375,9 @@ def _box_diou_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 
     """torchvision's ``_diou_iou_loss``: the per-box DIoU loss and the IoU."""
     intsct, union = _box_inter_union(boxes1, boxes2)
     iou = intsct / (union + eps)
+    xc1, yc1, xc2, yc2 = _box_enclosing(boxes1, boxes2)
     x1, y1, x2, y2 = boxes1.unbind(dim=-1)
     x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
-    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
     diagonal_distance_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
     x_p, y_p = (x2 + x1) / 2, (y2 + y1) / 2
     x_g, y_g = (x1g + x2g) / 2, (y1g + y2g) / 2
