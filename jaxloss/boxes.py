@@ -40,8 +40,9 @@ torchvision's rules, all reproduced:
   torchvision's (e.g. CIoU is NaN for a zero-area box, ``atan(0 / 0)``); non-finite
   coordinates give NaN values and NaN gradients, as in torchvision.
 
-Where jaxloss is stricter than torchvision (torchvision computes these silently or fails
-with an unrelated Python error): bool and complex boxes raise ``TypeError`` (torchvision
+Documented deviations: none in values or gradients (torchvision is exact wherever it
+computes). Where jaxloss is stricter than torchvision (torchvision computes these silently
+or fails with an unrelated Python error): bool and complex boxes raise ``TypeError`` (torchvision
 converts them to float32, dropping the imaginary part); a last dimension other than 4
 and 0-d boxes raise ``ValueError`` naming the argument (torchvision: "not enough values
 to unpack" / ``IndexError``); a non-scalar or non-real ``eps`` raises; float64 ``boxes2``

@@ -361,7 +361,13 @@ def _box_reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 def generalized_box_iou_loss(
     boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
 ) -> torch.Tensor:
-    """``torchvision.ops.generalized_box_iou_loss``: ``1 - IoU + (area_c - union) / (area_c + eps)``."""
+    """``torchvision.ops.generalized_box_iou_loss``: ``1 - IoU + (area_c - union) / (area_c + eps)``.
+
+    >>> import torch
+    >>> from parity.references import generalized_box_iou_loss
+    >>> round(float(generalized_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([2.0, 0.0, 3.0, 1.0]))), 4)
+    1.3333
+    """
     boxes1, boxes2 = _box_upcast_non_float(boxes1), _box_upcast_non_float(boxes2)
     intsctk, unionk = _box_inter_union(boxes1, boxes2)
     iouk = intsctk / (unionk + eps)
@@ -388,7 +394,13 @@ def _box_diou_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 
 def distance_box_iou_loss(
     boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
 ) -> torch.Tensor:
-    """``torchvision.ops.distance_box_iou_loss``: ``1 - IoU + d_centers^2 / (diag_c^2 + eps)``."""
+    """``torchvision.ops.distance_box_iou_loss``: ``1 - IoU + d_centers^2 / (diag_c^2 + eps)``.
+
+    >>> import torch
+    >>> from parity.references import distance_box_iou_loss
+    >>> round(float(distance_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([2.0, 0.0, 3.0, 1.0]))), 4)
+    1.4
+    """
     boxes1, boxes2 = _box_upcast_non_float(boxes1), _box_upcast_non_float(boxes2)
     loss, _ = _box_diou_iou_loss(boxes1, boxes2, eps)
     return _box_reduce(loss, reduction)
@@ -401,6 +413,11 @@ def complete_box_iou_loss(
 
     As in torchvision, the DIoU part is computed with the default ``eps=1e-7`` whatever
     ``eps`` is passed (``_diou_iou_loss(boxes1, boxes2)``); ``eps`` enters ``alpha`` only.
+
+    >>> import torch
+    >>> from parity.references import complete_box_iou_loss
+    >>> round(float(complete_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 2.0]), torch.tensor([0.0, 0.0, 2.0, 1.0]))), 4)
+    0.7629
     """
     boxes1, boxes2 = _box_upcast_non_float(boxes1), _box_upcast_non_float(boxes2)
     diou_loss, iou = _box_diou_iou_loss(boxes1, boxes2)

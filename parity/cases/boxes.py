@@ -80,7 +80,7 @@ def _random_boxes(rng: np.random.Generator, shape: tuple[int, ...], scale: float
     return np.concatenate([corner, corner + size], axis=-1) * scale
 
 
-def box_pair(s: dict[str, Any], salt: str) -> tuple[np.ndarray, np.ndarray]:
+def _box_pair(s: dict[str, Any], salt: str) -> tuple[np.ndarray, np.ndarray]:
     """``(boxes1, boxes2)`` for a spec (float64; ``boxes1`` int64 for ``values='integer'``)."""
     rng = rng_for(s, salt)
     s1, s2 = SHAPES[s["shape"]]
@@ -109,7 +109,7 @@ def box_pair(s: dict[str, Any], salt: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build(name: str, s: dict[str, Any]) -> Case:
-    b1, b2 = box_pair(s, name)
+    b1, b2 = _box_pair(s, name)
     kw: dict[str, Any] = {"reduction": s["reduction"]}
     if s["eps"] is not None:
         kw["eps"] = s["eps"]
