@@ -27,6 +27,21 @@ def median_seconds(fn: Callable[[], Any], *, min_reps: int = 5, min_time: float 
     return float(np.median(times))
 
 
+def in_flight_seconds(fn: Callable[[], Any], finish: Callable[[Any], Any], in_flight: int = 10, **kw: Any) -> float:
+    """Median seconds per call of ``fn`` when ``in_flight`` calls are queued before ``finish(last
+    result)`` waits for them: on an asynchronous device (GPU) dispatch overlaps execution, as in a
+    training loop, so this is the device's time per call, not the round trip. ``kw``: as
+    :func:`median_seconds`."""
+
+    def calls() -> None:
+        out = None
+        for _ in range(in_flight):
+            out = fn()
+        finish(out)
+
+    return median_seconds(calls, **kw) / in_flight
+
+
 def block(x: Any) -> Any:
     return jax.block_until_ready(x)
 

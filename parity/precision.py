@@ -62,7 +62,10 @@ MODES = ("ieee", "tf32", "default")
 # The XLA:GPU flags that make execution deterministic, newest first. XLA has renamed them
 # (``xla_gpu_deterministic_ops`` became ``xla_gpu_exclude_nondeterministic_ops``), and an
 # unknown flag in XLA_FLAGS aborts the process, so a caller probes which one its jaxlib knows.
-XLA_GPU_DETERMINISM_FLAGS = ("--xla_gpu_exclude_nondeterministic_ops=true", "--xla_gpu_deterministic_ops=true")
+XLA_GPU_DETERMINISM_FLAGS = (
+    "--xla_gpu_exclude_nondeterministic_ops=true",
+    "--xla_gpu_deterministic_ops=true",
+)
 
 _JAX_PRECISION: dict[str, str | None] = {"ieee": "highest", "tf32": "tensorfloat32", "default": None}
 # torch's legacy API only (set_float32_matmul_precision, cudnn.allow_tf32): torch >= 2.9 rejects
@@ -114,12 +117,14 @@ def _enter(torch: Any, mode: str, deterministic: bool) -> _Block:
         others = {b.mode for b in _blocks if b.thread != me}
         if others - {mode}:
             raise RuntimeError(
-                f"precision({mode!r}): another thread holds precision({sorted(others)[0]!r}); torch's float32 "
+                f"precision({mode!r}): another thread holds precision({min(others)!r}); torch's float32 "
                 "settings are process-wide, so two threads cannot use different modes at once"
             )
         block = _Block(me, mode, None if torch is None else _torch_state(torch))
         if torch is not None:
-            _set_torch_state(torch, (_TORCH_MATMUL[mode], _TORCH_CUDNN_TF32[mode], deterministic, deterministic, True))
+            _set_torch_state(
+                torch, (_TORCH_MATMUL[mode], _TORCH_CUDNN_TF32[mode], deterministic, deterministic, True)
+            )
         _blocks.append(block)
         return block
 

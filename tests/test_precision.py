@@ -157,7 +157,9 @@ def test_settings_record_the_xla_determinism_flags(monkeypatch):
     assert xla_determinism_flags("--xla_gpu_deterministic_ops=false") == []
 
 
-@pytest.mark.skipif(jax.devices()[0].platform != "gpu", reason="TF32 exists only on a GPU; XLA:CPU ignores the precision")
+@pytest.mark.skipif(
+    jax.devices()[0].platform != "gpu", reason="TF32 exists only on a GPU; XLA:CPU ignores the precision"
+)
 def test_gpu_ieee_is_float32_and_tf32_is_not():  # pragma: no cover - GPU only
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(256, 1024)).astype(np.float32), rng.normal(size=(1024, 256)).astype(np.float32)
@@ -219,7 +221,9 @@ def test_tf32_tier_covers_two_tf32_implementations_and_float32_does_not(n, k, c)
     nearest = _linear_cross_entropy(x, w, y, "nearest")
     truncated = _linear_cross_entropy(x, w, y, "truncate")
     truth = _linear_cross_entropy(x, w, y, "float64")
-    pairs = [(a, e) for a, e in zip(nearest, truncated)] + [(a, e) for got in (nearest, truncated) for a, e in zip(got, truth)]
+    pairs = [(a, e) for a, e in zip(nearest, truncated)] + [
+        (a, e) for got in (nearest, truncated) for a, e in zip(got, truth)
+    ]
     tf32 = tolerance_for("float32", precision="tf32")
     assert tf32 == TF32
     assert max(_usage(a, e, tf32) for a, e in pairs) < 1 / 3

@@ -1,0 +1,766 @@
+"""Everything a GPU machine must show, in one command that ends in under 8 minutes on one H200.
+
+    bash benchmarks/gpu_check.sh                    # = PYTHONPATH=. python -m benchmarks.gpu --out gpu-results
+    python -m benchmarks.gpu --cpu --out /tmp/g     # the same sections at tiny sizes on CPU (tests)
+    python -m benchmarks.gpu --sections env,losses  # some sections
+
+Sections, in order, each in its own process group with its own time budget (a section that
+runs over is killed and reported as TIMEOUT; what it wrote stays):
+
+=================  ====================================================================
+env                versions, devices, ``parity.precision.settings()`` under ``ieee``, the
+                   XLA determinism flag this jaxlib accepts, a float32 matmul's error from
+                   float64 in ``ieee`` and ``tf32`` on both frameworks
+parity_float32     ``python -m parity --precision ieee --dtype float32`` on the GPU (value,
+parity_float64     gradient, second order), and float64
+fuzz               a short ``python -m parity --fuzz`` in ieee
+models             ``python -m parity.models --model seed-cnn|resnet18 --precision ieee``
+twin               ``python -m parity.twin``: SeedCNN 50 steps, ResNet-18 10 steps, ieee
+train_step         :mod:`benchmarks.gpu_train_step`: JAX against torch eager and
+                   ``torch.compile``, batch 128 and 512, and one epoch on device-held data
+losses             :mod:`benchmarks.bandwidth` then every large loss of
+                   :mod:`benchmarks.losses` against torch eager, as a multiple of the
+                   bandwidth limit; linear_cross_entropy where torch has it
+torchvision        ``sigmoid_focal_loss`` and the box IoU losses against the real
+                   ``torchvision.ops`` (where torchvision imports)
+parity_tf32        the float32 grid in ``tf32`` (with time left): which cases fail only there
+=================  ====================================================================
+
+Results, written as they come: ``OUT/<section>.json`` (status, rows, notes, Markdown) and
+``OUT/summary.md`` (header, one status line per section, every section's tables, the targets
+of issue 12 with the ratios measured in this run), rewritten after every section. Every
+comparison runs in ``parity.precision('ieee')`` (the CLIs get ``--precision ieee``; one that
+lacks the flag is run inside the context manager, and the notes say so); benchmarks run in
+``ieee`` without deterministic kernels. Nothing is installed; the repository root is put on
+``PYTHONPATH``.
+
+Exit status: 0 when no section FAILED, ERRORED or TIMED OUT (SKIPPED sections are listed with
+their reason), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TOTAL_BUDGET_S = 470.0  # the issue's 8 minutes, less the summary's own time
+ANALYSIS_NOTE = "Targets of issue 12, computed from this run's own measurements."
+
+
+class Skip(Exception):
+    """Raised by a section that cannot run here; the message says why."""
+
+
+# ----------------------------------------------------------------------------- section context
+@dataclass
+class Ctx:
+    """What a section sees: options, its JSON record, the time it has left, a CLI runner."""
+
+    name: str
+    out: Path
+    quick: bool
+    deadline: float
+    record: dict[str, Any]
+
+    @property
+    def gpu(self) -> bool:
+        return not self.quick
+
+    @property
+    def torch_device(self) -> str:
+        return "cuda" if self.gpu else "cpu"
+
+    def left(self) -> float:
+        return self.deadline - time.time()
+
+    def save(self) -> None:
+        _write_json(self.out / f"{self.name}.json", self.record)
+
+    def row(self, row: dict[str, Any]) -> None:
+        self.record["rows"].append(row)
+        self.save()
+
+    def note(self, text: str) -> None:
+        self.record["notes"].append(text)
+        self.save()
+
+    def cli(
+        self, module: str, args: list[str], *, precision: str | None = "ieee", margin: float = 5.0
+    ) -> dict[str, Any]:
+        """Run ``python -m module args`` (with ``--precision``, ``--device gpu`` where it has them)."""
+        src = _module_source(module)
+        if src is None:
+            raise Skip(f"python -m {module} does not exist in this checkout")
+        args = list(args)
+        if self.gpu and '"--device"' in src:
+            args += ["--device", "gpu" if '"gpu"' in src else "cuda"]
+        if precision is not None and '"--precision"' in src:
+            cmd = [sys.executable, "-m", module, *args, "--precision", precision]
+        elif precision is not None:
+            self.note(
+                f"`python -m {module}` has no --precision flag yet: run inside parity.precision({precision!r})"
+            )
+            code = (
+                "import runpy, sys\nfrom parity.precision import precision\n"
+                f"sys.argv = [{module!r}] + {args!r}\n"
+                f"with precision({precision!r}):\n    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+            )
+            cmd = [sys.executable, "-c", code]
+        else:
+            cmd = [sys.executable, "-m", module, *args]
+        shown = (
+            " ".join(["python", "-m", module, *args, *cmd[3 + len(args) :]])
+            if cmd[1] == "-m"
+            else (" ".join(["python", "-m", module, *args]) + f" (inside parity.precision({precision!r}))")
+        )
+        t0 = time.time()
+        timeout = max(1.0, self.left() - margin)
+        rc, out, err = run_group(cmd, timeout)
+        text = out + err
+        run = {"command": shown, "rc": rc, "seconds": round(time.time() - t0, 1), "tail": text[-3000:]}
+        self.record.setdefault("commands", []).append(run)
+        self.save()
+        return run
+
+
+def run_group(
+    cmd: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[int | None, str, str]:
+    """Run ``cmd`` in its own process group: ``(exit status or None if it ran past timeout, stdout, stderr)``.
+
+    On timeout the whole group is killed: the command and every process it started (parity's
+    worker processes hold the GPU too).
+    """
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return None, out, err + f"\n[killed after {timeout:.0f} s]"
+
+
+def _module_source(module: str) -> str | None:
+    """The source of what ``python -m module`` runs, read without importing it."""
+    base = ROOT.joinpath(*module.split("."))
+    for path in (base / "__main__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path.read_text()
+    return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(path)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    from benchmarks.timing import markdown_table
+
+    return markdown_table(headers, rows)
+
+
+# ----------------------------------------------------------------------------- sections
+def section_env(ctx: Ctx) -> None:
+    import jax
+    import numpy as np
+    import torch
+
+    from parity.precision import precision, settings
+
+    versions = {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
+    for mod in ("jaxlib", "flax", "optax", "torchvision"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError beside a mismatched torch
+            versions[mod] = f"unavailable ({type(e).__name__})"
+    ctx.record["versions"] = versions
+    ctx.record["jax_devices"] = [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
+    ctx.record["torch_cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    ctx.record["determinism_probe"] = json.loads(os.environ.get("GPU_CHECK_DETERMINISM", "{}"))
+    try:
+        ctx.record["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            check=False, capture_output=True, text=True, timeout=20,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        ctx.record["nvidia_smi"] = None
+    with precision("ieee"):
+        ctx.record["settings_ieee"] = settings()
+    ctx.save()
+    if ctx.gpu and (jax.devices()[0].platform != "gpu" or not torch.cuda.is_available()):
+        raise RuntimeError(
+            f"no GPU: JAX devices {ctx.record['jax_devices']}, torch CUDA {torch.cuda.is_available()}"
+        )
+    # The modes take effect on the device: a float32 matmul's error from float64 in each.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(512, 2048)).astype(np.float32), rng.normal(size=(2048, 512)).astype(np.float32)
+    truth = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    ta, tb = torch.from_numpy(a).to(ctx.torch_device), torch.from_numpy(b).to(ctx.torch_device)
+    for mode in ("ieee", "tf32", "default"):
+        with precision(mode):
+            j = np.asarray(jax.jit(lambda x, y: x @ y)(a, b), np.float64)
+            t = (ta @ tb).double().cpu().numpy()
+        ctx.row({"mode": mode, "jax_matmul_error": float((np.abs(j - truth) / scale).max()),
+                 "torch_matmul_error": float((np.abs(t - truth) / scale).max())})  # fmt: skip
+    rows = [[r["mode"], r["jax_matmul_error"], r["torch_matmul_error"]] for r in ctx.record["rows"]]
+    ctx.record["markdown"] = (
+        f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}.\n\nJAX devices: {ctx.record['jax_devices']}; "
+        f"torch CUDA: {ctx.record['torch_cuda']}; nvidia-smi: {ctx.record['nvidia_smi']}.\n\n"
+        f"XLA determinism flag: {ctx.record['determinism_probe'].get('flag') or 'none accepted'}.\n\n"
+        "Settings in `ieee`: "
+        + ", ".join(f"`{k}={v}`" for k, v in ctx.record["settings_ieee"].items())
+        + "\n\n"
+        "Float32 matmul 512x2048x512, max |error| / (|a| |b|) from float64, per mode (TF32: ~1e-3; float32: ~1e-7):\n\n"
+        + _table(["mode", "jax", "torch"], rows)
+    )
+    ctx.record["status"] = "PASSED"
+
+
+def _parity_summary(ctx: Ctx, folder: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    report = folder / "report.json"
+    if not report.is_file():
+        return None
+    data = json.loads(report.read_text())
+    failures = [f.get("id", "?") for f in data.get("failures", [])]
+    summary = {**data.get("summary", {}), "failure_ids": failures}
+    ctx.row({"command": run["command"], "rc": run["rc"], "seconds": run["seconds"], **summary})
+    return summary
+
+
+def _cli_status(ctx: Ctx, run: dict[str, Any]) -> str:
+    """PASSED (exit 0), TIMEOUT (killed at the section's deadline, with the reason) or FAILED."""
+    if run["rc"] is None:
+        ctx.record["reason"] = f"`{run['command']}` ran past the section's time budget"
+        return "TIMEOUT"
+    return "PASSED" if run["rc"] == 0 else "FAILED"
+
+
+def _parity_section(ctx: Ctx, args: list[str], folder: str, precision: str = "ieee") -> None:
+    out = ctx.out / folder
+    jobs = ["-j", "1" if ctx.quick else "4"]
+    run = ctx.cli("parity", [*args, *jobs, "--out", str(out)], precision=precision)
+    summary = _parity_summary(ctx, out, run)
+    if summary is None:
+        ctx.record["status"] = _cli_status(ctx, run)
+        ctx.record["markdown"] = (
+            f"`{run['command']}` wrote no report (rc {run['rc']}):\n\n```\n{run['tail'][-1500:]}\n```"
+        )
+        return
+    ctx.record["status"] = _cli_status(ctx, run)
+    s = summary
+    ctx.record["markdown"] = (
+        f"`{run['command']}`: {s.get('cases')} cases, {s.get('passed')} passed, {s.get('failed')} failed, "
+        f"{s.get('errors')} errors, {s.get('not_implemented')} not implemented; {run['seconds']} s. Report: `{out}/report.md`."
+        + ("\n\nFailed: " + ", ".join(f"`{i}`" for i in s["failure_ids"][:30]) if s["failure_ids"] else "")
+    )
+
+
+QUICK_LOSSES = "l1_loss"
+
+
+def section_parity_float32(ctx: Ctx) -> None:
+    _parity_section(
+        ctx, ["--dtype", "float32"] + (["--loss", QUICK_LOSSES] if ctx.quick else []), "parity-float32"
+    )
+
+
+def section_parity_float64(ctx: Ctx) -> None:
+    _parity_section(
+        ctx, ["--dtype", "float64"] + (["--loss", QUICK_LOSSES] if ctx.quick else []), "parity-float64"
+    )
+
+
+def section_fuzz(ctx: Ctx) -> None:
+    args = ["--fuzz", "3" if ctx.quick else "150", "--seed", "12", "--dtype", "float32", "--dtype", "float64"]
+    _parity_section(ctx, args + (["--loss", QUICK_LOSSES] if ctx.quick else []), "parity-fuzz")
+
+
+def section_parity_tf32(ctx: Ctx) -> None:
+    src = _module_source("parity") or ""
+    if '"--precision"' not in src:
+        raise Skip("python -m parity has no --precision flag here: it picks the tf32 tolerance tier")
+    _parity_section(
+        ctx, ["--dtype", "float32"] + (["--loss", QUICK_LOSSES] if ctx.quick else []), "parity-tf32", "tf32"
+    )
+    ieee = (
+        json.loads((ctx.out / "parity_float32.json").read_text())
+        if (ctx.out / "parity_float32.json").is_file()
+        else {}
+    )
+    ieee_failed = {i for r in ieee.get("rows", []) for i in r.get("failure_ids", [])}
+    tf32_failed = {i for r in ctx.record["rows"] for i in r.get("failure_ids", [])}
+    only = sorted(tf32_failed - ieee_failed)
+    ctx.record["tf32_only_failures"] = only
+    ctx.record["markdown"] += f"\n\nCases that fail only in tf32 ({len(only)}): " + (
+        ", ".join(f"`{i}`" for i in only) or "none"
+    )
+    # A tf32-only failure is a TF32 effect, reported, not a parity failure.
+    if ieee and ctx.record["status"] == "FAILED" and not (tf32_failed & ieee_failed) and tf32_failed:
+        ctx.record["status"] = "PASSED"
+        ctx.note("every failure here passes in ieee: reported as TF32 effects")
+
+
+def _cli_runs(ctx: Ctx, module: str, runs: list[list[str]], folder: str) -> None:
+    statuses = []
+    lines = []
+    for args in runs:
+        out = ctx.out / f"{folder}-{args[1]}"
+        run = ctx.cli(module, [*args, "--out", str(out)])
+        ctx.row({k: run[k] for k in ("command", "rc", "seconds")})
+        statuses.append(_cli_status(ctx, run))
+        lines.append(f"- `{run['command']}`: {'passed' if run['rc'] == 0 else 'FAILED (rc ' + str(run['rc']) + ')'}, "
+                     f"{run['seconds']} s; report in `{out}`")  # fmt: skip
+        if run["rc"] != 0:
+            lines.append("\n```\n" + run["tail"][-1500:] + "\n```")
+    ctx.record["status"] = next((s for s in ("TIMEOUT", "FAILED") if s in statuses), "PASSED")
+    ctx.record["markdown"] = "\n".join(lines)
+
+
+def section_models(ctx: Ctx) -> None:
+    models = ["seed-cnn"] if ctx.quick else ["seed-cnn", "resnet18"]
+    _cli_runs(ctx, "parity.models", [["--model", m] for m in models], "models")
+
+
+def section_twin(ctx: Ctx) -> None:
+    module = "parity.twin" if _module_source("parity.twin") else "train.twin"
+    if module == "train.twin":
+        ctx.note("python -m parity.twin is not in this checkout: ran python -m train.twin")
+    runs = (
+        [["--model", "seed-cnn", "--steps", "2"]]
+        if ctx.quick
+        else [["--model", "seed-cnn", "--steps", "50"], ["--model", "resnet18", "--steps", "10"]]
+    )
+    _cli_runs(ctx, module, runs, "twin")
+
+
+def section_train_step(ctx: Ctx) -> None:
+    models = ["seed-cnn"] if ctx.quick else ["seed-cnn", "resnet18"]
+    opts = (["--batch-sizes", "8", "--steps", "2", "--epoch-images", "32", "--device", "cpu", "--compile-backend", "eager"]
+            if ctx.quick else ["--batch-sizes", "128", "512", "--steps", "10", "--epoch-images", "50000"])  # fmt: skip
+    for model in models:
+        for fw in ("jax", "torch"):
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.gpu_train_step",
+                "--framework",
+                fw,
+                "--model",
+                model,
+                *opts,
+            ]
+            rc, out, err = run_group(cmd, max(1.0, ctx.left() - 3))
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    ctx.row(json.loads(line))
+            if rc is None:
+                ctx.note(f"{fw} {model} ran out of the section's time: the rows above are what it measured")
+            elif rc != 0:
+                ctx.note(f"{fw} {model} exited with {rc}: {err[-800:]}")
+    rows = ctx.record["rows"]
+    if rows and all("skipped" in r for r in rows):
+        raise Skip("; ".join(sorted({r["skipped"] for r in rows})))
+    ctx.record["markdown"] = train_step_markdown(rows)
+    ctx.record["status"] = "DONE"
+
+
+def _ips(
+    rows: list[dict[str, Any]], fw: str, variant: str, model: str, batch: int, epoch: bool = False
+) -> float | None:
+    for r in rows:
+        if (r.get("framework"), r.get("variant"), r.get("model"), r.get("batch")) == (
+            fw,
+            variant,
+            model,
+            batch,
+        ) and (("epoch_s" in r) == epoch):
+            return r.get("images_per_s")
+    return None
+
+
+def train_step_markdown(rows: list[dict[str, Any]]) -> str:
+    """The train-step table: images/s per framework and the JAX/torch ratios."""
+    keys = sorted({(r["model"], r["batch"]) for r in rows if "batch" in r and "epoch_s" not in r})
+    table = []
+    for model, batch in keys:
+        j, e, c = (
+            _ips(rows, fw, v, model, batch)
+            for fw, v in (("jax", "jit"), ("torch", "eager"), ("torch", "compile"))
+        )
+        table.append(
+            [model, batch, j or "-", e or "-", c or "-", j / e if j and e else "-", j / c if j and c else "-"]
+        )
+    epochs = []
+    for model in sorted({m for m, _ in keys}):
+        batch = max(b for m, b in keys if m == model)
+        vals = [
+            _ips(rows, fw, v, model, batch, epoch=True)
+            for fw, v in (("jax", "jit"), ("torch", "eager"), ("torch", "compile"))
+        ]
+        epochs.append([model, batch] + [v or "-" for v in vals])
+    errors = [
+        f"- {r['framework']} {r.get('variant', '')} {r['model']} {r.get('batch', '')}: {r['error']}"
+        for r in rows
+        if "error" in r
+    ]
+    return (
+        "Images/s, float32 (`ieee`), SGD(momentum 0.9) + cross entropy, CIFAR-shaped random batch on the device, "
+        "steps queued (median):\n\n"
+        + _table(["model", "batch", "jax", "torch eager", "torch.compile", "jax/eager", "jax/compile"], table)
+        + "\n\nOne epoch over device-held CIFAR-shaped data, images/s:\n\n"
+        + _table(["model", "batch", "jax", "torch eager", "torch.compile"], epochs)
+        + ("\n\nErrors:\n" + "\n".join(errors) if errors else "")
+    )
+
+
+def section_losses(ctx: Ctx) -> None:
+    from benchmarks import gpu_losses
+
+    with __import__("parity.precision", fromlist=["precision"]).precision("ieee", deterministic=False):
+        gpu_losses.run(ctx.row, ctx.note, ctx.record, quick=ctx.quick, device=ctx.torch_device, left=ctx.left)
+    ctx.record["markdown"] = gpu_losses.markdown(ctx.record)
+    ctx.record["status"] = "DONE"
+
+
+def section_torchvision(ctx: Ctx) -> None:
+    try:
+        import torchvision.ops as tvops
+    except Exception as e:  # beside a mismatched torch build torchvision raises RuntimeError, not ImportError
+        raise Skip(
+            f"torchvision does not import here ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from e
+    from benchmarks import gpu_losses
+
+    gpu_losses.torchvision_rows(tvops, ctx.row, ctx.note, device="gpu" if ctx.gpu else "cpu")
+    rows = ctx.record["rows"]
+    ctx.record["status"] = "PASSED" if all(r.get("passed") for r in rows if "skipped" not in r) else "FAILED"
+    ctx.record["markdown"] = _table(
+        ["loss", "dtype", "result"],
+        [
+            [
+                r["loss"],
+                r.get("dtype", "-"),
+                r.get("skipped") or ("passed" if r["passed"] else "FAILED: " + r["detail"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    run: Callable[[Ctx], None]
+    budget_s: float  # on the GPU; --cpu gives each section at most its own budget too
+    deterministic: bool  # XLA determinism flag in XLA_FLAGS (comparisons yes, benchmarks no)
+
+
+SECTIONS = [
+    # The budgets add up to TOTAL_BUDGET_S; parity_tf32 runs on what the others leave.
+    Section("env", section_env, 35, True),
+    Section("parity_float32", section_parity_float32, 60, True),
+    Section("parity_float64", section_parity_float64, 60, True),
+    Section("fuzz", section_fuzz, 20, True),
+    Section("models", section_models, 35, True),
+    Section("twin", section_twin, 45, True),
+    Section("train_step", section_train_step, 150, False),
+    Section("losses", section_losses, 45, False),
+    Section("torchvision", section_torchvision, 20, True),
+    Section("parity_tf32", section_parity_tf32, 60, True),
+]
+
+
+# ----------------------------------------------------------------------------- one section (child)
+def run_section(name: str, out: Path, quick: bool, deadline: float) -> int:
+    section = next(s for s in SECTIONS if s.name == name)
+    record: dict[str, Any] = {
+        "section": name,
+        "status": "RUNNING",
+        "rows": [],
+        "notes": [],
+        "markdown": "",
+        "started": time.time(),
+    }
+    ctx = Ctx(name, out, quick, deadline, record)
+    ctx.save()
+    try:
+        section.run(ctx)
+    except Skip as e:
+        record["status"], record["reason"] = "SKIPPED", str(e)
+    except Exception as e:  # noqa: BLE001 - one section's crash must not hide the others
+        import traceback
+
+        record["status"], record["reason"] = "ERROR", f"{type(e).__name__}: {e}"
+        record["traceback"] = traceback.format_exc()[-4000:]
+    record["seconds"] = round(time.time() - record["started"], 1)
+    ctx.save()
+    return 0
+
+
+# ----------------------------------------------------------------------------- orchestrator
+PROBE = """
+import jax, jax.numpy as jnp
+def f(x, w):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME")
+    y = jax.lax.reduce_window(y, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    return (y.reshape(2, -1) @ jnp.ones((y.size // 2, 3))).sum()
+print(jax.jit(jax.grad(f))(jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))).shape)
+"""
+
+
+def probe_determinism_flag(env: dict[str, str]) -> dict[str, Any]:
+    """The first XLA determinism flag with which this jaxlib compiles a conv + max-pool + dot gradient.
+
+    An unknown flag aborts XLA, and ``--xla_gpu_exclude_nondeterministic_ops`` refuses
+    select-and-scatter (max-pool's gradient) on some versions: each is tried in a subprocess.
+    """
+    from parity.precision import XLA_GPU_DETERMINISM_FLAGS
+
+    tried = {}
+    for flag in XLA_GPU_DETERMINISM_FLAGS:
+        e = {**env, "XLA_FLAGS": (env.get("XLA_FLAGS", "") + " " + flag).strip()}
+        rc, _, err = run_group([sys.executable, "-c", PROBE], 90, env=e)
+        ok, why = rc == 0, (err.strip().splitlines() or [""])[-1][:200]
+        tried[flag] = "ok" if ok else why
+        if ok:
+            return {"flag": flag, "tried": tried}
+    return {"flag": None, "tried": tried}
+
+
+def child_env(quick: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX and torch share the device; parity workers too
+    env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # cuBLAS determinism (read when CUDA starts)
+    env["JAX_PLATFORMS"] = "cpu" if quick else "cuda,cpu"
+    return env
+
+
+def _run_child(
+    section: Section, out: Path, quick: bool, env: dict[str, str], budget: float
+) -> dict[str, Any]:
+    deadline = time.time() + budget
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu",
+        "--out",
+        str(out),
+        "--section",
+        section.name,
+        "--deadline",
+        str(deadline),
+    ]
+    cmd += ["--cpu"] if quick else []
+    t0 = time.time()
+    rc, out_text, err_text = run_group(cmd, budget + 5, env=env)  # the section checks its own deadline first
+    timed_out = rc is None
+    path = out / f"{section.name}.json"
+    record = (
+        json.loads(path.read_text())
+        if path.is_file()
+        else {"section": section.name, "rows": [], "notes": [], "markdown": ""}
+    )
+    if timed_out or record.get("status") == "RUNNING":
+        record["status"] = "TIMEOUT" if timed_out else "ERROR"
+        record["reason"] = (
+            f"over its {budget:.0f} s budget: killed; partial rows kept"
+            if timed_out
+            else "exited without a result"
+        )
+    if rc not in (0, None):
+        record["status"], record["reason"] = "ERROR", f"exit {rc}: {(out_text + err_text)[-1500:]}"
+    record["seconds"] = round(time.time() - t0, 1)
+    _write_json(path, record)
+    return record
+
+
+def _status_line(r: dict[str, Any]) -> str:
+    return f"{r['status']:8s} {r['section']:15s} {r.get('seconds', 0):6.1f} s  {r.get('reason', '')}".rstrip()
+
+
+def targets(records: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Issue 12's targets, each with its status and the figures of this run behind it."""
+    out = []
+    par = [records.get(n, {}) for n in ("parity_float32", "parity_float64", "fuzz")]
+    done = [r for r in par if r.get("status") in ("PASSED", "FAILED")]
+    status = (
+        "not measured"
+        if len(done) < 3
+        else ("met" if all(r["status"] == "PASSED" for r in done) else "NOT met")
+    )
+    counts = "; ".join(
+        f"{r['section']}: {r['rows'][-1].get('passed')}/{r['rows'][-1].get('cases')}"
+        for r in done
+        if r.get("rows")
+    )
+    out.append(["GPU parity: every case passes in ieee", status, counts or "-"])
+    tf32 = records.get("parity_tf32", {})
+    if "tf32_only_failures" in tf32:
+        out.append(
+            ["cases failing only in tf32 reported", "reported", f"{len(tf32['tf32_only_failures'])} case(s)"]
+        )
+    rows = records.get("train_step", {}).get("rows", [])
+    for model in ("seed-cnn", "resnet18"):
+        j, e, c = (
+            _ips(rows, fw, v, model, 512)
+            for fw, v in (("jax", "jit"), ("torch", "eager"), ("torch", "compile"))
+        )
+        for what, ref, goal in (("torch eager", e, 1.5), ("torch.compile", c, 1.0)):
+            ratio = j / ref if j and ref else None
+            st = "not measured" if ratio is None else ("met" if ratio >= goal else "NOT met")
+            out.append(
+                [f"train step {model} batch 512 >= {goal}x {what}", st, f"{ratio:.2f}x" if ratio else "-"]
+            )
+    lrows = [r for r in records.get("losses", {}).get("rows", []) if "jax_vgrad_over_limit" in r]
+    if lrows:
+        within = [r for r in lrows if r["jax_vgrad_over_limit"] <= 2]
+        faster = [r for r in lrows if r["torch_vgrad"] > r["jax_vgrad"]]
+        miss = sorted({r["loss"] for r in lrows} - {r["loss"] for r in within if r in faster})
+        st = "met" if not miss else "NOT met"
+        out.append(["large losses: v+g within 2x of the bandwidth limit and faster than torch eager", st,
+                    f"{len(within)}/{len(lrows)} within 2x, {len(faster)}/{len(lrows)} faster; misses: {', '.join(miss) or 'none'}"])  # fmt: skip
+    else:
+        out.append(
+            [
+                "large losses: v+g within 2x of the bandwidth limit and faster than torch eager",
+                "not measured",
+                "-",
+            ]
+        )
+    return out
+
+
+def write_summary(out: Path, records: dict[str, dict[str, Any]], quick: bool, started: float) -> Path:
+    env = records.get("env", {})
+    lines = [
+        "# GPU check" + (" (--cpu: tiny sizes, CPU; not GPU figures)" if quick else ""),
+        "",
+        (
+            f"- date: {datetime.datetime.fromtimestamp(started, datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
+            f"total {time.time() - started:.0f} s (budget {TOTAL_BUDGET_S:.0f} s)"
+        ),
+        f"- device: {env.get('nvidia_smi') or env.get('torch_cuda') or env.get('jax_devices', '?')}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items()) or '?'}",
+        f"- precision: comparisons in `ieee`; settings: `{json.dumps(env.get('settings_ieee', {}))}`",
+        "",
+        "## Sections",
+        "",
+        "```",
+        *[_status_line(r) for r in records.values()],
+        "```",
+        "",
+        "## Targets",
+        "",
+        ANALYSIS_NOTE,
+        "",
+        _table(["target", "status", "this run"], targets(records)),
+        "",
+    ]
+    for r in records.values():
+        lines += [f"## {r['section']}: {r['status']}", ""]
+        if r.get("reason"):
+            lines += [f"Reason: {r['reason']}", ""]
+        if r.get("markdown"):
+            lines += [r["markdown"], ""]
+        lines += [f"- note: {n}" for n in r.get("notes", [])] + ([""] if r.get("notes") else [])
+    path = out / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="gpu-results")
+    p.add_argument("--cpu", action="store_true", help="tiny sizes on CPU (tests); the figures mean nothing")
+    p.add_argument(
+        "--sections", default="", help=f"comma-separated subset of {','.join(s.name for s in SECTIONS)}"
+    )
+    p.add_argument("--budget", type=float, default=TOTAL_BUDGET_S, help="seconds for the whole run")
+    p.add_argument("--section", help=argparse.SUPPRESS)  # internal: run one section in this process
+    p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.section:
+        return run_section(args.section, out, args.cpu, args.deadline or time.time() + 600)
+
+    started = time.time()
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(wanted) - {s.name for s in SECTIONS}
+    if unknown:
+        p.error(
+            f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in SECTIONS)}"
+        )
+    chosen = [s for s in SECTIONS if not wanted or s.name in wanted]
+    env = child_env(args.cpu)
+    probe = probe_determinism_flag(env)
+    print(f"XLA determinism flag: {probe['flag'] or 'none accepted'} ({probe['tried']})", flush=True)
+    env["GPU_CHECK_DETERMINISM"] = json.dumps(probe)
+    records: dict[str, dict[str, Any]] = {}
+    end = started + args.budget
+    for s in chosen:
+        left = end - time.time()
+        if records.get("env", {}).get("status") in ("ERROR", "TIMEOUT"):
+            rec = {
+                "section": s.name,
+                "status": "SKIPPED",
+                "reason": "env failed (no usable device)",
+                "rows": [],
+                "notes": [],
+            }
+        elif left < 10:
+            rec = {
+                "section": s.name,
+                "status": "SKIPPED",
+                "reason": f"the run's {args.budget:.0f} s are spent",
+                "rows": [],
+                "notes": [],
+            }
+        else:
+            e = dict(env)
+            if s.deterministic and probe["flag"]:
+                e["XLA_FLAGS"] = (e.get("XLA_FLAGS", "") + " " + probe["flag"]).strip()
+            rec = _run_child(s, out, args.cpu, e, min(s.budget_s, left))
+        records[s.name] = rec
+        _write_json(out / f"{s.name}.json", rec)
+        print(_status_line(rec), flush=True)
+        write_summary(out, records, args.cpu, started)
+    path = write_summary(out, records, args.cpu, started)
+    print("\n" + _table(["target", "status", "this run"], targets(records)))
+    print(f"\nwrote {path} ({time.time() - started:.0f} s)")
+    bad = [r for r in records.values() if r["status"] in ("FAILED", "ERROR", "TIMEOUT")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
