@@ -381,7 +381,11 @@ def section_train_step(ctx: Ctx) -> None:
             rc, out, err = run_group(cmd, max(1.0, ctx.left() - 3))
             for line in out.splitlines():
                 if line.startswith("{"):
-                    ctx.row(json.loads(line))
+                    row = json.loads(line)
+                    if "settings" in row:
+                        ctx.record["settings"] = row["settings"]
+                    else:
+                        ctx.row(row)
             if rc is None:
                 ctx.note(f"{fw} {model} ran out of the section's time: the rows above are what it measured")
             elif rc != 0:
@@ -389,8 +393,16 @@ def section_train_step(ctx: Ctx) -> None:
     rows = ctx.record["rows"]
     if rows and all("skipped" in r for r in rows):
         raise Skip("; ".join(sorted({r["skipped"] for r in rows})))
-    ctx.record["markdown"] = train_step_markdown(rows)
+    ctx.record["markdown"] = train_step_markdown(rows) + _settings_line(ctx.record.get("settings"))
     ctx.record["status"] = "DONE"
+
+
+def _settings_line(settings: dict[str, Any] | None) -> str:
+    if not settings:
+        return ""
+    keys = ("jax_default_matmul_precision", "jax_enable_x64", "torch_float32_matmul_precision", "torch_cudnn_allow_tf32",
+            "torch_cudnn_deterministic", "torch_device")  # fmt: skip
+    return "\n\nSettings: " + ", ".join(f"`{k}={settings.get(k)}`" for k in keys)
 
 
 def _ips(
@@ -445,9 +457,12 @@ def train_step_markdown(rows: list[dict[str, Any]]) -> str:
 def section_losses(ctx: Ctx) -> None:
     from benchmarks import gpu_losses
 
-    with __import__("parity.precision", fromlist=["precision"]).precision("ieee", deterministic=False):
+    from benchmarks.timing import benchmark_precision
+
+    with benchmark_precision() as settings:
+        ctx.record["settings"] = settings
         gpu_losses.run(ctx.row, ctx.note, ctx.record, quick=ctx.quick, device=ctx.torch_device, left=ctx.left)
-    ctx.record["markdown"] = gpu_losses.markdown(ctx.record)
+    ctx.record["markdown"] = gpu_losses.markdown(ctx.record) + _settings_line(ctx.record.get("settings"))
     ctx.record["status"] = "DONE"
 
 

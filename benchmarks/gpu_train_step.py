@@ -2,8 +2,8 @@
 
 One framework and one model per process (``benchmarks.gpu`` starts one per pair), so that each
 has the device's memory to itself and its own peak. Every timed configuration prints one JSON
-line. Both frameworks run in ``parity.precision('ieee', deterministic=False)`` (true float32,
-the kernels each framework would pick); torch with ``cudnn.benchmark`` on, as a tuned torch
+line. Both frameworks run in :func:`benchmarks.timing.benchmark_precision` (true float32, the
+kernels each framework would pick, float64 off); torch with ``cudnn.benchmark`` on, as a tuned torch
 training script has it (JAX's XLA autotunes its convolutions always).
 
 * steps: SGD(momentum 0.9) + cross entropy on one CIFAR-shaped random batch held on the
@@ -210,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         "--compile-backend", default="inductor", help="torch.compile backend ('eager': trace only)"
     )
     args = p.parse_args(argv)
-    from parity.precision import precision
+    from benchmarks.timing import benchmark_precision
 
     try:
-        with precision("ieee", deterministic=False):
+        with benchmark_precision() as settings:
+            _emit({"settings": settings})
             if args.framework == "jax":
                 _jax_rows(args.model, args.batch_sizes, args.steps, args.epoch_images)
             else:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -40,6 +41,22 @@ def in_flight_seconds(fn: Callable[[], Any], finish: Callable[[Any], Any], in_fl
         finish(out)
 
     return median_seconds(calls, **kw) / in_flight
+
+
+@contextlib.contextmanager
+def benchmark_precision() -> Iterator[dict[str, Any]]:
+    """How the device benchmarks run: true float32 in both frameworks (``parity.precision('ieee')``)
+    without deterministic kernels (they restrict cuDNN's choice), and ``jax_enable_x64`` off as in
+    a user's program (importing :mod:`parity` turns it on). Yields ``parity.precision.settings()``."""
+    from parity.precision import precision, settings
+
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with precision("ieee", deterministic=False):
+            yield settings()
+    finally:
+        jax.config.update("jax_enable_x64", before)
 
 
 def block(x: Any) -> Any:

@@ -169,10 +169,26 @@ def precision(mode: str, *, deterministic: bool | None = None) -> Iterator[None]
     torch = _torch()
     block = _enter(torch, mode, det)
     try:
-        with jax.default_matmul_precision(_JAX_PRECISION[mode]):
+        with _jax_matmul_precision(_JAX_PRECISION[mode]):
             yield
     finally:
         _exit(torch, block)
+
+
+@contextlib.contextmanager
+def _jax_matmul_precision(value: str | None) -> Iterator[None]:
+    """JAX's thread-local ``default_matmul_precision`` context, or a global update where a JAX lacks it."""
+    context = getattr(jax, "default_matmul_precision", None)
+    if context is not None:
+        with context(value):
+            yield
+        return
+    before = jax.config.jax_default_matmul_precision
+    jax.config.update("jax_default_matmul_precision", value)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_default_matmul_precision", before)
 
 
 def current_mode() -> str:
@@ -209,12 +225,13 @@ def settings() -> dict[str, Any]:
 
     >>> from parity.precision import settings
     >>> sorted(k for k in settings() if k.startswith("jax"))
-    ['jax_default_matmul_precision', 'jax_device', 'jax_platform']
+    ['jax_default_matmul_precision', 'jax_device', 'jax_enable_x64', 'jax_platform']
     """
     device = jax.devices()[0]
     out: dict[str, Any] = {
         "mode": current_mode(),
         "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "jax_enable_x64": bool(jax.config.read("jax_enable_x64")),
         "jax_platform": device.platform,
         "jax_device": device.device_kind,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),

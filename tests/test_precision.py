@@ -90,6 +90,14 @@ def test_nested_default_is_the_factory_default_and_the_outer_mode_comes_back():
         assert current_mode() == "ieee"
 
 
+def test_without_jaxs_context_manager_the_global_setting_is_restored(monkeypatch):
+    monkeypatch.delattr(jax, "default_matmul_precision")
+    with precision("tf32"):
+        assert jax.config.jax_default_matmul_precision == "tensorfloat32"
+        assert _dot_and_conv_precisions() == ["HIGH", "HIGH"]
+    assert jax.config.jax_default_matmul_precision is None
+
+
 def test_settings_restored_after_an_exception():
     with pytest.raises(KeyError):
         with precision("tf32"):
