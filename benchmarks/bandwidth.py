@@ -20,7 +20,12 @@ from benchmarks.timing import in_flight_seconds
 
 
 def torch_sync(device: str) -> Any:
-    """A ``finish`` for :func:`in_flight_seconds` that waits for torch's queued work on ``device``."""
+    """A ``finish`` for :func:`in_flight_seconds` that waits for torch's queued work on ``device``.
+
+    >>> from benchmarks.bandwidth import torch_sync
+    >>> torch_sync("cpu")(None) is None
+    True
+    """
     import torch
 
     if device.startswith("cuda"):

@@ -60,13 +60,27 @@ ANALYSIS_NOTE = "Targets of issue 12, computed from this run's own measurements.
 
 
 class Skip(Exception):
-    """Raised by a section that cannot run here; the message says why."""
+    """Raised by a section that cannot run here; the message says why (the section is SKIPPED).
+
+    >>> from benchmarks.gpu import Skip
+    >>> str(Skip("torchvision does not import here"))
+    'torchvision does not import here'
+    """
 
 
 # ----------------------------------------------------------------------------- section context
 @dataclass
 class Ctx:
-    """What a section sees: options, its JSON record, the time it has left, a CLI runner."""
+    """What a section sees: options, its JSON record (saved on every change), the time it has left, a CLI runner.
+
+    >>> import tempfile, time
+    >>> from pathlib import Path
+    >>> from benchmarks.gpu import Ctx
+    >>> out = Path(tempfile.mkdtemp())
+    >>> ctx = Ctx("demo", out, True, time.time() + 60, {"rows": [], "notes": []})
+    >>> ctx.row({"x": 1}); (out / "demo.json").is_file(), ctx.torch_device
+    (True, 'cpu')
+    """
 
     name: str
     out: Path
@@ -142,6 +156,11 @@ def run_group(
 
     On timeout the whole group is killed: the command and every process it started (parity's
     worker processes hold the GPU too).
+
+    >>> from benchmarks.gpu import run_group
+    >>> rc, out, err = run_group(["echo", "hi"], timeout=10)
+    >>> rc, out.strip(), err
+    (0, 'hi', '')
     """
     proc = subprocess.Popen(
         cmd,
@@ -183,7 +202,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 # ----------------------------------------------------------------------------- sections
-def section_env(ctx: Ctx) -> None:
+def _section_env(ctx: Ctx) -> None:
     import jax
     import numpy as np
     import torch
@@ -287,24 +306,24 @@ def _parity_section(ctx: Ctx, args: list[str], folder: str, precision: str = "ie
 QUICK_LOSSES = "l1_loss"
 
 
-def section_parity_float32(ctx: Ctx) -> None:
+def _section_parity_float32(ctx: Ctx) -> None:
     _parity_section(
         ctx, ["--dtype", "float32"] + (["--loss", QUICK_LOSSES] if ctx.quick else []), "parity-float32"
     )
 
 
-def section_parity_float64(ctx: Ctx) -> None:
+def _section_parity_float64(ctx: Ctx) -> None:
     _parity_section(
         ctx, ["--dtype", "float64"] + (["--loss", QUICK_LOSSES] if ctx.quick else []), "parity-float64"
     )
 
 
-def section_fuzz(ctx: Ctx) -> None:
+def _section_fuzz(ctx: Ctx) -> None:
     args = ["--fuzz", "3" if ctx.quick else "150", "--seed", "12", "--dtype", "float32", "--dtype", "float64"]
     _parity_section(ctx, args + (["--loss", QUICK_LOSSES] if ctx.quick else []), "parity-fuzz")
 
 
-def section_parity_tf32(ctx: Ctx) -> None:
+def _section_parity_tf32(ctx: Ctx) -> None:
     src = _module_source("parity") or ""
     if '"--precision"' not in src:
         raise Skip("python -m parity has no --precision flag here: it picks the tf32 tolerance tier")
@@ -345,12 +364,12 @@ def _cli_runs(ctx: Ctx, module: str, runs: list[list[str]], folder: str) -> None
     ctx.record["markdown"] = "\n".join(lines)
 
 
-def section_models(ctx: Ctx) -> None:
+def _section_models(ctx: Ctx) -> None:
     models = ["seed-cnn"] if ctx.quick else ["seed-cnn", "resnet18"]
     _cli_runs(ctx, "parity.models", [["--model", m] for m in models], "models")
 
 
-def section_twin(ctx: Ctx) -> None:
+def _section_twin(ctx: Ctx) -> None:
     module = "parity.twin" if _module_source("parity.twin") else "train.twin"
     if module == "train.twin":
         ctx.note("python -m parity.twin is not in this checkout: ran python -m train.twin")
@@ -362,7 +381,7 @@ def section_twin(ctx: Ctx) -> None:
     _cli_runs(ctx, module, runs, "twin")
 
 
-def section_train_step(ctx: Ctx) -> None:
+def _section_train_step(ctx: Ctx) -> None:
     models = ["seed-cnn"] if ctx.quick else ["seed-cnn", "resnet18"]
     opts = (["--batch-sizes", "8", "--steps", "2", "--epoch-images", "32", "--device", "cpu", "--compile-backend", "eager"]
             if ctx.quick else ["--batch-sizes", "128", "512", "--steps", "10", "--epoch-images", "50000"])  # fmt: skip
@@ -420,7 +439,14 @@ def _ips(
 
 
 def train_step_markdown(rows: list[dict[str, Any]]) -> str:
-    """The train-step table: images/s per framework and the JAX/torch ratios."""
+    """The train-step table: images/s per framework and the JAX/torch ratios.
+
+    >>> from benchmarks.gpu import train_step_markdown
+    >>> rows = [{"framework": "jax", "variant": "jit", "model": "seed-cnn", "batch": 512, "images_per_s": 300.0},
+    ...         {"framework": "torch", "variant": "eager", "model": "seed-cnn", "batch": 512, "images_per_s": 200.0}]
+    >>> "| seed-cnn | 512 | 300 | 200 | - | 1.5 | - |" in train_step_markdown(rows)
+    True
+    """
     keys = sorted({(r["model"], r["batch"]) for r in rows if "batch" in r and "epoch_s" not in r})
     table = []
     for model, batch in keys:
@@ -454,7 +480,7 @@ def train_step_markdown(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def section_losses(ctx: Ctx) -> None:
+def _section_losses(ctx: Ctx) -> None:
     from benchmarks import gpu_losses
 
     from benchmarks.timing import benchmark_precision
@@ -466,7 +492,7 @@ def section_losses(ctx: Ctx) -> None:
     ctx.record["status"] = "DONE"
 
 
-def section_torchvision(ctx: Ctx) -> None:
+def _section_torchvision(ctx: Ctx) -> None:
     try:
         import torchvision.ops as tvops
     except Exception as e:  # beside a mismatched torch build torchvision raises RuntimeError, not ImportError
@@ -493,6 +519,13 @@ def section_torchvision(ctx: Ctx) -> None:
 
 @dataclass(frozen=True)
 class Section:
+    """One section of the check: its function, its time budget on the GPU, whether it compares.
+
+    >>> from benchmarks.gpu import SECTIONS
+    >>> [s.name for s in SECTIONS][:3], sum(s.budget_s for s in SECTIONS[:-1])
+    (['env', 'parity_float32', 'parity_float64'], 470)
+    """
+
     name: str
     run: Callable[[Ctx], None]
     budget_s: float  # on the GPU; --cpu gives each section at most its own budget too
@@ -501,21 +534,21 @@ class Section:
 
 SECTIONS = [
     # The budgets add up to TOTAL_BUDGET_S; parity_tf32 runs on what the others leave.
-    Section("env", section_env, 35, True),
-    Section("parity_float32", section_parity_float32, 60, True),
-    Section("parity_float64", section_parity_float64, 60, True),
-    Section("fuzz", section_fuzz, 20, True),
-    Section("models", section_models, 35, True),
-    Section("twin", section_twin, 45, True),
-    Section("train_step", section_train_step, 150, False),
-    Section("losses", section_losses, 45, False),
-    Section("torchvision", section_torchvision, 20, True),
-    Section("parity_tf32", section_parity_tf32, 60, True),
+    Section("env", _section_env, 35, True),
+    Section("parity_float32", _section_parity_float32, 60, True),
+    Section("parity_float64", _section_parity_float64, 60, True),
+    Section("fuzz", _section_fuzz, 20, True),
+    Section("models", _section_models, 35, True),
+    Section("twin", _section_twin, 45, True),
+    Section("train_step", _section_train_step, 150, False),
+    Section("losses", _section_losses, 45, False),
+    Section("torchvision", _section_torchvision, 20, True),
+    Section("parity_tf32", _section_parity_tf32, 60, True),
 ]
 
 
 # ----------------------------------------------------------------------------- one section (child)
-def run_section(name: str, out: Path, quick: bool, deadline: float) -> int:
+def _run_section(name: str, out: Path, quick: bool, deadline: float) -> int:
     section = next(s for s in SECTIONS if s.name == name)
     record: dict[str, Any] = {
         "section": name,
@@ -552,7 +585,7 @@ print(jax.jit(jax.grad(f))(jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))).shape
 """
 
 
-def probe_determinism_flag(env: dict[str, str]) -> dict[str, Any]:
+def _probe_determinism_flag(env: dict[str, str]) -> dict[str, Any]:
     """The first XLA determinism flag with which this jaxlib compiles a conv + max-pool + dot gradient.
 
     An unknown flag aborts XLA, and ``--xla_gpu_exclude_nondeterministic_ops`` refuses
@@ -572,6 +605,13 @@ def probe_determinism_flag(env: dict[str, str]) -> dict[str, Any]:
 
 
 def child_env(quick: bool) -> dict[str, str]:
+    """The environment of every section process (this one's, plus the repository and device settings).
+
+    >>> from benchmarks.gpu import child_env
+    >>> env = child_env(quick=True)
+    >>> env["JAX_PLATFORMS"], env["XLA_PYTHON_CLIENT_PREALLOCATE"]
+    ('cpu', 'false')
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX and torch share the device; parity workers too
@@ -624,7 +664,12 @@ def _status_line(r: dict[str, Any]) -> str:
 
 
 def targets(records: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """Issue 12's targets, each with its status and the figures of this run behind it."""
+    """Issue 12's targets, each with its status and the figures of this run behind it.
+
+    >>> from benchmarks.gpu import targets
+    >>> targets({})[0]
+    ['GPU parity: every case passes in ieee', 'not measured', '-']
+    """
     out = []
     par = [records.get(n, {}) for n in ("parity_float32", "parity_float64", "fuzz")]
     done = [r for r in par if r.get("status") in ("PASSED", "FAILED")]
@@ -676,6 +721,16 @@ def targets(records: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 
 def write_summary(out: Path, records: dict[str, dict[str, Any]], quick: bool, started: float) -> Path:
+    """Write ``out/summary.md``: header, one status line per section, the targets, each section's tables.
+
+    >>> import tempfile, time
+    >>> from pathlib import Path
+    >>> from benchmarks.gpu import write_summary
+    >>> rec = {"section": "torchvision", "status": "SKIPPED", "reason": "no torchvision", "rows": [], "notes": []}
+    >>> path = write_summary(Path(tempfile.mkdtemp()), {"torchvision": rec}, True, time.time())
+    >>> "## torchvision: SKIPPED" in path.read_text()
+    True
+    """
     env = records.get("env", {})
     lines = [
         "# GPU check" + (" (--cpu: tiny sizes, CPU; not GPU figures)" if quick else ""),
@@ -727,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.section:
-        return run_section(args.section, out, args.cpu, args.deadline or time.time() + 600)
+        return _run_section(args.section, out, args.cpu, args.deadline or time.time() + 600)
 
     started = time.time()
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -738,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     chosen = [s for s in SECTIONS if not wanted or s.name in wanted]
     env = child_env(args.cpu)
-    probe = probe_determinism_flag(env)
+    probe = _probe_determinism_flag(env)
     print(f"XLA determinism flag: {probe['flag'] or 'none accepted'} ({probe['tried']})", flush=True)
     env["GPU_CHECK_DETERMINISM"] = json.dumps(probe)
     records: dict[str, dict[str, Any]] = {}

@@ -24,12 +24,19 @@ QUICK_NAMES = ["cross_entropy", "mse_loss"]
 
 
 def moved_bytes(case: losses.Case) -> tuple[int, int]:
-    """Bytes the value (read every input) and the value+gradient (and write each gradient) must move."""
+    """Bytes the value (read every input) and the value+gradient (and write each gradient) must move.
+
+    >>> import numpy as np
+    >>> from benchmarks.gpu_losses import moved_bytes
+    >>> from benchmarks.losses import make_case
+    >>> moved_bytes(make_case("mse_loss", "large", np.random.default_rng(0), large=1024))
+    (8192, 12288)
+    """
     read = sum(a.nbytes for a in case.arrays.values())
     return read, read + sum(case.arrays[d].nbytes for d in case.diff)
 
 
-def bench(
+def _bench(
     name: str, device: str, elements: int, limit_bps: float, rng: np.random.Generator
 ) -> dict[str, Any]:
     """One loss: JAX and torch eager value and value+gradient seconds, and the ratios."""
@@ -54,7 +61,7 @@ def bench(
     return row
 
 
-def bench_linear_cross_entropy(device: str, quick: bool) -> dict[str, Any]:
+def _bench_linear_cross_entropy(device: str, quick: bool) -> dict[str, Any]:
     """jaxloss.linear_cross_entropy against torch's where torch has it (torch >= 2.12)."""
     import jax
     import jax.numpy as jnp
@@ -94,7 +101,17 @@ def run(
     device: str,
     left: Callable[[], float],
 ) -> None:
-    """Measure the bandwidth, then each loss (one row each, written as it comes)."""
+    """Measure the bandwidth, then each loss (one row each, written as it comes) while ``left()`` allows.
+
+    >>> from benchmarks.gpu_losses import run
+    >>> rows, notes, record = [], [], {}
+    >>> run(rows.append, notes.append, record, quick=True, device="cpu", left=lambda: 0.0)
+    >>> rows, notes
+    ([], ['no time left: nothing measured'])
+    """
+    if left() < 8:
+        note("no time left: nothing measured")
+        return
     bw = bandwidth.measure((1 << 20) if quick else (1 << 30), device)
     record["bandwidth"] = bw
     elements = (1 << 12) if quick else losses.LARGE
@@ -104,7 +121,7 @@ def run(
             note(f"time ran out before {name}")
             break
         try:
-            row(bench(name, device, elements, bw["limit_bytes_per_s"], rng))
+            row(_bench(name, device, elements, bw["limit_bytes_per_s"], rng))
         except Exception as e:  # noqa: BLE001 - one loss failing on a platform must not hide the rest
             row(
                 {
@@ -112,11 +129,16 @@ def run(
                     "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}",
                 }
             )
-    row(bench_linear_cross_entropy(device, quick))
+    row(_bench_linear_cross_entropy(device, quick))
 
 
 def markdown(record: dict[str, Any]) -> str:
-    """The losses table with the bandwidth header."""
+    """The losses table with the bandwidth header.
+
+    >>> from benchmarks.gpu_losses import markdown
+    >>> print(markdown({"rows": [{"loss": "x", "skipped": "torch has none"}]}).splitlines()[0])
+    Bandwidth limit: not measured
+    """
     bw = record.get("bandwidth", {})
     head = "Bandwidth limit: " + (
         f"{bw['limit_bytes_per_s'] / 1e9:.0f} GB/s (best of "
@@ -175,7 +197,17 @@ def _boxes(rng: np.random.Generator, n: int) -> np.ndarray:
 def torchvision_rows(
     tvops: Any, row: Callable[[dict[str, Any]], None], note: Callable[[str], None], device: str
 ) -> None:
-    """jaxloss against the real ``torchvision.ops`` losses, value, gradient and second order, float32 and float64."""
+    """jaxloss against the real ``torchvision.ops`` losses, value, gradient and second order, float32 and float64.
+
+    A loss missing on either side gives a ``skipped`` row naming the side.
+
+    >>> import types
+    >>> from benchmarks.gpu_losses import torchvision_rows
+    >>> rows = []
+    >>> torchvision_rows(types.SimpleNamespace(__name__="torchvision.ops"), rows.append, print, device="cpu")
+    >>> rows[0]
+    {'loss': 'sigmoid_focal_loss', 'skipped': 'torchvision torchvision.ops has no sigmoid_focal_loss'}
+    """
     import jaxloss
     import parity
     from parity.precision import precision

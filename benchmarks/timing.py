@@ -32,7 +32,12 @@ def in_flight_seconds(fn: Callable[[], Any], finish: Callable[[Any], Any], in_fl
     """Median seconds per call of ``fn`` when ``in_flight`` calls are queued before ``finish(last
     result)`` waits for them: on an asynchronous device (GPU) dispatch overlaps execution, as in a
     training loop, so this is the device's time per call, not the round trip. ``kw``: as
-    :func:`median_seconds`."""
+    :func:`median_seconds`.
+
+    >>> from benchmarks.timing import in_flight_seconds
+    >>> in_flight_seconds(lambda: 1, lambda last: last, in_flight=3, min_reps=2, min_time=0.0, warmup=0) < 0.01
+    True
+    """
 
     def calls() -> None:
         out = None
@@ -47,7 +52,13 @@ def in_flight_seconds(fn: Callable[[], Any], finish: Callable[[Any], Any], in_fl
 def benchmark_precision() -> Iterator[dict[str, Any]]:
     """How the device benchmarks run: true float32 in both frameworks (``parity.precision('ieee')``)
     without deterministic kernels (they restrict cuDNN's choice), and ``jax_enable_x64`` off as in
-    a user's program (importing :mod:`parity` turns it on). Yields ``parity.precision.settings()``."""
+    a user's program (importing :mod:`parity` turns it on). Yields ``parity.precision.settings()``.
+
+    >>> from benchmarks.timing import benchmark_precision
+    >>> with benchmark_precision() as s:
+    ...     s["mode"], s["jax_enable_x64"], s["torch_cudnn_deterministic"]
+    ('ieee', False, False)
+    """
     from parity.precision import precision, settings
 
     before = bool(jax.config.jax_enable_x64)
