@@ -353,11 +353,12 @@ def _cli_runs(ctx: Ctx, module: str, runs: list[list[str]], folder: str) -> None
     lines = []
     for args in runs:
         out = ctx.out / f"{folder}-{args[1]}"
-        run = ctx.cli(module, [*args, "--out", str(out)])
+        has_out = '"--out"' in (_module_source(module) or "")
+        run = ctx.cli(module, [*args, "--out", str(out)] if has_out else args)
         ctx.row({k: run[k] for k in ("command", "rc", "seconds")})
         statuses.append(_cli_status(ctx, run))
         lines.append(f"- `{run['command']}`: {'passed' if run['rc'] == 0 else 'FAILED (rc ' + str(run['rc']) + ')'}, "
-                     f"{run['seconds']} s; report in `{out}`")  # fmt: skip
+                     f"{run['seconds']} s" + (f"; report in `{out}`" if has_out else ""))  # fmt: skip
         if run["rc"] != 0:
             lines.append("\n```\n" + run["tail"][-1500:] + "\n```")
     ctx.record["status"] = next((s for s in ("TIMEOUT", "FAILED") if s in statuses), "PASSED")
@@ -482,7 +483,6 @@ def train_step_markdown(rows: list[dict[str, Any]]) -> str:
 
 def _section_losses(ctx: Ctx) -> None:
     from benchmarks import gpu_losses
-
     from benchmarks.timing import benchmark_precision
 
     with benchmark_precision() as settings:
