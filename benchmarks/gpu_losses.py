@@ -250,6 +250,6 @@ def torchvision_rows(
                     "kwargs": kwargs,
                     "dtype": dtype,
                     "passed": bool(r.passed),
-                    "detail": str(r)[-600:],
+                    "detail": str(r)[:1200],
                 }
             )
