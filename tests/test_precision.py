@@ -33,12 +33,23 @@ def _torch_state() -> tuple:
 FACTORY = ("highest", True, False, False)  # torch's own defaults, as a fresh process has them
 
 
+def _set_torch_state(state: tuple) -> None:
+    matmul, allow_tf32, cudnn_det, det = state
+    torch.set_float32_matmul_precision(matmul)
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cudnn.deterministic = cudnn_det
+    torch.use_deterministic_algorithms(det)
+
+
 @pytest.fixture(autouse=True)
 def _factory_torch_settings():
+    """Each test starts from torch's factory settings and must leave them as it found them."""
     before = _torch_state()
-    assert before == FACTORY, f"a previous test leaked torch settings: {before}"
+    _set_torch_state(FACTORY)
     yield
-    assert _torch_state() == FACTORY
+    after = _torch_state()
+    _set_torch_state(before)
+    assert after == FACTORY, f"torch settings not restored: {after}"
 
 
 def _dot_and_conv_precisions() -> list[str]:
