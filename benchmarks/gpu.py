@@ -87,6 +87,7 @@ class Ctx:
     quick: bool
     deadline: float
     record: dict[str, Any]
+    parity_jobs: int = 4  # worker processes of the parity CLI on the GPU (1 with --cpu)
 
     @property
     def gpu(self) -> bool:
@@ -285,7 +286,7 @@ def _cli_status(ctx: Ctx, run: dict[str, Any]) -> str:
 
 def _parity_section(ctx: Ctx, args: list[str], folder: str, precision: str = "ieee") -> None:
     out = ctx.out / folder
-    jobs = ["-j", "1" if ctx.quick else "4"]
+    jobs = ["-j", "1" if ctx.quick else str(ctx.parity_jobs)]
     run = ctx.cli("parity", [*args, *jobs, "--out", str(out)], precision=precision)
     summary = _parity_summary(ctx, out, run)
     if summary is None:
@@ -399,7 +400,11 @@ def _section_train_step(ctx: Ctx) -> None:
                 *opts,
             ]
             # JAX alone in its process: its default allocator (preallocated), as a training script has it
-            env = {k: v for k, v in os.environ.items() if not (fw == "jax" and k == "XLA_PYTHON_CLIENT_PREALLOCATE")}
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not (fw == "jax" and k == "XLA_PYTHON_CLIENT_PREALLOCATE")
+            }
             rc, out, err = run_group(cmd, max(1.0, ctx.left() - 3), env=env)
             for line in out.splitlines():
                 if line.startswith("{"):
@@ -550,7 +555,7 @@ SECTIONS = [
 
 
 # ----------------------------------------------------------------------------- one section (child)
-def _run_section(name: str, out: Path, quick: bool, deadline: float) -> int:
+def _run_section(name: str, out: Path, quick: bool, deadline: float, parity_jobs: int) -> int:
     section = next(s for s in SECTIONS if s.name == name)
     record: dict[str, Any] = {
         "section": name,
@@ -560,7 +565,7 @@ def _run_section(name: str, out: Path, quick: bool, deadline: float) -> int:
         "markdown": "",
         "started": time.time(),
     }
-    ctx = Ctx(name, out, quick, deadline, record)
+    ctx = Ctx(name, out, quick, deadline, record, parity_jobs)
     ctx.save()
     try:
         section.run(ctx)
@@ -623,7 +628,7 @@ def child_env(quick: bool) -> dict[str, str]:
 
 
 def _run_child(
-    section: Section, out: Path, quick: bool, env: dict[str, str], budget: float
+    section: Section, out: Path, quick: bool, env: dict[str, str], budget: float, parity_jobs: int = 4
 ) -> dict[str, Any]:
     deadline = time.time() + budget
     cmd = [
@@ -637,7 +642,7 @@ def _run_child(
         "--deadline",
         str(deadline),
     ]
-    cmd += ["--cpu"] if quick else []
+    cmd += ["--parity-jobs", str(parity_jobs)] + (["--cpu"] if quick else [])
     t0 = time.time()
     rc, out_text, err_text = run_group(cmd, budget + 5, env=env)  # the section checks its own deadline first
     timed_out = rc is None
@@ -778,13 +783,16 @@ def main(argv: list[str] | None = None) -> int:
         "--sections", default="", help=f"comma-separated subset of {','.join(s.name for s in SECTIONS)}"
     )
     p.add_argument("--budget", type=float, default=TOTAL_BUDGET_S, help="seconds for the whole run")
+    p.add_argument(
+        "--parity-jobs", type=int, default=4, help="parity CLI worker processes on the GPU (default 4)"
+    )
     p.add_argument("--section", help=argparse.SUPPRESS)  # internal: run one section in this process
     p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.section:
-        return _run_section(args.section, out, args.cpu, args.deadline or time.time() + 600)
+        return _run_section(args.section, out, args.cpu, args.deadline or time.time() + 600, args.parity_jobs)
 
     started = time.time()
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -822,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
             e = dict(env)
             if s.deterministic and probe["flag"]:
                 e["XLA_FLAGS"] = (e.get("XLA_FLAGS", "") + " " + probe["flag"]).strip()
-            rec = _run_child(s, out, args.cpu, e, min(s.budget_s, left))
+            rec = _run_child(s, out, args.cpu, e, min(s.budget_s, left), args.parity_jobs)
         records[s.name] = rec
         _write_json(out / f"{s.name}.json", rec)
         print(_status_line(rec), flush=True)
