@@ -1,0 +1,148 @@
+"""Griffe extension: the reStructuredText bits of jaxloss's docstrings, as Markdown.
+
+The docstrings are Google style (``Args:`` / ``Returns:`` / ``Raises:``) but use a few
+reST constructs that Markdown would print raw: cross-reference roles (``:func:`x```),
+``.. math::`` blocks, ``::`` literal-block markers, and bare ``>>>`` examples (which
+Markdown reads as nested block quotes). Only the documentation's view of a docstring is
+rewritten; the source, and so the doctests, are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import griffe
+
+# :func:`x`, :class:`~a.b.C`, :mod:`parity.compare`, ... (reST roles that name Python objects).
+_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|data|attr|exc|obj|const):`(~?)([^`<>]+?)`")
+_MATH_ROLE = re.compile(r":math:`([^`]+)`")
+_OWN_PACKAGES = ("jaxloss", "parity", "train")
+_ARGS_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Other Parameters):\s*$")
+_GROUPED_ITEM = re.compile(r"^(\s+)(\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)+):\s*(.*)$")
+_SHELL = ("python ", "pip ", "#", ".venv/")
+_DIRECTIVE = re.compile(r"\s*# doctest:.*$")
+
+
+def _crossref(obj: griffe.Object, tilde: str, target: str) -> str:
+    """An optional autorefs link: a link where the target is documented, plain code elsewhere."""
+    target = target.strip().removesuffix("()")
+    shown = target.rsplit(".", 1)[-1] if tilde else target
+    if target.split(".", 1)[0] not in _OWN_PACKAGES:
+        if "." in target:  # jax.*, torch.*, optax.*: not part of this site
+            return f"`{shown}`"
+        scope = obj if obj.is_module else obj.module
+        target = f"{scope.path}.{target}"
+    return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
+
+
+def _math_block(lines: list[str], start: int, out: list[str]) -> int:
+    """``.. math:: expr`` (same line or indented below) as a display-math block; returns the next index."""
+    line = lines[start]
+    indent = line[: len(line) - len(line.lstrip())]
+    body = [line.split("::", 1)[1].strip()]
+    i = start + 1
+    while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > len(indent)):
+        body.append(lines[i].strip())
+        i += 1
+    expr = " ".join(b for b in body if b)
+    out.extend(["", f"{indent}$$", f"{indent}{expr}", f"{indent}$$", ""])
+    return i
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _doctest_block(lines: list[str], start: int, out: list[str]) -> int:
+    """A ``>>>`` example with its expected output, fenced as a ``pycon`` code block."""
+    indent = " " * _indent(lines[start])
+    i = start
+    block = []
+    while i < len(lines) and lines[i].strip() and _indent(lines[i]) >= len(indent):
+        block.append(_DIRECTIVE.sub("", lines[i][len(indent) :]))
+        i += 1
+    out.extend(["", f"{indent}```pycon", *(f"{indent}{b}" if b else "" for b in block), f"{indent}```", ""])
+    return i
+
+
+def _split_grouped_params(lines: list[str]) -> list[str]:
+    """``a, b: text`` in an ``Args:`` section as one item per name (Griffe wants one name per item)."""
+    out: list[str] = []
+    section_indent = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _ARGS_SECTION.match(line):
+            section_indent = _indent(line)
+        elif line.strip() and section_indent is not None and _indent(line) <= section_indent:
+            section_indent = None
+        m = _GROUPED_ITEM.match(line) if section_indent is not None else None
+        if m is None:
+            out.append(line)
+            i += 1
+            continue
+        indent, names, first = m[1], m[2], m[3]
+        j = i + 1
+        while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > len(indent)):
+            j += 1
+        body = lines[i + 1 : j]
+        for name in names.split(","):
+            out.extend([f"{indent}{name.strip()}: {first}", *body])
+        i = j
+    return out
+
+
+def rst_to_markdown(obj: griffe.Object, text: str) -> str:
+    """Rewrite one docstring."""
+    text = "\n".join(_split_grouped_params(text.splitlines()))
+    text = _ROLE.sub(lambda m: _crossref(obj, m[1], m[2]), text)
+    text = _MATH_ROLE.sub(lambda m: f"${m[1]}$", text)
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if stripped.startswith(".. math::"):
+            i = _math_block(lines, i, out)
+            continue
+        if stripped.startswith(">>>"):
+            i = _doctest_block(lines, i, out)
+            continue
+        if line.endswith("::") and not stripped.startswith(".."):
+            out.append(line[:-2].rstrip() + (":" if stripped != "::" else ""))  # "Usage::" -> "Usage:"
+            i = _literal_block(lines, i, out)
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
+def _literal_block(lines: list[str], marker: int, out: list[str]) -> int:
+    """The indented block after a ``::`` marker, fenced as code at the marker's indentation."""
+    indent = _indent(lines[marker])
+    i = marker + 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    start = i
+    while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
+        i += 1
+    while i > start and not lines[i - 1].strip():
+        i -= 1
+    block = lines[start:i]
+    if not block:
+        return marker + 1
+    inner = min(_indent(b) for b in block if b.strip())
+    pad = " " * indent
+    lang = "bash" if all(b.lstrip().startswith(_SHELL) for b in block if b.strip()) else "python"
+    out.extend(["", f"{pad}```{lang}", *(f"{pad}{b[inner:]}" if b.strip() else "" for b in block), f"{pad}```"])
+    return i
+
+
+class RstToMarkdown(griffe.Extension):
+    """Apply :func:`rst_to_markdown` to every docstring Griffe reads."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = rst_to_markdown(obj, obj.docstring.value)
