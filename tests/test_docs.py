@@ -68,8 +68,7 @@ def test_docstring_examples_run(module_name: str, tmp_path: Path, monkeypatch: p
             runner.run(test, out=report.write)
     finally:
         jax.config.update("jax_enable_x64", x64)
-    results = runner.summarize(verbose=False)
-    assert results.failed == 0, f"{results.failed} of {results.attempted} examples failed:\n{report.getvalue()}"
+    assert runner.failures == 0, f"{runner.failures} of {runner.tries} examples failed:\n{report.getvalue()}"
 
 
 # --------------------------------------------------------------------------- every public object has one

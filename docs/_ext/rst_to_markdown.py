@@ -20,6 +20,7 @@ _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _OWN_PACKAGES = ("jaxloss", "parity", "train")
 _ARGS_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Other Parameters):\s*$")
 _GROUPED_ITEM = re.compile(r"^(\s+)(\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)+):\s*(.*)$")
+_DUNDER = re.compile(r"(?<![`\w./>])(__\w+__)(?![`\w])")  # bare __call__ would render as bold "call"
 _SHELL = ("python ", "pip ", "#", ".venv/")
 _DIRECTIVE = re.compile(r"\s*# doctest:.*$")
 
@@ -31,8 +32,8 @@ def _crossref(obj: griffe.Object, tilde: str, target: str) -> str:
     if target.split(".", 1)[0] not in _OWN_PACKAGES:
         if "." in target:  # jax.*, torch.*, optax.*: not part of this site
             return f"`{shown}`"
-        scope = obj if obj.is_module else obj.module
-        target = f"{scope.path}.{target}"
+        scope = obj if obj.is_module or obj.is_class else obj.parent
+        target = f"{scope.path}.{target}"  # a method's siblings, a class's members, a module's names
     return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
 
 
@@ -114,9 +115,40 @@ def rst_to_markdown(obj: griffe.Object, text: str) -> str:
             out.append(line[:-2].rstrip() + (":" if stripped != "::" else ""))  # "Usage::" -> "Usage:"
             i = _literal_block(lines, i, out)
             continue
-        out.append(line)
+        if _is_definition_term(lines, i):
+            _dedent_definition(lines, i)
+            out.append(f"{line[: _indent(line)]}**{stripped}**")
+            i += 1
+            continue
+        out.append(_DUNDER.sub(r"`\1`", line))
         i += 1
     return "\n".join(out)
+
+
+def _is_definition_term(lines: list[str], i: int) -> bool:
+    """A reST definition-list term: a short line after a blank one, its definition indented below."""
+    line, term = lines[i], lines[i].strip()
+    return (
+        bool(term)
+        and (i == 0 or not lines[i - 1].strip())
+        and i + 1 < len(lines)
+        and bool(lines[i + 1].strip())
+        and _indent(lines[i + 1]) > _indent(line)
+        and ":" not in term  # Google-style items and section titles have one
+        and len(term) <= 60
+        and not term.endswith((".", ",", ";"))
+        and not term.startswith(("*", "-", "+", "#", "|", "`"))
+    )
+
+
+def _dedent_definition(lines: list[str], term: int) -> None:
+    """Dedent the definition below ``term`` to the term's level (Markdown would make it code)."""
+    base = _indent(lines[term])
+    shift = _indent(lines[term + 1]) - base
+    j = term + 1
+    while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > base):
+        lines[j] = lines[j][min(shift, _indent(lines[j])) :] if lines[j].strip() else ""
+        j += 1
 
 
 def _literal_block(lines: list[str], marker: int, out: list[str]) -> int:
