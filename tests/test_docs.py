@@ -186,3 +186,47 @@ def test_site_has_no_raw_rest_markup(site: Path) -> None:
             if marker in text:
                 leaks.append(f"{page.relative_to(site)}: {marker!r}")
     assert not leaks, "reST markup rendered as text (see docs/_ext/rst_to_markdown.py):\n" + "\n".join(leaks)
+
+
+def test_rest_markup_becomes_markdown() -> None:
+    # The docstrings' reST, as the site's Griffe extension rewrites it (docs/_ext/rst_to_markdown.py).
+    import importlib.util
+
+    import griffe
+
+    spec = importlib.util.spec_from_file_location("rst_to_markdown", ROOT / "docs" / "_ext" / "rst_to_markdown.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    func = griffe.Function("f", parent=griffe.Module("jaxloss"))
+    doc = "\n".join([
+        "See :func:`jaxloss.l1_loss`, :func:`helper`, :class:`~jax.Array`; calls __call__.",
+        "",
+        ".. math:: \\ell = |x - y|",
+        "",
+        "Usage::",
+        "",
+        "    python -m parity --loss l1_loss",
+        "",
+        ">>> 1 + 1  # doctest: +ELLIPSIS",
+        "2",
+        "",
+        "Mode",
+        "    what the mode does.",
+        "",
+        "Args:",
+        "    a, b: two inputs.",
+        "",
+        "Examples:",
+        "    >>> 2 + 2",
+        "    4",
+    ])
+    md = ext.rst_to_markdown(func, doc)
+    assert '<autoref identifier="jaxloss.l1_loss" optional><code>jaxloss.l1_loss</code></autoref>' in md
+    assert 'identifier="jaxloss.helper"' in md and "`Array`" in md and "`__call__`" in md
+    assert "$$\n\\ell = |x - y|\n$$" in md
+    assert "Usage:\n\n```bash\npython -m parity --loss l1_loss\n```" in md
+    assert "```pycon\n>>> 1 + 1\n2\n```" in md
+    assert "**Mode**\nwhat the mode does." in md
+    assert "    a: two inputs.\n    b: two inputs." in md
+    assert md.endswith("Examples:\n    >>> 2 + 2\n    4")  # Griffe renders its own Examples section
+    assert ":func:" not in md and ".. math::" not in md and "::\n" not in md

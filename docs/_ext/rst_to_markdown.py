@@ -21,6 +21,7 @@ _OWN_PACKAGES = ("jaxloss", "parity", "train")
 _ARGS_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Other Parameters):\s*$")
 _GROUPED_ITEM = re.compile(r"^(\s+)(\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)+):\s*(.*)$")
 _DUNDER = re.compile(r"(?<![`\w./>])(__\w+__)(?![`\w])")  # bare __call__ would render as bold "call"
+_EXAMPLES_SECTION = re.compile(r"^\s*Examples?:\s*$")
 _SHELL = ("python ", "pip ", "#", ".venv/")
 _DIRECTIVE = re.compile(r"\s*# doctest:.*$")
 
@@ -87,6 +88,8 @@ def _split_grouped_params(lines: list[str]) -> list[str]:
         j = i + 1
         while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > len(indent)):
             j += 1
+        while j > i + 1 and not lines[j - 1].strip():
+            j -= 1  # trailing blank lines stay after the last copy
         body = lines[i + 1 : j]
         for name in names.split(","):
             out.extend([f"{indent}{name.strip()}: {first}", *body])
@@ -101,10 +104,19 @@ def rst_to_markdown(obj: griffe.Object, text: str) -> str:
     text = _MATH_ROLE.sub(lambda m: f"${m[1]}$", text)
     lines = text.splitlines()
     out: list[str] = []
+    examples_indent = None  # inside a Google "Examples:" section Griffe renders ">>>" itself
     i = 0
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
+        if stripped and examples_indent is not None and _indent(line) <= examples_indent:
+            examples_indent = None
+        if _EXAMPLES_SECTION.match(line):
+            examples_indent = _indent(line)
+        if examples_indent is not None and stripped.startswith(">>>"):
+            out.append(_DIRECTIVE.sub("", line))
+            i += 1
+            continue
         if stripped.startswith(".. math::"):
             i = _math_block(lines, i, out)
             continue
