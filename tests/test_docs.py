@@ -203,6 +203,10 @@ def test_rest_markup_becomes_markdown() -> None:
         "",
         ".. math:: \\ell = |x - y|",
         "",
+        ".. math::",
+        "    a &= b \\\\",
+        "    c &= d",
+        "",
         "Usage::",
         "",
         "    python -m parity --loss l1_loss",
@@ -224,6 +228,7 @@ def test_rest_markup_becomes_markdown() -> None:
     assert '<autoref identifier="jaxloss.l1_loss" optional><code>jaxloss.l1_loss</code></autoref>' in md
     assert 'identifier="jaxloss.helper"' in md and "`Array`" in md and "`__call__`" in md
     assert "$$\n\\ell = |x - y|\n$$" in md
+    assert "$$\n\\begin{aligned} a &= b \\\\ c &= d \\end{aligned}\n$$" in md
     assert "Usage:\n\n```bash\npython -m parity --loss l1_loss\n```" in md
     assert "```pycon\n>>> 1 + 1\n2\n```" in md
     assert "**Mode**\nwhat the mode does." in md

@@ -48,6 +48,8 @@ def _math_block(lines: list[str], start: int, out: list[str]) -> int:
         body.append(lines[i].strip())
         i += 1
     expr = " ".join(b for b in body if b)
+    if "\\\\" in expr or "&" in expr:  # several aligned lines, as Sphinx's math directive allows
+        expr = f"\\begin{{aligned}} {expr} \\end{{aligned}}"
     out.extend(["", f"{indent}$$", f"{indent}{expr}", f"{indent}$$", ""])
     return i
 
