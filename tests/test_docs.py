@@ -5,6 +5,7 @@
   run it: the module's own globals and nothing injected, ``jax_enable_x64`` as a fresh
   interpreter has it after importing the module (on for ``parity``, which turns it on at
   import; off elsewhere). A module that fails to import (a missing extra) fails here.
+* The ``>>>`` examples of the hand-written pages in ``docs/`` run too.
 * Every public function and class has a ``>>>`` example.
 * ``mkdocs build --strict`` succeeds and the site documents every exported function, with
   the reST markup of the docstrings turned into Markdown.
@@ -17,6 +18,7 @@ import importlib
 import inspect
 import io
 import os
+import re
 import subprocess
 import sys
 import typing
@@ -49,7 +51,8 @@ def _source(module_name: str) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
-MODULES_WITH_EXAMPLES = [m for m in _module_names() if ">>>" in _source(m).read_text()]
+EXAMPLE_LINE = re.compile(r"^\s*>>> ", re.MULTILINE)
+MODULES_WITH_EXAMPLES = [m for m in _module_names() if EXAMPLE_LINE.search(_source(m).read_text())]
 
 
 # --------------------------------------------------------------------------- doctests
@@ -57,7 +60,7 @@ MODULES_WITH_EXAMPLES = [m for m in _module_names() if ">>>" in _source(m).read_
 def test_docstring_examples_run(module_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = importlib.import_module(module_name)  # an ImportError (missing extra) fails the test
     tests = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module) if t.examples]
-    assert tests, f"{module_name} contains '>>>' but doctest finds no example to run (not in a docstring?)"
+    assert tests, f"{module_name} has '>>>' lines but doctest finds no example to run (not in a docstring?)"
     monkeypatch.chdir(tmp_path)  # an example that writes a relative path writes here
     runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
     report = io.StringIO()
@@ -69,6 +72,26 @@ def test_docstring_examples_run(module_name: str, tmp_path: Path, monkeypatch: p
     finally:
         jax.config.update("jax_enable_x64", x64)
     assert runner.failures == 0, f"{runner.failures} of {runner.tries} examples failed:\n{report.getvalue()}"
+
+
+PAGES_WITH_EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md") if EXAMPLE_LINE.search(p.read_text()))
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES)
+def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hand-written pages' ``>>>`` examples, in a fresh namespace, float64 as in a new interpreter:
+    # off, unless the page imports parity (which turns it on).
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / page).read_text()
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", bool(re.search(r"^>>> (import|from) .*\bparity\b", text, re.MULTILINE)))
+    try:
+        results = doctest.testfile(str(ROOT / page), module_relative=False, globs={}, optionflags=DOCTEST_FLAGS,
+                                   report=False, verbose=False)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    assert results.attempted > 0
+    assert results.failed == 0, f"{results.failed} of {results.attempted} examples in {page} failed (details above)"
 
 
 # --------------------------------------------------------------------------- every public object has one
