@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import doctest
+import html
 import importlib
 import inspect
 import io
@@ -258,3 +259,17 @@ def test_rest_markup_becomes_markdown() -> None:
     assert "    a: two inputs.\n    b: two inputs." in md
     assert md.endswith("Examples:\n    >>> 2 + 2\n    4")  # Griffe renders its own Examples section
     assert ":func:" not in md and ".. math::" not in md and "::\n" not in md
+
+
+def _page_text(site: Path, page: str) -> str:
+    """A page's text: tags dropped, entities decoded, whitespace collapsed."""
+    text = re.sub(r"<[^>]+>", "", (site / page / "index.html").read_text())
+    return html.unescape(re.sub(r"\s+", " ", text)).replace("( ", "(")  # with or without line breaks
+
+
+def test_site_shows_signatures(site: Path) -> None:
+    # Functions and the jaxloss.nn dataclasses (made by a project decorator) show their parameters.
+    assert 'l1_loss(input: Array, target: Array, reduction: Reduction = "mean"' in _page_text(site, "losses/regression")
+    nn_text = _page_text(site, "nn")
+    assert "CrossEntropyLoss(weight: Array | None = None, ignore_index: int = -100" in nn_text
+    assert "GaussianNLLLoss(*, full: bool = False" in nn_text
