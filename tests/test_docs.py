@@ -244,7 +244,7 @@ def test_rest_markup_becomes_markdown() -> None:
         "Args:",
         "    a, b: two inputs.",
         "",
-        "Examples:",
+        "Example:",
         "    >>> 2 + 2",
         "    4",
     ])

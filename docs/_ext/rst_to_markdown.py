@@ -115,6 +115,7 @@ def rst_to_markdown(obj: griffe.Object, text: str) -> str:
             examples_indent = None
         if _EXAMPLES_SECTION.match(line):
             examples_indent = _indent(line)
+            line = line.replace("Example:", "Examples:")  # Griffe: "Examples" is code, "Example" an admonition
         if examples_indent is not None and stripped.startswith(">>>"):
             out.append(_DIRECTIVE.sub("", line))
             i += 1
