@@ -75,7 +75,9 @@ def test_docstring_examples_run(module_name: str, tmp_path: Path, monkeypatch: p
     assert runner.failures == 0, f"{runner.failures} of {runner.tries} examples failed:\n{report.getvalue()}"
 
 
-PAGES_WITH_EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md") if EXAMPLE_LINE.search(p.read_text()))
+PAGES_WITH_EXAMPLES = sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md") if EXAMPLE_LINE.search(p.read_text())
+)
 
 
 @pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES)
@@ -85,14 +87,24 @@ def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     text = (ROOT / page).read_text()
     x64 = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", bool(re.search(r"^>>> (import|from) .*\bparity\b", text, re.MULTILINE)))
+    jax.config.update(
+        "jax_enable_x64", bool(re.search(r"^>>> (import|from) .*\bparity\b", text, re.MULTILINE))
+    )
     try:
-        results = doctest.testfile(str(ROOT / page), module_relative=False, globs={}, optionflags=DOCTEST_FLAGS,
-                                   report=False, verbose=False)
+        results = doctest.testfile(
+            str(ROOT / page),
+            module_relative=False,
+            globs={},
+            optionflags=DOCTEST_FLAGS,
+            report=False,
+            verbose=False,
+        )
     finally:
         jax.config.update("jax_enable_x64", x64)
     assert results.attempted > 0
-    assert results.failed == 0, f"{results.failed} of {results.attempted} examples in {page} failed (details above)"
+    assert results.failed == 0, (
+        f"{results.failed} of {results.attempted} examples in {page} failed (details above)"
+    )
 
 
 # --------------------------------------------------------------------------- every public object has one
@@ -169,7 +181,10 @@ def test_completeness_check_sees_examples_and_their_absence() -> None:
     module = ModuleType("fake_public_module")
     module.__all__ = ["documented", "undocumented", "CONSTANT"]
     module.documented, module.undocumented, module.CONSTANT = documented, undocumented, 3
-    assert sorted(_public_objects(module)) == ["fake_public_module.documented", "fake_public_module.undocumented"]
+    assert sorted(_public_objects(module)) == [
+        "fake_public_module.documented",
+        "fake_public_module.undocumented",
+    ]
 
 
 # --------------------------------------------------------------------------- the site
@@ -179,15 +194,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out
 
 
 def test_site_builds_strictly_with_every_page(site: Path) -> None:
-    for page in ("index.html", "quickstart/index.html", "losses/index.html", "nn/index.html",
-                 "checked/index.html", "parity/index.html", "train/index.html", "precision/index.html"):
+    for page in (
+        "index.html",
+        "quickstart/index.html",
+        "losses/index.html",
+        "nn/index.html",
+        "checked/index.html",
+        "parity/index.html",
+        "train/index.html",
+        "precision/index.html",
+    ):
         assert (site / page).is_file(), page
 
 
@@ -198,7 +225,9 @@ def test_site_documents_every_exported_function(site: Path) -> None:
     functions = [n for n in jaxloss.__all__ if inspect.isfunction(inspect.unwrap(getattr(jaxloss, n)))]
     assert "cross_entropy" in functions and "from_torch" in functions
     undocumented = [n for n in functions if f'id="jaxloss.{n}"' not in html]
-    assert not undocumented, f"exported but on no page (add `::: jaxloss.NAME` to a docs/losses/ page): {undocumented}"
+    assert not undocumented, (
+        f"exported but on no page (add `::: jaxloss.NAME` to a docs/losses/ page): {undocumented}"
+    )
 
 
 def test_site_has_no_raw_rest_markup(site: Path) -> None:
@@ -206,7 +235,15 @@ def test_site_has_no_raw_rest_markup(site: Path) -> None:
     for page in site.rglob("*.html"):
         text = page.read_text()
         # A bare ">>>" example is read by Markdown as nested block quotes.
-        for marker in (":func:`", ":class:`", ":mod:`", ":meth:`", ":data:`", ".. math::", "<blockquote>\n<blockquote>"):
+        for marker in (
+            ":func:`",
+            ":class:`",
+            ":mod:`",
+            ":meth:`",
+            ":data:`",
+            ".. math::",
+            "<blockquote>\n<blockquote>",
+        ):
             if marker in text:
                 leaks.append(f"{page.relative_to(site)}: {marker!r}")
     assert not leaks, "reST markup rendered as text (see docs/_ext/rst_to_markdown.py):\n" + "\n".join(leaks)
@@ -218,36 +255,40 @@ def test_rest_markup_becomes_markdown() -> None:
 
     import griffe
 
-    spec = importlib.util.spec_from_file_location("rst_to_markdown", ROOT / "docs" / "_ext" / "rst_to_markdown.py")
+    spec = importlib.util.spec_from_file_location(
+        "rst_to_markdown", ROOT / "docs" / "_ext" / "rst_to_markdown.py"
+    )
     ext = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ext)
     func = griffe.Function("f", parent=griffe.Module("jaxloss"))
-    doc = "\n".join([
-        "See :func:`jaxloss.l1_loss`, :func:`helper`, :class:`~jax.Array`; calls __call__.",
-        "",
-        ".. math:: \\ell = |x - y|",
-        "",
-        ".. math::",
-        "    a &= b \\\\",
-        "    c &= d",
-        "",
-        "Usage::",
-        "",
-        "    python -m parity --loss l1_loss",
-        "",
-        ">>> 1 + 1  # doctest: +ELLIPSIS",
-        "2",
-        "",
-        "Mode",
-        "    what the mode does.",
-        "",
-        "Args:",
-        "    a, b: two inputs.",
-        "",
-        "Example:",
-        "    >>> 2 + 2",
-        "    4",
-    ])
+    doc = "\n".join(
+        [
+            "See :func:`jaxloss.l1_loss`, :func:`helper`, :class:`~jax.Array`; calls __call__.",
+            "",
+            ".. math:: \\ell = |x - y|",
+            "",
+            ".. math::",
+            "    a &= b \\\\",
+            "    c &= d",
+            "",
+            "Usage::",
+            "",
+            "    python -m parity --loss l1_loss",
+            "",
+            ">>> 1 + 1  # doctest: +ELLIPSIS",
+            "2",
+            "",
+            "Mode",
+            "    what the mode does.",
+            "",
+            "Args:",
+            "    a, b: two inputs.",
+            "",
+            "Example:",
+            "    >>> 2 + 2",
+            "    4",
+        ]
+    )
     md = ext.rst_to_markdown(func, doc)
     assert '<autoref identifier="jaxloss.l1_loss" optional><code>jaxloss.l1_loss</code></autoref>' in md
     assert 'identifier="jaxloss.helper"' in md and "`Array`" in md and "`__call__`" in md
@@ -269,7 +310,9 @@ def _page_text(site: Path, page: str) -> str:
 
 def test_site_shows_signatures(site: Path) -> None:
     # Functions and the jaxloss.nn dataclasses (made by a project decorator) show their parameters.
-    assert 'l1_loss(input: Array, target: Array, reduction: Reduction = "mean"' in _page_text(site, "losses/regression")
+    assert 'l1_loss(input: Array, target: Array, reduction: Reduction = "mean"' in _page_text(
+        site, "losses/regression"
+    )
     nn_text = _page_text(site, "nn")
     assert "CrossEntropyLoss(weight: Array | None = None, ignore_index: int = -100" in nn_text
     assert "GaussianNLLLoss(*, full: bool = False" in nn_text

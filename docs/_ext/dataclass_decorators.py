@@ -23,5 +23,7 @@ class DataclassDecorators(griffe.Extension):
 
     def on_class_instance(self, *, cls: griffe.Class, **kwargs: Any) -> None:
         if any(d.callable_path in self.decorators for d in cls.decorators):
-            expr = griffe.get_expression(ast.parse("dataclasses.dataclass", mode="eval").body, parent=cls.parent)
+            expr = griffe.get_expression(
+                ast.parse("dataclasses.dataclass", mode="eval").body, parent=cls.parent
+            )
             cls.decorators.append(griffe.Decorator(expr, lineno=cls.lineno, endlineno=cls.lineno))

@@ -115,7 +115,9 @@ def rst_to_markdown(obj: griffe.Object, text: str) -> str:
             examples_indent = None
         if _EXAMPLES_SECTION.match(line):
             examples_indent = _indent(line)
-            line = line.replace("Example:", "Examples:")  # Griffe: "Examples" is code, "Example" an admonition
+            line = line.replace(
+                "Example:", "Examples:"
+            )  # Griffe: "Examples" is code, "Example" an admonition
         if examples_indent is not None and stripped.startswith(">>>"):
             out.append(_DIRECTIVE.sub("", line))
             i += 1
@@ -183,7 +185,9 @@ def _literal_block(lines: list[str], marker: int, out: list[str]) -> int:
     inner = min(_indent(b) for b in block if b.strip())
     pad = " " * indent
     lang = "bash" if all(b.lstrip().startswith(_SHELL) for b in block if b.strip()) else "python"
-    out.extend(["", f"{pad}```{lang}", *(f"{pad}{b[inner:]}" if b.strip() else "" for b in block), f"{pad}```"])
+    out.extend(
+        ["", f"{pad}```{lang}", *(f"{pad}{b[inner:]}" if b.strip() else "" for b in block), f"{pad}```"]
+    )
     return i
 
 
