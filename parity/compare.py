@@ -74,7 +74,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from parity.tolerances import dtype_name, tolerance_for, tolerance_usage, ulp_error
+from parity.tolerances import Tolerance, dtype_name, tolerance_for, tolerance_usage, ulp_error
 
 jax.config.update("jax_enable_x64", True)
 
@@ -113,6 +113,7 @@ class Comparison:
     torch_ref_abs: float | None = None  # worst |torch - float64 reference|
     jax_ref_ulp: float | None = None
     torch_ref_ulp: float | None = None
+    torch_ref_passed: bool | None = None  # torch within tolerance of the float64 reference
     message: str = ""
 
     @property
@@ -468,8 +469,13 @@ def compare_arrays(
     dtype: str,
     reference: Any = None,
     judge: str = "torch",
+    tol: Tolerance | None = None,
 ) -> Comparison:
-    """Compare one JAX array with torch's (and both with an optional float64 reference)."""
+    """Compare one JAX array with torch's (and both with an optional float64 reference).
+
+    ``tol`` overrides the dtype's tolerance from :mod:`parity.tolerances`.
+    """
+    tol = tol or tolerance_for(dtype)
     a, e = _np64(actual), _np64(expected)
     a_dt, e_dt = _out_dtype(actual), _out_dtype(expected)
     if a.shape != e.shape:
@@ -484,11 +490,11 @@ def compare_arrays(
         c.n_bad = int(bad.sum())
         c.passed = c.passed and not c.n_bad
         return c
-    ok, usage = _agree(a, e, dtype)
+    ok, usage = _agree(a, e, tol)
     abs_err = _err(a, e)
     # relative and ULP errors where torch's value is significant (|e| > atol): near 0 the
     # absolute error is the meaningful one (a 1e-17 vs 0 difference is "100% relative")
-    sig = ~(np.abs(e) <= tolerance_for(dtype).atol)
+    sig = ~(np.abs(e) <= tol.atol)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where((abs_err == 0) | ~sig, 0.0, abs_err / np.abs(e))
     ulps = np.where((abs_err == 0) | ~sig, 0.0, ulp_error(a, e, dtype))
@@ -508,7 +514,8 @@ def compare_arrays(
             with np.errstate(invalid="ignore"):
                 c.jax_ref_ulp = _max(np.where(ja == 0, 0.0, np.nan_to_num(ulp_error(a, r, dtype), nan=np.inf)))
                 c.torch_ref_ulp = _max(np.where(ta == 0, 0.0, np.nan_to_num(ulp_error(e, r, dtype), nan=np.inf)))
-            ok_ref, _ = _agree(a, r, dtype)
+            ok_ref, _ = _agree(a, r, tol)
+            c.torch_ref_passed = bool(_agree(e, r, tol)[0].all())
             if judge == "reference":
                 c.judged = "reference"
                 c.passed = c.passed and bool(ok_ref.all())
@@ -537,12 +544,12 @@ def _rounded(r: np.ndarray, dtype: str) -> np.ndarray:
         return r.astype(NP_DTYPES[dtype]).astype(np.float64)
 
 
-def _agree(a: np.ndarray, e: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+def _agree(a: np.ndarray, e: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
     """Elementwise agreement (NaN ~ NaN, inf ~ inf of the same sign) and tolerance usage."""
     both_nan = np.isnan(a) & np.isnan(e)
     same_inf = np.isinf(a) & np.isinf(e) & (np.sign(a) == np.sign(e))
     special = both_nan | same_inf
-    usage = np.where(special, 0.0, tolerance_usage(a, e, dtype))
+    usage = np.where(special, 0.0, tolerance_usage(a, e, tol))
     usage = np.where(np.isnan(usage), np.inf, usage)
     return special | (usage <= 1.0), usage
 

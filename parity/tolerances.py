@@ -103,8 +103,14 @@ def ulp_error(actual: np.ndarray, expected: np.ndarray, dtype: object) -> np.nda
 
 
 def tolerance_usage(actual: np.ndarray, expected: np.ndarray, dtype: object) -> np.ndarray:
-    """``|actual - expected| / (atol + rtol * |expected|)``: an element passes where this is <= 1."""
-    tol = tolerance_for(dtype)
+    """``|actual - expected| / (atol + rtol * |expected|)``: an element passes where this is <= 1.
+
+    ``dtype`` names the tolerance (a dtype), or is a :class:`Tolerance` itself.
+
+    >>> float(tolerance_usage(np.array([1.5]), np.array([1.0]), Tolerance(rtol=0.25, atol=0.25))[0])
+    1.0
+    """
+    tol = dtype if isinstance(dtype, Tolerance) else tolerance_for(dtype)
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
