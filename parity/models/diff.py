@@ -266,6 +266,8 @@ def judge(jax_path: str, torch_name: str, kind: str, tensor: str, call: int, j: 
     dtype = str(t.dtype) if np.issubdtype(t.dtype, np.floating) else "float64"
     base = tolerance_for(dtype) if dtype in ("float64", "float32", "float16", "bfloat16") else tolerance_for("float64")
     tol = Tolerance(_tol(rtol, jax_path, base.rtol), _tol(atol, jax_path, base.atol))
+    if np.issubdtype(j.dtype, np.integer) and np.issubdtype(t.dtype, np.integer):
+        j = j.astype(t.dtype)  # counters: int32 in JAX, int64 in torch; the values must agree
     c: Comparison = compare_arrays(f"{jax_path}.{tensor}", j, t, dtype, ref, tol=tol)
     d = LayerDiff(
         jax_path, torch_name, kind, c.passed, tensor=tensor, call=call, shape=tuple(t.shape), dtype=dtype,
