@@ -465,3 +465,121 @@ def write(report: dict[str, Any], folder: str) -> dict[str, str]:
     with open(paths["html"], "w", encoding="utf-8") as fh:
         fh.write(html_page(report))
     return paths
+
+
+# --------------------------------------------------------------------------- models, layer by layer
+_FLOOR = 1e-9  # exact agreement is drawn here (log scale)
+_KIND_COLOURS = {"param": "#9aa0a6", "forward": "#1a73e8", "grad": "#e8710a"}
+
+
+def layer_plot_png(model: dict[str, Any], title: str = "") -> bytes:
+    """The error-by-layer plot of a :meth:`parity.models.ModelReport.to_json` dict, as PNG bytes.
+
+    One point per compared tensor in report order (forward, then backward): the fraction of
+    its tolerance it used (log scale; above 1 fails), coloured by kind, failures ringed in red.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = model["layers"]
+    usage = [max(_num(d["usage"]), _FLOOR) for d in rows]
+    fig, ax = plt.subplots(figsize=(max(8.0, min(0.12 * len(rows), 24.0)), 3.6), dpi=110)
+    for kind, colour in _KIND_COLOURS.items():
+        idx = [k for k, d in enumerate(rows) if d["kind"] == kind]
+        ax.scatter(idx, [usage[k] for k in idx], s=14, color=colour, label=kind, zorder=3)
+    bad = [k for k, d in enumerate(rows) if not d["passed"]]
+    ax.scatter(bad, [usage[k] for k in bad], s=70, facecolors="none", edgecolors="#c5221f", linewidths=1.5,
+               label="out of tolerance", zorder=4)
+    ax.axhline(1.0, color="#c5221f", lw=1, ls="--")
+    ax.set_yscale("log")
+    ax.set_ylabel("tolerance used\n(exact: bottom)", fontsize=8)
+    step = max(1, len(rows) // 40)
+    ax.set_xticks(range(0, len(rows), step))
+    ax.set_xticklabels([_short(rows[k]) for k in range(0, len(rows), step)], rotation=70, fontsize=6, ha="right")
+    ax.set_title(title or "error by layer (forward, then backward)", fontsize=10)
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _num(x: Any) -> float:
+    return float(x) if not isinstance(x, str) else float("inf")
+
+
+def _short(d: dict[str, Any]) -> str:
+    name = d["jax_path"] or "(model)"
+    return f"{name}.{d['tensor']}" if d["tensor"] != "output" else name
+
+
+def _layer_row(d: dict[str, Any]) -> list[str]:
+    nonfinite = [f"{side} at {d[side + '_nonfinite']}" for side in ("jax", "torch") if d.get(side + "_nonfinite") is not None]
+    closer = "-" if d.get("closer") is None else f"{d['closer']}; torch f32 {'ok' if d.get('torch_ref_passed') else 'OUT'}"
+    return [d["kind"], d["jax_path"] or "(model)", d["torch_name"] or "(model)", d["tensor"], "ok" if d["passed"] else "FAIL",
+            _e(_num(d["max_abs_err"])), _e(_num(d["mean_abs_err"])), _e(_num(d["p99_abs_err"])), _e(_num(d["max_rel_err"])),
+            _ulps(_num(d["max_ulp"])), f"{_num(d['usage']):.2g}", ", ".join(nonfinite) or "-", closer, d.get("message", "")]
+
+
+_LAYER_HEAD = ["kind", "jax path", "torch name", "tensor", "", "max abs", "mean abs", "p99 abs", "max rel", "ulp",
+               "tol used", "first NaN/inf", "vs float64", "note"]
+
+
+def model_markdown(model: dict[str, Any], title: str) -> str:
+    """A per-layer section in Markdown: the verdict, then the table of every compared tensor."""
+    out = [f"## {title}", "", f"**{model['verdict']}**", ""]
+    if model.get("unpaired_torch") or model.get("unpaired_jax"):
+        out += [f"Not compared (no partner): JAX {model['unpaired_jax']}, torch {model['unpaired_torch']}.", ""]
+    out.append("| " + " | ".join(_LAYER_HEAD) + " |")
+    out.append("|" + "---|" * len(_LAYER_HEAD))
+    for d in model["params"] + model["layers"]:
+        out.append("| " + " | ".join(c.replace("|", "/") for c in _layer_row(d)) + " |")
+    return "\n".join(out) + "\n"
+
+
+def model_section_html(model: dict[str, Any], title: str) -> str:
+    """A per-layer section in HTML: the verdict, the error-by-layer plot (inline PNG), the table."""
+    import base64
+
+    esc = html.escape
+    cls = "ok" if model["passed"] else "bad"
+    p = [f"<h2>{esc(title)}</h2><p class='{cls}'>{esc(model['verdict'])}</p>"]
+    png = base64.b64encode(layer_plot_png(model, title)).decode()
+    p.append(f"<p><img alt='error by layer' style='max-width:100%' src='data:image/png;base64,{png}'></p>")
+    settings = model.get("meta", {}).get("settings", {})
+    if settings:
+        p.append("<p class='note'>" + esc(", ".join(f"{k}={v}" for k, v in settings.items())) + "</p>")
+    if model.get("unpaired_torch") or model.get("unpaired_jax"):
+        p.append(f"<p class='note'>Not compared (no partner): JAX {esc(str(model['unpaired_jax']))}, "
+                 f"torch {esc(str(model['unpaired_torch']))}.</p>")
+    rows = model["params"] + model["layers"]
+    p.append(f"<details{' open' if not model['passed'] else ''}><summary>{len(rows)} compared tensors</summary><table><tr>"
+             + "".join(f"<th class='l'>{esc(h)}</th>" for h in _LAYER_HEAD) + "</tr>")
+    for d in rows:
+        cells = "".join(f"<td class='l'>{esc(c)}</td>" for c in _layer_row(d))
+        p.append(f"<tr class='{'pass' if d['passed'] else 'fail'}'>{cells}</tr>")
+    p.append("</table></details>")
+    return "\n".join(p)
+
+
+def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[str, str]:
+    """``report.json``, ``report.md``, ``report.html`` and ``layers.png`` of one model comparison."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {k: os.path.join(folder, f"report.{k}") for k in ("json", "md", "html")}
+    paths["png"] = os.path.join(folder, "layers.png")
+    with open(paths["json"], "w", encoding="utf-8") as fh:
+        json.dump(_clean(model), fh, indent=1, allow_nan=False)
+    with open(paths["md"], "w", encoding="utf-8") as fh:
+        fh.write(f"# {title}\n\n" + model_markdown(model, "Per layer"))
+    with open(paths["html"], "w", encoding="utf-8") as fh:
+        fh.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>"
+                 f"</head><body><h1>{html.escape(title)}</h1>\n{model_section_html(model, 'Per layer')}\n</body></html>\n")
+    with open(paths["png"], "wb") as fh:
+        fh.write(layer_plot_png(model, title))
+    return paths

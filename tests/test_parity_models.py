@@ -289,3 +289,39 @@ def test_golden_round_trip_across_frameworks(tmp_path):
     assert (r.first_divergence.jax_path, r.first_divergence.kind) == ("conv3", "forward")
     same = parity.compare_golden(fm, xj, jpath)  # JAX against its own earlier run: exact
     assert same.passed and max(d.max_abs_err for d in same.layers) == 0.0
+
+
+def test_cli_prints_table_writes_report_and_golden(tmp_path, capsys):
+    from parity.models.__main__ import main
+
+    golden = str(tmp_path / "t.npz")
+    assert main(["--model", "seed-cnn", "--save", golden]) == 0
+    rc = main(["--model", "seed-cnn", "--against", golden, "--out", str(tmp_path / "rep"), "--all"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "PASSED" in out and "forward conv2 (torch model.2)" in out
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "layer" in html
+    assert (tmp_path / "rep" / "layers.png").stat().st_size > 5000
+    with pytest.raises(SystemExit) as e:
+        main(["--model", "seed-cnn", "--image-size", "16"])
+    assert e.value.code == 2
+
+
+def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
+    import builtins
+    import sys
+
+    from parity.models.__main__ import main
+
+    real = builtins.__import__
+
+    def no_torch(name, *a, **k):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    assert main(["--model", "seed-cnn"]) == 2
+    assert "pip install 'jaxloss[parity]'" in capsys.readouterr().err
