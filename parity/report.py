@@ -95,8 +95,9 @@ def _usage_of(r: CaseResult) -> float:
     return max((r.worst(k, "usage") for k in ("outputs", "grads", "hvps")), default=0.0)
 
 
-def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[str, Any]) -> dict[str, Any]:
-    """The report as one JSON-able dict."""
+def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[str, Any],
+          models: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The report as one JSON-able dict; ``models``: ``{name: ModelReport.to_json()}`` of model comparisons."""
     by_loss: dict[str, list[CaseResult]] = {}
     for r in results:
         by_loss.setdefault(r.loss, []).append(r)
@@ -155,6 +156,7 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
         "deviations": _deviations(results),
         "failures": [r.to_json() for r in results if r.status in ("failed", "error")],
         "cases": [r.to_json() for r in results],
+        "models": dict(models or {}),
     }
 
 
@@ -249,6 +251,8 @@ def markdown(report: dict[str, Any]) -> str:
                f"{s['judged_by_reference']} judged against the float64 reference ({s['documented_deviations']} documented deviations, "
                f"{s['low_precision_rule']} by the low-precision rule). "
                f"Against float64: jaxloss closer {s['jax_closer']}×, torch closer {s['torch_closer']}×, tie {s['ties']}×.")
+    if m.get("precision"):
+        out += ["", "Precision: " + _settings_text(m["precision"])]
     out += ["", "## Per loss", ""]
     rows = table_rows(report)
     out.append("| " + " | ".join(rows[0]) + " |")
@@ -277,6 +281,8 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "## Coverage", ""]
     out.append("Every public parameter of every loss appears in at least one grid case." if not miss else
                "Parameters no grid case exercises: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in miss.items()))
+    for name, model in report.get("models", {}).items():
+        out += ["", model_markdown(model, model.get("title", name))]
     out += ["", "## Failures", ""]
     if not report["failures"]:
         out.append("None.")
@@ -357,6 +363,8 @@ def html_page(report: dict[str, Any]) -> str:
              f"{s['judged_by_reference']} judged against the float64 reference ({s['documented_deviations']} documented deviations, "
              f"{s['low_precision_rule']} by the low-precision rule). Against float64: jaxloss closer {s['jax_closer']}×, "
              f"torch closer {s['torch_closer']}×, tie {s['ties']}×.</p>")
+    if m.get("precision"):
+        p.append(f"<p class='note'>Precision: {esc(_settings_text(m['precision']))}</p>")
     # per loss
     p.append("<h2>Per loss</h2><p class='note'>tol used: the largest fraction of its dtype's tolerance "
              "(|jax - torch| / (atol + rtol |torch|)) any compared array of the loss used; 1 is the limit. Errors: worst "
@@ -413,6 +421,8 @@ def html_page(report: dict[str, Any]) -> str:
                 row.append(f"<td class='{'miss' if not n else 'pass'}'>{n}</td>")
         p.append("<tr>" + "".join(row) + "</tr>")
     p.append("</table>")
+    for name, model in report.get("models", {}).items():
+        p.append(model_section_html(model, model.get("title", name)))
     # failures
     p.append(f"<h2>Failures ({len(report['failures'])})</h2>")
     if not report["failures"]:
@@ -465,6 +475,11 @@ def write(report: dict[str, Any], folder: str) -> dict[str, str]:
     with open(paths["html"], "w", encoding="utf-8") as fh:
         fh.write(html_page(report))
     return paths
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    """``parity.precision.settings()`` as one line."""
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 # --------------------------------------------------------------------------- models, layer by layer
@@ -554,7 +569,7 @@ def model_section_html(model: dict[str, Any], title: str) -> str:
     p.append(f"<p><img alt='error by layer' style='max-width:100%' src='data:image/png;base64,{png}'></p>")
     settings = model.get("meta", {}).get("settings", {})
     if settings:
-        p.append("<p class='note'>" + esc(", ".join(f"{k}={v}" for k, v in settings.items())) + "</p>")
+        p.append("<p class='note'>" + esc(_settings_text(settings)) + "</p>")
     if model.get("unpaired_torch") or model.get("unpaired_jax"):
         p.append(f"<p class='note'>Not compared (no partner): JAX {esc(str(model['unpaired_jax']))}, "
                  f"torch {esc(str(model['unpaired_torch']))}.</p>")

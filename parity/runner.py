@@ -220,8 +220,12 @@ def _chunks(jobs: list[Job], batch: int = BATCH) -> list[list[Job]]:
     return sorted(chunks, key=lambda g: not any(h in g[0][0] for h in heavy))
 
 
-def _run_chunk(chunk: list[Job], device: str, fuzz: bool) -> list[CaseResult]:
-    return run_batch(chunk, device, fuzz)
+def _run_chunk(chunk: list[Job], device: str, fuzz: bool, mode: str = "default") -> list[CaseResult]:
+    """One batch in a worker process, under the parent's float32 precision ``mode`` (:mod:`parity.precision`)."""
+    from parity.precision import precision
+
+    with precision(mode):
+        return run_batch(chunk, device, fuzz)
 
 
 _SETUP_DONE = False
@@ -263,9 +267,14 @@ def run_jobs(
     fuzz: bool = False,
     batch: int = BATCH,
     xla_cache: str | None = None,
+    precision: str | None = None,
 ) -> list[CaseResult]:
     """Run jobs (in ``workers`` processes when > 1), in batches of ``batch`` jobs of one dtype
-    whose JAX programs are compiled as one; progress is reported per batch."""
+    whose JAX programs are compiled as one; progress is reported per batch. ``precision``: the
+    :mod:`parity.precision` mode the worker processes run under (default: this process's)."""
+    from parity.precision import settings
+
+    mode = precision or settings()["mode"]
     chunks = _chunks(jobs, batch)
     total, done = len(jobs), 0
     results: list[CaseResult] = []
@@ -310,7 +319,7 @@ def run_jobs(
                     return
                 chunk = pending.popleft()
                 counts["submitted"] += 1
-            pool.submit(_run_chunk, chunk, device, fuzz).add_done_callback(on_done)
+            pool.submit(_run_chunk, chunk, device, fuzz, mode).add_done_callback(on_done)
 
         def on_done(fut: cf.Future[list[CaseResult]]) -> None:
             submit_next()  # first, so that the count includes it before the result is seen

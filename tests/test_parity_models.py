@@ -26,7 +26,7 @@ DTYPES = ["float64", "float32"]
 def _to_dtype(fm, tm, dtype):
     if dtype == "float64":
         tm.double()
-        floats = lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+        floats = lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
         nnx.update(fm, jax.tree.map(floats, nnx.state(fm)))
     return fm, tm
 

@@ -157,3 +157,42 @@ def test_cli_default_run_with_two_workers_and_the_xla_cache(tmp_path):
     assert a["meta"]["xla_cache"] == str(out / ".xla-cache") and a["meta"]["workers"] == 2
     strip = lambda cases: sorted((c["id"], c["status"], json.dumps(c["result"], sort_keys=True)) for c in cases)  # noqa: E731
     assert strip(a["cases"]) == strip(b["cases"]) and a["summary"]["cases"] == a["summary"]["passed"] > 20
+
+
+@pytest.mark.parametrize("bad", [["--fuzz", "-1"], ["-j", "-2"], ["--seed", "-1"], ["--out", "/dev/null/report"],
+                                 ["--models", "vgg"], ["--precision", "fp8"]])
+def test_cli_rejects_bad_options_before_running(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--loss", "l1_loss"] + bad)
+    assert e.value.code == 2
+    assert bad[0].lstrip("-") in capsys.readouterr().err
+
+
+def test_cli_records_precision_and_adds_the_model_section(tmp_path):
+    out = tmp_path / "p"
+    rc = main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache", "--precision", "ieee",
+               "--models", "seed-cnn", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["meta"]["precision"]["mode"] == "ieee"
+    assert data["models"]["seed-cnn"]["passed"] and data["models"]["seed-cnn"]["layers"]
+    page = (out / "report.html").read_text()
+    assert "Precision: mode=ieee" in page and "seed-cnn (float32, batch 2) against its torch twin" in page
+    assert "data:image/png;base64," in page
+
+
+def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
+    import builtins
+    import sys
+
+    real = builtins.__import__
+
+    def no_torch(name, *a, **k):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    assert main(["--loss", "l1_loss"]) == 2
+    assert "pip install 'jaxloss[parity]'" in capsys.readouterr().err

@@ -64,10 +64,8 @@ import numpy as np
 
 from parity.models.capture import Capture, capture_jax, capture_torch, jax_module_names, random_cotangent
 from parity.models.diff import LayerDiff, ModelReport, Tol, compare_captures
-from parity.models.layout import channels_last, to_jax_layout
-
 from parity.models.golden import capture, is_torch_model, load_golden, save_golden
-from parity.models.layout import align, channels_last_perm
+from parity.models.layout import align, channels_last, channels_last_perm, to_jax_layout
 
 __all__ = ["LayerDiff", "ModelReport", "compare_golden", "compare_models", "compare_params", "load_golden", "save_golden"]
 

@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 
+from parity.files import writable_folder
 from parity.precision import MODES
 
 
@@ -60,22 +61,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.against and not os.path.isfile(args.against):
         problems.append(f"--against {args.against}: no such file")
     for what, path in (("--save", args.save), ("--out", args.out)):
-        if path and not _writable(path if what == "--out" else os.path.dirname(os.path.abspath(path))):
+        if path and not writable_folder(path if what == "--out" else os.path.dirname(os.path.abspath(path))):
             problems.append(f"{what} {path}: not writable")
     if problems:
         ap.error("; ".join(problems))
     return args
-
-
-def _writable(folder: str) -> bool:
-    """Whether ``folder`` exists and is writable, or can be created."""
-    folder = os.path.abspath(folder)
-    while not os.path.exists(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return False
-        folder = parent
-    return os.path.isdir(folder) and os.access(folder, os.W_OK)
 
 
 def main(argv: list[str] | None = None) -> int:

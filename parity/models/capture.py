@@ -201,14 +201,14 @@ class _Recorder:
         saved = [(cls, cls.__dict__.get("__call__")) for cls in classes]
         try:
             for cls in classes:
-                setattr(cls, "__call__", self._wrap(cls.__call__))
+                cls.__call__ = self._wrap(cls.__call__)
             yield
         finally:
             for cls, orig in reversed(saved):
                 if orig is None:
                     delattr(cls, "__call__")
                 else:
-                    setattr(cls, "__call__", orig)
+                    cls.__call__ = orig
 
 
 def capture_jax(
@@ -238,7 +238,7 @@ def capture_jax(
         rec = _Recorder(names, probes)
         with rec.installed(m):
             out = m(*jargs)
-        is_arr = lambda x: hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)  # noqa: E731
+        is_arr = lambda x: hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)
         state = _jax_tensors(m, names, nnx.Variable)
         state = {k: v for k, v in state.items() if k not in _param_keys(m, names)}
         keys[:] = [r[:2] for r in rec.records]
@@ -308,7 +308,7 @@ def capture_torch(
 
     device = next(iter(model.parameters()), torch.zeros(())).device
     targs = [torch.as_tensor(np.asarray(a)).to(device) if not isinstance(a, torch.Tensor) else a for a in args]
-    is_t = lambda x: isinstance(x, torch.Tensor) and x.is_floating_point()  # noqa: E731
+    is_t = lambda x: isinstance(x, torch.Tensor) and x.is_floating_point()
     names = {id(m): n for n, m in model.named_modules()}
     want_grad = cotangent is not None
     records: list[Record] = []

@@ -19,10 +19,9 @@ def order_mapping(flax_model: Any, torch_model: Any) -> dict[str, str]:
     """``{jax_path: torch_name}`` of the parameterised layers, paired in state_dict order (as
     :mod:`train.convert` pairs them), for twins whose layer names differ (the seed CNN's
     ``conv1`` is torch's ``model.0``)."""
+    from parity.models.capture import jax_module_names
     from train.convert import torch_layer_groups
     from train.models import torch_order_layers
-
-    from parity.models.capture import jax_module_names
 
     names = jax_module_names(flax_model)
     groups = torch_layer_groups(torch_model.state_dict())
@@ -51,7 +50,7 @@ def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> t
     fm.train(), tm.train()
     if dtype == "float64":
         tm.double()
-        floats = lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+        floats = lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
         nnx.update(fm, jax.tree.map(floats, nnx.state(fm)))
     return fm, tm, order_mapping(fm, tm)
 
