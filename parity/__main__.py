@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with precision(args.precision):
         results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz),
-                                  xla_cache=xla_cache, precision=args.precision)
+                                  xla_cache=xla_cache, precision=args.precision,
+                                  costs=runner.previous_costs(os.path.join(args.out, "report.json")))
         settings = parity.precision.settings()
         models = {name: _model_report(name) for name in _models(args)}
 

@@ -14,7 +14,7 @@ JSON schema (``"schema": "parity-report/1"``)::
                   "documented_deviations", "low_precision_rule", "jax_closer", "torch_closer", "ties", "ok"},
       "losses": [{"loss", "family", "torch", "cases", "passed", "failed", "errors", "not_implemented",
                   "worst_value": {"abs", "rel", "ulp", "usage"}, "worst_grad": {...}, "worst_hvp": {...},
-                  "worst_case", "status"}],
+                  "worst_value_at": {"abs": case id, ...}, "worst_grad_at", "worst_hvp_at", "worst_case", "status"}],
       "dtypes": [{"dtype", "cases", "passed", "worst_value": {...}, "worst_grad": {...}, "worst_hvp": {...},
                   "worst_value_at": {"abs": case id, "rel", "ulp", "usage"}, "worst_grad_at", "worst_hvp_at",
                   "jax_closer", "torch_closer", "ties"}],
@@ -22,7 +22,11 @@ JSON schema (``"schema": "parity-report/1"``)::
       "deviations": [{"loss", "reason", "dtypes", "cases", "passed"}],  # TorchInexact cases met
       "failures": [case result (below) of every failed / error case],
       "cases": [{"id", "loss", "family", "case", "dtype", "status", "judge", "deviation", "params", "spec",
-                 "result": parity.Result.to_json(), "seconds", "note", "reproducer", "fuzz"}]
+                 "result": parity.Result.to_json(), "seconds", "note", "reproducer", "fuzz"}],
+      "models": {name: parity.ModelReport.to_json()}  # --models: layer by layer against the torch twin
+
+"worst_hvp" is the second order, the vector-Hessian product vᵀH (the report shows it so).
+Floats that are not finite are written as strings (:func:`parity.result.jsonable`).
 
 "judged_by_reference" counts cases with at least one array judged against the
 float64 reference: "documented_deviations" (a :class:`parity.cases.TorchInexact`
@@ -36,6 +40,7 @@ Non-finite floats are written as the strings ``"inf"`` / ``"nan"``.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -44,8 +49,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from parity.cases import Loss
+from parity.result import jsonable
 from parity.runner import CaseResult
-from parity.tolerances import TOLERANCES
+from parity.tolerances import DTYPES, TOLERANCES
 
 SCHEMA = "parity-report/1"
 _METRICS = ("max_abs", "max_rel", "max_ulp", "usage")
@@ -72,11 +78,10 @@ def _worst_at(results: Sequence[CaseResult], kind: str) -> dict[str, str]:
 def _closer_counts(results: Sequence[CaseResult]) -> dict[str, int]:
     counts = {"jax_closer": 0, "torch_closer": 0, "ties": 0}
     for r in results:
-        for kind in ("outputs", "grads", "hvps"):
-            for c in r.result.get(kind, []):
-                k = {"jax": "jax_closer", "torch": "torch_closer", "tie": "ties"}.get(c.get("closer") or "")
-                if k:
-                    counts[k] += 1
+        for c in r.result.comparisons:
+            k = {"jax": "jax_closer", "torch": "torch_closer", "tie": "ties"}.get(c.closer or "")
+            if k:
+                counts[k] += 1
     return counts
 
 
@@ -118,6 +123,9 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
             "worst_value": _worst(rs, "outputs"),
             "worst_grad": _worst(rs, "grads"),
             "worst_hvp": _worst(rs, "hvps"),
+            "worst_value_at": _worst_at(rs, "outputs"),
+            "worst_grad_at": _worst_at(rs, "grads"),
+            "worst_hvp_at": _worst_at(rs, "hvps"),
             "worst_case": worst.id if worst else "",
             "status": status,
         })
@@ -138,12 +146,10 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
     params = {n: list(registry[n].params) for n in registry if n in by_loss}
     missing = {n: [p for p in ps if not covered.get(n, {}).get(p)] for n, ps in params.items()}
     summary = {**_counts(results)}
-    summary["judged_by_reference"] = sum(
-        1 for r in results if any(c.get("judged") == "reference" for k in ("outputs", "grads", "hvps") for c in r.result.get(k, []))
-    )
+    by_reference = [r for r in results if any(c.judged == "reference" for c in r.result.comparisons)]
+    summary["judged_by_reference"] = len(by_reference)
     summary["documented_deviations"] = sum(1 for r in results if r.deviation)
-    summary["low_precision_rule"] = sum(1 for r in results if not r.deviation and r.judge == "torch" and any(
-        c.get("judged") == "reference" for k in ("outputs", "grads", "hvps") for c in r.result.get(k, [])))
+    summary["low_precision_rule"] = sum(1 for r in by_reference if not r.deviation and r.judge == "torch")
     summary.update(_closer_counts(results))
     summary["ok"] = summary["failed"] == 0 and summary["errors"] == 0
     return {
@@ -170,9 +176,8 @@ def _deviations(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
                 d["dtypes"].append(r.dtype)
             d["cases"] += 1
             d["passed"] += r.status == "passed"
-    order = list(TOLERANCES)
     for d in out.values():
-        d["dtypes"].sort(key=order.index)
+        d["dtypes"].sort(key=DTYPES.index)
     return sorted(out.values(), key=lambda d: (d["loss"], d["reason"]))
 
 
@@ -202,34 +207,85 @@ def _err(w: dict[str, float]) -> str:
     return f"{_e(w['rel'])} ({_ulps(w['ulp'])} ulp)"
 
 
-_LEFT = (0, 6, 7, 8, 9)  # left-aligned columns of the per-loss table
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One column of the per-loss table: its key in a row, its header, left-aligned or not."""
+
+    key: str
+    header: str
+    left: bool = False
 
 
-def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    """The per-loss table: counts, the largest fraction of the tolerance any array used (<= 1
-    passes), worst relative / ULP errors of values, gradients and second derivatives."""
-    rows = [["loss", "cases", "passed", "failed", "n/i", "tol used", "worst value err", "worst grad err",
-             "worst 2nd-order err", "worst case"]]
-    for L in report["losses"]:
+LOSS_COLUMNS = (
+    Column("loss", "loss", left=True),
+    Column("cases", "cases"),
+    Column("passed", "passed"),
+    Column("failed", "failed"),
+    Column("n/i", "n/i"),
+    Column("usage", "tol used"),
+    Column("value", "worst value err", left=True),
+    Column("grad", "worst grad err", left=True),
+    Column("vTH", "worst vᵀH err", left=True),
+    Column("worst_case", "worst case", left=True),
+)
+_NN_PREFIX = "nn."  # the loss modules: one row together (each checks its class wraps its function)
+
+
+def _err_at(w: dict[str, float], at: dict[str, str]) -> str:
+    """'6.5e-03 (2 ulp) in case[dtype]': the worst relative / ULP error and the case it comes from."""
+    text = _err(w)
+    where = at.get("ulp") or at.get("rel") or ""
+    return f"{text} in {where.split('/', 1)[-1]}" if text != "0" and where else text
+
+
+def table_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The per-loss table, one dict per row keyed by :data:`LOSS_COLUMNS`: counts, the largest fraction
+    of the tolerance any array used (<= 1 passes), the worst relative / ULP errors of values,
+    gradients and second-order products (``vᵀH``) with the case each comes from. The ``nn.*``
+    module rows are folded into one."""
+    rows = []
+    losses = [L for L in report["losses"] if not L["loss"].startswith(_NN_PREFIX)]
+    modules = [L for L in report["losses"] if L["loss"].startswith(_NN_PREFIX)]
+    for L in losses + ([_fold(modules)] if modules else []):
         usage = max(L["worst_value"]["usage"], L["worst_grad"]["usage"], L.get("worst_hvp", {}).get("usage", 0.0))
-        rows.append([
-            L["loss"], str(L["cases"]), str(L["passed"]), str(L["failed"] + L["errors"]), str(L["not_implemented"]),
-            f"{usage:.2f}" if math.isfinite(usage) else str(usage),
-            _err(L["worst_value"]), _err(L["worst_grad"]), _err(L.get("worst_hvp") or {}),
-            L["worst_case"] if L["status"] != "not implemented" else "-",
-        ])
+        rows.append({
+            "loss": L["loss"], "cases": str(L["cases"]), "passed": str(L["passed"]), "failed": str(L["failed"] + L["errors"]),
+            "n/i": str(L["not_implemented"]), "usage": f"{usage:.2f}" if math.isfinite(usage) else str(usage),
+            "value": _err_at(L["worst_value"], L.get("worst_value_at", {})),
+            "grad": _err_at(L["worst_grad"], L.get("worst_grad_at", {})),
+            "vTH": _err_at(L.get("worst_hvp") or {}, L.get("worst_hvp_at", {})),
+            "worst_case": L["worst_case"] if L["status"] != "not implemented" else "-",
+            "status": L["status"], "torch": L.get("torch", ""),
+        })
     return rows
 
 
+def _fold(modules: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``nn.*`` rows as one: summed counts, the worst errors and where they occur."""
+    out: dict[str, Any] = {"loss": f"{_NN_PREFIX}* ({len(modules)} modules)", "torch": "torch.nn loss modules"}
+    for k in ("cases", "passed", "failed", "errors", "not_implemented"):
+        out[k] = sum(L[k] for L in modules)
+    for key in ("worst_value", "worst_grad", "worst_hvp"):
+        out[key], out[key + "_at"] = {}, {}
+        for m in ("abs", "rel", "ulp", "usage"):
+            best = max(modules, key=lambda L, key=key, m=m: L.get(key, {}).get(m, 0.0))
+            out[key][m] = best.get(key, {}).get(m, 0.0)
+            out[key + "_at"][m] = best.get(key + "_at", {}).get(m, "")
+    worst = max(modules, key=lambda L: (L["status"] == "failed", max(L["worst_value"]["usage"], L["worst_grad"]["usage"])))
+    out["worst_case"] = worst["worst_case"]
+    statuses = {L["status"] for L in modules}
+    out["status"] = "failed" if "failed" in statuses else "passed" if statuses == {"passed"} else "partial"
+    return out
+
+
 def console_table(report: dict[str, Any]) -> str:
-    rows = table_rows(report)
-    rows = [r[:-1] + [r[-1][:60]] for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    rows = [{c.key: c.header for c in LOSS_COLUMNS}] + [{**r, "worst_case": r["worst_case"][:60]} for r in table_rows(report)]
+    widths = {c.key: max(len(r[c.key]) for r in rows) for c in LOSS_COLUMNS}
     lines = []
     for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i in _LEFT else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append("  ".join(r[c.key].ljust(widths[c.key]) if c.left else r[c.key].rjust(widths[c.key]) for c in LOSS_COLUMNS).rstrip())
         if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
+            lines.append("  ".join("-" * widths[c.key] for c in LOSS_COLUMNS))
     s = report["summary"]
     lines.append("")
     lines.append(
@@ -254,11 +310,11 @@ def markdown(report: dict[str, Any]) -> str:
     if m.get("precision"):
         out += ["", "Precision: " + _settings_text(m["precision"])]
     out += ["", "## Per loss", ""]
-    rows = table_rows(report)
-    out.append("| " + " | ".join(rows[0]) + " |")
-    out.append("|" + "---|" * len(rows[0]))
-    for r in rows[1:]:
-        out.append("| " + " | ".join(r[:-1] + [f"`{r[-1]}`" if r[-1] != "-" else "-"]) + " |")
+    out.append("| " + " | ".join(c.header for c in LOSS_COLUMNS) + " |")
+    out.append("|" + "---|" * len(LOSS_COLUMNS))
+    for r in table_rows(report):
+        cells = [f"`{r[c.key]}`" if c.key == "worst_case" and r[c.key] != "-" else r[c.key] for c in LOSS_COLUMNS]
+        out.append("| " + " | ".join(cells) + " |")
     out += ["", "## Per dtype", "", "| dtype | tolerance (rtol, atol) | cases | passed | worst value (abs / rel / ulp) | worst grad (abs / rel / ulp) | jaxloss closer to f64 | torch closer | tie |", "|---|---|---|---|---|---|---|---|---|"]
     for d in report["dtypes"]:
         tol = TOLERANCES[d["dtype"]]
@@ -267,7 +323,7 @@ def markdown(report: dict[str, Any]) -> str:
                    f"{_e(wg['abs'])} / {_e(wg['rel'])} / {_e(wg['ulp'])} | {d['jax_closer']} | {d['torch_closer']} | {d['ties']} |")
     out.append("")
     for d in report["dtypes"]:
-        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("2nd order", "worst_hvp")):
+        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("vᵀH", "worst_hvp")):
             at = d.get(key + "_at", {})
             if at.get("ulp"):
                 out.append(f"- {d['dtype']} worst {what}: {_ulps(d[key]['ulp'])} ulp in `{at['ulp']}`, "
@@ -370,14 +426,18 @@ def html_page(report: dict[str, Any]) -> str:
              "(|jax - torch| / (atol + rtol |torch|)) any compared array of the loss used; 1 is the limit. Errors: worst "
              "relative error (where |torch| &gt; atol) and worst error in ULPs, over all dtypes, of arrays judged "
              "against torch.</p><table><tr>")
-    rows = table_rows(report)
-    p.append("".join(f"<th class='l'>{esc(h)}</th>" if i in _LEFT else f"<th>{esc(h)}</th>" for i, h in enumerate(rows[0]))
+    p.append("".join(f"<th class='{'l' if c.left else ''}'>{esc(c.header)}</th>" for c in LOSS_COLUMNS)
              .replace(">loss<", ">loss <span class='sub'>(torch side)</span><", 1) + "</tr>")
-    for L, r in zip(report["losses"], rows[1:]):
-        cls = {"passed": "pass", "failed": "fail", "not implemented": "ni", "partial": "partial"}[L["status"]]
-        cells = [f"<td class='l'>{esc(r[0])}<br><span class='sub'>{_breakable(L['torch'])}</span></td>"]
-        cells += [f"<td class='l w'>{_breakable(c)}</td>" if i == 9 else f"<td class='l'>{esc(c)}</td>" if i in _LEFT
-                  else f"<td>{esc(c)}</td>" for i, c in enumerate(r) if i]
+    for r in table_rows(report):
+        cls = {"passed": "pass", "failed": "fail", "not implemented": "ni", "partial": "partial"}[r["status"]]
+        cells = []
+        for c in LOSS_COLUMNS:
+            if c.key == "loss":
+                cells.append(f"<td class='l'>{esc(r['loss'])}<br><span class='sub'>{_breakable(r['torch'])}</span></td>")
+            elif c.key in ("worst_case", "value", "grad", "vTH"):
+                cells.append(f"<td class='l w'>{_breakable(r[c.key])}</td>")
+            else:
+                cells.append(f"<td class='{'l' if c.left else ''}'>{esc(r[c.key])}</td>")
         p.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
     p.append("</table>")
     # per dtype
@@ -392,7 +452,7 @@ def html_page(report: dict[str, Any]) -> str:
     p.append("</table><ul class='note'>")
     for d in report["dtypes"]:
         parts = []
-        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("2nd order", "worst_hvp")):
+        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("vᵀH", "worst_hvp")):
             at = d.get(key + "_at", {})
             if at.get("ulp"):
                 parts.append(f"{what}: {_ulps(d[key]['ulp'])} ulp in <code>{esc(at['ulp'])}</code>, "
@@ -454,22 +514,12 @@ def html_page(report: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- files
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
 def write(report: dict[str, Any], folder: str) -> dict[str, str]:
     """Write report.json, report.md, report.html into ``folder``; returns their paths."""
     os.makedirs(folder, exist_ok=True)
     paths = {k: os.path.join(folder, f"report.{k}") for k in ("json", "md", "html")}
     with open(paths["json"], "w", encoding="utf-8") as fh:
-        json.dump(_clean(report), fh, indent=1, allow_nan=False)
+        json.dump(jsonable(report), fh, indent=1, allow_nan=False)
     with open(paths["md"], "w", encoding="utf-8") as fh:
         fh.write(markdown(report))
     with open(paths["html"], "w", encoding="utf-8") as fh:
@@ -589,7 +639,7 @@ def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[s
     paths = {k: os.path.join(folder, f"report.{k}") for k in ("json", "md", "html")}
     paths["png"] = os.path.join(folder, "layers.png")
     with open(paths["json"], "w", encoding="utf-8") as fh:
-        json.dump(_clean(model), fh, indent=1, allow_nan=False)
+        json.dump(jsonable(model), fh, indent=1, allow_nan=False)
     with open(paths["md"], "w", encoding="utf-8") as fh:
         fh.write(f"# {title}\n\n" + model_markdown(model, "Per layer"))
     with open(paths["html"], "w", encoding="utf-8") as fh:

@@ -48,6 +48,8 @@ TOLERANCES: dict[str, Tolerance] = {
     "bfloat16": Tolerance(rtol=1.6e-2, atol=1e-5),
 }
 
+DTYPES: tuple[str, ...] = tuple(TOLERANCES)  # the one order of the floating dtypes (widest first)
+
 
 def tolerance_for(dtype: object) -> Tolerance:
     """The tolerance of a dtype given as a name, NumPy/JAX dtype or torch dtype."""

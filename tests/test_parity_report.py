@@ -63,7 +63,7 @@ def test_reproducer_reruns_the_failure(report):
 def test_markdown(report):
     md = rep.markdown(report)
     assert md.startswith("# jaxloss parity report")
-    assert "| loss | cases | passed | failed | n/i | tol used | worst value err | worst grad err | worst 2nd-order err | worst case |" in md
+    assert "| loss | cases | passed | failed | n/i | tol used | worst value err | worst grad err | worst vᵀH err | worst case |" in md
     assert "## Failures" in md and "```python" in md and "FAILED" in md
 
 

@@ -3,8 +3,9 @@
 ``check(jax_fn, torch_fn, arrays, kwargs, grad=("input",), dtype="float32")``
 runs both on the same NumPy data, compares the value and the gradient (of the
 sum of the output, i.e. a cotangent of ones) of every argument named in ``grad``,
-and fails with the worst absolute error on a mismatch. Tolerances come from
-:mod:`parity.tolerances`, the project's single table.
+and fails with the worst error on a mismatch. Every array is judged by
+:func:`parity.judge.compare_arrays`, the rule of the whole parity suite (tolerances from
+:mod:`parity.tolerances`; NaN agrees with NaN, infinities of the same sign agree).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from parity.tolerances import tolerance_for
+from parity.convert import np64
+from parity.judge import compare_arrays
 
 TORCH_DTYPES = {
     "float64": torch.float64,
@@ -45,27 +47,12 @@ def to_torch(x: Any, dtype: str, requires_grad: bool = False) -> Any:
     return x
 
 
-def _np(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().to(torch.float64).numpy() if x.is_floating_point() else x.numpy()
-    return np.asarray(jnp.asarray(x, dtype=jnp.float64) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x)
-
-
 def assert_close(actual: Any, expected: Any, dtype: str, what: str) -> None:
-    a, e = _np(actual), _np(expected)
-    assert a.shape == e.shape, f"{what}: shape {a.shape} != torch's {e.shape}"
-    tol = tolerance_for(dtype)
-    both_nan = np.isnan(a) & np.isnan(e)
-    same_inf = np.isinf(a) & np.isinf(e) & (np.sign(a) == np.sign(e))
-    ok = both_nan | same_inf | (np.abs(a - e) <= tol.atol + tol.rtol * np.abs(e))
-    if not ok.all():
-        with np.errstate(invalid="ignore"):
-            err = np.where(ok, 0.0, np.abs(a - e))
-        idx = np.unravel_index(np.nanargmax(err) if np.isfinite(err).any() else 0, err.shape) if err.ndim else ()
-        raise AssertionError(
-            f"{what} ({dtype}): {int((~ok).sum())}/{ok.size} elements differ; "
-            f"worst at {idx}: jax={a[idx]!r} torch={e[idx]!r}"
-        )
+    """``actual`` (JAX) agrees with ``expected`` (torch) within ``dtype``'s tolerance, element by
+    element (both are compared as float64: the caller chose the tolerance)."""
+    c = compare_arrays(what, np64(actual), np64(expected), dtype)
+    if not c.passed:
+        raise AssertionError(f"{what} ({dtype}): {c.line()}")
 
 
 def check(

@@ -57,7 +57,7 @@ Command line: ``python -m parity.models --model seed-cnn|resnet18`` (see :mod:`p
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
