@@ -127,13 +127,26 @@ def compare(
 
     Returns:
         A :class:`Result`; never raises for a mismatch or an exception on either side.
+
+    >>> import numpy as np, torch.nn.functional as F, jaxloss, parity
+    >>> x, y = np.linspace(-1, 1, 6).reshape(2, 3), np.zeros((2, 3))
+    >>> r = parity.compare(jaxloss.l1_loss, F.l1_loss, x, y, grad_argnums=0)
+    >>> r.passed, [c.name for c in r.comparisons]
+    (True, ['value', 'grad args[0]'])
     """
     return compare_many([CompareRequest(jax_fn, torch_fn, args, kwargs, grad_argnums, hvp, dtype, reference, judge, device, arg_names)])[0]
 
 
 @dataclasses.dataclass
 class CompareRequest:
-    """The arguments of one :func:`compare` call, for :func:`compare_many`."""
+    """The arguments of one :func:`compare` call, for :func:`compare_many`.
+
+    >>> import numpy as np, torch.nn.functional as F, jaxloss
+    >>> from parity.compare import CompareRequest, compare_many
+    >>> reqs = [CompareRequest(jaxloss.mse_loss, F.mse_loss, (np.ones(3), np.zeros(3)), {}, grad_argnums=0)]
+    >>> [r.status for r in compare_many(reqs)]
+    ['passed']
+    """
 
     jax_fn: Callable[..., Any]
     torch_fn: Callable[..., Any]
@@ -160,6 +173,12 @@ def compare_many(requests: Sequence[CompareRequest], merge: bool = True) -> list
     reported per comparison exactly as :func:`compare` reports them.
 
     Returns one :class:`Result` per request, in order; never raises.
+
+    >>> import numpy as np, torch.nn.functional as F, jaxloss
+    >>> reqs = [CompareRequest(f, g, (np.ones(3), np.zeros(3)), {}) for f, g in
+    ...         ((jaxloss.l1_loss, F.l1_loss), (jaxloss.mse_loss, F.mse_loss))]
+    >>> [r.passed for r in compare_many(reqs)]
+    [True, True]
     """
     results: list[Result | None] = [None] * len(requests)
     gens: dict[int, Any] = {}
@@ -470,7 +489,12 @@ def _key_head(path: tuple[Any, ...]) -> tuple[int, Any]:
 
 
 def assert_close(jax_fn: Callable[..., Any], torch_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Result:
-    """:func:`compare`, raising ``AssertionError`` (with the readable result) unless it passed."""
+    """:func:`compare`, raising ``AssertionError`` (with the readable result) unless it passed.
+
+    >>> import numpy as np, torch.nn.functional as F, jaxloss, parity
+    >>> parity.assert_close(jaxloss.l1_loss, F.l1_loss, np.ones(3), np.zeros(3)).passed
+    True
+    """
     r = compare(jax_fn, torch_fn, *args, **kwargs)
     if not r.passed:
         raise AssertionError(f"jax and torch differ:\n{r}")

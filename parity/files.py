@@ -14,7 +14,11 @@ __all__ = ["writable_folder"]
 
 
 def writable_folder(path: str) -> bool:
-    """Whether ``path`` is (or can be made) a folder a file can be written into; creates it."""
+    """Whether ``path`` is (or can be made) a folder a file can be written into; creates it.
+
+    >>> writable_folder("/dev/null/report")
+    False
+    """
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

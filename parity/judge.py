@@ -36,6 +36,11 @@ def compare_arrays(
     """Compare one JAX array with torch's (and both with an optional float64 reference).
 
     ``tol`` overrides the dtype's tolerance from :mod:`parity.tolerances`.
+
+    >>> import numpy as np
+    >>> c = compare_arrays("grad x", np.float32([1.0, 2.5]), np.float32([1.0, 2.0]), "float32")
+    >>> c.passed, c.n_bad, c.worst_index
+    (False, 1, (1,))
     """
     tol = tol or tolerance_for(dtype)
     a, e = np64(actual), np64(expected)

@@ -542,6 +542,9 @@ def layer_plot_png(model: dict[str, Any], title: str = "") -> bytes:
 
     One point per compared tensor in report order (forward, then backward): the fraction of
     its tolerance it used (log scale; above 1 fails), coloured by kind, failures ringed in red.
+
+    >>> layer_plot_png({"layers": [{"kind": "forward", "usage": 0.1, "passed": True, "jax_path": "fc", "tensor": "output"}]})[:4]
+    b'\\x89PNG'
     """
     import io
 
@@ -597,7 +600,13 @@ _LAYER_HEAD = ["kind", "jax path", "torch name", "tensor", "", "max abs", "mean 
 
 
 def model_markdown(model: dict[str, Any], title: str) -> str:
-    """A per-layer section in Markdown: the verdict, then the table of every compared tensor."""
+    """A per-layer section in Markdown: the verdict, then the table of every compared tensor.
+
+    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> md = model_markdown(ModelReport([LayerDiff("fc", "fc", "forward", True)]).to_json(), "Per layer")
+    >>> md.splitlines()[2], md.count("| forward | fc |")
+    ('**PASSED: 1 layer tensors and 0 parameters within tolerance**', 1)
+    """
     out = [f"## {title}", "", f"**{model['verdict']}**", ""]
     if model.get("unpaired_torch") or model.get("unpaired_jax"):
         out += [f"Not compared (no partner): JAX {model['unpaired_jax']}, torch {model['unpaired_torch']}.", ""]
@@ -609,7 +618,13 @@ def model_markdown(model: dict[str, Any], title: str) -> str:
 
 
 def model_section_html(model: dict[str, Any], title: str) -> str:
-    """A per-layer section in HTML: the verdict, the error-by-layer plot (inline PNG), the table."""
+    """A per-layer section in HTML: the verdict, the error-by-layer plot (inline PNG), the table.
+
+    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> page = model_section_html(ModelReport([LayerDiff("fc", "fc", "grad", False)]).to_json(), "SeedCNN")
+    >>> page.startswith("<h2>SeedCNN</h2>"), "data:image/png;base64," in page
+    (True, True)
+    """
     import base64
 
     esc = html.escape
@@ -634,7 +649,14 @@ def model_section_html(model: dict[str, Any], title: str) -> str:
 
 
 def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[str, str]:
-    """``report.json``, ``report.md``, ``report.html`` and ``layers.png`` of one model comparison."""
+    """``report.json``, ``report.md``, ``report.html`` and ``layers.png`` of one model comparison.
+
+    >>> import tempfile
+    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> paths = write_model_report(ModelReport([LayerDiff("fc", "fc", "forward", True)]).to_json(), tempfile.mkdtemp(), "t")
+    >>> sorted(paths)
+    ['html', 'json', 'md', 'png']
+    """
     os.makedirs(folder, exist_ok=True)
     paths = {k: os.path.join(folder, f"report.{k}") for k in ("json", "md", "html")}
     paths["png"] = os.path.join(folder, "layers.png")

@@ -19,7 +19,11 @@ __all__ = ["Comparison", "Result", "describe", "first_line", "is_smaller", "json
 
 @dataclasses.dataclass
 class Comparison:
-    """One compared array: an output, a gradient or a second-order product (``v^T H``)."""
+    """One compared array: an output, a gradient or a second-order product (``v^T H``).
+
+    >>> Comparison("value", "float64", False, message="shape [2] != torch's [3]").line()
+    "FAIL value                  shape [2] != torch's [3]"
+    """
 
     name: str  # "value", "value[1]", "grad input", "hvp target['a']"
     dtype: str
@@ -82,6 +86,10 @@ class Result:
     raised where the other did not), ``"not_implemented"`` (the JAX side raised
     ``NotImplementedError``) or ``"error"`` (the comparison could not be set up:
     e.g. ``grad_argnums`` names a non-array argument).
+
+    >>> r = Result("failed", "float64", outputs=[Comparison("value", "float64", False)])
+    >>> r.passed, [c.name for c in r.failures]
+    (False, ['value'])
     """
 
     status: str

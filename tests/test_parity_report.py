@@ -196,3 +196,22 @@ def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_torch)
     assert main(["--loss", "l1_loss"]) == 2
     assert "pip install 'jaxloss[parity]'" in capsys.readouterr().err
+
+
+def _loss_row(name, usage, at, status="passed"):
+    w = {"abs": usage / 10, "rel": usage / 100, "ulp": usage * 10, "usage": usage}
+    return {"loss": name, "family": "f", "torch": "t", "cases": 2, "passed": 2 if status == "passed" else 1,
+            "failed": 0 if status == "passed" else 1, "errors": 0, "not_implemented": 0, "worst_value": w,
+            "worst_grad": w, "worst_hvp": w, "worst_value_at": {"ulp": at, "rel": at, "abs": at, "usage": at},
+            "worst_grad_at": {"ulp": at}, "worst_hvp_at": {"ulp": at}, "worst_case": at, "status": status}
+
+
+def test_module_rows_fold_into_one_and_worst_errors_name_their_case():
+    report = {"losses": [_loss_row("l1_loss", 0.5, "l1_loss/a[float32]"), _loss_row("nn.L1Loss", 0.2, "nn.L1Loss/x[float64]"),
+                         _loss_row("nn.MSELoss", 0.4, "nn.MSELoss/y[float32]", "failed")]}
+    rows = rep.table_rows(report)
+    assert [r["loss"] for r in rows] == ["l1_loss", "nn.* (2 modules)"]
+    nn = rows[1]
+    assert nn["cases"] == "4" and nn["failed"] == "1" and nn["status"] == "failed" and nn["usage"] == "0.40"
+    assert nn["value"].endswith("in y[float32]") and nn["worst_case"] == "nn.MSELoss/y[float32]"
+    assert rows[0]["grad"] == "5.0e-03 (5 ulp) in a[float32]"

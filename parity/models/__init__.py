@@ -124,6 +124,14 @@ def compare_models(
     Returns:
         A :class:`ModelReport`. Raises ``ValueError`` for a ``mapping`` naming a layer neither
         model has; a mismatch is never raised, it is reported.
+
+    >>> import numpy as np, torch
+    >>> from flax import nnx
+    >>> from parity.models import compare_models
+    >>> jm, tm = nnx.Linear(2, 2, rngs=nnx.Rngs(0)), torch.nn.Linear(2, 2)
+    >>> r = compare_models(jm, tm, np.ones((1, 2), np.float32), np.ones((1, 2), np.float32), grads=False)
+    >>> r.passed, r.first_divergence.jax_path, r.first_divergence.kind
+    (False, '', 'forward')
     """
     j_in, t_in = _np_args(_as_args(jax_args)), _np_args(_as_args(torch_args))
     tc = capture_torch(torch_model, t_in, cotangent=(lambda shapes: random_cotangent(shapes, seed)) if grads else None)

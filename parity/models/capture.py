@@ -46,7 +46,12 @@ CallKey = tuple[str, int]  # (module name, call index)
 
 @dataclasses.dataclass
 class Record:
-    """One module call: its name, which call of that module it was (0, 1...), its outputs."""
+    """One module call: its name, which call of that module it was (0, 1...), its outputs.
+
+    >>> import numpy as np
+    >>> Record("conv1", 1, [np.zeros(2)]).key
+    ('conv1', 1)
+    """
 
     name: str
     call: int
@@ -59,7 +64,12 @@ class Record:
 
 @dataclasses.dataclass
 class Capture:
-    """One model run on one framework, as NumPy arrays in that framework's own layout."""
+    """One model run on one framework, as NumPy arrays in that framework's own layout.
+
+    >>> import numpy as np
+    >>> Capture("jax", [], [np.zeros(2, np.float32)], [], {("fc", "kernel"): np.zeros(1)}, {}).dtype
+    'float32'
+    """
 
     framework: str  # "jax" | "torch"
     inputs: list[np.ndarray]
@@ -222,6 +232,12 @@ def capture_jax(
     ``cotangent``: ``None`` (forward only), the model output's cotangent (one array per
     floating output leaf), or a function of the output leaves' ``(shape, dtype)`` returning it.
     The model is not changed (BatchNorm statistics are updated on a copy: see ``Capture.state``).
+
+    >>> import numpy as np
+    >>> from flax import nnx
+    >>> cap = capture_jax(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), [np.ones((1, 2), np.float32)])
+    >>> [(r.name, r.outputs[0].shape) for r in cap.layers], sorted(cap.params)
+    ([('', (1, 3))], [('', 'bias'), ('', 'kernel')])
     """
     import jax
     import jax.numpy as jnp
@@ -303,6 +319,12 @@ def capture_torch(
 
     ``cotangent`` as in :func:`capture_jax`. Gradients go through ``torch.autograd.grad``
     (nothing accumulates in ``.grad``); buffers (BatchNorm statistics) are restored afterwards.
+
+    >>> import numpy as np, torch
+    >>> m = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(inplace=True))
+    >>> cap = capture_torch(m, [np.ones((1, 2), np.float32)], cotangent=[np.ones((1, 3), np.float32)])
+    >>> [r.name for r in cap.layers], cap.grads[("0", 0)][0].shape
+    (['0', '1', ''], (1, 3))
     """
     import torch
 

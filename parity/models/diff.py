@@ -45,6 +45,10 @@ class LayerDiff:
     ``torch_nonfinite``: index of the first NaN or infinity (``None``: all finite). With a
     float64 torch run (``reference``): ``closer`` says which of JAX and torch is nearer to it,
     ``torch_ref_passed`` whether torch's own run is within tolerance of it there.
+
+    >>> d = LayerDiff("layer1.0.bn1", "layer1.0.bn1", "grad", False, tensor="weight", max_abs_err=0.5)
+    >>> d.name, d.line()[:12]
+    ('layer1.0.bn1 .weight', 'FAIL grad   ')
     """
 
     jax_path: str
@@ -125,7 +129,12 @@ def _g(x: float | None) -> str:
 
 @dataclasses.dataclass
 class ModelReport:
-    """What :func:`parity.compare_models` found (see :mod:`parity.models`)."""
+    """What :func:`parity.compare_models` found (see :mod:`parity.models`).
+
+    >>> r = ModelReport([LayerDiff("conv1", "conv1", "forward", True), LayerDiff("fc", "fc", "grad", False)])
+    >>> r.passed, r.first_divergence.jax_path, r.verdict()[:40]
+    (False, 'fc', 'FAILED: first divergence at fc, grad: ma')
+    """
 
     layers: list[LayerDiff]
     params: list[LayerDiff] = dataclasses.field(default_factory=list)
@@ -262,7 +271,12 @@ def _stats(a: np.ndarray, e: np.ndarray, atol: float) -> dict[str, float]:
 
 def judge(jax_path: str, torch_name: str, kind: str, tensor: str, call: int, j: np.ndarray, t: np.ndarray,
           ref: np.ndarray | None, rtol: Tol, atol: Tol) -> LayerDiff:
-    """One :class:`LayerDiff` from arrays already in torch's layout."""
+    """One :class:`LayerDiff` from arrays already in torch's layout.
+
+    >>> import numpy as np
+    >>> judge("fc", "fc", "forward", "output", 0, np.array([1.0, np.nan]), np.array([1.0, 2.0]), None, None, None).jax_nonfinite
+    (1,)
+    """
     dtype = str(t.dtype) if np.issubdtype(t.dtype, np.floating) else "float64"
     base = tolerance_for(dtype) if dtype in ("float64", "float32", "float16", "bfloat16") else tolerance_for("float64")
     tol = Tolerance(_tol(rtol, jax_path, base.rtol), _tol(atol, jax_path, base.atol))
@@ -286,7 +300,15 @@ def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | N
                      atol: Tol = None, ref: Capture | None = None, fail_fast: bool = False) -> ModelReport:
     """Pair and judge two captures (``jc`` the one under test, ``tc`` the expected one, ``ref``
     an optional float64 run of the expected side). Either may come from either framework
-    (a golden file of one against a live run of the other, or two runs of the same one)."""
+    (a golden file of one against a live run of the other, or two runs of the same one).
+
+    >>> import numpy as np
+    >>> from parity.models.capture import Capture, Record
+    >>> a = Capture("torch", [], [np.ones(2)], [Record("fc", 0, [np.ones(2)])], {}, {})
+    >>> b = Capture("torch", [], [np.ones(2)], [Record("fc", 0, [np.ones(2) + 1e-3])], {}, {})
+    >>> [(d.jax_path, d.passed) for d in compare_captures(b, a).layers]
+    [('fc', False)]
+    """
     cl = channels_last(jc.inputs, tc.inputs) if jc.framework != tc.framework else False
     j_names = list(dict.fromkeys(r.name for r in jc.layers))
     t_names = list(dict.fromkeys([r.name for r in tc.layers] + [m for m, _ in tc.params]))

@@ -35,7 +35,11 @@ SCHEMA = "parity-golden/1"
 
 
 def versions() -> dict[str, str]:
-    """Versions of the libraries a run depends on (those importable)."""
+    """Versions of the libraries a run depends on (those importable).
+
+    >>> sorted(versions())[:2]
+    ['flax', 'jax']
+    """
     out = {"python": platform.python_version(), "numpy": np.__version__}
     for mod in ("jax", "flax", "torch", "jaxloss"):
         try:
@@ -62,7 +66,13 @@ def capture(model: Any, args: Any, *, grads: bool = True, seed: int = 0, cotange
 
 
 def save_golden(path: str, model: Any, args: Any, *, grads: bool = True, seed: int = 0) -> Capture:
-    """Run ``model`` (JAX or torch) on ``args`` and save everything to ``path`` (``.npz``); returns the capture."""
+    """Run ``model`` (JAX or torch) on ``args`` and save everything to ``path`` (``.npz``); returns the capture.
+
+    >>> import os, tempfile, numpy as np, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.npz")
+    >>> save_golden(path, torch.nn.Linear(2, 1), np.ones((1, 2), np.float32)).framework
+    'torch'
+    """
     import parity.precision
 
     cap = capture(model, args, grads=grads, seed=seed)
@@ -111,6 +121,12 @@ def load_golden(path: str) -> Capture:
 
     Raises:
         ValueError: the file is not a parity golden file.
+
+    >>> import os, tempfile, numpy as np, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.npz")
+    >>> _ = save_golden(path, torch.nn.Linear(2, 1), np.ones((1, 2), np.float32))
+    >>> sorted(load_golden(path).param_grads)
+    [('', 'bias'), ('', 'weight')]
     """
     with np.load(path, allow_pickle=False) as z:
         if "__meta__" not in z.files:

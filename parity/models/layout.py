@@ -69,7 +69,12 @@ def channels_last_perm(ndim: int) -> tuple[int, ...]:
 
 def align(a: np.ndarray, torch_shape: Sequence[int], channels_last: bool) -> np.ndarray:
     """A JAX activation (or gradient) in torch's layout; unchanged when no reading fits
-    (the comparison then reports the shape mismatch). See the module docstring for the rule."""
+    (the comparison then reports the shape mismatch). See the module docstring for the rule.
+
+    >>> import numpy as np
+    >>> align(np.zeros((1, 4, 4, 4)), (1, 4, 4, 4), channels_last=True).shape  # ambiguous: the inputs decide
+    (1, 4, 4, 4)
+    """
     torch_shape = tuple(torch_shape)
     same = tuple(a.shape) == torch_shape
     if a.ndim < 3:
@@ -116,7 +121,12 @@ def _kernel_perm(ndim: int) -> tuple[int, ...]:
 
 
 def align_param(a: np.ndarray, jax_name: str, torch_shape: Sequence[int]) -> np.ndarray:
-    """An NNX variable's value in torch's layout (see the module docstring for the rule)."""
+    """An NNX variable's value in torch's layout (see the module docstring for the rule).
+
+    >>> import numpy as np
+    >>> align_param(np.zeros((5, 5, 3, 8)), "kernel", (8, 3, 5, 5)).shape  # HWIO -> OIHW
+    (8, 3, 5, 5)
+    """
     torch_shape = tuple(torch_shape)
     if a.ndim < 2:
         return a

@@ -18,7 +18,12 @@ __all__ = ["build_pair", "images", "order_mapping"]
 def order_mapping(flax_model: Any, torch_model: Any) -> dict[str, str]:
     """``{jax_path: torch_name}`` of the parameterised layers, paired in state_dict order (as
     :mod:`train.convert` pairs them), for twins whose layer names differ (the seed CNN's
-    ``conv1`` is torch's ``model.0``)."""
+    ``conv1`` is torch's ``model.0``).
+
+    >>> from parity.models.twins import build_pair
+    >>> order_mapping(*build_pair("seed-cnn")[:2])["fc2"]
+    'model.8'
+    """
     from parity.models.capture import jax_module_names
     from train.convert import torch_layer_groups
     from train.models import torch_order_layers
@@ -33,6 +38,10 @@ def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> t
 
     ``name``: ``'seed-cnn'`` or ``'resnet18'``; ``kw`` go to both constructors (``cifar_stem``,
     ``activation``, ``num_classes``). Both models are in training mode.
+
+    >>> fm, tm, mapping = build_pair("seed-cnn", "float64")
+    >>> type(fm).__name__, str(next(tm.parameters()).dtype)
+    ('SeedCNN', 'torch.float64')
     """
     import jax
     import jax.numpy as jnp
