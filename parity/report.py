@@ -232,10 +232,15 @@ _NN_PREFIX = "nn."  # the loss modules: one row together (each checks its class 
 
 
 def _err_at(w: dict[str, float], at: dict[str, str]) -> str:
-    """'6.5e-03 (2 ulp) in case[dtype]': the worst relative / ULP error and the case it comes from."""
-    text = _err(w)
-    where = at.get("ulp") or at.get("rel") or ""
-    return f"{text} in {where.split('/', 1)[-1]}" if text != "0" and where else text
+    """'2 ulp in case[dtype]; rel 6.5e-03 in other[dtype]': the worst error in ULPs and the worst
+    relative error, each with the case it comes from (once when it is the same case)."""
+    if not any(w.values()):
+        return "0"
+    case = {k: (at.get(k) or "").split("/", 1)[-1] for k in ("ulp", "rel")}
+    ulp = f"{_ulps(w['ulp'])} ulp" + (f" in {case['ulp']}" if case["ulp"] else "")
+    if case["rel"] == case["ulp"]:
+        return f"{_e(w['rel'])} ({_ulps(w['ulp'])} ulp)" + (f" in {case['ulp']}" if case["ulp"] else "")
+    return f"{ulp}; rel {_e(w['rel'])}" + (f" in {case['rel']}" if case["rel"] else "")
 
 
 def table_rows(report: dict[str, Any]) -> list[dict[str, str]]:
@@ -603,9 +608,9 @@ def model_markdown(model: dict[str, Any], title: str) -> str:
     """A per-layer section in Markdown: the verdict, then the table of every compared tensor.
 
     >>> from parity.models.diff import LayerDiff, ModelReport
-    >>> md = model_markdown(ModelReport([LayerDiff("fc", "fc", "forward", True)]).to_json(), "Per layer")
+    >>> md = model_markdown(ModelReport([LayerDiff.failed("fc", "fc", "forward", "x")]).to_json(), "Per layer")
     >>> md.splitlines()[2], md.count("| forward | fc |")
-    ('**PASSED: 1 layer tensors and 0 parameters within tolerance**', 1)
+    ('**FAILED: first divergence at fc, forward: max abs 0, rel 0 (x)**', 1)
     """
     out = [f"## {title}", "", f"**{model['verdict']}**", ""]
     if model.get("unpaired_torch") or model.get("unpaired_jax"):
@@ -621,7 +626,7 @@ def model_section_html(model: dict[str, Any], title: str) -> str:
     """A per-layer section in HTML: the verdict, the error-by-layer plot (inline PNG), the table.
 
     >>> from parity.models.diff import LayerDiff, ModelReport
-    >>> page = model_section_html(ModelReport([LayerDiff("fc", "fc", "grad", False)]).to_json(), "SeedCNN")
+    >>> page = model_section_html(ModelReport([LayerDiff.failed("fc", "fc", "grad", "x")]).to_json(), "SeedCNN")
     >>> page.startswith("<h2>SeedCNN</h2>"), "data:image/png;base64," in page
     (True, True)
     """
@@ -653,7 +658,7 @@ def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[s
 
     >>> import tempfile
     >>> from parity.models.diff import LayerDiff, ModelReport
-    >>> paths = write_model_report(ModelReport([LayerDiff("fc", "fc", "forward", True)]).to_json(), tempfile.mkdtemp(), "t")
+    >>> paths = write_model_report(ModelReport([LayerDiff.failed("fc", "fc", "forward", "x")]).to_json(), tempfile.mkdtemp(), "t")
     >>> sorted(paths)
     ['html', 'json', 'md', 'png']
     """

@@ -309,19 +309,9 @@ def test_cli_prints_table_writes_report_and_golden(tmp_path, capsys):
 
 
 def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
-    import builtins
-    import sys
-
     from parity.models.__main__ import main
+    from tests.torch_compare import hide_torch
 
-    real = builtins.__import__
-
-    def no_torch(name, *a, **k):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real(name, *a, **k)
-
-    monkeypatch.delitem(sys.modules, "torch", raising=False)
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    hide_torch(monkeypatch)
     assert main(["--model", "seed-cnn"]) == 2
     assert "pip install 'jaxloss[parity]'" in capsys.readouterr().err

@@ -195,3 +195,19 @@ def low_precision_vs_float32(
     g = jax.grad(lambda x: jnp.sum(jax_fn(*([x] + j_args[1:]), **kwargs).astype(jnp.float32)))(j_args[0])
     assert g.dtype == jnp.dtype(dtype)
     assert np.isfinite(np.asarray(g, np.float32)).all()
+
+
+def hide_torch(monkeypatch: Any) -> None:
+    """Make ``import torch`` fail for the rest of a test, as in an install without the parity extra."""
+    import builtins
+    import sys
+
+    real = builtins.__import__
+
+    def no_torch(name: str, *a: Any, **k: Any) -> Any:
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_torch)

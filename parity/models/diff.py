@@ -18,7 +18,6 @@ first backward one: where a port starts to differ.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 from parity.compare import Comparison, compare_arrays
 from parity.models.capture import Capture, Record, TensorKey
 from parity.models.layout import align, align_param, channels_last, torch_tensor_name
+from parity.result import jsonable
 from parity.tolerances import Tolerance, tolerance_for
 
 __all__ = ["LayerDiff", "ModelReport", "compare_captures", "pair_modules"]
@@ -36,51 +36,56 @@ Tol = float | Mapping[str, float] | None
 
 @dataclasses.dataclass
 class LayerDiff:
-    """One compared tensor of one layer.
+    """One compared tensor of one layer: a :class:`parity.compare.Comparison` with the layer's names.
 
     ``kind``: ``"forward"`` (the layer's output, or a buffer it updated: ``tensor`` says
     which), ``"grad"`` (the gradient reaching its output, or a parameter's gradient) or
     ``"param"`` (a parameter / buffer before the run). Errors are of JAX against torch, in
-    torch's layout; relative errors where ``|torch| > atol``. ``jax_nonfinite`` /
-    ``torch_nonfinite``: index of the first NaN or infinity (``None``: all finite). With a
-    float64 torch run (``reference``): ``closer`` says which of JAX and torch is nearer to it,
-    ``torch_ref_passed`` whether torch's own run is within tolerance of it there.
-
-    >>> d = LayerDiff("layer1.0.bn1", "layer1.0.bn1", "grad", False, tensor="weight", max_abs_err=0.5)
-    >>> d.name, d.line()[:12]
-    ('layer1.0.bn1 .weight', 'FAIL grad   ')
+    torch's layout (``max_abs_err``, ``max_rel_err`` where ``|torch| > atol``, ``max_ulp``,
+    ``usage``, the worst element: read through to ``comparison``), with their mean and 99th
+    percentile. ``jax_nonfinite`` / ``torch_nonfinite``: index of the first NaN or infinity
+    (``None``: all finite). With a float64 torch run (``reference``): ``closer`` says which of
+    JAX and torch is nearer to it, ``torch_ref_passed`` whether torch's own run is within
+    tolerance of it there.
     """
 
     jax_path: str
     torch_name: str
     kind: str
-    passed: bool
+    comparison: Comparison
     tensor: str = "output"
     call: int = 0
-    shape: tuple[int, ...] = ()
-    dtype: str = ""
-    max_abs_err: float = 0.0
-    max_rel_err: float = 0.0
     mean_abs_err: float = 0.0
     mean_rel_err: float = 0.0
     p99_abs_err: float = 0.0
     p99_rel_err: float = 0.0
-    max_ulp: float = 0.0
-    usage: float = 0.0  # worst |jax - torch| / (atol + rtol |torch|); <= 1 passes
-    n_bad: int = 0
-    size: int = 0
-    worst_index: tuple[int, ...] = ()
-    jax_at_worst: float | None = None
-    torch_at_worst: float | None = None
     jax_nonfinite: tuple[int, ...] | None = None
     torch_nonfinite: tuple[int, ...] | None = None
-    closer: str | None = None
-    jax_ref_abs: float | None = None
-    torch_ref_abs: float | None = None
-    torch_ref_passed: bool | None = None
     rtol: float = 0.0
     atol: float = 0.0
-    message: str = ""
+
+    @classmethod
+    def failed(cls, jax_path: str, torch_name: str, kind: str, message: str, call: int = 0) -> LayerDiff:
+        """A pair that could not be compared (a missing call, a different number of outputs)."""
+        return cls(jax_path, torch_name, kind, Comparison(f"{jax_path}.output", "", False, message=message), call=call)
+
+    passed = property(lambda self: self.comparison.passed)
+    shape = property(lambda self: self.comparison.shape)
+    dtype = property(lambda self: self.comparison.dtype)
+    max_abs_err = property(lambda self: self.comparison.max_abs)
+    max_rel_err = property(lambda self: self.comparison.max_rel)
+    max_ulp = property(lambda self: self.comparison.max_ulp)
+    usage = property(lambda self: self.comparison.usage)
+    n_bad = property(lambda self: self.comparison.n_bad)
+    size = property(lambda self: self.comparison.size)
+    worst_index = property(lambda self: self.comparison.worst_index)
+    jax_at_worst = property(lambda self: self.comparison.jax_at_worst)
+    torch_at_worst = property(lambda self: self.comparison.torch_at_worst)
+    closer = property(lambda self: self.comparison.closer)
+    jax_ref_abs = property(lambda self: self.comparison.jax_ref_abs)
+    torch_ref_abs = property(lambda self: self.comparison.torch_ref_abs)
+    torch_ref_passed = property(lambda self: self.comparison.torch_ref_passed)
+    message = property(lambda self: self.comparison.message)
 
     @property
     def name(self) -> str:
@@ -115,10 +120,10 @@ class LayerDiff:
         return s
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["name"] = self.name
-        return {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in d.items()}
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "comparison"}
+        c = self.comparison.to_json()
+        errors = {"max_abs_err": c.pop("max_abs"), "max_rel_err": c.pop("max_rel")}
+        return jsonable({**c, **own, **errors, "name": self.name})
 
 
 def _g(x: float | None) -> str:
@@ -131,7 +136,7 @@ def _g(x: float | None) -> str:
 class ModelReport:
     """What :func:`parity.compare_models` found (see :mod:`parity.models`).
 
-    >>> r = ModelReport([LayerDiff("conv1", "conv1", "forward", True), LayerDiff("fc", "fc", "grad", False)])
+    >>> r = ModelReport([LayerDiff.failed("fc", "fc", "grad", "no gradient")])
     >>> r.passed, r.first_divergence.jax_path, r.verdict()[:40]
     (False, 'fc', 'FAILED: first divergence at fc, grad: ma')
     """
@@ -282,14 +287,9 @@ def judge(jax_path: str, torch_name: str, kind: str, tensor: str, call: int, j: 
     tol = Tolerance(_tol(rtol, jax_path, base.rtol), _tol(atol, jax_path, base.atol))
     if np.issubdtype(j.dtype, np.integer) and np.issubdtype(t.dtype, np.integer):
         j = j.astype(t.dtype)  # counters: int32 in JAX, int64 in torch; the values must agree
-    c: Comparison = compare_arrays(f"{jax_path}.{tensor}", j, t, dtype, ref, tol=tol)
-    d = LayerDiff(
-        jax_path, torch_name, kind, c.passed, tensor=tensor, call=call, shape=tuple(t.shape), dtype=dtype,
-        max_abs_err=c.max_abs, max_rel_err=c.max_rel, max_ulp=c.max_ulp, usage=c.usage, n_bad=c.n_bad, size=c.size,
-        worst_index=c.worst_index, jax_at_worst=c.jax_at_worst, torch_at_worst=c.torch_at_worst,
-        jax_nonfinite=_nonfinite(j), torch_nonfinite=_nonfinite(t), closer=c.closer, jax_ref_abs=c.jax_ref_abs,
-        torch_ref_abs=c.torch_ref_abs, torch_ref_passed=c.torch_ref_passed, rtol=tol.rtol, atol=tol.atol, message=c.message,
-    )
+    c = compare_arrays(f"{jax_path}.{tensor}", j, t, dtype, ref, tol=tol)
+    d = LayerDiff(jax_path, torch_name, kind, c, tensor=tensor, call=call, jax_nonfinite=_nonfinite(j),
+                  torch_nonfinite=_nonfinite(t), rtol=tol.rtol, atol=tol.atol)
     for k, v in _stats(j, t, tol.atol).items():
         setattr(d, k, v)
     return d
@@ -357,7 +357,7 @@ def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | N
                 forward.append(param(jk, tk, jc.state[jk], tc.state[tk], ref.state.get(tk) if ref else None, "forward"))
         t_calls = sum(1 for x in tc.layers if x.name == tm)
         if r.call == last_call[r.name] and t_calls > r.call + 1:
-            forward.append(LayerDiff(r.name, tm, "forward", False, message=f"called {r.call + 1}x in {jc.framework}, {t_calls}x in {tc.framework}"))
+            forward.append(LayerDiff.failed(r.name, tm, "forward", f"called {r.call + 1}x in {jc.framework}, {t_calls}x in {tc.framework}"))
         if fail_fast and any(not d.passed for d in forward):
             break
 
@@ -391,10 +391,9 @@ def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | N
 def _outputs(r: Record, tm: str, trec: Record | None, rrec: Record | None, act: Any, rtol: Tol, atol: Tol, kind: str,
              arrays: Sequence[np.ndarray]) -> list[LayerDiff]:
     if trec is None:
-        return [LayerDiff(r.name, tm, kind, False, call=r.call, message=f"no call {r.call + 1} of {tm!r} on the other side")]
+        return [LayerDiff.failed(r.name, tm, kind, f"no call {r.call + 1} of {tm!r} on the other side", r.call)]
     if len(arrays) != len(trec.outputs):
-        return [LayerDiff(r.name, tm, kind, False, call=r.call,
-                          message=f"{len(arrays)} output arrays against {len(trec.outputs)}")]
+        return [LayerDiff.failed(r.name, tm, kind, f"{len(arrays)} output arrays against {len(trec.outputs)}", r.call)]
     out = []
     for k, (j, t) in enumerate(zip(arrays, trec.outputs)):
         ref = rrec.outputs[k] if rrec is not None and k < len(rrec.outputs) else None
