@@ -560,7 +560,7 @@ def layer_plot_png(model: dict[str, Any], title: str = "") -> bytes:
 
     rows = model["layers"]
     usage = [max(_num(d["usage"]), _FLOOR) for d in rows]
-    fig, ax = plt.subplots(figsize=(max(8.0, min(0.12 * len(rows), 24.0)), 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(12.0, 4.2), dpi=100)
     for kind, colour in _KIND_COLOURS.items():
         idx = [k for k, d in enumerate(rows) if d["kind"] == kind]
         ax.scatter(idx, [usage[k] for k in idx], s=14, color=colour, label=kind, zorder=3)
@@ -570,7 +570,7 @@ def layer_plot_png(model: dict[str, Any], title: str = "") -> bytes:
     ax.axhline(1.0, color="#c5221f", lw=1, ls="--")
     ax.set_yscale("log")
     ax.set_ylabel("tolerance used\n(exact: bottom)", fontsize=8)
-    step = max(1, len(rows) // 40)
+    step = max(1, len(rows) // 45)
     ax.set_xticks(range(0, len(rows), step))
     ax.set_xticklabels([_short(rows[k]) for k in range(0, len(rows), step)], rotation=70, fontsize=6, ha="right")
     ax.set_title(title or "error by layer (forward, then backward)", fontsize=10)
@@ -643,13 +643,14 @@ def model_section_html(model: dict[str, Any], title: str) -> str:
     if model.get("unpaired_torch") or model.get("unpaired_jax"):
         p.append(f"<p class='note'>Not compared (no partner): JAX {esc(str(model['unpaired_jax']))}, "
                  f"torch {esc(str(model['unpaired_torch']))}.</p>")
-    rows = model["params"] + model["layers"]
-    p.append(f"<details{' open' if not model['passed'] else ''}><summary>{len(rows)} compared tensors</summary><table><tr>"
-             + "".join(f"<th class='l'>{esc(h)}</th>" for h in _LAYER_HEAD) + "</tr>")
-    for d in rows:
-        cells = "".join(f"<td class='l'>{esc(c)}</td>" for c in _layer_row(d))
-        p.append(f"<tr class='{'pass' if d['passed'] else 'fail'}'>{cells}</tr>")
-    p.append("</table></details>")
+    for what, rows in (("layer tensors (forward, then backward)", model["layers"]), ("parameters and buffers before the run", model["params"])):
+        bad = sum(not d["passed"] for d in rows)
+        p.append(f"<details{' open' if bad else ''}><summary>{len(rows)} {what}: {bad} out of tolerance</summary><table><tr>"
+                 + "".join(f"<th class='l'>{esc(h)}</th>" for h in _LAYER_HEAD) + "</tr>")
+        for d in rows:
+            cells = "".join(f"<td class='l'>{esc(c)}</td>" for c in _layer_row(d))
+            p.append(f"<tr class='{'pass' if d['passed'] else 'fail'}'>{cells}</tr>")
+        p.append("</table></details>")
     return "\n".join(p)
 
 

@@ -50,7 +50,10 @@ def to_torch(x: Any, dtype: str, requires_grad: bool = False) -> Any:
 def assert_close(actual: Any, expected: Any, dtype: str, what: str) -> None:
     """``actual`` (JAX) agrees with ``expected`` (torch) within ``dtype``'s tolerance, element by
     element (both are compared as float64: the caller chose the tolerance)."""
-    c = compare_arrays(what, np64(actual), np64(expected), dtype)
+    a, e = np64(actual), np64(expected)
+    if a.dtype.kind in "iub" and e.dtype.kind in "iub":  # int32 in JAX, int64 in torch: the values must agree
+        a, e = a.astype(np.int64), e.astype(np.int64)
+    c = compare_arrays(what, a, e, dtype)
     if not c.passed:
         raise AssertionError(f"{what} ({dtype}): {c.line()}")
 
