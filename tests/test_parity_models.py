@@ -269,6 +269,10 @@ def test_compare_params_by_name():
         tm.model[8].weight[0, 0] += 1.0
     bad = [d for d in parity.compare_params(fm, tm, mapping=SEED_MAP) if not d.passed]
     assert [(d.jax_path, d.tensor, d.worst_index) for d in bad] == [("fc2", "weight", (0, 0))]
+    import copy
+
+    (d,) = [d for d in parity.compare_params(fm, tm, mapping=SEED_MAP, reference=copy.deepcopy(tm).double()) if not d.passed]
+    assert d.torch_ref_passed is True and d.closer == "torch"  # torch's weights are its float64 copy's: the port moved
 
 
 def test_golden_round_trip_across_frameworks(tmp_path):

@@ -162,12 +162,14 @@ def _reference_capture(torch_model: Any, reference: Any, torch_args: Any, tc: Ca
 
 
 def compare_params(jax_model: Any, torch_model: Any, *, mapping: Mapping[str, str] | None = None,
-                   rtol: Tol = None, atol: Tol = None) -> list[LayerDiff]:
+                   rtol: Tol = None, atol: Tol = None, reference: Any = None) -> list[LayerDiff]:
     """Compare the parameters and buffers of the two models by name, layouts aligned (kind ``"param"``).
 
     Modules pair as in :func:`compare_models` (equal names, else ``mapping``); a variable pairs
     with a torch tensor by :data:`parity.models.layout.TENSOR_NAMES` (``kernel`` -> ``weight``...).
-    In module order of ``jax_model``; no model is run.
+    In module order of ``jax_model``; no model is run. ``reference``: a float64 copy of the
+    torch model at the same training step (each diff then says whether torch's float32
+    weights have left it too: ``torch_ref_passed``).
 
     >>> import numpy as np, torch
     >>> from flax import nnx
@@ -180,12 +182,14 @@ def compare_params(jax_model: Any, torch_model: Any, *, mapping: Mapping[str, st
 
     from parity.models.capture import _jax_tensors, _split
 
+    def torch_side(model: Any) -> Capture:
+        named = list(model.named_parameters()) + list(model.named_buffers())
+        return Capture("torch", [], [], [], {_split(n): p.detach().cpu().numpy() for n, p in named}, {})
+
     names = jax_module_names(jax_model)
     jc = Capture("jax", [], [], [], {k: np.asarray(v) for k, v in _jax_tensors(jax_model, names, nnx.Variable).items()}, {})
-    tparams = {_split(n): p.detach().cpu().numpy() for n, p in list(torch_model.named_parameters()) + list(torch_model.named_buffers())}
-    tc = Capture("torch", [], [], [], tparams, {})
-    tc.layers = []
-    return compare_captures(jc, tc, mapping=mapping, rtol=rtol, atol=atol).params
+    ref = torch_side(reference) if reference is not None else None
+    return compare_captures(jc, torch_side(torch_model), mapping=mapping, rtol=rtol, atol=atol, ref=ref).params
 
 
 def compare_golden(model: Any, args: Any, path: str, *, mapping: Mapping[str, str] | None = None, rtol: Tol = None,
