@@ -32,8 +32,10 @@ month's.
 
 The lockstep twin. At a training step where the Flax and torch models disagree::
 
-    diffs = parity.compare_params(flax_model, torch_model)           # by name, layouts aligned
-    first_param = next((d for d in diffs if not d.passed), None)
+    diffs = parity.compare_params(flax_model, torch_model,           # by name, layouts aligned
+                                  reference=torch_model_f64)         # the float64 torch run's weights
+    first_param = next((d for d in diffs if not d.passed), None)     # first parameter out of tolerance
+    first_param.torch_ref_passed  # False: torch's float32 weights have left its float64 run too
     report = parity.compare_models(flax_model, torch_model, x_nhwc, x_nchw,
                                    reference=torch_model_f64)        # float64 copy at the same step
     report.first_divergence                                          # first layer out of tolerance
