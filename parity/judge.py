@@ -83,6 +83,7 @@ def compare_arrays(
                 c.torch_ref_ulp = _max(np.where(ta == 0, 0.0, np.nan_to_num(ulp_error(e, r, dtype), nan=np.inf)))
             ok_ref, _ = agree(a, r, tol)
             c.torch_ref_passed = bool(agree(e, r, tol)[0].all())
+            c.jax_ref_passed = bool(ok_ref.all())
             if judge == "reference":
                 c.judged = "reference"
                 c.passed = c.passed and bool(ok_ref.all())

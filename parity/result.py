@@ -44,6 +44,7 @@ class Comparison:
     jax_ref_ulp: float | None = None
     torch_ref_ulp: float | None = None
     torch_ref_passed: bool | None = None  # torch within tolerance of the float64 reference
+    jax_ref_passed: bool | None = None  # JAX within tolerance of the float64 reference
     message: str = ""
 
     @property

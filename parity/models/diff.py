@@ -85,6 +85,7 @@ class LayerDiff:
     jax_ref_abs = property(lambda self: self.comparison.jax_ref_abs)
     torch_ref_abs = property(lambda self: self.comparison.torch_ref_abs)
     torch_ref_passed = property(lambda self: self.comparison.torch_ref_passed)
+    jax_ref_passed = property(lambda self: self.comparison.jax_ref_passed)
     message = property(lambda self: self.comparison.message)
 
     @property
@@ -124,6 +125,16 @@ class LayerDiff:
         c = self.comparison.to_json()
         errors = {"max_abs_err": c.pop("max_abs"), "max_rel_err": c.pop("max_rel")}
         return jsonable({**c, **own, **errors, "name": self.name})
+
+
+def _vs_reference(d: LayerDiff) -> str:
+    """What the float64 torch run says about a divergence: float32 rounding, or the port."""
+    if not d.torch_ref_passed:
+        return "torch's own float32 run also diverges from its float64 run there (float32 rounding, not only the port)"
+    j, t = d.jax_ref_abs or 0.0, d.torch_ref_abs or 0.0
+    how = f"{j / t:.2g}x farther from it than torch's" if t > 0 else "farther from it than torch's (exact)"
+    return (f"torch's float32 run is within tolerance of its float64 run there, JAX's is "
+            f"{'also within tolerance' if d.jax_ref_passed else 'not'} ({how}: abs {_g(j)} vs {_g(t)})")
 
 
 def _g(x: float | None) -> str:
@@ -180,9 +191,7 @@ class ModelReport:
         if d.message:
             s += f" ({d.message})"
         if d.torch_ref_passed is not None:
-            s += ("; torch's float32 run is within tolerance of its float64 run there (the port differs)"
-                  if d.torch_ref_passed else
-                  "; torch's own float32 run also diverges from its float64 run there (float32 rounding, not the port)")
+            s += "; " + _vs_reference(d)
         nf = self.first_nonfinite
         if nf is not None:
             side = "JAX" if nf.jax_nonfinite is not None else "torch"
