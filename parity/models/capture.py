@@ -88,10 +88,6 @@ class Capture:
         floats = [a for a in self.output if np.issubdtype(a.dtype, np.floating)]
         return str(floats[0].dtype) if floats else "float64"
 
-    def module_tensors(self, module: str) -> list[str]:
-        """Names of the parameters / buffers held directly by ``module``."""
-        return [t for (m, t) in self.params if m == module]
-
 
 def random_cotangent(shapes: Sequence[tuple[tuple[int, ...], Any]], seed: int = 0) -> list[np.ndarray]:
     """Standard normal arrays of the given ``(shape, dtype)``s, reproducible from ``seed``.
