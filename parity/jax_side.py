@@ -50,6 +50,12 @@ def jax_program(
     ``order`` is ``"value"``, ``"grad"`` or ``"hvp"``. Non-array leaves are baked in
     (they are jaxloss's static options); jit's own cache keys the shapes/dtypes. The plain
     ``program`` is what :func:`compare_many` traces into one merged program.
+
+    >>> import jax, jax.numpy as jnp
+    >>> prog, jitted = jax_program(jnp.sum, jax.tree_util.tree_structure(((0,), {})), [None], [0], [0], "grad", "cpu")
+    >>> out, grads, _ = jitted([jnp.ones(3)], [], jnp.float64(2.0), [])
+    >>> float(out), grads[0].tolist()
+    (3.0, [2.0, 2.0, 2.0])
     """
     key = (id(jax_fn), treedef, tuple(_static_key(s) for s in static), tuple(array_pos), tuple(diff_pos), order, device)
     hit = _JIT_CACHE.get(key)
@@ -93,6 +99,13 @@ def jax_program(
 
 @contextlib.contextmanager
 def jax_device(device: str) -> Any:
+    """JAX's default device for ``'cpu'`` or ``'gpu'``, in a ``with`` block.
+
+    >>> import jax.numpy as jnp
+    >>> with jax_device("cpu"):
+    ...     jnp.ones(1).devices().pop().platform
+    'cpu'
+    """
     if device == "gpu":
         with jax.default_device(jax.devices("gpu")[0]):
             yield
@@ -104,7 +117,12 @@ def jax_device(device: str) -> Any:
 
 @dataclasses.dataclass
 class JaxCall:
-    """What a comparison needs from JAX: ``program(*inputs)`` (``jitted`` is its cached jit)."""
+    """What a comparison needs from JAX: ``program(*inputs)`` (``jitted`` is its cached jit).
+
+    >>> call = JaxCall(abs, abs, (-2,))
+    >>> call.program(*call.inputs)
+    2
+    """
 
     program: Callable[..., Any]
     jitted: Callable[..., Any]
@@ -116,7 +134,12 @@ def run_jax_calls(calls: list[JaxCall], merge: bool) -> list[tuple[Any, BaseExce
 
     A program that occurs several times with inputs of the same shapes and dtypes (cases that
     differ only in their values) is compiled once on its own and run for each; the others are
-    merged into one jitted program (``merge``), or run one by one if that fails."""
+    merged into one jitted program (``merge``), or run one by one if that fails.
+
+    >>> import jax.numpy as jnp
+    >>> [(float(out), err) for out, err in run_jax_calls([JaxCall(jnp.sum, jnp.sum, (jnp.ones(2),))], merge=True)]
+    [(2.0, None)]
+    """
     groups: dict[Any, list[int]] = {}
     for k, c in enumerate(calls):
         groups.setdefault((id(c.program), aval_key(c.inputs)), []).append(k)
@@ -156,6 +179,12 @@ def aval_key(tree: Any) -> Any:
 
 
 def call_leaves(fn: Callable[..., Any], treedef: Any, static: list[Any], array_pos: list[int], arrays: Sequence[Any]) -> Any:
+    """Call ``fn`` with the array leaves put back among the static ones.
+
+    >>> import jax
+    >>> call_leaves(max, jax.tree_util.tree_structure(((0, 0), {})), [None, 5], [0], [7])
+    7
+    """
     leaves = list(static)
     for p, v in zip(array_pos, arrays):
         leaves[p] = v
@@ -164,6 +193,12 @@ def call_leaves(fn: Callable[..., Any], treedef: Any, static: list[Any], array_p
 
 
 def cot_tree(struct: Any, cot: list[np.ndarray] | None) -> Any:
+    """The cotangent arrays in the structure and dtypes of the JAX output.
+
+    >>> import jax, numpy as np
+    >>> cot_tree({"a": jax.ShapeDtypeStruct((2,), np.float32)}, [np.ones(2)])["a"].dtype
+    dtype('float32')
+    """
     if cot is None:
         return None
     treedef = jax.tree_util.tree_structure(struct)

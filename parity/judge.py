@@ -105,7 +105,12 @@ def compare_arrays(
 def rounded(r: np.ndarray, dtype: str) -> np.ndarray:
     """The float64 reference rounded once to ``dtype`` (as float64): the correctly rounded
     truth, the best any implementation can return (a float64 value beyond the dtype's range
-    is an infinity in it)."""
+    is an infinity in it).
+
+    >>> import numpy as np
+    >>> float(rounded(np.array([1 + 2.0**-30]), "float32")[0])
+    1.0
+    """
     if not np.issubdtype(r.dtype, np.floating) or dtype == "float64":
         return r
     with np.errstate(over="ignore"):
@@ -113,7 +118,14 @@ def rounded(r: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def agree(a: np.ndarray, e: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
-    """Elementwise agreement (NaN ~ NaN, inf ~ inf of the same sign) and tolerance usage."""
+    """Elementwise agreement (NaN ~ NaN, inf ~ inf of the same sign) and tolerance usage.
+
+    >>> import numpy as np
+    >>> from parity.tolerances import Tolerance
+    >>> ok, usage = agree(np.array([1.0, np.nan, 2.0]), np.array([1.0, np.nan, 3.0]), Tolerance(0.0, 0.5))
+    >>> ok.tolist(), usage.tolist()
+    ([True, True, False], [0.0, 0.0, 2.0])
+    """
     both_nan = np.isnan(a) & np.isnan(e)
     same_inf = np.isinf(a) & np.isinf(e) & (np.sign(a) == np.sign(e))
     special = both_nan | same_inf

@@ -156,21 +156,40 @@ def _g(x: float | None) -> str:
 
 
 def first_line(s: str) -> str:
+    """The first line of an error text.
+
+    >>> first_line("ValueError: bad" + chr(10) + "  traceback...")
+    'ValueError: bad'
+    """
     return s.strip().splitlines()[0] if s.strip() else s
 
 
 def describe(e: BaseException) -> str:
-    """``'TypeError: message'`` (first line), then a short traceback."""
+    """``'TypeError: message'`` (first line), then a short traceback.
+
+    >>> describe(ValueError("bad input")).splitlines()[0]
+    'ValueError: bad input'
+    """
     msg = str(e).strip().splitlines()
     head = f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
     return head + "\n" + "".join(traceback.format_exception(e, limit=-3))
 
 
 def same_error(a: float, b: float) -> bool:
+    """Equal errors (NaN equals NaN).
+
+    >>> same_error(float("nan"), float("nan")), same_error(1.0, 2.0)
+    (True, False)
+    """
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def is_smaller(a: float, b: float) -> bool:
+    """``a < b`` for errors, NaN the largest.
+
+    >>> is_smaller(1.0, float("nan")), is_smaller(float("nan"), 1.0)
+    (True, False)
+    """
     if math.isnan(b):
         return not math.isnan(a)
     return a < b

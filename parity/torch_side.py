@@ -33,7 +33,13 @@ def torch_run(
     dtype: str | None = None,
 ) -> tuple[Any, list[Any] | None, list[Any] | None, dict[str, str]]:
     """Run torch: ``(outputs, grads, hvps, errors)``; ``dtype`` recasts floating inputs
-    (the float64 reference). ``errors`` maps ``'value' | 'grad' | 'hvp'`` to a traceback."""
+    (the float64 reference). ``errors`` maps ``'value' | 'grad' | 'hvp'`` to a traceback.
+
+    >>> import numpy as np, jax
+    >>> leaves, treedef = jax.tree_util.tree_flatten(((np.ones(2),), {}))
+    >>> torch_run(lambda x: (x ** 2).sum(), leaves, treedef, [0], [np.ones(())], None, "cpu")[1][0].tolist()
+    [2.0, 2.0]
+    """
     import torch
 
     errors: dict[str, str] = {}

@@ -47,6 +47,11 @@ class LayerDiff:
     (``None``: all finite). With a float64 torch run (``reference``): ``closer`` says which of
     JAX and torch is nearer to it, ``torch_ref_passed`` whether torch's own run is within
     tolerance of it there.
+
+    >>> from parity.compare import Comparison
+    >>> d = LayerDiff("layer1.0.bn1", "layer1.0.bn1", "grad", Comparison("w", "float32", False, max_abs=0.5), tensor="weight")
+    >>> d.name, d.max_abs_err, d.passed
+    ('layer1.0.bn1 .weight', 0.5, False)
     """
 
     jax_path: str
