@@ -13,6 +13,7 @@ Python::
     r.passed, print(r)
     parity.assert_close(...)              # the same, raising AssertionError (pytest)
     parity.compare_many([parity.CompareRequest(...), ...])  # several, one compiled JAX program
+    parity.compare_models(flax_model, torch_model, x_nhwc, x_nchw)  # where a ported model diverges
 
 Second derivatives are compared as torch's double backward computes them (the
 gradient of ``<gradient, v>``, i.e. ``v^T H``). Where torch itself is inexact, a
@@ -23,10 +24,13 @@ Layout: :mod:`parity.compare` (the comparison engine), :mod:`parity.tolerances`
 (the one tolerance table, ULP helpers), :mod:`parity.cases` (the case grid, one
 module per loss family, and the fuzzing spaces), :mod:`parity.references`
 (torch-op references for what torch lacks), :mod:`parity.runner` (grid / fuzz
-runs, shrinking, reproducers), :mod:`parity.report` (JSON, Markdown, HTML).
+runs, shrinking, reproducers), :mod:`parity.report` (JSON, Markdown, HTML),
+:mod:`parity.models` (model comparison layer by layer, golden files; ``python -m parity.models``).
 
 Importing this package turns on ``jax_enable_x64``.
 """
+
+from typing import Any
 
 from parity.compare import CompareRequest, Comparison, Result, assert_close, compare, compare_many
 from parity.tolerances import TOLERANCES, Tolerance, tolerance_for, ulp, ulp_error
@@ -35,12 +39,29 @@ __all__ = [
     "TOLERANCES",
     "CompareRequest",
     "Comparison",
+    "LayerDiff",
+    "ModelReport",
     "Result",
     "Tolerance",
     "assert_close",
     "compare",
+    "compare_golden",
     "compare_many",
+    "compare_models",
+    "compare_params",
+    "save_golden",
     "tolerance_for",
     "ulp",
     "ulp_error",
 ]
+
+_MODELS = ("LayerDiff", "ModelReport", "compare_models", "compare_params", "compare_golden", "save_golden")
+
+
+def __getattr__(name: str) -> Any:
+    """The model comparison (:mod:`parity.models`, which imports Flax) is loaded on first use."""
+    if name in _MODELS:
+        import parity.models
+
+        return getattr(parity.models, name)
+    raise AttributeError(f"module 'parity' has no attribute {name!r}")

@@ -14,7 +14,7 @@ JSON schema (``"schema": "parity-report/1"``)::
                   "documented_deviations", "low_precision_rule", "jax_closer", "torch_closer", "ties", "ok"},
       "losses": [{"loss", "family", "torch", "cases", "passed", "failed", "errors", "not_implemented",
                   "worst_value": {"abs", "rel", "ulp", "usage"}, "worst_grad": {...}, "worst_hvp": {...},
-                  "worst_case", "status"}],
+                  "worst_value_at": {"abs": case id, ...}, "worst_grad_at", "worst_hvp_at", "worst_case", "status"}],
       "dtypes": [{"dtype", "cases", "passed", "worst_value": {...}, "worst_grad": {...}, "worst_hvp": {...},
                   "worst_value_at": {"abs": case id, "rel", "ulp", "usage"}, "worst_grad_at", "worst_hvp_at",
                   "jax_closer", "torch_closer", "ties"}],
@@ -22,7 +22,11 @@ JSON schema (``"schema": "parity-report/1"``)::
       "deviations": [{"loss", "reason", "dtypes", "cases", "passed"}],  # TorchInexact cases met
       "failures": [case result (below) of every failed / error case],
       "cases": [{"id", "loss", "family", "case", "dtype", "status", "judge", "deviation", "params", "spec",
-                 "result": parity.Result.to_json(), "seconds", "note", "reproducer", "fuzz"}]
+                 "result": parity.Result.to_json(), "seconds", "note", "reproducer", "fuzz"}],
+      "models": {name: parity.ModelReport.to_json()}  # --models: layer by layer against the torch twin
+
+"worst_hvp" is the second order, the vector-Hessian product vᵀH (the report shows it so).
+Floats that are not finite are written as strings (:func:`parity.result.jsonable`).
 
 "judged_by_reference" counts cases with at least one array judged against the
 float64 reference: "documented_deviations" (a :class:`parity.cases.TorchInexact`
@@ -36,6 +40,7 @@ Non-finite floats are written as the strings ``"inf"`` / ``"nan"``.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -44,8 +49,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from parity.cases import Loss
+from parity.result import jsonable
 from parity.runner import CaseResult
-from parity.tolerances import TOLERANCES
+from parity.tolerances import DTYPES, TOLERANCES
 
 SCHEMA = "parity-report/1"
 _METRICS = ("max_abs", "max_rel", "max_ulp", "usage")
@@ -72,11 +78,10 @@ def _worst_at(results: Sequence[CaseResult], kind: str) -> dict[str, str]:
 def _closer_counts(results: Sequence[CaseResult]) -> dict[str, int]:
     counts = {"jax_closer": 0, "torch_closer": 0, "ties": 0}
     for r in results:
-        for kind in ("outputs", "grads", "hvps"):
-            for c in r.result.get(kind, []):
-                k = {"jax": "jax_closer", "torch": "torch_closer", "tie": "ties"}.get(c.get("closer") or "")
-                if k:
-                    counts[k] += 1
+        for c in r.result.comparisons:
+            k = {"jax": "jax_closer", "torch": "torch_closer", "tie": "ties"}.get(c.closer or "")
+            if k:
+                counts[k] += 1
     return counts
 
 
@@ -95,8 +100,9 @@ def _usage_of(r: CaseResult) -> float:
     return max((r.worst(k, "usage") for k in ("outputs", "grads", "hvps")), default=0.0)
 
 
-def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[str, Any]) -> dict[str, Any]:
-    """The report as one JSON-able dict."""
+def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[str, Any],
+          models: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The report as one JSON-able dict; ``models``: ``{name: ModelReport.to_json()}`` of model comparisons."""
     by_loss: dict[str, list[CaseResult]] = {}
     for r in results:
         by_loss.setdefault(r.loss, []).append(r)
@@ -117,6 +123,9 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
             "worst_value": _worst(rs, "outputs"),
             "worst_grad": _worst(rs, "grads"),
             "worst_hvp": _worst(rs, "hvps"),
+            "worst_value_at": _worst_at(rs, "outputs"),
+            "worst_grad_at": _worst_at(rs, "grads"),
+            "worst_hvp_at": _worst_at(rs, "hvps"),
             "worst_case": worst.id if worst else "",
             "status": status,
         })
@@ -137,12 +146,10 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
     params = {n: list(registry[n].params) for n in registry if n in by_loss}
     missing = {n: [p for p in ps if not covered.get(n, {}).get(p)] for n, ps in params.items()}
     summary = {**_counts(results)}
-    summary["judged_by_reference"] = sum(
-        1 for r in results if any(c.get("judged") == "reference" for k in ("outputs", "grads", "hvps") for c in r.result.get(k, []))
-    )
+    by_reference = [r for r in results if any(c.judged == "reference" for c in r.result.comparisons)]
+    summary["judged_by_reference"] = len(by_reference)
     summary["documented_deviations"] = sum(1 for r in results if r.deviation)
-    summary["low_precision_rule"] = sum(1 for r in results if not r.deviation and r.judge == "torch" and any(
-        c.get("judged") == "reference" for k in ("outputs", "grads", "hvps") for c in r.result.get(k, [])))
+    summary["low_precision_rule"] = sum(1 for r in by_reference if not r.deviation and r.judge == "torch")
     summary.update(_closer_counts(results))
     summary["ok"] = summary["failed"] == 0 and summary["errors"] == 0
     return {
@@ -155,6 +162,7 @@ def build(results: Sequence[CaseResult], registry: dict[str, Loss], meta: dict[s
         "deviations": _deviations(results),
         "failures": [r.to_json() for r in results if r.status in ("failed", "error")],
         "cases": [r.to_json() for r in results],
+        "models": dict(models or {}),
     }
 
 
@@ -168,9 +176,8 @@ def _deviations(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
                 d["dtypes"].append(r.dtype)
             d["cases"] += 1
             d["passed"] += r.status == "passed"
-    order = list(TOLERANCES)
     for d in out.values():
-        d["dtypes"].sort(key=order.index)
+        d["dtypes"].sort(key=DTYPES.index)
     return sorted(out.values(), key=lambda d: (d["loss"], d["reason"]))
 
 
@@ -200,34 +207,90 @@ def _err(w: dict[str, float]) -> str:
     return f"{_e(w['rel'])} ({_ulps(w['ulp'])} ulp)"
 
 
-_LEFT = (0, 6, 7, 8, 9)  # left-aligned columns of the per-loss table
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One column of the per-loss table: its key in a row, its header, left-aligned or not."""
+
+    key: str
+    header: str
+    left: bool = False
 
 
-def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    """The per-loss table: counts, the largest fraction of the tolerance any array used (<= 1
-    passes), worst relative / ULP errors of values, gradients and second derivatives."""
-    rows = [["loss", "cases", "passed", "failed", "n/i", "tol used", "worst value err", "worst grad err",
-             "worst 2nd-order err", "worst case"]]
-    for L in report["losses"]:
+LOSS_COLUMNS = (
+    Column("loss", "loss", left=True),
+    Column("cases", "cases"),
+    Column("passed", "passed"),
+    Column("failed", "failed"),
+    Column("n/i", "n/i"),
+    Column("usage", "tol used"),
+    Column("value", "worst value err", left=True),
+    Column("grad", "worst grad err", left=True),
+    Column("vTH", "worst vᵀH err", left=True),
+    Column("worst_case", "worst case", left=True),
+)
+_NN_PREFIX = "nn."  # the loss modules: one row together (each checks its class wraps its function)
+
+
+def _err_at(w: dict[str, float], at: dict[str, str]) -> str:
+    """'2 ulp in case[dtype]; rel 6.5e-03 in other[dtype]': the worst error in ULPs and the worst
+    relative error, each with the case it comes from (once when it is the same case)."""
+    if not any(w.values()):
+        return "0"
+    case = {k: (at.get(k) or "").split("/", 1)[-1] for k in ("ulp", "rel")}
+    ulp = f"{_ulps(w['ulp'])} ulp" + (f" in {case['ulp']}" if case["ulp"] else "")
+    if case["rel"] == case["ulp"]:
+        return f"{_e(w['rel'])} ({_ulps(w['ulp'])} ulp)" + (f" in {case['ulp']}" if case["ulp"] else "")
+    return f"{ulp}; rel {_e(w['rel'])}" + (f" in {case['rel']}" if case["rel"] else "")
+
+
+def table_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The per-loss table, one dict per row keyed by :data:`LOSS_COLUMNS`: counts, the largest fraction
+    of the tolerance any array used (<= 1 passes), the worst relative / ULP errors of values,
+    gradients and second-order products (``vᵀH``) with the case each comes from. The ``nn.*``
+    module rows are folded into one."""
+    rows = []
+    losses = [L for L in report["losses"] if not L["loss"].startswith(_NN_PREFIX)]
+    modules = [L for L in report["losses"] if L["loss"].startswith(_NN_PREFIX)]
+    for L in losses + ([_fold(modules)] if modules else []):
         usage = max(L["worst_value"]["usage"], L["worst_grad"]["usage"], L.get("worst_hvp", {}).get("usage", 0.0))
-        rows.append([
-            L["loss"], str(L["cases"]), str(L["passed"]), str(L["failed"] + L["errors"]), str(L["not_implemented"]),
-            f"{usage:.2f}" if math.isfinite(usage) else str(usage),
-            _err(L["worst_value"]), _err(L["worst_grad"]), _err(L.get("worst_hvp") or {}),
-            L["worst_case"] if L["status"] != "not implemented" else "-",
-        ])
+        rows.append({
+            "loss": L["loss"], "cases": str(L["cases"]), "passed": str(L["passed"]), "failed": str(L["failed"] + L["errors"]),
+            "n/i": str(L["not_implemented"]), "usage": f"{usage:.2f}" if math.isfinite(usage) else str(usage),
+            "value": _err_at(L["worst_value"], L.get("worst_value_at", {})),
+            "grad": _err_at(L["worst_grad"], L.get("worst_grad_at", {})),
+            "vTH": _err_at(L.get("worst_hvp") or {}, L.get("worst_hvp_at", {})),
+            "worst_case": L["worst_case"] if L["status"] != "not implemented" else "-",
+            "status": L["status"], "torch": L.get("torch", ""),
+        })
     return rows
 
 
+def _fold(modules: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``nn.*`` rows as one: summed counts, the worst errors and where they occur."""
+    out: dict[str, Any] = {"loss": f"{_NN_PREFIX}* ({len(modules)} modules)", "torch": "torch.nn loss modules"}
+    for k in ("cases", "passed", "failed", "errors", "not_implemented"):
+        out[k] = sum(L[k] for L in modules)
+    for key in ("worst_value", "worst_grad", "worst_hvp"):
+        out[key], out[key + "_at"] = {}, {}
+        for m in ("abs", "rel", "ulp", "usage"):
+            best = max(modules, key=lambda L, key=key, m=m: L.get(key, {}).get(m, 0.0))
+            out[key][m] = best.get(key, {}).get(m, 0.0)
+            out[key + "_at"][m] = best.get(key + "_at", {}).get(m, "")
+    worst = max(modules, key=lambda L: (L["status"] == "failed", max(L["worst_value"]["usage"], L["worst_grad"]["usage"])))
+    out["worst_case"] = worst["worst_case"]
+    statuses = {L["status"] for L in modules}
+    out["status"] = "failed" if "failed" in statuses else "passed" if statuses == {"passed"} else "partial"
+    return out
+
+
 def console_table(report: dict[str, Any]) -> str:
-    rows = table_rows(report)
-    rows = [r[:-1] + [r[-1][:60]] for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    rows = [{c.key: c.header for c in LOSS_COLUMNS}] + [{**r, "worst_case": r["worst_case"][:60]} for r in table_rows(report)]
+    widths = {c.key: max(len(r[c.key]) for r in rows) for c in LOSS_COLUMNS}
     lines = []
     for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i in _LEFT else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append("  ".join(r[c.key].ljust(widths[c.key]) if c.left else r[c.key].rjust(widths[c.key]) for c in LOSS_COLUMNS).rstrip())
         if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
+            lines.append("  ".join("-" * widths[c.key] for c in LOSS_COLUMNS))
     s = report["summary"]
     lines.append("")
     lines.append(
@@ -249,12 +312,14 @@ def markdown(report: dict[str, Any]) -> str:
                f"{s['judged_by_reference']} judged against the float64 reference ({s['documented_deviations']} documented deviations, "
                f"{s['low_precision_rule']} by the low-precision rule). "
                f"Against float64: jaxloss closer {s['jax_closer']}×, torch closer {s['torch_closer']}×, tie {s['ties']}×.")
+    if m.get("precision"):
+        out += ["", "Precision: " + _settings_text(m["precision"])]
     out += ["", "## Per loss", ""]
-    rows = table_rows(report)
-    out.append("| " + " | ".join(rows[0]) + " |")
-    out.append("|" + "---|" * len(rows[0]))
-    for r in rows[1:]:
-        out.append("| " + " | ".join(r[:-1] + [f"`{r[-1]}`" if r[-1] != "-" else "-"]) + " |")
+    out.append("| " + " | ".join(c.header for c in LOSS_COLUMNS) + " |")
+    out.append("|" + "---|" * len(LOSS_COLUMNS))
+    for r in table_rows(report):
+        cells = [f"`{r[c.key]}`" if c.key == "worst_case" and r[c.key] != "-" else r[c.key] for c in LOSS_COLUMNS]
+        out.append("| " + " | ".join(cells) + " |")
     out += ["", "## Per dtype", "", "| dtype | tolerance (rtol, atol) | cases | passed | worst value (abs / rel / ulp) | worst grad (abs / rel / ulp) | jaxloss closer to f64 | torch closer | tie |", "|---|---|---|---|---|---|---|---|---|"]
     for d in report["dtypes"]:
         tol = TOLERANCES[d["dtype"]]
@@ -263,7 +328,7 @@ def markdown(report: dict[str, Any]) -> str:
                    f"{_e(wg['abs'])} / {_e(wg['rel'])} / {_e(wg['ulp'])} | {d['jax_closer']} | {d['torch_closer']} | {d['ties']} |")
     out.append("")
     for d in report["dtypes"]:
-        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("2nd order", "worst_hvp")):
+        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("vᵀH", "worst_hvp")):
             at = d.get(key + "_at", {})
             if at.get("ulp"):
                 out.append(f"- {d['dtype']} worst {what}: {_ulps(d[key]['ulp'])} ulp in `{at['ulp']}`, "
@@ -277,6 +342,8 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "## Coverage", ""]
     out.append("Every public parameter of every loss appears in at least one grid case." if not miss else
                "Parameters no grid case exercises: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in miss.items()))
+    for name, model in report.get("models", {}).items():
+        out += ["", model_markdown(model, model.get("title", name))]
     out += ["", "## Failures", ""]
     if not report["failures"]:
         out.append("None.")
@@ -357,19 +424,25 @@ def html_page(report: dict[str, Any]) -> str:
              f"{s['judged_by_reference']} judged against the float64 reference ({s['documented_deviations']} documented deviations, "
              f"{s['low_precision_rule']} by the low-precision rule). Against float64: jaxloss closer {s['jax_closer']}×, "
              f"torch closer {s['torch_closer']}×, tie {s['ties']}×.</p>")
+    if m.get("precision"):
+        p.append(f"<p class='note'>Precision: {esc(_settings_text(m['precision']))}</p>")
     # per loss
     p.append("<h2>Per loss</h2><p class='note'>tol used: the largest fraction of its dtype's tolerance "
              "(|jax - torch| / (atol + rtol |torch|)) any compared array of the loss used; 1 is the limit. Errors: worst "
              "relative error (where |torch| &gt; atol) and worst error in ULPs, over all dtypes, of arrays judged "
              "against torch.</p><table><tr>")
-    rows = table_rows(report)
-    p.append("".join(f"<th class='l'>{esc(h)}</th>" if i in _LEFT else f"<th>{esc(h)}</th>" for i, h in enumerate(rows[0]))
+    p.append("".join(f"<th class='{'l' if c.left else ''}'>{esc(c.header)}</th>" for c in LOSS_COLUMNS)
              .replace(">loss<", ">loss <span class='sub'>(torch side)</span><", 1) + "</tr>")
-    for L, r in zip(report["losses"], rows[1:]):
-        cls = {"passed": "pass", "failed": "fail", "not implemented": "ni", "partial": "partial"}[L["status"]]
-        cells = [f"<td class='l'>{esc(r[0])}<br><span class='sub'>{_breakable(L['torch'])}</span></td>"]
-        cells += [f"<td class='l w'>{_breakable(c)}</td>" if i == 9 else f"<td class='l'>{esc(c)}</td>" if i in _LEFT
-                  else f"<td>{esc(c)}</td>" for i, c in enumerate(r) if i]
+    for r in table_rows(report):
+        cls = {"passed": "pass", "failed": "fail", "not implemented": "ni", "partial": "partial"}[r["status"]]
+        cells = []
+        for c in LOSS_COLUMNS:
+            if c.key == "loss":
+                cells.append(f"<td class='l'>{esc(r['loss'])}<br><span class='sub'>{_breakable(r['torch'])}</span></td>")
+            elif c.key in ("worst_case", "value", "grad", "vTH"):
+                cells.append(f"<td class='l w'>{_breakable(r[c.key])}</td>")
+            else:
+                cells.append(f"<td class='{'l' if c.left else ''}'>{esc(r[c.key])}</td>")
         p.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
     p.append("</table>")
     # per dtype
@@ -384,7 +457,7 @@ def html_page(report: dict[str, Any]) -> str:
     p.append("</table><ul class='note'>")
     for d in report["dtypes"]:
         parts = []
-        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("2nd order", "worst_hvp")):
+        for what, key in (("value", "worst_value"), ("gradient", "worst_grad"), ("vᵀH", "worst_hvp")):
             at = d.get(key + "_at", {})
             if at.get("ulp"):
                 parts.append(f"{what}: {_ulps(d[key]['ulp'])} ulp in <code>{esc(at['ulp'])}</code>, "
@@ -413,6 +486,8 @@ def html_page(report: dict[str, Any]) -> str:
                 row.append(f"<td class='{'miss' if not n else 'pass'}'>{n}</td>")
         p.append("<tr>" + "".join(row) + "</tr>")
     p.append("</table>")
+    for name, model in report.get("models", {}).items():
+        p.append(model_section_html(model, model.get("title", name)))
     # failures
     p.append(f"<h2>Failures ({len(report['failures'])})</h2>")
     if not report["failures"]:
@@ -444,24 +519,160 @@ def html_page(report: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- files
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
 def write(report: dict[str, Any], folder: str) -> dict[str, str]:
     """Write report.json, report.md, report.html into ``folder``; returns their paths."""
     os.makedirs(folder, exist_ok=True)
     paths = {k: os.path.join(folder, f"report.{k}") for k in ("json", "md", "html")}
     with open(paths["json"], "w", encoding="utf-8") as fh:
-        json.dump(_clean(report), fh, indent=1, allow_nan=False)
+        json.dump(jsonable(report), fh, indent=1, allow_nan=False)
     with open(paths["md"], "w", encoding="utf-8") as fh:
         fh.write(markdown(report))
     with open(paths["html"], "w", encoding="utf-8") as fh:
         fh.write(html_page(report))
+    return paths
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    """``parity.precision.settings()`` as one line."""
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+# --------------------------------------------------------------------------- models, layer by layer
+_FLOOR = 1e-9  # exact agreement is drawn here (log scale)
+_KIND_COLOURS = {"param": "#9aa0a6", "forward": "#1a73e8", "grad": "#e8710a"}
+
+
+def layer_plot_png(model: dict[str, Any], title: str = "") -> bytes:
+    """The error-by-layer plot of a :meth:`parity.models.ModelReport.to_json` dict, as PNG bytes.
+
+    One point per compared tensor in report order (forward, then backward): the fraction of
+    its tolerance it used (log scale; above 1 fails), coloured by kind, failures ringed in red.
+
+    >>> layer_plot_png({"layers": [{"kind": "forward", "usage": 0.1, "passed": True, "jax_path": "fc", "tensor": "output"}]})[:4]
+    b'\\x89PNG'
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = model["layers"]
+    usage = [max(_num(d["usage"]), _FLOOR) for d in rows]
+    fig, ax = plt.subplots(figsize=(12.0, 4.2), dpi=100)
+    for kind, colour in _KIND_COLOURS.items():
+        idx = [k for k, d in enumerate(rows) if d["kind"] == kind]
+        ax.scatter(idx, [usage[k] for k in idx], s=14, color=colour, label=kind, zorder=3)
+    bad = [k for k, d in enumerate(rows) if not d["passed"]]
+    ax.scatter(bad, [usage[k] for k in bad], s=70, facecolors="none", edgecolors="#c5221f", linewidths=1.5,
+               label="out of tolerance", zorder=4)
+    ax.axhline(1.0, color="#c5221f", lw=1, ls="--")
+    ax.set_yscale("log")
+    ax.set_ylabel("tolerance used\n(exact: bottom)", fontsize=8)
+    step = max(1, len(rows) // 45)
+    ax.set_xticks(range(0, len(rows), step))
+    ax.set_xticklabels([_short(rows[k]) for k in range(0, len(rows), step)], rotation=70, fontsize=6, ha="right")
+    ax.set_title(title or "error by layer (forward, then backward)", fontsize=10)
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _num(x: Any) -> float:
+    return float(x) if not isinstance(x, str) else float("inf")
+
+
+def _short(d: dict[str, Any]) -> str:
+    name = d["jax_path"] or "(model)"
+    return f"{name}.{d['tensor']}" if d["tensor"] != "output" else name
+
+
+def _layer_row(d: dict[str, Any]) -> list[str]:
+    nonfinite = [f"{side} at {d[side + '_nonfinite']}" for side in ("jax", "torch") if d.get(side + "_nonfinite") is not None]
+    closer = "-" if d.get("closer") is None else f"{d['closer']}; torch f32 {'ok' if d.get('torch_ref_passed') else 'OUT'}"
+    return [d["kind"], d["jax_path"] or "(model)", d["torch_name"] or "(model)", d["tensor"], "ok" if d["passed"] else "FAIL",
+            _e(_num(d["max_abs_err"])), _e(_num(d["mean_abs_err"])), _e(_num(d["p99_abs_err"])), _e(_num(d["max_rel_err"])),
+            _ulps(_num(d["max_ulp"])), f"{_num(d['usage']):.2g}", ", ".join(nonfinite) or "-", closer, d.get("message", "")]
+
+
+_LAYER_HEAD = ["kind", "jax path", "torch name", "tensor", "", "max abs", "mean abs", "p99 abs", "max rel", "ulp",
+               "tol used", "first NaN/inf", "vs float64", "note"]
+
+
+def model_markdown(model: dict[str, Any], title: str) -> str:
+    """A per-layer section in Markdown: the verdict, then the table of every compared tensor.
+
+    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> md = model_markdown(ModelReport([LayerDiff.failed("fc", "fc", "forward", "x")]).to_json(), "Per layer")
+    >>> md.splitlines()[2], md.count("| forward | fc |")
+    ('**FAILED: first divergence at fc, forward: max abs 0, rel 0 (x)**', 1)
+    """
+    out = [f"## {title}", "", f"**{model['verdict']}**", ""]
+    if model.get("unpaired_torch") or model.get("unpaired_jax"):
+        out += [f"Not compared (no partner): JAX {model['unpaired_jax']}, torch {model['unpaired_torch']}.", ""]
+    out.append("| " + " | ".join(_LAYER_HEAD) + " |")
+    out.append("|" + "---|" * len(_LAYER_HEAD))
+    for d in model["params"] + model["layers"]:
+        out.append("| " + " | ".join(c.replace("|", "/") for c in _layer_row(d)) + " |")
+    return "\n".join(out) + "\n"
+
+
+def model_section_html(model: dict[str, Any], title: str) -> str:
+    """A per-layer section in HTML: the verdict, the error-by-layer plot (inline PNG), the table.
+
+    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> page = model_section_html(ModelReport([LayerDiff.failed("fc", "fc", "grad", "x")]).to_json(), "SeedCNN")
+    >>> page.startswith("<h2>SeedCNN</h2>"), "data:image/png;base64," in page
+    (True, True)
+    """
+    import base64
+
+    esc = html.escape
+    cls = "ok" if model["passed"] else "bad"
+    p = [f"<h2>{esc(title)}</h2><p class='{cls}'>{esc(model['verdict'])}</p>"]
+    png = base64.b64encode(layer_plot_png(model, title)).decode()
+    p.append(f"<p><img alt='error by layer' style='max-width:100%' src='data:image/png;base64,{png}'></p>")
+    settings = model.get("meta", {}).get("settings", {})
+    if settings:
+        p.append("<p class='note'>" + esc(_settings_text(settings)) + "</p>")
+    if model.get("unpaired_torch") or model.get("unpaired_jax"):
+        p.append(f"<p class='note'>Not compared (no partner): JAX {esc(str(model['unpaired_jax']))}, "
+                 f"torch {esc(str(model['unpaired_torch']))}.</p>")
+    for what, rows in (("layer tensors (forward, then backward)", model["layers"]), ("parameters and buffers before the run", model["params"])):
+        bad = sum(not d["passed"] for d in rows)
+        p.append(f"<details{' open' if bad else ''}><summary>{len(rows)} {what}: {bad} out of tolerance</summary><table><tr>"
+                 + "".join(f"<th class='l'>{esc(h)}</th>" for h in _LAYER_HEAD) + "</tr>")
+        for d in rows:
+            cells = "".join(f"<td class='l'>{esc(c)}</td>" for c in _layer_row(d))
+            p.append(f"<tr class='{'pass' if d['passed'] else 'fail'}'>{cells}</tr>")
+        p.append("</table></details>")
+    return "\n".join(p)
+
+
+def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[str, str]:
+    """``report.json``, ``report.md``, ``report.html`` and ``layers.png`` of one model comparison.
+
+    >>> import tempfile
+    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> paths = write_model_report(ModelReport([LayerDiff.failed("fc", "fc", "forward", "x")]).to_json(), tempfile.mkdtemp(), "t")
+    >>> sorted(paths)
+    ['html', 'json', 'md', 'png']
+    """
+    os.makedirs(folder, exist_ok=True)
+    paths = {k: os.path.join(folder, f"report.{k}") for k in ("json", "md", "html")}
+    paths["png"] = os.path.join(folder, "layers.png")
+    with open(paths["json"], "w", encoding="utf-8") as fh:
+        json.dump(jsonable(model), fh, indent=1, allow_nan=False)
+    with open(paths["md"], "w", encoding="utf-8") as fh:
+        fh.write(f"# {title}\n\n" + model_markdown(model, "Per layer"))
+    with open(paths["html"], "w", encoding="utf-8") as fh:
+        fh.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>"
+                 f"</head><body><h1>{html.escape(title)}</h1>\n{model_section_html(model, 'Per layer')}\n</body></html>\n")
+    with open(paths["png"], "wb") as fh:
+        fh.write(layer_plot_png(model, title))
     return paths

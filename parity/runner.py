@@ -24,6 +24,8 @@ import numpy as np
 
 from parity.cases import Case, Invalid, Loss, load
 from parity.compare import CompareRequest, Result, cast_floats, compare_many
+from parity.result import jsonable
+from parity.tolerances import DTYPES
 
 Job = tuple[str, dict[str, Any], str]  # (loss, spec overrides, dtype)
 HVP_DTYPES = ("float64",)
@@ -41,7 +43,7 @@ class CaseResult:
     judge: str  # "torch", or "reference" where a documented torch inexactness applies
     params: list[str]
     spec: dict[str, Any]
-    result: dict[str, Any]
+    result: Result
     seconds: float
     note: str = ""
     reproducer: str = ""
@@ -56,25 +58,11 @@ class CaseResult:
     def worst(self, kind: str, attr: str) -> float:
         """Worst ``attr`` of the arrays of ``kind`` judged against torch (reference-judged ones,
         whose distance to torch is the documented deviation, are left out)."""
-        vals = [c.get(attr) for c in self.result.get(kind, []) if c.get("size") and c.get("judged") != "reference"]
-        out = [float(v) for v in vals if v is not None]
-        out = [v for v in out if not math.isnan(v)]
-        return max(out, default=0.0)
+        return self.result.worst(kind, attr, against_torch_only=True)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["id"] = self.id
-        d["spec"] = {k: _jsonable(v) for k, v in self.spec.items()}
-        d["overrides"] = {k: _jsonable(v) for k, v in self.overrides.items()}
-        return d
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return repr(v)
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return jsonable({**fields, "id": self.id, "result": self.result.to_json()})
 
 
 # --------------------------------------------------------------------------- one case
@@ -127,7 +115,7 @@ def _case_result(case: Case, dtype: str, r: Result, seconds: float, device: str,
         judge=case.judge(dtype),
         params=sorted(case.params()),
         spec=dict(case.spec),
-        result=r.to_json(),
+        result=r,
         seconds=seconds,
         note=case.note,
         fuzz=fuzz,
@@ -174,7 +162,7 @@ def run_batch(jobs: Sequence[Job], device: str = "cpu", fuzz: bool = False) -> l
             slots.append(k)
         except Exception as e:  # noqa: BLE001
             out[k] = CaseResult(name, loss.family, str(overrides.get("id", overrides)), dtype, "error", "torch", [], dict(overrides),
-                                Result("error", dtype, notes=[f"case builder raised {type(e).__name__}: {e}"]).to_json(), 0.0,
+                                Result("error", dtype, notes=[f"case builder raised {type(e).__name__}: {e}"]), 0.0,
                                 overrides=dict(overrides))
     for k, r in zip(slots, run_cases(items, device, fuzz)):
         r.overrides = dict(jobs[k][1])
@@ -208,20 +196,41 @@ def grid_jobs(losses: Iterable[str] | None = None, dtypes: Sequence[str] | None 
 BATCH = 16  # jobs per merged JAX program (see run_batch)
 
 
-def _chunks(jobs: list[Job], batch: int = BATCH) -> list[list[Job]]:
-    """Batches of at most ``batch`` jobs of one dtype (one loss after another), each compiled
-    as one program; the batches of the expensive losses first (better balance across workers)."""
-    heavy = ("ctc_loss", "linear_cross_entropy", "focal_loss", "cross_entropy", "triplet", "nn.", "multilabel_margin")
+def _chunks(jobs: list[Job], batch: int = BATCH, costs: dict[str, float] | None = None) -> list[list[Job]]:
+    """Batches of at most ``batch`` jobs of one dtype (one loss after another), each compiled as
+    one program. With ``costs`` (seconds per case of each loss, e.g. :func:`previous_costs`) the
+    expensive batches come first, for a better balance across workers; else the registry order."""
+    costs = costs or {}
     order = {n: k for k, n in enumerate(dict.fromkeys(j[0] for j in jobs))}
     groups: dict[str, list[Job]] = {}
-    for j in sorted(jobs, key=lambda j: (not any(h in j[0] for h in heavy), order[j[0]])):
+    for j in sorted(jobs, key=lambda j: (-costs.get(j[0], 0.0), order[j[0]])):
         groups.setdefault(j[2], []).append(j)
     chunks = [g[k : k + batch] for g in groups.values() for k in range(0, len(g), max(batch, 1))]
-    return sorted(chunks, key=lambda g: not any(h in g[0][0] for h in heavy))
+    return sorted(chunks, key=lambda g: -sum(costs.get(j[0], 0.0) for j in g))
 
 
-def _run_chunk(chunk: list[Job], device: str, fuzz: bool) -> list[CaseResult]:
-    return run_batch(chunk, device, fuzz)
+def previous_costs(report_json: str) -> dict[str, float]:
+    """Seconds per case of each loss in an earlier report (``{}`` when there is none): the cost
+    model of :func:`_chunks`."""
+    import json
+
+    try:
+        with open(report_json, encoding="utf-8") as fh:
+            cases = json.load(fh).get("cases", [])
+    except (OSError, ValueError):
+        return {}
+    total: dict[str, list[float]] = {}
+    for c in cases:
+        total.setdefault(c.get("loss", ""), []).append(float(c.get("seconds", 0.0)))
+    return {k: sum(v) / len(v) for k, v in total.items() if v}
+
+
+def _run_chunk(chunk: list[Job], device: str, fuzz: bool, mode: str = "default") -> list[CaseResult]:
+    """One batch in a worker process, under the parent's float32 precision ``mode`` (:mod:`parity.precision`)."""
+    from parity.precision import precision
+
+    with precision(mode):
+        return run_batch(chunk, device, fuzz)
 
 
 _SETUP_DONE = False
@@ -263,10 +272,17 @@ def run_jobs(
     fuzz: bool = False,
     batch: int = BATCH,
     xla_cache: str | None = None,
+    precision: str | None = None,
+    costs: dict[str, float] | None = None,
 ) -> list[CaseResult]:
     """Run jobs (in ``workers`` processes when > 1), in batches of ``batch`` jobs of one dtype
-    whose JAX programs are compiled as one; progress is reported per batch."""
-    chunks = _chunks(jobs, batch)
+    whose JAX programs are compiled as one (the expensive first, by ``costs``: see :func:`_chunks`);
+    progress is reported per batch. ``precision``: the
+    :mod:`parity.precision` mode the worker processes run under (default: this process's)."""
+    from parity.precision import settings
+
+    mode = precision or settings()["mode"]
+    chunks = _chunks(jobs, batch, costs)
     total, done = len(jobs), 0
     results: list[CaseResult] = []
     if progress:
@@ -310,7 +326,7 @@ def run_jobs(
                     return
                 chunk = pending.popleft()
                 counts["submitted"] += 1
-            pool.submit(_run_chunk, chunk, device, fuzz).add_done_callback(on_done)
+            pool.submit(_run_chunk, chunk, device, fuzz, mode).add_done_callback(on_done)
 
         def on_done(fut: cf.Future[list[CaseResult]]) -> None:
             submit_next()  # first, so that the count includes it before the result is seen
@@ -382,7 +398,7 @@ def shrink(job: Job, device: str = "cpu", budget: int = 60) -> tuple[Job, CaseRe
     if best.status not in ("failed", "error"):
         return (name, current, dtype), best
     tried = 0
-    dtype_order = ["float64", "float32", "bfloat16", "float16"]
+    dtype_order = list(DTYPES)
     improved = True
     while improved and tried < budget:
         improved = False

@@ -53,6 +53,11 @@ import numpy as np
 
 
 class Tolerance(NamedTuple):
+    """``rtol`` and ``atol`` of one dtype.
+
+    >>> Tolerance(rtol=1e-3, atol=1e-5).rtol
+    0.001
+    """
     rtol: float
     atol: float
 
@@ -63,6 +68,8 @@ TOLERANCES: dict[str, Tolerance] = {
     "float16": Tolerance(rtol=1e-3, atol=1e-5),
     "bfloat16": Tolerance(rtol=1.6e-2, atol=1e-5),
 }
+
+DTYPES: tuple[str, ...] = tuple(TOLERANCES)  # the one order of the floating dtypes (widest first)
 
 
 TF32 = Tolerance(rtol=5e-3, atol=5e-3)
@@ -124,6 +131,10 @@ def ulp(x: np.ndarray, dtype: object) -> np.ndarray:
     The spacing of the representable ``dtype`` numbers around ``|x|``
     (``2**(e - nmant)`` for ``2**e <= |x| < 2**(e+1)``), the subnormal spacing
     below the smallest normal number. Infinite or NaN ``x`` give NaN.
+
+    >>> import numpy as np
+    >>> float(ulp(np.array(1.0), "float32"))
+    1.1920928955078125e-07
     """
     fmt = FORMATS[dtype_name(dtype)]
     a = np.abs(np.asarray(x, dtype=np.float64))
@@ -135,7 +146,12 @@ def ulp(x: np.ndarray, dtype: object) -> np.ndarray:
 
 
 def ulp_error(actual: np.ndarray, expected: np.ndarray, dtype: object) -> np.ndarray:
-    """``|actual - expected|`` in units of ``dtype``'s ULP at ``expected`` (float64 array)."""
+    """``|actual - expected|`` in units of ``dtype``'s ULP at ``expected`` (float64 array).
+
+    >>> import numpy as np
+    >>> float(ulp_error(np.array(1.0 + 2.0**-22), np.array(1.0), "float32"))
+    2.0
+    """
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -143,8 +159,14 @@ def ulp_error(actual: np.ndarray, expected: np.ndarray, dtype: object) -> np.nda
 
 
 def tolerance_usage(actual: np.ndarray, expected: np.ndarray, dtype: object) -> np.ndarray:
-    """``|actual - expected| / (atol + rtol * |expected|)``: an element passes where this is <= 1."""
-    tol = tolerance_for(dtype)
+    """``|actual - expected| / (atol + rtol * |expected|)``: an element passes where this is <= 1.
+
+    ``dtype`` names the tolerance (a dtype), or is a :class:`Tolerance` itself.
+
+    >>> float(tolerance_usage(np.array([1.5]), np.array([1.0]), Tolerance(rtol=0.25, atol=0.25))[0])
+    1.0
+    """
+    tol = dtype if isinstance(dtype, Tolerance) else tolerance_for(dtype)
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):

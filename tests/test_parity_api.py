@@ -182,7 +182,7 @@ def test_second_order_is_the_double_backward_contraction():
     r = parity.compare(jf, TF.apply, a, b, grad_argnums=(0, 1), hvp=True)
     assert r.passed, r
     # and the numbers are v^T H: the a-component is H[b, a] v_b = 2 v_b (H v would give 1 v_b)
-    from parity.compare import _pattern
+    from parity.convert import pattern as _pattern
 
     ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
     cot = float(_pattern((), np.float64, "cot0", 0.5, 1.5))
@@ -233,3 +233,16 @@ def test_reference_is_rounded_once_to_the_dtype():
     c = r.outputs[0]
     assert c.judged == "reference" and c.jax_ref_abs == 0.0 and c.closer == "jax"
     assert parity.compare(jf, tf, x, dtype="float16").status == "failed"  # against torch: a failure
+
+
+def test_loss_tests_judge_with_parity_s_rule():
+    """tests.torch_compare.assert_close is parity.judge.compare_arrays (no second engine)."""
+    from tests.torch_compare import assert_close
+
+    a = np.array([1.0, np.nan, np.inf, 2.0])
+    assert_close(a, torch.tensor(a), "float64", "same")  # NaN ~ NaN, inf ~ inf
+    b = a.copy()
+    b[3] += 1e-6
+    with pytest.raises(AssertionError, match=r"FAIL bad .*1/4 bad, worst at \[3\]"):
+        assert_close(b, torch.tensor(a), "float64", "bad")
+    assert_close(b.astype(np.float32), torch.tensor(a), "float32", "within float32 tolerance")

@@ -81,7 +81,7 @@ def test_small_grid_subset_runs_clean():
     jobs = [(n, REG[n].grid[0], "float32") for n in FUNCTIONAL]
     jobs += runner.grid_jobs(["l1_loss"], ["bfloat16"])
     results = runner.run_jobs(jobs, workers=1)
-    bad = [(r.id, r.result["notes"], r.result["jax_error"], r.result["torch_error"]) for r in results if r.status in ("failed", "error")]
+    bad = [(r.id, r.result.notes, r.result.jax_error, r.result.torch_error) for r in results if r.status in ("failed", "error")]
     assert not bad, bad
     assert all(r.status in ("passed", "not_implemented") for r in results)
     assert any(r.loss == "l1_loss" and r.status == "passed" for r in results)
@@ -161,9 +161,9 @@ def test_torch_inexact_cases_are_judged_against_float64_only_where_declared():
     assert [dt for dt in edge.dtypes if edge.judge(dt) == "reference"] == ["float16"]
     r = runner.run_case(edge, "float16")
     assert r.status == "passed" and r.judge == "reference" and "underflows" in r.deviation
-    assert all(c["judged"] == "reference" for k in ("outputs", "grads") for c in r.result[k])
+    assert all(c["judged"] == "reference" for k in ("outputs", "grads") for c in r.result.to_json()[k])
     r64 = runner.run_case(edge, "float64")  # second order included: torch's double backward contraction
-    assert r64.status == "passed" and r64.judge == "torch" and not r64.deviation and r64.result["hvps"]
+    assert r64.status == "passed" and r64.judge == "torch" and not r64.deviation and r64.result.hvps
 
 
 def test_merged_batch_equals_one_program_per_case():
@@ -173,7 +173,7 @@ def test_merged_batch_equals_one_program_per_case():
     alone = runner.run_cases(items, merge=False)
     assert [r.status for r in merged] == ["passed"] * len(jobs)
     for a, b in zip(merged, alone):
-        assert a.id == b.id and a.result == b.result, a.id
+        assert a.id == b.id and a.result.to_json() == b.result.to_json(), a.id
 
 
 def test_a_failing_case_in_a_batch_does_not_affect_the_others():
@@ -186,7 +186,7 @@ def test_a_failing_case_in_a_batch_does_not_affect_the_others():
     bad.jax_fn = raising
     results = runner.run_cases([(good[0], "float64"), (bad, "float64"), (good[1], "float64"), (good[2], "float32")])
     assert [r.status for r in results] == ["passed", "failed", "passed", "passed"]
-    assert "boom at trace time" in results[1].result["jax_error"] and results[1].reproducer
+    assert "boom at trace time" in results[1].result.jax_error and results[1].reproducer
 
 
 def test_empty_batch_margin_losses_are_judged_against_torchs_per_sample_losses():

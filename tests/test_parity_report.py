@@ -63,7 +63,7 @@ def test_reproducer_reruns_the_failure(report):
 def test_markdown(report):
     md = rep.markdown(report)
     assert md.startswith("# jaxloss parity report")
-    assert "| loss | cases | passed | failed | n/i | tol used | worst value err | worst grad err | worst 2nd-order err | worst case |" in md
+    assert "| loss | cases | passed | failed | n/i | tol used | worst value err | worst grad err | worst vᵀH err | worst case |" in md
     assert "## Failures" in md and "```python" in md and "FAILED" in md
 
 
@@ -157,3 +157,53 @@ def test_cli_default_run_with_two_workers_and_the_xla_cache(tmp_path):
     assert a["meta"]["xla_cache"] == str(out / ".xla-cache") and a["meta"]["workers"] == 2
     strip = lambda cases: sorted((c["id"], c["status"], json.dumps(c["result"], sort_keys=True)) for c in cases)  # noqa: E731
     assert strip(a["cases"]) == strip(b["cases"]) and a["summary"]["cases"] == a["summary"]["passed"] > 20
+
+
+@pytest.mark.parametrize("bad", [["--fuzz", "-1"], ["-j", "-2"], ["--seed", "-1"], ["--out", "/dev/null/report"],
+                                 ["--models", "vgg"], ["--precision", "fp8"]])
+def test_cli_rejects_bad_options_before_running(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--loss", "l1_loss"] + bad)
+    assert e.value.code == 2
+    assert bad[0].lstrip("-") in capsys.readouterr().err
+
+
+def test_cli_records_precision_and_adds_the_model_section(tmp_path):
+    out = tmp_path / "p"
+    rc = main(["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache", "--precision", "ieee",
+               "--models", "seed-cnn", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["meta"]["precision"]["mode"] == "ieee"
+    assert data["models"]["seed-cnn"]["passed"] and data["models"]["seed-cnn"]["layers"]
+    page = (out / "report.html").read_text()
+    assert "Precision: mode=ieee" in page and "seed-cnn (float32, batch 2) against its torch twin" in page
+    assert "data:image/png;base64," in page
+
+
+def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
+    from tests.torch_compare import hide_torch
+
+    hide_torch(monkeypatch)
+    assert main(["--loss", "l1_loss"]) == 2
+    assert "pip install 'jaxloss[parity]'" in capsys.readouterr().err
+
+
+def _loss_row(name, usage, at, status="passed"):
+    w = {"abs": usage / 10, "rel": usage / 100, "ulp": usage * 10, "usage": usage}
+    return {"loss": name, "family": "f", "torch": "t", "cases": 2, "passed": 2 if status == "passed" else 1,
+            "failed": 0 if status == "passed" else 1, "errors": 0, "not_implemented": 0, "worst_value": w,
+            "worst_grad": w, "worst_hvp": w, "worst_value_at": {"ulp": at, "rel": at, "abs": at, "usage": at},
+            "worst_grad_at": {"ulp": at}, "worst_hvp_at": {"ulp": at}, "worst_case": at, "status": status}
+
+
+def test_module_rows_fold_into_one_and_worst_errors_name_their_case():
+    report = {"losses": [_loss_row("l1_loss", 0.5, "l1_loss/a[float32]"), _loss_row("nn.L1Loss", 0.2, "nn.L1Loss/x[float64]"),
+                         _loss_row("nn.MSELoss", 0.4, "nn.MSELoss/y[float32]", "failed")]}
+    rows = rep.table_rows(report)
+    assert [r["loss"] for r in rows] == ["l1_loss", "nn.* (2 modules)"]
+    nn = rows[1]
+    assert nn["cases"] == "4" and nn["failed"] == "1" and nn["status"] == "failed" and nn["usage"] == "0.40"
+    assert nn["value"].endswith("in y[float32]") and nn["worst_case"] == "nn.MSELoss/y[float32]"
+    assert rows[0]["value"] == "5.0e-03 (5 ulp) in a[float32]"
+    assert rows[0]["grad"] == "5 ulp in a[float32]; rel 5.0e-03"  # no case recorded for rel

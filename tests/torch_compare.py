@@ -3,8 +3,9 @@
 ``check(jax_fn, torch_fn, arrays, kwargs, grad=("input",), dtype="float32")``
 runs both on the same NumPy data, compares the value and the gradient (of the
 sum of the output, i.e. a cotangent of ones) of every argument named in ``grad``,
-and fails with the worst absolute error on a mismatch. Tolerances come from
-:mod:`parity.tolerances`, the project's single table.
+and fails with the worst error on a mismatch. Every array is judged by
+:func:`parity.judge.compare_arrays`, the rule of the whole parity suite (tolerances from
+:mod:`parity.tolerances`; NaN agrees with NaN, infinities of the same sign agree).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from parity.tolerances import tolerance_for
+from parity.convert import np64
+from parity.judge import compare_arrays
 
 TORCH_DTYPES = {
     "float64": torch.float64,
@@ -45,27 +47,15 @@ def to_torch(x: Any, dtype: str, requires_grad: bool = False) -> Any:
     return x
 
 
-def _np(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().to(torch.float64).numpy() if x.is_floating_point() else x.numpy()
-    return np.asarray(jnp.asarray(x, dtype=jnp.float64) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x)
-
-
 def assert_close(actual: Any, expected: Any, dtype: str, what: str) -> None:
-    a, e = _np(actual), _np(expected)
-    assert a.shape == e.shape, f"{what}: shape {a.shape} != torch's {e.shape}"
-    tol = tolerance_for(dtype)
-    both_nan = np.isnan(a) & np.isnan(e)
-    same_inf = np.isinf(a) & np.isinf(e) & (np.sign(a) == np.sign(e))
-    ok = both_nan | same_inf | (np.abs(a - e) <= tol.atol + tol.rtol * np.abs(e))
-    if not ok.all():
-        with np.errstate(invalid="ignore"):
-            err = np.where(ok, 0.0, np.abs(a - e))
-        idx = np.unravel_index(np.nanargmax(err) if np.isfinite(err).any() else 0, err.shape) if err.ndim else ()
-        raise AssertionError(
-            f"{what} ({dtype}): {int((~ok).sum())}/{ok.size} elements differ; "
-            f"worst at {idx}: jax={a[idx]!r} torch={e[idx]!r}"
-        )
+    """``actual`` (JAX) agrees with ``expected`` (torch) within ``dtype``'s tolerance, element by
+    element (both are compared as float64: the caller chose the tolerance)."""
+    a, e = np64(actual), np64(expected)
+    if a.dtype.kind in "iub" and e.dtype.kind in "iub":  # int32 in JAX, int64 in torch: the values must agree
+        a, e = a.astype(np.int64), e.astype(np.int64)
+    c = compare_arrays(what, a, e, dtype)
+    if not c.passed:
+        raise AssertionError(f"{what} ({dtype}): {c.line()}")
 
 
 def check(
@@ -208,3 +198,19 @@ def low_precision_vs_float32(
     g = jax.grad(lambda x: jnp.sum(jax_fn(*([x] + j_args[1:]), **kwargs).astype(jnp.float32)))(j_args[0])
     assert g.dtype == jnp.dtype(dtype)
     assert np.isfinite(np.asarray(g, np.float32)).all()
+
+
+def hide_torch(monkeypatch: Any) -> None:
+    """Make ``import torch`` fail for the rest of a test, as in an install without the parity extra."""
+    import builtins
+    import sys
+
+    real = builtins.__import__
+
+    def no_torch(name: str, *a: Any, **k: Any) -> Any:
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
