@@ -15,13 +15,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
 
 from parity.convert import LOW_PRECISION, NP_DTYPES, np64, out_dtype
+from parity.precision import current_mode
 from parity.result import Comparison, is_smaller
 from parity.tolerances import Tolerance, tolerance_for, tolerance_usage, ulp_error
 
 __all__ = ["agree", "compare_arrays", "rounded"]
+
+
+def _precision_in_force() -> str:
+    """The :mod:`parity.precision` mode whose tolerance tier applies now.
+
+    Outside any block the mode is ``'default'``; XLA:CPU computes float32 dots and convolutions
+    exactly in float32 whatever the setting (measured: see ``tests/test_precision.py``), so on
+    CPU that is ``'ieee'``; on a GPU it is the TF32 JAX defaults to there.
+    """
+    mode = current_mode()
+    if mode == "default" and jax.default_backend() == "cpu":
+        return "ieee"
+    return mode
 
 
 def compare_arrays(
@@ -35,14 +50,16 @@ def compare_arrays(
 ) -> Comparison:
     """Compare one JAX array with torch's (and both with an optional float64 reference).
 
-    ``tol`` overrides the dtype's tolerance from :mod:`parity.tolerances`.
+    ``tol`` overrides the dtype's tolerance from :mod:`parity.tolerances`; without it the
+    tolerance is the dtype's under the float32 precision in force (:func:`parity.precision.current_mode`:
+    the TF32 tier inside ``precision('tf32')``).
 
     >>> import numpy as np
     >>> c = compare_arrays("grad x", np.float32([1.0, 2.5]), np.float32([1.0, 2.0]), "float32")
     >>> c.passed, c.n_bad, c.worst_index
     (False, 1, (1,))
     """
-    tol = tol or tolerance_for(dtype)
+    tol = tol or tolerance_for(dtype, precision=_precision_in_force())
     a, e = np64(actual), np64(expected)
     a_dt, e_dt = out_dtype(actual), out_dtype(expected)
     if a.shape != e.shape:

@@ -257,3 +257,19 @@ def test_tolerance_for_precision():
     assert bf16 == Tolerance(rtol=tolerance_for("bfloat16").rtol, atol=TF32.atol)
     with pytest.raises(ValueError, match="precision must be one of ieee, tf32, default"):
         tolerance_for("float32", precision="fp32")
+
+
+def test_the_judge_takes_the_tf32_tier_only_inside_a_tf32_block():
+    """A 1e-4 relative float32 difference: beyond float32's tolerance, within the TF32 tier."""
+    import numpy as np
+
+    from parity.judge import compare_arrays
+    from parity.precision import precision
+
+    a, e = np.float32([1.0001]), np.float32([1.0])
+    assert not compare_arrays("value", a, e, "float32").passed  # CPU default: true float32
+    with precision("ieee"):
+        assert not compare_arrays("value", a, e, "float32").passed
+    with precision("tf32"):
+        assert compare_arrays("value", a, e, "float32").passed
+        assert not compare_arrays("value", np.float32([1.01]), e, "float32").passed
