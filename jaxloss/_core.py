@@ -23,17 +23,21 @@ Conventions every loss module follows (read this before writing a loss):
   :mod:`jaxloss.checked`.
 * Gradients at kinks follow torch's autograd formulas, not JAX's defaults: e.g.
   ``clamp_min(x, m)`` passes the gradient where ``x >= m`` (JAX's ``maximum``
-  splits it 0.5/0.5 at a tie). Use :func:`clamp_min` / :func:`clamp_max`.
+  splits it 0.5/0.5 at a tie). Use :func:`clamp_min`.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Sequence
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 Array = jax.Array
@@ -42,26 +46,178 @@ Reduction = Literal["none", "mean", "sum"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# name -> (un-jitted function, static argument names)
-_REGISTRY: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
+# Kinds of array arguments, checked by the registration before tracing:
+#   "float": a number array; bool and complex are rejected, and unless the loss accepts integer
+#            inputs (``integer_inputs=True``) at least one "float" argument must be floating.
+#   "real":  integer or floating (weights, numeric targets); bool and complex are rejected.
+#   "label": integer, floating or bool (targets compared with 1 / -1); complex is rejected.
+ArrayKind = Literal["float", "real", "label"]
 
 
-def loss_function(*, static_argnames: Sequence[str] = ()) -> Callable[[F], F]:
-    """Jit-compile a public loss with ``static_argnames`` and register it.
+@dataclasses.dataclass(frozen=True)
+class Number:
+    """A numeric option: a traced argument (changing its value does not recompile).
 
-    The returned object is the ``jax.jit`` wrapper; the original function stays
-    reachable through :func:`registered` for checked mode.
+    ``valid(v)`` is torch's range check, written so that it works on a Python number and on
+    a JAX array alike; ``message`` is torch's error (``str.format``-ed with the value). A
+    Python number is checked before tracing (``ValueError``); a traced value is checked by
+    :mod:`jaxloss.checked`. ``off(v)``, if given, says when a Python value turns the option's
+    term off: the loss then receives ``None`` and compiles the code without that term.
+    """
+
+    valid: Callable[[Any], Any] | None = None
+    message: str = ""
+    off: Callable[[Any], bool] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """What the registration knows about one public loss (see :func:`loss_function`)."""
+
+    name: str
+    fn: Callable[..., Any]  # the un-jitted function as written
+    signature: inspect.Signature
+    static_argnames: tuple[str, ...]
+    bools: tuple[str, ...]
+    numbers: Mapping[str, Number]
+    arrays: Mapping[str, ArrayKind]
+    integer_inputs: bool
+    reductions: tuple[str, ...] | None
+    reduction_message: str
+    precheck: Callable[[dict[str, Any]], None] | None
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Validate a call's Python-level arguments; return them all by name, ready to trace."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        if self.reductions is not None:
+            reduction = values["reduction"]
+            if not isinstance(reduction, str) or reduction not in self.reductions:
+                raise ValueError(self.reduction_message.format(reduction))
+        for name in self.bools:
+            if not isinstance(values[name], bool):
+                raise TypeError(f"{self.name}(): argument '{name}' must be bool, not {_type_name(values[name])}")
+        for name, option in self.numbers.items():
+            values[name] = _check_number(self.name, name, option, values[name])
+        self._check_arrays(values)
+        if self.precheck is not None:
+            self.precheck(values)
+        return values
+
+    def _check_arrays(self, values: dict[str, Any]) -> None:
+        floating = []
+        for name, kind in self.arrays.items():
+            value = values.get(name)
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple, str, dict)):
+                raise TypeError(f"{self.name}(): argument '{name}' must be an array, not {_type_name(value)}")
+            dtype = jnp.result_type(value)  # Python scalars: their JAX dtype, no device array made
+            if jnp.issubdtype(dtype, jnp.complexfloating):
+                raise TypeError(f"{self.name}(): argument '{name}' must be real, not complex ({dtype})")
+            if dtype == jnp.bool_ and kind != "label":
+                raise TypeError(f"{self.name}(): argument '{name}' must be a number array, not bool")
+            if kind == "float":
+                floating.append((name, dtype))
+        if floating and not self.integer_inputs and not any(jnp.issubdtype(d, jnp.floating) for _, d in floating):
+            names = " and ".join(f"'{n}' ({d})" for n, d in floating)
+            raise TypeError(f"{self.name}(): expected a floating point dtype, got integer {names}")
+
+    def checked_body(self) -> Callable[..., Any]:
+        """The function with the range checks of its traced options as :func:`value_check`."""
+        checks = [(n, o) for n, o in self.numbers.items() if o.valid is not None]
+
+        def body(**values: Any) -> Any:
+            for name, option in checks:
+                value = values[name]
+                if value is not None and not isinstance(value, (int, float)):
+                    value_check(option.valid(value), option.message, value)
+            return self.fn(**values)
+
+        return body
+
+
+def _type_name(value: Any) -> str:
+    return "NoneType" if value is None else type(value).__name__
+
+
+def _check_number(fname: str, name: str, option: Number, value: Any) -> Any:
+    """A numeric option as the jitted function receives it: a weakly typed Python float
+    (after torch's range check), a 0-d real array (traced, checked in checked mode), or
+    ``None`` where ``option.off`` turns the term off."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        if option.valid is not None and not option.valid(value):
+            raise ValueError(option.message.format(value))
+        value = float(value)
+        if option.off is not None and option.off(value):
+            return None
+        return value
+    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0:
+        dtype = jnp.result_type(value)
+        if jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer):
+            return value
+    raise TypeError(f"{fname}(): argument '{name}' must be float, not {_type_name(value)}")
+
+
+_REGISTRY: dict[str, LossSpec] = {}
+
+
+def loss_function(
+    *,
+    static_argnames: Sequence[str] = (),
+    bools: Sequence[str] = (),
+    numbers: Mapping[str, Number] | None = None,
+    arrays: Mapping[str, ArrayKind] | None = None,
+    integer_inputs: bool = False,
+    reductions: Sequence[str] | None = ("none", "mean", "sum"),
+    reduction_message: str = "{} is not a valid value for reduction",
+    precheck: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[F], F]:
+    """Register a public loss and jit-compile it: the one place for the rules all losses share.
+
+    Before tracing, the returned function validates what a trace cannot: ``reduction``
+    (against ``reductions``, torch's ``reduction_message``; ``reductions=None`` when the loss
+    has none or checks it itself), the boolean options ``bools`` (real ``bool`` only, torch's
+    ``argument 'swap' must be bool``), the numeric options ``numbers`` (traced; Python numbers
+    range-checked with torch's message) and the array arguments ``arrays`` (lists, complex and
+    bool rejected, see :data:`ArrayKind`), then calls ``precheck`` (if given) with the
+    arguments by name for the loss's own checks of Python values. ``static_argnames`` are the options that select
+    shapes or code paths (``reduction``, ``ignore_index``, ``p``...); ``bools`` are static too.
+
+    The un-jitted function stays reachable through :func:`registered` for checked mode.
     """
 
     def decorate(fn: F) -> F:
-        _REGISTRY[fn.__name__] = (fn, tuple(static_argnames))
-        return jax.jit(fn, static_argnames=tuple(static_argnames))  # type: ignore[return-value]
+        spec = LossSpec(
+            name=fn.__name__,
+            fn=fn,
+            signature=inspect.signature(fn),
+            static_argnames=tuple(dict.fromkeys((*static_argnames, *bools))),
+            bools=tuple(bools),
+            numbers=dict(numbers or {}),
+            arrays=dict(arrays or {}),
+            integer_inputs=integer_inputs,
+            reductions=None if reductions is None else tuple(reductions),
+            reduction_message=reduction_message,
+            precheck=precheck,
+        )
+        _REGISTRY[spec.name] = spec
+        jitted = jax.jit(spec.checked_body(), static_argnames=spec.static_argnames)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return jitted(**spec.bind(args, kwargs))
+
+        call._cache_size = jitted._cache_size  # type: ignore[attr-defined]
+        call.lower = lambda *a, **k: jitted.lower(**spec.bind(a, k))  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
 
     return decorate
 
 
-def registered() -> dict[str, tuple[Callable[..., Any], tuple[str, ...]]]:
-    """All registered public losses: ``name -> (unjitted_fn, static_argnames)``."""
+def registered() -> dict[str, LossSpec]:
+    """All registered public losses by name."""
     return dict(_REGISTRY)
 
 
@@ -153,17 +309,26 @@ def result_float_dtype(*xs: Any) -> jnp.dtype:
     return jnp.dtype(dt)
 
 
+# torch's names of dtypes, for messages in its wording ("result type Float can't be cast ...").
+_TORCH_DTYPE_NAMES = {
+    "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+    "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
+    "float64": "Double", "float32": "Float", "float16": "Half", "bfloat16": "BFloat16",
+}
+
+
+def torch_dtype_name(dtype: Any) -> str:
+    """torch's name of ``dtype`` (``Long``, ``Float``...), as its error messages print it."""
+    name = jnp.dtype(dtype).name
+    return _TORCH_DTYPE_NAMES.get(name, name)
+
+
 def opmath_dtype(dtype: Any) -> jnp.dtype:
     """The dtype torch computes in: float32 for float16 / bfloat16, else ``dtype``."""
     dtype = jnp.dtype(dtype)
     if dtype in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
         return jnp.dtype(jnp.float32)
     return dtype
-
-
-def to_opmath(*xs: Array | None) -> tuple[Array | None, ...]:
-    """Cast float16 / bfloat16 arrays to float32; others (and ``None``) unchanged."""
-    return tuple(None if x is None else x.astype(opmath_dtype(x.dtype)) for x in xs)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -200,28 +365,36 @@ def _clamp_min_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> t
 
 
 @jax.custom_jvp
-def clamp_max(x: Array, maximum: ArrayLike) -> Array:
-    """``torch.clamp_max``: ``min(x, maximum)``, NaN stays NaN; gradient 1 where ``x <= maximum`` (ties too)."""
-    return jnp.where(x > maximum, jnp.asarray(maximum, dtype=x.dtype), x)
+def clamp_min_straight_through(x: Array, minimum: ArrayLike) -> Array:
+    """``max(x, minimum)`` in value (NaN stays NaN), the identity in ``x``'s gradient.
 
-
-@clamp_max.defjvp
-def _clamp_max_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
-    x, maximum = primals
-    dx, dmax = tangents
-    return clamp_max(x, maximum), jnp.where(x <= maximum, dx, _bound_tangent(dmax, x))
-
-
-# --------------------------------------------------------------------------- safe indexing
-def safe_take_along_axis(x: Array, index: Array, axis: int, valid: Array) -> Array:
-    """``take_along_axis`` that never wraps or reads out of bounds.
-
-    Where ``valid`` is False the index is replaced by 0 before gathering (the
-    caller masks those entries afterwards). ``index`` must already have the
-    gathered axis as a size-1 dimension, like ``jnp.take_along_axis``.
+    torch clamps in place under ``no_grad`` in ``gaussian_nll_loss`` (the variance) and
+    ``cosine_similarity`` (the norms), so autograd sees the identity there. A traced
+    ``minimum`` gets the gradient where it is the value.
     """
-    safe = jnp.where(valid, index, 0)
-    return jnp.take_along_axis(x, safe.astype(jnp.int32), axis=axis, mode="clip")
+    return jnp.where(x < minimum, jnp.asarray(minimum, dtype=x.dtype), x)
+
+
+@clamp_min_straight_through.defjvp
+def _clamp_min_straight_through_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
+    x, minimum = primals
+    dx, dmin = tangents
+    return clamp_min_straight_through(x, minimum), dx + jnp.where(x < minimum, _bound_tangent(dmin, x), 0)
+
+
+def poison(x: Array, invalid: Array) -> Array:
+    """``x``, NaN where ``invalid`` in value *and* in the gradient flowing back through ``x``
+    (a product with NaN; a select would pass a finite gradient to the rest of ``x``)."""
+    return x * jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
+
+
+def first_bad(bad: Array, x: Array) -> Array:
+    """The first entry of ``x`` where ``bad`` (for error messages); 0 for an empty ``x``,
+    where nothing can be bad."""
+    flat = jnp.ravel(x)
+    if flat.size == 0:
+        return jnp.zeros((), flat.dtype)
+    return flat[jnp.argmax(jnp.ravel(bad))]
 
 
 def nan_where(invalid: Array, x: Array) -> Array:

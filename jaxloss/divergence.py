@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from jaxloss._core import (
     Array,
     broadcast_shapes,
-    check_reduction,
     loss_function,
     opmath_dtype,
     reduce,
@@ -35,7 +34,12 @@ def _xlogy_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> t
     return _xlogy(x, y), dx * _xlogy((x != 0).astype(x.dtype), y) + dy * (x / y)
 
 
-@loss_function(static_argnames=("reduction", "log_target"))
+@loss_function(
+    static_argnames=("reduction",),
+    bools=("log_target",),
+    arrays={"input": "float", "target": "float"},
+    reductions=("none", "mean", "sum", "batchmean"),
+)
 def kl_div(
     input: Array,
     target: Array,
@@ -71,7 +75,6 @@ def kl_div(
     d/dx = ``-y``; d/dy = ``log(y) + 1 - x`` for ``y > 0``, and NaN at ``y == 0`` (torch's
     ``xlogy`` derivative ``self / other = 0 / 0``).
     """
-    check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
     for name, a in (("input", input), ("target", target)):
         if not jnp.issubdtype(a.dtype, jnp.floating):
             raise TypeError(f"kl_div: Integral inputs not supported ({name} has dtype {a.dtype}).")

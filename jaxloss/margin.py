@@ -16,6 +16,8 @@ including the gradient at the hinge kinks:
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -23,11 +25,11 @@ from jax import lax
 from jaxloss import _core
 from jaxloss._core import (
     Array,
+    Number,
     Reduction,
     broadcast_shapes,
     check_float,
     check_integer,
-    check_reduction,
     loss_function,
     opmath_dtype,
     result_float_dtype,
@@ -173,7 +175,7 @@ def _multilabel_hinge_and_grad_jvp(
     return (v, g), (jnp.sum(g * tangents[0], axis=1), jnp.zeros_like(g))
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(static_argnames=("reduction",), arrays={"input": "float"})
 def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
     r"""Multi-class multi-label hinge loss (``torch.nn.functional.multilabel_margin_loss``).
 
@@ -202,7 +204,6 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
     of about 2**18 scores, each running as many label steps as its longest list), the
     memory ``O(N C)``.
     """
-    check_reduction(reduction)
     check_float("input", input)
     check_integer("target", target)
     nframe, dim = _frames(input)
@@ -230,7 +231,19 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
 
 
 # --------------------------------------------------------------------------- multi_margin_loss
-@loss_function(static_argnames=("p", "margin", "reduction"))
+def _check_p(values: dict[str, Any]) -> None:
+    """``p`` selects the hinge's power (a code path): 1 or 2, torch's message otherwise."""
+    p = values["p"]
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+
+
+@loss_function(
+    static_argnames=("p", "reduction"),
+    numbers={"margin": Number()},
+    arrays={"input": "float", "weight": "real"},
+    precheck=_check_p,
+)
 def multi_margin_loss(
     input: Array,
     target: Array,
@@ -263,9 +276,6 @@ def multi_margin_loss(
     gradient is 0. torch cannot differentiate with respect to ``weight``; here its
     gradient is the exact one.
     """
-    check_reduction(reduction)
-    if p != 1 and p != 2:
-        raise ValueError("only p == 1 and p == 2 supported")
     if weight is not None and jnp.ndim(weight) != 1:
         raise ValueError("weight must be one-dimensional")
     check_float("input", input)
@@ -303,7 +313,12 @@ def multi_margin_loss(
 
 
 # --------------------------------------------------------------------------- margin_ranking_loss
-@loss_function(static_argnames=("margin", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"margin": Number()},
+    arrays={"input1": "float", "input2": "float", "target": "float"},
+    integer_inputs=True,
+)
 def margin_ranking_loss(
     input1: Array, input2: Array, target: Array, margin: float = 0.0, reduction: Reduction = "mean"
 ) -> Array:
@@ -325,7 +340,6 @@ def margin_ranking_loss(
 
     The gradient passes at a tie (``-y (x_1 - x_2) + margin == 0``), as torch's ``clamp_min``.
     """
-    check_reduction(reduction)
     if not (input1.ndim == input2.ndim == target.ndim):
         raise ValueError(
             "margin_ranking_loss : All input tensors should have same dimension but got sizes: "
@@ -341,7 +355,9 @@ def margin_ranking_loss(
 
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
-@loss_function(static_argnames=("margin", "reduction"))
+@loss_function(
+    static_argnames=("reduction",), numbers={"margin": Number()}, arrays={"input": "float", "target": "label"}
+)
 def hinge_embedding_loss(
     input: Array, target: Array, margin: float = 1.0, reduction: Reduction = "mean"
 ) -> Array:
@@ -365,7 +381,6 @@ def hinge_embedding_loss(
     ``clamp_min``). torch computes garbage in integer arithmetic for an integer
     ``input`` (and fails for ``'mean'``); here an integer ``input`` raises ``TypeError``.
     """
-    check_reduction(reduction)
     check_float("input", input)
     broadcast_shapes(target.shape, input.shape)
     dtype = input.dtype

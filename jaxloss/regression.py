@@ -20,37 +20,31 @@ Shared torch behaviours:
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jaxloss._core import (
     Array,
+    ArrayLike,
+    Number,
     Reduction,
     broadcast_shapes,
     check_reduction,
+    clamp_min_straight_through,
     loss_function,
     opmath_dtype,
     reduce,
     result_float_dtype,
+    torch_dtype_name,
     value_check,
 )
 from jaxloss._core import abs as abs_
 
 _REDUCTIONS = ("none", "mean", "sum")
 _NEGATIVE_VAR_MSG = "var has negative entry/entries"
-
-# torch's names of the integer dtypes, for its "result type ... can't be cast" message.
-_TORCH_TYPE_NAMES = {
-    "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
-    "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
-    "float64": "Double", "float32": "Float", "float16": "Half", "bfloat16": "BFloat16",
-}
-
 
 # --------------------------------------------------------------------------- dtypes and shapes
 def _broadcast_pair(input: Array, target: Array) -> tuple[Array, Array]:
@@ -122,36 +116,23 @@ def _huber(d: Array, delta: float) -> Array:
     return jnp.where(quad, 0.5 * dq * dq, delta * (z - 0.5 * delta))
 
 
-def _smooth_l1(d: Array, beta: float) -> Array:
-    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``; ``|d|`` for ``beta == 0``."""
+def _smooth_l1(d: Array, beta: ArrayLike) -> Array:
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``; ``|d|`` for ``beta == 0``.
+
+    At ``beta == 0`` no element is quadratic (``|d| < 0`` never holds), so the result is ``|d|``
+    with the gradient ``sign(d)``; the quadratic branch divides by 1 there so that its unused
+    derivative stays finite.
+    """
     z = abs_(d)
-    if beta == 0.0:
-        return z
     quad = z < beta
     dq = jnp.where(quad, d, 0)
-    return jnp.where(quad, 0.5 * dq * dq / beta, z - 0.5 * beta)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _clamp_min_straight_through(x: Array, minimum: float) -> Array:
-    """``max(x, minimum)`` (NaN propagates, as in ``torch.clamp``) with gradient 1 everywhere.
-
-    torch's ``gaussian_nll_loss`` clamps ``var`` in place under ``no_grad``, so autograd sees
-    the identity: the gradient is evaluated at the clamped value and passed through unchanged.
-    """
-    return jnp.maximum(x, jnp.asarray(minimum, dtype=x.dtype))
-
-
-@_clamp_min_straight_through.defjvp
-def _clamp_min_straight_through_jvp(
-    minimum: float, primals: tuple[Array], tangents: tuple[Array]
-) -> tuple[Array, Array]:
-    (x,), (dx,) = primals, tangents
-    return _clamp_min_straight_through(x, minimum), dx
+    return jnp.where(quad, 0.5 * dq * dq / jnp.where(quad, beta, 1), z - 0.5 * beta)
 
 
 # --------------------------------------------------------------------------- L1 / MSE
-@loss_function(static_argnames=("reduction",))
+@loss_function(
+    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None
+)
 def l1_loss(
     input: Array,
     target: Array,
@@ -188,7 +169,9 @@ def l1_loss(
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(
+    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None
+)
 def mse_loss(
     input: Array,
     target: Array,
@@ -229,11 +212,12 @@ def mse_loss(
 
 
 # --------------------------------------------------------------------------- Huber / smooth L1
-def _torch_type_name(dtype: Any) -> str:
-    return _TORCH_TYPE_NAMES.get(jnp.dtype(dtype).name, jnp.dtype(dtype).name)
-
-
-@loss_function(static_argnames=("reduction", "delta"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"delta": Number(lambda v: v > 0, "huber_loss does not support non-positive values for delta.")},
+    arrays={"input": "float", "target": "float", "weight": "real"},
+    reductions=None,
+)
 def huber_loss(
     input: Array,
     target: Array,
@@ -273,12 +257,10 @@ def huber_loss(
         check_reduction(reduction)
     else:
         _check_weight(weight, input_shape)
-    if not delta > 0:
-        raise ValueError("huber_loss does not support non-positive values for delta.")
     if not jnp.issubdtype(out_dtype, jnp.floating):
         raise TypeError(
-            f"result type {_torch_type_name(promoted)} can't be cast to the desired output "
-            f"type {_torch_type_name(out_dtype)}"
+            f"result type {torch_dtype_name(promoted)} can't be cast to the desired output "
+            f"type {torch_dtype_name(out_dtype)}"
         )
     loss = _huber(input - target, delta)
     # torch writes the elementwise loss in input's dtype (float32 input, float64 target: rounded).
@@ -288,7 +270,11 @@ def huber_loss(
     return _apply_weight(loss, out_dtype, weight, reduction, mean_by_weight=False)
 
 
-@loss_function(static_argnames=("reduction", "beta"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"beta": Number(lambda v: v >= 0, "smooth_l1_loss does not support negative values for beta.")},
+    arrays={"input": "float", "target": "float"},
+)
 def smooth_l1_loss(
     input: Array,
     target: Array,
@@ -316,15 +302,18 @@ def smooth_l1_loss(
     dtype = result_float_dtype(input, target)
     work = opmath_dtype(dtype)
     input, target = _broadcast_pair(input.astype(work), target.astype(work))
-    check_reduction(reduction)
-    if not (beta >= 0):
-        raise ValueError("smooth_l1_loss does not support negative values for beta.")
     loss = _smooth_l1(input - target, beta)
     return reduce(loss, reduction).astype(dtype)
 
 
 # --------------------------------------------------------------------------- Poisson NLL
-@loss_function(static_argnames=("log_input", "full", "eps", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    bools=("log_input", "full"),
+    numbers={"eps": Number()},
+    arrays={"input": "float", "target": "float"},
+    integer_inputs=True,
+)
 def poisson_nll_loss(
     input: Array,
     target: Array,
@@ -355,8 +344,6 @@ def poisson_nll_loss(
     ``target <= 0``: torch masks the Stirling term's *value* there but its backward still
     multiplies the zero cotangent by ``log(0) = -inf`` (``0 * -inf``); jaxloss does the same.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not a valid value for reduction")
     dtype = result_float_dtype(input, target)
     broadcast_shapes(target.shape, input.shape)  # torch's first op is ``target * input``
     work = opmath_dtype(dtype)
@@ -372,11 +359,22 @@ def poisson_nll_loss(
 
 
 # --------------------------------------------------------------------------- Gaussian NLL
-def _is_python_scalar(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _check_python_var(values: dict[str, Any]) -> None:
+    """A Python-number ``var`` is concrete before tracing: torch's error for a negative one."""
+    var = values["var"]
+    if isinstance(var, (int, float)) and not isinstance(var, bool) and var < 0:
+        raise ValueError(_NEGATIVE_VAR_MSG)
 
 
-@loss_function(static_argnames=("full", "eps", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    bools=("full",),
+    numbers={"eps": Number()},
+    arrays={"input": "float", "target": "float", "var": "float"},
+    integer_inputs=True,
+    reduction_message="{} is not valid",
+    precheck=_check_python_var,
+)
 def gaussian_nll_loss(
     input: Array,
     target: Array,
@@ -416,10 +414,6 @@ def gaussian_nll_loss(
     for a Python float; for an array, whose values ``jit`` cannot inspect, the result (and
     every gradient) is NaN, and :mod:`jaxloss.checked` raises ``var has negative entry/entries``.
     """
-    if _is_python_scalar(var):
-        if var < 0:
-            raise ValueError(_NEGATIVE_VAR_MSG)
-        var = jnp.asarray(float(var))
     var = jnp.asarray(var)
 
     if var.ndim == 0:
@@ -436,15 +430,13 @@ def gaussian_nll_loss(
                 pass  # one dimension of size 1, broadcast
             else:
                 raise ValueError("var is of incorrect size")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not valid")
     broadcast_shapes(broadcast_shapes(input.shape, target.shape), var.shape)
 
     work = opmath_dtype(dtype)
     x, t, v = input.astype(work), target.astype(work), var.astype(work)
     negative = jnp.any(v < 0)
     value_check(~negative, _NEGATIVE_VAR_MSG)
-    v = _clamp_min_straight_through(v, eps)
+    v = clamp_min_straight_through(v, eps)
     # Poison value and every gradient (an additive NaN reaches d/dvar too; a select would not).
     v = v + jnp.where(negative, jnp.asarray(jnp.nan, work), jnp.asarray(0, work))
     d = x - t
@@ -453,23 +445,3 @@ def gaussian_nll_loss(
         loss = loss + 0.5 * math.log(2 * math.pi)
     return reduce(loss, reduction).astype(dtype)
 
-
-_gaussian_nll_loss_jit = gaussian_nll_loss
-
-
-@functools.wraps(_gaussian_nll_loss_jit)
-def gaussian_nll_loss(
-    input: Array,
-    target: Array,
-    var: Array | float,
-    full: bool = False,
-    eps: float = 1e-6,
-    reduction: Reduction = "mean",
-) -> Array:
-    # A Python float var is a concrete value here: raise torch's error on a negative one
-    # before jit turns it into a tracer, and pass it on as a weakly typed scalar.
-    if _is_python_scalar(var):
-        if var < 0:
-            raise ValueError(_NEGATIVE_VAR_MSG)
-        var = float(var)
-    return _gaussian_nll_loss_jit(input, target, var, full=full, eps=eps, reduction=reduction)
