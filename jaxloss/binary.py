@@ -187,6 +187,13 @@ def binary_cross_entropy(
     An ``input`` or ``target`` value outside ``[0, 1]`` (or NaN) makes the result NaN;
     :mod:`jaxloss.checked` raises torch's "all elements of input should be between 0 and 1"
     (or "... of target ...").
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> p, y = jnp.array([0.9, 0.2]), jnp.array([1.0, 0.0])
+        >>> round(float(jaxloss.binary_cross_entropy(p, y)), 4)
+        0.1643
     """
     check_float("input", input)
     if target.shape != input.shape:
@@ -315,6 +322,15 @@ def binary_cross_entropy_with_logits(
     Deviation: the value is the accurate one where torch's formula cancels (``y x << 0``, e.g.
     float32 ``x = -20, y = 0``: torch 0, truth and jaxloss ``2.06e-9``); the difference is far
     inside the parity tolerances.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits, y = jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0])
+        >>> round(float(jaxloss.binary_cross_entropy_with_logits(logits, y)), 4)
+        0.2201
+        >>> round(float(jaxloss.binary_cross_entropy_with_logits(logits, y, pos_weight=jnp.array(3.0))), 4)
+        0.347
     """
     check_float("input", input)
     if target.shape != input.shape:
@@ -389,6 +405,15 @@ def sigmoid_focal_loss(
     Computed exactly as torchvision composes torch ops (so gradients are those of torch's
     autograd, including ``pow``'s ``gamma * base ** (gamma - 1)`` rule), with the BCE term of
     :func:`binary_cross_entropy_with_logits`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits, y = jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0])
+        >>> [round(v, 4) for v in jaxloss.sigmoid_focal_loss(logits, y).tolist()]
+        [0.0005, 0.017]
+        >>> round(float(jaxloss.sigmoid_focal_loss(logits, y, reduction='mean')), 4)
+        0.0087
     """
     if targets.shape != inputs.shape:
         raise ValueError(
@@ -431,6 +456,13 @@ def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean")
     float32, ~709.8 in float64); the gradient there is the true ``-y sigmoid(-y x)``.
     Elsewhere values and gradients agree with torch within the parity tolerances. ``target``
     is differentiable here (torch refuses to differentiate it).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([2.0, -1.0]), jnp.array([1.0, -1.0])
+        >>> round(float(jaxloss.soft_margin_loss(x, y)), 4)
+        0.2201
     """
     check_float("input", input)
     check_broadcast_into(input.shape, broadcast_shapes(input.shape, target.shape))
@@ -473,6 +505,14 @@ def multilabel_soft_margin_loss(
 
     Gradients of ``input``, ``target`` and ``weight`` are all torch's (this is a composite
     function in torch too).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits = jnp.array([[2.0, -1.0, 0.0]])
+        >>> labels = jnp.array([[1.0, 0.0, 1.0]])
+        >>> round(float(jaxloss.multilabel_soft_margin_loss(logits, labels)), 4)
+        0.3778
     """
     check_float("input", input)
     if input.ndim == 0:

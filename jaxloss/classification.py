@@ -98,6 +98,19 @@ def cross_entropy(
     (and any reduction including it) NaN; :mod:`jaxloss.checked` raises torch's
     ``Target {t} is out of bounds.`` instead. Gathers never wrap around.
     Unlike torch, a float ``weight`` of another precision is cast, not rejected.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+        >>> target = jnp.array([0, 2])
+        >>> round(float(jaxloss.cross_entropy(logits, target)), 4)
+        0.67
+        >>> round(float(jaxloss.cross_entropy(logits, target, label_smoothing=0.1)), 4)
+        0.745
+        >>> channels_last = jnp.zeros((2, 4, 4, 3))  # (N, H, W, C)
+        >>> jaxloss.cross_entropy(channels_last, jnp.zeros((2, 4, 4), int), reduction='none', axis=-1).shape
+        (2, 4, 4)
     """
     check_input(input, "cross_entropy")
     check_ignore_index(ignore_index)
@@ -156,6 +169,16 @@ def nll_loss(
 
     Out-of-range class indices give NaN (``jaxloss.checked.nll_loss`` raises
     torch's ``Target {t} is out of bounds.``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> import jax
+        >>> log_probs = jax.nn.log_softmax(jnp.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]]))
+        >>> round(float(jaxloss.nll_loss(log_probs, jnp.array([0, 2]))), 4)
+        0.67
+        >>> round(float(jaxloss.nll_loss(log_probs, jnp.array([0, -100]))), 4)  # ignore_index
+        0.2413
     """
     check_input(input, "nll_loss")
     check_ignore_index(ignore_index)
@@ -217,6 +240,16 @@ def focal_loss(
 
     Returns:
         A scalar, or ``target``'s shape for ``'none'``; ``input``'s dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits = jnp.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+        >>> target = jnp.array([0, 2])
+        >>> round(float(jaxloss.focal_loss(logits, target, gamma=2.0)), 4)
+        0.2497
+        >>> bool(jaxloss.focal_loss(logits, target, gamma=0.0) == jaxloss.cross_entropy(logits, target))
+        True
     """
     check_input(input, "focal_loss")
     check_ignore_index(ignore_index)

@@ -402,6 +402,15 @@ def ctc_loss(
     **Cost.** ``O(T * N * (2S + 1))`` over ``T`` sequential steps, ``S`` the padded target width,
     capped at ``T``; for concatenated targets ``S = min(len(targets), T)`` (the longest target is
     not known at trace time), so padded targets are faster for long batches.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> import jax
+        >>> log_probs = jax.nn.log_softmax(jnp.zeros((4, 1, 3)), axis=-1)  # (T, N, C)
+        >>> targets = jnp.array([[1, 2]])
+        >>> round(float(jaxloss.ctc_loss(log_probs, targets, [4], [2], reduction='sum')), 4)
+        1.6864
     """
     return _ctc_loss_impl(_ctc_nll, log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
 

@@ -175,6 +175,15 @@ def pairwise_distance(
 
     Gradient as torch's ``norm_backward``: 0 where the norm is 0 (p = 2),
     ``sign(d)`` for p = 1, shared equally between tied maxima for p = inf.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x1, x2 = jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.array([[3.0, 4.0], [1.0, 1.0]])
+        >>> [round(v, 4) for v in jaxloss.pairwise_distance(x1, x2).tolist()]
+        [5.0, 0.0]
+        >>> jaxloss.pairwise_distance(x1, x2, p=1.0, keepdim=True).shape
+        (2, 1)
     """
     return _pairwise_distance(x1, x2, p, eps, keepdim)
 
@@ -227,5 +236,12 @@ def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> 
     Returns:
         The broadcast shape without ``dim``; the promoted dtype of ``x1``, ``x2``
         (which must be floating: two integer inputs raise ``TypeError``, torch refuses them too).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x1, x2 = jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([[0.0, 2.0], [2.0, 2.0]])
+        >>> [round(v, 4) for v in jaxloss.cosine_similarity(x1, x2).tolist()]
+        [0.0, 1.0]
     """
     return _cosine_similarity(x1, x2, dim, eps)

@@ -74,6 +74,17 @@ def kl_div(
     Gradients are torch's autograd of ``xlogy(y, y) - y x`` (resp. ``exp(y) (y - x)``):
     d/dx = ``-y``; d/dy = ``log(y) + 1 - x`` for ``y > 0``, and NaN at ``y == 0`` (torch's
     ``xlogy`` derivative ``self / other = 0 / 0``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> import jax
+        >>> log_q = jax.nn.log_softmax(jnp.array([[1.0, 2.0, 3.0]]))
+        >>> p = jnp.array([[0.2, 0.3, 0.5]])
+        >>> round(float(jaxloss.kl_div(log_q, p, reduction='batchmean')), 4)
+        0.078
+        >>> round(float(jaxloss.kl_div(log_q, jnp.log(p), reduction='batchmean', log_target=True)), 4)
+        0.078
     """
     for name, a in (("input", input), ("target", target)):
         if not jnp.issubdtype(a.dtype, jnp.floating):

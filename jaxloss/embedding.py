@@ -67,6 +67,14 @@ def cosine_embedding_loss(
         A scalar, or ``(N,)`` for ``reduction='none'``; the promoted floating dtype
         of ``input1``, ``input2`` (float16 / bfloat16 computed in float32, where
         torch's float16 arithmetic turns a zero vector into NaN).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> a = jnp.array([[1.0, 0.0], [1.0, 0.0]])
+        >>> b = jnp.array([[1.0, 1.0], [1.0, 1.0]])
+        >>> [round(v, 4) for v in jaxloss.cosine_embedding_loss(a, b, jnp.array([1, -1]), reduction='none').tolist()]
+        [0.2929, 0.7071]
     """
     targ_dim = target.ndim
     if targ_dim not in (0, 1):
@@ -163,6 +171,13 @@ def triplet_margin_loss(
 
     Returns:
         A scalar, or ``(N,)`` for ``reduction='none'``; the promoted floating dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> a, p, n = jnp.array([[0.0, 0.0]]), jnp.array([[0.0, 1.0]]), jnp.array([[2.0, 0.0]])
+        >>> round(float(jaxloss.triplet_margin_loss(a, p, n, margin=1.5)), 4)
+        0.5
     """
     _check_triplet(anchor, positive, negative)
 
@@ -211,6 +226,16 @@ def triplet_margin_with_distance_loss(
         A scalar, or the distances' shape for ``reduction='none'``; the promoted
         floating dtype of the three inputs. float16 / bfloat16 inputs reach the
         distance function as float32.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> a, p, n = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.1]]), jnp.array([[0.0, 1.0]])
+        >>> def cosine_distance(x, y):
+        ...     return 1.0 - jaxloss.cosine_similarity(x, y)
+        ...
+        >>> round(float(jaxloss.triplet_margin_with_distance_loss(a, p, n, distance_function=cosine_distance)), 4)
+        0.005
     """
     _check_triplet(anchor, positive, negative)
     if distance_function is None or distance_function is pairwise_distance:

@@ -203,6 +203,14 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
     The work is about torch's, ``O(C)`` per label of each row (the rows go in blocks
     of about 2**18 scores, each running as many label steps as its longest list), the
     memory ``O(N C)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> y = jnp.array([[3, 0, -1, 1]])  # classes 3 and 0, then -1 ends the list
+        >>> round(float(jaxloss.multilabel_margin_loss(x, y)), 4)
+        0.85
     """
     check_float("input", input)
     check_integer("target", target)
@@ -275,6 +283,15 @@ def multi_margin_loss(
     only where ``margin - x_y + x_i > 0`` strictly (torch's kernel): at a tie its
     gradient is 0. torch cannot differentiate with respect to ``weight``; here its
     gradient is the exact one.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> round(float(jaxloss.multi_margin_loss(x, jnp.array([3]))), 4)
+        0.325
+        >>> round(float(jaxloss.multi_margin_loss(x, jnp.array([3]), p=2, margin=2.0)), 4)
+        1.5525
     """
     if weight is not None and jnp.ndim(weight) != 1:
         raise ValueError("weight must be one-dimensional")
@@ -339,6 +356,14 @@ def margin_ranking_loss(
         floating dtype of the three arguments.
 
     The gradient passes at a tie (``-y (x_1 - x_2) + margin == 0``), as torch's ``clamp_min``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x1, x2 = jnp.array([1.0, 0.2]), jnp.array([0.5, 0.4])
+        >>> y = jnp.array([1.0, 1.0])  # x1 should rank higher
+        >>> round(float(jaxloss.margin_ranking_loss(x1, x2, y, margin=0.1)), 4)
+        0.15
     """
     if not (input1.ndim == input2.ndim == target.ndim):
         raise ValueError(
@@ -380,6 +405,13 @@ def hinge_embedding_loss(
     The gradient of ``max(0, margin - x)`` passes at ``x == margin`` (torch's
     ``clamp_min``). torch computes garbage in integer arithmetic for an integer
     ``input`` (and fails for ``'mean'``); here an integer ``input`` raises ``TypeError``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> d, y = jnp.array([0.3, 0.3]), jnp.array([1.0, -1.0])
+        >>> [round(v, 4) for v in jaxloss.hinge_embedding_loss(d, y, reduction='none').tolist()]
+        [0.3, 0.7]
     """
     check_float("input", input)
     broadcast_shapes(target.shape, input.shape)

@@ -154,6 +154,15 @@ def l1_loss(
         A scalar, or shape ``(*)`` for ``reduction='none'``; dtype of ``input``/``target`` promoted.
 
     The gradient at ``x == y`` is 0 (``sign(0)``), as in torch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0])
+        >>> round(float(jaxloss.l1_loss(x, y)), 4)
+        0.8333
+        >>> jaxloss.l1_loss(x, y, reduction='none').tolist()
+        [0.5, 0.0, 2.0]
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
@@ -195,6 +204,15 @@ def mse_loss(
 
     Gradients with respect to ``input``, ``target`` and ``weight`` are torch's, and so are the
     second derivatives.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0])
+        >>> round(float(jaxloss.mse_loss(x, y)), 4)
+        1.4167
+        >>> round(float(jaxloss.mse_loss(x, y, reduction='sum')), 4)
+        4.25
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
@@ -247,6 +265,15 @@ def huber_loss(
 
     The gradient is ``x - y`` inside and ``+-delta`` from ``|x - y| == delta`` on; the second
     derivative 1 inside and 0 from the threshold on, as torch's double backward.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 3.0]), jnp.zeros(2)
+        >>> jaxloss.huber_loss(x, y, reduction='none', delta=1.0).tolist()
+        [0.125, 2.5]
+        >>> round(float(jaxloss.huber_loss(x, y, delta=jnp.float32(2.0))), 4)  # a traced delta
+        2.0625
     """
     input_shape = input.shape
     out_dtype = jnp.dtype(input.dtype)
@@ -298,6 +325,13 @@ def smooth_l1_loss(
 
     The gradient is ``(x - y) / beta`` inside and ``+-1`` from ``|x - y| == beta`` on (0 at
     ``x == y`` when ``beta == 0``), as in torch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 3.0]), jnp.zeros(2)
+        >>> jaxloss.smooth_l1_loss(x, y, reduction='none', beta=1.0).tolist()
+        [0.125, 2.5]
     """
     dtype = result_float_dtype(input, target)
     work = opmath_dtype(dtype)
@@ -343,6 +377,15 @@ def poisson_nll_loss(
     ``target`` is differentiable, as in torch. With ``full=True`` its gradient is NaN where
     ``target <= 0``: torch masks the Stirling term's *value* there but its backward still
     multiplies the zero cotangent by ``log(0) = -inf`` (``0 * -inf``); jaxloss does the same.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> log_rate, counts = jnp.array([0.0, 1.0]), jnp.array([1.0, 3.0])
+        >>> round(float(jaxloss.poisson_nll_loss(log_rate, counts)), 4)
+        0.3591
+        >>> round(float(jaxloss.poisson_nll_loss(log_rate, counts, full=True)), 4)
+        1.2412
     """
     dtype = result_float_dtype(input, target)
     broadcast_shapes(target.shape, input.shape)  # torch's first op is ``target * input``
@@ -413,6 +456,15 @@ def gaussian_nll_loss(
     not 0). ``target`` is differentiable. A negative ``var`` entry raises torch's ``ValueError``
     for a Python float; for an array, whose values ``jit`` cannot inspect, the result (and
     every gradient) is NaN, and :mod:`jaxloss.checked` raises ``var has negative entry/entries``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> mean, sample = jnp.array([0.0, 1.0]), jnp.array([0.5, 1.0])
+        >>> round(float(jaxloss.gaussian_nll_loss(mean, sample, jnp.array([1.0, 0.5]))), 4)
+        -0.1108
+        >>> round(float(jaxloss.gaussian_nll_loss(mean, sample, 1.0)), 4)  # one variance for all
+        0.0625
     """
     var = jnp.asarray(var)
 
