@@ -1,9 +1,13 @@
 """``torch.nn.*Loss`` twins: small immutable callables with torch's constructor arguments.
 
-Porting torch code is a change of import::
+Porting torch code is a change of import:
 
-    criterion = jaxloss.nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)
-    loss = criterion(logits, target)        # == jaxloss.cross_entropy(logits, target, weight=w, ...)
+>>> import jax.numpy as jnp
+>>> import jaxloss
+>>> logits, target = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([0])
+>>> criterion = jaxloss.nn.CrossEntropyLoss(weight=jnp.array([1.0, 2.0, 1.0]), label_smoothing=0.1)
+>>> bool(criterion(logits, target) == jaxloss.cross_entropy(logits, target, weight=criterion.weight, label_smoothing=0.1))
+True
 
 Each class is a frozen dataclass registered as a JAX pytree (array fields such
 as ``weight`` / ``pos_weight`` are leaves, options are static), so a criterion
