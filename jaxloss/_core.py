@@ -3,14 +3,20 @@
 Conventions every loss module follows (read this before writing a loss):
 
 * A public loss is a plain Python function decorated with :func:`loss_function`,
-  which jit-compiles it with its non-array arguments declared static and records
-  the un-jitted function so that :mod:`jaxloss.checked` can re-trace it under
-  ``checkify``. A public loss never calls another *public* (jitted) loss: it
-  composes the private helpers of its module or of this one. (A jitted function
-  traced once in checked mode would cache a trace containing ``checkify.check``.)
-* Array arguments are traced; strings, ints, floats, bools and callables that
-  select behaviour (``reduction``, ``ignore_index``, ``margin``, ``p``...) are
-  static Python values, validated at trace time.
+  the one place for the rules every loss shares: before tracing it checks
+  ``reduction``, the boolean options (real ``bool`` only), the numeric options
+  (torch's range checks for Python numbers) and the array arguments (no lists,
+  no bool / complex, integers only where torch computes them), then calls the
+  jit-compiled function. It records the un-jitted function so that
+  :mod:`jaxloss.checked` can re-trace it under ``checkify``. A public loss never
+  calls another *public* (jitted) loss: it composes the private helpers of its
+  module, of :mod:`jaxloss._softmax` or of this one. (A jitted function traced
+  once in checked mode would cache a trace containing ``checkify.check``.)
+* Array arguments and numeric options (``margin``, ``delta``, ``eps``,
+  ``label_smoothing``...) are traced: a new value does not recompile, and a
+  traced value (a schedule inside a jitted step) works. Options that select
+  shapes or code paths (``reduction``, ``ignore_index``, ``axis``, booleans, ``p``
+  of the norms, callables) are static Python values, validated before tracing.
 * Low-precision inputs (float16 / bfloat16) are computed in float32, torch's
   "opmath" type for these dtypes on CPU and GPU, and the result is cast back to
   the input dtype. No float64 constant may leak into float32 code: use Python
@@ -18,7 +24,8 @@ Conventions every loss module follows (read this before writing a loss):
 * Trace-time errors (shape, dtype, option value) raise ``ValueError`` or
   ``TypeError`` with a message naming the argument, in torch's wording where
   torch has one. Value errors jit cannot raise (a class index out of range, a
-  probability outside [0, 1], a negative variance) poison the result with NaN
+  probability outside [0, 1], a negative variance, a traced option out of its
+  range) poison the result with NaN, in value *and* gradient (:func:`poison`),
   and are recorded with :func:`value_check`, which raises torch's message in
   :mod:`jaxloss.checked`.
 * Gradients at kinks follow torch's autograd formulas, not JAX's defaults: e.g.
@@ -129,11 +136,18 @@ class LossSpec:
         checks = [(n, o) for n, o in self.numbers.items() if o.valid is not None]
 
         def body(**values: Any) -> Any:
+            invalid = []
             for name, option in checks:
                 value = values[name]
-                if value is not None and not isinstance(value, (int, float)):
-                    value_check(option.valid(value), option.message, value)
-            return self.fn(**values)
+                if value is not None and not isinstance(value, (int, float)):  # traced: unchecked so far
+                    ok = option.valid(value)
+                    value_check(ok, option.message, value)
+                    invalid.append(~jnp.asarray(ok))
+            out = self.fn(**values)
+            if invalid:  # an out-of-range traced option: NaN value and gradients (torch would raise)
+                bad = functools.reduce(jnp.logical_or, invalid)
+                out = jax.tree.map(lambda y: poison(y, bad) if jnp.issubdtype(y.dtype, jnp.floating) else y, out)
+            return out
 
         return body
 

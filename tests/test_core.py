@@ -204,3 +204,11 @@ def test_bce_input_outside_0_1_makes_the_gradient_nan_too():
     value, grad = jax.value_and_grad(lambda x: jaxloss.binary_cross_entropy(x, jnp.ones(3)))(x)
     assert np.isnan(float(value))
     assert np.isnan(np.asarray(grad)[1])
+
+
+def test_a_traced_option_out_of_range_gives_nan_value_and_gradient():
+    d = jnp.array([0.3, 2.0])
+    value, grad = jax.value_and_grad(lambda d: jaxloss.huber_loss(d, jnp.zeros(2), delta=jnp.float32(-1.0)))(d)
+    assert np.isnan(float(value))
+    assert np.isnan(np.asarray(grad)).all()
+    assert np.isfinite(float(jaxloss.huber_loss(d, jnp.zeros(2), delta=jnp.float32(1.0))))
