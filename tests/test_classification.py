@@ -625,7 +625,7 @@ def test_axis_minus_one_on_channels_last_equals_torch_on_the_transposed_input(na
     tx = torch.tensor(x, requires_grad=True)
     want = tfn(tx.movedim(-1, 1).contiguous(), torch.tensor(t), reduction=reduction)  # nll2d needs contiguous
     want.sum().backward()
-    fn = lambda x: getattr(jaxloss, name)(x, jnp.asarray(t), reduction=reduction, axis=-1)  # noqa: E731
+    fn = lambda x: getattr(jaxloss, name)(x, jnp.asarray(t), reduction=reduction, axis=-1)
     got = fn(jnp.asarray(x))
     grad = jax.grad(lambda x: jnp.sum(fn(x)))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=1e-12)
