@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, log_softmax, loss, rng_for, softmax
+from parity.cases import ALL_DTYPES, Case, Invalid, log_softmax, loss, rng_for, softmax, traced_option
 
 C = 5
 SHAPES = {"batched": (4, C), "unbatched": (C,), "kdim": (3, C, 2, 2), "k1": (3, C, 4), "empty": (0, C)}
@@ -81,21 +81,6 @@ def _channels_last_torch(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _traced_option(name: str, option: str) -> Callable[..., Any]:
-    """``jaxloss.<name>`` with ``option`` passed as a JAX array in the input's compute dtype."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        import jax.numpy as jnp
-
-        import jaxloss
-
-        work = jnp.promote_types(jnp.result_type(args[0]), jnp.float32)
-        kwargs[option] = jnp.asarray(kwargs[option], work)
-        return getattr(jaxloss, name)(*args, **kwargs)
-
-    return call
-
-
 def _layout_and_options(case: Case, s: dict[str, Any], option: str) -> Case:
     """Apply the spec's ``layout`` and ``traced`` choices to a built case."""
     import torch.nn.functional as F
@@ -103,7 +88,7 @@ def _layout_and_options(case: Case, s: dict[str, Any], option: str) -> Case:
     if s["traced"]:
         if option not in case.kwargs:
             raise Invalid(f"traced needs {option}")
-        case.jax_fn = _traced_option(case.loss, option)
+        case.jax_fn = traced_option(case.loss, option)
         case.jax_expr = f"jaxloss.{case.loss} with {option}=jnp.asarray(...)"
     if s["layout"] == "last":
         x = case.args[0]
