@@ -61,11 +61,14 @@ __all__ = [
     "TripletMarginWithDistanceLoss",
 ]
 
-_ARRAY_FIELDS = ("weight", "pos_weight", "alpha")
+# Pytree leaves: the arrays and the numeric options, so that a criterion passed into a jitted
+# function carries them as traced values (a new ``label_smoothing`` or ``margin`` does not
+# recompile). Everything else (reduction, ignore_index, booleans, ``p``, callables) is static.
+_ARRAY_FIELDS = ("weight", "pos_weight", "alpha", "gamma", "delta", "beta", "eps", "margin", "label_smoothing")
 
 
 def _loss_class(cls: type) -> type:
-    """Make ``cls`` a frozen dataclass and a pytree (array fields are leaves)."""
+    """Make ``cls`` a frozen dataclass and a pytree (array fields and numeric options are leaves)."""
     cls = dataclasses.dataclass(frozen=True)(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     data = [n for n in names if n in _ARRAY_FIELDS]
