@@ -48,8 +48,8 @@ class Case:
     torch_fn: Callable[..., Any] | None = None  # default: torch.nn.functional.<name>
 
 
-def _rows_cols(size: str, cols: int) -> tuple[int, int]:
-    return (32, cols) if size == "small" else (LARGE // cols, cols)
+def _rows_cols(size: str, cols: int, large: int = LARGE) -> tuple[int, int]:
+    return (32, cols) if size == "small" else (large // cols, cols)
 
 
 def _f32(a: Any) -> np.ndarray:
@@ -60,9 +60,9 @@ def _mean(f: Callable[..., Any]) -> Callable[..., Any]:
     return lambda *a, **k: jnp.mean(f(*a, **k))
 
 
-def make_case(name: str, size: str, rng: np.random.Generator) -> Case:
-    """The inputs of ``name`` at ``size`` ('small' | 'large')."""
-    n, c = _rows_cols(size, 1024 if name in ("cross_entropy", "nll_loss", "focal_loss", "kl_div") else 256)
+def make_case(name: str, size: str, rng: np.random.Generator, large: int = LARGE) -> Case:
+    """The inputs of ``name`` at ``size`` ('small' | 'large': about ``large`` elements)."""
+    n, c = _rows_cols(size, 1024 if name in ("cross_entropy", "nll_loss", "focal_loss", "kl_div") else 256, large)
     x = _f32(rng.normal(size=(n, c)))
     y = _f32(rng.normal(size=(n, c)))
     cls = rng.integers(0, c, size=(n,)).astype(np.int32)
@@ -135,7 +135,7 @@ def make_case(name: str, size: str, rng: np.random.Generator) -> Case:
         )
     if name == "multilabel_margin_loss":
         # few labels per row (torch's CPU kernel is O(C * labels) per row)
-        n2, c2 = _rows_cols(size, 64)
+        n2, c2 = _rows_cols(size, 64, large)
         t = np.full((n2, c2), -1, np.int32)
         t[:, :4] = np.stack([rng.choice(c2, 4, replace=False) for _ in range(min(n2, 64))] * (n2 // min(n2, 64)))
         return Case({"input": _f32(rng.normal(size=(n2, c2))), "target": t})
@@ -211,7 +211,9 @@ def _fresh_output_seconds(case: Case) -> float:
     return median_seconds(lambda: block(negate(main)))
 
 
-def _jax_fns(fn: Callable[..., Any], case: Case) -> tuple[Callable[[], Any], Callable[[], Any]]:
+def jax_fns(fn: Callable[..., Any], case: Case, blocking: bool = True) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """``value()`` and ``vgrad()`` of the jitted JAX function on the default device; they block
+    until the result is ready unless ``blocking=False`` (asynchronous devices)."""
     names = list(case.arrays)
     arrays = {k: jnp.asarray(v) for k, v in case.arrays.items()}
     diff_idx = tuple(names.index(d) for d in case.diff)
@@ -222,14 +224,18 @@ def _jax_fns(fn: Callable[..., Any], case: Case) -> tuple[Callable[[], Any], Cal
     value = jax.jit(lambda *v: fn(*v, **case.kwargs))
     vgrad = jax.jit(jax.value_and_grad(scalar, argnums=diff_idx))
     vals = [arrays[k] for k in names]
+    if not blocking:
+        return (lambda: value(*vals)), (lambda: vgrad(*vals))
     return (lambda: block(value(*vals))), (lambda: block(vgrad(*vals)))
 
 
-def _torch_fns(fn: Callable[..., Any], case: Case) -> tuple[Callable[[], Any], Callable[[], Any]]:
+def torch_fns(fn: Callable[..., Any], case: Case, device: str = "cpu") -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """``value()`` and ``vgrad()`` of the torch function on ``device``; they return without synchronizing."""
+
     def tensors(grad: bool) -> list[torch.Tensor]:
         out = []
         for k, v in case.arrays.items():
-            t = torch.from_numpy(v.astype(np.int64) if np.issubdtype(v.dtype, np.integer) else v.copy())
+            t = torch.from_numpy(v.astype(np.int64) if np.issubdtype(v.dtype, np.integer) else v.copy()).to(device)
             out.append(t.requires_grad_(grad and k in case.diff))
         return out
 
@@ -250,20 +256,20 @@ def _torch_fns(fn: Callable[..., Any], case: Case) -> tuple[Callable[[], Any], C
 def bench_loss(name: str, size: str, compile_torch: bool, rng: np.random.Generator) -> dict[str, Any]:
     case = make_case(name, size, rng)
     row: dict[str, Any] = {"loss": name, "size": size, "elements": int(next(iter(case.arrays.values())).size)}
-    jv, jg = _jax_fns(getattr(jaxloss, name), case)
+    jv, jg = jax_fns(getattr(jaxloss, name), case)
     row["jax_value"], row["jax_vgrad"] = median_seconds(jv), median_seconds(jg)
     tfn = case.torch_fn or getattr(F, name)
-    tv, tg = _torch_fns(tfn, case)
+    tv, tg = torch_fns(tfn, case)
     row["torch_value"], row["torch_vgrad"] = median_seconds(tv), median_seconds(tg)
     if compile_torch:
         try:
-            cv, cg = _torch_fns(torch.compile(tfn), case)
+            cv, cg = torch_fns(torch.compile(tfn), case)
             row["compile_vgrad"] = median_seconds(cg, warmup=2)
         except Exception as e:  # torch.compile unavailable for this loss / platform
             row["compile_vgrad"] = float("nan")
             row["compile_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
     if case.optax_fn is not None:
-        ov, og = _jax_fns(case.optax_fn, case)
+        ov, og = jax_fns(case.optax_fn, case)
         row["optax_value"], row["optax_vgrad"] = median_seconds(ov), median_seconds(og)
     if size == "large":
         row["limit"] = _limit_seconds(case)

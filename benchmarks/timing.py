@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -25,6 +26,48 @@ def median_seconds(fn: Callable[[], Any], *, min_reps: int = 5, min_time: float 
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def in_flight_seconds(fn: Callable[[], Any], finish: Callable[[Any], Any], in_flight: int = 10, **kw: Any) -> float:
+    """Median seconds per call of ``fn`` when ``in_flight`` calls are queued before ``finish(last
+    result)`` waits for them: on an asynchronous device (GPU) dispatch overlaps execution, as in a
+    training loop, so this is the device's time per call, not the round trip. ``kw``: as
+    :func:`median_seconds`.
+
+    >>> from benchmarks.timing import in_flight_seconds
+    >>> in_flight_seconds(lambda: 1, lambda last: last, in_flight=3, min_reps=2, min_time=0.0, warmup=0) < 0.01
+    True
+    """
+
+    def calls() -> None:
+        out = None
+        for _ in range(in_flight):
+            out = fn()
+        finish(out)
+
+    return median_seconds(calls, **kw) / in_flight
+
+
+@contextlib.contextmanager
+def benchmark_precision() -> Iterator[dict[str, Any]]:
+    """How the device benchmarks run: true float32 in both frameworks (``parity.precision('ieee')``)
+    without deterministic kernels (they restrict cuDNN's choice), and ``jax_enable_x64`` off as in
+    a user's program (importing :mod:`parity` turns it on). Yields ``parity.precision.settings()``.
+
+    >>> from benchmarks.timing import benchmark_precision
+    >>> with benchmark_precision() as s:
+    ...     s["mode"], s["jax_enable_x64"], s["torch_cudnn_deterministic"]
+    ('ieee', False, False)
+    """
+    from parity.precision import precision, settings
+
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with precision("ieee", deterministic=False):
+            yield settings()
+    finally:
+        jax.config.update("jax_enable_x64", before)
 
 
 def block(x: Any) -> Any:

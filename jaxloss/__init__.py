@@ -13,6 +13,7 @@ from jaxloss.binary import (
     sigmoid_focal_loss,
     soft_margin_loss,
 )
+from jaxloss.boxes import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 from jaxloss.classification import cross_entropy, focal_loss, nll_loss
 from jaxloss.ctc import ctc_loss
 from jaxloss.distance import cosine_similarity, pairwise_distance
@@ -41,13 +42,16 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "checked",
+    "complete_box_iou_loss",
     "cosine_embedding_loss",
     "cosine_similarity",
     "cross_entropy",
     "ctc_loss",
+    "distance_box_iou_loss",
     "focal_loss",
     "from_torch",
     "gaussian_nll_loss",
+    "generalized_box_iou_loss",
     "hinge_embedding_loss",
     "huber_loss",
     "kl_div",

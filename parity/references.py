@@ -310,3 +310,143 @@ def jax_l1_distance(x: Any, y: Any) -> Any:
     import jax.numpy as jnp
 
     return jnp.abs(x - y).sum(-1)
+
+
+# --------------------------------------------------------------------------- box losses
+# torchvision.ops' generalized / distance / complete box IoU losses, written in torch ops
+# from torchvision's formulas (torchvision/ops/_utils.py, giou_loss.py, diou_loss.py,
+# ciou_loss.py of torchvision 0.2x): torchvision does not import beside CPU torch here.
+# The same ops in the same order, including the two details that decide its errors and
+# dtypes: ``_upcast_non_float`` (every dtype but float32 / float64 becomes float32, half
+# precision included, and is not cast back) and the intersection written with an
+# in-place masked assignment into ``zeros_like(x1)`` (so ``boxes2`` may broadcast into
+# ``boxes1``'s batch shape but not enlarge it, and a ``boxes2`` of a wider float dtype than
+# ``boxes1`` fails the assignment).
+def _box_upcast_non_float(t: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``_upcast_non_float``: anything but float32 / float64 becomes float32."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _box_inter_union(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's ``_loss_inter_union``: intersection (0 unless strictly overlapping) and union areas."""
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    xkis1, ykis1 = torch.max(x1, x1g), torch.max(y1, y1g)
+    xkis2, ykis2 = torch.min(x2, x2g), torch.min(y2, y2g)
+    intsctk = torch.zeros_like(x1)
+    mask = (ykis2 > ykis1) & (xkis2 > xkis1)
+    intsctk[mask] = (xkis2[mask] - xkis1[mask]) * (ykis2[mask] - ykis1[mask])
+    unionk = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsctk
+    return intsctk, unionk
+
+
+def _box_enclosing(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Corners ``(xc1, yc1, xc2, yc2)`` of the smallest box enclosing both boxes."""
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    return torch.min(x1, x1g), torch.min(y1, y1g), torch.max(x2, x2g), torch.max(y2, y2g)
+
+
+def _box_reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """torchvision's box-loss reduction: an empty 'mean' is ``0 * sum`` (0, not NaN)."""
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction modes: 'none', 'mean', 'sum'")
+
+
+def generalized_box_iou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """``torchvision.ops.generalized_box_iou_loss``: ``1 - IoU + (area_c - union) / (area_c + eps)``.
+
+    >>> import torch
+    >>> from parity.references import generalized_box_iou_loss
+    >>> round(float(generalized_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([2.0, 0.0, 3.0, 1.0]))), 4)
+    1.3333
+    """
+    boxes1, boxes2 = _box_upcast_non_float(boxes1), _box_upcast_non_float(boxes2)
+    intsctk, unionk = _box_inter_union(boxes1, boxes2)
+    iouk = intsctk / (unionk + eps)
+    xc1, yc1, xc2, yc2 = _box_enclosing(boxes1, boxes2)
+    area_c = (xc2 - xc1) * (yc2 - yc1)
+    miouk = iouk - ((area_c - unionk) / (area_c + eps))
+    return _box_reduce(1 - miouk, reduction)
+
+
+def _box_diou_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's ``_diou_iou_loss``: the per-box DIoU loss and the IoU."""
+    intsct, union = _box_inter_union(boxes1, boxes2)
+    iou = intsct / (union + eps)
+    xc1, yc1, xc2, yc2 = _box_enclosing(boxes1, boxes2)
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    diagonal_distance_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
+    x_p, y_p = (x2 + x1) / 2, (y2 + y1) / 2
+    x_g, y_g = (x1g + x2g) / 2, (y1g + y2g) / 2
+    centers_distance_squared = ((x_p - x_g) ** 2) + ((y_p - y_g) ** 2)
+    return 1 - iou + (centers_distance_squared / diagonal_distance_squared), iou
+
+
+def distance_box_iou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """``torchvision.ops.distance_box_iou_loss``: ``1 - IoU + d_centers^2 / (diag_c^2 + eps)``.
+
+    >>> import torch
+    >>> from parity.references import distance_box_iou_loss
+    >>> round(float(distance_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([2.0, 0.0, 3.0, 1.0]))), 4)
+    1.4
+    """
+    boxes1, boxes2 = _box_upcast_non_float(boxes1), _box_upcast_non_float(boxes2)
+    loss, _ = _box_diou_iou_loss(boxes1, boxes2, eps)
+    return _box_reduce(loss, reduction)
+
+
+def complete_box_iou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
+    """``torchvision.ops.complete_box_iou_loss``: DIoU loss + ``alpha v`` with ``alpha`` under no_grad.
+
+    As in torchvision, the DIoU part is computed with the default ``eps=1e-7`` whatever
+    ``eps`` is passed (``_diou_iou_loss(boxes1, boxes2)``); ``eps`` enters ``alpha`` only.
+
+    >>> import torch
+    >>> from parity.references import complete_box_iou_loss
+    >>> round(float(complete_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 2.0]), torch.tensor([0.0, 0.0, 2.0, 1.0]))), 4)
+    0.7629
+    """
+    boxes1, boxes2 = _box_upcast_non_float(boxes1), _box_upcast_non_float(boxes2)
+    diou_loss, iou = _box_diou_iou_loss(boxes1, boxes2)
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    w_pred, h_pred = x2 - x1, y2 - y1
+    w_gt, h_gt = x2g - x1g, y2g - y1g
+    v = (4 / (torch.pi**2)) * torch.pow((torch.atan(w_gt / h_gt) - torch.atan(w_pred / h_pred)), 2)
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return _box_reduce(diou_loss + alpha * v, reduction)
+
+
+BOX_LOSSES = ("generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss")
+
+
+def torchvision_box_loss(name: str) -> tuple[Any, str]:
+    """``torchvision.ops.<name>`` when torchvision imports, else this module's torch-op twin; with its expression.
+
+    >>> from parity.references import torchvision_box_loss
+    >>> fn, expr = torchvision_box_loss("complete_box_iou_loss")
+    >>> expr in ("torchvision.ops.complete_box_iou_loss", "parity.references.complete_box_iou_loss")
+    True
+    """
+    if name not in BOX_LOSSES:
+        raise ValueError(f"unknown box loss {name!r}; expected one of {BOX_LOSSES}")
+    try:
+        import torchvision.ops as tv_ops  # type: ignore[import-not-found]
+
+        return getattr(tv_ops, name), f"torchvision.ops.{name}"
+    except Exception:  # noqa: BLE001 - torchvision absent or broken (ABI mismatch beside CPU torch)
+        return globals()[name], f"parity.references.{name}"

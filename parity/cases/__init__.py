@@ -15,6 +15,7 @@ multilabel_margin, multi_margin, margin_ranking, hinge         :mod:`parity.case
 pairwise_distance, cosine_similarity                          :mod:`parity.cases.distance`
 cosine_embedding, triplet_margin(_with_distance)              :mod:`parity.cases.embedding`
 ctc_loss                                                      :mod:`parity.cases.ctc`
+generalized / distance / complete_box_iou_loss (torchvision)  :mod:`parity.cases.boxes`
 ``torch.nn.*Loss`` modules through ``jaxloss.from_torch``     :mod:`parity.cases.modules`
 ============================================================  ==========================
 
@@ -47,7 +48,7 @@ import numpy as np
 
 ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
 F64 = ("float64",)
-FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "modules")
+FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "boxes", "modules")
 
 
 class Invalid(Exception):

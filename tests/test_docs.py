@@ -1,0 +1,318 @@
+"""The documentation runs: docstring examples are doctests, and the API site builds strictly.
+
+* Every ``>>>`` example in the ``jaxloss``, ``parity`` and ``train`` packages is executed,
+  one test per module, as ``python -m doctest -o ELLIPSIS -o NORMALIZE_WHITESPACE`` would
+  run it: the module's own globals and nothing injected, ``jax_enable_x64`` as a fresh
+  interpreter has it after importing the module (on for ``parity``, which turns it on at
+  import; off elsewhere). A module that fails to import (a missing extra) fails here.
+* The ``>>>`` examples of the hand-written pages in ``docs/`` run too.
+* Every public function and class has a ``>>>`` example.
+* ``mkdocs build --strict`` succeeds and the site documents every exported function, with
+  the reST markup of the docstrings turned into Markdown.
+"""
+
+from __future__ import annotations
+
+import doctest
+import html
+import importlib
+import inspect
+import io
+import os
+import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jax
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("jaxloss", "parity", "train")
+DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _module_names() -> list[str]:
+    """Every module of the three packages, from the source tree (nothing imported)."""
+    names = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            names.append(".".join(parts))
+    return names
+
+
+def _source(module_name: str) -> Path:
+    path = ROOT / Path(*module_name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+EXAMPLE_LINE = re.compile(r"^\s*>>> ", re.MULTILINE)
+MODULES_WITH_EXAMPLES = [m for m in _module_names() if EXAMPLE_LINE.search(_source(m).read_text())]
+
+
+# --------------------------------------------------------------------------- doctests
+@pytest.mark.parametrize("module_name", MODULES_WITH_EXAMPLES)
+def test_docstring_examples_run(module_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module(module_name)  # an ImportError (missing extra) fails the test
+    tests = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module) if t.examples]
+    assert tests, f"{module_name} has '>>>' lines but doctest finds no example to run (not in a docstring?)"
+    monkeypatch.chdir(tmp_path)  # an example that writes a relative path writes here
+    runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
+    report = io.StringIO()
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", module_name.split(".")[0] == "parity")
+    try:
+        for test in tests:
+            runner.run(test, out=report.write)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    assert runner.failures == 0, f"{runner.failures} of {runner.tries} examples failed:\n{report.getvalue()}"
+
+
+PAGES_WITH_EXAMPLES = sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md") if EXAMPLE_LINE.search(p.read_text())
+)
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES)
+def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hand-written pages' ``>>>`` examples, in a fresh namespace, float64 as in a new interpreter:
+    # off, unless the page imports parity (which turns it on).
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / page).read_text()
+    x64 = jax.config.jax_enable_x64
+    jax.config.update(
+        "jax_enable_x64", bool(re.search(r"^>>> (import|from) .*\bparity\b", text, re.MULTILINE))
+    )
+    try:
+        results = doctest.testfile(
+            str(ROOT / page),
+            module_relative=False,
+            globs={},
+            optionflags=DOCTEST_FLAGS,
+            report=False,
+            verbose=False,
+        )
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    assert results.attempted > 0
+    assert results.failed == 0, (
+        f"{results.failed} of {results.attempted} examples in {page} failed (details above)"
+    )
+
+
+# --------------------------------------------------------------------------- every public object has one
+def _public_modules() -> list[str]:
+    """``jaxloss``, ``parity``, ``train`` and every submodule without a ``_`` in its name.
+
+    ``__main__`` modules are command lines (documented by their module docstring), not API."""
+    return [m for m in _module_names() if not any(p.startswith("_") for p in m.split("."))]
+
+
+def _public_objects(module: ModuleType) -> dict[str, Any]:
+    """The functions and classes named in the module's ``__all__`` (none without one).
+
+    ``jaxloss.checked`` has no ``__all__``: its functions are created on access and listed by
+    ``dir()``; each carries the docstring of the function it checks."""
+    if module.__name__ == "jaxloss.checked":
+        names = [n for n in dir(module) if not n.startswith("_")]
+    else:
+        names = list(getattr(module, "__all__", ()))
+    objects = {}
+    for name in names:
+        obj = getattr(module, name)
+        if inspect.ismodule(obj) or typing.get_origin(obj) is not None or not callable(obj):
+            continue  # submodules, type aliases, constants
+        objects[f"{module.__name__}.{name}"] = obj
+    return objects
+
+
+def _has_example(obj: Any) -> bool:
+    docs = [inspect.getdoc(obj) or ""]
+    if inspect.isclass(obj):
+        docs.append(inspect.getdoc(obj.__init__) or "")
+    return any(">>>" in d for d in docs)
+
+
+def missing_examples() -> dict[str, list[str]]:
+    """``{defining module: [public names without a >>> example]}``, each object once."""
+    seen: set[int] = set()
+    missing: dict[str, list[str]] = {}
+    for module_name in _public_modules():
+        for public_name, obj in _public_objects(importlib.import_module(module_name)).items():
+            key = id(inspect.unwrap(obj))
+            if key in seen:
+                continue
+            seen.add(key)
+            if not _has_example(obj):
+                home = getattr(obj, "__module__", None) or module_name
+                missing.setdefault(home, []).append(public_name.rsplit(".", 1)[1])
+    return missing
+
+
+# LEAD: remove xfail at merge
+@pytest.mark.xfail(strict=False, reason="docstring examples are written on other branches in parallel")
+def test_every_public_function_and_class_has_an_example() -> None:
+    missing = missing_examples()
+    lines = [f"  {module}: {', '.join(sorted(names))}" for module, names in sorted(missing.items())]
+    count = sum(len(v) for v in missing.values())
+    assert not missing, f"{count} public functions/classes have no '>>>' example:\n" + "\n".join(lines)
+
+
+def test_completeness_check_sees_examples_and_their_absence() -> None:
+    # The check above must be able to fail and to pass: one object with an example, one without.
+    def documented() -> None:
+        """Doc.
+
+        >>> 1 + 1
+        2
+        """
+
+    def undocumented() -> None:
+        """Doc without an example."""
+
+    assert _has_example(documented) and not _has_example(undocumented)
+    module = ModuleType("fake_public_module")
+    module.__all__ = ["documented", "undocumented", "CONSTANT"]
+    module.documented, module.undocumented, module.CONSTANT = documented, undocumented, 3
+    assert sorted(_public_objects(module)) == [
+        "fake_public_module.documented",
+        "fake_public_module.undocumented",
+    ]
+
+
+# --------------------------------------------------------------------------- the site
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def test_site_builds_strictly_with_every_page(site: Path) -> None:
+    for page in (
+        "index.html",
+        "quickstart/index.html",
+        "losses/index.html",
+        "nn/index.html",
+        "checked/index.html",
+        "parity/index.html",
+        "train/index.html",
+        "precision/index.html",
+    ):
+        assert (site / page).is_file(), page
+
+
+def test_site_documents_every_exported_function(site: Path) -> None:
+    import jaxloss
+
+    html = "".join(p.read_text() for p in site.rglob("*.html"))
+    functions = [n for n in jaxloss.__all__ if inspect.isfunction(inspect.unwrap(getattr(jaxloss, n)))]
+    assert "cross_entropy" in functions and "from_torch" in functions
+    undocumented = [n for n in functions if f'id="jaxloss.{n}"' not in html]
+    assert not undocumented, (
+        f"exported but on no page (add `::: jaxloss.NAME` to a docs/losses/ page): {undocumented}"
+    )
+
+
+def test_site_has_no_raw_rest_markup(site: Path) -> None:
+    leaks = []
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        # A bare ">>>" example is read by Markdown as nested block quotes.
+        for marker in (
+            ":func:`",
+            ":class:`",
+            ":mod:`",
+            ":meth:`",
+            ":data:`",
+            ".. math::",
+            "<blockquote>\n<blockquote>",
+        ):
+            if marker in text:
+                leaks.append(f"{page.relative_to(site)}: {marker!r}")
+    assert not leaks, "reST markup rendered as text (see docs/_ext/rst_to_markdown.py):\n" + "\n".join(leaks)
+
+
+def test_rest_markup_becomes_markdown() -> None:
+    # The docstrings' reST, as the site's Griffe extension rewrites it (docs/_ext/rst_to_markdown.py).
+    import importlib.util
+
+    import griffe
+
+    spec = importlib.util.spec_from_file_location(
+        "rst_to_markdown", ROOT / "docs" / "_ext" / "rst_to_markdown.py"
+    )
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    func = griffe.Function("f", parent=griffe.Module("jaxloss"))
+    doc = "\n".join(
+        [
+            "See :func:`jaxloss.l1_loss`, :func:`helper`, :class:`~jax.Array`; calls __call__.",
+            "",
+            ".. math:: \\ell = |x - y|",
+            "",
+            ".. math::",
+            "    a &= b \\\\",
+            "    c &= d",
+            "",
+            "Usage::",
+            "",
+            "    python -m parity --loss l1_loss",
+            "",
+            ">>> 1 + 1  # doctest: +ELLIPSIS",
+            "2",
+            "",
+            "Mode",
+            "    what the mode does.",
+            "",
+            "Args:",
+            "    a, b: two inputs.",
+            "",
+            "Example:",
+            "    >>> 2 + 2",
+            "    4",
+        ]
+    )
+    md = ext.rst_to_markdown(func, doc)
+    assert '<autoref identifier="jaxloss.l1_loss" optional><code>jaxloss.l1_loss</code></autoref>' in md
+    assert 'identifier="jaxloss.helper"' in md and "`Array`" in md and "`__call__`" in md
+    assert "$$\n\\ell = |x - y|\n$$" in md
+    assert "$$\n\\begin{aligned} a &= b \\\\ c &= d \\end{aligned}\n$$" in md
+    assert "Usage:\n\n```bash\npython -m parity --loss l1_loss\n```" in md
+    assert "```pycon\n>>> 1 + 1\n2\n```" in md
+    assert "**Mode**\nwhat the mode does." in md
+    assert "    a: two inputs.\n    b: two inputs." in md
+    assert md.endswith("Examples:\n    >>> 2 + 2\n    4")  # Griffe renders its own Examples section
+    assert ":func:" not in md and ".. math::" not in md and "::\n" not in md
+
+
+def _page_text(site: Path, page: str) -> str:
+    """A page's text: tags dropped, entities decoded, whitespace collapsed."""
+    text = re.sub(r"<[^>]+>", "", (site / page / "index.html").read_text())
+    return html.unescape(re.sub(r"\s+", " ", text)).replace("( ", "(")  # with or without line breaks
+
+
+def test_site_shows_signatures(site: Path) -> None:
+    # Functions and the jaxloss.nn dataclasses (made by a project decorator) show their parameters.
+    assert 'l1_loss(input: Array, target: Array, reduction: Reduction = "mean"' in _page_text(
+        site, "losses/regression"
+    )
+    nn_text = _page_text(site, "nn")
+    assert "CrossEntropyLoss(weight: Array | None = None, ignore_index: int = -100" in nn_text
+    assert "GaussianNLLLoss(*, full: bool = False" in nn_text
