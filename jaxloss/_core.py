@@ -106,6 +106,9 @@ class LossSpec:
         for name, option in self.numbers.items():
             values[name] = _check_number(self.name, name, option, values[name])
         self._check_arrays(values)
+        for name in self._traced_names:  # jit would fail on a string with JAX's generic message
+            if isinstance(values[name], str):
+                raise TypeError(f"{self.name}(): argument '{name}' must be an array or a number, not str")
         if self.precheck is not None:
             self.precheck(values)
         return values
@@ -125,6 +128,10 @@ class LossSpec:
         values.update(zip(names, args))
         values.update(kwargs)
         return values
+
+    @functools.cached_property
+    def _traced_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.signature.parameters if n not in self.static_argnames)
 
     @functools.cached_property
     def _positional(self) -> tuple[str, ...]:
