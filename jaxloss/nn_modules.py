@@ -74,7 +74,7 @@ class LinearCrossEntropyLoss(nnx.Module):
         >>> from flax import nnx
         >>> from jaxloss.nn_modules import LinearCrossEntropyLoss
         >>> head = LinearCrossEntropyLoss(8, 10, rngs=nnx.Rngs(0))
-        >>> head.weight.value.shape
+        >>> head.weight[...].shape
         (10, 8)
         >>> loss = head(jnp.ones((4, 8)), jnp.array([0, 3, 9, 1]))
         >>> loss.shape, bool(jnp.isfinite(loss))
