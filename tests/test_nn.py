@@ -93,7 +93,7 @@ def test_class_built_directly_equals_from_torch(name):
 
 def test_criteria_are_pytrees_usable_under_jit():
     crit = jnn.CrossEntropyLoss(weight=jnp.arange(1.0, 6.0), label_smoothing=0.2)
-    leaves, treedef = jax.tree_util.tree_flatten(crit)
+    leaves, _ = jax.tree_util.tree_flatten(crit)
     assert len(leaves) == 2  # weight and label_smoothing; reduction and ignore_index are static
     x, t = jnp.asarray(_x(N, C)), jnp.asarray(_classes)
     step = jax.jit(lambda c: c(x, t))
