@@ -3,14 +3,20 @@
 Conventions every loss module follows (read this before writing a loss):
 
 * A public loss is a plain Python function decorated with :func:`loss_function`,
-  which jit-compiles it with its non-array arguments declared static and records
-  the un-jitted function so that :mod:`jaxloss.checked` can re-trace it under
-  ``checkify``. A public loss never calls another *public* (jitted) loss: it
-  composes the private helpers of its module or of this one. (A jitted function
-  traced once in checked mode would cache a trace containing ``checkify.check``.)
-* Array arguments are traced; strings, ints, floats, bools and callables that
-  select behaviour (``reduction``, ``ignore_index``, ``margin``, ``p``...) are
-  static Python values, validated at trace time.
+  the one place for the rules every loss shares: before tracing it checks
+  ``reduction``, the boolean options (real ``bool`` only), the numeric options
+  (torch's range checks for Python numbers) and the array arguments (no lists,
+  no bool / complex, integers only where torch computes them), then calls the
+  jit-compiled function. It records the un-jitted function so that
+  :mod:`jaxloss.checked` can re-trace it under ``checkify``. A public loss never
+  calls another *public* (jitted) loss: it composes the private helpers of its
+  module, of :mod:`jaxloss._softmax` or of this one. (A jitted function traced
+  once in checked mode would cache a trace containing ``checkify.check``.)
+* Array arguments and numeric options (``margin``, ``delta``, ``eps``,
+  ``label_smoothing``...) are traced: a new value does not recompile, and a
+  traced value (a schedule inside a jitted step) works. Options that select
+  shapes or code paths (``reduction``, ``ignore_index``, ``axis``, booleans, ``p``
+  of the norms, callables) are static Python values, validated before tracing.
 * Low-precision inputs (float16 / bfloat16) are computed in float32, torch's
   "opmath" type for these dtypes on CPU and GPU, and the result is cast back to
   the input dtype. No float64 constant may leak into float32 code: use Python
@@ -18,22 +24,27 @@ Conventions every loss module follows (read this before writing a loss):
 * Trace-time errors (shape, dtype, option value) raise ``ValueError`` or
   ``TypeError`` with a message naming the argument, in torch's wording where
   torch has one. Value errors jit cannot raise (a class index out of range, a
-  probability outside [0, 1], a negative variance) poison the result with NaN
+  probability outside [0, 1], a negative variance, a traced option out of its
+  range) poison the result with NaN, in value *and* gradient (:func:`poison`),
   and are recorded with :func:`value_check`, which raises torch's message in
   :mod:`jaxloss.checked`.
 * Gradients at kinks follow torch's autograd formulas, not JAX's defaults: e.g.
   ``clamp_min(x, m)`` passes the gradient where ``x >= m`` (JAX's ``maximum``
-  splits it 0.5/0.5 at a tie). Use :func:`clamp_min` / :func:`clamp_max`.
+  splits it 0.5/0.5 at a tie). Use :func:`clamp_min`.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Sequence
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 Array = jax.Array
@@ -42,26 +53,243 @@ Reduction = Literal["none", "mean", "sum"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# name -> (un-jitted function, static argument names)
-_REGISTRY: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {}
+# Kinds of array arguments, checked by the registration before tracing:
+#   "float": a number array; bool and complex are rejected, and unless the loss accepts integer
+#            inputs (``integer_inputs=True``) at least one "float" argument must be floating.
+#   "real":  integer or floating (weights, numeric targets); bool and complex are rejected.
+#   "label": integer, floating or bool (targets compared with 1 / -1); complex is rejected.
+ArrayKind = Literal["float", "real", "label"]
 
 
-def loss_function(*, static_argnames: Sequence[str] = ()) -> Callable[[F], F]:
-    """Jit-compile a public loss with ``static_argnames`` and register it.
+@dataclasses.dataclass(frozen=True)
+class Number:
+    """A numeric option: a traced argument (changing its value does not recompile).
 
-    The returned object is the ``jax.jit`` wrapper; the original function stays
-    reachable through :func:`registered` for checked mode.
+    ``valid(v)`` is torch's range check, written so that it works on a Python number and on
+    a JAX array alike; ``message`` is torch's error (``str.format``-ed with the value). A
+    Python number is checked before tracing (``ValueError``); a traced value is checked by
+    :mod:`jaxloss.checked`. ``off(v)``, if given, says when a Python value turns the option's
+    term off: the loss then receives ``None`` and compiles the code without that term.
+    """
+
+    valid: Callable[[Any], Any] | None = None
+    message: str = ""
+    off: Callable[[Any], bool] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """What the registration knows about one public loss (see :func:`loss_function`)."""
+
+    name: str
+    fn: Callable[..., Any]  # the un-jitted function as written
+    signature: inspect.Signature
+    static_argnames: tuple[str, ...]
+    bools: tuple[str, ...]
+    numbers: Mapping[str, Number]
+    arrays: Mapping[str, ArrayKind]
+    integer_inputs: bool
+    reductions: tuple[str, ...] | None
+    reduction_message: str
+    precheck: Callable[[dict[str, Any]], None] | None
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Validate a call's Python-level arguments; return them all by name, ready to trace."""
+        values = self._by_name(args, kwargs)
+        if self.reductions is not None:
+            reduction = values["reduction"]
+            if not isinstance(reduction, str) or reduction not in self.reductions:
+                raise ValueError(self.reduction_message.format(reduction))
+        for name in self.bools:
+            if not isinstance(values[name], bool):
+                raise TypeError(f"{self.name}(): argument '{name}' must be bool, not {_type_name(values[name])}")
+        for name, option in self.numbers.items():
+            values[name] = _check_number(self.name, name, option, values[name])
+        self._check_arrays(values)
+        for name in self._traced_names:  # jit would fail on a string with JAX's generic message
+            if isinstance(values[name], str):
+                raise TypeError(f"{self.name}(): argument '{name}' must be an array or a number, not str")
+        if self.precheck is not None:
+            self.precheck(values)
+        return values
+
+    def _by_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Every parameter by name, defaults filled in (``inspect.Signature.bind``'s result; the
+        common all-positional-or-keyword call is mapped directly, as this runs on every call)."""
+        names = self._positional
+        if len(args) > len(names) or not kwargs.keys() <= self._defaults.keys() | set(names[len(args):]):
+            bound = self.signature.bind(*args, **kwargs)  # raises Python's TypeError
+            bound.apply_defaults()
+            return dict(bound.arguments)
+        for name in names[len(args):]:
+            if name not in kwargs and name not in self._defaults:
+                self.signature.bind(*args, **kwargs)  # raises "missing a required argument"
+        values = dict(self._defaults)
+        values.update(zip(names, args))
+        values.update(kwargs)
+        return values
+
+    @functools.cached_property
+    def _traced_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.signature.parameters if n not in self.static_argnames)
+
+    @functools.cached_property
+    def _positional(self) -> tuple[str, ...]:
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return tuple(n for n, p in self.signature.parameters.items() if p.kind in kinds)
+
+    @functools.cached_property
+    def _defaults(self) -> dict[str, Any]:
+        return {n: p.default for n, p in self.signature.parameters.items() if p.default is not inspect.Parameter.empty}
+
+    def _check_arrays(self, values: dict[str, Any]) -> None:
+        floating = []
+        for name, kind in self.arrays.items():
+            value = values.get(name)
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple, str, dict)):
+                raise TypeError(f"{self.name}(): argument '{name}' must be an array, not {_type_name(value)}")
+            dtype = _dtype_of(value)
+            if dtype.kind == "c":
+                raise TypeError(f"{self.name}(): argument '{name}' must be real, not complex ({dtype})")
+            if dtype.kind == "b" and kind != "label":
+                raise TypeError(f"{self.name}(): argument '{name}' must be a number array, not bool")
+            if kind == "float":
+                floating.append((name, dtype))
+        if floating and not self.integer_inputs and all(d.kind in "iu" for _, d in floating):
+            names = " and ".join(f"'{n}' ({d})" for n, d in floating)
+            raise TypeError(f"{self.name}(): expected a floating point dtype, got integer {names}")
+
+    def checked_body(self) -> Callable[..., Any]:
+        """The function with the range checks of its traced options as :func:`value_check`."""
+        checks = [(n, o) for n, o in self.numbers.items() if o.valid is not None]
+
+        def body(**values: Any) -> Any:
+            invalid = []
+            for name, option in checks:
+                value = values[name]
+                if value is not None and not isinstance(value, (int, float)):  # traced: unchecked so far
+                    ok = option.valid(value)
+                    value_check(ok, option.message, value)
+                    invalid.append(~jnp.asarray(ok))
+            out = self.fn(**values)
+            if invalid:  # an out-of-range traced option: NaN value and gradients (torch would raise)
+                bad = functools.reduce(jnp.logical_or, invalid)
+                out = jax.tree.map(lambda y: poison(y, bad) if jnp.issubdtype(y.dtype, jnp.floating) else y, out)
+            return out
+
+        return body
+
+    @functools.cached_property
+    def _names(self) -> tuple[str, ...]:
+        return tuple(self.signature.parameters)
+
+    def jit(self) -> Callable[..., Any]:
+        """The jitted :meth:`checked_body`, called with every argument by position (the
+        fastest dispatch: keyword calls cost JAX's C++ dispatcher extra work) in signature order."""
+        body, names = self.checked_body(), self._names
+
+        def positional(*args: Any) -> Any:
+            return body(**dict(zip(names, args)))
+
+        static = tuple(i for i, n in enumerate(names) if n in self.static_argnames)
+        jitted = jax.jit(positional, static_argnums=static)
+
+        def run(values: dict[str, Any]) -> Any:
+            return jitted(*[values[n] for n in names])
+
+        run.lower = lambda values: jitted.lower(*[values[n] for n in names])  # type: ignore[attr-defined]
+        run._cache_size = jitted._cache_size  # type: ignore[attr-defined]
+        return run
+
+
+def _dtype_of(value: Any) -> np.dtype:
+    """The dtype of an array (read, not computed) or of a Python / NumPy scalar (JAX's)."""
+    dtype = getattr(value, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.dtype(jnp.result_type(value))
+
+
+def _type_name(value: Any) -> str:
+    return "NoneType" if value is None else type(value).__name__
+
+
+def _check_number(fname: str, name: str, option: Number, value: Any) -> Any:
+    """A numeric option as the jitted function receives it: a weakly typed Python float
+    (after torch's range check), a 0-d real array (traced, checked in checked mode), or
+    ``None`` where ``option.off`` turns the term off."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        if option.valid is not None and not option.valid(value):
+            raise ValueError(option.message.format(value))
+        value = float(value)
+        if option.off is not None and option.off(value):
+            return None
+        return value
+    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0:
+        dtype = jnp.result_type(value)
+        if jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer):
+            return value
+    raise TypeError(f"{fname}(): argument '{name}' must be float, not {_type_name(value)}")
+
+
+_REGISTRY: dict[str, LossSpec] = {}
+
+
+def loss_function(
+    *,
+    static_argnames: Sequence[str] = (),
+    bools: Sequence[str] = (),
+    numbers: Mapping[str, Number] | None = None,
+    arrays: Mapping[str, ArrayKind] | None = None,
+    integer_inputs: bool = False,
+    reductions: Sequence[str] | None = ("none", "mean", "sum"),
+    reduction_message: str = "{} is not a valid value for reduction",
+    precheck: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[F], F]:
+    """Register a public loss and jit-compile it: the one place for the rules all losses share.
+
+    Before tracing, the returned function validates what a trace cannot: ``reduction``
+    (against ``reductions``, torch's ``reduction_message``; ``reductions=None`` when the loss
+    has none or checks it itself), the boolean options ``bools`` (real ``bool`` only, torch's
+    ``argument 'swap' must be bool``), the numeric options ``numbers`` (traced; Python numbers
+    range-checked with torch's message) and the array arguments ``arrays`` (lists, complex and
+    bool rejected, see :data:`ArrayKind`), then calls ``precheck`` (if given) with the
+    arguments by name for the loss's own checks of Python values. ``static_argnames`` are the options that select
+    shapes or code paths (``reduction``, ``ignore_index``, ``p``...); ``bools`` are static too.
+
+    The un-jitted function stays reachable through :func:`registered` for checked mode.
     """
 
     def decorate(fn: F) -> F:
-        _REGISTRY[fn.__name__] = (fn, tuple(static_argnames))
-        return jax.jit(fn, static_argnames=tuple(static_argnames))  # type: ignore[return-value]
+        spec = LossSpec(
+            name=fn.__name__,
+            fn=fn,
+            signature=inspect.signature(fn),
+            static_argnames=tuple(dict.fromkeys((*static_argnames, *bools))),
+            bools=tuple(bools),
+            numbers=dict(numbers or {}),
+            arrays=dict(arrays or {}),
+            integer_inputs=integer_inputs,
+            reductions=None if reductions is None else tuple(reductions),
+            reduction_message=reduction_message,
+            precheck=precheck,
+        )
+        _REGISTRY[spec.name] = spec
+        run = spec.jit()
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return run(spec.bind(args, kwargs))
+
+        call._cache_size = run._cache_size  # type: ignore[attr-defined]
+        call.lower = lambda *a, **k: run.lower(spec.bind(a, k))  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
 
     return decorate
 
 
-def registered() -> dict[str, tuple[Callable[..., Any], tuple[str, ...]]]:
-    """All registered public losses: ``name -> (unjitted_fn, static_argnames)``."""
+def registered() -> dict[str, LossSpec]:
+    """All registered public losses by name."""
     return dict(_REGISTRY)
 
 
@@ -153,17 +381,26 @@ def result_float_dtype(*xs: Any) -> jnp.dtype:
     return jnp.dtype(dt)
 
 
+# torch's names of dtypes, for messages in its wording ("result type Float can't be cast ...").
+_TORCH_DTYPE_NAMES = {
+    "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
+    "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
+    "float64": "Double", "float32": "Float", "float16": "Half", "bfloat16": "BFloat16",
+}
+
+
+def torch_dtype_name(dtype: Any) -> str:
+    """torch's name of ``dtype`` (``Long``, ``Float``...), as its error messages print it."""
+    name = jnp.dtype(dtype).name
+    return _TORCH_DTYPE_NAMES.get(name, name)
+
+
 def opmath_dtype(dtype: Any) -> jnp.dtype:
     """The dtype torch computes in: float32 for float16 / bfloat16, else ``dtype``."""
     dtype = jnp.dtype(dtype)
     if dtype in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
         return jnp.dtype(jnp.float32)
     return dtype
-
-
-def to_opmath(*xs: Array | None) -> tuple[Array | None, ...]:
-    """Cast float16 / bfloat16 arrays to float32; others (and ``None``) unchanged."""
-    return tuple(None if x is None else x.astype(opmath_dtype(x.dtype)) for x in xs)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -200,28 +437,36 @@ def _clamp_min_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> t
 
 
 @jax.custom_jvp
-def clamp_max(x: Array, maximum: ArrayLike) -> Array:
-    """``torch.clamp_max``: ``min(x, maximum)``, NaN stays NaN; gradient 1 where ``x <= maximum`` (ties too)."""
-    return jnp.where(x > maximum, jnp.asarray(maximum, dtype=x.dtype), x)
+def clamp_min_straight_through(x: Array, minimum: ArrayLike) -> Array:
+    """``max(x, minimum)`` in value (NaN stays NaN), the identity in ``x``'s gradient.
 
-
-@clamp_max.defjvp
-def _clamp_max_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
-    x, maximum = primals
-    dx, dmax = tangents
-    return clamp_max(x, maximum), jnp.where(x <= maximum, dx, _bound_tangent(dmax, x))
-
-
-# --------------------------------------------------------------------------- safe indexing
-def safe_take_along_axis(x: Array, index: Array, axis: int, valid: Array) -> Array:
-    """``take_along_axis`` that never wraps or reads out of bounds.
-
-    Where ``valid`` is False the index is replaced by 0 before gathering (the
-    caller masks those entries afterwards). ``index`` must already have the
-    gathered axis as a size-1 dimension, like ``jnp.take_along_axis``.
+    torch clamps in place under ``no_grad`` in ``gaussian_nll_loss`` (the variance) and
+    ``cosine_similarity`` (the norms), so autograd sees the identity there. A traced
+    ``minimum`` gets the gradient where it is the value.
     """
-    safe = jnp.where(valid, index, 0)
-    return jnp.take_along_axis(x, safe.astype(jnp.int32), axis=axis, mode="clip")
+    return jnp.where(x < minimum, jnp.asarray(minimum, dtype=x.dtype), x)
+
+
+@clamp_min_straight_through.defjvp
+def _clamp_min_straight_through_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
+    x, minimum = primals
+    dx, dmin = tangents
+    return clamp_min_straight_through(x, minimum), dx + jnp.where(x < minimum, _bound_tangent(dmin, x), 0)
+
+
+def poison(x: Array, invalid: Array) -> Array:
+    """``x``, NaN where ``invalid`` in value *and* in the gradient flowing back through ``x``
+    (a product with NaN; a select would pass a finite gradient to the rest of ``x``)."""
+    return x * jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
+
+
+def first_bad(bad: Array, x: Array) -> Array:
+    """The first entry of ``x`` where ``bad`` (for error messages); 0 for an empty ``x``,
+    where nothing can be bad."""
+    flat = jnp.ravel(x)
+    if flat.size == 0:
+        return jnp.zeros((), flat.dtype)
+    return flat[jnp.argmax(jnp.ravel(bad))]
 
 
 def nan_where(invalid: Array, x: Array) -> Array:

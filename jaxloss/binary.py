@@ -35,21 +35,21 @@ backend flushing denormal results such as ``softplus(-90) = 8e-40`` in float32 t
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from jaxloss._core import (
     Array,
+    ArrayLike,
+    Number,
     Reduction,
     broadcast_shapes,
     check_broadcast_into,
     check_float,
-    check_reduction,
     loss_function,
     nan_where,
     opmath_dtype,
+    poison,
     reduce,
     result_float_dtype,
     value_check,
@@ -159,7 +159,7 @@ def _bce_elementwise_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Ar
 _bce_elementwise.defjvp(_bce_elementwise_jvp, symbolic_zeros=True)
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"})
 def binary_cross_entropy(
     input: Array,
     target: Array,
@@ -187,8 +187,14 @@ def binary_cross_entropy(
     An ``input`` or ``target`` value outside ``[0, 1]`` (or NaN) makes the result NaN;
     :mod:`jaxloss.checked` raises torch's "all elements of input should be between 0 and 1"
     (or "... of target ...").
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> p, y = jnp.array([0.9, 0.2]), jnp.array([1.0, 0.0])
+        >>> round(float(jaxloss.binary_cross_entropy(p, y)), 4)
+        0.1643
     """
-    check_reduction(reduction)
     check_float("input", input)
     if target.shape != input.shape:
         raise ValueError(
@@ -210,7 +216,7 @@ def binary_cross_entropy(
     if weight is not None:
         check_broadcast_into(input.shape, broadcast_shapes(target.shape, weight.shape))
         loss = loss * weight.astype(work)
-    loss = nan_where(~(x_ok & y_ok), loss)
+    loss = poison(loss, ~(x_ok & y_ok))
     return reduce(loss, reduction).astype(dtype)
 
 
@@ -279,7 +285,10 @@ def _bce_with_logits_elementwise(x: Array, y: Array, pos_weight: Array | None) -
     return _bce_logits_pos(x, y, jnp.broadcast_to(pos_weight.astype(x.dtype), x.shape))
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(
+    static_argnames=("reduction",),
+    arrays={"input": "float", "target": "float", "weight": "real", "pos_weight": "real"},
+)
 def binary_cross_entropy_with_logits(
     input: Array,
     target: Array,
@@ -313,8 +322,16 @@ def binary_cross_entropy_with_logits(
     Deviation: the value is the accurate one where torch's formula cancels (``y x << 0``, e.g.
     float32 ``x = -20, y = 0``: torch 0, truth and jaxloss ``2.06e-9``); the difference is far
     inside the parity tolerances.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits, y = jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0])
+        >>> round(float(jaxloss.binary_cross_entropy_with_logits(logits, y)), 4)
+        0.2201
+        >>> round(float(jaxloss.binary_cross_entropy_with_logits(logits, y, pos_weight=jnp.array(3.0))), 4)
+        0.347
     """
-    check_reduction(reduction)
     check_float("input", input)
     if target.shape != input.shape:
         raise ValueError(
@@ -332,25 +349,33 @@ def binary_cross_entropy_with_logits(
 
 
 # --------------------------------------------------------------------------- sigmoid focal loss
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _pow_scalar(x: Array, exponent: float) -> Array:
-    """``torch.pow(x, exponent)`` for a Python-float exponent, with torch's gradient rule
+@jax.custom_jvp
+def _pow_scalar(x: Array, exponent: ArrayLike) -> Array:
+    """``torch.pow(x, exponent)`` for a scalar exponent, with torch's gradient rules:
     ``exponent * x ** (exponent - 1)``, exactly 0 for ``exponent == 0`` (JAX's ``jnp.power``
-    gives NaN there at ``x = 0``)."""
-    if exponent == 0:
-        return jnp.ones_like(x)
-    return jnp.power(x, exponent)
+    gives NaN there at ``x = 0``), and ``x ** exponent * log(x)`` for the exponent (0 where
+    ``x == 0``)."""
+    return jnp.where(exponent == 0, jnp.ones_like(x), jnp.power(x, exponent))
 
 
 @_pow_scalar.defjvp
-def _pow_scalar_jvp(exponent: float, primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
-    (x,), (dx,) = primals, tangents
-    if exponent == 0:
-        return jnp.ones_like(x), jnp.zeros_like(dx)
-    return _pow_scalar(x, exponent), exponent * _pow_scalar(x, exponent - 1) * dx
+def _pow_scalar_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    x, exponent = primals
+    dx, dexponent = tangents
+    off = exponent == 0
+    base = jnp.where(off, jnp.ones_like(x), x)  # no inf from x ** -1 in the unused branch
+    slope = jnp.where(off, jnp.zeros_like(x), exponent * _pow_scalar(base, exponent - 1))
+    out = _pow_scalar(x, exponent)
+    safe_x = jnp.where(x == 0, jnp.ones_like(x), x)
+    return out, slope * dx + jnp.where(x == 0, jnp.zeros_like(x), out * jnp.log(safe_x)) * dexponent
 
 
-@loss_function(static_argnames=("alpha", "gamma", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"alpha": Number(), "gamma": Number()},
+    arrays={"inputs": "float", "targets": "float"},
+    reduction_message="Invalid Value for arg 'reduction': '{} \n Supported reduction modes: 'none', 'mean', 'sum'",
+)
 def sigmoid_focal_loss(
     inputs: Array,
     targets: Array,
@@ -380,19 +405,22 @@ def sigmoid_focal_loss(
     Computed exactly as torchvision composes torch ops (so gradients are those of torch's
     autograd, including ``pow``'s ``gamma * base ** (gamma - 1)`` rule), with the BCE term of
     :func:`binary_cross_entropy_with_logits`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits, y = jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0])
+        >>> [round(v, 4) for v in jaxloss.sigmoid_focal_loss(logits, y).tolist()]
+        [0.0005, 0.017]
+        >>> round(float(jaxloss.sigmoid_focal_loss(logits, y, reduction='mean')), 4)
+        0.0087
     """
     if targets.shape != inputs.shape:
         raise ValueError(
             f"Target size ({tuple(targets.shape)}) must be the same as input size ({tuple(inputs.shape)})"
         )
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(
-            f"Invalid Value for arg 'reduction': '{reduction} \n "
-            "Supported reduction modes: 'none', 'mean', 'sum'"
-        )
     check_float("inputs", inputs)
     check_float("targets", targets)
-    alpha, gamma = float(alpha), float(gamma)
     dtype = result_float_dtype(inputs, targets)
     work = opmath_dtype(dtype)
     x, y = inputs.astype(work), targets.astype(work)
@@ -401,14 +429,14 @@ def sigmoid_focal_loss(
     ce_loss = _bce_logits(x, y)
     p_t = p * y + (1 - p) * (1 - y)
     loss = ce_loss * _pow_scalar(1 - p_t, gamma)
-    if alpha >= 0:
-        alpha_t = alpha * y + (1 - alpha) * (1 - y)
-        loss = alpha_t * loss
+    # torchvision: a negative alpha turns the weighting off (a select, so alpha may be traced)
+    alpha_t = alpha * y + (1 - alpha) * (1 - y)
+    loss = jnp.where(alpha >= 0, alpha_t * loss, loss)
     return reduce(loss, reduction).astype(dtype)
 
 
 # --------------------------------------------------------------------------- soft margin
-@loss_function(static_argnames=("reduction",))
+@loss_function(static_argnames=("reduction",), arrays={"input": "float", "target": "label"})
 def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
     r"""Two-class logistic loss (``torch.nn.SoftMarginLoss``).
 
@@ -428,8 +456,14 @@ def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean")
     float32, ~709.8 in float64); the gradient there is the true ``-y sigmoid(-y x)``.
     Elsewhere values and gradients agree with torch within the parity tolerances. ``target``
     is differentiable here (torch refuses to differentiate it).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([2.0, -1.0]), jnp.array([1.0, -1.0])
+        >>> round(float(jaxloss.soft_margin_loss(x, y)), 4)
+        0.2201
     """
-    check_reduction(reduction)
     check_float("input", input)
     check_broadcast_into(input.shape, broadcast_shapes(input.shape, target.shape))
     dtype = input.dtype
@@ -440,7 +474,11 @@ def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean")
     return reduce(loss, reduction).astype(dtype)
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(
+    static_argnames=("reduction",),
+    arrays={"input": "float", "target": "real", "weight": "real"},
+    reduction_message="{} is not valid",
+)
 def multilabel_soft_margin_loss(
     input: Array,
     target: Array,
@@ -467,9 +505,15 @@ def multilabel_soft_margin_loss(
 
     Gradients of ``input``, ``target`` and ``weight`` are all torch's (this is a composite
     function in torch too).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> logits = jnp.array([[2.0, -1.0, 0.0]])
+        >>> labels = jnp.array([[1.0, 0.0, 1.0]])
+        >>> round(float(jaxloss.multilabel_soft_margin_loss(logits, labels)), 4)
+        0.3778
     """
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(reduction + " is not valid")
     check_float("input", input)
     if input.ndim == 0:
         raise ValueError("Dimension specified as -1 but tensor has no dimensions")

@@ -185,7 +185,7 @@ def _reduce(loss: Array, reduction: str) -> Array:
 
 
 # --------------------------------------------------------------------------- public losses
-@loss_function(static_argnames=("reduction",))
+@loss_function(static_argnames=("reduction",), reductions=None)  # checked after the shapes, torchvision's wording
 def generalized_box_iou_loss(
     boxes1: Array, boxes2: Array, reduction: Reduction = "none", eps: float | Array = _DEFAULT_EPS
 ) -> Array:
@@ -226,7 +226,7 @@ def generalized_box_iou_loss(
     return _reduce(1 - miouk, reduction)
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(static_argnames=("reduction",), reductions=None)  # checked after the shapes, torchvision's wording
 def distance_box_iou_loss(
     boxes1: Array, boxes2: Array, reduction: Reduction = "none", eps: float | Array = _DEFAULT_EPS
 ) -> Array:
@@ -259,7 +259,7 @@ def distance_box_iou_loss(
     return _reduce(loss, reduction)
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(static_argnames=("reduction",), reductions=None)  # checked after the shapes, torchvision's wording
 def complete_box_iou_loss(
     boxes1: Array, boxes2: Array, reduction: Reduction = "none", eps: float | Array = _DEFAULT_EPS
 ) -> Array:

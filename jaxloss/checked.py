@@ -2,14 +2,30 @@
 
 The default functions cannot raise inside ``jax.jit`` on a bad value (a class
 index out of range, a probability outside [0, 1], a negative variance, target
-lengths longer than the input); they return NaN there instead. The functions of
-this module trace the same code under :func:`jax.experimental.checkify.checkify`
-with every :func:`jaxloss._core.value_check` turned on, and raise ``ValueError``
-with torch's message when a check fails. They sync with the host once per call
-(to raise), so use them while porting or debugging, not in a training step::
+lengths longer than the input, a traced option out of its range); they return
+NaN there instead. The functions of this module trace the same code under
+:func:`jax.experimental.checkify.checkify` with every
+:func:`jaxloss._core.value_check` turned on, and raise ``ValueError`` with
+torch's message when a check fails. Called on concrete arrays they sync with the
+host once per call (to raise), so use them while porting or debugging, not in a
+training step.
 
-    import jaxloss.checked as checked
-    checked.cross_entropy(logits, jnp.array([0, 7]))   # ValueError: Target 7 is out of bounds.
+They compose with ``jax.jit``, ``jax.vmap`` and ``jax.grad``: under a
+transformation the error is functionalised by ``checkify`` and raised by a host
+callback when the result is computed (under ``jit`` as a ``JaxRuntimeError``
+whose message contains torch's, e.g. ``Target 7 is out of bounds.``).
+
+>>> import jax, jax.numpy as jnp
+>>> import jaxloss.checked as checked
+>>> logits = jnp.zeros((2, 3))
+>>> round(float(checked.cross_entropy(logits, jnp.array([0, 2]))), 4)
+1.0986
+>>> checked.cross_entropy(logits, jnp.array([0, 7]))
+Traceback (most recent call last):
+    ...
+ValueError: Target 7 is out of bounds.
+>>> round(float(jax.jit(checked.cross_entropy)(logits, jnp.array([0, 2]))), 4)
+1.0986
 """
 
 from __future__ import annotations
@@ -27,29 +43,46 @@ from jaxloss import _core
 _CACHE: dict[str, Callable[..., Any]] = {}
 
 
-def _make_checked(name: str) -> Callable[..., Any]:
-    fn, static_argnames = _core.registered()[name]
+def _message(err: checkify.Error) -> str | None:
+    message = err.get()
+    return None if message is None else message.split(" (`check` failed")[0].strip()
 
-    def with_checks(*args: Any, **kwargs: Any) -> Any:
+
+def _raise_if_failed(err: checkify.Error) -> None:
+    message = _message(err)
+    if message is not None:
+        raise ValueError(message)
+
+
+def _make_checked(name: str) -> Callable[..., Any]:
+    spec = _core.registered()[name]
+    body = spec.checked_body()
+
+    def with_checks(values: dict[str, Any]) -> Any:
         token = _core.checked_mode()
         try:
-            return fn(*args, **kwargs)
+            return body(**values)
         finally:
             _core.reset_checked_mode(token)
 
-    @functools.partial(jax.jit, static_argnames=static_argnames)
-    @functools.wraps(fn)
-    def compiled(*args: Any, **kwargs: Any) -> Any:
-        # Static arguments are plain Python values here; close over everything so
-        # that checkify only sees the traced computation.
-        return checkify.checkify(lambda: with_checks(*args, **kwargs), errors=checkify.user_checks)()
+    def checkified(**values: Any) -> tuple[checkify.Error, Any]:
+        # Static options are plain Python values here; close over everything so that
+        # checkify only sees the traced computation.
+        return checkify.checkify(lambda: with_checks(values), errors=checkify.user_checks)()
 
-    @functools.wraps(fn)
+    compiled = jax.jit(checkified, static_argnames=spec.static_argnames)
+
+    @functools.wraps(spec.fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        err, out = compiled(*args, **kwargs)
-        message = err.get()
-        if message is not None:
-            raise ValueError(message.split(" (`check` failed")[0].strip())
+        values = spec.bind(args, kwargs)
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values)):
+            # Under jit / vmap / grad: the error is a traced value, raised on the host when
+            # the result is computed.
+            err, out = checkified(**values)
+            jax.debug.callback(_raise_if_failed, err)
+            return out
+        err, out = compiled(**values)
+        _raise_if_failed(err)
         return out
 
     return run

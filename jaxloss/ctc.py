@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _core
-from jaxloss._core import Array, ArrayLike, Reduction, check_reduction, loss_function, opmath_dtype
+from jaxloss._core import Array, ArrayLike, Reduction, loss_function, opmath_dtype
 
 _WHERE = " (while checking arguments for ctc_loss_allocate_outputs)"
 _NEG_INF = -jnp.inf
@@ -189,36 +189,6 @@ def _ctc_nll_bwd(zero_infinity, res, g):  # type: ignore[no-untyped-def]
 _ctc_nll.defvjp(_ctc_nll_fwd, _ctc_nll_bwd)
 
 
-def _reference_nll(
-    log_probs: Array, ext: Array, skip: Array, il: Array, tl: Array, force_inf: Array, poison: Array,
-    zero_infinity: bool,
-) -> Array:
-    """Plain differentiable forward recursion (JAX autodiff gives the *true* gradient). Tests only."""
-
-    def lse(*xs: Array) -> Array:
-        m = lax.stop_gradient(functools.reduce(jnp.maximum, xs))
-        m = jnp.where(m == _NEG_INF, 0.0, m)
-        tot = sum(jnp.exp(x - m) for x in xs)
-        zero = tot == 0
-        return jnp.where(zero, _NEG_INF, jnp.log(jnp.where(zero, 1.0, tot)) + m)
-
-    lp_ext = _emissions(log_probs, ext)
-    n_states = lp_ext.shape[-1]
-    alpha0 = jnp.where(jnp.arange(n_states) < 2, lp_ext[0], _NEG_INF)
-
-    def step(alpha: Array, xs: tuple[Array, Array]) -> tuple[Array, None]:
-        lp_t, t = xs
-        bar = lse(alpha, _shift_right(alpha, 1), jnp.where(skip, _shift_right(alpha, 2), _NEG_INF))
-        return jnp.where((t < il)[:, None], bar + lp_t, alpha), None
-
-    last, _ = lax.scan(step, alpha0, (lp_ext[1:], jnp.arange(1, lp_ext.shape[0])))
-    l1 = jnp.take_along_axis(last, (2 * tl)[:, None], axis=1)[:, 0]
-    l2 = jnp.take_along_axis(last, jnp.maximum(2 * tl - 1, 0)[:, None], axis=1)[:, 0]
-    ll = lse(l1, jnp.where(tl > 0, l2, _NEG_INF))
-    ll = jnp.where(il == 0, jnp.where(tl == 0, 0.0, _NEG_INF), ll)
-    return _finish_nll(ll, force_inf, poison)
-
-
 # --------------------------------------------------------------------------- argument handling
 def _as_lengths(x: Any, name: str, n: int) -> Array:
     x = jnp.asarray(x)
@@ -228,15 +198,6 @@ def _as_lengths(x: Any, name: str, n: int) -> Array:
         raise ValueError(f"{name} must be of size batch_size")
     x = x.reshape(n)
     return x.astype(jnp.int32) if x.dtype.itemsize < 4 else x
-
-
-def _first(bad: Array, x: Array) -> Array:
-    """The first entry of ``x`` where ``bad`` (for error messages); 0 for an empty ``x`` (e.g.
-    targets of size 0 when every target is empty), where nothing can be bad."""
-    flat = x.reshape(-1)
-    if flat.size == 0:
-        return jnp.zeros((), flat.dtype)
-    return flat[jnp.argmax(bad.reshape(-1))]
 
 
 def _prepare(
@@ -269,7 +230,7 @@ def _prepare(
     # Value checks, in torch's order: target lengths, target size, input lengths.
     tl_neg = tl_raw < 0
     _core.value_check(
-        ~tl_neg, "Expected target_lengths to have value at least 0, but got value {}" + _WHERE, _first(tl_neg, tl_raw)
+        ~tl_neg, "Expected target_lengths to have value at least 0, but got value {}" + _WHERE, _core.first_bad(tl_neg, tl_raw)
     )
     tl_nonneg = jnp.maximum(tl_raw, 0)
     if targets.ndim == 1:  # concatenated
@@ -306,14 +267,14 @@ def _prepare(
         invalid = too_wide
     il_bad_low, il_bad_high = il_raw < 0, il_raw > t_len
     il_bad = il_bad_low | il_bad_high
-    first_low = _first(il_bad, il_bad_low)
+    first_low = _core.first_bad(il_bad, il_bad_low)
     _core.value_check(
         ~(jnp.any(il_bad) & first_low),
-        "Expected input_lengths to have value at least 0, but got value {}" + _WHERE, _first(il_bad, il_raw),
+        "Expected input_lengths to have value at least 0, but got value {}" + _WHERE, _core.first_bad(il_bad, il_raw),
     )
     _core.value_check(
         ~(jnp.any(il_bad) & ~first_low),
-        f"Expected input_lengths to have value at most {t_len}, but got value {{}}" + _WHERE, _first(il_bad, il_raw),
+        f"Expected input_lengths to have value at most {t_len}, but got value {{}}" + _WHERE, _core.first_bad(il_bad, il_raw),
     )
 
     # Target values inside each target length: torch does not check them (it reads out of bounds
@@ -323,7 +284,7 @@ def _prepare(
     is_blank = in_target & (labels == blank)
     _core.value_check(
         ~bad_index, f"ctc_loss: target index {{}} is out of bounds for log_probs with {n_cls} classes",
-        _first(bad_index, labels),
+        _core.first_bad(bad_index, labels),
     )
     _core.value_check(
         ~is_blank, f"ctc_loss: targets must not contain the blank index ({blank}): the target index cannot be blank",
@@ -345,7 +306,6 @@ def _ctc_loss_impl(
     core: Callable[..., Array], log_probs: Array, targets: Array, input_lengths: Lengths, target_lengths: Lengths,
     blank: int, reduction: str, zero_infinity: bool,
 ) -> Array:
-    check_reduction(reduction)
     log_probs, targets = jnp.asarray(log_probs), jnp.asarray(targets)
     if not jnp.issubdtype(log_probs.dtype, jnp.floating):
         raise TypeError(f'"ctc_loss" not implemented for \'{log_probs.dtype}\': log_probs must have a floating dtype')
@@ -371,7 +331,9 @@ def _ctc_loss_impl(
     return out.astype(dtype)
 
 
-@loss_function(static_argnames=("blank", "reduction", "zero_infinity"))
+@loss_function(
+    static_argnames=("blank", "reduction"), bools=("zero_infinity",), arrays={"log_probs": "float"}
+)
 def ctc_loss(
     log_probs: Array,
     targets: Array,
@@ -440,15 +402,15 @@ def ctc_loss(
     **Cost.** ``O(T * N * (2S + 1))`` over ``T`` sequential steps, ``S`` the padded target width,
     capped at ``T``; for concatenated targets ``S = min(len(targets), T)`` (the longest target is
     not known at trace time), so padded targets are faster for long batches.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> import jax
+        >>> log_probs = jax.nn.log_softmax(jnp.zeros((4, 1, 3)), axis=-1)  # (T, N, C)
+        >>> targets = jnp.array([[1, 2]])
+        >>> round(float(jaxloss.ctc_loss(log_probs, targets, [4], [2], reduction='sum')), 4)
+        1.6864
     """
     return _ctc_loss_impl(_ctc_nll, log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
 
-
-def _reference_ctc_loss(
-    log_probs: Array, targets: Array, input_lengths: Lengths, target_lengths: Lengths,
-    blank: int = 0, reduction: str = "mean", zero_infinity: bool = False,
-) -> Array:
-    """:func:`ctc_loss` with JAX autodiff through the forward recursion (the true gradient). Tests only."""
-    return _ctc_loss_impl(
-        _reference_nll, log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity
-    )

@@ -24,27 +24,23 @@ from __future__ import annotations
 import functools
 import math
 import operator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, broadcast_shapes, loss_function, opmath_dtype, result_float_dtype
+from jaxloss._core import (
+    Array,
+    Number,
+    broadcast_shapes,
+    clamp_min_straight_through,
+    loss_function,
+    opmath_dtype,
+    result_float_dtype,
+    torch_dtype_name,
+)
 
 __all__ = ["cosine_similarity", "pairwise_distance"]
-
-# torch's names of the integer dtypes, for its "common dtype" error message
-_TORCH_DTYPE_NAMES = {
-    "bool": "Bool",
-    "uint8": "Byte",
-    "int8": "Char",
-    "int16": "Short",
-    "int32": "Int",
-    "int64": "Long",
-    "uint16": "UInt16",
-    "uint32": "UInt32",
-    "uint64": "UInt64",
-}
-
 
 class DimensionError(IndexError, ValueError):
     """torch raises ``IndexError`` for a dimension out of range; jaxloss's trace-time
@@ -64,23 +60,6 @@ def wrap_dim(dim: int, ndim: int) -> int:
 
 
 # --------------------------------------------------------------------------- torch.norm
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _value_clamp_min(x: Array, minimum: float) -> Array:
-    """``max(x, minimum)`` in value (NaN stays NaN), identity in gradient.
-
-    torch's ``cosine_similarity`` clamps each norm in place under ``no_grad``, so
-    its backward sees the unclamped norm.
-    """
-    return jnp.where(x < minimum, jnp.asarray(minimum, x.dtype), x)
-
-
-@_value_clamp_min.defjvp
-def _value_clamp_min_jvp(
-    minimum: float, primals: tuple[Array], tangents: tuple[Array]
-) -> tuple[Array, Array]:
-    return _value_clamp_min(primals[0], minimum), tangents[0]
-
-
 def _norm_value(x: Array, p: float, axis: int, keepdims: bool) -> Array:
     a = jnp.abs(x)
     if p == 0:
@@ -145,6 +124,13 @@ def norm(x: Array, p: float, axis: int, keepdims: bool = False) -> Array:
 
 
 # --------------------------------------------------------------------------- pairwise_distance
+def _check_p(values: dict[str, Any]) -> None:
+    """``p`` selects the norm's code path, so it is static: a Python number (torch's message)."""
+    p = values["p"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"argument 'p' must be float, not {type(p).__name__}")
+
+
 def _pairwise_distance(
     x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
 ) -> Array:
@@ -157,7 +143,15 @@ def _pairwise_distance(
     return norm(diff, p, len(shape) - 1, keepdim).astype(dtype)
 
 
-@loss_function(static_argnames=("p", "eps", "keepdim"))
+@loss_function(
+    static_argnames=("p",),
+    bools=("keepdim",),
+    numbers={"eps": Number()},
+    arrays={"x1": "float", "x2": "float"},
+    integer_inputs=True,
+    reductions=None,
+    precheck=_check_p,
+)
 def pairwise_distance(
     x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
 ) -> Array:
@@ -181,6 +175,15 @@ def pairwise_distance(
 
     Gradient as torch's ``norm_backward``: 0 where the norm is 0 (p = 2),
     ``sign(d)`` for p = 1, shared equally between tied maxima for p = inf.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x1, x2 = jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.array([[3.0, 4.0], [1.0, 1.0]])
+        >>> [round(v, 4) for v in jaxloss.pairwise_distance(x1, x2).tolist()]
+        [5.0, 0.0]
+        >>> jaxloss.pairwise_distance(x1, x2, p=1.0, keepdim=True).shape
+        (2, 1)
     """
     return _pairwise_distance(x1, x2, p, eps, keepdim)
 
@@ -190,8 +193,9 @@ def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) ->
     x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
     common = jnp.result_type(x1, x2)
     if not jnp.issubdtype(common, jnp.floating):
-        name = _TORCH_DTYPE_NAMES.get(jnp.dtype(common).name, jnp.dtype(common).name)
-        raise TypeError(f"expected common dtype to be floating point, yet common dtype is {name}")
+        raise TypeError(
+            f"expected common dtype to be floating point, yet common dtype is {torch_dtype_name(common)}"
+        )
     shape = broadcast_shapes(x1.shape, x2.shape)
     axis = wrap_dim(dim, len(shape))
     work = opmath_dtype(common)
@@ -199,12 +203,18 @@ def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) ->
     x2 = jnp.broadcast_to(x2.astype(work), shape)
     if not shape:  # a 0-d pair is a vector of one element (torch accepts dim 0 / -1)
         x1, x2 = x1[None], x2[None]
-    n1 = _value_clamp_min(_norm(x1, 2.0, axis, True), eps)
-    n2 = _value_clamp_min(_norm(x2, 2.0, axis, True), eps)
+    n1 = clamp_min_straight_through(_norm(x1, 2.0, axis, True), eps)
+    n2 = clamp_min_straight_through(_norm(x2, 2.0, axis, True), eps)
     return jnp.sum((x1 / n1) * (x2 / n2), axis=axis).astype(common)
 
 
-@loss_function(static_argnames=("dim", "eps"))
+@loss_function(
+    static_argnames=("dim",),
+    numbers={"eps": Number()},
+    arrays={"x1": "float", "x2": "float"},
+    integer_inputs=True,
+    reductions=None,
+)
 def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
     r"""``torch.nn.functional.cosine_similarity`` along ``dim``.
 
@@ -226,5 +236,12 @@ def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> 
     Returns:
         The broadcast shape without ``dim``; the promoted dtype of ``x1``, ``x2``
         (which must be floating: two integer inputs raise ``TypeError``, torch refuses them too).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x1, x2 = jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([[0.0, 2.0], [2.0, 2.0]])
+        >>> [round(v, 4) for v in jaxloss.cosine_similarity(x1, x2).tolist()]
+        [0.0, 1.0]
     """
     return _cosine_similarity(x1, x2, dim, eps)

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from jaxloss._core import (
     Array,
     broadcast_shapes,
-    check_reduction,
     loss_function,
     opmath_dtype,
     reduce,
@@ -35,7 +34,12 @@ def _xlogy_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> t
     return _xlogy(x, y), dx * _xlogy((x != 0).astype(x.dtype), y) + dy * (x / y)
 
 
-@loss_function(static_argnames=("reduction", "log_target"))
+@loss_function(
+    static_argnames=("reduction",),
+    bools=("log_target",),
+    arrays={"input": "float", "target": "float"},
+    reductions=("none", "mean", "sum", "batchmean"),
+)
 def kl_div(
     input: Array,
     target: Array,
@@ -70,8 +74,18 @@ def kl_div(
     Gradients are torch's autograd of ``xlogy(y, y) - y x`` (resp. ``exp(y) (y - x)``):
     d/dx = ``-y``; d/dy = ``log(y) + 1 - x`` for ``y > 0``, and NaN at ``y == 0`` (torch's
     ``xlogy`` derivative ``self / other = 0 / 0``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> import jax
+        >>> log_q = jax.nn.log_softmax(jnp.array([[1.0, 2.0, 3.0]]))
+        >>> p = jnp.array([[0.2, 0.3, 0.5]])
+        >>> round(float(jaxloss.kl_div(log_q, p, reduction='batchmean')), 4)
+        0.078
+        >>> round(float(jaxloss.kl_div(log_q, jnp.log(p), reduction='batchmean', log_target=True)), 4)
+        0.078
     """
-    check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
     for name, a in (("input", input), ("target", target)):
         if not jnp.issubdtype(a.dtype, jnp.floating):
             raise TypeError(f"kl_div: Integral inputs not supported ({name} has dtype {a.dtype}).")

@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 
 from jaxloss import _core
 from jaxloss._core import (
     Array,
+    Number,
     Reduction,
     broadcast_shapes,
-    check_reduction,
     loss_function,
     opmath_dtype,
     result_float_dtype,
     shape_str,
 )
-from jaxloss.distance import _pairwise_distance, pairwise_distance
+from jaxloss.distance import _check_p, _pairwise_distance, pairwise_distance
 
 __all__ = ["cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss"]
 
@@ -35,7 +36,12 @@ _EPSILON = struct.unpack("f", struct.pack("f", 1e-12))[0]
 
 
 # --------------------------------------------------------------------------- cosine_embedding_loss
-@loss_function(static_argnames=("margin", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"margin": Number()},
+    arrays={"input1": "float", "input2": "float", "target": "label"},
+    integer_inputs=True,
+)
 def cosine_embedding_loss(
     input1: Array, input2: Array, target: Array, margin: float = 0.0, reduction: Reduction = "mean"
 ) -> Array:
@@ -61,8 +67,15 @@ def cosine_embedding_loss(
         A scalar, or ``(N,)`` for ``reduction='none'``; the promoted floating dtype
         of ``input1``, ``input2`` (float16 / bfloat16 computed in float32, where
         torch's float16 arithmetic turns a zero vector into NaN).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> a = jnp.array([[1.0, 0.0], [1.0, 0.0]])
+        >>> b = jnp.array([[1.0, 1.0], [1.0, 1.0]])
+        >>> [round(v, 4) for v in jaxloss.cosine_embedding_loss(a, b, jnp.array([1, -1]), reduction='none').tolist()]
+        [0.2929, 0.7071]
     """
-    check_reduction(reduction)
     targ_dim = target.ndim
     if targ_dim not in (0, 1):
         raise ValueError("0D or 1D target tensor expected, multi-target not supported")
@@ -89,10 +102,11 @@ def cosine_embedding_loss(
 
 
 # --------------------------------------------------------------------------- triplet losses
-def _check_triplet(anchor: Array, positive: Array, negative: Array, margin: float, reduction: str) -> None:
-    check_reduction(reduction)
-    if margin <= 0:
-        raise ValueError(f"margin must be greater than 0, got {margin}")
+_TRIPLET_MARGIN = Number(lambda v: v > 0, "margin must be greater than 0, got {}")
+_TRIPLET_ARRAYS: dict[str, Any] = {"anchor": "float", "positive": "float", "negative": "float"}
+
+
+def _check_triplet(anchor: Array, positive: Array, negative: Array) -> None:
     if not (anchor.ndim == positive.ndim == negative.ndim):
         raise ValueError(
             "The anchor, positive, and negative tensors are expected to have the same number of dimensions, "
@@ -120,7 +134,14 @@ def _triplet(
     return _core.reduce(loss, reduction).astype(dtype)
 
 
-@loss_function(static_argnames=("margin", "p", "eps", "swap", "reduction"))
+@loss_function(
+    static_argnames=("p", "reduction"),
+    bools=("swap",),
+    numbers={"margin": _TRIPLET_MARGIN, "eps": Number()},
+    arrays=_TRIPLET_ARRAYS,
+    integer_inputs=True,
+    precheck=_check_p,
+)
 def triplet_margin_loss(
     anchor: Array,
     positive: Array,
@@ -150,8 +171,15 @@ def triplet_margin_loss(
 
     Returns:
         A scalar, or ``(N,)`` for ``reduction='none'``; the promoted floating dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> a, p, n = jnp.array([[0.0, 0.0]]), jnp.array([[0.0, 1.0]]), jnp.array([[2.0, 0.0]])
+        >>> round(float(jaxloss.triplet_margin_loss(a, p, n, margin=1.5)), 4)
+        0.5
     """
-    _check_triplet(anchor, positive, negative, margin, reduction)
+    _check_triplet(anchor, positive, negative)
 
     def distance(x1: Array, x2: Array) -> Array:
         return _pairwise_distance(x1, x2, p, eps)
@@ -159,7 +187,13 @@ def triplet_margin_loss(
     return _triplet(anchor, positive, negative, distance, margin, swap, reduction)
 
 
-@loss_function(static_argnames=("distance_function", "margin", "swap", "reduction"))
+@loss_function(
+    static_argnames=("distance_function", "reduction"),
+    bools=("swap",),
+    numbers={"margin": _TRIPLET_MARGIN},
+    arrays=_TRIPLET_ARRAYS,
+    integer_inputs=True,
+)
 def triplet_margin_with_distance_loss(
     anchor: Array,
     positive: Array,
@@ -192,8 +226,18 @@ def triplet_margin_with_distance_loss(
         A scalar, or the distances' shape for ``reduction='none'``; the promoted
         floating dtype of the three inputs. float16 / bfloat16 inputs reach the
         distance function as float32.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> a, p, n = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.1]]), jnp.array([[0.0, 1.0]])
+        >>> def cosine_distance(x, y):
+        ...     return 1.0 - jaxloss.cosine_similarity(x, y)
+        ...
+        >>> round(float(jaxloss.triplet_margin_with_distance_loss(a, p, n, distance_function=cosine_distance)), 4)
+        0.005
     """
-    _check_triplet(anchor, positive, negative, margin, reduction)
+    _check_triplet(anchor, positive, negative)
     if distance_function is None or distance_function is pairwise_distance:
         distance_function = _pairwise_distance
     return _triplet(anchor, positive, negative, distance_function, margin, swap, reduction)

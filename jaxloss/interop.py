@@ -95,6 +95,16 @@ def from_torch(module: Any, *, rngs: Any = None) -> Any:
 
     Raises:
         TypeError: for anything that is not a supported torch loss module.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import torch
+        >>> import jaxloss
+        >>> criterion = jaxloss.from_torch(torch.nn.CrossEntropyLoss(label_smoothing=0.1))
+        >>> criterion
+        CrossEntropyLoss(weight=None, ignore_index=-100, reduction='mean', label_smoothing=0.1)
+        >>> round(float(criterion(jnp.zeros((2, 3)), jnp.array([0, 2]))), 4)
+        1.0986
     """
     name = type(module).__name__
     if name in _SIMPLE:

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxloss import classification as _cls
-from jaxloss._core import Array, Reduction, check_reduction, loss_function, opmath_dtype, result_float_dtype
+from jaxloss import _softmax
+from jaxloss._core import Array, Number, Reduction, loss_function, opmath_dtype, result_float_dtype
 
 # Logit elements per chunk when ``chunk_size`` is None: 2**24 float32 = 64 MiB of logits (and as
 # much for their gradient) whatever the vocabulary. Large enough that the per-chunk update of the
@@ -30,7 +30,7 @@ class _Config(NamedTuple):
     probs: bool  # class-probability targets
     ignore_index: int
     reduction: str
-    label_smoothing: float
+    label_smoothing: float | None  # None: no smoothing
     n_classes: int
     out_features: tuple[int, ...]  # (d1, ..., dK) of a K-dimensional loss, () otherwise
     chunk: int  # rows per chunk
@@ -56,9 +56,9 @@ def _rows_loss(cfg: _Config, z: Array, t: Array, w: Array | None) -> Array:
     if cfg.out_features:
         z = z.reshape(z.shape[0], cfg.n_classes, -1)
     if cfg.probs:
-        return _cls._prob_loss(z, t, w, "none", cfg.label_smoothing)
-    return _cls._index_loss(
-        z, t, w, cfg.ignore_index, "none", cfg.label_smoothing, log_softmax=True, check=False
+        return _softmax.prob_loss(z, t, w, "none", cfg.label_smoothing, axis=1)
+    return _softmax.index_loss(
+        z, t, w, cfg.ignore_index, "none", cfg.label_smoothing, axis=1, log_softmax=True, check=False
     )
 
 
@@ -172,10 +172,10 @@ def _denominator(cfg: _Config, t: Array, cw: Array | None, dtype: Any) -> Array:
     indices, or the number of samples for class probabilities."""
     if cfg.probs:
         return jnp.asarray(t.shape[0] * math.prod(cfg.out_features), dtype)
-    active = ~_cls._ignore_mask(t, cfg.ignore_index)
+    active = ~_softmax.ignore_mask(t, cfg.ignore_index)
     if cw is None:
         return jnp.sum(active, dtype=dtype)
-    safe = jnp.where(_cls._in_range(t, cfg.n_classes), t, 0).astype(jnp.int32)
+    safe = jnp.where(_softmax.in_range(t, cfg.n_classes), t, 0).astype(jnp.int32)
     return jnp.sum(jnp.where(active, jnp.take(cw, safe, mode="clip"), 0))
 
 
@@ -266,7 +266,22 @@ def _check_shapes(
     return batch, in_features, num_classes, out_features
 
 
-@loss_function(static_argnames=("reduction", "ignore_index", "label_smoothing", "chunk_size"))
+def _python_label_smoothing(values: dict[str, Any]) -> None:
+    # label_smoothing is part of the custom VJP's static configuration here: a Python number.
+    if values["label_smoothing"] is not None and not isinstance(values["label_smoothing"], float):
+        raise TypeError("linear_cross_entropy(): argument 'label_smoothing' must be a Python float")
+
+
+@loss_function(
+    static_argnames=("reduction", "ignore_index", "label_smoothing", "chunk_size"),
+    numbers={
+        "label_smoothing": Number(
+            lambda v: v <= 1.0, "label_smoothing must be between 0.0 and 1.0. Got: {:g}", off=lambda v: v <= 0.0
+        )
+    },
+    arrays={"input": "float", "linear_weight": "float", "linear_bias": "float", "weight": "real"},
+    precheck=_python_label_smoothing,
+)
 def linear_cross_entropy(
     input: Array,
     linear_weight: Array,
@@ -333,8 +348,17 @@ def linear_cross_entropy(
     (Hessian-vector products, reverse- or forward-over-reverse) work: the forward
     rule is plain JAX and is differentiated in turn. Forward-mode differentiation of
     the loss itself (``jax.jvp``, ``jax.jacfwd``) is not available (``custom_vjp``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x = jnp.ones((4, 8))  # (N, in_features)
+        >>> w = jnp.zeros((10, 8))  # (C, in_features): uniform logits
+        >>> round(float(jaxloss.linear_cross_entropy(x, w, jnp.array([0, 3, 9, 1]))), 4)
+        2.3026
+        >>> import math; round(math.log(10), 4)
+        2.3026
     """
-    check_reduction(reduction)
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -345,17 +369,16 @@ def linear_cross_entropy(
     if probs and ignore_index is not None:
         raise ValueError("ignore_index cannot be specified when target contains probabilities")
     ignore = -100 if ignore_index is None else ignore_index
-    _cls._check_ignore_index(ignore)
-    _cls._check_label_smoothing(label_smoothing)
+    _softmax.check_ignore_index(ignore)
     if probs:
         if not jnp.issubdtype(target.dtype, jnp.floating):
             raise TypeError(
                 f"Expected floating point type for target with class probabilities, got {target.dtype}"
             )
-        _cls._check_weight(weight, logits_shape, prefix="cross_entropy: ")
+        _softmax.check_weight(weight, logits_shape, prefix="cross_entropy: ")
     else:
-        target = _cls._check_index_target(logits_shape, target)
-        _cls._check_weight(weight, logits_shape)
+        target = _softmax.check_index_target(logits_shape, target)
+        _softmax.check_weight(weight, logits_shape)
 
     arrays = [a for a in (input, linear_weight, linear_bias) if a is not None]
     if probs:
@@ -372,13 +395,13 @@ def linear_cross_entropy(
         t = target.astype(work).reshape((n_rows, num_classes, d) if out_features else (n_rows, num_classes))
     else:
         t = target.reshape((n_rows, d) if out_features else (n_rows,))
-        _cls.check_targets_in_range(t, _cls._bad_targets(t, num_classes, ignore))
+        _softmax.check_targets_in_range(t, _softmax.bad_targets(t, num_classes, ignore))
     chunk = chunk_size if chunk_size is not None else default_chunk_size(num_classes * d)
     cfg = _Config(
         probs,
         ignore,
         reduction,
-        float(label_smoothing),
+        label_smoothing,
         num_classes,
         out_features,
         max(1, min(chunk, n_rows)),

@@ -16,6 +16,8 @@ including the gradient at the hinge kinks:
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -23,11 +25,11 @@ from jax import lax
 from jaxloss import _core
 from jaxloss._core import (
     Array,
+    Number,
     Reduction,
     broadcast_shapes,
     check_float,
     check_integer,
-    check_reduction,
     loss_function,
     opmath_dtype,
     result_float_dtype,
@@ -173,7 +175,7 @@ def _multilabel_hinge_and_grad_jvp(
     return (v, g), (jnp.sum(g * tangents[0], axis=1), jnp.zeros_like(g))
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(static_argnames=("reduction",), arrays={"input": "float"})
 def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
     r"""Multi-class multi-label hinge loss (``torch.nn.functional.multilabel_margin_loss``).
 
@@ -201,8 +203,15 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
     The work is about torch's, ``O(C)`` per label of each row (the rows go in blocks
     of about 2**18 scores, each running as many label steps as its longest list), the
     memory ``O(N C)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> y = jnp.array([[3, 0, -1, 1]])  # classes 3 and 0, then -1 ends the list
+        >>> round(float(jaxloss.multilabel_margin_loss(x, y)), 4)
+        0.85
     """
-    check_reduction(reduction)
     check_float("input", input)
     check_integer("target", target)
     nframe, dim = _frames(input)
@@ -230,7 +239,19 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
 
 
 # --------------------------------------------------------------------------- multi_margin_loss
-@loss_function(static_argnames=("p", "margin", "reduction"))
+def _check_p(values: dict[str, Any]) -> None:
+    """``p`` selects the hinge's power (a code path): 1 or 2, torch's message otherwise."""
+    p = values["p"]
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+
+
+@loss_function(
+    static_argnames=("p", "reduction"),
+    numbers={"margin": Number()},
+    arrays={"input": "float", "weight": "real"},
+    precheck=_check_p,
+)
 def multi_margin_loss(
     input: Array,
     target: Array,
@@ -262,10 +283,16 @@ def multi_margin_loss(
     only where ``margin - x_y + x_i > 0`` strictly (torch's kernel): at a tie its
     gradient is 0. torch cannot differentiate with respect to ``weight``; here its
     gradient is the exact one.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+        >>> round(float(jaxloss.multi_margin_loss(x, jnp.array([3]))), 4)
+        0.325
+        >>> round(float(jaxloss.multi_margin_loss(x, jnp.array([3]), p=2, margin=2.0)), 4)
+        1.5525
     """
-    check_reduction(reduction)
-    if p != 1 and p != 2:
-        raise ValueError("only p == 1 and p == 2 supported")
     if weight is not None and jnp.ndim(weight) != 1:
         raise ValueError("weight must be one-dimensional")
     check_float("input", input)
@@ -303,7 +330,12 @@ def multi_margin_loss(
 
 
 # --------------------------------------------------------------------------- margin_ranking_loss
-@loss_function(static_argnames=("margin", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"margin": Number()},
+    arrays={"input1": "float", "input2": "float", "target": "float"},
+    integer_inputs=True,
+)
 def margin_ranking_loss(
     input1: Array, input2: Array, target: Array, margin: float = 0.0, reduction: Reduction = "mean"
 ) -> Array:
@@ -324,8 +356,15 @@ def margin_ranking_loss(
         floating dtype of the three arguments.
 
     The gradient passes at a tie (``-y (x_1 - x_2) + margin == 0``), as torch's ``clamp_min``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x1, x2 = jnp.array([1.0, 0.2]), jnp.array([0.5, 0.4])
+        >>> y = jnp.array([1.0, 1.0])  # x1 should rank higher
+        >>> round(float(jaxloss.margin_ranking_loss(x1, x2, y, margin=0.1)), 4)
+        0.15
     """
-    check_reduction(reduction)
     if not (input1.ndim == input2.ndim == target.ndim):
         raise ValueError(
             "margin_ranking_loss : All input tensors should have same dimension but got sizes: "
@@ -341,7 +380,9 @@ def margin_ranking_loss(
 
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
-@loss_function(static_argnames=("margin", "reduction"))
+@loss_function(
+    static_argnames=("reduction",), numbers={"margin": Number()}, arrays={"input": "float", "target": "label"}
+)
 def hinge_embedding_loss(
     input: Array, target: Array, margin: float = 1.0, reduction: Reduction = "mean"
 ) -> Array:
@@ -364,8 +405,14 @@ def hinge_embedding_loss(
     The gradient of ``max(0, margin - x)`` passes at ``x == margin`` (torch's
     ``clamp_min``). torch computes garbage in integer arithmetic for an integer
     ``input`` (and fails for ``'mean'``); here an integer ``input`` raises ``TypeError``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> d, y = jnp.array([0.3, 0.3]), jnp.array([1.0, -1.0])
+        >>> [round(v, 4) for v in jaxloss.hinge_embedding_loss(d, y, reduction='none').tolist()]
+        [0.3, 0.7]
     """
-    check_reduction(reduction)
     check_float("input", input)
     broadcast_shapes(target.shape, input.shape)
     dtype = input.dtype

@@ -1,9 +1,13 @@
 """``torch.nn.*Loss`` twins: small immutable callables with torch's constructor arguments.
 
-Porting torch code is a change of import::
+Porting torch code is a change of import:
 
-    criterion = jaxloss.nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)
-    loss = criterion(logits, target)        # == jaxloss.cross_entropy(logits, target, weight=w, ...)
+>>> import jax.numpy as jnp
+>>> import jaxloss
+>>> logits, target = jnp.array([[2.0, 0.5, -1.0]]), jnp.array([0])
+>>> criterion = jaxloss.nn.CrossEntropyLoss(weight=jnp.array([1.0, 2.0, 1.0]), label_smoothing=0.1)
+>>> bool(criterion(logits, target) == jaxloss.cross_entropy(logits, target, weight=criterion.weight, label_smoothing=0.1))
+True
 
 Each class is a frozen dataclass registered as a JAX pytree (array fields such
 as ``weight`` / ``pos_weight`` are leaves, options are static), so a criterion
@@ -57,11 +61,14 @@ __all__ = [
     "TripletMarginWithDistanceLoss",
 ]
 
-_ARRAY_FIELDS = ("weight", "pos_weight", "alpha")
+# Pytree leaves: the arrays and the numeric options, so that a criterion passed into a jitted
+# function carries them as traced values (a new ``label_smoothing`` or ``margin`` does not
+# recompile). Everything else (reduction, ignore_index, booleans, ``p``, callables) is static.
+_ARRAY_FIELDS = ("weight", "pos_weight", "alpha", "gamma", "delta", "beta", "eps", "margin", "label_smoothing")
 
 
 def _loss_class(cls: type) -> type:
-    """Make ``cls`` a frozen dataclass and a pytree (array fields are leaves)."""
+    """Make ``cls`` a frozen dataclass and a pytree (array fields and numeric options are leaves)."""
     cls = dataclasses.dataclass(frozen=True)(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     data = [n for n in names if n in _ARRAY_FIELDS]
@@ -86,7 +93,14 @@ class _Loss:
 # --------------------------------------------------------------------------- regression
 @_loss_class
 class L1Loss(_Loss):
-    """``torch.nn.L1Loss``: mean absolute error. See :func:`jaxloss.l1_loss`."""
+    """``torch.nn.L1Loss``: mean absolute error. See :func:`jaxloss.l1_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.L1Loss()(jnp.array([0.0, 2.0]), jnp.array([1.0, 1.0]))), 4)
+        1.0
+    """
 
     reduction: Reduction = "mean"
 
@@ -96,7 +110,14 @@ class L1Loss(_Loss):
 
 @_loss_class
 class MSELoss(_Loss):
-    """``torch.nn.MSELoss``: mean squared error. See :func:`jaxloss.mse_loss`."""
+    """``torch.nn.MSELoss``: mean squared error. See :func:`jaxloss.mse_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.MSELoss(reduction='sum')(jnp.array([0.0, 2.0]), jnp.array([1.0, 1.0]))), 4)
+        2.0
+    """
 
     reduction: Reduction = "mean"
 
@@ -106,7 +127,14 @@ class MSELoss(_Loss):
 
 @_loss_class
 class HuberLoss(_Loss):
-    """``torch.nn.HuberLoss``. See :func:`jaxloss.huber_loss`."""
+    """``torch.nn.HuberLoss``. See :func:`jaxloss.huber_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.HuberLoss(delta=0.5)(jnp.array([0.0, 2.0]), jnp.zeros(2))), 4)
+        0.4375
+    """
 
     reduction: Reduction = "mean"
     delta: float = 1.0
@@ -117,7 +145,14 @@ class HuberLoss(_Loss):
 
 @_loss_class
 class SmoothL1Loss(_Loss):
-    """``torch.nn.SmoothL1Loss``. See :func:`jaxloss.smooth_l1_loss`."""
+    """``torch.nn.SmoothL1Loss``. See :func:`jaxloss.smooth_l1_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.SmoothL1Loss(beta=0.5)(jnp.array([0.0, 2.0]), jnp.zeros(2))), 4)
+        0.875
+    """
 
     reduction: Reduction = "mean"
     beta: float = 1.0
@@ -132,6 +167,12 @@ class PoissonNLLLoss(_Loss):
 
     torch names the first ``forward`` argument ``log_input`` (the same name as the
     option); here it is ``input``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.PoissonNLLLoss()(jnp.array([0.0, 1.0]), jnp.array([1.0, 3.0]))), 4)
+        0.3591
     """
 
     log_input: bool = True
@@ -145,7 +186,14 @@ class PoissonNLLLoss(_Loss):
 
 @_loss_class
 class GaussianNLLLoss(_Loss):
-    """``torch.nn.GaussianNLLLoss`` (keyword-only options, as in torch). See :func:`jaxloss.gaussian_nll_loss`."""
+    """``torch.nn.GaussianNLLLoss`` (keyword-only options, as in torch). See :func:`jaxloss.gaussian_nll_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.GaussianNLLLoss()(jnp.zeros(2), jnp.array([0.5, 1.0]), jnp.ones(2))), 4)
+        0.3125
+    """
 
     _: dataclasses.KW_ONLY
     full: bool = False
@@ -159,7 +207,16 @@ class GaussianNLLLoss(_Loss):
 # --------------------------------------------------------------------------- classification
 @_loss_class
 class NLLLoss(_Loss):
-    """``torch.nn.NLLLoss``. See :func:`jaxloss.nll_loss`."""
+    """``torch.nn.NLLLoss``. See :func:`jaxloss.nll_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> import jax
+        >>> log_probs = jax.nn.log_softmax(jnp.zeros((2, 3)))
+        >>> round(float(nn.NLLLoss()(log_probs, jnp.array([0, 2]))), 4)
+        1.0986
+    """
 
     weight: Array | None = None
     ignore_index: int = -100
@@ -171,12 +228,29 @@ class NLLLoss(_Loss):
 
 @_loss_class
 class NLLLoss2d(NLLLoss):
-    """``torch.nn.NLLLoss2d``: torch's deprecated alias of :class:`NLLLoss`."""
+    """``torch.nn.NLLLoss2d``: torch's deprecated alias of :class:`NLLLoss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> import jax
+        >>> log_probs = jax.nn.log_softmax(jnp.zeros((1, 3, 2, 2)), axis=1)
+        >>> round(float(nn.NLLLoss2d()(log_probs, jnp.zeros((1, 2, 2), int))), 4)
+        1.0986
+    """
 
 
 @_loss_class
 class CrossEntropyLoss(_Loss):
-    """``torch.nn.CrossEntropyLoss``. See :func:`jaxloss.cross_entropy`."""
+    """``torch.nn.CrossEntropyLoss``. See :func:`jaxloss.cross_entropy`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+        >>> round(float(criterion(jnp.array([[2.0, 0.5, -1.0]]), jnp.array([0]))), 4)
+        0.3913
+    """
 
     weight: Array | None = None
     ignore_index: int = -100
@@ -191,7 +265,14 @@ class CrossEntropyLoss(_Loss):
 
 @_loss_class
 class FocalLoss(_Loss):
-    """Multi-class focal loss on logits (no torch twin). See :func:`jaxloss.focal_loss`."""
+    """Multi-class focal loss on logits (no torch twin). See :func:`jaxloss.focal_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.FocalLoss(gamma=2.0)(jnp.array([[2.0, 0.5, -1.0]]), jnp.array([0]))), 4)
+        0.0111
+    """
 
     weight: Array | None = None
     ignore_index: int = -100
@@ -208,7 +289,14 @@ class FocalLoss(_Loss):
 # --------------------------------------------------------------------------- binary / multi-label
 @_loss_class
 class BCELoss(_Loss):
-    """``torch.nn.BCELoss``. See :func:`jaxloss.binary_cross_entropy`."""
+    """``torch.nn.BCELoss``. See :func:`jaxloss.binary_cross_entropy`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.BCELoss()(jnp.array([0.9, 0.2]), jnp.array([1.0, 0.0]))), 4)
+        0.1643
+    """
 
     weight: Array | None = None
     reduction: Reduction = "mean"
@@ -219,7 +307,15 @@ class BCELoss(_Loss):
 
 @_loss_class
 class BCEWithLogitsLoss(_Loss):
-    """``torch.nn.BCEWithLogitsLoss``. See :func:`jaxloss.binary_cross_entropy_with_logits`."""
+    """``torch.nn.BCEWithLogitsLoss``. See :func:`jaxloss.binary_cross_entropy_with_logits`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> criterion = nn.BCEWithLogitsLoss(pos_weight=jnp.array(2.0))
+        >>> round(float(criterion(jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0]))), 4)
+        0.2836
+    """
 
     weight: Array | None = None
     reduction: Reduction = "mean"
@@ -233,7 +329,14 @@ class BCEWithLogitsLoss(_Loss):
 
 @_loss_class
 class SigmoidFocalLoss(_Loss):
-    """torchvision's ``sigmoid_focal_loss`` as a criterion. See :func:`jaxloss.sigmoid_focal_loss`."""
+    """torchvision's ``sigmoid_focal_loss`` as a criterion. See :func:`jaxloss.sigmoid_focal_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> [round(v, 4) for v in nn.SigmoidFocalLoss(reduction='none')(jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0])).tolist()]
+        [0.0005, 0.017]
+    """
 
     alpha: float = 0.25
     gamma: float = 2.0
@@ -245,7 +348,14 @@ class SigmoidFocalLoss(_Loss):
 
 @_loss_class
 class SoftMarginLoss(_Loss):
-    """``torch.nn.SoftMarginLoss``. See :func:`jaxloss.soft_margin_loss`."""
+    """``torch.nn.SoftMarginLoss``. See :func:`jaxloss.soft_margin_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.SoftMarginLoss()(jnp.array([2.0, -1.0]), jnp.array([1.0, -1.0]))), 4)
+        0.2201
+    """
 
     reduction: Reduction = "mean"
 
@@ -255,7 +365,14 @@ class SoftMarginLoss(_Loss):
 
 @_loss_class
 class MultiLabelSoftMarginLoss(_Loss):
-    """``torch.nn.MultiLabelSoftMarginLoss``. See :func:`jaxloss.multilabel_soft_margin_loss`."""
+    """``torch.nn.MultiLabelSoftMarginLoss``. See :func:`jaxloss.multilabel_soft_margin_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.MultiLabelSoftMarginLoss()(jnp.array([[2.0, -1.0]]), jnp.array([[1.0, 0.0]]))), 4)
+        0.2201
+    """
 
     weight: Array | None = None
     reduction: Reduction = "mean"
@@ -266,7 +383,16 @@ class MultiLabelSoftMarginLoss(_Loss):
 
 @_loss_class
 class KLDivLoss(_Loss):
-    """``torch.nn.KLDivLoss`` (``reduction`` also takes ``'batchmean'``). See :func:`jaxloss.kl_div`."""
+    """``torch.nn.KLDivLoss`` (``reduction`` also takes ``'batchmean'``). See :func:`jaxloss.kl_div`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> import jax
+        >>> log_q = jax.nn.log_softmax(jnp.array([[1.0, 2.0]]))
+        >>> round(float(nn.KLDivLoss(reduction='batchmean')(log_q, jnp.array([[0.5, 0.5]]))), 4)
+        0.1201
+    """
 
     _reductions: ClassVar[tuple[str, ...]] = ("none", "mean", "sum", "batchmean")
     reduction: str = "mean"
@@ -279,7 +405,14 @@ class KLDivLoss(_Loss):
 # --------------------------------------------------------------------------- margin
 @_loss_class
 class MultiLabelMarginLoss(_Loss):
-    """``torch.nn.MultiLabelMarginLoss``. See :func:`jaxloss.multilabel_margin_loss`."""
+    """``torch.nn.MultiLabelMarginLoss``. See :func:`jaxloss.multilabel_margin_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.MultiLabelMarginLoss()(jnp.array([[0.1, 0.2, 0.4, 0.8]]), jnp.array([[3, 0, -1, 1]]))), 4)
+        0.85
+    """
 
     reduction: Reduction = "mean"
 
@@ -289,7 +422,14 @@ class MultiLabelMarginLoss(_Loss):
 
 @_loss_class
 class MultiMarginLoss(_Loss):
-    """``torch.nn.MultiMarginLoss``. See :func:`jaxloss.multi_margin_loss`."""
+    """``torch.nn.MultiMarginLoss``. See :func:`jaxloss.multi_margin_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.MultiMarginLoss(margin=0.5)(jnp.array([[0.1, 0.2, 0.4, 0.8]]), jnp.array([3]))), 4)
+        0.025
+    """
 
     p: int = 1
     margin: float = 1.0
@@ -307,7 +447,15 @@ class MultiMarginLoss(_Loss):
 
 @_loss_class
 class MarginRankingLoss(_Loss):
-    """``torch.nn.MarginRankingLoss``. See :func:`jaxloss.margin_ranking_loss`."""
+    """``torch.nn.MarginRankingLoss``. See :func:`jaxloss.margin_ranking_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> criterion = nn.MarginRankingLoss(margin=0.1)
+        >>> round(float(criterion(jnp.array([1.0, 0.2]), jnp.array([0.5, 0.4]), jnp.array([1.0, 1.0]))), 4)
+        0.15
+    """
 
     margin: float = 0.0
     reduction: Reduction = "mean"
@@ -318,7 +466,14 @@ class MarginRankingLoss(_Loss):
 
 @_loss_class
 class HingeEmbeddingLoss(_Loss):
-    """``torch.nn.HingeEmbeddingLoss``. See :func:`jaxloss.hinge_embedding_loss`."""
+    """``torch.nn.HingeEmbeddingLoss``. See :func:`jaxloss.hinge_embedding_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> round(float(nn.HingeEmbeddingLoss()(jnp.array([0.3, 0.3]), jnp.array([1.0, -1.0]))), 4)
+        0.5
+    """
 
     margin: float = 1.0
     reduction: Reduction = "mean"
@@ -330,7 +485,15 @@ class HingeEmbeddingLoss(_Loss):
 # --------------------------------------------------------------------------- embedding
 @_loss_class
 class CosineEmbeddingLoss(_Loss):
-    """``torch.nn.CosineEmbeddingLoss``. See :func:`jaxloss.cosine_embedding_loss`."""
+    """``torch.nn.CosineEmbeddingLoss``. See :func:`jaxloss.cosine_embedding_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> a, b = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]])
+        >>> round(float(nn.CosineEmbeddingLoss()(a, b, jnp.array([1]))), 4)
+        0.2929
+    """
 
     margin: float = 0.0
     reduction: Reduction = "mean"
@@ -341,7 +504,15 @@ class CosineEmbeddingLoss(_Loss):
 
 @_loss_class
 class TripletMarginLoss(_Loss):
-    """``torch.nn.TripletMarginLoss``. See :func:`jaxloss.triplet_margin_loss`."""
+    """``torch.nn.TripletMarginLoss``. See :func:`jaxloss.triplet_margin_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> a, p, n = jnp.array([[0.0, 0.0]]), jnp.array([[0.0, 1.0]]), jnp.array([[2.0, 0.0]])
+        >>> round(float(nn.TripletMarginLoss(margin=1.5)(a, p, n)), 4)
+        0.5
+    """
 
     margin: float = 1.0
     p: float = 2.0
@@ -361,6 +532,13 @@ class TripletMarginWithDistanceLoss(_Loss):
 
     ``distance_function`` must be hashable (a function, not a fresh lambda per
     call, to avoid recompiling). See :func:`jaxloss.triplet_margin_with_distance_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> a, p, n = jnp.array([[0.0, 0.0]]), jnp.array([[0.0, 1.0]]), jnp.array([[2.0, 0.0]])
+        >>> round(float(nn.TripletMarginWithDistanceLoss(margin=1.5)(a, p, n)), 4)
+        0.5
     """
 
     _: dataclasses.KW_ONLY
@@ -378,7 +556,16 @@ class TripletMarginWithDistanceLoss(_Loss):
 # --------------------------------------------------------------------------- sequence
 @_loss_class
 class CTCLoss(_Loss):
-    """``torch.nn.CTCLoss``. See :func:`jaxloss.ctc_loss`."""
+    """``torch.nn.CTCLoss``. See :func:`jaxloss.ctc_loss`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import nn
+        >>> import jax
+        >>> log_probs = jax.nn.log_softmax(jnp.zeros((4, 1, 3)), axis=-1)
+        >>> round(float(nn.CTCLoss(reduction='sum')(log_probs, jnp.array([[1, 2]]), [4], [2])), 4)
+        1.6864
+    """
 
     blank: int = 0
     reduction: Reduction = "mean"

@@ -68,6 +68,17 @@ class LinearCrossEntropyLoss(nnx.Module):
             :func:`jaxloss.cross_entropy` (``ignore_index=None`` means -100).
         chunk_size: rows per chunk (``None``: the function's default).
         rngs: Flax random streams for the initial parameters.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from jaxloss.nn_modules import LinearCrossEntropyLoss
+        >>> head = LinearCrossEntropyLoss(8, 10, rngs=nnx.Rngs(0))
+        >>> head.weight[...].shape
+        (10, 8)
+        >>> loss = head(jnp.ones((4, 8)), jnp.array([0, 3, 9, 1]))
+        >>> loss.shape, bool(jnp.isfinite(loss))
+        ((), True)
     """
 
     def __init__(
@@ -129,7 +140,13 @@ class LinearCrossEntropyLoss(nnx.Module):
 
 
 class ASMOutput(NamedTuple):
-    """What :class:`AdaptiveLogSoftmaxWithLoss` returns (torch's ``_ASMoutput``)."""
+    """What :class:`AdaptiveLogSoftmaxWithLoss` returns (torch's ``_ASMoutput``).
+
+    Example:
+        >>> from jaxloss.nn_modules import ASMOutput
+        >>> ASMOutput(output=1.0, loss=2.0).loss
+        2.0
+    """
 
     output: Array
     """Log-probability of each example's target class, shape ``(N,)`` (``()`` unbatched)."""
@@ -154,6 +171,17 @@ class AdaptiveLogSoftmaxWithLoss(nnx.Module):
 
     Shapes: ``input`` ``(N, in_features)`` with ``target`` ``(N,)``, or ``(in_features,)``
     with a scalar target.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from jaxloss.nn_modules import AdaptiveLogSoftmaxWithLoss
+        >>> asm = AdaptiveLogSoftmaxWithLoss(8, 10, cutoffs=[4], rngs=nnx.Rngs(0))
+        >>> out = asm(jnp.ones((3, 8)), jnp.array([0, 5, 9]))
+        >>> out.output.shape, out.loss.shape
+        ((3,), ())
+        >>> asm.log_prob(jnp.ones((3, 8))).shape
+        (3, 10)
     """
 
     def __init__(

@@ -20,37 +20,31 @@ Shared torch behaviours:
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jaxloss._core import (
     Array,
+    ArrayLike,
+    Number,
     Reduction,
     broadcast_shapes,
     check_reduction,
+    clamp_min_straight_through,
     loss_function,
     opmath_dtype,
     reduce,
     result_float_dtype,
+    torch_dtype_name,
     value_check,
 )
 from jaxloss._core import abs as abs_
 
 _REDUCTIONS = ("none", "mean", "sum")
 _NEGATIVE_VAR_MSG = "var has negative entry/entries"
-
-# torch's names of the integer dtypes, for its "result type ... can't be cast" message.
-_TORCH_TYPE_NAMES = {
-    "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
-    "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
-    "float64": "Double", "float32": "Float", "float16": "Half", "bfloat16": "BFloat16",
-}
-
 
 # --------------------------------------------------------------------------- dtypes and shapes
 def _broadcast_pair(input: Array, target: Array) -> tuple[Array, Array]:
@@ -122,36 +116,23 @@ def _huber(d: Array, delta: float) -> Array:
     return jnp.where(quad, 0.5 * dq * dq, delta * (z - 0.5 * delta))
 
 
-def _smooth_l1(d: Array, beta: float) -> Array:
-    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``; ``|d|`` for ``beta == 0``."""
+def _smooth_l1(d: Array, beta: ArrayLike) -> Array:
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``; ``|d|`` for ``beta == 0``.
+
+    At ``beta == 0`` no element is quadratic (``|d| < 0`` never holds), so the result is ``|d|``
+    with the gradient ``sign(d)``; the quadratic branch divides by 1 there so that its unused
+    derivative stays finite.
+    """
     z = abs_(d)
-    if beta == 0.0:
-        return z
     quad = z < beta
     dq = jnp.where(quad, d, 0)
-    return jnp.where(quad, 0.5 * dq * dq / beta, z - 0.5 * beta)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _clamp_min_straight_through(x: Array, minimum: float) -> Array:
-    """``max(x, minimum)`` (NaN propagates, as in ``torch.clamp``) with gradient 1 everywhere.
-
-    torch's ``gaussian_nll_loss`` clamps ``var`` in place under ``no_grad``, so autograd sees
-    the identity: the gradient is evaluated at the clamped value and passed through unchanged.
-    """
-    return jnp.maximum(x, jnp.asarray(minimum, dtype=x.dtype))
-
-
-@_clamp_min_straight_through.defjvp
-def _clamp_min_straight_through_jvp(
-    minimum: float, primals: tuple[Array], tangents: tuple[Array]
-) -> tuple[Array, Array]:
-    (x,), (dx,) = primals, tangents
-    return _clamp_min_straight_through(x, minimum), dx
+    return jnp.where(quad, 0.5 * dq * dq / jnp.where(quad, beta, 1), z - 0.5 * beta)
 
 
 # --------------------------------------------------------------------------- L1 / MSE
-@loss_function(static_argnames=("reduction",))
+@loss_function(
+    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None
+)
 def l1_loss(
     input: Array,
     target: Array,
@@ -173,6 +154,15 @@ def l1_loss(
         A scalar, or shape ``(*)`` for ``reduction='none'``; dtype of ``input``/``target`` promoted.
 
     The gradient at ``x == y`` is 0 (``sign(0)``), as in torch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0])
+        >>> round(float(jaxloss.l1_loss(x, y)), 4)
+        0.8333
+        >>> jaxloss.l1_loss(x, y, reduction='none').tolist()
+        [0.5, 0.0, 2.0]
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
@@ -188,7 +178,9 @@ def l1_loss(
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
 
 
-@loss_function(static_argnames=("reduction",))
+@loss_function(
+    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None
+)
 def mse_loss(
     input: Array,
     target: Array,
@@ -212,6 +204,15 @@ def mse_loss(
 
     Gradients with respect to ``input``, ``target`` and ``weight`` are torch's, and so are the
     second derivatives.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 2.0, 1.0])
+        >>> round(float(jaxloss.mse_loss(x, y)), 4)
+        1.4167
+        >>> round(float(jaxloss.mse_loss(x, y, reduction='sum')), 4)
+        4.25
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
@@ -229,11 +230,12 @@ def mse_loss(
 
 
 # --------------------------------------------------------------------------- Huber / smooth L1
-def _torch_type_name(dtype: Any) -> str:
-    return _TORCH_TYPE_NAMES.get(jnp.dtype(dtype).name, jnp.dtype(dtype).name)
-
-
-@loss_function(static_argnames=("reduction", "delta"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"delta": Number(lambda v: v > 0, "huber_loss does not support non-positive values for delta.")},
+    arrays={"input": "float", "target": "float", "weight": "real"},
+    reductions=None,
+)
 def huber_loss(
     input: Array,
     target: Array,
@@ -263,6 +265,15 @@ def huber_loss(
 
     The gradient is ``x - y`` inside and ``+-delta`` from ``|x - y| == delta`` on; the second
     derivative 1 inside and 0 from the threshold on, as torch's double backward.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 3.0]), jnp.zeros(2)
+        >>> jaxloss.huber_loss(x, y, reduction='none', delta=1.0).tolist()
+        [0.125, 2.5]
+        >>> round(float(jaxloss.huber_loss(x, y, delta=jnp.float32(2.0))), 4)  # a traced delta
+        2.0625
     """
     input_shape = input.shape
     out_dtype = jnp.dtype(input.dtype)
@@ -273,12 +284,10 @@ def huber_loss(
         check_reduction(reduction)
     else:
         _check_weight(weight, input_shape)
-    if not delta > 0:
-        raise ValueError("huber_loss does not support non-positive values for delta.")
     if not jnp.issubdtype(out_dtype, jnp.floating):
         raise TypeError(
-            f"result type {_torch_type_name(promoted)} can't be cast to the desired output "
-            f"type {_torch_type_name(out_dtype)}"
+            f"result type {torch_dtype_name(promoted)} can't be cast to the desired output "
+            f"type {torch_dtype_name(out_dtype)}"
         )
     loss = _huber(input - target, delta)
     # torch writes the elementwise loss in input's dtype (float32 input, float64 target: rounded).
@@ -288,7 +297,11 @@ def huber_loss(
     return _apply_weight(loss, out_dtype, weight, reduction, mean_by_weight=False)
 
 
-@loss_function(static_argnames=("reduction", "beta"))
+@loss_function(
+    static_argnames=("reduction",),
+    numbers={"beta": Number(lambda v: v >= 0, "smooth_l1_loss does not support negative values for beta.")},
+    arrays={"input": "float", "target": "float"},
+)
 def smooth_l1_loss(
     input: Array,
     target: Array,
@@ -312,19 +325,29 @@ def smooth_l1_loss(
 
     The gradient is ``(x - y) / beta`` inside and ``+-1`` from ``|x - y| == beta`` on (0 at
     ``x == y`` when ``beta == 0``), as in torch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> x, y = jnp.array([0.5, 3.0]), jnp.zeros(2)
+        >>> jaxloss.smooth_l1_loss(x, y, reduction='none', beta=1.0).tolist()
+        [0.125, 2.5]
     """
     dtype = result_float_dtype(input, target)
     work = opmath_dtype(dtype)
     input, target = _broadcast_pair(input.astype(work), target.astype(work))
-    check_reduction(reduction)
-    if not (beta >= 0):
-        raise ValueError("smooth_l1_loss does not support negative values for beta.")
     loss = _smooth_l1(input - target, beta)
     return reduce(loss, reduction).astype(dtype)
 
 
 # --------------------------------------------------------------------------- Poisson NLL
-@loss_function(static_argnames=("log_input", "full", "eps", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    bools=("log_input", "full"),
+    numbers={"eps": Number()},
+    arrays={"input": "float", "target": "float"},
+    integer_inputs=True,
+)
 def poisson_nll_loss(
     input: Array,
     target: Array,
@@ -354,9 +377,16 @@ def poisson_nll_loss(
     ``target`` is differentiable, as in torch. With ``full=True`` its gradient is NaN where
     ``target <= 0``: torch masks the Stirling term's *value* there but its backward still
     multiplies the zero cotangent by ``log(0) = -inf`` (``0 * -inf``); jaxloss does the same.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> log_rate, counts = jnp.array([0.0, 1.0]), jnp.array([1.0, 3.0])
+        >>> round(float(jaxloss.poisson_nll_loss(log_rate, counts)), 4)
+        0.3591
+        >>> round(float(jaxloss.poisson_nll_loss(log_rate, counts, full=True)), 4)
+        1.2412
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not a valid value for reduction")
     dtype = result_float_dtype(input, target)
     broadcast_shapes(target.shape, input.shape)  # torch's first op is ``target * input``
     work = opmath_dtype(dtype)
@@ -372,11 +402,22 @@ def poisson_nll_loss(
 
 
 # --------------------------------------------------------------------------- Gaussian NLL
-def _is_python_scalar(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _check_python_var(values: dict[str, Any]) -> None:
+    """A Python-number ``var`` is concrete before tracing: torch's error for a negative one."""
+    var = values["var"]
+    if isinstance(var, (int, float)) and not isinstance(var, bool) and var < 0:
+        raise ValueError(_NEGATIVE_VAR_MSG)
 
 
-@loss_function(static_argnames=("full", "eps", "reduction"))
+@loss_function(
+    static_argnames=("reduction",),
+    bools=("full",),
+    numbers={"eps": Number()},
+    arrays={"input": "float", "target": "float", "var": "float"},
+    integer_inputs=True,
+    reduction_message="{} is not valid",
+    precheck=_check_python_var,
+)
 def gaussian_nll_loss(
     input: Array,
     target: Array,
@@ -415,11 +456,16 @@ def gaussian_nll_loss(
     not 0). ``target`` is differentiable. A negative ``var`` entry raises torch's ``ValueError``
     for a Python float; for an array, whose values ``jit`` cannot inspect, the result (and
     every gradient) is NaN, and :mod:`jaxloss.checked` raises ``var has negative entry/entries``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> mean, sample = jnp.array([0.0, 1.0]), jnp.array([0.5, 1.0])
+        >>> round(float(jaxloss.gaussian_nll_loss(mean, sample, jnp.array([1.0, 0.5]))), 4)
+        -0.1108
+        >>> round(float(jaxloss.gaussian_nll_loss(mean, sample, 1.0)), 4)  # one variance for all
+        0.0625
     """
-    if _is_python_scalar(var):
-        if var < 0:
-            raise ValueError(_NEGATIVE_VAR_MSG)
-        var = jnp.asarray(float(var))
     var = jnp.asarray(var)
 
     if var.ndim == 0:
@@ -436,15 +482,13 @@ def gaussian_nll_loss(
                 pass  # one dimension of size 1, broadcast
             else:
                 raise ValueError("var is of incorrect size")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not valid")
     broadcast_shapes(broadcast_shapes(input.shape, target.shape), var.shape)
 
     work = opmath_dtype(dtype)
     x, t, v = input.astype(work), target.astype(work), var.astype(work)
     negative = jnp.any(v < 0)
     value_check(~negative, _NEGATIVE_VAR_MSG)
-    v = _clamp_min_straight_through(v, eps)
+    v = clamp_min_straight_through(v, eps)
     # Poison value and every gradient (an additive NaN reaches d/dvar too; a select would not).
     v = v + jnp.where(negative, jnp.asarray(jnp.nan, work), jnp.asarray(0, work))
     d = x - t
@@ -453,23 +497,3 @@ def gaussian_nll_loss(
         loss = loss + 0.5 * math.log(2 * math.pi)
     return reduce(loss, reduction).astype(dtype)
 
-
-_gaussian_nll_loss_jit = gaussian_nll_loss
-
-
-@functools.wraps(_gaussian_nll_loss_jit)
-def gaussian_nll_loss(
-    input: Array,
-    target: Array,
-    var: Array | float,
-    full: bool = False,
-    eps: float = 1e-6,
-    reduction: Reduction = "mean",
-) -> Array:
-    # A Python float var is a concrete value here: raise torch's error on a negative one
-    # before jit turns it into a tracer, and pass it on as a weakly typed scalar.
-    if _is_python_scalar(var):
-        if var < 0:
-            raise ValueError(_NEGATIVE_VAR_MSG)
-        var = float(var)
-    return _gaussian_nll_loss_jit(input, target, var, full=full, eps=eps, reduction=reduction)

@@ -40,3 +40,23 @@ def test_value_check_is_inert_outside_checked_mode():
 def test_unknown_name():
     with pytest.raises(AttributeError):
         checked.no_such_loss  # noqa: B018
+
+
+def test_checked_composes_with_jit_and_vmap():
+    import jax
+
+    x = jnp.zeros((2, 3), jnp.float32)
+    good, bad = jnp.asarray([0, 2]), jnp.asarray([0, 7])
+    want = float(jaxloss.cross_entropy(x, good))
+    assert float(jax.jit(checked.cross_entropy)(x, good)) == want
+    np.testing.assert_allclose(np.asarray(jax.vmap(checked.cross_entropy)(x[None], good[None])), [want])
+    with pytest.raises(Exception, match="Target 7 is out of bounds."):
+        jax.jit(checked.cross_entropy)(x, bad).block_until_ready()
+    with pytest.raises(ValueError, match="Target 7 is out of bounds."):
+        jax.vmap(checked.cross_entropy)(x[None], bad[None])
+
+
+def test_checked_checks_a_traced_option_range():
+    x = jnp.zeros((2, 3), jnp.float32)
+    with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
+        checked.cross_entropy(x, jnp.asarray([0, 2]), label_smoothing=jnp.float32(1.5))

@@ -1,4 +1,5 @@
-"""The torch-gradient helpers of jaxloss._core against torch's own ops."""
+"""jaxloss._core: the torch-gradient helpers against torch's own ops, and the rules the one
+``loss_function`` registration applies to every loss (bad input, traced options)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,15 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+import jaxloss
 from jaxloss import _core
 
 
 @pytest.mark.parametrize("bound", [0, 0.0, 1.5])
-@pytest.mark.parametrize("which", ["min", "max"])
-def test_clamp_matches_torch_value_and_gradient_at_ties_and_nan(bound, which):
+def test_clamp_matches_torch_value_and_gradient_at_ties_and_nan(bound):
     x = np.array([-2.0, 0.0, 1.5, 3.0, np.nan])
-    jfn = _core.clamp_min if which == "min" else _core.clamp_max
-    tfn = torch.clamp_min if which == "min" else torch.clamp_max
+    jfn, tfn = _core.clamp_min, torch.clamp_min
     tx = torch.tensor(x, requires_grad=True)
     tout = tfn(tx, bound)
     tout.sum().backward()
@@ -37,3 +37,178 @@ def test_abs_derivative_is_sign_at_every_order():
     inner = lambda v: jax.jvp(_core.abs, (v,), (jnp.ones_like(v),))[0]  # noqa: E731
     _, tangent = jax.jvp(inner, (jnp.zeros(3),), (jnp.ones(3),))
     np.testing.assert_array_equal(np.asarray(tangent), np.zeros(3))
+
+
+# --------------------------------------------------------------------------- the registration's rules
+F32 = jnp.ones((2, 3), jnp.float32)
+I32 = jnp.ones((2, 3), jnp.int32)
+B = jnp.ones((2, 3), bool)
+C64 = jnp.ones((2, 3), jnp.complex64)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: jaxloss.l1_loss(B, B),
+        lambda: jaxloss.mse_loss(1j, 0j),
+        lambda: jaxloss.mse_loss(C64, C64),
+        lambda: jaxloss.mse_loss(I32, I32),
+        lambda: jaxloss.smooth_l1_loss(I32, I32),
+        lambda: jaxloss.huber_loss(I32, I32),
+        lambda: jaxloss.poisson_nll_loss(B, F32),
+        lambda: jaxloss.margin_ranking_loss(F32[0], F32[0], B[0]),
+        lambda: jaxloss.kl_div(F32, I32),
+        lambda: jaxloss.binary_cross_entropy_with_logits(C64, C64),
+        lambda: jaxloss.soft_margin_loss(F32, C64),
+        lambda: jaxloss.triplet_margin_loss(B, F32, F32),
+    ],
+)
+def test_integer_bool_and_complex_inputs_are_rejected_where_torch_rejects_them(call):
+    with pytest.raises(TypeError, match="argument '|floating point|Integral inputs"):
+        call()
+
+
+def test_integer_inputs_torch_computes_still_work():
+    # torch computes these (poisson_nll on integers, a float input with an integer target)
+    assert np.isfinite(float(jaxloss.poisson_nll_loss(I32, I32)))
+    assert float(jaxloss.mse_loss(F32, I32)) == 0.0
+    assert float(jaxloss.hinge_embedding_loss(F32, B)) == 1.0  # a bool target is a label
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda v: jaxloss.triplet_margin_loss(F32, F32, F32, swap=v), "swap"),
+        (lambda v: jaxloss.poisson_nll_loss(F32, F32, full=v), "full"),
+        (lambda v: jaxloss.poisson_nll_loss(F32, F32, log_input=v), "log_input"),
+        (lambda v: jaxloss.kl_div(F32, F32, log_target=v), "log_target"),
+        (lambda v: jaxloss.ctc_loss(jnp.zeros((3, 1, 2)), jnp.ones((1, 1), jnp.int32), [3], [1], zero_infinity=v),
+         "zero_infinity"),
+    ],
+)
+def test_boolean_options_must_be_bool(call, name):
+    with pytest.raises(TypeError, match=f"argument '{name}' must be bool, not str"):
+        call("no")
+
+
+@pytest.mark.parametrize(
+    ("call", "name", "bad"),
+    [
+        (lambda v: jaxloss.huber_loss(F32, F32, delta=v), "delta", "1"),
+        (lambda v: jaxloss.triplet_margin_loss(F32, F32, F32, eps=v), "eps", None),
+        (lambda v: jaxloss.cross_entropy(F32, jnp.array([0, 1]), label_smoothing=v), "label_smoothing", None),
+        (lambda v: jaxloss.margin_ranking_loss(F32, F32, F32, margin=v), "margin", "1"),
+        (lambda v: jaxloss.gaussian_nll_loss(F32, F32, F32, eps=v), "eps", "1"),
+    ],
+)
+def test_non_numeric_options_name_the_option(call, name, bad):
+    with pytest.raises(TypeError, match=f"argument '{name}' must be float, not {type(bad).__name__}"):
+        call(bad)
+
+
+def test_lists_are_rejected_with_a_clear_error_and_python_scalars_work_like_arrays():
+    with pytest.raises(TypeError, match="argument 'input' must be an array, not list"):
+        jaxloss.mse_loss([1.0, 2.0], jnp.ones(2))
+    with pytest.raises(TypeError, match="argument 'target' must be an array, not tuple"):
+        jaxloss.l1_loss(jnp.ones(2), (1.0, 2.0))
+    assert float(jaxloss.mse_loss(3.0, 1.0)) == 4.0
+
+
+def test_python_option_ranges_keep_torchs_message():
+    with pytest.raises(ValueError, match="huber_loss does not support non-positive values for delta."):
+        jaxloss.huber_loss(F32, F32, delta=0.0)
+    with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0. Got: 1.5"):
+        jaxloss.cross_entropy(F32, jnp.array([0, 1]), label_smoothing=1.5)
+
+
+@pytest.mark.parametrize(
+    ("fn", "kwargs", "option", "values"),
+    [
+        (jaxloss.cross_entropy, {}, "label_smoothing", (0.1, 0.2)),
+        (jaxloss.huber_loss, {}, "delta", (0.5, 2.0)),
+        (jaxloss.smooth_l1_loss, {}, "beta", (0.5, 2.0)),
+        (jaxloss.margin_ranking_loss, {}, "margin", (0.1, 0.7)),
+        (jaxloss.focal_loss, {}, "gamma", (1.0, 3.0)),
+        (jaxloss.sigmoid_focal_loss, {}, "alpha", (0.25, 0.5)),
+    ],
+)
+def test_numeric_options_are_traced_a_new_value_does_not_recompile(fn, kwargs, option, values):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+    args = {
+        "cross_entropy": (x, jnp.array([0, 1, 2, 0])),
+        "focal_loss": (x, jnp.array([0, 1, 2, 0])),
+        "margin_ranking_loss": (x, x[::-1], jnp.sign(x)),
+    }.get(fn.__name__, (x, jnp.tanh(x)))
+    fn(*args, **{option: values[0]})
+    size = fn._cache_size()
+    out = fn(*args, **{option: values[1]})  # a new Python number
+    assert fn._cache_size() == size
+    fn(*args, **{option: jnp.float32(values[0])})  # an array: one more (strongly typed) entry
+    size = fn._cache_size()
+    out_array = fn(*args, **{option: jnp.float32(values[1])})
+    assert fn._cache_size() == size
+    np.testing.assert_allclose(np.asarray(out), np.asarray(out_array), rtol=1e-6)
+
+
+def test_scheduled_label_smoothing_in_a_jitted_train_step_compiles_once():
+    traces = []
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(4, 3)), jnp.float32)
+    t = jnp.array([0, 1, 2, 0])
+
+    @jax.jit
+    def step(w, smoothing):
+        traces.append(1)
+        return jax.grad(lambda w: jaxloss.cross_entropy(x * w, t, label_smoothing=smoothing))(w)
+
+    grads = [step(jnp.float32(1.0), jnp.float32(s)) for s in (0.0, 0.05, 0.1)]
+    assert len(traces) == 1
+    for s, g in zip((0.0, 0.05, 0.1), grads):
+        tx = torch.tensor(np.asarray(x), requires_grad=True)
+        w = torch.tensor(1.0, requires_grad=True)
+        torch.nn.functional.cross_entropy(tx * w, torch.tensor([0, 1, 2, 0]), label_smoothing=s).backward()
+        np.testing.assert_allclose(float(g), float(w.grad), rtol=1e-5, atol=1e-6)
+
+
+def test_traced_option_is_differentiable():
+    d, t = jnp.array([0.3, 2.0]), jnp.zeros(2)
+    grad = jax.grad(lambda delta: jaxloss.huber_loss(d, t, delta=delta, reduction="sum"))(1.0)
+    assert float(grad) == pytest.approx(2.0 - 1.0)  # d/ddelta of delta (|d| - delta / 2) at |d| = 2
+
+
+def _bad_index_grad(fn):
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 4)), jnp.float32)
+    t = jnp.array([0, 9, 1])
+    value, grad = jax.value_and_grad(lambda x: fn(x, t))(x)
+    return np.asarray(value), np.asarray(grad)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        jaxloss.cross_entropy,
+        jaxloss.nll_loss,
+        jaxloss.focal_loss,
+        lambda x, t: jaxloss.cross_entropy(x, t, label_smoothing=0.1),
+        lambda x, t: jaxloss.linear_cross_entropy(x, jnp.eye(4), t),
+    ],
+)
+def test_a_bad_class_index_makes_the_gradient_nan_too(fn):
+    value, grad = _bad_index_grad(fn)
+    assert np.isnan(value)
+    assert np.isnan(grad[1]).any()
+    assert np.isfinite(grad[[0, 2]]).all()  # the valid samples keep their gradient
+
+
+def test_bce_input_outside_0_1_makes_the_gradient_nan_too():
+    x = jnp.array([0.2, 1.5, 0.7])
+    value, grad = jax.value_and_grad(lambda x: jaxloss.binary_cross_entropy(x, jnp.ones(3)))(x)
+    assert np.isnan(float(value))
+    assert np.isnan(np.asarray(grad)[1])
+
+
+def test_a_traced_option_out_of_range_gives_nan_value_and_gradient():
+    d = jnp.array([0.3, 2.0])
+    value, grad = jax.value_and_grad(lambda d: jaxloss.huber_loss(d, jnp.zeros(2), delta=jnp.float32(-1.0)))(d)
+    assert np.isnan(float(value))
+    assert np.isnan(np.asarray(grad)).all()
+    assert np.isfinite(float(jaxloss.huber_loss(d, jnp.zeros(2), delta=jnp.float32(1.0))))

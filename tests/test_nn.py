@@ -93,10 +93,14 @@ def test_class_built_directly_equals_from_torch(name):
 
 def test_criteria_are_pytrees_usable_under_jit():
     crit = jnn.CrossEntropyLoss(weight=jnp.arange(1.0, 6.0), label_smoothing=0.2)
-    leaves, treedef = jax.tree_util.tree_flatten(crit)
-    assert len(leaves) == 1
+    leaves, _ = jax.tree_util.tree_flatten(crit)
+    assert len(leaves) == 2  # weight and label_smoothing; reduction and ignore_index are static
     x, t = jnp.asarray(_x(N, C)), jnp.asarray(_classes)
-    np.testing.assert_allclose(jax.jit(lambda c: c(x, t))(crit), crit(x, t), rtol=1e-12)
+    step = jax.jit(lambda c: c(x, t))
+    np.testing.assert_allclose(step(crit), crit(x, t), rtol=1e-12)
+    other = dataclasses.replace(crit, label_smoothing=0.3)  # a numeric option: traced, no recompile
+    np.testing.assert_allclose(step(other), other(x, t), rtol=1e-12)
+    assert step._cache_size() == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         crit.reduction = "sum"
 

@@ -42,6 +42,8 @@ def test_params_match_torch_signature(name):
         return
     if name == "linear_cross_entropy":
         torch_params.append("chunk_size")
+    if name in ("cross_entropy", "nll_loss"):
+        torch_params.append("axis")  # jaxloss's class axis, after torch's parameters
     assert list(REG[name].params) == torch_params
 
 

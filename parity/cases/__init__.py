@@ -220,6 +220,22 @@ def rng_for(spec: dict[str, Any], salt: str = "") -> np.random.Generator:
     return np.random.default_rng([int(spec.get("seed", 0)), zlib.crc32(salt.encode())])
 
 
+def traced_option(name: str, option: str) -> Callable[..., Any]:
+    """``jaxloss.<name>`` with the numeric ``option`` passed as a JAX array (a traced value
+    inside jit) in the input's compute dtype, instead of a Python number."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        import jax.numpy as jnp
+
+        import jaxloss
+
+        work = jnp.promote_types(jnp.result_type(args[0]), jnp.float32)
+        kwargs[option] = jnp.asarray(kwargs[option], work)
+        return getattr(jaxloss, name)(*args, **kwargs)
+
+    return call
+
+
 def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True) if x.size else x
     z = x - m

@@ -5,17 +5,21 @@ Shapes: batched ``(4, 5)``, unbatched ``(5,)``, K-dim ``(3, 5, 2, 2)``, empty
 ``(0, 5)``. Targets: class indices (int64) or class probabilities (floats, with
 exact 0 and 1 in the "edge" regime). ``ignore`` puts ``ignore_index`` on some or
 all targets (all ignored with 'mean' is 0/0 = NaN in torch). Logits up to +-1e4;
-nll_loss inputs are log-probabilities with -inf entries.
+nll_loss inputs are log-probabilities with -inf entries. ``layout="last"`` moves the
+class axis last and passes ``axis=-1`` (torch gets the input moved back: channels-last
+jaxloss equals torch on the transposed input); ``traced=True`` passes the numeric option
+(``label_smoothing`` / ``gamma``) as a JAX array, a traced value inside jit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, log_softmax, loss, rng_for, softmax
+from parity.cases import ALL_DTYPES, Case, Invalid, log_softmax, loss, rng_for, softmax, traced_option
 
 C = 5
 SHAPES = {"batched": (4, C), "unbatched": (C,), "kdim": (3, C, 2, 2), "k1": (3, C, 4), "empty": (0, C)}
@@ -63,6 +67,43 @@ def logits_and_target(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[s
     return x, t, kw
 
 
+def _channels_last_torch(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """torch's ``fn`` on a channels-last input: the class axis moved back to 1 (a probability
+    target too), ``axis`` dropped."""
+
+    def call(input: Any, target: Any, *args: Any, axis: int, **kwargs: Any) -> Any:
+        if input.ndim > 1:
+            if target.shape == input.shape:
+                target = target.movedim(axis, 1)
+            input = input.movedim(axis, 1)
+        return fn(input, target, *args, **kwargs)
+
+    return call
+
+
+def _layout_and_options(case: Case, s: dict[str, Any], option: str) -> Case:
+    """Apply the spec's ``layout`` and ``traced`` choices to a built case."""
+    import torch.nn.functional as F
+
+    if s["traced"]:
+        if option not in case.kwargs:
+            raise Invalid(f"traced needs {option}")
+        case.jax_fn = traced_option(case.loss, option)
+        case.jax_expr = f"jaxloss.{case.loss} with {option}=jnp.asarray(...)"
+    if s["layout"] == "last":
+        x = case.args[0]
+        if x.ndim < 2:
+            raise Invalid("channels-last needs a batched input")
+        t = case.args[1]
+        t = np.moveaxis(t, 1, -1) if t.shape == x.shape else t
+        case.args = (np.moveaxis(x, 1, -1), t, *case.args[2:])
+        case.kwargs["axis"] = -1
+        torch_fn = case.torch_fn or getattr(F, case.loss)
+        case.torch_fn = _channels_last_torch(torch_fn)
+        case.torch_expr = f"{case.torch_expr or 'F.' + case.loss} on the input moved to channels-first"
+    return case
+
+
 _DEF = {
     "shape": "batched",
     "target": "index",
@@ -72,6 +113,8 @@ _DEF = {
     "ignore_index": -100,
     "label_smoothing": 0.0,
     "values": "normal",
+    "layout": "first",
+    "traced": False,
     "seed": 0,
 }
 _SPACE = {
@@ -83,6 +126,8 @@ _SPACE = {
     "ignore_index": [-100, 1, -1],
     "label_smoothing": [0.0, 0.1, 0.5],
     "values": ["normal", "edge", "confident", "large"],
+    "layout": ["first", "last"],
+    "traced": [False, True],
     "seed": [0, 1, 2, 3],
 }
 _GRID = [
@@ -126,34 +171,44 @@ _SMOOTH = [
     {"label_smoothing": 0.2, "ignore": "all"},
     {"label_smoothing": 0.1, "target": "probs"},
     {"label_smoothing": 0.3, "target": "probs", "weight": True, "reduction": "none"},
+    {"label_smoothing": 0.1, "traced": True, "dtypes": ALL_DTYPES},
+    {"label_smoothing": 0.2, "traced": True, "target": "probs", "reduction": "none"},
+]
+_LAYOUT = [
+    {"layout": "last", "dtypes": ALL_DTYPES},
+    {"layout": "last", "shape": "kdim", "reduction": "none", "weight": True},
+    {"layout": "last", "shape": "kdim", "ignore": "some"},
+    {"layout": "last", "shape": "k1", "target": "probs"},
 ]
 
-_CE_PARAMS = ("input", "target", "weight", "ignore_index", "reduction", "label_smoothing")
+_CE_PARAMS = ("input", "target", "weight", "ignore_index", "reduction", "label_smoothing", "axis")
 
 
-@loss("cross_entropy", "classification", _CE_PARAMS, _DEF, _GRID + _SMOOTH, _SPACE)
+@loss("cross_entropy", "classification", _CE_PARAMS, _DEF, _GRID + _SMOOTH + _LAYOUT, _SPACE)
 def cross_entropy(s: dict[str, Any]) -> Case:
     x, t, kw = logits_and_target(s)
     if s["label_smoothing"]:
         kw["label_smoothing"] = s["label_smoothing"]
     grad = ("input", "target") if s["target"] == "probs" else ("input",)
-    return Case("cross_entropy", "", (x, t), kw, ("input", "target"), grad=grad)
+    case = Case("cross_entropy", "", (x, t), kw, ("input", "target"), grad=grad)
+    return _layout_and_options(case, s, "label_smoothing")
 
 
 # --------------------------------------------------------------------------- nll_loss
 @loss(
     "nll_loss",
     "classification",
-    ("input", "target", "weight", "ignore_index", "reduction"),
+    ("input", "target", "weight", "ignore_index", "reduction", "axis"),
     _DEF,
-    [g for g in _GRID if g.get("target") != "probs"]
+    [g for g in _GRID + _LAYOUT if g.get("target") != "probs"]
     + [
         {"values": "neg-inf", "dtypes": ALL_DTYPES},
         {"values": "neg-inf", "reduction": "none", "weight": True},
         {"values": "neg-inf-target", "reduction": "none"},
         {"values": "neg-inf-target", "ignore": "some", "ignore_index": 1},
     ],
-    {**_SPACE, "target": ["index"], "label_smoothing": [0.0], "values": ["normal", "neg-inf", "neg-inf-target", "large"]},
+    {**_SPACE, "target": ["index"], "label_smoothing": [0.0], "values": ["normal", "neg-inf", "neg-inf-target", "large"],
+     "traced": [False]},
 )
 def nll_loss(s: dict[str, Any]) -> Case:
     if s["target"] != "index" or s["label_smoothing"]:
@@ -170,14 +225,15 @@ def nll_loss(s: dict[str, Any]) -> Case:
         # "neg-inf": probability 0 on other classes; "-target": also on some targets (loss inf)
         mask = zero & ~hit if s["values"] == "neg-inf" else zero | (hit & (rng.uniform(size=lp.shape) < 0.5))
         lp = np.where(mask, -np.inf, lp)
-    return Case("nll_loss", "", (lp, t), kw, ("input", "target"), grad=("input",))
+    case = Case("nll_loss", "", (lp, t), kw, ("input", "target"), grad=("input",))
+    return _layout_and_options(case, s, "")
 
 
 # --------------------------------------------------------------------------- focal_loss
 @loss(
     "focal_loss",
     "classification",
-    ("input", "target", "weight", "ignore_index", "reduction", "alpha", "gamma"),
+    ("input", "target", "weight", "ignore_index", "reduction", "alpha", "gamma", "axis"),
     {**_DEF, "gamma": 2.0, "alpha": "none"},
     [
         {"dtypes": ALL_DTYPES},
@@ -200,6 +256,10 @@ def nll_loss(s: dict[str, Any]) -> Case:
         {"ignore": "all"},
         {"values": "confident", "dtypes": ALL_DTYPES},
         {"values": "large"},
+        {"layout": "last", "shape": "kdim", "reduction": "none", "dtypes": ALL_DTYPES},
+        {"layout": "last", "alpha": "array", "weight": True},
+        {"traced": True, "gamma": 1.0, "dtypes": ALL_DTYPES},
+        {"traced": True, "gamma": 0.5, "reduction": "none"},
     ],
     {**_SPACE, "target": ["index"], "label_smoothing": [0.0], "values": ["normal", "confident", "large"],
      "gamma": [2.0, 0.0, 1.0, 0.5, 3.0], "alpha": ["none", "float", "array"]},
@@ -214,7 +274,7 @@ def focal_loss(s: dict[str, Any]) -> Case:
         kw["alpha"] = 0.25
     elif s["alpha"] == "array":
         kw["alpha"] = rng_for(s, "alpha").uniform(0.1, 0.9, size=(C,))
-    return Case(
+    case = Case(
         "focal_loss",
         "",
         (x, t),
@@ -226,3 +286,4 @@ def focal_loss(s: dict[str, Any]) -> Case:
         torch_expr="parity.references.focal_loss",
         note="torch has no focal loss: compared with the torch-op reference parity.references.focal_loss",
     )
+    return _layout_and_options(case, s, "gamma")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for
+from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for, traced_option
 
 SHAPES = {"batched": (4, 5), "unbatched": (5,), "kdim": (2, 3, 2, 2), "scalar": (), "empty": (0, 5)}
 REDUCTIONS = ["mean", "none", "sum"]
@@ -82,6 +82,14 @@ _WEIGHTED = [
 ]
 
 
+def _with_traced(case: Case, s: dict[str, Any], option: str) -> Case:
+    """``traced=True``: jaxloss gets ``option`` as a JAX array (traced), torch the Python number."""
+    if s.get("traced"):
+        case.jax_fn = traced_option(case.loss, option)
+        case.jax_expr = f"jaxloss.{case.loss} with {option}=jnp.asarray(...)"
+    return case
+
+
 def _simple(name: str, s: dict[str, Any], extra_kwargs: dict[str, Any], kink: float = 0.0) -> Case:
     x, y = _pair(s, kink)
     y = _target(s, x, y)
@@ -110,13 +118,14 @@ def mse_loss(s: dict[str, Any]) -> Case:
             {"delta": 0.5, "dtypes": ALL_DTYPES},
             {"delta": 2.0, "values": "kink", "reduction": "none"},
             {"delta": 0.25, "values": "kink", "reduction": "sum", "dtypes": ALL_DTYPES},
+            {"delta": 0.5, "traced": True, "dtypes": ALL_DTYPES},
+            {"delta": 2.0, "traced": True, "values": "kink", "reduction": "none"},
         ]
     ),
-    {**_SPACE, "delta": [1.0, 0.5, 2.0, 0.25]},
+    {**_SPACE, "delta": [1.0, 0.5, 2.0, 0.25], "traced": [False, True]},
 )
 def huber_loss(s: dict[str, Any]) -> Case:
-    c = _simple("huber_loss", s, {"delta": s["delta"]}, kink=s["delta"])
-    return c
+    return _with_traced(_simple("huber_loss", s, {"delta": s["delta"]}, kink=s["delta"]), s, "delta")
 
 
 @loss(
@@ -130,12 +139,15 @@ def huber_loss(s: dict[str, Any]) -> Case:
             {"beta": 0.0, "reduction": "none"},
             {"beta": 0.0, "values": "kink"},
             {"beta": 2.0, "values": "kink", "reduction": "none", "dtypes": ALL_DTYPES},
+            {"beta": 0.5, "traced": True, "dtypes": ALL_DTYPES},
+            {"beta": 0.0, "traced": True, "values": "kink", "reduction": "none"},
         ]
     ),
-    {k: v for k, v in {**_SPACE, "beta": [1.0, 0.5, 0.0, 2.0]}.items() if k != "weight"},
+    {k: v for k, v in {**_SPACE, "beta": [1.0, 0.5, 0.0, 2.0], "traced": [False, True]}.items() if k != "weight"},
 )
 def smooth_l1_loss(s: dict[str, Any]) -> Case:
-    return _simple("smooth_l1_loss", {**s, "weight": False}, {"beta": s["beta"]}, kink=s["beta"])
+    c = _simple("smooth_l1_loss", {**s, "weight": False}, {"beta": s["beta"]}, kink=s["beta"])
+    return _with_traced(c, s, "beta")
 
 
 # --------------------------------------------------------------------------- Poisson
