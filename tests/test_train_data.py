@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
+from tests._fake_cifar import fake_cifar_archive, write_fake_cifar
 from train import data
 from train.data import (
     CIFAR10_PY,
@@ -22,11 +23,9 @@ from train.data import (
     DatasetError,
     DownloadError,
     UnsafePickleError,
-    fake_cifar_archive,
     load_cifar10,
     load_digits32,
     safe_pickle_load,
-    write_fake_cifar,
 )
 
 
@@ -283,7 +282,7 @@ def test_download_verifies_extracts_and_renames(tmp_path, monkeypatch, capsys):
     folder = data.download_cifar10(root, md5=md5, file_md5=sums, progress=True)
     assert folder == root / CIFAR10_PY.folder
     assert calls == [CIFAR10_PY.url]
-    assert "downloading cifar-10-python.tar.gz [" in capsys.readouterr().err  # progress bar
+    assert "downloading cifar-10-python.tar.gz ━" in capsys.readouterr().err  # progress bar
     assert sorted(p.name for p in root.iterdir()) == sorted(
         [CIFAR10_PY.archive, CIFAR10_PY.folder]
     )  # no temp left
