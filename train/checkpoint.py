@@ -107,8 +107,10 @@ def _validate_meta(meta: Any, where: Path) -> dict[str, Any]:
 
 
 def _describe(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+    """The first line of an orbax / tensorstore error, without its dump of the tensorstore spec."""
+    lines = str(e).strip().splitlines()
+    text = lines[0].split(" See full TensorStore details")[0][:300] if lines else ""
+    return f"{type(e).__name__}: {text}".rstrip(": ")
 
 
 class Checkpointer:
@@ -219,6 +221,8 @@ class Checkpointer:
         steps = [step] if step is not None else self.all_steps()[::-1]
         if not steps:
             raise CheckpointError(f"no checkpoint in {self.directory}")
+        if step is not None:  # asked for by number: that one or a clear error
+            return self._read(step, target)
         problems = []
         for s in steps:
             try:
