@@ -57,8 +57,8 @@ def add_config_arguments(
     >>> from train.__main__ import add_config_arguments
     >>> p = argparse.ArgumentParser()
     >>> add_config_arguments(p, ["batch_size", "augment"])
-    >>> p.parse_args(["--batch-size", "8", "--no-augment"])
-    Namespace(batch_size=8, augment=False)
+    >>> sorted(vars(p.parse_args(["--batch-size", "8", "--no-augment"])).items())
+    [('augment', False), ('batch_size', 8)]
     """
     wanted = set(fields) if fields is not None else None
     defaults = defaults or {}
@@ -101,12 +101,28 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def error(prog: str, e: Exception) -> None:
-    """One line on stderr: a :class:`ConfigError` worded as its flag (``--batch-size must be ...``)."""
+    """One line on stderr: a :class:`ConfigError` worded as its flag (``--batch-size must be ...``).
+
+    >>> import contextlib, io
+    >>> from train.__main__ import error
+    >>> from train.config import ConfigError
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     error("python -m train", ConfigError("batch_size", "must be a positive integer, got 0"))
+    >>> print(err.getvalue().strip())
+    python -m train: error: --batch-size must be a positive integer, got 0
+    """
     text = f"{flag(e.field)} {e.problem}" if isinstance(e, ConfigError) else str(e)
     print(f"{prog}: error: {text}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m train``: 0 when trained, 2 for a bad flag (one line on stderr), 1 for bad data, 130 on Ctrl-C.
+
+    >>> from train.__main__ import main
+    >>> main(["--epochs", "0"])
+    2
+    """
     cfg = config_from_args(argv)
     try:
         validate(cfg)

@@ -47,7 +47,17 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint (or every checkpoint of a folder) cannot be used; the message names the folder."""
+    """A checkpoint (or every checkpoint of a folder) cannot be used; the message names the folder.
+
+    >>> import tempfile
+    >>> from train.checkpoint import CheckpointError, Checkpointer
+    >>> with Checkpointer(tempfile.mkdtemp()) as ckpt:
+    ...     try:
+    ...         ckpt.restore({})
+    ...     except CheckpointError as e:
+    ...         print(str(e).split(" in ")[0])
+    no checkpoint
+    """
 
 
 def abstract_like(tree: Any) -> Any:

@@ -53,7 +53,10 @@ __all__ = ["TrainResult", "TrainingInterrupted", "check_resume", "train"]
 
 @dataclasses.dataclass
 class TrainResult:
-    """What :func:`train` returns: the trained model (eval mode), its state and the history."""
+    """What :func:`train` returns: the trained model (eval mode), its state and the history.
+
+    (:func:`train`'s example shows one.)
+    """
 
     model: nnx.Module  # the trained model, in eval mode
     params: Any  # nnx.State of the parameters (replicated jax arrays)
@@ -64,7 +67,14 @@ class TrainResult:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C / SIGINT stopped training; ``checkpoint`` is the step saved (None if none could be)."""
+    """Ctrl-C / SIGINT stopped training; ``checkpoint`` is the step saved (None if none could be).
+
+    >>> from pathlib import Path
+    >>> from train.loop import TrainingInterrupted
+    >>> e = TrainingInterrupted(40, Path("runs/ck"))
+    >>> isinstance(e, KeyboardInterrupt), e.checkpoint
+    (True, 40)
+    """
 
     def __init__(self, checkpoint: int | None, directory: Path) -> None:
         super().__init__(f"interrupted; checkpoint {checkpoint} saved in {directory}")
