@@ -8,6 +8,7 @@ output files).
 from __future__ import annotations
 
 import dataclasses
+import re
 import io
 import sys
 from pathlib import Path
@@ -107,3 +108,25 @@ def test_the_header_prints_every_setting(tmp_path):
     for f in dataclasses.fields(TrainConfig):
         assert f" {flag(f.name)} " in text + " ", f.name
     assert "--momentum 0.9" in text and "--precision fp32" in text
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_one_train_step_and_train_never_imports_parity():
+    """The optax update exists once (train/step.py), and the layers point one way."""
+    sources = {p: p.read_text() for d in ("train", "parity", "benchmarks") for p in (ROOT / d).rglob("*.py")}
+    updates = sorted(str(p.relative_to(ROOT)) for p, text in sources.items() if "apply_updates(" in text)
+    assert updates == ["train/step.py"]
+    importers = [str(p.relative_to(ROOT)) for p, text in sources.items()
+                 if p.parts[-2] == "train" and re.search(r"^\s*(from|import) parity", text, flags=re.M)]  # fmt: skip
+    assert importers == []
+
+
+def test_the_cli_modules_import_no_jax(tmp_path):
+    code = ("import sys, train, train.config, train.losses, train.progress\n"
+            "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")  # fmt: skip
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    out = __import__("subprocess").run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                       cwd=tmp_path, timeout=60)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stderr
