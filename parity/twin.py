@@ -714,11 +714,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> TwinConfig:
     ('resnet18', 0.5, 'float64', 10)
     """
     args = vars(build_parser().parse_args(argv))
-    shared = {k: args.pop(k) for k in SHARED_FIELDS}
+    from train.__main__ import config_values
+
+    shared = config_values({k: args.pop(k) for k in SHARED_FIELDS})
     out = shared.pop("out")
-    shared["betas"] = tuple(shared["betas"])
-    if shared["activation"] == "none":
-        shared["activation"] = None
     return TwinConfig(train=TrainConfig(**shared, out=out or TrainConfig().out), **args)
 
 

@@ -92,12 +92,22 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     >>> config_from_args(["--batch-size", "64", "--gamma", "2", "--loss", "focal_loss"]).loss_options
     {'gamma': 2.0}
     """
-    args = vars(_parser().parse_args(argv))
-    if args.get("betas") is not None:
-        args["betas"] = tuple(args["betas"])
-    if args.get("activation") == "none":
-        args["activation"] = None
-    return TrainConfig(**args)
+    return TrainConfig(**config_values(vars(_parser().parse_args(argv))))
+
+
+def config_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Parsed flag values as :class:`TrainConfig` field values (``--betas`` a tuple, ``--activation none`` None).
+
+    >>> from train.__main__ import config_values
+    >>> config_values({"betas": [0.9, 0.99], "activation": "none"})
+    {'betas': (0.9, 0.99), 'activation': None}
+    """
+    values = dict(values)
+    if values.get("betas") is not None:
+        values["betas"] = tuple(values["betas"])
+    if values.get("activation") == "none":
+        values["activation"] = None
+    return values
 
 
 def error(prog: str, e: Exception) -> None:
