@@ -33,7 +33,7 @@ and parameters, float32 for float32 images) is the computation dtype, e.g.
 ``jnp.bfloat16`` for mixed precision; BatchNorm statistics, the global average pool and
 the running averages are computed in float32 at least and the buffers keep their dtype.
 For a float64 model (``jax_enable_x64`` on), cast every floating leaf of
-``nnx.state(model)`` to float64 with ``nnx.update``, as :mod:`train.twin` does for
+``nnx.state(model)`` to float64 with ``nnx.update``, as :mod:`parity.twin` does for
 ``--dtype float64``.
 """
 
