@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from parity.twin import TwinConfig, loss_pair, main, run_twin
+from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 from train.config import ConfigError, TrainConfig
 
 
+@pytest.mark.usefixtures("compilation_cache")
 def test_seed_cnn_sgd_momentum_cli_writes_report(tmp_path, capsys):
     rc = main(
         [
@@ -123,18 +125,20 @@ def test_bad_options_are_reported():
         run_twin(TwinConfig(), stepz=3)
 
 
+@pytest.mark.usefixtures("compilation_cache")
 def test_the_first_failure_keeps_both_models_as_they_were_before_that_step():
     """With a zero tolerance float32 rounding fails step 1; the result holds what that step started from."""
     from train.convert import flax_state_dict
 
-    r = run_twin(TwinConfig(TrainConfig(batch_size=4), steps=2, reference=False, rtol=0.0, atol=0.0))
+    # the CLI test's recipe and batch: with the compilation cache the step is compiled once for both
+    r = run_twin(TwinConfig(TrainConfig(batch_size=8, lr=0.05), steps=2, reference=False, rtol=0.0, atol=0.0))
     assert not r.passed and r.first_failure is not None and r.first_failure.step == 1
     f = r.first_failure
     ours = flax_state_dict(f.flax_model, f.torch_model)
     theirs = {k: v.detach().numpy() for k, v in f.torch_model.state_dict().items()}
     for k in theirs:  # the converted initial weights: identical before the first update
         np.testing.assert_array_equal(ours[k], theirs[k])
-    assert f.jax_args[0].shape == (4, 32, 32, 3) and tuple(f.torch_args[0].shape) == (4, 3, 32, 32)
+    assert f.jax_args[0].shape == (8, 32, 32, 3) and tuple(f.torch_args[0].shape) == (8, 3, 32, 32)
     jl = f.flax_model(*f.jax_args)
     tl = f.torch_model(*f.torch_args)
     np.testing.assert_allclose(np.asarray(jl), tl.detach().numpy(), rtol=1e-4, atol=1e-4)  # re-runnable
