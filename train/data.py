@@ -121,24 +121,52 @@ _LAYOUTS = {"py": CIFAR10_PY, "bin": CIFAR10_BIN}
 
 
 class DatasetError(RuntimeError):
-    """A data set file is missing, truncated or malformed."""
+    """A data set file is missing, truncated or malformed.
+
+    >>> from train.data import ChecksumError, DatasetError
+    >>> issubclass(ChecksumError, DatasetError)
+    True
+    """
 
 
 class ChecksumError(DatasetError):
-    """A file's md5 differs from the expected (official) one."""
+    """A file's md5 differs from the expected (official) one.
+
+    >>> from train.data import ChecksumError
+    >>> str(ChecksumError("data_batch_1: md5 differs"))
+    'data_batch_1: md5 differs'
+    """
 
 
 class UnsafePickleError(DatasetError, pickle.UnpicklingError):
-    """A pickle asked for a global the restricted unpickler does not allow."""
+    """A pickle asked for a global the restricted unpickler does not allow.
+
+    >>> import pickle
+    >>> from train.data import UnsafePickleError
+    >>> issubclass(UnsafePickleError, pickle.UnpicklingError)
+    True
+    """
 
 
 class DownloadError(DatasetError):
-    """The archive could not be downloaded (offline, HTTP error, ...)."""
+    """The archive could not be downloaded (offline, HTTP error, ...).
+
+    >>> from train.data import DatasetError, DownloadError
+    >>> issubclass(DownloadError, DatasetError)
+    True
+    """
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Images as uint8 NHWC (N, 32, 32, 3), labels as int32 (N,)."""
+    """Images as uint8 NHWC (N, 32, 32, 3), labels as int32 (N,).
+
+    >>> import numpy as np
+    >>> from train.data import Dataset
+    >>> x, y = np.zeros((4, 32, 32, 3), np.uint8), np.arange(4, dtype=np.int32)
+    >>> Dataset("mine", x, y, x, y, ("a", "b", "c", "d"), (0.5,) * 3, (0.25,) * 3).num_classes
+    4
+    """
 
     name: str
     x_train: np.ndarray
@@ -157,7 +185,14 @@ class Dataset:
 
 # --------------------------------------------------------------------------- checksums
 def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in chunks."""
+    """Hex md5 of a file, read in chunks.
+
+    >>> import pathlib, tempfile
+    >>> from train.data import md5sum
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "f"; _ = p.write_bytes(b"")
+    >>> md5sum(p)
+    'd41d8cd98f00b204e9800998ecf8427e'
+    """
     h = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -233,6 +268,19 @@ def safe_pickle_load(path: str | os.PathLike[str]) -> Any:
     Object arrays are refused too (their elements would be arbitrary objects). Raises
     :class:`UnsafePickleError` for a disallowed global and :class:`DatasetError` for a
     truncated or malformed file; never imports or calls anything else.
+
+    >>> import os, pathlib, pickle, tempfile
+    >>> from train.data import UnsafePickleError, safe_pickle_load
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "batch"
+    >>> _ = p.write_bytes(pickle.dumps({b"labels": [1, 2]}, protocol=2))
+    >>> safe_pickle_load(p)
+    {b'labels': [1, 2]}
+    >>> _ = p.write_bytes(pickle.dumps(os.getcwd, protocol=2))
+    >>> try:
+    ...     safe_pickle_load(p)
+    ... except UnsafePickleError as e:
+    ...     print("refused")
+    refused
     """
     path = Path(path)
     with open(path, "rb") as f:
@@ -386,6 +434,14 @@ def load_cifar10(
     the official md5s (python layout); a mapping ``{file name: md5}`` checks those instead (for test
     data); ``False`` checks nothing. ``download``: fetch the official archive when the files are
     missing (see :func:`download_cifar10`).
+
+    >>> import tempfile
+    >>> from train.data import DatasetError, load_cifar10
+    >>> try:
+    ...     load_cifar10(tempfile.mkdtemp())
+    ... except DatasetError as e:
+    ...     print(str(e).split(" under ")[0])
+    CIFAR-10 not found
     """
     if fmt not in ("auto", "py", "bin"):
         raise ValueError(f"fmt must be 'auto', 'py' or 'bin', got {fmt!r}")
@@ -514,6 +570,14 @@ def download_cifar10(
     a temporary folder that replaces ``root/<folder>`` only after every batch file verifies
     (per-file official md5s for the python layout). ``url`` / ``md5`` / ``file_md5`` override the
     official values (tests). Raises :class:`DownloadError` when offline.
+
+    >>> import tempfile, urllib.request
+    >>> from train.data import DownloadError, download_cifar10
+    >>> try:  # an address that cannot answer: the error says what to do instead
+    ...     download_cifar10(tempfile.mkdtemp(), url="http://127.0.0.1:9/none.tar.gz", progress=False, timeout=1)
+    ... except DownloadError as e:
+    ...     print("--dataset digits" in str(e))
+    True
     """
     layout = _LAYOUTS[fmt]
     root = Path(root).expanduser()
@@ -546,7 +610,13 @@ def download_cifar10(
 
 # --------------------------------------------------------------------------- digits (offline)
 def load_digits32(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """scikit-learn's bundled 8x8 digits as 32x32x3 uint8 images, deterministic stratified split."""
+    """scikit-learn's bundled 8x8 digits as 32x32x3 uint8 images, deterministic stratified split.
+
+    >>> from train.data import load_digits32
+    >>> ds = load_digits32()
+    >>> ds.x_train.shape[1:], ds.x_train.dtype, ds.num_classes
+    ((32, 32, 3), dtype('uint8'), 10)
+    """
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -584,7 +654,12 @@ def load_digits32(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
 def load_dataset(
     name: str, data_dir: str | os.PathLike[str] = "data", *, download: bool = False, progress: bool = True
 ) -> Dataset:
-    """``'cifar10'`` (from ``data_dir``) or ``'digits'`` (offline)."""
+    """``'cifar10'`` (from ``data_dir``) or ``'digits'`` (offline).
+
+    >>> from train.data import load_dataset
+    >>> load_dataset("digits").name
+    'digits'
+    """
     if name == "cifar10":
         return load_cifar10(data_dir, download=download, progress=progress)
     if name == "digits":

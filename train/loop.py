@@ -56,6 +56,10 @@ class TrainResult:
     """What :func:`train` returns: the trained model (eval mode), its state and the history.
 
     (:func:`train`'s example shows one.)
+
+    >>> from train.loop import TrainResult
+    >>> [f for f in TrainResult.__dataclass_fields__][:3]
+    ['model', 'params', 'rest']
     """
 
     model: nnx.Module  # the trained model, in eval mode

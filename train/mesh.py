@@ -116,5 +116,13 @@ def put(value: Any, sharding: NamedSharding) -> jax.Array:
 
 
 def put_tree(tree: Any, sharding: NamedSharding) -> Any:
-    """:func:`put` over every leaf of ``tree``."""
+    """:func:`put` over every leaf of ``tree``.
+
+    >>> import jax, numpy as np
+    >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    >>> from train.mesh import put_tree
+    >>> mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    >>> put_tree({"w": np.ones(2)}, NamedSharding(mesh, PartitionSpec()))["w"].tolist()
+    [1.0, 1.0]
+    """
     return jax.tree.map(lambda x: put(x, sharding), tree)

@@ -40,7 +40,14 @@ def check_writable_dir(path: str | os.PathLike[str], field: str) -> None:
 
 
 def write_metrics(out: Path, history: list[dict[str, Any]]) -> Path:
-    """``out/metrics.jsonl``: one JSON record per finished epoch, written atomically."""
+    """``out/metrics.jsonl``: one JSON record per finished epoch, written atomically.
+
+    >>> import pathlib, tempfile
+    >>> from train.outputs import write_metrics
+    >>> path = write_metrics(pathlib.Path(tempfile.mkdtemp()), [{"epoch": 1, "test_acc": 0.5}])
+    >>> path.name, path.read_text().strip()
+    ('metrics.jsonl', '{"epoch": 1, "test_acc": 0.5}')
+    """
     path = Path(out) / "metrics.jsonl"
     write_atomic(path, "".join(json.dumps(h) + "\n" for h in history))
     return path

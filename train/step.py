@@ -63,6 +63,10 @@ def compiler_options(platform: str | None = None) -> dict[str, str]:
     Returns:
         :data:`CPU_COMPILER_OPTIONS` on CPU when the installed XLA accepts them, else ``{}``
         (a fresh dict: callers may change it).
+
+    >>> from train.step import compiler_options
+    >>> compiler_options("gpu")
+    {}
     """
     platform = jax.devices()[0].platform if platform is None else platform
     if platform == "cpu" and _cpu_options_accepted():
