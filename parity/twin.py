@@ -144,7 +144,14 @@ class TwinConfig:
 
 @dataclass
 class TwinStep:
-    """One step's numbers: both losses, the differences, and the bounds that decided it."""
+    """One step's numbers: both losses, the differences, and the bounds that decided it.
+
+    >>> from parity.twin import TwinStep
+    >>> s = TwinStep(step=1, loss_jax=2.3, loss_torch=2.3, loss_diff=0.0, param_diff=1e-8, param_rel_diff=1e-7,
+    ...              buffer_diff=0.0, strict=True, within_tolerance=True)
+    >>> s.within_tolerance
+    True
+    """
 
     step: int
     loss_jax: float
@@ -170,6 +177,10 @@ class TwinFailure:
     ``flax_model`` (train mode) and ``torch_model`` hold the states the step started from;
     ``jax_args`` / ``torch_args`` are the batch each model takes (NHWC / NCHW), so the step
     can be re-run or compared layer by layer.
+
+    >>> from parity.twin import TwinFailure
+    >>> list(TwinFailure.__dataclass_fields__)
+    ['step', 'flax_model', 'torch_model', 'x', 'y']
     """
 
     step: int
@@ -190,7 +201,15 @@ class TwinFailure:
 
 @dataclass
 class TwinResult:
-    """Per-step records, the verdict, and the first failure (``None`` when every step passed)."""
+    """Per-step records, the verdict, and the first failure (``None`` when every step passed).
+
+    >>> from parity.twin import TwinResult, TwinStep
+    >>> ok = TwinStep(1, 2.3, 2.3, 0.0, 1e-8, 1e-7, 0.0, True, within_tolerance=True)
+    >>> bad = TwinStep(2, 2.2, 2.1, 0.1, 1e-2, 1e-1, 0.0, False)
+    >>> r = TwinResult({}, 1.3e-6, 1e-5, [ok, bad], "cpu", 1.0)
+    >>> r.passed, r.max_loss_diff
+    (False, 0.1)
+    """
 
     config: dict[str, Any]
     rtol: float
@@ -413,6 +432,11 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
     rtol |loss| + 2 * e_k``, ``e_k`` the largest ``|loss_torch - loss_torch64|`` of steps
     1..k. (Twice: each framework rounds on its own, so two runs as accurate as torch's are
     up to twice its error apart.)
+
+    >>> from parity.twin import run_twin
+    >>> r = run_twin(steps=1, batch_size=2, reference=False)  # the seed CNN, one SGD step each side
+    >>> r.passed, len(r.steps), r.first_failure is None
+    (True, 1, True)
     """
     cfg = copy.deepcopy(cfg or TwinConfig())
     for k, v in overrides.items():
@@ -654,7 +678,17 @@ def plot(result: TwinResult, path: Path) -> None:
 
 
 def write_report(result: TwinResult, out: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``twin.md``, ``twin.json`` and ``twin.png`` into ``out``; returns their paths."""
+    """Write ``twin.md``, ``twin.json`` and ``twin.png`` into ``out``; returns their paths.
+
+    >>> import tempfile
+    >>> from parity.twin import TwinResult, TwinStep, write_report
+    >>> step = TwinStep(1, 2.3, 2.3, 0.0, 1e-8, 1e-7, 0.0, True, param_bound=1e-5, loss_bound=1e-5,
+    ...                 within_tolerance=True)
+    >>> config = {"model": "seed-cnn", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "loss": "cross_entropy",
+    ...           "steps": 1, "batch_size": 2, "dtype": "float32", "precision": "ieee"}
+    >>> sorted(write_report(TwinResult(config, 1.3e-6, 1e-5, [step], "cpu", 1.0), tempfile.mkdtemp()))
+    ['json', 'md', 'png']
+    """
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / "twin.md", "json": out_dir / "twin.json", "png": out_dir / "twin.png"}
@@ -722,6 +756,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> TwinConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m parity.twin``: 0 when every step is within tolerance, 1 when not, 2 for a bad flag.
+
+    >>> from parity.twin import main
+    >>> main(["--batch-size", "1"])  # one line on stderr, status 2
+    2
+    """
     from train.__main__ import error
 
     args_out = build_parser().parse_args(argv).out
