@@ -462,7 +462,8 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
             ref = copy.deepcopy(tm).double() if use_ref else None
             tm.to(tdtype)
             if cfg.dtype != "float32":
-                floats = lambda a: a.astype(jdtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+                # on the host: an on-device astype would compile one program per parameter shape
+                floats = lambda a: jnp.asarray(np.asarray(a, jdtype)) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
                 nnx.update(fm, jax.tree.map(floats, nnx.state(fm)))
             options = cfg.train.loss_options
             _, torch_loss, _ = loss_pair(cfg.train.loss, cfg.num_classes, **options)
@@ -481,7 +482,7 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
             for i, (x, y) in enumerate(batches):
                 before = None
                 if failure is None:  # what the first failing step started from (copies: the step donates)
-                    before = (jax.tree.map(jnp.copy, (params, rest)), copy.deepcopy(tm))
+                    before = (jax.tree.map(np.array, (params, rest)), copy.deepcopy(tm))  # host copies
                 params, rest, opt_state, sums, jloss = train_step(
                     params, rest, opt_state, sums, jnp.asarray(x, jdtype), jnp.asarray(y, jnp.int32)
                 )
@@ -530,7 +531,7 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
                 records.append(rec)
                 if failure is None and not rec.within_tolerance and before is not None:
                     (p0, r0), tm0 = before
-                    failure = TwinFailure(rec.step, nnx.merge(graphdef, p0, r0), tm0, x, y)
+                    failure = TwinFailure(rec.step, nnx.merge(graphdef, *jax.tree.map(jnp.asarray, (p0, r0))), tm0, x, y)
     finally:
         if x64_before is not None:
             _set_x64(x64_before)

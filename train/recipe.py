@@ -49,7 +49,8 @@ def build_model(cfg: TrainConfig, num_classes: int = 10, *, initialise: bool = T
 
     graphdef, abstract = nnx.split(nnx.eval_shape(build, 0))
     if not initialise:
-        return nnx.merge(graphdef, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract))
+        # host zeros put on the device: no program compiled per parameter shape
+        return nnx.merge(graphdef, jax.tree.map(lambda a: jnp.asarray(np.zeros(a.shape, a.dtype)), abstract))
     state = jax.jit(lambda seed: nnx.state(build(seed)))(np.int32(cfg.seed))
     return nnx.merge(graphdef, state)
 
