@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding
 
 from train.augment import augment_batch, normalize
 
-__all__ = ["make_eval_batch", "make_train_batch", "permutation"]
+__all__ = ["make_eval_batch", "make_train_batch", "padded_test_set", "permutation"]
 
 _AUGMENT = 0x61756700  # folded into key(seed) for augmentation, apart from nnx.Rngs(seed)'s streams
 
@@ -34,6 +34,24 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     (True, [0, 1, 2, 3, 4])
     """
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+def padded_test_set(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(x, y, mask, n_batches)``: the test set padded to whole batches; ``mask`` is 0 on the padding.
+
+    >>> import numpy as np
+    >>> from train.feed import padded_test_set
+    >>> x, y, mask, n = padded_test_set(np.ones((5, 2, 2, 3), np.uint8), np.arange(5), 4)
+    >>> x.shape, mask.tolist(), n
+    ((8, 2, 2, 3), [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0], 2)
+    """
+    n = x.shape[0]
+    n_batches = -(-n // batch_size)
+    pad = n_batches * batch_size - n
+    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    y = np.concatenate([y.astype(np.int32), np.zeros(pad, np.int32)])
+    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return x, y, mask, n_batches
 
 
 def make_train_batch(

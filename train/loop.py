@@ -40,9 +40,9 @@ from jax.sharding import PartitionSpec as P
 from train.checkpoint import Checkpointer
 from train.config import MATMUL_PRECISION, RESUME_KEYS, ConfigError, TrainConfig, validate
 from train.data import Dataset, load_dataset
-from train.feed import make_eval_batch, make_train_batch, permutation
+from train.feed import make_eval_batch, make_train_batch, padded_test_set, permutation
 from train.mesh import make_mesh, put, put_tree
-from train.outputs import check_writable_dir, header, plot_history, write_metrics
+from train.outputs import check_writable_dir, epoch_line, header, plot_history, write_metrics
 from train.progress import Progress
 from train.recipe import build_loss, build_model, build_optimizer
 from train.signals import SigintFlag
@@ -218,11 +218,8 @@ def train(
 
     # ---- data on the device (replicated uint8), the test set padded to whole eval batches
     x_train, y_train = put(ds.x_train, repl), put(ds.y_train.astype(np.int32), repl)
-    n_eval_batches = -(-n_test // eval_bs)
-    pad = n_eval_batches * eval_bs - n_test
-    x_test = put(np.concatenate([ds.x_test, np.zeros((pad, *ds.x_test.shape[1:]), np.uint8)]), repl)
-    y_test = put(np.concatenate([ds.y_test.astype(np.int32), np.zeros(pad, np.int32)]), repl)
-    m_test = put(np.concatenate([np.ones(n_test, np.float32), np.zeros(pad, np.float32)]), repl)
+    *test, n_eval_batches = padded_test_set(ds.x_test, ds.y_test, eval_bs)
+    x_test, y_test, m_test = put_tree(test, repl)
     seed = put(np.int32(cfg.seed), repl)
 
     # ---- compile ahead of time (the epoch timings below exclude compilation)
@@ -302,10 +299,7 @@ def train(
                     "precision": cfg.precision,
                 })  # fmt: skip
                 epoch, step = epoch + 1, 0
-                r = history[-1]
-                say(f"epoch {epoch}/{cfg.epochs}: train loss {r['train_loss']:.4f} acc {100 * r['train_acc']:.2f}% | "
-                    f"test loss {r['test_loss']:.4f} acc {100 * r['test_acc']:.2f}% | "
-                    + (f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-") + " img/s")  # fmt: skip
+                say(epoch_line(history[-1], cfg.epochs))
                 if main_process:
                     write_metrics(out, history)
                 if cfg.checkpoint_every and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):

@@ -11,7 +11,7 @@ from typing import Any
 
 from train.config import TrainConfig, flag
 
-__all__ = ["check_writable_dir", "header", "plot_history", "write_atomic", "write_metrics"]
+__all__ = ["check_writable_dir", "epoch_line", "header", "plot_history", "write_atomic", "write_metrics"]
 
 
 def check_writable_dir(path: str | os.PathLike[str], field: str) -> None:
@@ -51,6 +51,20 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> Path:
     path = Path(out) / "metrics.jsonl"
     write_atomic(path, "".join(json.dumps(h) + "\n" for h in history))
     return path
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """The line printed after each epoch.
+
+    >>> from train.outputs import epoch_line
+    >>> r = {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 0.9, "test_acc": 0.6, "images_per_s": 1234.5}
+    >>> epoch_line(r, 10)
+    'epoch 1/10: train loss 1.0000 acc 50.00% | test loss 0.9000 acc 60.00% | 1,234 img/s'
+    """
+    rate = f"{record['images_per_s']:,.0f}" if record["images_per_s"] else "-"  # none: resumed at the epoch's end
+    return (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f} acc "
+            f"{100 * record['train_acc']:.2f}% | test loss {record['test_loss']:.4f} acc "
+            f"{100 * record['test_acc']:.2f}% | {rate} img/s")  # fmt: skip
 
 
 def header(cfg: TrainConfig, facts: dict[str, Any]) -> str:
