@@ -1,6 +1,6 @@
-"""Images/s of one training step: the Flax model (:func:`train.step.make_train_step`: jax.jit
-over nnx.split state, donated buffers, the XLA:CPU options of :func:`train.step.compiler_options`)
-against its PyTorch twin (eager), SGD with momentum, cross entropy, on CIFAR-shaped batches.
+"""Images/s of one training step: the shipped Flax step (:func:`train.step.make_train_step` on the model,
+optimizer and loss :mod:`train.recipe` builds from ``python -m train``'s defaults: SGD momentum 0.9,
+cross entropy, float32) against its PyTorch twin (eager), on CIFAR-shaped batches.
 Each (framework, model, batch) runs in its own subprocess so that its peak resident memory is
 its own.
 
@@ -26,23 +26,23 @@ def _jax_step(model_name: str, batch: int) -> Any:
     import jax.numpy as jnp
     from flax import nnx
 
-    import jaxloss
-    from train.models import build_model
-    from train.optim import make_optimizer
+    from train.config import MATMUL_PRECISION, TrainConfig
+    from train.recipe import build_loss, build_model, build_optimizer
     from train.step import make_train_step
 
-    model = build_model(model_name, rngs=nnx.Rngs(0))
+    cfg = TrainConfig(model=model_name, batch_size=batch)
+    model = build_model(cfg)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = make_optimizer("sgd", 0.01, momentum=0.9)
-    step = make_train_step(graphdef, tx, jaxloss.cross_entropy)  # what train.twin runs
+    tx, _ = build_optimizer(cfg, steps_per_epoch=1)
+    step = make_train_step(graphdef, tx, build_loss(cfg), matmul_precision=MATMUL_PRECISION[cfg.precision])
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch, 32, 32, 3)).astype(np.float32))
     y = jnp.asarray(rng.integers(0, 10, size=(batch,)).astype(np.int32))
-    state = [params, rest, tx.init(params)]
+    state = [params, rest, tx.init(params), jnp.zeros(3, jnp.float32)]
 
     def call() -> None:
-        state[0], state[1], state[2], loss = step(state[0], state[1], state[2], x, y)
+        *state[:4], loss = step(*state, x, y)
         jax.block_until_ready(loss)
 
     return call
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> str:
         print(json.dumps(run_variant(fw, model, int(batch), args.steps)))
         return ""
     lines = [
-        "JAX: `train.step.make_train_step` (compiled with `train.step.compiler_options()`); torch: the eager "
+        "JAX: the shipped `train.step.make_train_step` (compiled with `train.step.compiler_options()`); torch: the eager "
         "twin. SGD(momentum=0.9) + cross_entropy, float32, CIFAR-shaped random batches; median of "
         f"{args.steps} steps after 2 warm-up steps. Peak MiB: rise of the resident memory during the timed "
         "steps above its level after warm-up (parameters, optimizer state and the batch excluded).",

@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -498,30 +497,32 @@ def reproducer(case: Case, dtype: str, device: str = "cpu") -> str:
 
 # --------------------------------------------------------------------------- progress
 class Progress:
-    """A one-line stdlib progress bar on stderr (plain lines when not a terminal)."""
+    """The runner's ``progress(done, total, what)`` callback, drawn by the project's one bar
+    (:class:`train.progress.Progress`: rich, with an ETA; it imports neither JAX nor Flax).
 
-    def __init__(self, label: str = "parity", stream: Any = None, width: int = 30) -> None:
-        self.stream = stream or sys.stderr
-        self.label, self.width = label, width
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.t0 = time.perf_counter()
-        self.last_pct = -1
+    >>> import io
+    >>> from parity.runner import Progress
+    >>> out = io.StringIO()
+    >>> progress = Progress("parity grid", stream=out)
+    >>> for done in range(3):
+    ...     progress(done, 2, "l1_loss")
+    >>> "parity grid" in out.getvalue() and "2/2" in out.getvalue()
+    True
+    """
+
+    def __init__(self, label: str = "parity", stream: Any = None) -> None:
+        self.label, self.stream = label, stream
+        self._bar: Any = None
 
     def __call__(self, done: int, total: int, what: str) -> None:
-        frac = done / total if total else 1.0
-        elapsed = time.perf_counter() - self.t0
-        if self.tty:
-            bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
-            self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:5.1f}s {what[:28]:<28}")
-            if done >= total:
-                self.stream.write("\n")
-            self.stream.flush()
-        else:
-            pct = int(frac * 10) * 10
-            if pct != self.last_pct or done >= total:
-                self.last_pct = pct
-                self.stream.write(f"{self.label}: {done}/{total} ({pct}%) {elapsed:.1f}s\n")
-                self.stream.flush()
+        from train.progress import Progress as Bar
+
+        if self._bar is None:
+            self._bar = Bar(total, self.label, stream=self.stream)
+        self._bar.update(done, total=total, text=str(what)[:28])
+        if done >= total:
+            self._bar.close()
+            self._bar = None
 
 
 def default_workers() -> int:

@@ -17,7 +17,9 @@ from flax import nnx
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 from train import data
 from train.checkpoint import Checkpointer
-from train.loop import TrainConfig, TrainingInterrupted, train
+from tests._fake_cifar import write_fake_cifar
+from train.config import ConfigError, TrainConfig
+from train.loop import TrainingInterrupted, check_resume, train
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("compilation_cache")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):  # type: ignore[no-untyped-def]
     d = tmp_path_factory.mktemp("cifar")
-    return data.load_cifar10(d, checksums=data.write_fake_cifar(d, 16))  # 80 train (5 steps of 16), 16 test
+    return data.load_cifar10(d, checksums=write_fake_cifar(d, 16))  # 80 train (5 steps of 16), 16 test
 
 
 def _config(out, **kw):  # type: ignore[no-untyped-def]
@@ -97,7 +99,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, ti
     assert f"interrupted at epoch 1, step {done}: checkpoint {done} saved" in log.getvalue()
     assert signal.getsignal(signal.SIGINT) is handler  # restored
     with Checkpointer(tmp_path / "checkpoints") as ck:
-        assert ck.all_steps() == [done] and ck.meta()["step"] == done
+        assert ck.all_steps() == [done] and ck.meta(done)["step"] == done
     log = io.StringIO()
     resumed = train(_config(tmp_path, resume=True), dataset=tiny, log=log)
     _assert_same_params(resumed.params, straight.params)
@@ -107,13 +109,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, ti
 
 
 def test_resume_refuses_a_different_run(tmp_path, tiny):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(ConfigError, match="^resume no checkpoint in"):
         train(_config(tmp_path, resume=True), dataset=tiny, log=io.StringIO())
-    from train.loop import _check_resume
-
-    with pytest.raises(ValueError, match=r"different run:\n  lr: checkpoint 0.5, now 0.01"):
-        _check_resume(_config(tmp_path), _config(tmp_path, lr=0.5).to_json())
-    _check_resume(_config(tmp_path, epochs=5), _config(tmp_path).to_json())  # more epochs: fine
+    with pytest.raises(ConfigError, match=r"different run:\n  lr: checkpoint 0.5, now 0.01"):
+        check_resume(_config(tmp_path), _config(tmp_path, lr=0.5).to_json(), 1)
+    check_resume(_config(tmp_path, epochs=5), _config(tmp_path).to_json(), 2)  # more epochs: fine
 
 
 def _numpy_init(std: float):  # type: ignore[no-untyped-def]
@@ -137,7 +137,7 @@ class _ConvBN(nnx.Module):
 
 def test_ctrl_c_and_resume_keep_batchnorm_statistics(tmp_path, tiny):
     def run(out, on_step=None, **kw):  # type: ignore[no-untyped-def]
-        cfg = _config(out, model="convbn", **kw)
+        cfg = _config(out, **kw)  # the model given replaces cfg.model's
         return train(cfg, dataset=tiny, model=_ConvBN(nnx.Rngs(0)), on_step=on_step, log=io.StringIO())
 
     def ctrl_c(epoch: int, step: int) -> None:
@@ -163,12 +163,12 @@ def test_checkpointer_round_trip_with_batchnorm_state_and_atomic_layout(tmp_path
     state = (params, rest, opt_state, jnp.arange(3, dtype=jnp.float32))
     with Checkpointer(tmp_path / "ck", max_to_keep=2) as ck:
         for step in (1, 2, 3):
-            ck.save(step, state, {"epoch": step, "note": "x"})
+            ck.save(step, state, {"epoch": step, "step": 0, "global_step": step, "config": {}, "history": []})
         (tmp_path / "ck" / "7.orbax-checkpoint-tmp-123").mkdir()  # what a crash mid-save leaves
         assert ck.all_steps() == [2, 3] and ck.latest_step() == 3
         zeros = jax.tree.map(jnp.zeros_like, state)
         restored, meta = ck.restore(zeros)
-    assert meta == {"epoch": 3, "note": "x"}
+    assert meta["epoch"] == 3 and len(meta["checksum"]) == 64
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     _assert_same_params(restored, state)
     for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):

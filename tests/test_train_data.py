@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import socket
 import struct
 import urllib.error
@@ -15,6 +16,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
+from tests._fake_cifar import fake_cifar_archive, write_fake_cifar
 from train import data
 from train.data import (
     CIFAR10_PY,
@@ -22,11 +24,9 @@ from train.data import (
     DatasetError,
     DownloadError,
     UnsafePickleError,
-    fake_cifar_archive,
     load_cifar10,
     load_digits32,
     safe_pickle_load,
-    write_fake_cifar,
 )
 
 
@@ -283,7 +283,7 @@ def test_download_verifies_extracts_and_renames(tmp_path, monkeypatch, capsys):
     folder = data.download_cifar10(root, md5=md5, file_md5=sums, progress=True)
     assert folder == root / CIFAR10_PY.folder
     assert calls == [CIFAR10_PY.url]
-    assert "downloading cifar-10-python.tar.gz [" in capsys.readouterr().err  # progress bar
+    assert "downloading cifar-10-python.tar.gz ━" in capsys.readouterr().err  # progress bar
     assert sorted(p.name for p in root.iterdir()) == sorted(
         [CIFAR10_PY.archive, CIFAR10_PY.folder]
     )  # no temp left
@@ -380,3 +380,68 @@ def test_normalize_matches_torchvision_formula():
     got = np.asarray(normalize(imgs))
     want = (np.asarray(imgs) / 255.0 - np.asarray(data.CIFAR10_MEAN)) / np.asarray(data.CIFAR10_STD)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- findings of a hostile probe
+def test_a_self_referential_pickle_loads_without_hanging(tmp_path):
+    """``l = []; l.append(l)`` is 9 bytes; walking it for object arrays must not loop forever."""
+    loop: list = []
+    loop.append(loop)
+    path = tmp_path / "loop.pkl"
+    path.write_bytes(pickle.dumps(loop, protocol=2))
+    assert len(path.read_bytes()) <= 12
+    out = safe_pickle_load(path)
+    assert out[0] is out
+
+
+@pytest.mark.parametrize(
+    "labels,got",
+    [
+        ([0.0, 1.0, 2.0, 3.0], "list of 4 float"),
+        (["0", "1", "2", "3"], "list of 4 str"),
+        ([b"0", b"1", b"2", b"3"], "list of 4 bytes"),
+        ([True, False, True, False], "list of 4 bool"),
+        ([[0], [1], [2], [3]], "list of 4 list"),
+        (np.zeros((4, 1), np.int64), "array of int64 shape (4, 1)"),
+        (np.array([0.0, 1.0, 2.0, 3.0]), "array of float64 shape (4,)"),
+    ],
+)
+def test_labels_of_the_wrong_kind_are_dataset_errors(tmp_path, labels, got):
+    write_fake_cifar(tmp_path, 4)
+    path = tmp_path / CIFAR10_PY.folder / "data_batch_2"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": labels}, 2))
+    with pytest.raises(DatasetError, match=re.escape(f"data_batch_2: b'labels' must be a list of 4 ints in 0..9, got {got}")):
+        load_cifar10(tmp_path, checksums=False)
+
+
+def test_labels_out_of_int_range_are_dataset_errors(tmp_path):
+    write_fake_cifar(tmp_path, 4)
+    path = tmp_path / CIFAR10_PY.folder / "data_batch_2"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 2**70]}, 2))
+    with pytest.raises(DatasetError, match=r"data_batch_2: labels outside 0..9 \(0..1180591620717411303424\)"):
+        load_cifar10(tmp_path, checksums=False)
+
+
+def test_a_checksum_mapping_that_lacks_a_file_does_not_skip_it(tmp_path):
+    sums = write_fake_cifar(tmp_path, 4)
+    del sums["data_batch_4"]
+    with pytest.raises(ChecksumError, match="data_batch_4: the checksums given have no md5 for data_batch_4"):
+        load_cifar10(tmp_path, checksums=sums)
+
+
+def test_an_empty_batch_pickled_with_protocol_2_is_read(tmp_path):
+    write_fake_cifar(tmp_path, 4)
+    path = tmp_path / CIFAR10_PY.folder / "data_batch_5"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, protocol=2))
+    ds = load_cifar10(tmp_path, checksums=False)
+    assert ds.x_train.shape == (16, 32, 32, 3) and ds.y_train.shape == (16,)
+
+
+@pytest.mark.parametrize("fmt", ["bin", "py"])
+def test_identical_batch_files_are_detected(tmp_path, fmt):
+    write_fake_cifar(tmp_path, 3, fmt=fmt)
+    layout = data._LAYOUTS[fmt]
+    folder = tmp_path / layout.folder
+    (folder / layout.test[0]).write_bytes((folder / layout.train[0]).read_bytes())  # test == train
+    with pytest.raises(DatasetError, match=rf"{layout.test[0]} is identical to .*{layout.train[0]}"):
+        load_cifar10(tmp_path, checksums=False)

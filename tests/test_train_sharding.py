@@ -29,13 +29,15 @@ SCRIPT = textwrap.dedent(
     import io, json, sys
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
+    from tests._fake_cifar import write_fake_cifar
     from train import data
-    from train.loop import TrainConfig, train
+    from train.config import TrainConfig
+    from train.loop import train
     from train.models import BatchNorm2d
 
     assert len(jax.devices()) == 4, jax.devices()
     d = sys.argv[1]
-    ds = data.load_cifar10(d, checksums=data.write_fake_cifar(d, 16))  # 80 train, 16 test
+    ds = data.load_cifar10(d, checksums=write_fake_cifar(d, 16))  # 80 train, 16 test
 
     def init(std):  # numpy draws: no random-number program to compile
         rng = np.random.default_rng(0)
@@ -55,7 +57,7 @@ SCRIPT = textwrap.dedent(
     for name in ("seed-cnn", "convbn"):
         runs = {}
         for n in (1, 4):
-            cfg = TrainConfig(model=name, epochs=2, batch_size=16, eval_batch_size=8, lr=0.01, num_devices=n,
+            cfg = TrainConfig(model="seed-cnn", epochs=2, batch_size=16, eval_batch_size=8, lr=0.01, num_devices=n,
                               out=f"{d}/{name}{n}", progress=False, plot=False, checkpoint_every=0)
             model = ConvBN(nnx.Rngs(0)) if name == "convbn" else None
             r = train(cfg, dataset=ds, model=model, log=io.StringIO())
@@ -123,7 +125,7 @@ def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factor
 def test_init_distributed_reads_the_launchers_variables(env, expected, monkeypatch):
     import jax
 
-    from train.loop import init_distributed
+    from train.mesh import init_distributed
 
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda *args: calls.append(args))
@@ -134,7 +136,7 @@ def test_init_distributed_reads_the_launchers_variables(env, expected, monkeypat
 def test_init_distributed_names_a_missing_variable(monkeypatch):
     import jax
 
-    from train.loop import init_distributed
+    from train.mesh import init_distributed
 
     monkeypatch.setattr(jax.distributed, "initialize", lambda *args: pytest.fail("must not initialise"))
     with pytest.raises(ValueError, match="JAX_PROCESS_ID must be an integer, got None"):
@@ -147,16 +149,16 @@ def test_cli_flags_launch_jax_distributed(monkeypatch):
     """``--coordinator-address/--num-processes/--process-id`` reach jax.distributed.initialize."""
     import jax
 
-    from train.__main__ import _parser, distributed_env
-    from train.loop import init_distributed
+    from train.__main__ import config_from_args
+    from train.config import ConfigError, validate
+    from train.mesh import distributed_env, init_distributed
 
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda *args: calls.append(args))
-    args = _parser().parse_args(
-        ["--coordinator-address", "h0:1234", "--num-processes", "2", "--process-id", "1"]
-    )
-    assert init_distributed(distributed_env(args, {"JAX_PROCESS_ID": "0"}))  # the flag wins over the variable
+    cfg = config_from_args(["--coordinator-address", "h0:1234", "--num-processes", "2", "--process-id", "1"])
+    env = distributed_env(cfg.coordinator_address, cfg.num_processes, cfg.process_id, {"JAX_PROCESS_ID": "0"})
+    assert init_distributed(env)  # the flag wins over the variable
     assert calls == [("h0:1234", 2, 1)]
-    with pytest.raises(ValueError, match="go together"):
-        distributed_env(_parser().parse_args(["--num-processes", "2"]), {})
-    assert distributed_env(_parser().parse_args([]), {"X": "1"}) == {"X": "1"}
+    with pytest.raises(ConfigError, match="go together"):
+        validate(config_from_args(["--num-processes", "2"]))
+    assert distributed_env(None, None, None, {"X": "1"}) == {"X": "1"}

@@ -44,3 +44,25 @@ def test_an_option_xla_does_not_know_is_dropped_not_fatal(monkeypatch):
         assert step.compiler_options("cpu") == {}
     finally:
         step._cpu_options_accepted.cache_clear()
+
+
+def test_precision_settings_reach_the_compiled_step():
+    """fp32 traces every matmul/convolution at HIGHEST (true float32 on GPUs too), tf32 at TF32's HIGH."""
+    import optax
+    from flax import nnx
+
+    from train.config import MATMUL_PRECISION
+    from train.losses import make_loss
+
+    graphdef, params, rest = nnx.split(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), nnx.Param, ...)
+    tx = optax.sgd(0.1)
+    args = (params, rest, tx.init(params), jnp.zeros(3, jnp.float32), jnp.ones((4, 3), jnp.float32), jnp.zeros(4, jnp.int32))
+
+    def dots(precision: str) -> set[str]:
+        fn = step.make_train_step(graphdef, tx, make_loss("cross_entropy"), matmul_precision=MATMUL_PRECISION[precision])
+        text = fn.lower(*args).as_text()
+        return {line.split("precision = ")[1].split("]")[0] for line in text.splitlines() if "dot_general" in line}
+
+    assert dots("fp32") == {"[HIGHEST, HIGHEST"}
+    assert dots("tf32") == {"[HIGH, HIGH"}
+    assert all("HIGHEST" not in d for d in dots("bf16"))  # bf16: XLA's default for the bfloat16 compute

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from train.twin import TwinConfig, loss_pair, main, run_twin
+from parity.twin import TwinConfig, loss_pair, main, run_twin
+from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
+from train.config import ConfigError, TrainConfig
 
 
+@pytest.mark.usefixtures("compilation_cache")
 def test_seed_cnn_sgd_momentum_cli_writes_report(tmp_path, capsys):
     rc = main(
         [
@@ -61,8 +64,8 @@ def test_resnet18_train_mode_batchnorm_twin():
     float64 run too). The float32 first step is checked in tests/test_train_models.py.
     """
     cfg = TwinConfig(
-        model="resnet18", steps=2, batch_size=8, image_size=32, optimizer="sgd", momentum=0.9, lr=0.01,
-        dtype="float64", reference=False,
+        TrainConfig(model="resnet18", batch_size=8, optimizer="sgd", momentum=0.9, lr=0.01),
+        steps=2, image_size=32, dtype="float64", reference=False,
     )  # fmt: skip
     r = run_twin(cfg)
     assert r.passed and all(s.strict for s in r.steps), [vars(s) for s in r.steps]
@@ -74,19 +77,10 @@ def test_float64_twin_is_exact_with_adamw_amsgrad_and_cosine():
     """In float64 both frameworks do the same arithmetic: the runs agree to float64 rounding."""
     r = run_twin(
         TwinConfig(
-            model="seed-cnn",
-            steps=4,
-            batch_size=4,
-            optimizer="adamw",
-            lr=1e-3,
-            amsgrad=True,
-            schedule="cosine",
-            t_max=2,
-            steps_per_epoch=1,
-            loss="cross_entropy",
-            loss_kwargs={"label_smoothing": 0.1},
-            dtype="float64",
-        )
+            TrainConfig(model="seed-cnn", batch_size=4, optimizer="adamw", lr=1e-3, amsgrad=True,
+                        lr_schedule="cosine", epochs=2, loss="cross_entropy", label_smoothing=0.1),
+            steps=4, steps_per_epoch=1, dtype="float64",
+        )  # fmt: skip
     )
     assert r.passed
     assert r.max_param_diff < 1e-12 and r.max_loss_diff < 1e-12
@@ -102,7 +96,11 @@ def test_float64_twin_is_exact_with_adamw_amsgrad_and_cosine():
         ("mse_loss", {}),
         ("multi_margin_loss", {}),
         ("soft_margin_loss", {}),
-        ("kl_div", {"reduction": "batchmean"}),
+        ("kl_div", {}),
+        ("binary_cross_entropy", {}),
+        ("sigmoid_focal_loss", {"gamma": 2.0}),
+        ("multilabel_margin_loss", {}),
+        ("poisson_nll_loss", {}),
     ],
 )
 def test_loss_pair_values_and_gradients_agree(name, kw):
@@ -119,8 +117,28 @@ def test_loss_pair_values_and_gradients_agree(name, kw):
 
 
 def test_bad_options_are_reported():
-    with pytest.raises(ValueError, match="twin loss must be one of"):
+    with pytest.raises(ConfigError, match="^loss ctc_loss is not a classification loss"):
         loss_pair("ctc_loss", 10)
     assert main(["--model", "seed-cnn", "--image-size", "16", "--steps", "1"]) == 2
+    assert main(["--batch-size", "0"]) == 2
     with pytest.raises(TypeError, match="unknown twin option"):
         run_twin(TwinConfig(), stepz=3)
+
+
+@pytest.mark.usefixtures("compilation_cache")
+def test_the_first_failure_keeps_both_models_as_they_were_before_that_step():
+    """With a zero tolerance float32 rounding fails step 1; the result holds what that step started from."""
+    from train.convert import flax_state_dict
+
+    # the CLI test's recipe and batch: with the compilation cache the step is compiled once for both
+    r = run_twin(TwinConfig(TrainConfig(batch_size=8, lr=0.05), steps=2, reference=False, rtol=0.0, atol=0.0))
+    assert not r.passed and r.first_failure is not None and r.first_failure.step == 1
+    f = r.first_failure
+    ours = flax_state_dict(f.flax_model, f.torch_model)
+    theirs = {k: v.detach().numpy() for k, v in f.torch_model.state_dict().items()}
+    for k in theirs:  # the converted initial weights: identical before the first update
+        np.testing.assert_array_equal(ours[k], theirs[k])
+    assert f.jax_args[0].shape == (8, 32, 32, 3) and tuple(f.torch_args[0].shape) == (8, 3, 32, 32)
+    jl = f.flax_model(*f.jax_args)
+    tl = f.torch_model(*f.torch_args)
+    np.testing.assert_allclose(np.asarray(jl), tl.detach().numpy(), rtol=1e-4, atol=1e-4)  # re-runnable

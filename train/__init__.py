@@ -1,21 +1,26 @@
-"""``train``: the seed's CIFAR-10 CNN and ResNet-18 in Flax NNX, trained with optax, with a PyTorch twin.
+"""``train``: the seed's CIFAR-10 CNN and ResNet-18 in Flax NNX, trained with optax.
 
-* :mod:`train.models`: ``SeedCNN``, ``ResNet18``, ``build_model`` (NHWC in, logits out).
-* :mod:`train.optim`: torch's SGD / Adam / AdamW and StepLR / CosineAnnealingLR as optax objects.
-* :mod:`train.data`: CIFAR-10 (python and binary layouts, md5-checked, safe unpickling,
-  ``--download``) and scikit-learn's digits as an offline 32x32x3 set.
-* :mod:`train.augment`: on-device random crop / flip / normalisation.
-* :mod:`train.loop`: the jit-compiled, data-parallel training loop (:func:`train.loop.train`).
-* :mod:`train.step`: the plain jitted train step and the XLA:CPU compiler options every
-  step compiles with; :mod:`train.conv`: the convolution ``nnx.Conv`` runs (im2col +
-  matmul for tiny CPU maps); :mod:`train.pooling`: torch's ``max_pool2d`` with a
-  scatter-free backward pass.
-* :mod:`train.checkpoint`: orbax checkpoints for Ctrl-C and ``--resume``.
-* :mod:`train.convert`, :mod:`train.torch_models`, :mod:`train.twin`: the PyTorch twin and
-  weight conversion.
+One pipeline, in small modules:
+
+* :mod:`train.config`: :class:`TrainConfig` (every setting; one flag each) and its checks.
+* :mod:`train.recipe`: the model, the optimizer with its schedule and the loss, built from a config.
+* :mod:`train.losses`: the table that feeds logits and labels to a :mod:`jaxloss.nn` criterion.
+* :mod:`train.step`: *the* train step and eval step (jit, donated buffers, XLA:CPU options).
+* :mod:`train.feed`: shuffled, augmented batches gathered on the device (:mod:`train.augment`).
+* :mod:`train.loop`: :func:`train`, state in, history out; :mod:`train.mesh` (devices and
+  hosts), :mod:`train.outputs` (metrics, plot, header), :mod:`train.progress` (the progress
+  bar), :mod:`train.signals` (Ctrl-C), :mod:`train.checkpoint` (verified orbax checkpoints).
+* :mod:`train.models`, :mod:`train.conv`, :mod:`train.pooling`: the networks; :mod:`train.optim`:
+  torch's SGD / Adam / AdamW and schedules in optax; :mod:`train.data`: CIFAR-10 and digits.
+* :mod:`train.torch_models`, :mod:`train.convert`: the torch twins and weight conversion
+  (the lockstep proof against torch is :mod:`parity.twin`).
 
 ``python -m train --help`` is the command line. The names below are re-exported lazily
 (importing ``train`` imports neither JAX nor Flax).
+
+>>> import train
+>>> train.TrainConfig().optimizer
+'sgd'
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ from typing import Any
 __all__ = ["TrainConfig", "TrainResult", "build_model", "load_dataset", "train"]
 
 _LAZY = {
-    "TrainConfig": "train.loop",
+    "TrainConfig": "train.config",
     "TrainResult": "train.loop",
     "train": "train.loop",
     "load_dataset": "train.data",
-    "build_model": "train.models",
+    "build_model": "train.recipe",
 }
 
 

@@ -1,27 +1,26 @@
 """``python -m train``: train the seed's CIFAR-10 CNN (or ResNet-18) in Flax NNX with optax.
 
-Examples::
+With no flags it runs the seed's recipe (SGD, lr 0.01, momentum 0.9, batch 32, random crop +
+flip + normalisation, cross entropy, 10 epochs) on the offline ``digits`` set. Examples::
 
-    python -m train --model seed-cnn --dataset digits --epochs 3          # offline, a minute on 2 CPU cores
+    python -m train                                                       # the seed's recipe, offline
     python -m train --dataset cifar10 --data-dir data --download --epochs 30
-    python -m train --model resnet18 --optimizer sgd --lr 0.1 --weight-decay 5e-4 --lr-schedule cosine
+    python -m train --model resnet18 --lr 0.1 --weight-decay 5e-4 --lr-schedule cosine
     python -m train --loss focal_loss --gamma 2 ...
     python -m train ... --resume                                          # continue after Ctrl-C
 
 Writes ``<out>/metrics.jsonl`` (one JSON record per epoch), ``<out>/curves.png`` and
 checkpoints in ``<checkpoint-dir>`` (default ``<out>/checkpoints``). Ctrl-C saves a
 checkpoint and exits with status 130; ``--resume`` continues it to the same final
-parameters as an uninterrupted run.
+parameters as an uninterrupted run. A bad flag is one line on stderr and status 2, before
+anything is trained.
 
-Devices: data-parallel over every local device (a ``('data',)`` mesh; the global batch is
-split over it, so BatchNorm statistics are those of the global batch, as torch's
-SyncBatchNorm, not per device as plain DDP). Several hosts: start one process per host with
-the same command and either ``--coordinator-address HOST:PORT --num-processes N
---process-id I``, or the environment variables ``JAX_COORDINATOR_ADDRESS`` /
-``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, torchrun's ``MASTER_ADDR`` / ``MASTER_PORT`` /
-``WORLD_SIZE`` / ``RANK``, or a SLURM ``srun`` / Open MPI ``mpirun`` launch; the program
-then calls ``jax.distributed.initialize`` and trains over all processes' devices (every
-process loads the data set; process 0 writes metrics and the plot)::
+Devices: data-parallel over every local device (a ``('data',)`` mesh; BatchNorm statistics
+are those of the global batch, as torch's SyncBatchNorm). Several hosts: start one process
+per host with the same command and either ``--coordinator-address HOST:PORT
+--num-processes N --process-id I``, or the environment variables ``JAX_COORDINATOR_ADDRESS``
+/ ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, torchrun's ``MASTER_ADDR`` / ``MASTER_PORT`` /
+``WORLD_SIZE`` / ``RANK``, or a SLURM ``srun`` / Open MPI ``mpirun`` launch::
 
     # host 0                                       # host 1
     python -m train --coordinator-address h0:1234 --num-processes 2 --process-id 0 ...
@@ -34,165 +33,141 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable
+from typing import Any
 
-from train.loop import LOSSES, TrainConfig
+from train.config import ConfigError, TrainConfig, flag, validate
+
+PROG = "python -m train"
+
+
+def _bool(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes")
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, fields: Iterable[str] | None = None, defaults: dict[str, Any] | None = None
+) -> None:
+    """One flag per :class:`TrainConfig` field (or per field of ``fields``), its default shown in ``--help``.
+
+    ``defaults`` replaces a field's default (the twin's shorter runs). :mod:`parity.twin`
+    builds its shared flags with this function.
+
+    >>> import argparse
+    >>> from train.__main__ import add_config_arguments
+    >>> p = argparse.ArgumentParser()
+    >>> add_config_arguments(p, ["batch_size", "augment"])
+    >>> sorted(vars(p.parse_args(["--batch-size", "8", "--no-augment"])).items())
+    [('augment', False), ('batch_size', 8)]
+    """
+    wanted = set(fields) if fields is not None else None
+    defaults = defaults or {}
+    for f in dataclasses.fields(TrainConfig):
+        if wanted is not None and f.name not in wanted:
+            continue
+        meta, default = f.metadata, defaults.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        help_text = f"{meta['help']} (default: %(default)s)"
+        if "negate" in meta:
+            parser.add_argument(meta["negate"], dest=f.name, action="store_false", default=default, help=meta["help"])
+        elif f.type in ("bool", bool):
+            parser.add_argument(flag(f.name), dest=f.name, action="store_true", default=default, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+            if "tuple[float" in str(f.type):
+                kind = float
+            parser.add_argument(flag(f.name), dest=f.name, type=kind, default=default, help=help_text,
+                                **{k: meta[k] for k in ("choices", "metavar", "nargs") if k in meta})  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    g = p.add_argument_group("model and data")
-    g.add_argument("--model", default=d.model, choices=["seed-cnn", "resnet18"])
-    g.add_argument(
-        "--activation",
-        default=None,
-        choices=["none", "relu"],
-        help="seed-cnn: the seed has none (a linear network); 'relu' adds ReLUs",
-    )
-    g.add_argument("--cifar-stem", action="store_true", help="resnet18: 3x3 stride-1 stem without max-pool")
-    g.add_argument(
-        "--dataset",
-        default=d.dataset,
-        choices=["cifar10", "digits"],
-        help="cifar10 from --data-dir, or scikit-learn's bundled digits (offline)",
-    )
-    g.add_argument(
-        "--data-dir",
-        default=d.data_dir,
-        help="folder holding cifar-10-batches-py or -bin (default: %(default)s)",
-    )
-    g.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if missing")
-    g.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_false",
-        help="no random crop / flip (flip is never used on digits)",
-    )
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (default: %(default)s)")
-    g.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
-    g.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "adam", "adamw"])
-    g.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
-    g.add_argument("--momentum", type=float, default=d.momentum, help="sgd (default: %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--nesterov", action="store_true")
-    g.add_argument(
-        "--lr-schedule",
-        default=d.lr_schedule,
-        choices=["constant", "step", "cosine"],
-        help="per epoch, as torch's StepLR / CosineAnnealingLR(T_max=epochs)",
-    )
-    g.add_argument("--lr-step-size", type=int, default=d.lr_step_size, help="step schedule: epochs per decay")
-    g.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="step schedule: decay factor")
-    g.add_argument("--lr-min", type=float, default=d.lr_min, help="cosine schedule: eta_min")
-    g.add_argument(
-        "--precision",
-        default=d.precision,
-        choices=["fp32", "bf16"],
-        help="bf16: bfloat16 compute, float32 parameters and loss",
-    )
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument(
-        "--subset", type=int, default=None, metavar="N", help="train on the first N images only (smoke tests)"
-    )
-    g = p.add_argument_group("loss (any classification loss of jaxloss)")
-    g.add_argument(
-        "--loss",
-        default=d.loss,
-        choices=sorted(LOSSES),
-        metavar="NAME",
-        help="one of: " + ", ".join(sorted(LOSSES)) + " (default: %(default)s)",
-    )
-    g.add_argument("--label-smoothing", type=float, help="cross_entropy")
-    g.add_argument("--gamma", type=float, help="focal_loss, sigmoid_focal_loss")
-    g.add_argument("--alpha", type=float, help="focal_loss, sigmoid_focal_loss")
-    g.add_argument("--margin", type=float, help="multi_margin_loss")
-    g.add_argument("--p", type=int, choices=[1, 2], help="multi_margin_loss")
-    g.add_argument("--delta", type=float, help="huber_loss")
-    g.add_argument("--beta", type=float, help="smooth_l1_loss")
-    g = p.add_argument_group("output")
-    g.add_argument("--out", default=d.out, help="metrics.jsonl and curves.png go here (default: %(default)s)")
-    g.add_argument("--checkpoint-dir", default=None, help="default: <out>/checkpoints")
-    g.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every, help="epochs; 0: only on Ctrl-C"
-    )
-    g.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    g.add_argument("--num-devices", type=int, default=None, help="use the first N devices (default: all)")
-    g = p.add_argument_group("several hosts (jax.distributed; environment variables work too, see above)")
-    g.add_argument("--coordinator-address", default=None, metavar="HOST:PORT", help="process 0's address")
-    g.add_argument("--num-processes", type=int, default=None)
-    g.add_argument("--process-id", type=int, default=None)
-    g.add_argument("--no-progress", dest="progress", action="store_false")
-    g.add_argument("--no-plot", dest="plot", action="store_false")
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(p)
     return p
 
 
-def distributed_env(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` with the ``--coordinator-address`` / ``--num-processes`` / ``--process-id`` flags
-    written over the ``JAX_*`` variables that :func:`train.loop.init_distributed` reads."""
-    env = dict(environ)
-    flags = {
-        "JAX_COORDINATOR_ADDRESS": args.coordinator_address,
-        "JAX_NUM_PROCESSES": args.num_processes,
-        "JAX_PROCESS_ID": args.process_id,
-    }
-    given = {k: v for k, v in flags.items() if v is not None}
-    if given and len(given) != len(flags):
-        raise ValueError("--coordinator-address, --num-processes and --process-id go together")
-    env.update({k: str(v) for k, v in given.items()})
-    return env
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of a command line (not yet validated).
+
+    >>> from train.__main__ import config_from_args
+    >>> config_from_args(["--batch-size", "64", "--gamma", "2", "--loss", "focal_loss"]).loss_options
+    {'gamma': 2.0}
+    """
+    return TrainConfig(**config_values(vars(_parser().parse_args(argv))))
 
 
-def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, int | None]:
-    return _config(_parser().parse_args(argv))
+def config_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Parsed flag values as :class:`TrainConfig` field values (``--betas`` a tuple, ``--activation none`` None).
+
+    >>> from train.__main__ import config_values
+    >>> config_values({"betas": [0.9, 0.99], "activation": "none"})
+    {'betas': (0.9, 0.99), 'activation': None}
+    """
+    values = dict(values)
+    if values.get("betas") is not None:
+        values["betas"] = tuple(values["betas"])
+    if values.get("activation") == "none":
+        values["activation"] = None
+    return values
 
 
-def _config(args: argparse.Namespace) -> tuple[TrainConfig, int | None]:
-    loss_opts = {
-        k: getattr(args, k) for k in ("label_smoothing", "gamma", "alpha", "margin", "p", "delta", "beta")
-    }
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    kw = {k: v for k, v in vars(args).items() if k in fields and k != "loss_options"}
-    kw["loss_options"] = {k: v for k, v in loss_opts.items() if v is not None}
-    return TrainConfig(**kw), args.subset
+def error(prog: str, e: Exception) -> None:
+    """One line on stderr: a :class:`ConfigError` worded as its flag (``--batch-size must be ...``).
+
+    >>> import contextlib, io
+    >>> from train.__main__ import error
+    >>> from train.config import ConfigError
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     error("python -m train", ConfigError("batch_size", "must be a positive integer, got 0"))
+    >>> print(err.getvalue().strip())
+    python -m train: error: --batch-size must be a positive integer, got 0
+    """
+    text = f"{flag(e.field)} {e.problem}" if isinstance(e, ConfigError) else str(e)
+    print(f"{prog}: error: {text}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    cfg, subset = _config(args)
-    from train.data import DatasetError
-    from train.loop import TrainingInterrupted, init_distributed, make_loss, train
+    """``python -m train``: 0 when trained, 2 for a bad flag (one line on stderr), 1 for bad data, 130 on Ctrl-C.
 
+    >>> from train.__main__ import main
+    >>> main(["--epochs", "0"])
+    2
+    """
+    cfg = config_from_args(argv)
     try:
-        make_loss(cfg.loss, **cfg.loss_options)  # option errors before anything slow
-        env = distributed_env(args, os.environ)
-    except ValueError as e:
-        print(f"python -m train: error: {e}", file=sys.stderr)
+        validate(cfg)
+    except ConfigError as e:
+        error(PROG, e)
         return 2
-    init_distributed(env)
     try:
-        dataset = None
-        if subset is not None:
-            from train.data import load_dataset
+        import flax  # noqa: F401
+        import optax  # noqa: F401
+    except ModuleNotFoundError as e:
+        print(f"{PROG}: error: training needs {e.name}: pip install 'jaxloss[train]'", file=sys.stderr)
+        return 2
+    from train.checkpoint import CheckpointError
+    from train.data import DatasetError
+    from train.loop import TrainingInterrupted, train
+    from train.mesh import distributed_env, init_distributed
+    from train.outputs import check_writable_dir
 
-            full = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, progress=cfg.progress)
-            dataset = dataclasses.replace(full, x_train=full.x_train[:subset], y_train=full.y_train[:subset])
-        result = train(cfg, dataset=dataset)
+    try:
+        check_writable_dir(cfg.out, "out")
+        check_writable_dir(cfg.checkpoint_path, "checkpoint_dir")
+        init_distributed(distributed_env(cfg.coordinator_address, cfg.num_processes, cfg.process_id, os.environ))
+        result = train(cfg)
     except TrainingInterrupted:
         return 130
-    except (DatasetError, FileNotFoundError, ValueError) as e:
-        print(f"python -m train: error: {e}", file=sys.stderr)
+    except ConfigError as e:
+        error(PROG, e)
+        return 2
+    except (DatasetError, CheckpointError, ValueError) as e:
+        error(PROG, e)
         return 1
     if result.history:
         last = result.history[-1]
-        print(
-            f"final: test accuracy {100 * last['test_acc']:.2f}%, test loss {last['test_loss']:.4f} "
-            f"after {last['epoch']} epochs"
-        )
+        print(f"final: test accuracy {100 * last['test_acc']:.2f}%, test loss {last['test_loss']:.4f} "
+              f"after {last['epoch']} epochs")  # fmt: skip
     return 0
 
 

@@ -100,6 +100,15 @@ def conv_general_dilated(
     an ``out_sharding``) other than ``None``; and an output map of at most
     :data:`IM2COL_MAX_OUTPUT_POSITIONS` positions. Shapes: ``lhs (N, H, W, Cin)``,
     ``rhs (kh, kw, Cin, Cout)``, result ``(N, Ho, Wo, Cout)``.
+
+    >>> import jax.numpy as jnp
+    >>> from jax import lax
+    >>> from train.conv import conv_general_dilated
+    >>> x, w = jnp.ones((1, 2, 2, 3)), jnp.ones((3, 3, 3, 4))
+    >>> dn = ("NHWC", "HWIO", "NHWC")
+    >>> ours = conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=dn)
+    >>> bool(jnp.allclose(ours, lax.conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=dn)))
+    True
     """
     simple = (
         jax.default_backend() == "cpu"

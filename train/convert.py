@@ -46,7 +46,13 @@ _BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracke
 def torch_layer_groups(
     state_dict: Mapping[str, torch.Tensor],
 ) -> list[tuple[str, str, dict[str, torch.Tensor]]]:
-    """``[(prefix, kind, {suffix: tensor})]`` in state_dict order; kind is 'conv' | 'linear' | 'bn'."""
+    """``[(prefix, kind, {suffix: tensor})]`` in state_dict order; kind is 'conv' | 'linear' | 'bn'.
+
+    >>> import torch
+    >>> from train.convert import torch_layer_groups
+    >>> [(p, k) for p, k, _ in torch_layer_groups(torch.nn.Sequential(torch.nn.Linear(2, 3)).state_dict())]
+    [('0', 'linear')]
+    """
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in state_dict.items():
         prefix, _, suffix = key.rpartition(".")
@@ -117,7 +123,18 @@ def _assign(var: nnx.Variable, value: np.ndarray, what: str) -> None:
 
 
 def torch_to_flax(torch_module: Any, flax_model: nnx.Module) -> nnx.Module:
-    """Load ``torch_module``'s weights (an ``nn.Module`` or a state_dict) into ``flax_model``, in place."""
+    """Load ``torch_module``'s weights (an ``nn.Module`` or a state_dict) into ``flax_model``, in place.
+
+    >>> import numpy as np, torch
+    >>> from flax import nnx
+    >>> from train.convert import torch_to_flax
+    >>> from train.models import SeedCNN
+    >>> from train.torch_models import TorchSeedCNN
+    >>> tm, fm = TorchSeedCNN(), SeedCNN(rngs=nnx.Rngs(0))
+    >>> _ = torch_to_flax(tm, fm)
+    >>> np.array_equal(np.asarray(fm.conv1.kernel[...]), tm.model[0].weight.detach().numpy().transpose(2, 3, 1, 0))
+    True
+    """
     _check_bn_config(torch_module, flax_model)
     for prefix, kind, entries, layer in _pairs(_state_dict(torch_module), flax_model):
         if kind == "conv":
@@ -172,6 +189,14 @@ def flax_state_dict(flax_model: nnx.Module, torch_module: Any) -> dict[str, np.n
 
     ``torch_module`` (an ``nn.Module`` or a state_dict) only supplies the names and the
     layer order; its values are not read.
+
+    >>> from flax import nnx
+    >>> from train.convert import flax_state_dict
+    >>> from train.models import SeedCNN
+    >>> from train.torch_models import TorchSeedCNN
+    >>> sd = flax_state_dict(SeedCNN(rngs=nnx.Rngs(0)), TorchSeedCNN())
+    >>> sd["model.0.weight"].shape
+    (32, 3, 5, 5)
     """
     sd = _state_dict(torch_module)
     out: dict[str, np.ndarray] = {}
@@ -204,7 +229,18 @@ def flax_state_dict(flax_model: nnx.Module, torch_module: Any) -> dict[str, np.n
 
 
 def flax_to_torch(flax_model: nnx.Module, torch_module: torch.nn.Module) -> torch.nn.Module:
-    """Write ``flax_model``'s weights into ``torch_module`` (strict ``load_state_dict``), in place."""
+    """Write ``flax_model``'s weights into ``torch_module`` (strict ``load_state_dict``), in place.
+
+    >>> import numpy as np
+    >>> from flax import nnx
+    >>> from train.convert import flax_to_torch
+    >>> from train.models import SeedCNN
+    >>> from train.torch_models import TorchSeedCNN
+    >>> fm = SeedCNN(rngs=nnx.Rngs(0))
+    >>> tm = flax_to_torch(fm, TorchSeedCNN())
+    >>> np.array_equal(tm.model[-1].bias.detach().numpy(), np.asarray(fm.fc2.bias[...]))
+    True
+    """
     _check_bn_config(torch_module, flax_model)
     sd = torch_module.state_dict()
     new = {

@@ -32,21 +32,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
 import pickle
 import shutil
-import sys
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from train.progress import Progress
 
 __all__ = [
     "CIFAR10_BIN",
@@ -65,7 +64,6 @@ __all__ = [
     "load_digits32",
     "md5sum",
     "safe_pickle_load",
-    "write_fake_cifar",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -123,24 +121,52 @@ _LAYOUTS = {"py": CIFAR10_PY, "bin": CIFAR10_BIN}
 
 
 class DatasetError(RuntimeError):
-    """A data set file is missing, truncated or malformed."""
+    """A data set file is missing, truncated or malformed.
+
+    >>> from train.data import ChecksumError, DatasetError
+    >>> issubclass(ChecksumError, DatasetError)
+    True
+    """
 
 
 class ChecksumError(DatasetError):
-    """A file's md5 differs from the expected (official) one."""
+    """A file's md5 differs from the expected (official) one.
+
+    >>> from train.data import ChecksumError
+    >>> str(ChecksumError("data_batch_1: md5 differs"))
+    'data_batch_1: md5 differs'
+    """
 
 
 class UnsafePickleError(DatasetError, pickle.UnpicklingError):
-    """A pickle asked for a global the restricted unpickler does not allow."""
+    """A pickle asked for a global the restricted unpickler does not allow.
+
+    >>> import pickle
+    >>> from train.data import UnsafePickleError
+    >>> issubclass(UnsafePickleError, pickle.UnpicklingError)
+    True
+    """
 
 
 class DownloadError(DatasetError):
-    """The archive could not be downloaded (offline, HTTP error, ...)."""
+    """The archive could not be downloaded (offline, HTTP error, ...).
+
+    >>> from train.data import DatasetError, DownloadError
+    >>> issubclass(DownloadError, DatasetError)
+    True
+    """
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Images as uint8 NHWC (N, 32, 32, 3), labels as int32 (N,)."""
+    """Images as uint8 NHWC (N, 32, 32, 3), labels as int32 (N,).
+
+    >>> import numpy as np
+    >>> from train.data import Dataset
+    >>> x, y = np.zeros((4, 32, 32, 3), np.uint8), np.arange(4, dtype=np.int32)
+    >>> Dataset("mine", x, y, x, y, ("a", "b", "c", "d"), (0.5,) * 3, (0.25,) * 3).num_classes
+    4
+    """
 
     name: str
     x_train: np.ndarray
@@ -159,7 +185,14 @@ class Dataset:
 
 # --------------------------------------------------------------------------- checksums
 def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in chunks."""
+    """Hex md5 of a file, read in chunks.
+
+    >>> import pathlib, tempfile
+    >>> from train.data import md5sum
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "f"; _ = p.write_bytes(b"")
+    >>> md5sum(p)
+    'd41d8cd98f00b204e9800998ecf8427e'
+    """
     h = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -167,10 +200,10 @@ def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _verify_md5(path: Path, expected: str | None) -> None:
+def _verify_md5(path: Path, expected: str | None, got: str | None = None) -> None:
     if expected is None:
         return
-    got = md5sum(path)
+    got = md5sum(path) if got is None else got
     if got != expected:
         raise ChecksumError(
             f"{path}: md5 {got} differs from the expected {expected}; the file is corrupt, truncated or "
@@ -186,6 +219,13 @@ def _codecs_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     return text.encode("latin1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    # Protocol <= 2 pickles write b"" as a call of bytes() with no arguments (an empty batch's data).
+    if args:
+        raise UnsafePickleError("pickle called bytes() with arguments")
+    return b""
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     from numpy._core import multiarray
 
@@ -196,6 +236,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _codecs_encode,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
     }
 
 
@@ -226,6 +268,19 @@ def safe_pickle_load(path: str | os.PathLike[str]) -> Any:
     Object arrays are refused too (their elements would be arbitrary objects). Raises
     :class:`UnsafePickleError` for a disallowed global and :class:`DatasetError` for a
     truncated or malformed file; never imports or calls anything else.
+
+    >>> import os, pathlib, pickle, tempfile
+    >>> from train.data import UnsafePickleError, safe_pickle_load
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "batch"
+    >>> _ = p.write_bytes(pickle.dumps({b"labels": [1, 2]}, protocol=2))
+    >>> safe_pickle_load(p)
+    {b'labels': [1, 2]}
+    >>> _ = p.write_bytes(pickle.dumps(os.getcwd, protocol=2))
+    >>> try:
+    ...     safe_pickle_load(p)
+    ... except UnsafePickleError as e:
+    ...     print("refused")
+    refused
     """
     path = Path(path)
     with open(path, "rb") as f:
@@ -251,9 +306,12 @@ def safe_pickle_load(path: str | os.PathLike[str]) -> Any:
 
 
 def _refuse_object_arrays(obj: Any, path: Path) -> None:
-    stack = [obj]
+    stack, seen = [obj], set()
     while stack:
         o = stack.pop()
+        if id(o) in seen:  # a pickle may reference a container from inside itself
+            continue
+        seen.add(id(o))
         if isinstance(o, np.ndarray):
             if o.dtype.hasobject:
                 raise UnsafePickleError(f"{path}: refusing a numpy object array in a pickle")
@@ -278,13 +336,32 @@ def _read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ):
         shape = getattr(data, "shape", None)
         raise DatasetError(f"{path}: b'data' must be a uint8 array of shape (N, {IMAGE_BYTES}), got {shape}")
-    if not isinstance(labels, (list, tuple, np.ndarray)) or len(labels) != data.shape[0]:
-        raise DatasetError(f"{path}: b'labels' must be a list of {data.shape[0]} ints")
-    try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise DatasetError(f"{path}: b'labels' must be ints ({e})") from None
-    return _to_nhwc(data), _check_labels(y, path)
+    return _to_nhwc(data), _check_labels(_int_labels(labels, data.shape[0], path), path)
+
+
+def _int_labels(labels: Any, n: int, path: Path) -> np.ndarray:
+    """``labels`` as int64 if it is a list/tuple of ``n`` ints or a 1-D integer array; else DatasetError."""
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+        values = labels
+    elif isinstance(labels, (list, tuple)):
+        ok = all(type(v) is int for v in labels)  # not bool, float, str, bytes or a nested list
+        if ok and labels and not all(0 <= v < len(CIFAR10_CLASSES) for v in labels):  # huge ints too
+            raise DatasetError(f"{path}: labels outside 0..9 ({min(labels)}..{max(labels)})")
+        values = np.asarray(labels, dtype=np.int64) if ok else None
+    else:
+        ok, values = False, None
+    if not ok or len(labels) != n:
+        got = type(labels).__name__
+        if isinstance(labels, np.ndarray):
+            got = f"array of {labels.dtype} shape {labels.shape}"
+        elif isinstance(labels, (list, tuple)):
+            kinds = sorted({type(v).__name__ for v in labels})
+            got = f"{type(labels).__name__} of {len(labels)} {'/'.join(kinds) or 'values'}"
+        raise DatasetError(
+            f"{path}: b'labels' must be a list of {n} ints in 0..{len(CIFAR10_CLASSES) - 1}, got {got}"
+        )
+    return np.asarray(values, dtype=np.int64)
 
 
 def _read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -308,11 +385,15 @@ def _check_labels(y: np.ndarray, path: Path) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def _read_classes(folder: Path, layout: _Layout, checksums: Mapping[str, str] | None) -> tuple[str, ...]:
+def _read_classes(
+    folder: Path, layout: _Layout, checksums: Mapping[str, str] | None, explicit: bool = False
+) -> tuple[str, ...]:
     path = folder / layout.meta
     if not path.exists():
         return CIFAR10_CLASSES
     if checksums is not None:
+        if explicit and layout.meta not in checksums:
+            raise ChecksumError(f"{path}: the checksums given have no md5 for {layout.meta}")
         _verify_md5(path, checksums.get(layout.meta))
     if layout is CIFAR10_BIN:
         names = [
@@ -353,6 +434,14 @@ def load_cifar10(
     the official md5s (python layout); a mapping ``{file name: md5}`` checks those instead (for test
     data); ``False`` checks nothing. ``download``: fetch the official archive when the files are
     missing (see :func:`download_cifar10`).
+
+    >>> import tempfile
+    >>> from train.data import DatasetError, load_cifar10
+    >>> try:
+    ...     load_cifar10(tempfile.mkdtemp())
+    ... except DatasetError as e:
+    ...     print(str(e).split(" under ")[0])
+    CIFAR-10 not found
     """
     if fmt not in ("auto", "py", "bin"):
         raise ValueError(f"fmt must be 'auto', 'py' or 'bin', got {fmt!r}")
@@ -378,12 +467,21 @@ def load_cifar10(
         sums = checksums
     read = _read_py_batch if layout is CIFAR10_PY else _read_bin_batch
 
+    explicit = not isinstance(checksums, bool)  # a mapping given by the caller must cover every file
+    seen: dict[str, str] = {}  # md5 -> file: the same batch twice (e.g. test == train) is refused
+
     def read_split(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for name in names:
             path = folder / name
+            if explicit and name not in sums:  # type: ignore[operator]
+                raise ChecksumError(f"{path}: the checksums given have no md5 for {name}")
+            digest = md5sum(path)
             if sums is not None:
-                _verify_md5(path, sums.get(name))
+                _verify_md5(path, sums.get(name), digest)
+            if digest in seen:
+                raise DatasetError(f"{path} is identical to {folder / seen[digest]}: every batch file must differ")
+            seen[digest] = name
             x, y = read(path)
             xs.append(x)
             ys.append(y)
@@ -391,52 +489,13 @@ def load_cifar10(
 
     x_train, y_train = read_split(layout.train)
     x_test, y_test = read_split(layout.test)
-    classes = _read_classes(folder, layout, sums)
+    classes = _read_classes(folder, layout, sums, explicit)
     return Dataset(
         "cifar10", x_train, y_train, x_test, y_test, classes, CIFAR10_MEAN, CIFAR10_STD, hflip=True
     )
 
 
 # --------------------------------------------------------------------------- download
-class _ProgressBar:
-    """A stdlib progress bar for byte counts (stderr; one line per 10% when not a terminal)."""
-
-    def __init__(self, total: int | None, desc: str, stream: IO[str] | None = None) -> None:
-        self.total, self.desc, self.done = total, desc, 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.t0 = self.last = time.monotonic()
-        self.last_decile = -1
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.tty and now - self.last < 0.1:
-            return
-        if not self.tty:
-            decile = int(10 * self.done / self.total) if self.total else -1
-            if decile == self.last_decile:
-                return
-            self.last_decile = decile
-        self.last = now
-        self._render(now, end="\r" if self.tty else "\n")
-
-    def close(self) -> None:
-        self._render(time.monotonic(), end="\n")
-
-    def _render(self, now: float, end: str) -> None:
-        mib, rate = self.done / 2**20, self.done / 2**20 / max(now - self.t0, 1e-9)
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-            total = self.total / 2**20
-            line = f"{self.desc} [{bar}] {100 * frac:5.1f}% {mib:.1f}/{total:.1f} MiB {rate:.1f} MiB/s"
-        else:
-            line = f"{self.desc} {mib:.1f} MiB {rate:.1f} MiB/s"
-        self.stream.write(line + end)
-        self.stream.flush()
-
-
 def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) -> None:
     """Download ``url`` to ``dest`` atomically (temp file, md5 check, os.replace)."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -455,22 +514,17 @@ def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) ->
                 ) from None
             with resp:
                 total = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
-                bar = (
-                    _ProgressBar(int(total) if total else None, f"downloading {dest.name}")
-                    if progress
-                    else None
-                )
+                bar = Progress(int(total) if total else None, f"downloading {dest.name}", bytes=True,
+                               enabled=progress)  # fmt: skip
                 try:
                     for block in iter(lambda: resp.read(1 << 20), b""):
                         out.write(block)
                         h.update(block)
-                        if bar:
-                            bar.update(len(block))
+                        bar.update(advance=len(block))
                 except OSError as e:
                     raise DownloadError(f"download of {url} broke off: {e}") from None
                 finally:
-                    if bar:
-                        bar.close()
+                    bar.close()
             out.flush()
             os.fsync(out.fileno())
         if h.hexdigest() != md5:
@@ -516,6 +570,14 @@ def download_cifar10(
     a temporary folder that replaces ``root/<folder>`` only after every batch file verifies
     (per-file official md5s for the python layout). ``url`` / ``md5`` / ``file_md5`` override the
     official values (tests). Raises :class:`DownloadError` when offline.
+
+    >>> import tempfile, urllib.request
+    >>> from train.data import DownloadError, download_cifar10
+    >>> try:  # an address that cannot answer: the error says what to do instead
+    ...     download_cifar10(tempfile.mkdtemp(), url="http://127.0.0.1:9/none.tar.gz", progress=False, timeout=1)
+    ... except DownloadError as e:
+    ...     print("--dataset digits" in str(e))
+    True
     """
     layout = _LAYOUTS[fmt]
     root = Path(root).expanduser()
@@ -548,7 +610,13 @@ def download_cifar10(
 
 # --------------------------------------------------------------------------- digits (offline)
 def load_digits32(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """scikit-learn's bundled 8x8 digits as 32x32x3 uint8 images, deterministic stratified split."""
+    """scikit-learn's bundled 8x8 digits as 32x32x3 uint8 images, deterministic stratified split.
+
+    >>> from train.data import load_digits32
+    >>> ds = load_digits32()
+    >>> ds.x_train.shape[1:], ds.x_train.dtype, ds.num_classes
+    ((32, 32, 3), dtype('uint8'), 10)
+    """
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -586,76 +654,14 @@ def load_digits32(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
 def load_dataset(
     name: str, data_dir: str | os.PathLike[str] = "data", *, download: bool = False, progress: bool = True
 ) -> Dataset:
-    """``'cifar10'`` (from ``data_dir``) or ``'digits'`` (offline)."""
+    """``'cifar10'`` (from ``data_dir``) or ``'digits'`` (offline).
+
+    >>> from train.data import load_dataset
+    >>> load_dataset("digits").name
+    'digits'
+    """
     if name == "cifar10":
         return load_cifar10(data_dir, download=download, progress=progress)
     if name == "digits":
         return load_digits32()
     raise ValueError(f"unknown dataset {name!r}; choose 'cifar10' or 'digits'")
-
-
-# --------------------------------------------------------------------------- fake data for tests
-def write_fake_cifar(
-    directory: str | os.PathLike[str],
-    n_per_batch: int = 20,
-    *,
-    fmt: str = "py",
-    seed: int = 0,
-    image_fn: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
-) -> dict[str, str]:
-    """Write a tiny CIFAR-10 in the exact on-disk format into ``directory/<layout folder>``.
-
-    Labels cycle through 0..9; images are random uint8 (or ``image_fn(rng, labels)`` -> (N, 32, 32, 3)
-    uint8). Python layout: protocol-2 pickles of ``{b'batch_label', b'labels', b'data',
-    b'filenames'}`` like the official files. Returns ``{file name: md5}`` of what was written, to
-    pass as ``load_cifar10(..., checksums=...)``.
-    """
-    layout = _LAYOUTS[fmt]
-    folder = Path(directory) / layout.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sums = {}
-    for b, name in enumerate(layout.train + layout.test):
-        labels = (np.arange(n_per_batch) + b) % 10
-        if image_fn is None:
-            images = rng.integers(0, 256, size=(n_per_batch, 32, 32, 3), dtype=np.uint8)
-        else:
-            images = np.asarray(image_fn(rng, labels), dtype=np.uint8)
-        flat = np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(n_per_batch, IMAGE_BYTES))
-        path = folder / name
-        if fmt == "py":
-            d = {
-                b"batch_label": f"batch {b + 1} of 6".encode(),
-                b"labels": [int(v) for v in labels],
-                b"data": flat,
-                b"filenames": [f"img_{b}_{i}.png".encode() for i in range(n_per_batch)],
-            }
-            path.write_bytes(pickle.dumps(d, protocol=2))
-        else:
-            rec = np.concatenate([labels.astype(np.uint8)[:, None], flat], axis=1)
-            path.write_bytes(rec.tobytes())
-        sums[name] = md5sum(path)
-    meta = folder / layout.meta
-    if fmt == "py":
-        names = [c.encode() for c in CIFAR10_CLASSES]
-        meta.write_bytes(
-            pickle.dumps(
-                {b"num_cases_per_batch": n_per_batch, b"label_names": names, b"num_vis": IMAGE_BYTES},
-                protocol=2,
-            )
-        )
-    else:
-        meta.write_text("\n".join(CIFAR10_CLASSES) + "\n\n", encoding="ascii")
-    sums[layout.meta] = md5sum(meta)
-    return sums
-
-
-def fake_cifar_archive(directory: str | os.PathLike[str], n_per_batch: int = 10, *, fmt: str = "py") -> bytes:
-    """A ``.tar.gz`` (bytes) of :func:`write_fake_cifar` output, laid out like the official archive."""
-    layout = _LAYOUTS[fmt]
-    src = Path(directory)
-    write_fake_cifar(src, n_per_batch, fmt=fmt)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(src / layout.folder, arcname=layout.folder)
-    return buf.getvalue()

@@ -33,7 +33,7 @@ and parameters, float32 for float32 images) is the computation dtype, e.g.
 ``jnp.bfloat16`` for mixed precision; BatchNorm statistics, the global average pool and
 the running averages are computed in float32 at least and the buffers keep their dtype.
 For a float64 model (``jax_enable_x64`` on), cast every floating leaf of
-``nnx.state(model)`` to float64 with ``nnx.update``, as :mod:`train.twin` does for
+``nnx.state(model)`` to float64 with ``nnx.update``, as :mod:`parity.twin` does for
 ``--dtype float64``.
 """
 
@@ -216,6 +216,12 @@ class SeedCNN(nnx.Module):
     and after the first Linear, as :class:`train.torch_models.TorchSeedCNN` does.
 
     Input ``(N, 32, 32, 3)`` float, output logits ``(N, num_classes)``.
+
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from train.models import SeedCNN
+    >>> SeedCNN(rngs=nnx.Rngs(0))(jnp.zeros((2, 32, 32, 3))).shape
+    (2, 10)
     """
 
     def __init__(
@@ -268,6 +274,12 @@ class BatchNorm2d(nnx.Module):
     buffers (BatchStats). Statistics are computed in float32 whatever the input dtype.
     Under ``jax.jit`` with a batch sharded over devices the statistics are those of the
     global batch (SyncBatchNorm semantics, not DDP's per-device ones).
+
+    >>> import jax.numpy as jnp
+    >>> from train.models import BatchNorm2d
+    >>> bn = BatchNorm2d(3)
+    >>> bn(jnp.ones((2, 4, 4, 3))).shape, bn.momentum
+    ((2, 4, 4, 3), 0.1)
     """
 
     def __init__(
@@ -328,7 +340,15 @@ class BatchNorm2d(nnx.Module):
 
 # --------------------------------------------------------------------------- ResNet-18
 class BasicBlock(nnx.Module):
-    """torchvision's ``BasicBlock``: conv3x3-bn-relu-conv3x3-bn, plus identity or downsample, relu."""
+    """torchvision's ``BasicBlock``: conv3x3-bn-relu-conv3x3-bn, plus identity or downsample, relu.
+
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from train.models import BasicBlock
+    >>> block = nnx.eval_shape(lambda: BasicBlock(8, 8, 1, init="torch", dtype=jnp.float32, rngs=nnx.Rngs(0)))
+    >>> type(block).__name__
+    'BasicBlock'
+    """
 
     def __init__(
         self, inplanes: int, planes: int, stride: int, *, init: str, dtype: Any, rngs: nnx.Rngs
@@ -370,6 +390,12 @@ class ResNet18(nnx.Module):
     pool and ``Linear(512, num_classes)``. Layer names follow torchvision's
     (``conv1``, ``bn1``, ``layer1`` .. ``layer4``, ``fc``). Starts in training mode
     (BatchNorm uses batch statistics); call ``model.eval()`` for inference.
+
+    >>> from flax import nnx
+    >>> from train.models import ResNet18
+    >>> model = nnx.eval_shape(lambda: ResNet18(rngs=nnx.Rngs(0), num_classes=10))
+    >>> model.fc.kernel.shape
+    (512, 10)
     """
 
     def __init__(
@@ -428,14 +454,26 @@ class ResNet18(nnx.Module):
 
 # --------------------------------------------------------------------------- registry
 def torch_order_layers(model: nnx.Module) -> list[nnx.Module]:
-    """The Conv / Linear / BatchNorm2d layers of ``model`` in its torch twin's state_dict order."""
+    """The Conv / Linear / BatchNorm2d layers of ``model`` in its torch twin's state_dict order.
+
+    >>> from flax import nnx
+    >>> from train.models import SeedCNN, torch_order_layers
+    >>> [type(m).__name__ for m in torch_order_layers(SeedCNN(rngs=nnx.Rngs(0)))]
+    ['Conv', 'Conv', 'Conv', 'Linear', 'Linear']
+    """
     if not hasattr(model, "torch_order"):
         raise TypeError(f"{type(model).__name__} has no torch_order(): not a train.models model")
     return model.torch_order()  # type: ignore[no-any-return]
 
 
 def build_model(name: str, *, rngs: nnx.Rngs, num_classes: int = 10, **kw: Any) -> nnx.Module:
-    """``'seed-cnn'`` -> :class:`SeedCNN`, ``'resnet18'`` -> :class:`ResNet18`; ``kw`` go to the constructor."""
+    """``'seed-cnn'`` -> :class:`SeedCNN`, ``'resnet18'`` -> :class:`ResNet18`; ``kw`` go to the constructor.
+
+    >>> from flax import nnx
+    >>> from train.models import build_model
+    >>> type(build_model("seed-cnn", rngs=nnx.Rngs(0))).__name__
+    'SeedCNN'
+    """
     key = name.lower().replace("_", "-")
     if key == "seed-cnn":
         return SeedCNN(rngs=rngs, num_classes=num_classes, **kw)

@@ -81,7 +81,14 @@ def _where_first(first: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
 
 # --------------------------------------------------------------------------- SGD
 class SGDState(NamedTuple):
-    """``count``: updates applied so far; ``momentum_buffer``: torch's ``momentum_buffer`` (None without momentum)."""
+    """``count``: updates applied so far; ``momentum_buffer``: torch's ``momentum_buffer`` (None without momentum).
+
+    >>> import jax.numpy as jnp
+    >>> from train.optim import sgd
+    >>> state = sgd(0.1, momentum=0.9).init({"w": jnp.zeros(2)})
+    >>> type(state).__name__, int(state.count)
+    ('SGDState', 0)
+    """
 
     count: jax.Array
     momentum_buffer: Any
@@ -105,6 +112,14 @@ def sgd(
             buf = momentum * buf + (1 - dampening) * g  # later steps
             g = g + momentum * buf if nesterov else buf
         p = p - lr * g
+
+    >>> import jax.numpy as jnp, optax
+    >>> from train.optim import sgd
+    >>> tx = sgd(0.1, momentum=0.9)
+    >>> params = {"w": jnp.ones(2)}
+    >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+    >>> [round(float(p), 4) for p in optax.apply_updates(params, updates)["w"]]
+    [0.9, 0.9]
     """
     _check_nonnegative("learning rate", learning_rate)
     _check_nonnegative("momentum value", momentum)
@@ -140,7 +155,14 @@ def sgd(
 # --------------------------------------------------------------------------- Adam / AdamW
 class AdamState(NamedTuple):
     """torch's Adam state: ``count`` (torch's ``step``), ``exp_avg``, ``exp_avg_sq``,
-    ``max_exp_avg_sq`` (None unless amsgrad)."""
+    ``max_exp_avg_sq`` (None unless amsgrad).
+
+    >>> import jax.numpy as jnp
+    >>> from train.optim import adam
+    >>> state = adam(1e-3).init({"w": jnp.zeros(2)})
+    >>> type(state).__name__, state.max_exp_avg_sq is None
+    ('AdamState', True)
+    """
 
     count: jax.Array
     exp_avg: Any
@@ -183,6 +205,14 @@ def adam(
         v_max = max(v_max, v)                         # amsgrad: max of the *raw* v
         denom = sqrt(v or v_max) / sqrt(1 - beta2**t) + eps
         p = p - lr / (1 - beta1**t) * m / denom
+
+    >>> import jax.numpy as jnp
+    >>> from train.optim import adam
+    >>> tx = adam(0.1)
+    >>> params = {"w": jnp.ones(2)}
+    >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+    >>> [round(float(u), 4) for u in updates["w"]]  # the first Adam step moves by lr
+    [-0.1, -0.1]
     """
     beta1, beta2 = betas
     _check_nonnegative("learning rate", learning_rate)
@@ -258,6 +288,13 @@ def make_optimizer(
     Options that the chosen optimizer does not have (``momentum``/``dampening``/``nesterov``
     for Adam(W); ``betas``/``eps``/``amsgrad`` for SGD) must stay at their defaults, else
     ValueError, as torch raises TypeError for an unknown keyword.
+
+    >>> from train.optim import make_optimizer
+    >>> tx = make_optimizer("adamw", 1e-3)  # torch.optim.AdamW(params, lr=1e-3), weight_decay 1e-2
+    >>> make_optimizer("adam", 1e-3, momentum=0.9)
+    Traceback (most recent call last):
+    ...
+    ValueError: optimizer 'adam' has no option momentum
     """
     key = name.lower()
     if weight_decay is None:
@@ -312,6 +349,11 @@ def step_lr(base_lr: float, step_size: int, gamma: float, steps_per_epoch: int =
 
     The learning rate of optimizer step ``count`` (0-based) is torch's
     ``base_lr * gamma ** (epoch // step_size)`` with ``epoch = count // steps_per_epoch``.
+
+    >>> from train.optim import step_lr
+    >>> s = step_lr(0.1, step_size=2, gamma=0.5, steps_per_epoch=1)
+    >>> [round(float(s(i)), 4) for i in range(5)]
+    [0.1, 0.1, 0.05, 0.05, 0.025]
     """
     _check_steps_per_epoch(steps_per_epoch)
     if int(step_size) != step_size or step_size < 1:
@@ -356,6 +398,11 @@ def cosine_annealing(
     cos(pi * e / t_max)) / 2``, computed by torch's own recursion for the first
     ``2 * t_max`` epochs; after ``t_max`` the rate rises again (torch's schedule is periodic
     with period ``2 * t_max``, it does not stay at ``eta_min``).
+
+    >>> from train.optim import cosine_annealing
+    >>> s = cosine_annealing(0.1, 2)
+    >>> [round(float(s(i)), 4) for i in range(3)]
+    [0.1, 0.05, 0.0]
     """
     _check_steps_per_epoch(steps_per_epoch)
     if int(t_max) != t_max or t_max < 1:

@@ -114,6 +114,11 @@ def max_pool2d(x: Array, kernel_size: int, stride: int | None = None, padding: i
     Returns:
         ``(N, Ho, Wo, C)`` with ``Ho = (H + 2 padding - k) // stride + 1`` (same for W).
         The gradient goes to the first maximum of each window (row-major), like torch.
+
+    >>> import jax.numpy as jnp
+    >>> from train.pooling import max_pool2d
+    >>> max_pool2d(jnp.arange(16.0).reshape(1, 4, 4, 1), 2)[0, :, :, 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
     """
     stride = kernel_size if stride is None else stride
     if x.ndim != 4:

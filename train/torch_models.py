@@ -27,7 +27,13 @@ __all__ = ["TorchBasicBlock", "TorchResNet18", "TorchSeedCNN"]
 
 
 class TorchSeedCNN(nn.Module):
-    """The seed's CIFAR-10 CNN: input ``(N, 3, 32, 32)``, logits ``(N, num_classes)``."""
+    """The seed's CIFAR-10 CNN: input ``(N, 3, 32, 32)``, logits ``(N, num_classes)``.
+
+    >>> import torch
+    >>> from train.torch_models import TorchSeedCNN
+    >>> TorchSeedCNN()(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+    """
 
     def __init__(self, num_classes: int = 10, activation: str | None = None) -> None:
         super().__init__()
@@ -62,7 +68,13 @@ def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 
 class TorchBasicBlock(nn.Module):
-    """torchvision.models.resnet.BasicBlock (expansion 1, no groups / dilation)."""
+    """torchvision.models.resnet.BasicBlock (expansion 1, no groups / dilation).
+
+    >>> import torch
+    >>> from train.torch_models import TorchBasicBlock
+    >>> TorchBasicBlock(8, 8)(torch.zeros(1, 8, 4, 4)).shape
+    torch.Size([1, 8, 4, 4])
+    """
 
     expansion = 1
 
@@ -89,7 +101,12 @@ class TorchBasicBlock(nn.Module):
 
 
 class TorchResNet18(nn.Module):
-    """torchvision's ``resnet18(num_classes=num_classes)``; ``cifar_stem`` as in :class:`train.models.ResNet18`."""
+    """torchvision's ``resnet18(num_classes=num_classes)``; ``cifar_stem`` as in :class:`train.models.ResNet18`.
+
+    >>> from train.torch_models import TorchResNet18
+    >>> TorchResNet18(num_classes=10).fc.weight.shape
+    torch.Size([10, 512])
+    """
 
     def __init__(self, num_classes: int = 10, cifar_stem: bool = False) -> None:
         super().__init__()

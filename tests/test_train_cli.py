@@ -1,0 +1,133 @@
+"""``python -m train`` and ``python -m parity.twin`` command lines: one vocabulary, every bad flag refused up front.
+
+Every bad value is one line on stderr naming the flag, and exit status 2, before any data
+is loaded or anything compiled (these tests would take minutes otherwise, and leave no
+output files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from train.__main__ import _parser, config_from_args, main
+from train.config import TrainConfig, flag
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+        (["--epochs", "-1"], "--epochs must be a positive integer, got -1"),
+        (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+        (["--batch-size", "-32"], "--batch-size must be a positive integer, got -32"),
+        (["--eval-batch-size", "0"], "--eval-batch-size must be a positive integer, got 0"),
+        (["--subset", "-5"], "--subset must be a positive integer, got -5"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every must be a non-negative integer, got -1"),
+        (["--lr", "-0.1"], "--lr must be a number in [0, inf], got -0.1"),
+        (["--momentum", "0.5", "--optimizer", "adam"], "--momentum applies to optimizer sgd only, not adam"),
+        (["--resume", "--overwrite"], "--overwrite and resume exclude each other"),
+        (["--activation", "relu", "--model", "resnet18"], "--activation applies to model seed-cnn only"),
+        (["--gamma", "2"], "--gamma does not apply to loss cross_entropy (its options: label_smoothing)"),
+        (["--loss", "ctc_loss"], "--loss ctc_loss is not a classification loss"),
+        (["--num-processes", "2"], "--coordinator-address num_processes and process_id go together"),
+    ],
+)
+def test_bad_flags_are_one_clear_line_and_status_2(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m train: error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_out_or_checkpoint_dir_that_is_a_file_fails_before_training(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert main(["--out", str(a_file)]) == 2
+    assert capsys.readouterr().err == f"python -m train: error: --out {a_file} is a file, not a folder\n"
+    assert main(["--out", str(tmp_path / "run"), "--checkpoint-dir", str(a_file)]) == 2
+    assert f"--checkpoint-dir {a_file} is a file, not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_unwritable_out_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a folder cannot be made inside a file, even by root
+    assert main(["--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m train: error: --out {blocker / 'run'} is not writable (") and err.count("\n") == 1
+
+
+def test_without_flax_one_line_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "flax", None)  # as if flax were not installed
+    assert main([]) == 2
+    assert capsys.readouterr().err == "python -m train: error: training needs flax: pip install 'jaxloss[train]'\n"
+
+
+def test_every_field_is_one_flag_with_its_default_in_help():
+    actions = {a.dest: a for a in _parser()._actions if a.dest != "help"}
+    assert set(actions) == {f.name for f in dataclasses.fields(TrainConfig)}  # 1:1 with the config
+    text = _parser().format_help()
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata.get("negate"):  # --no-augment / --no-progress / --no-plot: on by default
+            assert f.metadata["negate"] in text
+        else:
+            assert actions[f.name].help.endswith("(default: %(default)s)"), f.name
+    assert "--batch-size BATCH_SIZE\n                        global batch, split over the devices (default: 32)" in text
+    assert config_from_args([]) == TrainConfig()  # no flags: the config's defaults, the seed's recipe
+
+
+def test_the_default_is_the_seeds_recipe_on_the_offline_set():
+    cfg = config_from_args([])
+    assert (cfg.model, cfg.dataset, cfg.optimizer, cfg.lr, cfg.effective_momentum, cfg.batch_size) == (
+        "seed-cnn", "digits", "sgd", 0.01, 0.9, 32)  # fmt: skip
+    assert (cfg.augment, cfg.loss, cfg.precision, cfg.activation) == (True, "cross_entropy", "fp32", None)
+
+
+def test_the_twin_takes_the_same_flags_for_the_same_settings():
+    pytest.importorskip("torch")
+    from parity.twin import SHARED_FIELDS, build_parser
+
+    train_flags = {o for a in _parser()._actions for o in a.option_strings}
+    twin = {a.dest: a for a in build_parser()._actions}
+    for name in SHARED_FIELDS:
+        assert set(twin[name].option_strings) <= train_flags, name
+        if name != "out":
+            assert twin[name].default == getattr(TrainConfig(), name), name  # the same defaults too
+
+
+def test_the_header_prints_every_setting(tmp_path):
+    from train.outputs import header
+
+    text = header(TrainConfig(out=str(tmp_path)), {"devices": "1 x cpu"})
+    for f in dataclasses.fields(TrainConfig):
+        assert f" {flag(f.name)} " in text + " ", f.name
+    assert "--momentum 0.9" in text and "--precision fp32" in text
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_one_train_step_and_train_never_imports_parity():
+    """The optax update exists once (train/step.py), and the layers point one way."""
+    sources = {p: p.read_text() for d in ("train", "parity", "benchmarks") for p in (ROOT / d).rglob("*.py")}
+    code = {p: "\n".join(line for line in text.splitlines() if ">>>" not in line) for p, text in sources.items()}
+    updates = sorted(str(p.relative_to(ROOT)) for p, text in code.items() if "apply_updates(" in text)
+    assert updates == ["train/step.py"]
+    importers = [str(p.relative_to(ROOT)) for p, text in sources.items()
+                 if p.parts[-2] == "train" and re.search(r"^\s*(from|import) parity", text, flags=re.M)]  # fmt: skip
+    assert importers == []
+
+
+def test_the_cli_modules_import_no_jax(tmp_path):
+    code = ("import sys, train, train.config, train.losses, train.progress\n"
+            "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")  # fmt: skip
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    out = __import__("subprocess").run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                       cwd=tmp_path, timeout=60)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stderr
