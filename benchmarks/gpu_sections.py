@@ -334,15 +334,12 @@ def _section_models(ctx: Ctx) -> None:
 
 
 def _section_twin(ctx: Ctx) -> None:
-    module = "parity.twin" if module_source("parity.twin") else "train.twin"
-    if module == "train.twin":
-        ctx.note("python -m parity.twin is not in this checkout: ran python -m train.twin")
     runs = (
         [["--model", "seed-cnn", "--steps", "2"]]
         if ctx.quick
         else [["--model", "seed-cnn", "--steps", "50"], ["--model", "resnet18", "--steps", "10"]]
     )
-    _cli_runs(ctx, module, runs, "twin")
+    _cli_runs(ctx, "parity.twin", runs, "twin")
 
 
 def _section_train_step(ctx: Ctx) -> None:

@@ -1,6 +1,6 @@
-"""train.twin: short lockstep runs of Flax/optax against torch/torch.optim stay together.
+"""parity.twin: short lockstep runs of Flax/optax against torch/torch.optim stay together.
 
-The full runs (50 SeedCNN steps, 10 ResNet-18 steps) are ``python -m train.twin``; these
+The full runs (50 SeedCNN steps, 10 ResNet-18 steps) are ``python -m parity.twin``; these
 are their short versions, small enough for the suite.
 """
 
