@@ -216,9 +216,13 @@ class TwinDiagnosis:
     step's batch (:func:`parity.compare_models`: forward order, then backward order; kind
     ``"forward"`` or ``"grad"``); ``None`` when every layer agrees (the update itself
     diverged). ``*_torch_ref_passed``: whether torch's float32 run is within tolerance of its
-    float64 run there (``None`` without the reference run). ``near_tie``: set when the
-    layer's inputs agree and its outputs differ only where an input is within the tolerance
-    of a tie (a max-pool or ReLU decided differently: float32 rounding, not the port).
+    float64 run there (``None`` without the reference run). In a deep float32 network the
+    first layer out of tolerance can be rounding that torch's own run shares; so, with the
+    reference, ``flax_only_layer`` / ``flax_only_kind`` name the first layer out of tolerance
+    where Flax's float32 run is out of tolerance of the float64 run and torch's is not, and
+    ``routing`` says whether there the worst element is exactly 0 on one side only: a
+    gradient that a ReLU or a max-pool routed differently, the signature of a near-tie flip
+    (``--dtype float64`` tells it from a port bug).
 
     >>> from parity.twin import TwinDiagnosis
     >>> d = TwinDiagnosis(3, "model.2.weight", "after", True, "conv2 (torch model.2)", "grad", 0.01, True)
@@ -234,7 +238,9 @@ class TwinDiagnosis:
     kind: str | None
     layer_max_abs_err: float | None
     torch_ref_passed: bool | None
-    near_tie: str | None = None
+    flax_only_layer: str | None = None  # the first layer where Flax's float32 run alone leaves float64
+    flax_only_kind: str | None = None
+    routing: bool = False  # there, a gradient is exactly 0 on one side only (a ReLU / max-pool decision)
     report: Any = field(default=None, repr=False, compare=False)  # the parity.models.ModelReport
 
     def line(self) -> str:
@@ -245,7 +251,12 @@ class TwinDiagnosis:
         ref = self.torch_ref_passed if self.layer else self.parameter_torch_ref_passed
         also = "no reference run" if ref is None else ("no" if ref else "yes")
         text = f"first divergence at step {self.step}: {par}; {lay}; torch's own float32 run also leaves float64 there: {also}"
-        return text + (f"\n{self.near_tie}" if self.near_tie else "")
+        if self.flax_only_layer and self.flax_only_layer != self.layer:
+            text += f"\nfirst layer where only Flax's float32 run leaves float64: {self.flax_only_layer} ({self.flax_only_kind})"
+        if self.flax_only_layer and self.routing:
+            text += (f"\n{self.flax_only_layer}: a gradient is 0 on one side only (a ReLU / max-pool decided differently): "
+                     "likely a near-tie flip, not a port bug: see --dtype float64")  # fmt: skip
+        return text
 
     def to_json(self) -> dict[str, Any]:
         own = {k: v for k, v in asdict(self).items() if k != "report"}
@@ -277,6 +288,7 @@ def diagnose(failure: TwinFailure, after: Sequence[Any] = (), *, rtol: float | N
     report = parity.compare_models(failure.flax_model, failure.torch_model, failure.jax_args, failure.torch_args,
                                    mapping=mapping, reference=failure.reference_model, **tol)  # fmt: skip
     d = report.first_divergence
+    own = next((x for x in report.layers if not x.passed and x.torch_ref_passed and x.jax_ref_passed is False), None)
     return TwinDiagnosis(
         step=failure.step,
         parameter=f"{p.torch_name}.{p.tensor}" if p else None,
@@ -286,6 +298,9 @@ def diagnose(failure: TwinFailure, after: Sequence[Any] = (), *, rtol: float | N
         kind=d.kind if d else None,
         layer_max_abs_err=d.max_abs_err if d else None,
         torch_ref_passed=d.torch_ref_passed if d else None,
+        flax_only_layer=own.name if own else None,
+        flax_only_kind=own.kind if own else None,
+        routing=bool(own and own.n_bad and (own.jax_at_worst == 0) != (own.torch_at_worst == 0)),
         report=report,
     )
 

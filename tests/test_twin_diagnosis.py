@@ -78,6 +78,8 @@ def test_forward_bug_named_at_its_parameter_and_layer_cli(monkeypatch, tmp_path,
     d = json.loads((tmp_path / "twin.json").read_text())["diagnosis"]
     assert (d["parameter"], d["layer"], d["kind"]) == ("model.4.weight", "conv3 (torch model.4)", "forward")
     assert d["torch_ref_passed"] is True and d["parameter_torch_ref_passed"] is True
+    assert (d["flax_only_layer"], d["flax_only_kind"], d["routing"]) == ("conv3 (torch model.4)", "forward", False)
+    assert "near-tie" not in out
     assert d["report"]["first_divergence"]["jax_path"] == "conv3"
     assert line in (tmp_path / "twin.md").read_text()
 
