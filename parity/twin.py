@@ -48,6 +48,25 @@ seeds 1 and 2 with XLA's default options and for seeds 0, 2 and 3 with
 steps with the defaults and at 49 with those options. ``--dtype float64`` is the
 flip-free comparison.
 
+Diagnosis (``--no-diagnose`` skips it). At the first step outside tolerance, once per run,
+:func:`diagnose` names the first parameter out of tolerance (:func:`parity.compare_params`) and
+the first layer (:func:`parity.compare_models` on the two models as they were before the step,
+fed that step's batch: forward order, then backward order), with whether torch's own float32
+run leaves its float64 run there too, and the first layer where only Flax's float32 run leaves
+float64 (by more than twice torch's error there). It is printed under the verdict and stored in
+``TwinResult.diagnosis``, ``twin.json`` and ``twin.md``. ResNet-18, float32, seed 0, step 2::
+
+    first divergence at step 2: parameter layer4.1.conv2.weight (after the step); layer layer1.1 (forward, max abs 1.2e-05); torch's own float32 run also leaves float64 there: no
+    first layer where only Flax's float32 run leaves float64: layer4.1.bn2 (grad)
+    layer4.1.bn2: a gradient is 0 on one side only (a ReLU / max-pool decided differently): likely a near-tie flip, not a port bug: see --dtype float64
+
+``layer1.1`` is float32 rounding over the strict per-layer tolerance (1.1 times it, 2 of
+131072 elements; Flax within tolerance of float64 there too). The flip is the ReLU closing
+block ``layer4.1`` (the gradient reaching ``bn2``): its input ``bn2 + identity`` at
+``[3, 67, 0, 0]`` (NCHW) is 3.4e-6 in float64, 2.5e-6 in torch's float32 run and -1.9e-6 in
+Flax's, within the float32 tolerance (atol 1e-5) of each other and of the tie at 0; it is
+the only ReLU decision there where Flax and torch differ, and torch agrees with float64.
+
 BatchNorm (ResNet-18): both models are in training mode on one device, so both normalise
 with the statistics of the whole batch; the Flax BatchNorm is torch-exact (unbiased
 running variance, torch momentum). Under data parallelism ``python -m train`` computes
@@ -825,7 +844,7 @@ def write_report(result: TwinResult, out: str | os.PathLike[str]) -> dict[str, P
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / "twin.md", "json": out_dir / "twin.json", "png": out_dir / "twin.png"}
-    paths["md"].write_text(f"{summary(result)}\n\n{format_table(result, markdown=True)}\n")
+    paths["md"].write_text(f"{summary(result).replace(chr(10), chr(10) * 2)}\n\n{format_table(result, markdown=True)}\n")
     payload = {
         "config": result.config,
         "rtol": result.rtol,

@@ -15,21 +15,10 @@ import torch
 import parity.twin as twin
 from parity.twin import main, run_twin
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
+from tests.test_parity_models import _ScaleGrad  # identity forward, gradient times 1.5
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 SMALL = {"model": "seed-cnn", "batch_size": 4}  # seed CNN: model.0 conv1, model.2 conv2, model.4 conv3, model.7 fc1
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward, gradient times 1.5: a backward-only bug."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return 1.5 * g
 
 
 def _plant(monkeypatch, bug):
