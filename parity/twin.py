@@ -48,6 +48,25 @@ seeds 1 and 2 with XLA's default options and for seeds 0, 2 and 3 with
 steps with the defaults and at 49 with those options. ``--dtype float64`` is the
 flip-free comparison.
 
+Diagnosis (``--no-diagnose`` skips it). At the first step outside tolerance, once per run,
+:func:`diagnose` names the first parameter out of tolerance (:func:`parity.compare_params`) and
+the first layer (:func:`parity.compare_models` on the two models as they were before the step,
+fed that step's batch: forward order, then backward order), with whether torch's own float32
+run leaves its float64 run there too, and the first layer where only Flax's float32 run leaves
+float64 (by more than twice torch's error there). It is printed under the verdict and stored in
+``TwinResult.diagnosis``, ``twin.json`` and ``twin.md``. ResNet-18, float32, seed 0, step 2::
+
+    first divergence at step 2: parameter layer4.1.conv2.weight (after the step); layer layer1.1 (forward, max abs 1.2e-05); torch's own float32 run also leaves float64 there: no
+    first layer where only Flax's float32 run leaves float64: layer4.1.bn2 (grad)
+    layer4.1.bn2: a gradient is 0 on one side only (a ReLU / max-pool decided differently): likely a near-tie flip, not a port bug: see --dtype float64
+
+``layer1.1`` is float32 rounding over the strict per-layer tolerance (1.1 times it, 2 of
+131072 elements; Flax within tolerance of float64 there too). The flip is the ReLU closing
+block ``layer4.1`` (the gradient reaching ``bn2``): its input ``bn2 + identity`` at
+``[3, 67, 0, 0]`` (NCHW) is 3.4e-6 in float64, 2.5e-6 in torch's float32 run and -1.9e-6 in
+Flax's, within the float32 tolerance (atol 1e-5) of each other and of the tie at 0; it is
+the only ReLU decision there where Flax and torch differ, and torch agrees with float64.
+
 BatchNorm (ResNet-18): both models are in training mode on one device, so both normalise
 with the statistics of the whole batch; the Flax BatchNorm is torch-exact (unbiased
 running variance, torch momentum). Under data parallelism ``python -m train`` computes
@@ -96,10 +115,12 @@ from train.torch_models import TorchResNet18, TorchSeedCNN
 
 __all__ = [
     "TwinConfig",
+    "TwinDiagnosis",
     "TwinFailure",
     "TwinResult",
     "TwinStep",
     "check_config",
+    "diagnose",
     "loss_pair",
     "main",
     "run_twin",
@@ -135,6 +156,7 @@ class TwinConfig:
     dtype: str = "float32"  # float32 | float64 (float64 turns jax_enable_x64 on for the run)
     precision: str = "ieee"  # parity.precision mode: ieee | tf32 | default
     reference: bool = True  # also train a float64 torch copy: torch's own float32 error
+    diagnose: bool = True  # at the first step outside tolerance: which parameter and layer diverged first
     rtol: float | None = None  # None: parity's tolerance for dtype
     atol: float | None = None
 
@@ -174,13 +196,14 @@ class TwinStep:
 class TwinFailure:
     """The first step outside tolerance: both models as they were before it, and its batch.
 
-    ``flax_model`` (train mode) and ``torch_model`` hold the states the step started from;
+    ``flax_model`` (train mode) and ``torch_model`` hold the states the step started from,
+    ``reference_model`` the float64 torch copy's (``None`` without the reference run);
     ``jax_args`` / ``torch_args`` are the batch each model takes (NHWC / NCHW), so the step
     can be re-run or compared layer by layer.
 
     >>> from parity.twin import TwinFailure
     >>> list(TwinFailure.__dataclass_fields__)
-    ['step', 'flax_model', 'torch_model', 'x', 'y']
+    ['step', 'flax_model', 'torch_model', 'x', 'y', 'reference_model']
     """
 
     step: int
@@ -188,6 +211,7 @@ class TwinFailure:
     torch_model: torch.nn.Module
     x: np.ndarray  # NHWC
     y: np.ndarray
+    reference_model: torch.nn.Module | None = None
 
     @property
     def jax_args(self) -> tuple[jax.Array]:
@@ -197,6 +221,115 @@ class TwinFailure:
     def torch_args(self) -> tuple[torch.Tensor]:
         dtype = next(self.torch_model.parameters()).dtype
         return (torch.from_numpy(self.x.transpose(0, 3, 1, 2).copy()).to(dtype),)
+
+
+@dataclass
+class TwinDiagnosis:
+    """Where the first step outside tolerance diverged: a parameter, a layer, and torch's own float32 error there.
+
+    ``parameter``: the first parameter (or BatchNorm statistic) out of tolerance, in torch's
+    naming: before the step in forward order when the models already differed then
+    (``parameter_when == "before"``), else after it in backward order, the order the
+    update computes them (the first one the step moved apart). ``layer`` / ``kind``: the
+    first layer out of tolerance when both models, as they were before the step, run on the
+    step's batch (:func:`parity.compare_models`: forward order, then backward order; kind
+    ``"forward"`` or ``"grad"``); ``None`` when every layer agrees (the update itself
+    diverged). ``*_torch_ref_passed``: whether torch's float32 run is within tolerance of its
+    float64 run there (``None`` without the reference run). In a deep float32 network the
+    first layer out of tolerance can be rounding that torch's own run shares; so, with the
+    reference, ``flax_only_layer`` / ``flax_only_kind`` name the first layer out of tolerance
+    where Flax's float32 run is out of tolerance of the float64 run and torch's is not, Flax's
+    error there more than twice torch's (the step rule of :func:`run_twin`, per layer), and
+    ``routing`` says whether there the worst element is exactly 0 on one side only: a
+    gradient that a ReLU or a max-pool routed differently, the signature of a near-tie flip
+    (``--dtype float64`` tells it from a port bug).
+
+    >>> from parity.twin import TwinDiagnosis
+    >>> d = TwinDiagnosis(3, "model.2.weight", "after", True, "conv2 (torch model.2)", "grad", 0.01, True)
+    >>> print(d.line())
+    first divergence at step 3: parameter model.2.weight (after the step); layer conv2 (torch model.2) (grad, max abs 0.01); torch's own float32 run also leaves float64 there: no
+    """
+
+    step: int
+    parameter: str | None
+    parameter_when: str | None  # "before" | "after" the step
+    parameter_torch_ref_passed: bool | None
+    layer: str | None
+    kind: str | None
+    layer_max_abs_err: float | None
+    torch_ref_passed: bool | None
+    flax_only_layer: str | None = None  # the first layer where Flax's float32 run alone leaves float64
+    flax_only_kind: str | None = None
+    routing: bool = False  # there, a gradient is exactly 0 on one side only (a ReLU / max-pool decision)
+    report: Any = field(default=None, repr=False, compare=False)  # the parity.models.ModelReport
+
+    def line(self) -> str:
+        """One line for the verdict."""
+        par = f"parameter {self.parameter} ({self.parameter_when} the step)" if self.parameter else "no parameter out of tolerance"
+        lay = (f"layer {self.layer} ({self.kind}, max abs {self.layer_max_abs_err:.2g})" if self.layer
+               else "every layer within tolerance on the step's batch")  # fmt: skip
+        ref = self.torch_ref_passed if self.layer else self.parameter_torch_ref_passed
+        also = "no reference run" if ref is None else ("no" if ref else "yes")
+        text = f"first divergence at step {self.step}: {par}; {lay}; torch's own float32 run also leaves float64 there: {also}"
+        if self.flax_only_layer and self.flax_only_layer != self.layer:
+            text += f"\nfirst layer where only Flax's float32 run leaves float64: {self.flax_only_layer} ({self.flax_only_kind})"
+        if self.flax_only_layer and self.routing:
+            text += (f"\n{self.flax_only_layer}: a gradient is 0 on one side only (a ReLU / max-pool decided differently): "
+                     "likely a near-tie flip, not a port bug: see --dtype float64")  # fmt: skip
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        own = {k: v for k, v in asdict(self).items() if k != "report"}
+        return {**own, "line": self.line(), "report": self.report.to_json() if self.report is not None else None}
+
+
+def _flax_alone(d: Any) -> bool:
+    """Out of tolerance, and Flax's float32 run leaves float64 where torch's does not, by more than twice torch's
+    own error there (the twin's step rule, per layer: two runs as accurate as torch's are up to twice its error apart)."""
+    return (not d.passed and d.torch_ref_passed is True and d.jax_ref_passed is False
+            and (d.jax_ref_abs or 0.0) > 2 * (d.torch_ref_abs or 0.0))  # fmt: skip
+
+
+def diagnose(failure: TwinFailure, after: Sequence[Any] = (), *, rtol: float | None = None,
+             atol: float | None = None) -> TwinDiagnosis:  # fmt: skip
+    """Name the parameter and the layer where ``failure``'s step diverged (see :class:`TwinDiagnosis`).
+
+    ``after``: the parameter comparison of the models after the step
+    (:func:`parity.compare_params`), used when they agreed before it.
+
+    >>> from parity.twin import run_twin, diagnose
+    >>> r = run_twin(steps=1, batch_size=2, reference=False, rtol=0.0, atol=1e-30, diagnose=False)  # no slack
+    >>> d = diagnose(r.first_failure, rtol=0.0, atol=1e-30)
+    >>> d.step, d.parameter, d.layer, d.kind  # equal weights, then float32 rounding in the first convolution
+    (1, None, 'conv1 (torch model.0)', 'forward')
+    """
+    import parity
+    from parity.models.twins import order_mapping
+
+    mapping = order_mapping(failure.flax_model, failure.torch_model)
+    tol = {"rtol": rtol, "atol": atol}
+    before = _compare_params_now(failure.flax_model, failure.torch_model, failure.reference_model, rtol, atol)
+    p, when = next((d for d in before if not d.passed), None), "before"
+    if p is None:
+        p, when = next((d for d in reversed(list(after)) if not d.passed), None), "after"
+    report = parity.compare_models(failure.flax_model, failure.torch_model, failure.jax_args, failure.torch_args,
+                                   mapping=mapping, reference=failure.reference_model, **tol)  # fmt: skip
+    d = report.first_divergence
+    own = next((x for x in report.layers if _flax_alone(x)), None)
+    return TwinDiagnosis(
+        step=failure.step,
+        parameter=f"{p.torch_name}.{p.tensor}" if p else None,
+        parameter_when=when if p else None,
+        parameter_torch_ref_passed=p.torch_ref_passed if p else None,
+        layer=d.name if d else None,
+        kind=d.kind if d else None,
+        layer_max_abs_err=d.max_abs_err if d else None,
+        torch_ref_passed=d.torch_ref_passed if d else None,
+        flax_only_layer=own.name if own else None,
+        flax_only_kind=own.kind if own else None,
+        routing=bool(own and own.n_bad and (own.jax_at_worst == 0) != (own.torch_at_worst == 0)),
+        report=report,
+    )
 
 
 @dataclass
@@ -218,6 +351,7 @@ class TwinResult:
     device: str
     seconds: float
     first_failure: TwinFailure | None = None
+    diagnosis: TwinDiagnosis | None = None  # of first_failure (None: every step passed, or --no-diagnose)
 
     @property
     def passed(self) -> bool:
@@ -381,6 +515,15 @@ def _diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys: set[str]) ->
     return max((float(np.abs(a[k] - b[k]).max()) for k in keys if a[k].size), default=0.0)
 
 
+def _compare_params_now(fm: nnx.Module, tm: torch.nn.Module, ref: torch.nn.Module | None, rtol: float | None,
+                        atol: float | None) -> list[Any]:  # fmt: skip
+    """The parameter comparison of the live models (:func:`parity.compare_params`, paired as the twins are)."""
+    import parity
+    from parity.models.twins import order_mapping
+
+    return parity.compare_params(fm, tm, mapping=order_mapping(fm, tm), reference=ref, rtol=rtol, atol=atol)
+
+
 def _set_x64(on: bool) -> bool:
     before = bool(jax.config.read("jax_enable_x64"))
     if on != before:
@@ -453,6 +596,7 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
     use_ref = cfg.reference and cfg.dtype == "float32"
     start = time.perf_counter()
     failure: TwinFailure | None = None
+    after: list[Any] = []
 
     x64_before = _set_x64(True) if cfg.dtype == "float64" else None
     try:
@@ -482,7 +626,7 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
             for i, (x, y) in enumerate(batches):
                 before = None
                 if failure is None:  # what the first failing step started from (copies: the step donates)
-                    before = (jax.tree.map(np.array, (params, rest)), copy.deepcopy(tm))  # host copies
+                    before = (jax.tree.map(np.array, (params, rest)), copy.deepcopy(tm), copy.deepcopy(ref))  # host copies
                 params, rest, opt_state, sums, jloss = train_step(
                     params, rest, opt_state, sums, jnp.asarray(x, jdtype), jnp.asarray(y, jnp.int32)
                 )
@@ -530,15 +674,19 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
                              envelope)  # fmt: skip
                 records.append(rec)
                 if failure is None and not rec.within_tolerance and before is not None:
-                    (p0, r0), tm0 = before
-                    failure = TwinFailure(rec.step, nnx.merge(graphdef, *jax.tree.map(jnp.asarray, (p0, r0))), tm0, x, y)
+                    (p0, r0), tm0, ref0 = before
+                    failure = TwinFailure(rec.step, nnx.merge(graphdef, *jax.tree.map(jnp.asarray, (p0, r0))), tm0, x, y,
+                                          ref0)  # fmt: skip
+                    if cfg.diagnose:  # the parameters as the step left them, for the diagnosis
+                        after = _compare_params_now(fm, tm, ref, rtol, atol)
+            diagnosis = diagnose(failure, after, rtol=rtol, atol=atol) if failure is not None and cfg.diagnose else None
     finally:
         if x64_before is not None:
             _set_x64(x64_before)
     config = {**cfg.train.to_json(), **{k: v for k, v in asdict(cfg).items() if k != "train"}, "steps": steps,
               "momentum": cfg.train.effective_momentum}  # fmt: skip
     return TwinResult(config, rtol, atol, records, jax.devices()[0].device_kind, time.perf_counter() - start,
-                      failure)  # fmt: skip
+                      failure, diagnosis)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- report
@@ -615,7 +763,10 @@ def summary(result: TwinResult) -> str:
     )
     if refs and strict < within:
         text += "; the other steps: no farther apart than twice torch's own float32 error vs float64"
-    return text + ")"
+    text += ")"
+    if result.diagnosis is not None:
+        text += "\n" + result.diagnosis.line()
+    return text
 
 
 def _first_failing(result: TwinResult) -> int | None:
@@ -693,7 +844,7 @@ def write_report(result: TwinResult, out: str | os.PathLike[str]) -> dict[str, P
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / "twin.md", "json": out_dir / "twin.json", "png": out_dir / "twin.png"}
-    paths["md"].write_text(f"{summary(result)}\n\n{format_table(result, markdown=True)}\n")
+    paths["md"].write_text(f"{summary(result).replace(chr(10), chr(10) * 2)}\n\n{format_table(result, markdown=True)}\n")
     payload = {
         "config": result.config,
         "rtol": result.rtol,
@@ -706,6 +857,7 @@ def write_report(result: TwinResult, out: str | os.PathLike[str]) -> dict[str, P
         "max_param_diff": result.max_param_diff,
         "max_buffer_diff": result.max_buffer_diff,
         "steps": [asdict(s) for s in result.steps],
+        "diagnosis": result.diagnosis.to_json() if result.diagnosis is not None else None,
     }
     paths["json"].write_text(json.dumps(payload, indent=2, default=str) + "\n")
     plot(result, paths["png"])
@@ -735,6 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float32 matmul/convolution precision of both frameworks (parity.precision; default: %(default)s)")
     g.add_argument("--no-reference", dest="reference", action="store_false",
                    help="skip the float64 torch reference run (torch's own float32 error)")
+    g.add_argument("--no-diagnose", dest="diagnose", action="store_false",
+                   help="skip the layer-by-layer diagnosis of the first step outside tolerance (parity.compare_models)")
     g.add_argument("--rtol", type=float, default=None, help="default: parity.tolerances for --dtype")
     g.add_argument("--atol", type=float, default=None, help="default: parity.tolerances for --dtype")
     return p  # fmt: skip
