@@ -19,7 +19,8 @@ Conventions every loss module follows (read this before writing a loss):
   of the norms, callables) are static Python values, validated before tracing.
 * Low-precision inputs (float16 / bfloat16) are computed in float32, torch's
   "opmath" type for these dtypes on CPU and GPU, and the result is cast back to
-  the input dtype. No float64 constant may leak into float32 code: use Python
+  the input dtype: declared with ``loss_function(opmath=Opmath(...))``, so the
+  body computes in the working dtype it receives. No float64 constant may leak into float32 code: use Python
   scalars (weakly typed) or ``jnp.asarray(c, dtype=x.dtype)``.
 * Trace-time errors (shape, dtype, option value) raise ``ValueError`` or
   ``TypeError`` with a message naming the argument, in torch's wording where
@@ -78,6 +79,47 @@ class Number:
 
 
 @dataclasses.dataclass(frozen=True)
+class Opmath:
+    """A loss's half-precision round trip, done by the registration (torch's "opmath").
+
+    The working dtype is ``opmath_dtype`` of the floating dtype the ``promote`` arguments
+    promote to (float32 for float16 / bfloat16). The ``promote`` and ``cast`` arguments
+    (``cast``: e.g. class weights, converted without taking part in the promotion) reach the
+    loss body already in the working dtype; the body's floating results are cast back to the
+    promoted dtype of ``result`` (default: of ``promote``). An argument that is ``None`` is
+    skipped, and so is an integer one unless the loss computes integers (``integer_inputs``, or
+    a ``"real"`` / ``"label"`` argument): the body's own dtype checks still see it. Casting at
+    exactly these two points rounds the gradient once, as torch does.
+    """
+
+    promote: tuple[str, ...]
+    cast: tuple[str, ...] = ()
+    result: tuple[str, ...] | None = None
+
+    def wrap(self, fn: Callable[..., Any], integers: frozenset[str]) -> Callable[..., Any]:
+        """``fn`` with its arguments upcast and its result cast back; ``integers``: the
+        arguments converted even when integer."""
+
+        def present(values: dict[str, Any], names: tuple[str, ...]) -> list[Any]:
+            return [values[n] for n in names if values[n] is not None]
+
+        def body(**values: Any) -> Any:
+            work = opmath_dtype(result_float_dtype(*present(values, self.promote)))
+            dtype = result_float_dtype(*present(values, self.promote if self.result is None else self.result))
+            for name in (*self.promote, *self.cast):
+                value = values[name]
+                if value is None:
+                    continue
+                value = jnp.asarray(value)
+                if jnp.issubdtype(value.dtype, jnp.floating) or name in integers:
+                    values[name] = value.astype(work)
+            out = fn(**values)
+            return jax.tree.map(lambda y: y.astype(dtype) if jnp.issubdtype(y.dtype, jnp.floating) else y, out)
+
+        return body
+
+
+@dataclasses.dataclass(frozen=True)
 class LossSpec:
     """What the registration knows about one public loss (see :func:`loss_function`)."""
 
@@ -92,6 +134,7 @@ class LossSpec:
     reductions: tuple[str, ...] | None
     reduction_message: str
     precheck: Callable[[dict[str, Any]], None] | None
+    opmath: Opmath | None = None
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate a call's Python-level arguments; return them all by name, ready to trace."""
@@ -150,7 +193,7 @@ class LossSpec:
                 continue
             if isinstance(value, (list, tuple, str, dict)):
                 raise TypeError(f"{self.name}(): argument '{name}' must be an array, not {_type_name(value)}")
-            dtype = _dtype_of(value)
+            dtype = dtype_of(value)
             if dtype.kind == "c":
                 raise TypeError(f"{self.name}(): argument '{name}' must be real, not complex ({dtype})")
             if dtype.kind == "b" and kind != "label":
@@ -164,6 +207,7 @@ class LossSpec:
     def checked_body(self) -> Callable[..., Any]:
         """The function with the range checks of its traced options as :func:`value_check`."""
         checks = [(n, o) for n, o in self.numbers.items() if o.valid is not None]
+        fn = self.fn if self.opmath is None else self.opmath.wrap(self.fn, self._integer_names)
 
         def body(**values: Any) -> Any:
             invalid = []
@@ -173,13 +217,20 @@ class LossSpec:
                     ok = option.valid(value)
                     value_check(ok, option.message, value)
                     invalid.append(~jnp.asarray(ok))
-            out = self.fn(**values)
+            out = fn(**values)
             if invalid:  # an out-of-range traced option: NaN value and gradients (torch would raise)
                 bad = functools.reduce(jnp.logical_or, invalid)
                 out = jax.tree.map(lambda y: poison(y, bad) if jnp.issubdtype(y.dtype, jnp.floating) else y, out)
             return out
 
         return body
+
+    @functools.cached_property
+    def _integer_names(self) -> frozenset[str]:
+        """The array arguments whose integer values the loss computes with (not rejected)."""
+        return frozenset(
+            n for n in self.signature.parameters if self.arrays.get(n, "real") != "float" or self.integer_inputs
+        )
 
     @functools.cached_property
     def _names(self) -> tuple[str, ...]:
@@ -204,7 +255,7 @@ class LossSpec:
         return run
 
 
-def _dtype_of(value: Any) -> np.dtype:
+def dtype_of(value: Any) -> np.dtype:
     """The dtype of an array (read, not computed) or of a Python / NumPy scalar (JAX's)."""
     dtype = getattr(value, "dtype", None)
     return np.dtype(dtype) if dtype is not None else np.dtype(jnp.result_type(value))
@@ -245,6 +296,7 @@ def loss_function(
     reductions: Sequence[str] | None = ("none", "mean", "sum"),
     reduction_message: str = "{} is not a valid value for reduction",
     precheck: Callable[[dict[str, Any]], None] | None = None,
+    opmath: Opmath | None = None,
 ) -> Callable[[F], F]:
     """Register a public loss and jit-compile it: the one place for the rules all losses share.
 
@@ -254,7 +306,8 @@ def loss_function(
     ``argument 'swap' must be bool``), the numeric options ``numbers`` (traced; Python numbers
     range-checked with torch's message) and the array arguments ``arrays`` (lists, complex and
     bool rejected, see :data:`ArrayKind`), then calls ``precheck`` (if given) with the
-    arguments by name for the loss's own checks of Python values. ``static_argnames`` are the options that select
+    arguments by name for the loss's own checks of Python values. ``opmath`` (see
+    :class:`Opmath`) does the half-precision round trip around the traced body. ``static_argnames`` are the options that select
     shapes or code paths (``reduction``, ``ignore_index``, ``p``...); ``bools`` are static too.
 
     The un-jitted function stays reachable through :func:`registered` for checked mode.
@@ -273,6 +326,7 @@ def loss_function(
             reductions=None if reductions is None else tuple(reductions),
             reduction_message=reduction_message,
             precheck=precheck,
+            opmath=opmath,
         )
         _REGISTRY[spec.name] = spec
         run = spec.jit()

@@ -35,6 +35,8 @@ backend flushing denormal results such as ``softplus(-90) = 8e-40`` in float32 t
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -42,16 +44,16 @@ from jaxloss._core import (
     Array,
     ArrayLike,
     Number,
+    Opmath,
     Reduction,
     broadcast_shapes,
     check_broadcast_into,
     check_float,
+    dtype_of,
     loss_function,
     nan_where,
-    opmath_dtype,
     poison,
     reduce,
-    result_float_dtype,
     value_check,
 )
 
@@ -159,7 +161,21 @@ def _bce_elementwise_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Ar
 _bce_elementwise.defjvp(_bce_elementwise_jvp, symbolic_zeros=True)
 
 
-@loss_function(static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"})
+def _same_dtypes(values: dict[str, Any]) -> None:
+    # Before the registration's upcast, which would make float16 and float32 look alike.
+    input_dtype, target_dtype = dtype_of(values["input"]), dtype_of(values["target"])
+    if not jnp.issubdtype(input_dtype, jnp.floating):
+        raise TypeError(f"input must have a floating point dtype, got {input_dtype}")
+    if target_dtype != input_dtype:
+        raise TypeError(f"Found dtype {target_dtype} but expected {input_dtype}")
+
+
+@loss_function(
+    static_argnames=("reduction",),
+    arrays={"input": "float", "target": "float", "weight": "real"},
+    precheck=_same_dtypes,
+    opmath=Opmath(promote=("input",), cast=("target", "weight")),
+)
 def binary_cross_entropy(
     input: Array,
     target: Array,
@@ -195,18 +211,12 @@ def binary_cross_entropy(
         >>> round(float(jaxloss.binary_cross_entropy(p, y)), 4)
         0.1643
     """
-    check_float("input", input)
     if target.shape != input.shape:
         raise ValueError(
             f"Using a target size ({tuple(target.shape)}) that is different to the input size "
             f"({tuple(input.shape)}) is deprecated. Please ensure they have the same size."
         )
-    if target.dtype != input.dtype:
-        raise TypeError(f"Found dtype {target.dtype} but expected {input.dtype}")
-    dtype = input.dtype
-    work = opmath_dtype(dtype)
-    x, y = input.astype(work), target.astype(work)
-
+    x, y = input, target
     x_ok = (x >= 0) & (x <= 1)
     y_ok = (y >= 0) & (y <= 1)
     value_check(x_ok, _INPUT_RANGE_MSG)
@@ -215,9 +225,9 @@ def binary_cross_entropy(
     loss = _bce_elementwise(x, y)
     if weight is not None:
         check_broadcast_into(input.shape, broadcast_shapes(target.shape, weight.shape))
-        loss = loss * weight.astype(work)
+        loss = loss * weight
     loss = poison(loss, ~(x_ok & y_ok))
-    return reduce(loss, reduction).astype(dtype)
+    return reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- BCE on logits
@@ -288,6 +298,7 @@ def _bce_with_logits_elementwise(x: Array, y: Array, pos_weight: Array | None) -
 @loss_function(
     static_argnames=("reduction",),
     arrays={"input": "float", "target": "float", "weight": "real", "pos_weight": "real"},
+    opmath=Opmath(promote=("input", "target"), cast=("weight",), result=("target",)),
 )
 def binary_cross_entropy_with_logits(
     input: Array,
@@ -338,14 +349,11 @@ def binary_cross_entropy_with_logits(
             f"Target size ({tuple(target.shape)}) must be the same as input size ({tuple(input.shape)})"
         )
     check_float("target", target)  # torch: "result type Float can't be cast to the desired output type Long"
-    dtype = target.dtype
-    work = opmath_dtype(result_float_dtype(input, target))
-    x, y = input.astype(work), target.astype(work)
-    loss = _bce_with_logits_elementwise(x, y, pos_weight)
+    loss = _bce_with_logits_elementwise(input, target, pos_weight)
     if weight is not None:
         check_broadcast_into(input.shape, broadcast_shapes(input.shape, weight.shape))
-        loss = loss * weight.astype(work)
-    return reduce(loss, reduction).astype(dtype)
+        loss = loss * weight
+    return reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- sigmoid focal loss
@@ -374,6 +382,7 @@ def _pow_scalar_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array])
     static_argnames=("reduction",),
     numbers={"alpha": Number(), "gamma": Number()},
     arrays={"inputs": "float", "targets": "float"},
+    opmath=Opmath(promote=("inputs", "targets")),
     reduction_message="Invalid Value for arg 'reduction': '{} \n Supported reduction modes: 'none', 'mean', 'sum'",
 )
 def sigmoid_focal_loss(
@@ -421,9 +430,7 @@ def sigmoid_focal_loss(
         )
     check_float("inputs", inputs)
     check_float("targets", targets)
-    dtype = result_float_dtype(inputs, targets)
-    work = opmath_dtype(dtype)
-    x, y = inputs.astype(work), targets.astype(work)
+    x, y = inputs, targets
 
     p = jax.nn.sigmoid(x)
     ce_loss = _bce_logits(x, y)
@@ -432,11 +439,15 @@ def sigmoid_focal_loss(
     # torchvision: a negative alpha turns the weighting off (a select, so alpha may be traced)
     alpha_t = alpha * y + (1 - alpha) * (1 - y)
     loss = jnp.where(alpha >= 0, alpha_t * loss, loss)
-    return reduce(loss, reduction).astype(dtype)
+    return reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- soft margin
-@loss_function(static_argnames=("reduction",), arrays={"input": "float", "target": "label"})
+@loss_function(
+    static_argnames=("reduction",),
+    arrays={"input": "float", "target": "label"},
+    opmath=Opmath(promote=("input", "target"), result=("input",)),
+)
 def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
     r"""Two-class logistic loss (``torch.nn.SoftMarginLoss``).
 
@@ -466,18 +477,15 @@ def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean")
     """
     check_float("input", input)
     check_broadcast_into(input.shape, broadcast_shapes(input.shape, target.shape))
-    dtype = input.dtype
-    work = opmath_dtype(result_float_dtype(input, target))
-    x = input.astype(work)
-    y = jnp.broadcast_to(target.astype(work), input.shape)
-    loss = _softplus(-x * y)
-    return reduce(loss, reduction).astype(dtype)
+    loss = _softplus(-input * jnp.broadcast_to(target, input.shape))
+    return reduce(loss, reduction)
 
 
 @loss_function(
     static_argnames=("reduction",),
     arrays={"input": "float", "target": "real", "weight": "real"},
     reduction_message="{} is not valid",
+    opmath=Opmath(promote=("input", "target", "weight")),
 )
 def multilabel_soft_margin_loss(
     input: Array,
@@ -518,15 +526,12 @@ def multilabel_soft_margin_loss(
     if input.ndim == 0:
         raise ValueError("Dimension specified as -1 but tensor has no dimensions")
     shape = broadcast_shapes(target.shape, input.shape)  # torch: target * logsigmoid(input)
-    arrays = (input, target) if weight is None else (input, target, weight)
-    dtype = result_float_dtype(*arrays)
-    work = opmath_dtype(dtype)
-    x, y = input.astype(work), target.astype(work)
+    x, y = input, target
     loss = -(y * _log_sigmoid(x) + (1 - y) * _log_sigmoid(-x))
     if weight is not None:
         shape = broadcast_shapes(shape, weight.shape)
-        loss = loss * weight.astype(work)
+        loss = loss * weight
     loss = jnp.broadcast_to(loss, shape)
     class_dim = input.ndim - 1
     loss = jnp.sum(loss, axis=class_dim) / input.shape[-1]
-    return reduce(loss, reduction).astype(dtype)
+    return reduce(loss, reduction)

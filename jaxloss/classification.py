@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxloss._core import (
     Array,
     Number,
+    Opmath,
     Reduction,
     loss_function,
     opmath_dtype,
@@ -124,6 +125,8 @@ def cross_entropy(
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")
         check_weight(weight, torch_shape, prefix="cross_entropy: ")
+        # cross_entropy keeps its own round trip: the result's dtype depends on the target's kind
+        # (probabilities: promoted with target and weight; class indices: the input's).
         arrays = (input, target) if weight is None else (input, target, weight)
         dtype = result_float_dtype(*arrays)
         work = opmath_dtype(dtype)
@@ -141,7 +144,11 @@ def cross_entropy(
     return out.astype(dtype)
 
 
-@loss_function(static_argnames=("ignore_index", "reduction", "axis"), arrays={"input": "float", "weight": "real"})
+@loss_function(
+    static_argnames=("ignore_index", "reduction", "axis"),
+    arrays={"input": "float", "weight": "real"},
+    opmath=Opmath(promote=("input",), cast=("weight",)),
+)
 def nll_loss(
     input: Array,
     target: Array,
@@ -186,11 +193,7 @@ def nll_loss(
     torch_shape = torch_layout(input.shape, axis)
     target = check_index_target(torch_shape, target)
     check_weight(weight, torch_shape)
-    dtype = input.dtype
-    work = opmath_dtype(dtype)
-    w = None if weight is None else weight.astype(work)
-    out = index_loss(input.astype(work), target, w, ignore_index, reduction, None, axis=axis, log_softmax=False)
-    return out.astype(dtype)
+    return index_loss(input, target, weight, ignore_index, reduction, None, axis=axis, log_softmax=False)
 
 
 @loss_function(
@@ -199,6 +202,7 @@ def nll_loss(
         "gamma": Number(lambda v: v >= 0, "gamma must be a non-negative number, got {!r}", off=lambda v: v == 0)
     },
     arrays={"input": "float", "weight": "real", "alpha": "real"},
+    opmath=Opmath(promote=("input",), cast=("weight", "alpha")),
 )
 def focal_loss(
     input: Array,
@@ -257,26 +261,10 @@ def focal_loss(
     torch_shape = torch_layout(input.shape, axis)
     target = check_index_target(torch_shape, target)
     check_weight(weight, torch_shape)
-    dtype = input.dtype
-    work = opmath_dtype(dtype)
-    w = None if weight is None else weight.astype(work)
-    a = None
     if alpha is not None:
-        a = jnp.asarray(alpha)
         n_classes = input.shape[axis]
-        if a.ndim != 0 and a.shape != (n_classes,):
-            raise ValueError(f"alpha must be a scalar or have shape ({n_classes},), got {shape_str(a.shape)}")
-        a = a.astype(work)
-    out = index_loss(
-        input.astype(work),
-        target,
-        w,
-        ignore_index,
-        reduction,
-        None,
-        axis=axis,
-        log_softmax=True,
-        alpha=a,
-        gamma=gamma,
+        if alpha.ndim != 0 and alpha.shape != (n_classes,):
+            raise ValueError(f"alpha must be a scalar or have shape ({n_classes},), got {shape_str(alpha.shape)}")
+    return index_loss(
+        input, target, weight, ignore_index, reduction, None, axis=axis, log_softmax=True, alpha=alpha, gamma=gamma
     )
-    return out.astype(dtype)

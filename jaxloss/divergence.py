@@ -9,11 +9,10 @@ import jax.numpy as jnp
 
 from jaxloss._core import (
     Array,
+    Opmath,
     broadcast_shapes,
     loss_function,
-    opmath_dtype,
     reduce,
-    result_float_dtype,
 )
 
 
@@ -39,6 +38,7 @@ def _xlogy_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> t
     bools=("log_target",),
     arrays={"input": "float", "target": "float"},
     reductions=("none", "mean", "sum", "batchmean"),
+    opmath=Opmath(promote=("input", "target")),
 )
 def kl_div(
     input: Array,
@@ -90,9 +90,7 @@ def kl_div(
         if not jnp.issubdtype(a.dtype, jnp.floating):
             raise TypeError(f"kl_div: Integral inputs not supported ({name} has dtype {a.dtype}).")
     broadcast_shapes(target.shape, input.shape)  # torch's message: target is tensor "a"
-    dtype = result_float_dtype(input, target)
-    work = opmath_dtype(dtype)
-    x, y = input.astype(work), target.astype(work)
+    x, y = input, target
     if log_target:
         loss = jnp.exp(y) * (y - x)
     else:
@@ -103,4 +101,4 @@ def kl_div(
             out = out / input.shape[0]
     else:
         out = reduce(loss, reduction)
-    return out.astype(dtype)
+    return out

@@ -20,11 +20,10 @@ from jaxloss import _core
 from jaxloss._core import (
     Array,
     Number,
+    Opmath,
     Reduction,
     broadcast_shapes,
     loss_function,
-    opmath_dtype,
-    result_float_dtype,
     shape_str,
 )
 from jaxloss.distance import _check_p, _pairwise_distance, pairwise_distance
@@ -41,6 +40,7 @@ _EPSILON = struct.unpack("f", struct.pack("f", 1e-12))[0]
     numbers={"margin": Number()},
     arrays={"input1": "float", "input2": "float", "target": "label"},
     integer_inputs=True,
+    opmath=Opmath(promote=("input1", "input2")),
 )
 def cosine_embedding_loss(
     input1: Array, input2: Array, target: Array, margin: float = 0.0, reduction: Reduction = "mean"
@@ -86,24 +86,23 @@ def cosine_embedding_loss(
             f"{shape_str(input1.shape)} and {shape_str(input2.shape)}."
         )
     broadcast_shapes(input1.shape, input2.shape)
-    dtype = result_float_dtype(input1, input2)
-    work = opmath_dtype(dtype)
-    x1, x2 = input1.astype(work), input2.astype(work)
+    x1, x2 = input1, input2
     prod_sum = jnp.sum(x1 * x2, axis=targ_dim)
     mag_square1 = jnp.sum(x1 * x1, axis=targ_dim) + _EPSILON
     mag_square2 = jnp.sum(x2 * x2, axis=targ_dim) + _EPSILON
     cos = prod_sum / jnp.sqrt(mag_square1 * mag_square2)
     broadcast_shapes(target.shape, cos.shape)
-    zero = jnp.zeros((), work)
+    zero = jnp.zeros((), x1.dtype)
     loss = jnp.where(target == 1, 1 - cos, zero) + jnp.where(
         target == -1, _core.clamp_min(cos - margin, 0.0), zero
     )
-    return _core.reduce(loss, reduction).astype(dtype)
+    return _core.reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- triplet losses
 _TRIPLET_MARGIN = Number(lambda v: v > 0, "margin must be greater than 0, got {}")
 _TRIPLET_ARRAYS: dict[str, Any] = {"anchor": "float", "positive": "float", "negative": "float"}
+_TRIPLET_OPMATH = Opmath(promote=("anchor", "positive", "negative"))
 
 
 def _check_triplet(anchor: Array, positive: Array, negative: Array) -> None:
@@ -123,15 +122,13 @@ def _triplet(
     swap: bool,
     reduction: str,
 ) -> Array:
-    dtype = result_float_dtype(anchor, positive, negative)
-    work = opmath_dtype(dtype)
-    a, p, n = (x.astype(work) for x in (anchor, positive, negative))
+    a, p, n = anchor, positive, negative
     dist_pos = distance(a, p)
     dist_neg = distance(a, n)
     if swap:
         dist_neg = jnp.minimum(dist_neg, distance(p, n))
     loss = _core.clamp_min(margin + dist_pos - dist_neg, 0.0)
-    return _core.reduce(loss, reduction).astype(dtype)
+    return _core.reduce(loss, reduction)
 
 
 @loss_function(
@@ -141,6 +138,7 @@ def _triplet(
     arrays=_TRIPLET_ARRAYS,
     integer_inputs=True,
     precheck=_check_p,
+    opmath=_TRIPLET_OPMATH,
 )
 def triplet_margin_loss(
     anchor: Array,
@@ -193,6 +191,7 @@ def triplet_margin_loss(
     numbers={"margin": _TRIPLET_MARGIN},
     arrays=_TRIPLET_ARRAYS,
     integer_inputs=True,
+    opmath=_TRIPLET_OPMATH,
 )
 def triplet_margin_with_distance_loss(
     anchor: Array,

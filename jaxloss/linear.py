@@ -30,7 +30,6 @@ class _Config(NamedTuple):
     probs: bool  # class-probability targets
     ignore_index: int
     reduction: str
-    label_smoothing: float | None  # None: no smoothing
     n_classes: int
     out_features: tuple[int, ...]  # (d1, ..., dK) of a K-dimensional loss, () otherwise
     chunk: int  # rows per chunk
@@ -51,15 +50,14 @@ def _logits(x: Array, w: Array, b: Array | None) -> Array:
     return z if b is None else z + b
 
 
-def _rows_loss(cfg: _Config, z: Array, t: Array, w: Array | None) -> Array:
-    """Per-sample loss (``'none'``) of one chunk of flat logits ``z`` (rows, C * D)."""
+def _rows_loss(cfg: _Config, z: Array, t: Array, w: Array | None, ls: Array | None) -> Array:
+    """Per-sample loss (``'none'``) of one chunk of flat logits ``z`` (rows, C * D);
+    ``ls`` is the label smoothing (``None``: none)."""
     if cfg.out_features:
         z = z.reshape(z.shape[0], cfg.n_classes, -1)
     if cfg.probs:
-        return _softmax.prob_loss(z, t, w, "none", cfg.label_smoothing, axis=1)
-    return _softmax.index_loss(
-        z, t, w, cfg.ignore_index, "none", cfg.label_smoothing, axis=1, log_softmax=True, check=False
-    )
+        return _softmax.prob_loss(z, t, w, "none", ls, axis=1)
+    return _softmax.index_loss(z, t, w, cfg.ignore_index, "none", ls, axis=1, log_softmax=True, check=False)
 
 
 def _map_chunks(body: Any, carry: Any, xs: tuple[Array, ...], chunk: int) -> tuple[Any, Any]:
@@ -110,12 +108,14 @@ def _add_weight_grad(dw: Array, dz: Array, x: Array) -> Array:
     return dw
 
 
-def _losses(cfg: _Config, x: Array, w: Array, b: Array | None, t: Array, cw: Array | None) -> Array:
+def _losses(
+    cfg: _Config, x: Array, w: Array, b: Array | None, t: Array, cw: Array | None, ls: Array | None
+) -> Array:
     """Per-sample losses ``(N, ...)``, logits computed chunk by chunk (no derivatives)."""
 
     def body(carry: None, xs: tuple[Array, Array]) -> tuple[None, Array]:
         x_c, t_c = xs
-        return carry, _rows_loss(cfg, _logits(x_c, w, b), t_c, cw)
+        return carry, _rows_loss(cfg, _logits(x_c, w, b), t_c, cw, ls)
 
     return _map_chunks(body, None, (x, t), cfg.chunk)[1]
 
@@ -127,6 +127,7 @@ def _losses_and_grads(
     b: Array | None,
     t: Array,
     cw: Array | None,
+    ls: Array | None,
     g: Array,
     need: tuple[bool, bool, bool, bool],
 ) -> tuple[Array, Array | None, Array | None, Array | None, Array | None]:
@@ -148,9 +149,9 @@ def _losses_and_grads(
         x_c, t_c = xs[0], xs[1]
         z = _logits(x_c, w, b)
         if need_t:
-            rows, vjp = jax.vjp(lambda z_, t_: _rows_loss(cfg, z_, t_, cw), z, t_c)
+            rows, vjp = jax.vjp(lambda z_, t_: _rows_loss(cfg, z_, t_, cw, ls), z, t_c)
         else:
-            rows, vjp = jax.vjp(lambda z_: _rows_loss(cfg, z_, t_c, cw), z)
+            rows, vjp = jax.vjp(lambda z_: _rows_loss(cfg, z_, t_c, cw, ls), z)
         g_c = xs[2] if per_row_g else jnp.full(rows.shape, g, rows.dtype)
         cts = vjp(g_c)
         dz = cts[0]
@@ -190,25 +191,28 @@ def _reduce(cfg: _Config, rows: Array, t: Array, cw: Array | None) -> Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _chunked(cfg: _Config, x: Array, w: Array, b: Array | None, t: Array, cw: Array | None) -> Array:
-    return _reduce(cfg, _losses(cfg, x, w, b, t, cw), t, cw)
+def _chunked(
+    cfg: _Config, x: Array, w: Array, b: Array | None, t: Array, cw: Array | None, ls: Array | None
+) -> Array:
+    return _reduce(cfg, _losses(cfg, x, w, b, t, cw, ls), t, cw)
 
 
-def _chunked_fwd(cfg: _Config, x: Any, w: Any, b: Any, t: Any, cw: Any):
+def _chunked_fwd(cfg: _Config, x: Any, w: Any, b: Any, t: Any, cw: Any, ls: Any):
     need = (x.perturbed, w.perturbed, b is not None and b.perturbed, cfg.probs and t.perturbed)
     x, w, t = x.value, w.value, t.value
     b = None if b is None else b.value
     cw = None if cw is None else cw.value
+    ls = None if ls is None else ls.value
     if cfg.reduction == "none":
         # The cotangent of each sample is only known in the backward pass: recompute there.
         # (``need`` travels as pytree structure: residuals may only hold arrays.)
         marks = tuple(() if n else None for n in need)
-        return _reduce(cfg, _losses(cfg, x, w, b, t, cw), t, cw), (x, w, b, t, cw, marks)
+        return _reduce(cfg, _losses(cfg, x, w, b, t, cw, ls), t, cw), (x, w, b, t, cw, ls, marks)
     # Scalar loss: its gradient is g * (gradient for g = 1), computed here in the same pass
     # as the loss, so the backward pass only scales it.
     dtype = x.dtype
     scale = jnp.ones((), dtype) if cfg.reduction == "sum" else 1 / _denominator(cfg, t, cw, dtype)
-    rows, dx, dw, db, dt = _losses_and_grads(cfg, x, w, b, t, cw, scale, need)
+    rows, dx, dw, db, dt = _losses_and_grads(cfg, x, w, b, t, cw, ls, scale, need)
     return _reduce(cfg, rows, t, cw), (dx, dw, db, dt)
 
 
@@ -221,13 +225,13 @@ def _chunked_bwd(cfg: _Config, res: tuple[Any, ...], g: Any):
         def scaled(a: Array | None) -> Array | None:
             return None if a is None else (g * a).astype(a.dtype)
 
-        return scaled(dx), scaled(dw), scaled(db), scaled(dt) if cfg.probs else None, None
-    x, w, b, t, cw, marks = res
+        return scaled(dx), scaled(dw), scaled(db), scaled(dt) if cfg.probs else None, None, None
+    x, w, b, t, cw, ls, marks = res
     need = tuple(m is not None for m in marks)
     if isinstance(g, SymbolicZero):
         g = jnp.zeros(g.shape, g.dtype)
-    _, dx, dw, db, dt = _losses_and_grads(cfg, x, w, b, t, cw, g, need)
-    return dx, dw, db, dt if cfg.probs else None, None
+    _, dx, dw, db, dt = _losses_and_grads(cfg, x, w, b, t, cw, ls, g, need)
+    return dx, dw, db, dt if cfg.probs else None, None, None
 
 
 _chunked.defvjp(_chunked_fwd, _chunked_bwd, symbolic_zeros=True)
@@ -266,21 +270,14 @@ def _check_shapes(
     return batch, in_features, num_classes, out_features
 
 
-def _python_label_smoothing(values: dict[str, Any]) -> None:
-    # label_smoothing is part of the custom VJP's static configuration here: a Python number.
-    if values["label_smoothing"] is not None and not isinstance(values["label_smoothing"], float):
-        raise TypeError("linear_cross_entropy(): argument 'label_smoothing' must be a Python float")
-
-
 @loss_function(
-    static_argnames=("reduction", "ignore_index", "label_smoothing", "chunk_size"),
+    static_argnames=("reduction", "ignore_index", "chunk_size"),
     numbers={
         "label_smoothing": Number(
             lambda v: v <= 1.0, "label_smoothing must be between 0.0 and 1.0. Got: {:g}", off=lambda v: v <= 0.0
         )
     },
     arrays={"input": "float", "linear_weight": "float", "linear_bias": "float", "weight": "real"},
-    precheck=_python_label_smoothing,
 )
 def linear_cross_entropy(
     input: Array,
@@ -291,7 +288,7 @@ def linear_cross_entropy(
     weight: Array | None = None,
     reduction: Reduction = "mean",
     ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
+    label_smoothing: float | Array = 0.0,
     chunk_size: int | None = None,
 ) -> Array:
     r"""``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)`` without the logits.
@@ -312,7 +309,9 @@ def linear_cross_entropy(
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``, as :func:`jaxloss.cross_entropy`.
         ignore_index: ``None`` means -100 for class indices; must be ``None`` with
             class probabilities (torch's rule).
-        label_smoothing: in ``[0, 1]``, as :func:`jaxloss.cross_entropy`.
+        label_smoothing: in ``[0, 1]``, as :func:`jaxloss.cross_entropy`: a Python
+            number or a traced scalar (a new value does not recompile). Not
+            differentiated (torch's is a Python float): its gradient is zero.
         chunk_size: rows of logits computed at a time. ``None``: the largest power
             of two with at most 2**24 logits per chunk (64 MiB in float32; 256
             rows for C = 65536), see :func:`default_chunk_size`.
@@ -397,16 +396,9 @@ def linear_cross_entropy(
         t = target.reshape((n_rows, d) if out_features else (n_rows,))
         _softmax.check_targets_in_range(t, _softmax.bad_targets(t, num_classes, ignore))
     chunk = chunk_size if chunk_size is not None else default_chunk_size(num_classes * d)
-    cfg = _Config(
-        probs,
-        ignore,
-        reduction,
-        label_smoothing,
-        num_classes,
-        out_features,
-        max(1, min(chunk, n_rows)),
-    )
-    out = _chunked(cfg, x, w, b, t, cw)
+    cfg = _Config(probs, ignore, reduction, num_classes, out_features, max(1, min(chunk, n_rows)))
+    ls = None if label_smoothing is None else jnp.asarray(label_smoothing, work)
+    out = _chunked(cfg, x, w, b, t, cw, ls)
     if reduction == "none":
         out = out.reshape(*batch, *out_features)
     return out.astype(dtype)

@@ -26,13 +26,12 @@ from jaxloss import _core
 from jaxloss._core import (
     Array,
     Number,
+    Opmath,
     Reduction,
     broadcast_shapes,
     check_float,
     check_integer,
     loss_function,
-    opmath_dtype,
-    result_float_dtype,
     shape_str,
     value_check,
 )
@@ -175,7 +174,7 @@ def _multilabel_hinge_and_grad_jvp(
     return (v, g), (jnp.sum(g * tangents[0], axis=1), jnp.zeros_like(g))
 
 
-@loss_function(static_argnames=("reduction",), arrays={"input": "float"})
+@loss_function(static_argnames=("reduction",), arrays={"input": "float"}, opmath=Opmath(promote=("input",)))
 def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
     r"""Multi-class multi-label hinge loss (``torch.nn.functional.multilabel_margin_loss``).
 
@@ -224,18 +223,17 @@ def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "
             f"inconsistent target size: {shape_str(target.shape)} for input of size: {shape_str(input.shape)}"
         )
 
-    dtype = input.dtype
-    x = input.astype(opmath_dtype(dtype)).reshape(nframe, dim)
+    x = input.reshape(nframe, dim)
     t = target.reshape(nframe, dim)
     bad = jnp.any((t < -1) | (t >= dim), axis=1)
     value_check(~bad, "argument #2 'target' is out of range")
     loss = _multilabel_hinge_sum(x, t) / dim
     loss = _poison(loss, bad, x)
     if reduction == "none" and target.ndim > 1:
-        return loss.astype(dtype)
+        return loss
     if reduction == "mean":
-        return jnp.mean(loss).astype(dtype)
-    return jnp.sum(loss).astype(dtype)  # 'sum', and 'none' of an unbatched input (a scalar in torch)
+        return jnp.mean(loss)
+    return jnp.sum(loss)  # 'sum', and 'none' of an unbatched input (a scalar in torch)
 
 
 # --------------------------------------------------------------------------- multi_margin_loss
@@ -251,6 +249,7 @@ def _check_p(values: dict[str, Any]) -> None:
     numbers={"margin": Number()},
     arrays={"input": "float", "weight": "real"},
     precheck=_check_p,
+    opmath=Opmath(promote=("input",), cast=("weight",)),
 )
 def multi_margin_loss(
     input: Array,
@@ -307,9 +306,7 @@ def multi_margin_loss(
     if weight is not None and jnp.size(weight) != dim:
         raise ValueError(f"inconsistent weight size, expected {dim} but got {shape_str(jnp.shape(weight))}")
 
-    dtype = input.dtype
-    work = opmath_dtype(dtype)
-    x = input.astype(work).reshape(nframe, dim)
+    x = input.reshape(nframe, dim)
     t = target.reshape(nframe)
     valid = (t >= 0) & (t < dim)
     value_check(valid, "target out of range")
@@ -319,14 +316,14 @@ def multi_margin_loss(
     counted = (z > 0) & (jnp.arange(dim) != tt[:, None])
     h = z if p == 1 else z * z
     if weight is not None:
-        h = h * jnp.take(jnp.asarray(weight).astype(work), tt, mode="clip")[:, None]
+        h = h * jnp.take(weight, tt, mode="clip")[:, None]
     loss = jnp.sum(jnp.where(counted, h, 0), axis=1) / dim
     loss = _poison(loss, ~valid, x)
     if reduction == "none" and target.ndim > 0:
-        return loss.astype(dtype)
+        return loss
     if reduction == "mean":
-        return jnp.mean(loss).astype(dtype)
-    return jnp.sum(loss).astype(dtype)  # 'sum', and 'none' of an unbatched input (a scalar in torch)
+        return jnp.mean(loss)
+    return jnp.sum(loss)  # 'sum', and 'none' of an unbatched input (a scalar in torch)
 
 
 # --------------------------------------------------------------------------- margin_ranking_loss
@@ -335,6 +332,7 @@ def multi_margin_loss(
     numbers={"margin": Number()},
     arrays={"input1": "float", "input2": "float", "target": "float"},
     integer_inputs=True,
+    opmath=Opmath(promote=("input1", "input2", "target")),
 )
 def margin_ranking_loss(
     input1: Array, input2: Array, target: Array, margin: float = 0.0, reduction: Reduction = "mean"
@@ -372,16 +370,16 @@ def margin_ranking_loss(
             f"target: {_torch_size(target.shape)} "
         )
     broadcast_shapes(target.shape, broadcast_shapes(input1.shape, input2.shape))
-    dtype = result_float_dtype(input1, input2, target)
-    work = opmath_dtype(dtype)
-    x1, x2, y = (a.astype(work) for a in (input1, input2, target))
-    loss = _core.clamp_min(-y * (x1 - x2) + margin, 0.0)
-    return _core.reduce(loss, reduction).astype(dtype)
+    loss = _core.clamp_min(-target * (input1 - input2) + margin, 0.0)
+    return _core.reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
 @loss_function(
-    static_argnames=("reduction",), numbers={"margin": Number()}, arrays={"input": "float", "target": "label"}
+    static_argnames=("reduction",),
+    numbers={"margin": Number()},
+    arrays={"input": "float", "target": "label"},
+    opmath=Opmath(promote=("input",)),
 )
 def hinge_embedding_loss(
     input: Array, target: Array, margin: float = 1.0, reduction: Reduction = "mean"
@@ -415,8 +413,7 @@ def hinge_embedding_loss(
     """
     check_float("input", input)
     broadcast_shapes(target.shape, input.shape)
-    dtype = input.dtype
-    x = input.astype(opmath_dtype(dtype))
+    x = input
     zero = jnp.zeros((), x.dtype)
     loss = jnp.where(target != 1, _core.clamp_min(margin - x, 0.0), zero) + jnp.where(target != -1, x, zero)
-    return _core.reduce(loss, reduction).astype(dtype)
+    return _core.reduce(loss, reduction)

@@ -30,6 +30,7 @@ from jaxloss._core import (
     Array,
     ArrayLike,
     Number,
+    Opmath,
     Reduction,
     broadcast_shapes,
     check_reduction,
@@ -301,6 +302,7 @@ def huber_loss(
     static_argnames=("reduction",),
     numbers={"beta": Number(lambda v: v >= 0, "smooth_l1_loss does not support negative values for beta.")},
     arrays={"input": "float", "target": "float"},
+    opmath=Opmath(promote=("input", "target")),
 )
 def smooth_l1_loss(
     input: Array,
@@ -333,11 +335,8 @@ def smooth_l1_loss(
         >>> jaxloss.smooth_l1_loss(x, y, reduction='none', beta=1.0).tolist()
         [0.125, 2.5]
     """
-    dtype = result_float_dtype(input, target)
-    work = opmath_dtype(dtype)
-    input, target = _broadcast_pair(input.astype(work), target.astype(work))
-    loss = _smooth_l1(input - target, beta)
-    return reduce(loss, reduction).astype(dtype)
+    input, target = _broadcast_pair(input, target)
+    return reduce(_smooth_l1(input - target, beta), reduction)
 
 
 # --------------------------------------------------------------------------- Poisson NLL
@@ -347,6 +346,7 @@ def smooth_l1_loss(
     numbers={"eps": Number()},
     arrays={"input": "float", "target": "float"},
     integer_inputs=True,
+    opmath=Opmath(promote=("input", "target")),
 )
 def poisson_nll_loss(
     input: Array,
@@ -387,18 +387,16 @@ def poisson_nll_loss(
         >>> round(float(jaxloss.poisson_nll_loss(log_rate, counts, full=True)), 4)
         1.2412
     """
-    dtype = result_float_dtype(input, target)
     broadcast_shapes(target.shape, input.shape)  # torch's first op is ``target * input``
-    work = opmath_dtype(dtype)
-    x, t = input.astype(work), target.astype(work)
+    x, t = input, target
     if log_input:
         loss = jnp.exp(x) - t * x
     else:
         loss = x - t * jnp.log(x + eps)
     if full:
         stirling = t * jnp.log(t) - t + 0.5 * jnp.log((2 * math.pi) * t)
-        loss = loss + jnp.where(t <= 1, jnp.zeros((), work), stirling)
-    return reduce(loss, reduction).astype(dtype)
+        loss = loss + jnp.where(t <= 1, jnp.zeros((), t.dtype), stirling)
+    return reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- Gaussian NLL

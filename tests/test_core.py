@@ -212,3 +212,31 @@ def test_a_traced_option_out_of_range_gives_nan_value_and_gradient():
     assert np.isnan(float(value))
     assert np.isnan(np.asarray(grad)).all()
     assert np.isfinite(float(jaxloss.huber_loss(d, jnp.zeros(2), delta=jnp.float32(1.0))))
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda x, y: jaxloss.smooth_l1_loss(x, y, beta=0.5),
+        lambda x, y: jaxloss.kl_div(x, jnp.abs(y), reduction="batchmean"),
+        lambda x, y: jaxloss.binary_cross_entropy_with_logits(x, jnp.abs(y) / 4),
+        lambda x, y: jaxloss.margin_ranking_loss(x[0], x[1], jnp.sign(y[0])),
+        lambda x, y: jaxloss.nll_loss(x, jnp.array([0, 2, 1, 4])),
+        lambda x, y: jaxloss.multi_margin_loss(x, jnp.array([0, 2, 1, 4]), weight=jnp.abs(y[0])),
+    ],
+)
+@pytest.mark.parametrize("half", [jnp.float16, jnp.bfloat16])
+def test_half_precision_round_trip_computes_in_float32_and_rounds_value_and_gradient_once(loss, half):
+    # torch's opmath rule, done by the registration: a half-precision loss equals the float32
+    # loss of the same values rounded once, and so does its gradient. (The options are built
+    # with exact operations, so both sides see the same numbers.)
+    rng = np.random.default_rng(3)
+    x, y = (jnp.asarray(rng.normal(size=(4, 5)), half) for _ in range(2))
+    x32, y32 = x.astype(jnp.float32), y.astype(jnp.float32)
+    value, grad = jax.value_and_grad(lambda a: loss(a, y))(x)
+    value32, grad32 = jax.value_and_grad(lambda a: loss(a, y32))(x32)
+    assert value.dtype == half and grad.dtype == half
+    assert float(value) == float(value32.astype(half))
+    np.testing.assert_array_equal(
+        np.asarray(grad.astype(jnp.float32)), np.asarray(grad32.astype(half).astype(jnp.float32))
+    )

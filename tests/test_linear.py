@@ -358,3 +358,40 @@ def test_reductions_of_none_output_shape():
             jaxloss.linear_cross_entropy(jnp.asarray(x), jnp.asarray(w), jnp.asarray(t), reduction=red).shape
             == shape
         )
+
+
+def test_label_smoothing_is_traced_no_recompile_and_checked_for_traced_values():
+    rng = np.random.default_rng(7)
+    x, w = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((6, 4), (5, 4)))
+    t = jnp.asarray(rng.integers(0, 5, 6))
+    fn = jaxloss.linear_cross_entropy
+    fn(x, w, t, label_smoothing=0.1, chunk_size=4)
+    size = fn._cache_size()
+    out = fn(x, w, t, label_smoothing=0.2, chunk_size=4)  # a new Python number: no new trace
+    assert fn._cache_size() == size
+    ref = F.cross_entropy(torch.tensor(np.asarray(x @ w.T)), torch.tensor(np.asarray(t)), label_smoothing=0.2)
+    np.testing.assert_allclose(float(out), float(ref), rtol=1e-5)
+
+    traces = []
+
+    @jax.jit
+    def step(a, smoothing):  # a scheduled smoothing inside a jitted step compiles once
+        traces.append(1)
+        return jax.value_and_grad(lambda a: fn(a, w, t, label_smoothing=smoothing, chunk_size=4))(a)
+
+    for s in (0.0, 0.2):
+        v, g = step(x, jnp.float32(s))
+        xt = torch.tensor(np.asarray(x), requires_grad=True)
+        loss = F.linear_cross_entropy(xt, torch.tensor(np.asarray(w)), torch.tensor(np.asarray(t)), label_smoothing=s)
+        loss.backward()
+        np.testing.assert_allclose(float(v), float(loss.detach()), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(g), xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+    assert len(traces) == 1
+
+    with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0. Got: 1.5"):
+        fn(x, w, t, label_smoothing=1.5)
+    bad = jnp.float32(1.5)  # traced: NaN value and gradient, torch's message in checked mode
+    v, g = jax.value_and_grad(lambda a: fn(a, w, t, label_smoothing=bad))(x)
+    assert np.isnan(float(v)) and np.isnan(np.asarray(g)).all()
+    with pytest.raises(Exception, match="label_smoothing must be between 0.0 and 1.0"):
+        checked.linear_cross_entropy(x, w, t, label_smoothing=bad)
