@@ -115,6 +115,14 @@ def check_input(input: Array, fname: str) -> None:
         raise TypeError(f"{fname}: input must have a floating point dtype, got {input.dtype}")
 
 
+def check_class_input(input: Array, fname: str, ignore_index: int, axis: int) -> tuple[int, tuple[int, ...]]:
+    """The checks every class-axis loss opens with; returns the class axis and the shape in torch's layout."""
+    check_input(input, fname)
+    check_ignore_index(ignore_index)
+    axis = class_axis(input.shape, axis)
+    return axis, torch_layout(input.shape, axis)
+
+
 def check_index_target(input_shape: tuple[int, ...], target: Array) -> Array:
     """torch's ``nll_loss_nd`` shape checks; returns ``target`` (a ``(1,)`` target of a 1-D input squeezed)."""
     ndim = len(input_shape)

@@ -26,14 +26,11 @@ from jaxloss._core import (
     shape_str,
 )
 from jaxloss._softmax import (
-    check_ignore_index,
+    check_class_input,
     check_index_target,
-    check_input,
     check_weight,
-    class_axis,
     index_loss,
     prob_loss,
-    torch_layout,
 )
 
 # --------------------------------------------------------------------------- public losses
@@ -113,10 +110,7 @@ def cross_entropy(
         >>> jaxloss.cross_entropy(channels_last, jnp.zeros((2, 4, 4), int), reduction='none', axis=-1).shape
         (2, 4, 4)
     """
-    check_input(input, "cross_entropy")
-    check_ignore_index(ignore_index)
-    axis = class_axis(input.shape, axis)
-    torch_shape = torch_layout(input.shape, axis)
+    axis, torch_shape = check_class_input(input, "cross_entropy", ignore_index, axis)
     if target.shape == input.shape:
         if not jnp.issubdtype(target.dtype, jnp.floating):
             raise TypeError(
@@ -187,10 +181,7 @@ def nll_loss(
         >>> round(float(jaxloss.nll_loss(log_probs, jnp.array([0, -100]))), 4)  # ignore_index
         0.2413
     """
-    check_input(input, "nll_loss")
-    check_ignore_index(ignore_index)
-    axis = class_axis(input.shape, axis)
-    torch_shape = torch_layout(input.shape, axis)
+    axis, torch_shape = check_class_input(input, "nll_loss", ignore_index, axis)
     target = check_index_target(torch_shape, target)
     check_weight(weight, torch_shape)
     return index_loss(input, target, weight, ignore_index, reduction, None, axis=axis, log_softmax=False)
@@ -255,10 +246,7 @@ def focal_loss(
         >>> bool(jaxloss.focal_loss(logits, target, gamma=0.0) == jaxloss.cross_entropy(logits, target))
         True
     """
-    check_input(input, "focal_loss")
-    check_ignore_index(ignore_index)
-    axis = class_axis(input.shape, axis)
-    torch_shape = torch_layout(input.shape, axis)
+    axis, torch_shape = check_class_input(input, "focal_loss", ignore_index, axis)
     target = check_index_target(torch_shape, target)
     check_weight(weight, torch_shape)
     if alpha is not None:
