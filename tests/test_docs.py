@@ -314,3 +314,58 @@ def test_site_shows_signatures(site: Path) -> None:
     nn_text = _page_text(site, "nn")
     assert "CrossEntropyLoss(weight: Array | None = None, ignore_index: int = -100" in nn_text
     assert "GaussianNLLLoss(*, full: bool = False" in nn_text
+
+
+# --------------------------------------------------------------------------- offline
+# What a browser fetches for a page: scripts, stylesheets, preconnects/preloads, fonts and
+# @imports inside the site's CSS. (Links a reader clicks, <a href>, are not fetched.)
+FETCHED_IN_HTML = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)=\"([^\"]+)\"", re.IGNORECASE)
+FETCHED_IN_CSS = re.compile(r"(?:url\(\s*['\"]?|@import\s+['\"])([^'\")\s]+)", re.IGNORECASE)
+
+
+def fetched_urls(site: Path) -> dict[str, set[str]]:
+    """``{url: {pages}}`` for everything the built site's pages and stylesheets load."""
+    urls: dict[str, set[str]] = {}
+    for page in site.rglob("*.html"):
+        for url in FETCHED_IN_HTML.findall(page.read_text()):
+            urls.setdefault(html.unescape(url), set()).add(str(page.relative_to(site)))
+    for sheet in site.rglob("*.css"):
+        for url in FETCHED_IN_CSS.findall(sheet.read_text()):
+            urls.setdefault(url, set()).add(str(sheet.relative_to(site)))
+    return urls
+
+
+def _is_external(url: str) -> bool:
+    return bool(re.match(r"(?:[a-z][a-z0-9+.-]*:)?//", url, re.IGNORECASE)) and not url.lower().startswith("data:")
+
+
+def test_offline_check_sees_external_urls() -> None:
+    # The check below must be able to fail: a CDN script, a protocol-relative font, a CSS @import.
+    assert _is_external("https://unpkg.com/mathjax@3/es5/tex-mml-chtml.js")
+    assert _is_external("//fonts.googleapis.com/css?family=Roboto")
+    assert not _is_external("../vendor/katex/katex.min.js") and not _is_external("data:image/svg+xml;x")
+    page = '<link rel="stylesheet" href="https://fonts.googleapis.com/css"><script src="a.js"></script>'
+    assert FETCHED_IN_HTML.findall(page) == ["https://fonts.googleapis.com/css", "a.js"]
+    assert FETCHED_IN_CSS.findall('@import "https://x.org/a.css";b{src:url(fonts/K.woff2)}') == [
+        "https://x.org/a.css",
+        "fonts/K.woff2",
+    ]
+
+
+def test_site_loads_nothing_from_the_network(site: Path) -> None:
+    # The math (KaTeX, vendored in docs/vendor/katex) and the fonts must render offline.
+    urls = fetched_urls(site)
+    external = {url: sorted(pages)[:3] for url, pages in urls.items() if _is_external(url)}
+    assert not external, f"the site fetches from other hosts (vendor it into docs/): {external}"
+
+
+def test_site_ships_the_math_it_loads(site: Path) -> None:
+    # Every page with a formula loads KaTeX and its stylesheet, and both files are in the site.
+    page = (site / "losses" / "classification" / "index.html").read_text()
+    assert 'class="arithmatex"' in page
+    for asset in ("vendor/katex/katex.min.js", "vendor/katex/katex.min.css", "javascripts/katex.js"):
+        assert asset in page, asset
+        assert (site / asset).is_file(), asset
+    fonts = FETCHED_IN_CSS.findall((site / "vendor" / "katex" / "katex.min.css").read_text())
+    woff2 = [f for f in fonts if f.endswith(".woff2")]
+    assert woff2 and all((site / "vendor" / "katex" / f).is_file() for f in woff2)
