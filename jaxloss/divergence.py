@@ -49,7 +49,7 @@ def kl_div(
     r"""Kullback-Leibler divergence loss (``torch.nn.KLDivLoss``).
 
     .. math::
-        \ell_i = y_i (\log y_i - x_i) \quad\text{or, with ``log_target``,}\quad
+        \ell_i = y_i (\log y_i - x_i) \quad\text{or, with }\texttt{log\_target}\text{,}\quad
         \ell_i = e^{y_i} (y_i - x_i)
 
     where ``x`` holds log-probabilities. Without ``log_target`` the first term is torch's

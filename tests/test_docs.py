@@ -20,6 +20,7 @@ import inspect
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import typing
@@ -369,3 +370,50 @@ def test_site_ships_the_math_it_loads(site: Path) -> None:
     fonts = FETCHED_IN_CSS.findall((site / "vendor" / "katex" / "katex.min.css").read_text())
     woff2 = [f for f in fonts if f.endswith(".woff2")]
     assert woff2 and all((site / "vendor" / "katex" / f).is_file() for f in woff2)
+
+
+# Parses each formula with the vendored KaTeX, as docs/javascripts/katex.js does in the browser
+# (argv: the katex.min.js path, then a JSON list of [tex, display] pairs; prints the errors).
+KATEX_PARSE = """
+const katex = require(process.argv[1]);
+const formulas = JSON.parse(require("fs").readFileSync(0, "utf8"));
+for (const [tex, display] of formulas) {
+  try { katex.renderToString(tex, { displayMode: display, throwOnError: true }); }
+  catch (e) { console.log(tex.slice(0, 80) + "  ->  " + e.message.split("\\n")[0]); }
+}
+"""
+ARITHMATEX = re.compile(r'class="arithmatex">(.*?)</(?:span|div)>', re.DOTALL)
+
+
+def site_formulas(site: Path) -> list[tuple[str, bool]]:
+    """Every formula of the built site as ``(tex, display)``, the ``\\( \\)`` / ``\\[ \\]`` stripped."""
+    formulas = []
+    for page in sorted(site.rglob("*.html")):
+        for raw in ARITHMATEX.findall(page.read_text()):
+            tex = html.unescape(re.sub(r"<[^>]+>", "", raw)).strip()
+            formulas.append((tex[2:-2], tex.startswith("\\[")))
+    return formulas
+
+
+def katex_errors(formulas: list[tuple[str, bool]], katex_js: Path) -> str:
+    import json
+
+    proc = subprocess.run(
+        ["node", "-e", KATEX_PARSE, str(katex_js)],
+        input=json.dumps(formulas),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run KaTeX outside a browser")
+def test_every_formula_renders_in_the_vendored_katex(site: Path) -> None:
+    katex_js = site / "vendor" / "katex" / "katex.min.js"
+    assert katex_errors([("x_{", False)], katex_js), "a broken formula must be reported"
+    formulas = site_formulas(site)
+    assert len(formulas) > 10, "the losses' formulas are on the site"
+    errors = katex_errors(formulas, katex_js)
+    assert not errors, f"formulas KaTeX cannot typeset (shown in red on the site):\n{errors}"
