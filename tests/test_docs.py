@@ -213,6 +213,9 @@ def test_site_builds_strictly_with_every_page(site: Path) -> None:
         "parity/index.html",
         "train/index.html",
         "precision/index.html",
+        "benchmarks/index.html",
+        "cli/index.html",
+        "development/index.html",
     ):
         assert (site / page).is_file(), page
 
