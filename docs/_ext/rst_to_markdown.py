@@ -2,8 +2,8 @@
 
 The docstrings are Google style (``Args:`` / ``Returns:`` / ``Raises:``) but use a few
 reST constructs that Markdown would print raw: cross-reference roles (``:func:`x```),
-``.. math::`` blocks, ``::`` literal-block markers, and bare ``>>>`` examples (which
-Markdown reads as nested block quotes). Only the documentation's view of a docstring is
+``.. math::`` blocks, ``::`` literal-block markers, simple tables (``=====  ====``
+borders), and bare ``>>>`` examples (which Markdown reads as nested block quotes). Only the documentation's view of a docstring is
 rewritten; the source, and so the doctests, are untouched.
 """
 
@@ -24,6 +24,7 @@ _DUNDER = re.compile(r"(?<![`\w./>])(__\w+__)(?![`\w])")  # bare __call__ would 
 _EXAMPLES_SECTION = re.compile(r"^\s*Examples?:\s*$")
 _SHELL = ("python ", "pip ", "#", ".venv/")
 _DIRECTIVE = re.compile(r"\s*# doctest:.*$")
+_TABLE_BORDER = re.compile(r"^\s*=+(?:\s+=+)+\s*$")
 
 
 def _crossref(obj: griffe.Object, tilde: str, target: str) -> str:
@@ -102,6 +103,7 @@ def _split_grouped_params(lines: list[str]) -> list[str]:
 def rst_to_markdown(obj: griffe.Object, text: str) -> str:
     """Rewrite one docstring."""
     text = "\n".join(_split_grouped_params(text.splitlines()))
+    text = "\n".join(_simple_tables(text.splitlines()))  # before the roles change column widths
     text = _ROLE.sub(lambda m: _crossref(obj, m[1], m[2]), text)
     text = _MATH_ROLE.sub(lambda m: f"${m[1]}$", text)
     lines = text.splitlines()
@@ -140,6 +142,63 @@ def rst_to_markdown(obj: griffe.Object, text: str) -> str:
         out.append(_DUNDER.sub(r"`\1`", line))
         i += 1
     return "\n".join(out)
+
+
+def _simple_tables(lines: list[str]) -> list[str]:
+    """Every reST simple table (``===  ===`` borders) as a Markdown table."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if _TABLE_BORDER.match(lines[i]):
+            i = _simple_table(lines, i, out)
+        else:
+            out.append(lines[i])
+            i += 1
+    return out
+
+
+def _simple_table(lines: list[str], start: int, out: list[str]) -> int:
+    """The table whose top border is ``lines[start]``; returns the index after its bottom border.
+
+    Columns are where the border's ``=`` runs start (the last one runs to the end of the line);
+    a row whose first column is blank continues the row above, as in reST. The border under the
+    first row(s) makes them the header; a table without one takes its first row as the header."""
+    border = lines[start]
+    starts = [m.start() for m in re.finditer(r"=+", border)]
+    rows: list[list[str]] = []
+    header_rows = 0
+    borders = 1
+    i = start + 1
+    while i < len(lines) and borders < 3:
+        line = lines[i]
+        i += 1
+        if _TABLE_BORDER.match(line):
+            borders += 1
+            if borders == 2 and i < len(lines) and lines[i].strip():
+                header_rows = len(rows)  # a body follows: the rows so far are the header
+            elif borders == 2:
+                break  # two borders and a blank line: a table without a header
+            continue
+        if not line.strip():
+            continue
+        ends = starts[1:] + [len(line)]
+        cells = [line[a:b].strip() for a, b in zip(starts, ends)]
+        if rows and not cells[0]:
+            rows[-1] = [f"{old} {new}".strip() for old, new in zip(rows[-1], cells)]
+        else:
+            rows.append(cells)
+    if not rows:
+        out.extend(lines[start:i])
+        return i
+    header_rows = max(header_rows, 1)
+    header = [" ".join(c for c in column if c) for column in zip(*rows[:header_rows])]
+    pad = border[: _indent(border)]
+
+    def row(cells: list[str]) -> str:
+        return pad + "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    out.extend(["", row(header), pad + "|" + "---|" * len(starts), *map(row, rows[header_rows:]), ""])
+    return i
 
 
 def _is_definition_term(lines: list[str], i: int) -> bool:
