@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -71,3 +74,64 @@ def test_the_training_quick_start_builds_a_valid_run(monkeypatch: pytest.MonkeyP
     printed = run(quick_start("Training"))
     assert len(seen) == 1 and seen[0].dataset == "digits" and seen[0].epochs == 1, seen
     assert "'epoch': 1" in printed
+
+
+def readme_commands() -> list[list[str]]:
+    """``[module, *args]`` of every ``python -m`` line in the README's bash blocks (comments dropped)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S):
+        for line in block.splitlines():
+            # the one-line install-and-run commands end in their python -m call
+            m = re.search(r"python -m (\S+)((?:\s+[^#\s&]\S*)*)", line.split("#", 1)[0])
+            if m and m[1] != "pytest":
+                commands.append([m[1], *m[2].split()])
+    return commands
+
+
+def test_the_readme_shows_each_cli():
+    modules = {c[0] for c in readme_commands()}
+    assert {"parity", "parity.models", "parity.twin", "train"} <= modules, modules
+
+
+# Prints each CLI's --help, in one interpreter so the modules share their imports.
+HELP_OF_EACH = """
+import contextlib, io, json, runpy, sys
+helps = {}
+for module in sys.argv[1:]:
+    sys.argv = [module, "--help"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            assert e.code in (0, None), (module, e.code)
+    helps[module] = out.getvalue()
+print(json.dumps(helps))
+"""
+
+
+def test_the_readme_commands_use_flags_their_cli_has():
+    # Each flag a README command passes is one its CLI's --help lists: a renamed flag fails here
+    # (the CLIs' own tests run the commands end to end).
+    import json
+
+    root = README.parent
+    commands = readme_commands()
+    modules = sorted({c[0] for c in commands})
+    proc = subprocess.run(
+        [sys.executable, "-c", HELP_OF_EACH, *modules],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    helps = json.loads(proc.stdout.strip().splitlines()[-1])
+    missing = [
+        f"python -m {c[0]} {flag}"
+        for c in commands
+        for flag in (a.split("=", 1)[0] for a in c[1:] if a.startswith("--"))
+        if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[c[0]])
+    ]
+    assert not missing, f"the README passes flags its CLIs' --help does not list: {missing}"
