@@ -296,6 +296,32 @@ def test_nll_loss_second_order_is_zero():
     np.testing.assert_array_equal(np.asarray(h), 0.0)
 
 
+# --------------------------------------------------------------------------- compiled program
+@pytest.mark.parametrize(
+    "target,smoothing,most",
+    [("index", "traced", 1), ("index", 0.1, 1), ("probs", None, 1), ("probs", "traced", 2)],
+)
+def test_class_sum_of_log_softmax_writes_at_most_one_input_sized_temporary(target, smoothing, most):
+    """The smoothing term and probability targets sum ``log_softmax`` over the classes. XLA:CPU
+    used to write both ``x - max`` and the broadcast log-sum-exp out as (N, C) temporaries for
+    that sum (2, and 3 with probabilities and smoothing); value+grad now keeps at most
+    ``most`` (measured on CPU, where the library reductions take one broadcast operand)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the temporaries counted are XLA:CPU's")
+    n, c = 256, 1000
+    x = jax.ShapeDtypeStruct((n, c), jnp.float32)
+    t = x if target == "probs" else jax.ShapeDtypeStruct((n,), jnp.int32)
+    s = jax.ShapeDtypeStruct((), jnp.float32)
+
+    def loss(a, tt, ss):
+        opts = {} if smoothing is None else {"label_smoothing": ss if smoothing == "traced" else smoothing}
+        return jaxloss.cross_entropy(a, tt, **opts)
+
+    compiled = jax.jit(jax.value_and_grad(loss)).lower(x, t, s).compile()
+    input_sized = compiled.memory_analysis().temp_size_in_bytes / (n * c * 4)
+    assert input_sized < most + 0.5, f"{input_sized:.2f} input-sized temporaries"
+
+
 # --------------------------------------------------------------------------- transformations
 def test_jit_vmap_grad_compose():
     rng = np.random.default_rng(7)
