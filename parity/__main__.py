@@ -42,12 +42,16 @@ from typing import Any
 from parity.cases import ALL_DTYPES
 from parity.files import writable_folder
 from parity.precision import MODES
+from train.cli import Parser, require
 
 MODEL_NAMES = ("seed-cnn", "resnet18")
+# The modules of pyproject's [parity] extra that the report imports (the nn.* module cases and
+# the model comparisons need flax; the report's layer plot matplotlib).
+REQUIRES = ("torch", "numpy", "rich", "flax", "matplotlib")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m parity", description="jaxloss vs torch parity report")
+    ap = Parser(prog="python -m parity", description="jaxloss vs torch parity report")
     ap.add_argument("--loss", action="append", default=[], help="loss or family names (comma-separated, repeatable)")
     ap.add_argument("--dtype", action="append", default=[], choices=ALL_DTYPES, help="dtypes to run (repeatable)")
     ap.add_argument("--fuzz", type=int, default=0, metavar="N", help="run N random cases instead of the grid")
@@ -113,15 +117,14 @@ def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # all of the extra, found before anything runs: a model section (flax) or the HTML report's plot
+    # (matplotlib) failing to import after minutes of the grid loses the run
+    require("python -m parity", "the parity report", REQUIRES, "parity")
     t0 = time.perf_counter()
     if args.device == "gpu":
         os.environ.setdefault("JAX_PLATFORMS", "cuda,cpu")
-    try:
-        import torch
-    except ImportError:
-        print("python -m parity needs torch: pip install 'jaxloss[parity]'", file=sys.stderr)
-        return 2
     import jax
+    import torch
 
     import jaxloss
     import parity.precision
