@@ -204,12 +204,12 @@ def main(argv: list[str] | None = None) -> int:
 def _model_report(name: str) -> dict[str, Any]:
     """The project model ``name`` against its torch twin (float32, float64 reference), as JSON."""
     import parity
-    from parity.models.twins import build_pair, images
+    from parity.models.twins import DEFAULT_BATCH, build_pair, images
 
     fm, tm, mapping = build_pair(name, "float32", **({"cifar_stem": True} if name == "resnet18" else {}))
-    xj, xt = images(2, 32 if name == "seed-cnn" else 8, "float32")
+    xj, xt = images(DEFAULT_BATCH, 32 if name == "seed-cnn" else 8, "float32")  # batch: see DEFAULT_BATCH
     r = parity.compare_models(fm, tm, xj, xt, mapping=mapping, reference=True)
-    return {**r.to_json(), "title": f"{name} (float32, batch 2) against its torch twin"}
+    return {**r.to_json(), "title": f"{name} (float32, batch {DEFAULT_BATCH}) against its torch twin"}
 
 
 if __name__ == "__main__":

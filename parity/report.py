@@ -259,6 +259,7 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, str]]:
             "value": _err_at(L["worst_value"], L.get("worst_value_at", {})),
             "grad": _err_at(L["worst_grad"], L.get("worst_grad_at", {})),
             "vTH": _err_at(L.get("worst_hvp") or {}, L.get("worst_hvp_at", {})),
+            **{f"{k}_err": _err(L.get(f"worst_{w}") or {}) for k, w in (("value", "value"), ("grad", "grad"), ("vTH", "hvp"))},
             "worst_case": L["worst_case"] if L["status"] != "not implemented" else "-",
             "status": L["status"], "torch": L.get("torch", ""),
         })
@@ -283,21 +284,57 @@ def _fold(modules: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def console_table(report: dict[str, Any]) -> str:
-    rows = [{c.key: c.header for c in LOSS_COLUMNS}] + [{**r, "worst_case": r["worst_case"][:60]} for r in table_rows(report)]
-    widths = {c.key: max(len(r[c.key]) for r in rows) for c in LOSS_COLUMNS}
+# The terminal's table: the numbers only; where each worst error occurs is in the report files.
+CONSOLE_COLUMNS = (
+    *LOSS_COLUMNS[:6],
+    Column("value_err", "worst value err", left=True),
+    Column("grad_err", "worst grad err", left=True),
+    Column("vTH_err", "worst vᵀH err", left=True),
+)
+CONSOLE_WIDTH = 120  # at most, and no wider than the terminal
+
+
+def console_width() -> int:
+    """The terminal's width, at most :data:`CONSOLE_WIDTH` (that when not a terminal)."""
+    import shutil
+
+    return min(shutil.get_terminal_size((CONSOLE_WIDTH, 24)).columns, CONSOLE_WIDTH)
+
+
+def _fit(rows: list[dict[str, str]], columns: Sequence[Column], width: int) -> list[str]:
+    """The rows as aligned text, dropping columns from the right until a line fits ``width``."""
+    columns = list(columns)
+    while True:
+        widths = {c.key: max(len(r[c.key]) for r in rows) for c in columns}
+        if sum(widths.values()) + 2 * (len(columns) - 1) <= width or len(columns) <= 2:
+            break
+        columns.pop()
     lines = []
     for k, r in enumerate(rows):
-        lines.append("  ".join(r[c.key].ljust(widths[c.key]) if c.left else r[c.key].rjust(widths[c.key]) for c in LOSS_COLUMNS).rstrip())
+        cells = [r[c.key].ljust(widths[c.key]) if c.left else r[c.key].rjust(widths[c.key]) for c in columns]
+        lines.append("  ".join(cells).rstrip()[:width])
         if k == 0:
-            lines.append("  ".join("-" * widths[c.key] for c in LOSS_COLUMNS))
+            lines.append("  ".join("-" * widths[c.key] for c in columns)[:width])
+    return lines
+
+
+def console_table(report: dict[str, Any], width: int | None = None) -> str:
+    """The per-loss table and the summary for a terminal ``width`` columns wide (default:
+    :func:`console_width`): the counts and worst errors; which case each comes from is in the
+    report files (report.md / report.html)."""
+    import textwrap
+
+    width = width or console_width()
+    rows = [{c.key: c.header for c in CONSOLE_COLUMNS}] + table_rows(report)
+    lines = _fit(rows, CONSOLE_COLUMNS, width)
     s = report["summary"]
     lines.append("")
-    lines.append(
+    lines += textwrap.wrap(
         f"{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, "
         f"{s['not_implemented']} not implemented; judged against the float64 reference: {s['documented_deviations']} documented "
         f"deviations, {s['low_precision_rule']} by the low-precision rule; "
-        f"vs float64: jaxloss closer {s['jax_closer']}x, torch closer {s['torch_closer']}x, tie {s['ties']}x"
+        f"vs float64: jaxloss closer {s['jax_closer']}x, torch closer {s['torch_closer']}x, tie {s['ties']}x",
+        width,
     )
     return "\n".join(lines)
 
