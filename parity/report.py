@@ -428,7 +428,8 @@ table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3;vertical-align:bottom}
 td.l,th.l{text-align:left}
-td.w{white-space:normal;min-width:12em}
+td.w{white-space:normal;min-width:10em;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}
 .sub{color:#666;font-size:12px;font-weight:normal}
 .pass{background:#e6f4ea}.fail{background:#fce8e6}.ni{background:#f1f3f4;color:#777}.partial{background:#fff7e0}
 .cov td{text-align:center;font-size:12px;padding:1px 3px;min-width:1.6em}.cov td.l{text-align:left}
@@ -439,6 +440,15 @@ h1{font-size:22px}h2{font-size:18px;margin-top:1.6em}
 p.note{color:#555;max-width:70em}
 .ok{color:#137333;font-weight:bold}.bad{color:#c5221f;font-weight:bold}
 """
+
+
+def _scrolling(page: str) -> str:
+    """Every table in a box that scrolls sideways: a wide table never widens the page.
+
+    >>> _scrolling("<table><tr><td>1</td></tr></table>")
+    "<div class='scroll'><table><tr><td>1</td></tr></table></div>"
+    """
+    return page.replace("<table", "<div class='scroll'><table").replace("</table>", "</table></div>")
 
 
 def _breakable(text: str) -> str:
@@ -552,7 +562,7 @@ def html_page(report: dict[str, Any]) -> str:
              "array that misses torch passes only if it is within tolerance of the float64 truth and at least as close "
              "to it as torch's.</p>")
     p.append("</body></html>")
-    return "\n".join(p) + "\n"
+    return _scrolling("\n".join(p) + "\n")
 
 
 # --------------------------------------------------------------------------- files
@@ -709,7 +719,7 @@ def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[s
         fh.write(f"# {title}\n\n" + model_markdown(model, "Per layer"))
     with open(paths["html"], "w", encoding="utf-8") as fh:
         fh.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>"
-                 f"</head><body><h1>{html.escape(title)}</h1>\n{model_section_html(model, 'Per layer')}\n</body></html>\n")
+                 f"</head><body><h1>{html.escape(title)}</h1>\n{_scrolling(model_section_html(model, 'Per layer'))}\n</body></html>\n")
     with open(paths["png"], "wb") as fh:
         fh.write(layer_plot_png(model, title))
     return paths
