@@ -783,7 +783,7 @@ def difference_kind(result: TwinResult) -> str:
     if d.flax_only_layer and d.routing:
         return f"a ReLU / max-pool near-tie decided differently at {d.flax_only_layer} (float32 rounding)"
     if d.flax_only_layer:
-        return f"at {d.flax_only_layer} Flax's float32 run alone leaves float64: a porting difference or a near-tie"
+        return f"Flax's float32 run alone leaves float64 at {d.flax_only_layer} (torch's does not): likely a porting difference"
     if (d.torch_ref_passed if d.layer else d.parameter_torch_ref_passed) is False:
         return "float32 rounding: torch's own float32 run leaves float64 there too"
     return "see the diagnosis below"
