@@ -26,14 +26,16 @@ together (:mod:`parity.precision`); the report header records the settings in fo
 twins (per-layer section with an error-by-layer plot in the HTML report; default: seed-cnn for
 a whole-grid run, none when ``--loss`` or ``--fuzz`` narrows it; ``--models none`` turns it off).
 
-Exit status: 0 when nothing failed (cases whose jaxloss function still raises
-``NotImplementedError`` are counted as "not implemented", not as failures),
-1 when a case failed or errored, 2 for a usage error.
+Exit status (the convention of every CLI here, :mod:`train.cli`): 0 when nothing failed (cases
+whose jaxloss function still raises ``NotImplementedError`` are counted as "not implemented",
+not as failures), 1 when a case failed or errored, 2 for a usage error or a module of the
+``parity`` extra missing (checked before anything runs), 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import time
@@ -110,7 +112,10 @@ def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
     for w in wanted:
         hits = [n for n, L in registry.items() if n == w or L.family == w or n == f"nn.{w}"]
         if not hits:
-            raise _UsageError(f"python -m parity: unknown loss or family {w!r}; known: {', '.join(registry)}")
+            close = difflib.get_close_matches(w, [*registry, *{L.family for L in registry.values()}], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise _UsageError(f"python -m parity: error: --loss: unknown loss or family {w!r}{hint} "
+                              f"(known: {', '.join(registry)})")
         out += [h for h in hits if h not in out]
     return out
 
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = runner.grid_jobs(losses, dtypes)
         label = "grid"
     if not jobs:
-        print("python -m parity: no case matches", file=sys.stderr)
+        print("python -m parity: error: no case matches the --loss / --dtype selection", file=sys.stderr)
         return 2
     with precision(args.precision):
         results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz),

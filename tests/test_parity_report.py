@@ -229,3 +229,15 @@ def test_html_tables_scroll_inside_their_box(report):
     assert page.count("<table") >= 3
     assert page.count("<div class='scroll'><table") == page.count("<table")
     assert ".scroll{overflow-x:auto" in page
+
+
+def test_cli_bad_loss_or_flag_is_one_line_with_did_you_mean(tmp_path, capsys):
+    assert main(["--loss", "crossentropy", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m parity: error: --loss: unknown loss or family 'crossentropy'; did you mean "
+                          "cross_entropy?") and err.count("\n") == 1, err
+    with pytest.raises(SystemExit) as e:
+        main(["--dtyp", "float32"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("python -m parity: error: unrecognized arguments: --dtyp float32; did you mean "
+                                       "--dtype? (see --help)\n")
