@@ -702,37 +702,27 @@ def format_table(result: TwinResult, markdown: bool = False, width: int | None =
     from parity.report import Column, _fit, console_width
 
     has_ref = any(s.ref_param_diff is not None for s in result.steps)
-    head = ["step", "ok", "strict", "loss (jax)", "loss (torch)", "|dloss|", "max |dparam|", "max |dstat|", "max rel dparam"]
+    # the verdict first, then the differences; on a narrow terminal the columns on the right go first
+    cols: list[tuple[str, Callable[[TwinStep], str]]] = [
+        ("step", lambda s: str(s.step)),
+        ("ok", lambda s: "yes" if s.within_tolerance else "NO"),
+        ("strict", lambda s: "yes" if s.strict else "no"),
+        ("loss (jax)", lambda s: f"{s.loss_jax:.7f}"),
+        ("loss (torch)", lambda s: f"{s.loss_torch:.7f}"),
+        ("|dloss|", lambda s: _e(s.loss_diff)),
+        ("max |dparam|", lambda s: _e(s.param_diff)),
+    ]
     if has_ref:
-        head += [
-            "torch |dloss| vs f64",
-            "flax |dloss| vs f64",
-            "torch |dparam| vs f64",
-            "flax |dparam| vs f64",
-        ]
-    rows = []
-    for s in result.steps:
-        row = [
-            str(s.step),
-            "yes" if s.within_tolerance else "NO",
-            "yes" if s.strict else "no",
-            f"{s.loss_jax:.7f}",
-            f"{s.loss_torch:.7f}",
-            _e(s.loss_diff),
-            _e(s.param_diff),
-            _e(s.buffer_diff),
-            _e(s.param_rel_diff),
-        ]
-        if has_ref:
-            row += [
-                _e(s.ref_loss_diff),
-                _e(s.jax_ref_loss_diff),
-                _e(s.ref_param_diff),
-                _e(s.jax_ref_param_diff),
-            ]
-        rows.append(row)
+        cols += [("torch |dparam| vs f64", lambda s: _e(s.ref_param_diff)),
+                 ("flax |dparam| vs f64", lambda s: _e(s.jax_ref_param_diff))]  # fmt: skip
+    cols += [("max |dstat|", lambda s: _e(s.buffer_diff)), ("max rel dparam", lambda s: _e(s.param_rel_diff))]
+    if has_ref:
+        cols += [("torch |dloss| vs f64", lambda s: _e(s.ref_loss_diff)),
+                 ("flax |dloss| vs f64", lambda s: _e(s.jax_ref_loss_diff))]  # fmt: skip
+    head = [h for h, _ in cols]
+    rows = [[cell(s) for _, cell in cols] for s in result.steps]
     if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = ["| " + " | ".join(h.replace("|", "\\|") for h in head) + " |", "|" + "---|" * len(head)]  # a bare | ends a cell
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     columns = [Column(str(j), h) for j, h in enumerate(head)]

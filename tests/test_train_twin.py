@@ -172,7 +172,7 @@ def test_the_twin_leads_with_what_kind_of_difference_and_fits_the_terminal(tmp_p
     for width in (120, 80):
         table = format_table(result, width=width).splitlines()
         assert max(map(len, table)) <= width and table[0].split()[:2] == ["step", "ok"]
-    assert "flax |dparam| vs f64" in format_table(result, markdown=True)  # every column in twin.md
+    assert r"flax \|dparam\| vs f64" in format_table(result, markdown=True)  # every column in twin.md
     titles = []
     real = matplotlib.figure.Figure.suptitle
     monkeypatch.setattr(matplotlib.figure.Figure, "suptitle", lambda self, t, **kw: titles.append(t) or real(self, t, **kw))
