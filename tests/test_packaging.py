@@ -65,6 +65,8 @@ def test_the_parity_extra_runs_the_readme_main_job(tmp_path):
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["summary"]["cases"] >= 1 and report["summary"]["errors"] == 0
     assert "seed-cnn" in (tmp_path / "rep" / "report.html").read_text()
+    twin = run_with_only(("parity",), ["-m", "parity.twin", "--help"], tmp_path)  # imports the training stack
+    assert twin.returncode == 0 and "--steps" in twin.stdout, twin.stderr[-3000:]
 
 
 def test_without_flax_the_parity_cli_says_what_to_install_before_running(tmp_path):
