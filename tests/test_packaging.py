@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 from tests._extras import ROOT, run_with_only
 

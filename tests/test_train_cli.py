@@ -8,7 +8,6 @@ output files).
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 import shlex
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from train.__main__ import _parser, config_from_args, main
-from train.config import TrainConfig, flag
+from train.config import TrainConfig
 
 
 @pytest.mark.parametrize(

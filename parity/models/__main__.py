@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
 from typing import Any
 
 from parity.files import writable_folder
@@ -171,10 +170,10 @@ def details(report: Any) -> list[str]:
     if d is None:
         return []
     worst = max((x for x in report.layers + report.params if x.size), key=lambda x: x.usage or 0.0, default=d)
-    lines = [f"first out of tolerance: {d.name} ({d.kind}): max abs {d.max_abs_err:.2g}, rel {d.max_rel_err:.2g}, "
-             f"{d.n_bad}/{d.size} elements outside atol {d.atol:.2g} + rtol {d.rtol:.2g} x |torch|",
-             f"worst: {worst.name} ({worst.kind}), {worst.usage or 0:.3g}x the allowed error",
-             "per-layer lines: --verbose (those out of tolerance), --all (every one), --out DIR (report files)"]  # fmt: skip
+    first = (f"first out of tolerance: {d.name} ({d.kind}): max abs {d.max_abs_err:.2g}, rel {d.max_rel_err:.2g}, "
+             f"{d.n_bad}/{d.size} elements outside atol {d.atol:.2g} + rtol {d.rtol:.2g} x |torch|")
+    lines = [first, f"worst: {worst.name} ({worst.kind}), {worst.usage or 0:.3g}x the allowed error",
+             "per-layer lines: --verbose (those out of tolerance), --all (every one), --out DIR (report files)"]
     return lines
 
 
