@@ -337,6 +337,8 @@ def test_cli_leads_with_the_verdict_and_the_exact_command(capsys):
     assert lines[1] == ("exact comparison (float64): python -m parity.models --model seed-cnn --dtype float64 "
                         "--batch-size 4 --image-size 32")
     assert not any(line.startswith("FAIL ") for line in lines) and len(lines) < 10, lines
+    worst = next(line for line in lines if line.startswith("worst: "))
+    assert "(1 is the limit); max abs from float64: JAX " in worst and ", torch " in worst, worst
     assert main([*argv, "--verbose"]) == 1
     assert sum(line.startswith("FAIL ") for line in capsys.readouterr().out.splitlines()) > 5
 

@@ -172,7 +172,10 @@ def details(report: Any) -> list[str]:
     worst = max((x for x in report.layers + report.params if x.size), key=lambda x: x.usage or 0.0, default=d)
     first = (f"first out of tolerance: {d.name} ({d.kind}): max abs {d.max_abs_err:.2g}, rel {d.max_rel_err:.2g}, "
              f"{d.n_bad}/{d.size} elements outside atol {d.atol:.2g} + rtol {d.rtol:.2g} x |torch|")
-    lines = [first, f"worst: {worst.name} ({worst.kind}), {worst.usage or 0:.3g}x the allowed error",
+    worst_line = f"worst: {worst.name} ({worst.kind}), tolerance use {worst.usage or 0:.3g} (1 is the limit)"
+    if worst.jax_ref_abs is not None and worst.torch_ref_abs is not None:  # how far each float32 run is from float64
+        worst_line += f"; max abs from float64: JAX {worst.jax_ref_abs:.2g}, torch {worst.torch_ref_abs:.2g}"
+    lines = [first, worst_line,
              "per-layer lines: --verbose (those out of tolerance), --all (every one), --out DIR (report files)"]
     return lines
 
