@@ -26,14 +26,16 @@ together (:mod:`parity.precision`); the report header records the settings in fo
 twins (per-layer section with an error-by-layer plot in the HTML report; default: seed-cnn for
 a whole-grid run, none when ``--loss`` or ``--fuzz`` narrows it; ``--models none`` turns it off).
 
-Exit status: 0 when nothing failed (cases whose jaxloss function still raises
-``NotImplementedError`` are counted as "not implemented", not as failures),
-1 when a case failed or errored, 2 for a usage error.
+Exit status (the convention of every CLI here, :mod:`train.cli`): 0 when nothing failed (cases
+whose jaxloss function still raises ``NotImplementedError`` are counted as "not implemented",
+not as failures), 1 when a case failed or errored, 2 for a usage error or a module of the
+``parity`` extra missing (checked before anything runs), 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import time
@@ -42,12 +44,16 @@ from typing import Any
 from parity.cases import ALL_DTYPES
 from parity.files import writable_folder
 from parity.precision import MODES
+from train.cli import Parser, require
 
 MODEL_NAMES = ("seed-cnn", "resnet18")
+# The modules of pyproject's [parity] extra that the report imports (the nn.* module cases and
+# the model comparisons need flax; the report's layer plot matplotlib).
+REQUIRES = ("torch", "numpy", "rich", "flax", "matplotlib")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m parity", description="jaxloss vs torch parity report")
+    ap = Parser(prog="python -m parity", description="jaxloss vs torch parity report")
     ap.add_argument("--loss", action="append", default=[], help="loss or family names (comma-separated, repeatable)")
     ap.add_argument("--dtype", action="append", default=[], choices=ALL_DTYPES, help="dtypes to run (repeatable)")
     ap.add_argument("--fuzz", type=int, default=0, metavar="N", help="run N random cases instead of the grid")
@@ -106,22 +112,24 @@ def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
     for w in wanted:
         hits = [n for n, L in registry.items() if n == w or L.family == w or n == f"nn.{w}"]
         if not hits:
-            raise _UsageError(f"python -m parity: unknown loss or family {w!r}; known: {', '.join(registry)}")
+            close = difflib.get_close_matches(w, [*registry, *{L.family for L in registry.values()}], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise _UsageError(f"python -m parity: error: --loss: unknown loss or family {w!r}{hint} "
+                              f"(known: {', '.join(registry)})")
         out += [h for h in hits if h not in out]
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # all of the extra, found before anything runs: a model section (flax) or the HTML report's plot
+    # (matplotlib) failing to import after minutes of the grid loses the run
+    require("python -m parity", "the parity report", REQUIRES, "parity")
     t0 = time.perf_counter()
     if args.device == "gpu":
         os.environ.setdefault("JAX_PLATFORMS", "cuda,cpu")
-    try:
-        import torch
-    except ImportError:
-        print("python -m parity needs torch: pip install 'jaxloss[parity]'", file=sys.stderr)
-        return 2
     import jax
+    import torch
 
     import jaxloss
     import parity.precision
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = runner.grid_jobs(losses, dtypes)
         label = "grid"
     if not jobs:
-        print("python -m parity: no case matches", file=sys.stderr)
+        print("python -m parity: error: no case matches the --loss / --dtype selection", file=sys.stderr)
         return 2
     with precision(args.precision):
         results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz),
@@ -201,12 +209,12 @@ def main(argv: list[str] | None = None) -> int:
 def _model_report(name: str) -> dict[str, Any]:
     """The project model ``name`` against its torch twin (float32, float64 reference), as JSON."""
     import parity
-    from parity.models.twins import build_pair, images
+    from parity.models.twins import DEFAULT_BATCH, build_pair, images
 
     fm, tm, mapping = build_pair(name, "float32", **({"cifar_stem": True} if name == "resnet18" else {}))
-    xj, xt = images(2, 32 if name == "seed-cnn" else 8, "float32")
+    xj, xt = images(DEFAULT_BATCH, 32 if name == "seed-cnn" else 8, "float32")  # batch: see DEFAULT_BATCH
     r = parity.compare_models(fm, tm, xj, xt, mapping=mapping, reference=True)
-    return {**r.to_json(), "title": f"{name} (float32, batch 2) against its torch twin"}
+    return {**r.to_json(), "title": f"{name} (float32, batch {DEFAULT_BATCH}) against its torch twin"}
 
 
 if __name__ == "__main__":

@@ -259,6 +259,7 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, str]]:
             "value": _err_at(L["worst_value"], L.get("worst_value_at", {})),
             "grad": _err_at(L["worst_grad"], L.get("worst_grad_at", {})),
             "vTH": _err_at(L.get("worst_hvp") or {}, L.get("worst_hvp_at", {})),
+            **{f"{k}_err": _err(L.get(f"worst_{w}") or {}) for k, w in (("value", "value"), ("grad", "grad"), ("vTH", "hvp"))},
             "worst_case": L["worst_case"] if L["status"] != "not implemented" else "-",
             "status": L["status"], "torch": L.get("torch", ""),
         })
@@ -283,21 +284,57 @@ def _fold(modules: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def console_table(report: dict[str, Any]) -> str:
-    rows = [{c.key: c.header for c in LOSS_COLUMNS}] + [{**r, "worst_case": r["worst_case"][:60]} for r in table_rows(report)]
-    widths = {c.key: max(len(r[c.key]) for r in rows) for c in LOSS_COLUMNS}
+# The terminal's table: the numbers only; where each worst error occurs is in the report files.
+CONSOLE_COLUMNS = (
+    *LOSS_COLUMNS[:6],
+    Column("value_err", "worst value err", left=True),
+    Column("grad_err", "worst grad err", left=True),
+    Column("vTH_err", "worst vᵀH err", left=True),
+)
+CONSOLE_WIDTH = 120  # at most, and no wider than the terminal
+
+
+def console_width() -> int:
+    """The terminal's width, at most :data:`CONSOLE_WIDTH` (that when not a terminal)."""
+    import shutil
+
+    return min(shutil.get_terminal_size((CONSOLE_WIDTH, 24)).columns, CONSOLE_WIDTH)
+
+
+def _fit(rows: list[dict[str, str]], columns: Sequence[Column], width: int) -> list[str]:
+    """The rows as aligned text, dropping columns from the right until a line fits ``width``."""
+    columns = list(columns)
+    while True:
+        widths = {c.key: max(len(r[c.key]) for r in rows) for c in columns}
+        if sum(widths.values()) + 2 * (len(columns) - 1) <= width or len(columns) <= 2:
+            break
+        columns.pop()
     lines = []
     for k, r in enumerate(rows):
-        lines.append("  ".join(r[c.key].ljust(widths[c.key]) if c.left else r[c.key].rjust(widths[c.key]) for c in LOSS_COLUMNS).rstrip())
+        cells = [r[c.key].ljust(widths[c.key]) if c.left else r[c.key].rjust(widths[c.key]) for c in columns]
+        lines.append("  ".join(cells).rstrip()[:width])
         if k == 0:
-            lines.append("  ".join("-" * widths[c.key] for c in LOSS_COLUMNS))
+            lines.append("  ".join("-" * widths[c.key] for c in columns)[:width])
+    return lines
+
+
+def console_table(report: dict[str, Any], width: int | None = None) -> str:
+    """The per-loss table and the summary for a terminal ``width`` columns wide (default:
+    :func:`console_width`): the counts and worst errors; which case each comes from is in the
+    report files (report.md / report.html)."""
+    import textwrap
+
+    width = width or console_width()
+    rows = [{c.key: c.header for c in CONSOLE_COLUMNS}] + table_rows(report)
+    lines = _fit(rows, CONSOLE_COLUMNS, width)
     s = report["summary"]
     lines.append("")
-    lines.append(
+    lines += textwrap.wrap(
         f"{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, "
         f"{s['not_implemented']} not implemented; judged against the float64 reference: {s['documented_deviations']} documented "
         f"deviations, {s['low_precision_rule']} by the low-precision rule; "
-        f"vs float64: jaxloss closer {s['jax_closer']}x, torch closer {s['torch_closer']}x, tie {s['ties']}x"
+        f"vs float64: jaxloss closer {s['jax_closer']}x, torch closer {s['torch_closer']}x, tie {s['ties']}x",
+        width,
     )
     return "\n".join(lines)
 
@@ -391,7 +428,8 @@ table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3;vertical-align:bottom}
 td.l,th.l{text-align:left}
-td.w{white-space:normal;min-width:12em}
+td.w{white-space:normal;min-width:10em;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}
 .sub{color:#666;font-size:12px;font-weight:normal}
 .pass{background:#e6f4ea}.fail{background:#fce8e6}.ni{background:#f1f3f4;color:#777}.partial{background:#fff7e0}
 .cov td{text-align:center;font-size:12px;padding:1px 3px;min-width:1.6em}.cov td.l{text-align:left}
@@ -402,6 +440,15 @@ h1{font-size:22px}h2{font-size:18px;margin-top:1.6em}
 p.note{color:#555;max-width:70em}
 .ok{color:#137333;font-weight:bold}.bad{color:#c5221f;font-weight:bold}
 """
+
+
+def _scrolling(page: str) -> str:
+    """Every table in a box that scrolls sideways: a wide table never widens the page.
+
+    >>> _scrolling("<table><tr><td>1</td></tr></table>")
+    "<div class='scroll'><table><tr><td>1</td></tr></table></div>"
+    """
+    return page.replace("<table", "<div class='scroll'><table").replace("</table>", "</table></div>")
 
 
 def _breakable(text: str) -> str:
@@ -515,7 +562,7 @@ def html_page(report: dict[str, Any]) -> str:
              "array that misses torch passes only if it is within tolerance of the float64 truth and at least as close "
              "to it as torch's.</p>")
     p.append("</body></html>")
-    return "\n".join(p) + "\n"
+    return _scrolling("\n".join(p) + "\n")
 
 
 # --------------------------------------------------------------------------- files
@@ -672,7 +719,7 @@ def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[s
         fh.write(f"# {title}\n\n" + model_markdown(model, "Per layer"))
     with open(paths["html"], "w", encoding="utf-8") as fh:
         fh.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style>"
-                 f"</head><body><h1>{html.escape(title)}</h1>\n{model_section_html(model, 'Per layer')}\n</body></html>\n")
+                 f"</head><body><h1>{html.escape(title)}</h1>\n{_scrolling(model_section_html(model, 'Per layer'))}\n</body></html>\n")
     with open(paths["png"], "wb") as fh:
         fh.write(layer_plot_png(model, title))
     return paths

@@ -694,46 +694,40 @@ def _e(v: float | None) -> str:
     return "-" if v is None else f"{v:.2e}"
 
 
-def format_table(result: TwinResult, markdown: bool = False) -> str:
+def format_table(result: TwinResult, markdown: bool = False, width: int | None = None) -> str:
     """Per-step table. ``ref`` columns: torch float32 vs torch float64 (torch's own rounding
-    error) and Flax float32 vs torch float64 (Flax's), when the reference ran."""
+    error) and Flax float32 vs torch float64 (Flax's), when the reference ran. For a terminal
+    ``width`` columns wide (default: :func:`parity.report.console_width`) the columns on the
+    right are left out until a line fits; ``twin.md`` has them all."""
+    from parity.report import Column, _fit, console_width
+
     has_ref = any(s.ref_param_diff is not None for s in result.steps)
-    head = ["step", "loss (jax)", "loss (torch)", "|dloss|", "max |dparam|", "max rel dparam", "max |dstat|"]
+    # the verdict first, then the differences; on a narrow terminal the columns on the right go first
+    cols: list[tuple[str, Callable[[TwinStep], str]]] = [
+        ("step", lambda s: str(s.step)),
+        ("ok", lambda s: "yes" if s.within_tolerance else "NO"),
+        ("strict", lambda s: "yes" if s.strict else "no"),
+        ("loss (jax)", lambda s: f"{s.loss_jax:.7f}"),
+        ("loss (torch)", lambda s: f"{s.loss_torch:.7f}"),
+        ("|dloss|", lambda s: _e(s.loss_diff)),
+        ("max |dparam|", lambda s: _e(s.param_diff)),
+    ]
     if has_ref:
-        head += [
-            "torch |dloss| vs f64",
-            "flax |dloss| vs f64",
-            "torch |dparam| vs f64",
-            "flax |dparam| vs f64",
-        ]
-    head += ["strict", "ok"]
-    rows = []
-    for s in result.steps:
-        row = [
-            str(s.step),
-            f"{s.loss_jax:.7f}",
-            f"{s.loss_torch:.7f}",
-            _e(s.loss_diff),
-            _e(s.param_diff),
-            _e(s.param_rel_diff),
-            _e(s.buffer_diff),
-        ]
-        if has_ref:
-            row += [
-                _e(s.ref_loss_diff),
-                _e(s.jax_ref_loss_diff),
-                _e(s.ref_param_diff),
-                _e(s.jax_ref_param_diff),
-            ]
-        row += ["yes" if s.strict else "no", "yes" if s.within_tolerance else "NO"]
-        rows.append(row)
+        cols += [("torch |dparam| vs f64", lambda s: _e(s.ref_param_diff)),
+                 ("flax |dparam| vs f64", lambda s: _e(s.jax_ref_param_diff))]  # fmt: skip
+    cols += [("max |dstat|", lambda s: _e(s.buffer_diff)), ("max rel dparam", lambda s: _e(s.param_rel_diff))]
+    if has_ref:
+        cols += [("torch |dloss| vs f64", lambda s: _e(s.ref_loss_diff)),
+                 ("flax |dloss| vs f64", lambda s: _e(s.jax_ref_loss_diff))]  # fmt: skip
+    head = [h for h, _ in cols]
+    rows = [[cell(s) for _, cell in cols] for s in result.steps]
     if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = ["| " + " | ".join(h.replace("|", "\\|") for h in head) + " |", "|" + "---|" * len(head)]  # a bare | ends a cell
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
-    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
+    columns = [Column(str(j), h) for j, h in enumerate(head)]
+    cells = [{str(j): v for j, v in enumerate(r)} for r in [head, *rows]]
+    return "\n".join(_fit(cells, columns, width or console_width()))
 
 
 def summary(result: TwinResult) -> str:
@@ -766,6 +760,36 @@ def summary(result: TwinResult) -> str:
     text += ")"
     if result.diagnosis is not None:
         text += "\n" + result.diagnosis.line()
+    return text
+
+
+def difference_kind(result: TwinResult) -> str:
+    """What kind of difference a failed run shows, from its dtype and its diagnosis (a phrase)."""
+    d = result.diagnosis
+    if result.config.get("dtype") == "float64":
+        return "a real divergence: float64 leaves no room for rounding"
+    if d is None:
+        return "not located (the diagnosis did not run)"
+    if d.flax_only_layer and d.routing:
+        return f"a ReLU / max-pool near-tie decided differently at {d.flax_only_layer} (float32 rounding)"
+    if d.flax_only_layer:
+        return f"Flax's float32 run alone leaves float64 at {d.flax_only_layer} (torch's does not): likely a porting difference"
+    if (d.torch_ref_passed if d.layer else d.parameter_torch_ref_passed) is False:
+        return "float32 rounding: torch's own float32 run leaves float64 there too"
+    return "see the diagnosis below"
+
+
+def verdict_line(result: TwinResult, exact_command: str = "") -> str:
+    """The first line: passed, or how many steps failed, what kind of difference it is, and the
+    command that compares exactly (float64)."""
+    n, within = len(result.steps), sum(s.within_tolerance for s in result.steps)
+    dtype = result.config.get("dtype", "")
+    if result.passed:
+        return f"PASSED: {n} of {n} steps within {dtype} tolerance"
+    text = (f"FAILED: {n - within} of {n} steps outside {dtype} tolerance (first: step {_first_failing(result)}): "
+            f"{difference_kind(result)}")
+    if exact_command and dtype != "float64":
+        text += f". Exact comparison: {exact_command}"
     return text
 
 
@@ -823,8 +847,8 @@ def plot(result: TwinResult, path: Path) -> None:
     opt = f"{c['optimizer']} lr {c['lr']:g}"
     if c["optimizer"] == "sgd" and c["momentum"]:
         opt += f" momentum {c['momentum']:g}"
-    verdict = "PASSED" if result.passed else f"FAILED ({n - within} of {n} steps outside tolerance)"
-    fig.suptitle(f"twin run: {c['model']}, {opt}, {c['loss']}, batch {c['batch_size']}, {c['dtype']}: {verdict}")
+    verdict = "PASSED" if result.passed else f"{n - within} of {n} steps outside tolerance: {difference_kind(result)}"
+    fig.suptitle(f"twin run: {c['model']}, {opt}, {c['loss']}, batch {c['batch_size']}, {c['dtype']}\n{verdict}")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -869,7 +893,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The twin's flags: ``python -m train``'s for the shared settings, plus the twin's own."""
     from train.__main__ import add_config_arguments
 
-    p = argparse.ArgumentParser(
+    from train.cli import Parser
+
+    p = Parser(
         prog=PROG,
         description="Train the shipped Flax train step and its torch twin in lockstep on synthetic batches; "
         "report the differences.",
@@ -927,12 +953,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(PROG, e)
         return 2
     result = run_twin(cfg)
+    print(verdict_line(result, _exact_command(sys.argv[1:] if argv is None else list(argv))))
     print(format_table(result))
     print(summary(result))
     if args_out:
         paths = write_report(result, args_out)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0 if result.passed else 1
+
+
+def _exact_command(argv: list[str]) -> str:
+    """This command line in float64 (the comparison without float32 rounding)."""
+    words, skip = [], False
+    for w in argv:
+        if skip or w == "--dtype" or w.startswith("--dtype="):
+            skip = w == "--dtype" and not skip
+            continue
+        words.append(w)
+    return " ".join([PROG, *words, "--dtype", "float64"])
 
 
 if __name__ == "__main__":

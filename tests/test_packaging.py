@@ -1,11 +1,11 @@
 """The dependency direction: jaxloss needs jax alone; torch/flax only where promised."""
 
+import json
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._extras import ROOT, run_with_only
 
 
 def test_core_dependencies_are_jax_only():
@@ -32,3 +32,67 @@ def test_jaxloss_imports_and_runs_without_torch_or_flax():
 def test_py_typed_markers_ship():
     for pkg in ("jaxloss", "parity", "train"):
         assert (ROOT / pkg / "py.typed").exists()
+
+
+# --------------------------------------------------------------------------- each extra on its own, as pip installs it
+def _jaxloss_modules() -> list[str]:
+    return sorted(f"jaxloss.{p.stem}" for p in (ROOT / "jaxloss").glob("*.py") if p.stem != "__init__")
+
+
+def test_every_jaxloss_module_imports_with_jax_alone(tmp_path):
+    """``pip install jaxloss``: every module but the Flax one imports and runs; that one says it needs flax."""
+    modules = [m for m in _jaxloss_modules() if m != "jaxloss.nn_modules"]
+    code = (
+        "import importlib, jax.numpy as jnp, jaxloss\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "x = jnp.ones((2, 3)); t = jnp.zeros((2,), jnp.int32)\n"
+        "print(float(jaxloss.cross_entropy(x, t)), float(jaxloss.nn.L1Loss()(x, x)))\n"
+        "try:\n    import jaxloss.nn_modules\nexcept ModuleNotFoundError as e:\n    print('needs', e.name)\n"
+    )
+    out = run_with_only((), ["-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[1:] == ["0.0", "needs", "flax"], out.stdout
+    assert len(modules) >= 15  # the glob found the package
+
+
+def test_the_parity_extra_runs_the_readme_main_job(tmp_path):
+    """``pip install 'jaxloss[parity]' && python -m parity``: a loss selection with the flax-built
+    nn.* module case, plus the model section a whole-grid run adds (its plot in the HTML report)."""
+    out = run_with_only(("parity",), ["-m", "parity", "--loss", "nn.AdaptiveLogSoftmaxWithLoss", "--dtype", "float64",
+                                      "--models", "seed-cnn", "-j", "1", "--no-xla-cache", "--out", "rep"], tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["summary"]["cases"] >= 1 and report["summary"]["errors"] == 0
+    assert "seed-cnn" in (tmp_path / "rep" / "report.html").read_text()
+    twin = run_with_only(("parity",), ["-m", "parity.twin", "--help"], tmp_path)  # imports the training stack
+    assert twin.returncode == 0 and "--steps" in twin.stdout, twin.stderr[-3000:]
+
+
+def test_without_flax_the_parity_cli_says_what_to_install_before_running(tmp_path):
+    out = run_with_only(("parity",), ["-m", "parity", "--loss", "l1_loss", "--out", "rep"], tmp_path, also_block=("flax",))
+    assert out.returncode == 2
+    assert out.stderr == "python -m parity: error: the parity report needs flax: pip install 'jaxloss[parity]'\n"
+    assert out.stdout == "" and not (tmp_path / "rep" / "report.json").exists()
+
+
+def test_without_flax_no_case_is_left_out_of_the_count(tmp_path):
+    """The two nn.* modules with parameters need flax: their cases are errors naming it, not missing."""
+    code = (
+        "from parity import runner\n"
+        "jobs = runner.grid_jobs(['nn.LinearCrossEntropyLoss'], ['float64'])\n"
+        "for r in runner.run_jobs(jobs): print(r.id, r.status, r.result.notes)\n"
+    )
+    out = run_with_only(("parity",), ["-c", code], tmp_path, also_block=("flax",))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("nn.LinearCrossEntropyLoss/from_torch[float64] error"), out.stdout
+    assert "No module named 'flax'" in out.stdout
+
+
+def test_the_train_extra_runs_python_m_train(tmp_path):
+    """``pip install 'jaxloss[train]'``: --help, and a tiny run with its plot and checkpoint."""
+    help_out = run_with_only(("train",), ["-m", "train", "--help"], tmp_path)
+    assert help_out.returncode == 0 and "--batch-size" in help_out.stdout, help_out.stderr
+    out = run_with_only(("train",), ["-m", "train", "--epochs", "1", "--subset", "64", "--batch-size", "32",
+                                     "--eval-batch-size", "64", "--no-progress", "--out", "run"], tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert (tmp_path / "run" / "metrics.jsonl").exists() and (tmp_path / "run" / "curves.png").exists()

@@ -7,6 +7,8 @@ and kind, in float64 and float32. Small inputs keep each comparison to about a s
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -314,8 +316,46 @@ def test_cli_prints_table_writes_report_and_golden(tmp_path, capsys):
 
 def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
     from parity.models.__main__ import main
-    from tests.torch_compare import hide_torch
 
-    hide_torch(monkeypatch)
-    assert main(["--model", "seed-cnn"]) == 2
-    assert "pip install 'jaxloss[parity]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in an install without the parity extra
+    with pytest.raises(SystemExit) as e:
+        main(["--model", "seed-cnn"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        "python -m parity.models: error: the model comparison needs torch: pip install 'jaxloss[parity]'\n")
+
+
+def test_cli_leads_with_the_verdict_and_the_exact_command(capsys):
+    """A float32 failure: the first line says it is rounding (torch's own float32 run leaves float64
+    too), the second gives the float64 command; the per-layer lines only with --verbose."""
+    from parity.models.__main__ import main
+
+    argv = ["--model", "seed-cnn", "--rtol", "0", "--atol", "0"]  # no room for float32 rounding
+    assert main(argv) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("FAILED float32 tolerance") and "float32 rounding, not a porting error" in lines[0], lines
+    assert lines[1] == ("exact comparison (float64): python -m parity.models --model seed-cnn --dtype float64 "
+                        "--batch-size 4 --image-size 32")
+    assert not any(line.startswith("FAIL ") for line in lines) and len(lines) < 10, lines
+    worst = next(line for line in lines if line.startswith("worst: "))
+    assert "(1 is the limit); max abs from float64: JAX " in worst and ", torch " in worst, worst
+    assert main([*argv, "--verbose"]) == 1
+    assert sum(line.startswith("FAIL ") for line in capsys.readouterr().out.splitlines()) > 5
+
+
+def test_the_default_batch_is_not_degenerate_and_a_degenerate_one_is_named(capsys):
+    """At batch 2, ResNet-18's last BatchNorms (1x1 maps at 16x16) normalise over 2 values: their output
+    is +-1 whatever the input, and the float64 comparison fails on rounding noise. The default batch
+    gives the 4 values of test_faithful_resnet18_train_mode_batchnorm_passes (float64, within tolerance)."""
+    import argparse
+
+    from parity.models.__main__ import _parse, degenerate_note
+    from parity.models.twins import DEFAULT_BATCH, batchnorm_values
+
+    args = _parse(["--model", "resnet18", "--dtype", "float64"])
+    assert args.batch_size == DEFAULT_BATCH
+    assert batchnorm_values("resnet18", DEFAULT_BATCH, 16) == batchnorm_values("resnet18", 4, 8, cifar_stem=True) == 4
+    assert degenerate_note(args, 16) == ""
+    note = degenerate_note(argparse.Namespace(**{**vars(args), "batch_size": 2}), 16)
+    assert note.startswith("note: batch 2 at 16x16: the last BatchNorms normalise over 2 value(s) per channel")
+    assert degenerate_note(_parse(["--model", "seed-cnn", "--batch-size", "1"]), 32) == ""  # no BatchNorm

@@ -2,6 +2,7 @@
 
 import html.parser
 import json
+import sys
 
 import jax.numpy as jnp
 import pytest
@@ -177,16 +178,16 @@ def test_cli_records_precision_and_adds_the_model_section(tmp_path):
     assert data["meta"]["precision"]["mode"] == "ieee"
     assert data["models"]["seed-cnn"]["passed"] and data["models"]["seed-cnn"]["layers"]
     page = (out / "report.html").read_text()
-    assert "Precision: mode=ieee" in page and "seed-cnn (float32, batch 2) against its torch twin" in page
+    assert "Precision: mode=ieee" in page and "seed-cnn (float32, batch 4) against its torch twin" in page
     assert "data:image/png;base64," in page
 
 
 def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
-    from tests.torch_compare import hide_torch
-
-    hide_torch(monkeypatch)
-    assert main(["--loss", "l1_loss"]) == 2
-    assert "pip install 'jaxloss[parity]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in an install without the parity extra
+    with pytest.raises(SystemExit) as e:
+        main(["--loss", "l1_loss"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "python -m parity: error: the parity report needs torch: pip install 'jaxloss[parity]'\n"
 
 
 def _loss_row(name, usage, at, status="passed"):
@@ -207,3 +208,36 @@ def test_module_rows_fold_into_one_and_worst_errors_name_their_case():
     assert nn["value"].endswith("in y[float32]") and nn["worst_case"] == "nn.MSELoss/y[float32]"
     assert rows[0]["value"] == "5.0e-03 (5 ulp) in a[float32]"
     assert rows[0]["grad"] == "5 ulp in a[float32]; rel 5.0e-03"  # no case recorded for rel
+
+
+@pytest.mark.parametrize("width", [120, 80])
+def test_the_terminal_table_fits_the_terminal(report, width):
+    """The terminal gets the counts and worst errors within ``width`` columns (the old table ran to
+    ~380); which case each worst error comes from stays in report.md / report.html."""
+    text = rep.console_table(report, width=width)
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    row = next(line for line in text.splitlines() if line.startswith("l1_loss"))
+    assert row.split()[1:4] == ["5", "4", "1"]  # cases, passed, failed
+    assert "injected" not in text  # the worst case's name: in the report files
+    assert "injected" in rep.markdown(report)
+
+
+def test_html_tables_scroll_inside_their_box(report):
+    """A wide table (the full grid's per-loss table ran off a 1400-px page) scrolls inside its
+    container instead of widening the page (checked by eye in headless Chromium at 1400 px)."""
+    page = rep.html_page(report)
+    assert page.count("<table") >= 3
+    assert page.count("<div class='scroll'><table") == page.count("<table")
+    assert ".scroll{overflow-x:auto" in page
+
+
+def test_cli_bad_loss_or_flag_is_one_line_with_did_you_mean(tmp_path, capsys):
+    assert main(["--loss", "crossentropy", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m parity: error: --loss: unknown loss or family 'crossentropy'; did you mean "
+                          "cross_entropy?") and err.count("\n") == 1, err
+    with pytest.raises(SystemExit) as e:
+        main(["--dtyp", "float32"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("python -m parity: error: unrecognized arguments: --dtyp float32; did you mean "
+                                       "--dtype? (see --help)\n")

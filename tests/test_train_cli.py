@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import io
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
 
 from train.__main__ import _parser, config_from_args, main
-from train.config import TrainConfig, flag
+from train.config import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,9 @@ def test_unwritable_out_fails_before_training(tmp_path, capsys):
 
 def test_without_flax_one_line_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "flax", None)  # as if flax were not installed
-    assert main([]) == 2
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
     assert capsys.readouterr().err == "python -m train: error: training needs flax: pip install 'jaxloss[train]'\n"
 
 
@@ -76,6 +78,8 @@ def test_every_field_is_one_flag_with_its_default_in_help():
     for f in dataclasses.fields(TrainConfig):
         if f.metadata.get("negate"):  # --no-augment / --no-progress / --no-plot: on by default
             assert f.metadata["negate"] in text
+        elif f.default is None:  # the help says what unset means
+            assert "(default: " in actions[f.name].help and "%(default)s" not in actions[f.name].help, f.name
         else:
             assert actions[f.name].help.endswith("(default: %(default)s)"), f.name
     assert "--batch-size BATCH_SIZE\n                        global batch, split over the devices (default: 32)" in text
@@ -101,13 +105,74 @@ def test_the_twin_takes_the_same_flags_for_the_same_settings():
             assert twin[name].default == getattr(TrainConfig(), name), name  # the same defaults too
 
 
-def test_the_header_prints_every_setting(tmp_path):
+def test_help_says_each_default_once_in_plain_text():
+    """No "(default: 0.9, the seed's) (default: None)", no reST markup, and a --no-... flag
+    described by what it does (turns the feature off)."""
+    text = _parser().format_help()
+    flat = " ".join(text.split())
+    assert "(default: None)" not in flat
+    for action in _parser()._actions:
+        assert (action.help or "").count("(default: ") <= 1, action.help
+    assert "``" not in text and ":mod:" not in text and "::" not in text
+    for negated in ("--no-augment", "--no-progress", "--no-plot"):
+        assert f"{negated} turn off the " in flat, negated
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrainConfig(),
+        TrainConfig(download=True, augment=False, plot=False, optimizer="adamw", betas=(0.8, 0.9), amsgrad=True,
+                    loss="focal_loss", gamma=2.0, out="my runs/first", subset=64, num_devices=1),
+    ],
+)
+def test_the_header_is_a_command_line_that_pastes_back_to_the_same_run(cfg):
+    """``--download False`` cannot be pasted back: the header's command parses to the same config."""
     from train.outputs import header
 
-    text = header(TrainConfig(out=str(tmp_path)), {"devices": "1 x cpu"})
-    for f in dataclasses.fields(TrainConfig):
-        assert f" {flag(f.name)} " in text + " ", f.name
-    assert "--momentum 0.9" in text and "--precision fp32" in text
+    line = header(cfg, {"devices": "1 x cpu"}).splitlines()[0]
+    assert line.startswith("command: python -m train ")
+    words = shlex.split(line.removeprefix("command: "))
+    again = config_from_args(words[3:])
+    expected = dataclasses.replace(cfg, momentum=cfg.effective_momentum if cfg.optimizer == "sgd" else None)
+    assert again == expected
+    assert " False" not in line and " True" not in line and " None" not in line
+
+
+def test_a_bad_flag_value_is_one_line_and_a_typo_gets_did_you_mean(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--epochs", "ten"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert err == "python -m train: error: argument --epochs: invalid int value: 'ten' (see --help)\n"
+    with pytest.raises(SystemExit):
+        main(["--optimiser", "adam"])
+    assert "did you mean --optimizer?" in capsys.readouterr().err
+
+
+def test_cifar10_without_its_files_is_bad_input(tmp_path, capsys):
+    """The README's convention: a missing data folder is status 2 (bad input), one line, nothing trained."""
+    assert main(["--dataset", "cifar10", "--data-dir", str(tmp_path / "nodata"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m train: error: CIFAR-10 not found under {tmp_path / 'nodata'}") and err.count("\n") == 1
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_regression_loss_is_fed_softmax_against_one_hot_labels():
+    """--loss mse_loss trains on the Brier score: mean over N x C of (softmax(logits) - onehot(labels))^2."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from train.losses import make_loss
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    brier = np.mean((p - np.eye(4)[labels]) ** 2)
+    loss = make_loss("mse_loss")
+    np.testing.assert_allclose(float(loss(jnp.asarray(logits), jnp.asarray(labels))), brier, rtol=1e-12)
+    per_example = np.asarray(loss.per_example(jnp.asarray(logits), jnp.asarray(labels)))
+    np.testing.assert_allclose(per_example, ((p - np.eye(4)[labels]) ** 2).mean(axis=1), rtol=1e-12)
 
 
 ROOT = Path(__file__).resolve().parents[1]

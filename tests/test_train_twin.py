@@ -142,3 +142,39 @@ def test_the_first_failure_keeps_both_models_as_they_were_before_that_step():
     jl = f.flax_model(*f.jax_args)
     tl = f.torch_model(*f.torch_args)
     np.testing.assert_allclose(np.asarray(jl), tl.detach().numpy(), rtol=1e-4, atol=1e-4)  # re-runnable
+
+
+def _rounding_failure():
+    """A float32 run with 4 of 5 steps outside tolerance, diagnosed as rounding torch's own run shares."""
+    from parity.twin import TwinDiagnosis, TwinResult, TwinStep
+
+    steps = [TwinStep(k, 2.3, 2.3, 1e-6, 1e-4, 1e-3, 1e-5, k == 1, param_bound=1e-5, loss_bound=1e-5,
+                      within_tolerance=k == 1, ref_loss_diff=1e-6, jax_ref_loss_diff=2e-6, ref_param_diff=3e-5,
+                      jax_ref_param_diff=4e-5) for k in range(1, 6)]  # fmt: skip
+    diagnosis = TwinDiagnosis(2, "layer4.0.bn1.weight", "after", False, "layer4.0.bn1", "grad", 1e-4, False)
+    config = {"model": "resnet18", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "loss": "cross_entropy",
+              "steps": 5, "batch_size": 4, "dtype": "float32", "precision": "ieee"}  # fmt: skip
+    return TwinResult(config, 1.3e-6, 1e-5, steps, "cpu", 1.0, None, diagnosis)
+
+
+def test_the_twin_leads_with_what_kind_of_difference_and_fits_the_terminal(tmp_path, monkeypatch):
+    """Not a bare "FAILED (4 of 5 steps outside tolerance)" with the explanation at the bottom: the
+    first line and the plot title say it is float32 rounding, and the float64 command compares exactly."""
+    import matplotlib.figure
+
+    from parity.twin import _exact_command, format_table, plot, verdict_line
+
+    result = _rounding_failure()
+    line = verdict_line(result, _exact_command(["--model", "resnet18", "--dtype", "float32", "--steps", "5"]))
+    assert line == ("FAILED: 4 of 5 steps outside float32 tolerance (first: step 2): float32 rounding: torch's own "
+                    "float32 run leaves float64 there too. Exact comparison: python -m parity.twin --model resnet18 "
+                    "--steps 5 --dtype float64")  # fmt: skip
+    for width in (120, 80):
+        table = format_table(result, width=width).splitlines()
+        assert max(map(len, table)) <= width and table[0].split()[:2] == ["step", "ok"]
+    assert r"flax \|dparam\| vs f64" in format_table(result, markdown=True)  # every column in twin.md
+    titles = []
+    real = matplotlib.figure.Figure.suptitle
+    monkeypatch.setattr(matplotlib.figure.Figure, "suptitle", lambda self, t, **kw: titles.append(t) or real(self, t, **kw))
+    plot(result, tmp_path / "twin.png")
+    assert titles[0].endswith("4 of 5 steps outside tolerance: float32 rounding: torch's own float32 run leaves float64 there too")

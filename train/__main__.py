@@ -12,8 +12,10 @@ flip + normalisation, cross entropy, 10 epochs) on the offline ``digits`` set. E
 Writes ``<out>/metrics.jsonl`` (one JSON record per epoch), ``<out>/curves.png`` and
 checkpoints in ``<checkpoint-dir>`` (default ``<out>/checkpoints``). Ctrl-C saves a
 checkpoint and exits with status 130; ``--resume`` continues it to the same final
-parameters as an uninterrupted run. A bad flag is one line on stderr and status 2, before
-anything is trained.
+parameters as an uninterrupted run. A bad flag, or ``--dataset cifar10`` without its files
+(and no ``--download``), is one line on stderr and status 2, before anything is trained;
+exit codes as every CLI of the project (:mod:`train.cli`: 0 done, 1 failed, 2 bad input,
+130 interrupted).
 
 Devices: data-parallel over every local device (a ``('data',)`` mesh; BatchNorm statistics
 are those of the global batch, as torch's SyncBatchNorm). Several hosts: start one process
@@ -36,9 +38,12 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from train.cli import Parser, require
 from train.config import ConfigError, TrainConfig, flag, validate
 
 PROG = "python -m train"
+# pyproject's [train] extra, as the modules a run imports (checked before anything runs)
+REQUIRES = ("flax", "optax", "orbax", "numpy", "rich", "matplotlib", "sklearn")
 
 
 def _bool(text: str) -> bool:
@@ -66,9 +71,11 @@ def add_config_arguments(
         if wanted is not None and f.name not in wanted:
             continue
         meta, default = f.metadata, defaults.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
-        help_text = f"{meta['help']} (default: %(default)s)"
-        if "negate" in meta:
-            parser.add_argument(meta["negate"], dest=f.name, action="store_false", default=default, help=meta["help"])
+        # a field whose default is None says in its help what None means ("default: all devices")
+        help_text = meta["help"] if "default:" in meta["help"] else f"{meta['help']} (default: %(default)s)"
+        if "negate" in meta:  # --no-augment: the help says what the flag does, turning the feature off
+            parser.add_argument(meta["negate"], dest=f.name, action="store_false", default=default,
+                                help=f"turn off the {meta['help']} (on by default)")
         elif f.type in ("bool", bool):
             parser.add_argument(flag(f.name), dest=f.name, action="store_true", default=default, help=help_text)
         else:
@@ -80,9 +87,21 @@ def add_config_arguments(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=plain_text(__doc__ or ""), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p)
     return p
+
+
+def plain_text(rest: str) -> str:
+    """A reST docstring as a terminal shows it: no ``literal`` quotes, roles or ``::``.
+
+    >>> from train.__main__ import plain_text
+    >>> plain_text("Writes ``metrics.jsonl`` (:mod:`train.cli`). Examples::")
+    'Writes metrics.jsonl (train.cli). Examples:'
+    """
+    import re
+
+    return re.sub(r":\w+:`([^`]*)`", r"\1", rest).replace("``", "").replace("::", ":")
 
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
@@ -139,14 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         error(PROG, e)
         return 2
-    try:
-        import flax  # noqa: F401
-        import optax  # noqa: F401
-    except ModuleNotFoundError as e:
-        print(f"{PROG}: error: training needs {e.name}: pip install 'jaxloss[train]'", file=sys.stderr)
-        return 2
+    require(PROG, "training", REQUIRES, "train")
     from train.checkpoint import CheckpointError
-    from train.data import DatasetError
+    from train.data import DatasetError, DatasetNotFound
     from train.loop import TrainingInterrupted, train
     from train.mesh import distributed_env, init_distributed
     from train.outputs import check_writable_dir
@@ -158,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(cfg)
     except TrainingInterrupted:
         return 130
-    except ConfigError as e:
+    except (ConfigError, DatasetNotFound) as e:  # bad input found before training: 2
         error(PROG, e)
         return 2
     except (DatasetError, CheckpointError, ValueError) as e:

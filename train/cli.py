@@ -33,6 +33,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "Parser",
     "fail",
+    "require",
     "run_main",
 ]
 
@@ -96,6 +97,31 @@ def fail(prog: str, message: str, code: int = EXIT_USAGE) -> NoReturn:
     """
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def require(prog: str, what: str, modules: Sequence[str], extra: str) -> None:
+    """Exit 2 with one line naming the ``pip install`` that fixes it when a module of ``modules``
+    is not installed: checked before any work, so a run is never lost to an import at its end.
+    Finds the modules without importing them.
+
+    >>> import contextlib, io
+    >>> from train.cli import require
+    >>> require("demo", "the demo", ["json"], "parity")  # installed: nothing happens
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     try:
+    ...         require("demo", "the demo", ["json", "no_such_module"], "parity")
+    ...     except SystemExit as e:
+    ...         print(e.code)
+    2
+    >>> print(err.getvalue().strip())
+    demo: error: the demo needs no_such_module: pip install 'jaxloss[parity]'
+    """
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        fail(prog, f"{what} needs {', '.join(missing)}: pip install 'jaxloss[{extra}]'")
 
 
 def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -85,12 +85,12 @@ class TrainConfig:
 
     # model and data
     model: str = _f("seed-cnn", "the network", choices=MODELS)
-    activation: str | None = _f(None, "seed-cnn: none (the seed's, a linear network) or relu", choices=("none", "relu"))
+    activation: str | None = _f(None, "seed-cnn: none (the seed's, a linear network) or relu (default: none)", choices=("none", "relu"))
     cifar_stem: bool = _f(False, "resnet18: 3x3 stride-1 stem without max-pool")
     dataset: str = _f("digits", "digits: scikit-learn's bundled digits as 32x32x3 (offline); cifar10: from --data-dir", choices=DATASETS)
     data_dir: str = _f("data", "folder holding cifar-10-batches-py or -bin")
     download: bool = _f(False, "download CIFAR-10 into --data-dir if missing")
-    subset: int | None = _f(None, "train on the first N training images only", metavar="N")
+    subset: int | None = _f(None, "train on the first N training images only (default: all)", metavar="N")
     augment: bool = _f(True, "random crop (padding 4) + horizontal flip (no flip on digits)", negate="--no-augment")
     # optimisation
     epochs: int = _f(10, "epochs to train (the cosine schedule's length)")
@@ -101,7 +101,7 @@ class TrainConfig:
     momentum: float | None = _f(None, "sgd momentum (default: 0.9, the seed's)")
     dampening: float = _f(0.0, "sgd dampening")
     nesterov: bool = _f(False, "sgd Nesterov momentum")
-    weight_decay: float | None = _f(None, "default: torch's (0 for sgd and adam, 1e-2 for adamw)")
+    weight_decay: float | None = _f(None, "weight decay (default: torch's, 0 for sgd and adam, 1e-2 for adamw)")
     betas: tuple[float, float] = _f((0.9, 0.999), "adam(w) betas", nargs=2)
     eps: float = _f(1e-8, "adam(w) eps")
     amsgrad: bool = _f(False, "adam(w) amsgrad")
@@ -112,27 +112,28 @@ class TrainConfig:
     precision: str = _f("fp32", "fp32: true float32; tf32: TF32 matmuls/convolutions; bf16: bfloat16 compute, float32 weights, statistics, logits and loss", choices=PRECISIONS)
     seed: int = _f(0, "parameters, shuffling and augmentation all derive from it")
     # loss
-    loss: str = _f("cross_entropy", "any classification loss of jaxloss")
-    label_smoothing: float | None = _f(None, "cross_entropy (default: the loss's)")
-    gamma: float | None = _f(None, "focal_loss, sigmoid_focal_loss")
-    alpha: float | None = _f(None, "focal_loss, sigmoid_focal_loss")
-    margin: float | None = _f(None, "multi_margin_loss")
-    p: int | None = _f(None, "multi_margin_loss (1 or 2)")
-    delta: float | None = _f(None, "huber_loss")
-    beta: float | None = _f(None, "smooth_l1_loss")
+    loss: str = _f("cross_entropy", "a loss of train.losses.LOSSES, fed the logits and labels as that table says "
+                          "(the regression losses, e.g. mse_loss: softmax probabilities against one-hot labels)")
+    label_smoothing: float | None = _f(None, "cross_entropy's (default: the loss's)")
+    gamma: float | None = _f(None, "focal_loss's, sigmoid_focal_loss's (default: the loss's)")
+    alpha: float | None = _f(None, "focal_loss's, sigmoid_focal_loss's (default: the loss's)")
+    margin: float | None = _f(None, "multi_margin_loss's (default: the loss's)")
+    p: int | None = _f(None, "multi_margin_loss's, 1 or 2 (default: the loss's)")
+    delta: float | None = _f(None, "huber_loss's (default: the loss's)")
+    beta: float | None = _f(None, "smooth_l1_loss's (default: the loss's)")
     # outputs
     out: str = _f("runs/latest", "metrics.jsonl and curves.png go here")
-    checkpoint_dir: str | None = _f(None, "default: <out>/checkpoints")
+    checkpoint_dir: str | None = _f(None, "checkpoint folder (default: <out>/checkpoints)")
     checkpoint_every: int = _f(1, "epochs between checkpoints; 0: only on Ctrl-C")
     resume: bool = _f(False, "continue the run whose checkpoints are in --checkpoint-dir")
     overwrite: bool = _f(False, "start afresh, deleting the checkpoints of an earlier run in --checkpoint-dir")
     progress: bool = _f(True, "progress bar", negate="--no-progress")
-    plot: bool = _f(True, "curves.png at the end", negate="--no-plot")
+    plot: bool = _f(True, "curves.png plot written at the end", negate="--no-plot")
     # devices and hosts
     num_devices: int | None = _f(None, "use the first N devices (default: all)", metavar="N")
-    coordinator_address: str | None = _f(None, "several hosts: process 0's HOST:PORT", metavar="HOST:PORT")
-    num_processes: int | None = _f(None, "several hosts: how many processes")
-    process_id: int | None = _f(None, "several hosts: this process's index")
+    coordinator_address: str | None = _f(None, "several hosts: process 0's HOST:PORT (default: one host)", metavar="HOST:PORT")
+    num_processes: int | None = _f(None, "several hosts: how many processes (default: one host)")
+    process_id: int | None = _f(None, "several hosts: this process's index (default: one host)")
 
     @property
     def effective_momentum(self) -> float:

@@ -56,6 +56,7 @@ __all__ = [
     "ChecksumError",
     "Dataset",
     "DatasetError",
+    "DatasetNotFound",
     "DownloadError",
     "UnsafePickleError",
     "download_cifar10",
@@ -125,6 +126,15 @@ class DatasetError(RuntimeError):
 
     >>> from train.data import ChecksumError, DatasetError
     >>> issubclass(ChecksumError, DatasetError)
+    True
+    """
+
+
+class DatasetNotFound(DatasetError):
+    """The data set's files are not where they were looked for (a bad ``--data-dir``: bad input).
+
+    >>> from train.data import DatasetError, DatasetNotFound
+    >>> issubclass(DatasetNotFound, DatasetError)
     True
     """
 
@@ -449,7 +459,7 @@ def load_cifar10(
     found = _find_folder(root, fmt)
     if found is None:
         if not download:
-            raise DatasetError(
+            raise DatasetNotFound(
                 f"CIFAR-10 not found under {root} (looked for {CIFAR10_PY.folder}/ and {CIFAR10_BIN.folder}/ "
                 "with data_batch_1..5 and test_batch). Pass --download to fetch it, or --dataset digits to "
                 "train offline."

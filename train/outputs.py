@@ -11,7 +11,7 @@ from typing import Any
 
 from train.config import TrainConfig, flag
 
-__all__ = ["check_writable_dir", "epoch_line", "header", "plot_history", "write_atomic", "write_metrics"]
+__all__ = ["check_writable_dir", "command_line", "epoch_line", "header", "plot_history", "write_atomic", "write_metrics"]
 
 
 def check_writable_dir(path: str | os.PathLike[str], field: str) -> None:
@@ -68,19 +68,40 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 
 def header(cfg: TrainConfig, facts: dict[str, Any]) -> str:
-    """Every setting of the run, as flags, plus ``facts`` about data and devices (one block).
+    """The run's command line, every setting spelt out so that it can be pasted back to rerun it,
+    plus ``facts`` about data and devices (one block).
 
     >>> from train.config import TrainConfig
     >>> from train.outputs import header
-    >>> print(header(TrainConfig(), {"devices": 1}).splitlines()[0])
-    settings: --model seed-cnn --activation none --cifar-stem False ...
+    >>> print(header(TrainConfig(download=True), {"devices": 1}).splitlines()[0].split(" --epochs")[0])
+    command: python -m train --model seed-cnn --dataset digits --data-dir data --download
+    """
+    return f"command: {command_line(cfg)}\nrun: " + ", ".join(f"{k} {v}" for k, v in facts.items())
+
+
+def command_line(cfg: TrainConfig) -> str:
+    """``python -m train`` with every setting of ``cfg`` as a flag: a switch when it is on (off
+    for the ``--no-...`` ones), nothing for an unset option (its default), sgd's momentum as run.
+
+    >>> from train.config import TrainConfig
+    >>> from train.outputs import command_line
+    >>> line = command_line(TrainConfig(augment=False, out="my runs/a"))
+    >>> "--no-augment" in line, "'my runs/a'" in line, "--download" in line, "--momentum 0.9" in line
+    (True, True, False, True)
     """
     import dataclasses
+    import shlex
 
-    shown = {"momentum": cfg.effective_momentum, "activation": cfg.activation or "none"}
-    parts = [f"{flag(f.name)} {shown.get(f.name, getattr(cfg, f.name))}" for f in dataclasses.fields(cfg)]
-    text = "settings: " + " ".join(parts)
-    return text + "\n" + "run: " + ", ".join(f"{k} {v}" for k, v in facts.items())
+    words = ["python", "-m", "train"]
+    for f in dataclasses.fields(cfg):
+        value = cfg.effective_momentum if f.name == "momentum" and cfg.optimizer == "sgd" else getattr(cfg, f.name)
+        if "negate" in f.metadata:
+            words += [] if value else [f.metadata["negate"]]
+        elif isinstance(value, bool):
+            words += [flag(f.name)] if value else []
+        elif value is not None:
+            words += [flag(f.name), *(str(v) for v in (value if isinstance(value, (tuple, list)) else [value]))]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m parity.models --model seed-cnn                 # SeedCNN, float32, batch 2
+    python -m parity.models --model seed-cnn                 # SeedCNN, float32, batch 4
     python -m parity.models --model resnet18 --image-size 16 --dtype float64
     python -m parity.models --model seed-cnn --no-reference  # float32 without the float64 torch run
     python -m parity.models --model seed-cnn --save torch.npz             # golden file of torch's run
@@ -10,14 +10,18 @@ Usage::
     python -m parity.models --model seed-cnn --side torch --save t.npz    # (--side picks the side)
     python -m parity.models --model resnet18 --out report/   # report.{json,md,html} + layers.png
 
-Prints the verdict (the first layer out of tolerance, forward then backward, and in float32
-whether torch's own float32 run leaves its float64 run there too: deep networks with BatchNorm
-over few values do, so a faithful ResNet-18 in float32 is not within elementwise float32
-tolerance layer by layer, and the verdict says it is rounding) and the per-layer table. ``--precision ieee|tf32|default`` (default ieee) sets both frameworks' float32
+Prints the verdict first: passed, or what kind of difference the first layer out of tolerance
+(forward then backward) shows, float32 rounding (torch's own float32 run leaves its float64 run
+there too: deep networks with BatchNorm over few values do, so a faithful ResNet-18 in float32
+is not within elementwise float32 tolerance layer by layer) or a porting error, and the float64
+command that compares exactly; then the first failing layer, the worst tolerance use and the
+tolerance. The per-layer table with ``--verbose`` (failures) or ``--all``, and in the ``--out``
+report. A batch whose BatchNorms normalise over 2 values or fewer gets a note: the comparison
+there measures rounding noise. ``--precision ieee|tf32|default`` (default ieee) sets both frameworks' float32
 matmul/convolution precision (:mod:`parity.precision`); the report header records it.
 
-Exit status: 0 when every layer is within tolerance (or a golden file was saved), 1 when one is
-not, 2 for a usage error or a missing torch.
+Exit status (:mod:`train.cli`): 0 when every layer is within tolerance (or a golden file was
+saved), 1 when one is not, 2 for a usage error or a missing module of the ``parity`` extra.
 """
 
 from __future__ import annotations
@@ -25,16 +29,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from parity.files import writable_folder
+from parity.models.twins import DEFAULT_BATCH, DEGENERATE_BATCHNORM, batchnorm_values
 from parity.precision import MODES
+from train.cli import Parser, require
+
+PROG = "python -m parity.models"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m parity.models", description="Flax model vs torch twin, layer by layer")
+    ap = Parser(prog=PROG, description="Flax model vs torch twin, layer by layer")
     ap.add_argument("--model", choices=("seed-cnn", "resnet18"), default="seed-cnn")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                    help="images (default: %(default)s; at 2 ResNet-18's last BatchNorms normalise over 2 values)")
     ap.add_argument("--image-size", type=int, default=None, help="default 32 (seed-cnn needs 32), 16 for resnet18")
     ap.add_argument("--cifar-stem", action="store_true", help="resnet18: the CIFAR stem (3x3 conv, no max-pool)")
     ap.add_argument("--seed", type=int, default=0, help="weights, images and cotangent")
@@ -50,7 +60,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--save", metavar="FILE.npz", help="save one side's run as a golden file, compare nothing")
     ap.add_argument("--against", metavar="FILE.npz", help="compare one side against a golden file")
     ap.add_argument("--out", metavar="DIR", help="write report.json, report.md, report.html and layers.png here")
-    ap.add_argument("--all", action="store_true", help="print every compared tensor (default: the failures and a summary)")
+    ap.add_argument("--verbose", action="store_true", help="print the per-layer line of every tensor out of tolerance")
+    ap.add_argument("--all", action="store_true", help="print the per-layer line of every compared tensor")
     args = ap.parse_args(argv)
     problems = []
     if args.batch_size < 1:
@@ -73,11 +84,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("python -m parity.models needs torch: pip install 'jaxloss[parity]'", file=sys.stderr)
-        return 2
+    require(PROG, "the model comparison", ("torch", "flax", "numpy", *(("matplotlib",) if args.out else ())), "parity")
     import parity
     from parity import report as rep
     from parity.models.twins import build_pair, images
@@ -87,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     kw = {"cifar_stem": True} if args.cifar_stem else {}
     fm, tm, mapping = build_pair(args.model, args.dtype, args.seed, **kw)
     xj, xt = images(args.batch_size, size, args.dtype, args.seed)
+    note = degenerate_note(args, size)
+    if note:  # before the work: the user may stop and pick another batch
+        print(note, flush=True)
     title = f"{args.model} {args.dtype} batch {args.batch_size} {size}x{size}, precision {args.precision}"
     with precision(args.precision):
         if args.save:
@@ -106,13 +116,78 @@ def main(argv: list[str] | None = None) -> int:
                                            reference=None if args.no_reference or args.dtype == "float64" else True,
                                            seed=args.seed,
                                            fail_fast=args.fail_fast, **tol)
+    print(headline(report, args, size))
     print(title)
-    print(report.verdict())
-    print(report.table(only_failed=not args.all) or f"({len(report.layers)} layer tensors, {len(report.params)} parameters; --all lists them)")
+    for line in details(report):
+        print(line)
+    if args.all or args.verbose:
+        print(report.table(only_failed=not args.all))
     if args.out:
         paths = rep.write_model_report(report.to_json(), args.out, title)
         print(f"report: {paths['html']} ({paths['json']}, {paths['md']}, {paths['png']})")
     return 0 if report.passed else 1
+
+
+def exact_command(args: argparse.Namespace, size: int) -> str:
+    """The float64 command line of this comparison, at a batch whose BatchNorms are not degenerate."""
+    batch = max(args.batch_size, DEFAULT_BATCH)
+    words = [PROG, "--model", args.model, "--dtype", "float64", "--batch-size", str(batch), "--image-size", str(size)]
+    words += ["--cifar-stem"] * args.cifar_stem + (["--seed", str(args.seed)] if args.seed else [])
+    return " ".join(words)
+
+
+def _kind(report: Any, args: argparse.Namespace) -> str:
+    """What kind of difference the first layer out of tolerance is."""
+    d = report.first_divergence
+    if d is None:
+        return "the parameters differ before the run: a conversion error"
+    if args.dtype == "float64":
+        return "a real divergence: float64 leaves no room for rounding"
+    if d.torch_ref_passed is None:
+        return "float32 rounding or a porting error: the float64 reference did not run (--no-reference)"
+    if not d.torch_ref_passed or d.jax_ref_passed:
+        return (f"float32 rounding, not a porting error: at {d.jax_path or '(model)'} ({d.kind}) "
+                + ("torch's own float32 run leaves its float64 run too" if not d.torch_ref_passed
+                   else "JAX's float32 run stays within tolerance of torch's float64 run"))
+    return f"a porting error: at {d.jax_path or '(model)'} ({d.kind}) JAX leaves float64 where torch's float32 does not"
+
+
+def headline(report: Any, args: argparse.Namespace, size: int) -> str:
+    """The first lines: the verdict and what kind of difference it is; in float32 the command that
+    shows the exact comparison."""
+    if report.passed:
+        return f"PASSED: {len(report.layers)} layer tensors and {len(report.params)} parameters within {args.dtype} tolerance"
+    bad = sum(not d.passed for d in report.layers + report.params)
+    text = f"FAILED {args.dtype} tolerance at {bad} of {len(report.layers) + len(report.params)} tensors: {_kind(report, args)}"
+    if args.dtype != "float64":
+        text += f"\nexact comparison (float64): {exact_command(args, size)}"
+    return text
+
+
+def details(report: Any) -> list[str]:
+    """The first failing layer, the error statistics and the tolerance it was held to (a few lines)."""
+    d = report.first_divergence or report.first_param_divergence
+    if d is None:
+        return []
+    worst = max((x for x in report.layers + report.params if x.size), key=lambda x: x.usage or 0.0, default=d)
+    first = (f"first out of tolerance: {d.name} ({d.kind}): max abs {d.max_abs_err:.2g}, rel {d.max_rel_err:.2g}, "
+             f"{d.n_bad}/{d.size} elements outside atol {d.atol:.2g} + rtol {d.rtol:.2g} x |torch|")
+    worst_line = f"worst: {worst.name} ({worst.kind}), tolerance use {worst.usage or 0:.3g} (1 is the limit)"
+    if worst.jax_ref_abs is not None and worst.torch_ref_abs is not None:  # how far each float32 run is from float64
+        worst_line += f"; max abs from float64: JAX {worst.jax_ref_abs:.2g}, torch {worst.torch_ref_abs:.2g}"
+    lines = [first, worst_line,
+             "per-layer lines: --verbose (those out of tolerance), --all (every one), --out DIR (report files)"]
+    return lines
+
+
+def degenerate_note(args: argparse.Namespace, size: int) -> str:
+    """A warning when a BatchNorm normalises over so few values that the comparison measures rounding noise."""
+    n = batchnorm_values(args.model, args.batch_size, size, args.cifar_stem)
+    if n is None or n > DEGENERATE_BATCHNORM:
+        return ""
+    return (f"note: batch {args.batch_size} at {size}x{size}: the last BatchNorms normalise over {n} value(s) per channel, "
+            f"where their output is constant and their input gradient 0 up to rounding; use --batch-size {DEFAULT_BATCH} "
+            "or more for a meaningful comparison")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,31 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_pair", "images", "order_mapping"]
+__all__ = ["DEFAULT_BATCH", "batchnorm_values", "build_pair", "images", "order_mapping"]
+
+# Images per comparison: ResNet-18's last stages have 1x1 maps at 16x16 (and at 8x8 with the CIFAR
+# stem), so their BatchNorm normalises over batch values per channel; at 2 its output is +-1
+# whatever the input and its input gradient is 0 up to rounding, a comparison of rounding noise
+# (at 4, float64 JAX and torch agree within tolerance: tests/test_parity_models.py).
+DEFAULT_BATCH = 4
+DEGENERATE_BATCHNORM = 2  # values per channel at or below which a BatchNorm's output is constant
+
+
+def batchnorm_values(name: str, batch: int, size: int, cifar_stem: bool = False) -> int | None:
+    """The fewest values per channel any BatchNorm of the model normalises over in training mode
+    (batch x height x width of the last stage's maps); ``None`` for a model without BatchNorm.
+
+    >>> from parity.models.twins import batchnorm_values
+    >>> batchnorm_values("resnet18", 2, 16), batchnorm_values("resnet18", 4, 64), batchnorm_values("seed-cnn", 2, 32)
+    (2, 16, None)
+    """
+    if name != "resnet18":
+        return None
+    side = size
+    strides = (2, 2, 2) if cifar_stem else (2, 2, 2, 2, 2)  # [conv 7x7, max-pool,] layer2, layer3, layer4
+    for _ in strides:
+        side = -(-side // 2)  # each stride-2 layer (padded): ceil(side / 2)
+    return batch * side * side
 
 
 def order_mapping(flax_model: Any, torch_model: Any) -> dict[str, str]:
