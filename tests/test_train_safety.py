@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from train.checkpoint import CheckpointError, Checkpointer
+from train.checkpoint import CheckpointBusy, CheckpointError, Checkpointer, record_checksum
 from train.config import ConfigError, TrainConfig
 from train.data import Dataset
 from train.loop import train
@@ -79,10 +79,29 @@ def test_damaged_bytes_are_detected_and_the_newest_intact_checkpoint_is_restored
 def test_arrays_that_differ_from_their_checksum_are_refused(two_checkpoints):
     """Bytes that still decode, but to other numbers (what a silent flip gives): the checksum catches them."""
     path = two_checkpoints / "2" / "meta" / "metadata"
-    meta = json.loads(path.read_text())
-    path.write_text(json.dumps({**meta, "checksum": "0" * 64}))  # as if the arrays had changed under it
+    meta = {**json.loads(path.read_text()), "arrays_checksum": "0" * 64}  # as if the arrays had changed under it
+    path.write_text(json.dumps({**meta, "checksum": record_checksum(meta)}))  # a record still self-consistent
     state, meta, warnings = _restore(two_checkpoints)
     assert meta["global_step"] == 1 and "/ck/2: the arrays do not match their checksum" in warnings[0]
+
+
+def _edit_meta(ckpt: Path, step: int, **changes) -> None:  # type: ignore[no-untyped-def]
+    path = ckpt / str(step) / "meta" / "metadata"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_the_record_is_covered_by_the_checksum(two_checkpoints):
+    """An edited epoch (3 -> 2 once relabelled a run's fourth epoch "3/3") makes the checkpoint damaged."""
+    _edit_meta(two_checkpoints, 2, epoch=0)
+    state, meta, warnings = _restore(two_checkpoints)
+    assert meta["global_step"] == 1 and meta["epoch"] == 1
+    assert f"{two_checkpoints}/2: the record (meta) does not match its checksum" in warnings[0]
+
+
+def test_a_record_in_another_steps_folder_is_refused(two_checkpoints):
+    (two_checkpoints / "2").rename(two_checkpoints / "7")  # a checkpoint renamed (or copied) to another step
+    state, meta, warnings = _restore(two_checkpoints)
+    assert meta["global_step"] == 1 and f"{two_checkpoints}/7: meta 'global_step' is 2, not the folder's step" in warnings[0]
 
 
 def test_truncated_or_missing_files_and_bad_meta_are_clear_errors_naming_the_folder(two_checkpoints):
@@ -110,7 +129,7 @@ def test_meta_is_validated(tmp_path, meta, problem):
         c.save(1, _state(), _meta(1))
     path = tmp_path / "ck" / "1" / "meta" / "metadata"
     saved = json.loads(path.read_text())
-    path.write_text(json.dumps({**meta, "checksum": saved["checksum"]}))
+    path.write_text(json.dumps({**meta, "arrays_checksum": saved["arrays_checksum"], "checksum": saved["checksum"]}))
     with Checkpointer(tmp_path / "ck") as c, pytest.raises(CheckpointError, match=f"{tmp_path}/ck/1: {problem}"):
         c.restore(_state())
 
