@@ -36,6 +36,13 @@ from train.config import TrainConfig, flag
         (["--gamma", "2"], "--gamma does not apply to loss cross_entropy (its options: label_smoothing)"),
         (["--loss", "ctc_loss"], "--loss ctc_loss is not a classification loss"),
         (["--num-processes", "2"], "--coordinator-address num_processes and process_id go together"),
+        (["--coordinator-address", "garbage", "--num-processes", "2", "--process-id", "1"],
+         "--coordinator-address must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got 'garbage'"),
+        (["--coordinator-address", "", "--num-processes", "2", "--process-id", "1"],  # not one silent process
+         "--coordinator-address must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got ''"),
+        (["--coordinator-address", "h0:99999", "--num-processes", "2", "--process-id", "1"],  # hung before
+         "--coordinator-address must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got 'h0:99999'"),
+        (["--distributed-timeout", "0"], "--distributed-timeout must be a positive integer, got 0"),
     ],
 )
 def test_bad_flags_are_one_clear_line_and_status_2(argv, message, capsys, tmp_path):
