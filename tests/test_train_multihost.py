@@ -106,7 +106,7 @@ def _wait_all(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
 
 def _checksum(out: Path) -> str:
     steps = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
-    return json.loads((out / "checkpoints" / str(steps[-1]) / "meta" / "metadata").read_text())["checksum"]
+    return json.loads((out / "checkpoints" / str(steps[-1]) / "meta" / "metadata").read_text())["arrays_checksum"]
 
 
 def test_two_processes_train_the_same_trajectory_as_one(tmp_path, tmp_path_factory):
