@@ -394,3 +394,22 @@ def test_a_run_into_a_folder_another_run_writes_is_refused_before_compiling(tmp_
         with pytest.raises(ConfigError, match=f"^checkpoint_dir {cfg.checkpoint_path} is in use by another run"):
             train(cfg, dataset=_tiny(), model=_Tiny(), log=io.StringIO())
     train(cfg, dataset=_tiny(), model=_Tiny(), log=io.StringIO())  # free once the first is done
+
+
+def test_ctrl_c_says_so_when_its_checkpoint_does_not_read_back(tmp_path, monkeypatch):
+    """A save is reported only after it reads back; a failed one is said, and the run still ends as interrupted."""
+
+    def unreadable(self, step, target):  # type: ignore[no-untyped-def]
+        raise CheckpointError(f"{self.path(step)}: the arrays do not match their checksum (damaged bytes)")
+
+    def ctrl_c(epoch: int, step: int) -> None:
+        if (epoch, step) == (0, 1):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Checkpointer, "_read", unreadable)
+    log = io.StringIO()
+    with pytest.raises(TrainingInterrupted) as info:
+        train(_loop_cfg(tmp_path, checkpoint_every=0), dataset=_tiny(), model=_Tiny(), on_step=ctrl_c, log=log)
+    assert info.value.checkpoint is None and str(info.value) == "interrupted; no checkpoint saved"
+    assert "saved in" not in log.getvalue()
+    assert f"interrupted; no checkpoint could be saved ({tmp_path}/checkpoints/2: the arrays do not match" in log.getvalue()

@@ -81,7 +81,8 @@ class TrainingInterrupted(KeyboardInterrupt):
     """
 
     def __init__(self, checkpoint: int | None, directory: Path) -> None:
-        super().__init__(f"interrupted; checkpoint {checkpoint} saved in {directory}")
+        saved = f"checkpoint {checkpoint} saved in {directory}" if checkpoint is not None else "no checkpoint saved"
+        super().__init__(f"interrupted; {saved}")
         self.checkpoint = checkpoint
         self.directory = directory
 
