@@ -144,13 +144,14 @@ def test_a_peer_that_never_joins_is_announced_bounded_and_named(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "JAX_PLATFORMS": "cpu"}  # fmt: skip
     coordinators = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]  # one each: they must not meet
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "train", "--coordinator-address", coordinators[pid], "--num-processes", "2",
-             "--process-id", str(pid), "--distributed-timeout", "2", "--out", str(tmp_path / str(pid))],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+    commands = [
+        [sys.executable, "-m", "train", "--coordinator-address", coordinators[pid], "--num-processes", "2",
+         "--process-id", str(pid), "--distributed-timeout", "2", "--out", str(tmp_path / str(pid))]
         for pid in (0, 1)
+    ]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for cmd in commands
     ]
     t0 = time.monotonic()
     try:

@@ -29,14 +29,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from train.checkpoint import CheckpointBusy, CheckpointError, Checkpointer, record_checksum
+from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
+from train.checkpoint import CheckpointBusy, Checkpointer, CheckpointError, record_checksum
 from train.config import ConfigError, TrainConfig
 from train.data import Dataset
 from train.loop import TrainingInterrupted, train
 from train.recipe import build_optimizer
-from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("compilation_cache")  # the runs below share their compiled programs
 
 
 def _state(value: float = 0.0) -> dict:
@@ -91,7 +92,7 @@ def test_arrays_that_differ_from_their_checksum_are_refused(two_checkpoints):
     path = two_checkpoints / "2" / "meta" / "metadata"
     meta = {**json.loads(path.read_text()), "arrays_checksum": "0" * 64}  # as if the arrays had changed under it
     path.write_text(json.dumps({**meta, "checksum": record_checksum(meta)}))  # a record still self-consistent
-    state, meta, warnings = _restore(two_checkpoints)
+    _, meta, warnings = _restore(two_checkpoints)
     assert meta["global_step"] == 1 and "/ck/2: the arrays do not match their checksum" in warnings[0]
 
 
@@ -103,14 +104,14 @@ def _edit_meta(ckpt: Path, step: int, **changes) -> None:  # type: ignore[no-unt
 def test_the_record_is_covered_by_the_checksum(two_checkpoints):
     """An edited epoch (3 -> 2 once relabelled a run's fourth epoch "3/3") makes the checkpoint damaged."""
     _edit_meta(two_checkpoints, 2, epoch=0)
-    state, meta, warnings = _restore(two_checkpoints)
+    _, meta, warnings = _restore(two_checkpoints)
     assert meta["global_step"] == 1 and meta["epoch"] == 1
     assert f"{two_checkpoints}/2: the record (meta) does not match its checksum" in warnings[0]
 
 
 def test_a_record_in_another_steps_folder_is_refused(two_checkpoints):
     (two_checkpoints / "2").rename(two_checkpoints / "7")  # a checkpoint renamed (or copied) to another step
-    state, meta, warnings = _restore(two_checkpoints)
+    _, meta, warnings = _restore(two_checkpoints)
     assert meta["global_step"] == 1 and f"{two_checkpoints}/7: meta 'global_step' is 2, not the folder's step" in warnings[0]
 
 
@@ -173,7 +174,7 @@ def test_a_save_replaces_a_damaged_step_folder(two_checkpoints):
 def test_an_intact_step_folder_at_the_same_position_is_kept(two_checkpoints):
     with Checkpointer(two_checkpoints, max_to_keep=3) as c:
         c.save(2, _state(5.0), _meta(2))  # the same step and position: already saved, verified
-    state, meta, _ = _restore(two_checkpoints)
+    state, _, _ = _restore(two_checkpoints)
     np.testing.assert_array_equal(np.asarray(state["w"]), np.arange(512) + 2.0)
 
 
@@ -243,7 +244,7 @@ def test_skipping_a_damaged_checkpoint_prints_no_event_loop_tracebacks(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "JAX_PLATFORMS": "cpu"}  # fmt: skip
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ck")], capture_output=True, text=True,
-                         env=env, timeout=240)  # fmt: skip
+                         env=env, timeout=240, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("restored 1") and "the arrays are unreadable" in out.stdout
     assert "Event loop is closed" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
@@ -304,7 +305,7 @@ def test_overwrite_starts_afresh(tmp_path):
 
 # --------------------------------------------------------------------------- the loop over damaged or busy folders
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, compilation_cache):  # type: ignore[no-untyped-def]
+def finished_run(tmp_path_factory):  # type: ignore[no-untyped-def]
     """A finished 2-epoch run (checkpoints 4 and 8), copied by each test before it damages anything."""
     out = tmp_path_factory.mktemp("finished")
     return out, train(_loop_cfg(out), dataset=_tiny(), model=_Tiny(), log=io.StringIO())
@@ -390,9 +391,9 @@ def test_a_checkpoint_of_another_epoch_length_is_not_resumed(tmp_path, finished_
 def test_a_run_into_a_folder_another_run_writes_is_refused_before_compiling(tmp_path):
     """Two runs into one folder: the second's orbax once removed the first's temporary folder and pruned its checkpoints."""
     cfg = _loop_cfg(tmp_path, epochs=1)
-    with Checkpointer(cfg.checkpoint_path):  # the first run, still writing
-        with pytest.raises(ConfigError, match=f"^checkpoint_dir {cfg.checkpoint_path} is in use by another run"):
-            train(cfg, dataset=_tiny(), model=_Tiny(), log=io.StringIO())
+    busy = f"^checkpoint_dir {cfg.checkpoint_path} is in use by another run"
+    with Checkpointer(cfg.checkpoint_path), pytest.raises(ConfigError, match=busy):  # the first run, still writing
+        train(cfg, dataset=_tiny(), model=_Tiny(), log=io.StringIO())
     train(cfg, dataset=_tiny(), model=_Tiny(), log=io.StringIO())  # free once the first is done
 
 

@@ -37,7 +37,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from train.checkpoint import CheckpointBusy, CheckpointError, Checkpointer
+from train.checkpoint import CheckpointBusy, Checkpointer, CheckpointError
 from train.config import MATMUL_PRECISION, RESUME_KEYS, ConfigError, TrainConfig, validate
 from train.data import Dataset, load_dataset
 from train.feed import make_eval_batch, make_train_batch, padded_test_set, permutation
