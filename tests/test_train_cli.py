@@ -36,6 +36,13 @@ from train.config import TrainConfig
         (["--gamma", "2"], "--gamma does not apply to loss cross_entropy (its options: label_smoothing)"),
         (["--loss", "ctc_loss"], "--loss ctc_loss is not a classification loss"),
         (["--num-processes", "2"], "--coordinator-address num_processes and process_id go together"),
+        (["--coordinator-address", "garbage", "--num-processes", "2", "--process-id", "1"],
+         "--coordinator-address must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got 'garbage'"),
+        (["--coordinator-address", "", "--num-processes", "2", "--process-id", "1"],  # not one silent process
+         "--coordinator-address must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got ''"),
+        (["--coordinator-address", "h0:99999", "--num-processes", "2", "--process-id", "1"],  # hung before
+         "--coordinator-address must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got 'h0:99999'"),
+        (["--distributed-timeout", "0"], "--distributed-timeout must be a positive integer, got 0"),
     ],
 )
 def test_bad_flags_are_one_clear_line_and_status_2(argv, message, capsys, tmp_path):
@@ -196,3 +203,36 @@ def test_the_cli_modules_import_no_jax(tmp_path):
     out = __import__("subprocess").run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                        cwd=tmp_path, timeout=60)  # fmt: skip
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# Small enough that the code before these checks, which trained instead, finished in seconds.
+_SHORT = ["--epochs", "1", "--no-progress", "--no-plot"]
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--subset", "100000", "--batch-size", "512"], "--subset is larger than the training set (1438 images), got 100000"),
+        (["--batch-size", "100000"], "--batch-size is larger than the training set (1438 images), got 100000"),
+        (["--subset", "40", "--batch-size", "64"], "--batch-size is larger than the training set (40 images), got 64"),
+    ],
+)
+def test_sizes_beyond_the_data_set_are_refused_naming_the_flag_and_its_size(argv, message, tmp_path, capsys):
+    pytest.importorskip("flax")
+    assert main([*argv, *_SHORT, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"python -m train: error: {message}\n"
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_second_run_into_a_busy_checkpoint_folder_is_one_line_and_status_2(tmp_path, capsys):
+    pytest.importorskip("orbax.checkpoint")
+    from train.checkpoint import Checkpointer
+
+    folder = tmp_path / "ck"
+    with Checkpointer(folder):  # another run, writing
+        rc = main(["--subset", "32", "--batch-size", "32", *_SHORT, "--out", str(tmp_path / "run"),
+                   "--checkpoint-dir", str(folder)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"python -m train: error: --checkpoint-dir {folder} is in use by another run")
+    assert err.count("\n") == 1 and not (tmp_path / "run" / "metrics.jsonl").exists()

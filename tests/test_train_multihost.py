@@ -106,7 +106,7 @@ def _wait_all(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
 
 def _checksum(out: Path) -> str:
     steps = sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
-    return json.loads((out / "checkpoints" / str(steps[-1]) / "meta" / "metadata").read_text())["checksum"]
+    return json.loads((out / "checkpoints" / str(steps[-1]) / "meta" / "metadata").read_text())["arrays_checksum"]
 
 
 def test_two_processes_train_the_same_trajectory_as_one(tmp_path, tmp_path_factory):
@@ -133,3 +133,41 @@ def test_two_processes_train_the_same_trajectory_as_one(tmp_path, tmp_path_facto
     assert len(multi) == 2 and pick(multi) == pick(single)  # bit for bit, every epoch
     assert _checksum(tmp_path / "multi") == _checksum(tmp_path / "single")  # the final state, bit for bit
     assert "processes 2" in results[0][2] and "processes 1" in results[2][2]  # the header says how it ran
+
+
+def test_a_peer_that_never_joins_is_announced_bounded_and_named(tmp_path):
+    """Process 0 alone (its peer never starts) and process 1 alone (no coordinator at its address): each says
+    what it waits for, then exits 1 naming the coordinator.
+
+    Before, the wait was silent for 310 s and ended in an abort (status 134, "another task died").
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    coordinators = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]  # one each: they must not meet
+    commands = [
+        [sys.executable, "-m", "train", "--coordinator-address", coordinators[pid], "--num-processes", "2",
+         "--process-id", str(pid), "--distributed-timeout", "2", "--out", str(tmp_path / str(pid))]
+        for pid in (0, 1)
+    ]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for cmd in commands
+    ]
+    t0 = time.monotonic()
+    try:
+        results = [(p.wait(timeout=DEADLINE_S), *p.communicate()) for p in procs]  # both fail: wait for each
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert time.monotonic() - t0 < 120  # seconds, not the 310 s of jax's default
+    for pid, (rc, _, err) in enumerate(results):
+        coordinator = coordinators[pid]
+        lines = err.strip().splitlines()
+        assert rc == 1, err[-2000:]
+        assert lines[0] == (f"process {pid} of 2: waiting up to 2 s for every process to join at coordinator "
+                            f"{coordinator} (--distributed-timeout)"), err[-2000:]  # fmt: skip
+        assert lines[-1].startswith(f"python -m train: error: not every process joined at coordinator {coordinator} "
+                                    "within 2 s"), err[-2000:]  # fmt: skip
+        assert "Traceback" not in err and "Check failure" not in err
+        assert not (tmp_path / str(pid) / "metrics.jsonl").exists()

@@ -117,8 +117,8 @@ def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factor
         ),
         ({"MASTER_ADDR": "node0", "WORLD_SIZE": "8", "RANK": "0"}, ("node0:29500", 8, 0)),
         ({"MASTER_ADDR": "node0", "WORLD_SIZE": "1", "RANK": "0"}, None),
-        ({"SLURM_NTASKS": "2"}, ()),
-        ({"OMPI_COMM_WORLD_SIZE": "3"}, ()),
+        ({"SLURM_NTASKS": "2"}, (None, None, None)),  # jax reads the launcher's variables
+        ({"OMPI_COMM_WORLD_SIZE": "3"}, (None, None, None)),
         ({"SLURM_NTASKS": "1"}, None),
     ],
 )
@@ -128,7 +128,7 @@ def test_init_distributed_reads_the_launchers_variables(env, expected, monkeypat
     from train.mesh import init_distributed
 
     calls = []
-    monkeypatch.setattr(jax.distributed, "initialize", lambda *args: calls.append(args))
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kw: calls.append(args))
     assert init_distributed(env) is (expected is not None)
     assert calls == ([] if expected is None else [expected])
 
@@ -138,11 +138,13 @@ def test_init_distributed_names_a_missing_variable(monkeypatch):
 
     from train.mesh import init_distributed
 
-    monkeypatch.setattr(jax.distributed, "initialize", lambda *args: pytest.fail("must not initialise"))
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kw: pytest.fail("must not initialise"))
     with pytest.raises(ValueError, match="JAX_PROCESS_ID must be an integer, got None"):
         init_distributed({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2"})
     with pytest.raises(ValueError, match="RANK must be an integer, got 'x'"):
         init_distributed({"MASTER_ADDR": "h", "WORLD_SIZE": "2", "RANK": "x"})
+    with pytest.raises(ValueError, match=r"JAX_COORDINATOR_ADDRESS must be HOST:PORT .*, got 'garbage'"):
+        init_distributed({"JAX_COORDINATOR_ADDRESS": "garbage", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"})
 
 
 def test_cli_flags_launch_jax_distributed(monkeypatch):
@@ -154,11 +156,12 @@ def test_cli_flags_launch_jax_distributed(monkeypatch):
     from train.mesh import distributed_env, init_distributed
 
     calls = []
-    monkeypatch.setattr(jax.distributed, "initialize", lambda *args: calls.append(args))
-    cfg = config_from_args(["--coordinator-address", "h0:1234", "--num-processes", "2", "--process-id", "1"])
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kw: calls.append((*args, kw)))
+    cfg = config_from_args(["--coordinator-address", "h0:1234", "--num-processes", "2", "--process-id", "1",
+                            "--distributed-timeout", "7"])  # fmt: skip
     env = distributed_env(cfg.coordinator_address, cfg.num_processes, cfg.process_id, {"JAX_PROCESS_ID": "0"})
-    assert init_distributed(env)  # the flag wins over the variable
-    assert calls == [("h0:1234", 2, 1)]
+    assert init_distributed(env, timeout_s=cfg.distributed_timeout)  # the flag wins over the variable
+    assert calls == [("h0:1234", 2, 1, {"initialization_timeout": 7 + 30})]  # jax's deadline: after ours
     with pytest.raises(ConfigError, match="go together"):
         validate(config_from_args(["--num-processes", "2"]))
     assert distributed_env(None, None, None, {"X": "1"}) == {"X": "1"}

@@ -168,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_writable_dir(cfg.out, "out")
         check_writable_dir(cfg.checkpoint_path, "checkpoint_dir")
-        init_distributed(distributed_env(cfg.coordinator_address, cfg.num_processes, cfg.process_id, os.environ))
+        env = distributed_env(cfg.coordinator_address, cfg.num_processes, cfg.process_id, os.environ)
+        try:
+            init_distributed(env, timeout_s=cfg.distributed_timeout, prog=PROG)
+        except ValueError as e:  # a launcher's variable that is not what it must be: bad input
+            error(PROG, e)
+            return 2
         result = train(cfg)
     except TrainingInterrupted:
         return 130

@@ -3,18 +3,26 @@
 A checkpoint is a folder ``<dir>/<global step>/`` holding two orbax items: ``state`` (a
 pytree of arrays: parameters, BatchNorm statistics, optimizer state, the epoch's running
 metric sums) and ``meta`` (JSON: epoch, step within the epoch, the config, the metric
-history, and the SHA-256 of the state's arrays). orbax writes each checkpoint into a
-temporary folder and renames it into place when complete, so a crash mid-save never
-leaves a half checkpoint that looks valid.
+history, ``arrays_checksum``: the SHA-256 of the state's arrays, and ``checksum``: the
+SHA-256 of the whole record, arrays' checksum included). orbax writes each checkpoint
+into a temporary folder and renames it into place when complete, so a crash mid-save
+never leaves a half checkpoint that looks valid.
 
 A run is never lost to a damaged checkpoint:
 
-* every save is read back and its checksum compared before older checkpoints are pruned,
-  so the newest intact checkpoint is never deleted;
-* :meth:`Checkpointer.restore` verifies ``meta`` (its keys and types) and the checksum; a
-  damaged, truncated or incomplete newest checkpoint is reported (naming its folder) and
-  the newest intact one is restored instead; when none is intact,
-  :class:`CheckpointError` lists what is wrong with each.
+* every save is read back and verified before it is reported and before older
+  checkpoints are pruned; a step folder that already exists is kept only if it reads back
+  intact at the same position, and replaced otherwise;
+* pruning keeps the ``max_to_keep`` newest *intact* checkpoints: a damaged one never
+  takes an intact one's place (it is left for :meth:`Checkpointer.restore` to report);
+* :meth:`Checkpointer.restore` verifies ``meta`` (its keys, types, folder and checksum)
+  and the arrays' checksum; a damaged, truncated or incomplete newest checkpoint is
+  reported (naming its folder) and the newest intact one is restored instead; when none
+  is intact, :class:`CheckpointError` lists what is wrong with each;
+* one writer per folder: the writing process holds an OS lock (``flock``) on
+  ``<dir>/.lock`` while the :class:`Checkpointer` is open (the OS releases it when the
+  process dies); a second writer gets :class:`CheckpointBusy` before orbax starts (whose
+  start-up would remove the first writer's temporary folders).
 
 Restoring takes an *abstract* target (the freshly initialised state, or its
 ``jax.ShapeDtypeStruct`` s with shardings), so arrays come back with the layout the
@@ -23,8 +31,12 @@ current run uses: replicated over the current mesh, whatever mesh wrote them.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +45,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["CheckpointError", "Checkpointer", "abstract_like", "state_checksum"]
+__all__ = ["CheckpointBusy", "CheckpointError", "Checkpointer", "abstract_like", "record_checksum", "state_checksum"]
 
 # meta key -> the JSON types it may hold
 _META_TYPES: dict[str, tuple[type, ...]] = {
@@ -42,8 +54,10 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "global_step": (int,),
     "config": (dict,),
     "history": (list,),
+    "arrays_checksum": (str,),
     "checksum": (str,),
 }
+LOCK_FILE = ".lock"
 
 
 class CheckpointError(RuntimeError):
@@ -58,6 +72,43 @@ class CheckpointError(RuntimeError):
     ...         print(str(e).split(" in ")[0])
     no checkpoint
     """
+
+
+class CheckpointBusy(CheckpointError):
+    """Another process is writing checkpoints into the folder (it holds the folder's lock).
+
+    >>> import tempfile
+    >>> from train.checkpoint import CheckpointBusy, Checkpointer
+    >>> folder = tempfile.mkdtemp()
+    >>> with Checkpointer(folder) as first:
+    ...     try:
+    ...         Checkpointer(folder)
+    ...     except CheckpointBusy as e:
+    ...         print(str(e).split(" (")[0].endswith("is in use by another run"))
+    True
+    """
+
+
+def _lock_folder(directory: Path) -> int:
+    """Take the folder's writer lock (an ``flock`` on ``<dir>/.lock``); return its file descriptor.
+
+    The OS drops the lock when the descriptor is closed or the process dies, so a crashed
+    run never leaves the folder locked. Raises :class:`CheckpointBusy` naming the holder.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise CheckpointBusy(
+            f"{directory} is in use by another run (process {holder}): "
+            "wait for it to finish, or choose another folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} on {os.uname().nodename}".encode(), 0)
+    return fd
 
 
 def abstract_like(tree: Any) -> Any:
@@ -101,6 +152,21 @@ def state_checksum(state: Any) -> str:
     return h.hexdigest()
 
 
+def record_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's record: every key of ``meta`` but ``checksum`` itself, as canonical JSON.
+
+    It covers ``arrays_checksum``, so one checksum vouches for the arrays and the record
+    (epoch, step, config, history) together.
+
+    >>> from train.checkpoint import record_checksum
+    >>> a = record_checksum({"epoch": 3, "arrays_checksum": "ab"})
+    >>> a == record_checksum({"arrays_checksum": "ab", "epoch": 3, "checksum": "x"}), a == record_checksum({"epoch": 2, "arrays_checksum": "ab"})
+    (True, False)
+    """
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
 def _validate_meta(meta: Any, where: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{where}: meta is not a JSON object")
@@ -113,6 +179,10 @@ def _validate_meta(meta: Any, where: Path) -> dict[str, Any]:
     for key in ("epoch", "step", "global_step"):
         if meta[key] < 0:
             raise CheckpointError(f"{where}: meta {key!r} is negative ({meta[key]})")
+    if meta["checksum"] != record_checksum(meta):
+        raise CheckpointError(f"{where}: the record (meta) does not match its checksum (edited or damaged)")
+    if where.name != str(meta["global_step"]):
+        raise CheckpointError(f"{where}: meta 'global_step' is {meta['global_step']}, not the folder's step")
     return meta
 
 
@@ -123,11 +193,48 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}".rstrip(": ")
 
 
+def _is_failed_restore_cleanup(u: Any) -> bool:
+    """Whether an unraisable exception is the debris of a failed orbax restore, and nothing else.
+
+    When one array of a restore fails, orbax's ``asyncio.gather`` raises at once and
+    ``asyncio.run`` closes its loop while tensorstore still reads the other arrays; each
+    read that finishes later calls ``loop.call_soon_threadsafe`` on the closed loop
+    (``RuntimeError: Event loop is closed``, reported with no object), and the abandoned
+    per-array coroutines are closed at garbage collection. Both are reported through
+    ``sys.unraisablehook`` as tracebacks (dozens for one damaged checkpoint) though
+    nothing is wrong beyond the damage the restore already reported.
+    """
+    if u.object is None and isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed":
+        return any(frame.name == "call_soon_threadsafe" for frame in traceback.extract_tb(u.exc_traceback))
+    code = getattr(u.object, "cr_code", None)
+    return code is not None and code.co_name == "_read_array_index_and_device_put" and "orbax" in code.co_filename
+
+
+def _drop_failed_restore_cleanup() -> None:
+    """From now on, hand every unraisable exception but a failed restore's debris to the hook in place.
+
+    Only that debris is dropped; every other unraisable exception (and all logging) is
+    reported as before.
+    """
+    hook = sys.unraisablehook
+    if getattr(hook, "drops_failed_restore_cleanup", False):
+        return
+
+    def unraisable(u: Any) -> None:
+        if not _is_failed_restore_cleanup(u):
+            hook(u)
+
+    unraisable.drops_failed_restore_cleanup = True  # type: ignore[attr-defined]
+    sys.unraisablehook = unraisable
+
+
 class Checkpointer:
     """Synchronous, atomic, verified orbax checkpoints of ``(state pytree, meta dict)`` keyed by step.
 
-    The ``max_to_keep`` newest checkpoints are kept (``None``: all). Every process of a
-    multi-host run must call :meth:`save` / :meth:`restore` (orbax coordinates them).
+    The ``max_to_keep`` newest intact checkpoints are kept (``None``: all). Every process of
+    a multi-host run must call :meth:`save` / :meth:`restore` (orbax coordinates them); only
+    the writing one takes the folder's lock (``lock``, default: process 0). Close it (or
+    use it as a context manager) to release the lock.
 
     >>> import tempfile, jax.numpy as jnp
     >>> from train.checkpoint import Checkpointer
@@ -138,29 +245,45 @@ class Checkpointer:
     ([0.0, 1.0, 2.0], 3)
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_to_keep: int | None = 2) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_to_keep: int | None = 2, lock: bool | None = None
+    ) -> None:
         self.directory = Path(directory).expanduser().absolute()
         self.max_to_keep = max_to_keep
+        # before orbax: its start-up removes temporary folders, another writer's included
+        self._lock_fd = _lock_folder(self.directory) if (jax.process_index() == 0 if lock is None else lock) else None
+        self._intact: set[int] = set()  # steps read back intact by this Checkpointer
+        _drop_failed_restore_cleanup()  # before any restore: a failed one's debris can come at once
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None,  # pruning is ours: only after the new checkpoint verified
             enable_async_checkpointing=False,  # a save (e.g. on Ctrl-C) is complete when it returns
             create=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        except BaseException:
+            self._unlock()
+            raise
 
     def path(self, step: int) -> Path:
         """The folder of checkpoint ``step``."""
         return self.directory / str(step)
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-        """Write checkpoint ``step`` with the checksum of ``state``, read it back, then prune.
+        """Write checkpoint ``step`` (``meta`` with its checksums), read it back, then prune.
 
-        A step already saved is left as it is. Raises :class:`CheckpointError` when the
-        written checkpoint does not read back intact (nothing older is deleted then).
+        A step folder that already exists is kept if it reads back intact at the same
+        position (epoch and step), and replaced otherwise (damaged, or another position).
+        Raises :class:`CheckpointError` when the written checkpoint does not read back
+        intact (nothing older is deleted then); a return means it is on disk and verified.
         """
+        meta = json.loads(json.dumps({**meta, "arrays_checksum": state_checksum(state)}))  # as it reads back
+        meta["checksum"] = record_checksum(meta)
         if step in self.all_steps():
-            return
-        meta = {**meta, "checksum": state_checksum(state)}
+            if self._same_position(step, state, meta):
+                self._prune(state)
+                return
+            self._delete(step)
         self._manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
@@ -168,13 +291,41 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
         self._read(step, state)  # raises if what is on disk is not what was meant
-        self._prune()
+        self._prune(state)
 
-    def _prune(self) -> None:
+    def _same_position(self, step: int, state: Any, meta: dict[str, Any]) -> bool:
+        """Whether checkpoint ``step`` reads back intact and holds the position ``meta`` describes."""
+        try:
+            _, there = self._read(step, state)
+        except CheckpointError:
+            return False
+        return (there["epoch"], there["step"]) == (meta["epoch"], meta["step"])
+
+    def _is_intact(self, step: int, target: Any) -> bool:
+        """Whether ``step`` reads back intact (read once per Checkpointer: pruning stays cheap)."""
+        if step in self._intact:
+            return True
+        try:
+            self._read(step, target)
+        except CheckpointError:
+            return False
+        return True
+
+    def _prune(self, target: Any) -> None:
+        """Delete the intact checkpoints older than the ``max_to_keep`` newest intact ones."""
         if self.max_to_keep is None:
             return
-        for step in self.all_steps()[: -self.max_to_keep]:
-            self._manager.delete(step)
+        kept = 0
+        for step in reversed(self.all_steps()):
+            if not self._is_intact(step, target):
+                continue  # damaged: never counts, never displaces an intact one
+            kept += 1
+            if kept > self.max_to_keep:
+                self._delete(step)
+
+    def _delete(self, step: int) -> None:
+        self._manager.delete(step)
+        self._intact.discard(step)
 
     def latest_step(self) -> int | None:
         steps = self.all_steps()
@@ -188,11 +339,11 @@ class Checkpointer:
     def delete_all(self) -> None:
         """Remove every checkpoint of the folder (a fresh run with ``--overwrite``)."""
         for step in self.all_steps():
-            self._manager.delete(step)
+            self._delete(step)
         self._manager.reload()
 
     def meta(self, step: int) -> dict[str, Any]:
-        """The validated JSON record of checkpoint ``step``, without reading the arrays."""
+        """The validated JSON record of checkpoint ``step`` (checksum included), without reading the arrays."""
         where = self.path(step)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
@@ -208,10 +359,13 @@ class Checkpointer:
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_like(target)))
             )
         except Exception as e:  # noqa: BLE001 - truncated files, missing arrays, another tree structure
+            self._intact.discard(step)
             raise CheckpointError(f"{where}: the arrays are unreadable ({_describe(e)})") from None
         state = restored["state"]
-        if state_checksum(state) != meta["checksum"]:
+        if state_checksum(state) != meta["arrays_checksum"]:
+            self._intact.discard(step)
             raise CheckpointError(f"{where}: the arrays do not match their checksum (damaged bytes)")
+        self._intact.add(step)
         return state, meta
 
     def restore(
@@ -220,24 +374,30 @@ class Checkpointer:
         step: int | None = None,
         *,
         warn: Callable[[str], None] | None = None,
+        check: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
         """(state, meta) of checkpoint ``step``, or of the newest intact one, laid out like ``target``.
 
         ``target`` is a state of the same structure (arrays or ``ShapeDtypeStruct`` s); its
-        shardings say where the restored arrays go. Without ``step``, a damaged newer
-        checkpoint is skipped with a message to ``warn``. Raises :class:`CheckpointError`
-        (naming each folder and what is wrong) when no candidate is intact.
+        shardings say where the restored arrays go. ``check(meta)`` returns what makes an
+        intact checkpoint unusable to the caller (None: nothing); such a checkpoint counts
+        as damaged. Without ``step``, a damaged newer checkpoint is skipped with a message
+        to ``warn``. Raises :class:`CheckpointError` (naming each folder and what is wrong)
+        when no candidate is intact.
         """
         steps = [step] if step is not None else self.all_steps()[::-1]
         if not steps:
             raise CheckpointError(f"no checkpoint in {self.directory}")
-        if step is not None:  # asked for by number: that one or a clear error
-            return self._read(step, target)
         problems = []
         for s in steps:
             try:
                 state, meta = self._read(s, target)
+                problem = check(meta) if check is not None else None
+                if problem:
+                    raise CheckpointError(f"{self.path(s)}: {problem}")
             except CheckpointError as e:
+                if step is not None:  # asked for by number: that one or a clear error
+                    raise
                 problems.append(str(e))
                 continue
             if problems and warn is not None:
@@ -245,12 +405,19 @@ class Checkpointer:
             return state, meta
         raise CheckpointError("no intact checkpoint:\n  " + "\n  ".join(problems))
 
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
     def close(self) -> None:
-        self._manager.close()
+        try:
+            self._manager.close()
+        finally:
+            self._unlock()
 
     def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

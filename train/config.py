@@ -29,6 +29,7 @@ __all__ = [
     "ConfigError",
     "TrainConfig",
     "flag",
+    "parse_address",
     "validate",
 ]
 
@@ -41,6 +42,10 @@ MODELS = ("seed-cnn", "resnet18")
 DATASETS = ("digits", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
+# How long a multi-host process waits for the others at start-up: long enough for hosts that
+# start minutes apart (jax's own default is 300 s), short enough that a typo'd address or a
+# process that never started is reported within minutes, not never.
+DISTRIBUTED_TIMEOUT_S = 300
 
 
 def _f(default: Any, help: str, **meta: Any) -> Any:
@@ -134,6 +139,7 @@ class TrainConfig:
     coordinator_address: str | None = _f(None, "several hosts: process 0's HOST:PORT (default: one host)", metavar="HOST:PORT")
     num_processes: int | None = _f(None, "several hosts: how many processes (default: one host)")
     process_id: int | None = _f(None, "several hosts: this process's index (default: one host)")
+    distributed_timeout: int = _f(DISTRIBUTED_TIMEOUT_S, "several hosts: seconds to wait for every process to join the coordinator before giving up (exit 1)", metavar="SECONDS")
 
     @property
     def effective_momentum(self) -> float:
@@ -183,6 +189,23 @@ def _finite(cfg: TrainConfig, name: str, lo: float = 0.0, hi: float = math.inf, 
         raise ConfigError(name, f"must be a number in [{lo:g}, {hi:g}], got {v!r}")
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``HOST:PORT`` coordinator address; ValueError saying what is expected.
+
+    >>> from train.config import parse_address
+    >>> parse_address("h0:1234"), parse_address("[::1]:8476")
+    (('h0', 1234), ('[::1]', 8476))
+    >>> parse_address("garbage")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got 'garbage'
+    """
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"must be HOST:PORT (process 0's host name or address, and a port in 1..65535), got {text!r}")
+    return host, int(port)
+
+
 def _choice(cfg: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
     if getattr(cfg, name) not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
@@ -207,6 +230,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("subset", "num_devices", "num_processes"):
         _positive_int(cfg, name, none=True)
     _positive_int(cfg, "process_id", zero=True, none=True)
+    _positive_int(cfg, "distributed_timeout")
     _finite(cfg, "lr", 0.0, math.inf)
     _finite(cfg, "momentum", 0.0, 1.0, none=True)
     _finite(cfg, "dampening", 0.0, 1.0)
@@ -237,6 +261,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     hosts = {k: getattr(cfg, k) for k in ("coordinator_address", "num_processes", "process_id")}
     if any(v is not None for v in hosts.values()) and any(v is None for v in hosts.values()):
         raise ConfigError("coordinator_address", "num_processes and process_id go together")
+    if cfg.coordinator_address is not None:
+        try:
+            parse_address(cfg.coordinator_address)
+        except ValueError as e:
+            raise ConfigError("coordinator_address", str(e)) from None
     if cfg.process_id is not None and cfg.num_processes is not None and cfg.process_id >= cfg.num_processes:
         raise ConfigError("process_id", f"must be below num_processes ({cfg.num_processes}), got {cfg.process_id}")
     from train.losses import make_loss  # the loss table imports no JAX

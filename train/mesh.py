@@ -10,16 +10,22 @@ batch, like ``torch.nn.SyncBatchNorm`` and unlike plain ``DistributedDataParalle
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from train.config import ConfigError
+from train.config import DISTRIBUTED_TIMEOUT_S, ConfigError, flag, parse_address
 
 __all__ = ["distributed_env", "init_distributed", "make_mesh", "put", "put_tree"]
+
+# jax.distributed.initialize's own deadline comes this much after ours: it ends the process
+# with an abort ("another task died"), ours with a line naming the coordinator and status 1.
+_JAX_GRACE_S = 30
 
 
 def distributed_env(
@@ -39,7 +45,13 @@ def distributed_env(
     return env
 
 
-def init_distributed(environ: Mapping[str, str] | None = None) -> bool:
+def init_distributed(
+    environ: Mapping[str, str] | None = None,
+    *,
+    timeout_s: int = DISTRIBUTED_TIMEOUT_S,
+    say: Callable[[str], None] | None = None,
+    prog: str = "python -m train",
+) -> bool:
     """``jax.distributed.initialize`` when launched as one of several processes; True if it did.
 
     Recognised (``environ``, default ``os.environ``):
@@ -52,7 +64,13 @@ def init_distributed(environ: Mapping[str, str] | None = None) -> bool:
 
     A single process (none of these, or a count of 1) does nothing. Every process then sees
     every process's devices in ``jax.devices()``; :func:`make_mesh` spans them all. A
-    launch with a count above 1 but no process id raises ValueError naming the variable.
+    launch with a count above 1 but no process id, or an address that is not HOST:PORT,
+    raises ValueError naming the variable.
+
+    The wait for the other processes is announced (one line to ``say``, default stderr,
+    naming the coordinator and ``timeout_s``) and bounded: when they have not all joined
+    within ``timeout_s`` seconds, the process prints ``prog: error: ...`` naming the
+    coordinator and exits with status 1 (it cannot return: jax is still waiting inside).
 
     >>> from train.mesh import init_distributed
     >>> init_distributed({})
@@ -68,22 +86,60 @@ def init_distributed(environ: Mapping[str, str] | None = None) -> bool:
             )
         return int(value)
 
+    def need_address(name: str, address: str) -> str:
+        try:
+            parse_address(address)
+        except ValueError as e:
+            raise ValueError(f"multi-process launch: environment variable {name} {e}") from None
+        return address
+
+    join = _announced_join(timeout_s, say, prog)
     if env.get("JAX_COORDINATOR_ADDRESS") and need_int("JAX_NUM_PROCESSES") > 1:
-        jax.distributed.initialize(
-            env["JAX_COORDINATOR_ADDRESS"], need_int("JAX_NUM_PROCESSES"), need_int("JAX_PROCESS_ID")
-        )
+        address = need_address("JAX_COORDINATOR_ADDRESS", env["JAX_COORDINATOR_ADDRESS"])
+        join(address, need_int("JAX_NUM_PROCESSES"), need_int("JAX_PROCESS_ID"))
         return True
     if env.get("MASTER_ADDR") and int(env.get("WORLD_SIZE", "1")) > 1:
-        jax.distributed.initialize(
-            f"{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '29500')}",
-            need_int("WORLD_SIZE"),
-            need_int("RANK"),
-        )
+        address = need_address("MASTER_ADDR", f"{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '29500')}")
+        join(address, need_int("WORLD_SIZE"), need_int("RANK"))
         return True
     if int(env.get("SLURM_NTASKS", "1")) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
-        jax.distributed.initialize()
+        join(None, None, None)  # jax reads the launcher's variables
         return True
     return False
+
+
+def _announced_join(
+    timeout_s: int, say: Callable[[str], None] | None, prog: str
+) -> Callable[[str | None, int | None, int | None], None]:
+    """``join(coordinator, num_processes, process_id)``: ``jax.distributed.initialize``, announced and bounded."""
+    say = say if say is not None else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def join(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+        where = f"coordinator {coordinator}" if coordinator else "the coordinator the launcher names (SLURM / MPI)"
+        who = f"process {process_id} of {num_processes}" if num_processes else "this process"
+        say(f"{who}: waiting up to {timeout_s} s for every process to join at {where} "
+            f"({flag('distributed_timeout')})")  # fmt: skip
+        message = (f"{prog}: error: not every process joined at {where} within {timeout_s} s: start all of them "
+                   f"with the same address, check that process 0's host and port are reachable, or raise "
+                   f"{flag('distributed_timeout')}")  # fmt: skip
+        watchdog = threading.Timer(timeout_s, _give_up, args=(message,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            jax.distributed.initialize(
+                coordinator, num_processes, process_id, initialization_timeout=timeout_s + _JAX_GRACE_S
+            )
+        finally:
+            watchdog.cancel()
+
+    return join
+
+
+def _give_up(message: str) -> None:
+    """Print ``message`` and end the process with status 1 (from the watchdog thread: the main one is inside jax)."""
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
