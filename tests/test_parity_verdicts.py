@@ -8,10 +8,15 @@ formula ``|a - e| <= atol + rtol |e|``, never from the code under test.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import threading
 import zipfile
 
 import numpy as np
@@ -263,3 +268,109 @@ def test_only_the_entries_a_golden_file_names_are_read(golden_entries, tmp_path)
     path = tmp_path / "extra.npz"
     path.write_bytes(_npz({**entries, "unused": lying}))  # np.load of every entry would fail on it
     assert load_golden(str(path)).framework == "torch"
+
+
+# --------------------------------------------------------------------------- command lines
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _one_error_line(p: subprocess.CompletedProcess, prog: str, *words: str) -> None:
+    assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-2000:])
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"python -m {prog}: error: "), p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("prog", ["parity.models", "parity.twin"])
+@pytest.mark.parametrize("flag", ["--rtol=-1", "--atol=-1e-9", "--rtol=inf", "--atol=nan"])
+def test_cli_tolerance_flags_are_checked(prog, flag, tmp_path):
+    from parity.models.__main__ import _parse
+    from parity.twin import build_parser
+
+    parse = _parse if prog == "parity.models" else build_parser().parse_args
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        parse([flag])
+    assert e.value.code == 2
+    assert err.getvalue().strip().splitlines() == [
+        f"python -m {prog}: error: argument {flag.split('=')[0]}: must be a finite number >= 0, got {flag.split('=')[1]} (see --help)"]
+
+
+def test_cli_paths_are_refused_up_front(tmp_path):
+    folder, file = tmp_path / "folder", tmp_path / "file"
+    folder.mkdir()
+    file.write_text("x")
+    cases = [
+        ("parity.models", ["--save", str(folder)], [f"--save {folder}: is a folder"]),
+        ("parity.models", ["--against", str(folder)], [f"--against {folder}: is a folder"]),
+        ("parity.models", ["--out", str(file)], [f"--out {file}: not a folder"]),
+        ("parity.twin", ["--out", str(file)], [f"--out {file}: not a folder"]),
+        ("parity.twin", ["--out", "/proc/parity-out"], ["--out /proc/parity-out: not a folder"]),  # read-only
+        ("parity", ["--out", str(file)], [f"--out {file}: not a folder"]),
+        ("parity", ["--xla-cache", str(file)], [f"--xla-cache {file}: not a folder"]),
+    ]
+    for prog, args, words in cases:
+        _one_error_line(_cli(["-m", prog, *args], tmp_path), prog, *words)
+
+
+def test_cli_malformed_golden_file_is_bad_input_not_a_divergence(tmp_path):
+    from parity.models.__main__ import main
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        main(["--against", str(bad)])
+    assert e.value.code == 2
+    assert err.getvalue().strip().splitlines() == [
+        f"python -m parity.models: error: {bad}: not a parity golden file (not a zip archive: File is not a zip file)"]
+
+
+def _interrupt(args: list[str], cwd, started: str, timeout: float = 240) -> tuple[int, str, str]:
+    """Run a CLI, send SIGINT once ``started`` is on its stdout; ``(rc, stdout, stderr)``."""
+    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if started in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert seen.wait(timeout), f"never printed {started!r}: {''.join(lines)}"
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    return rc, "".join(lines), proc.stderr.read()
+
+
+@pytest.mark.parametrize("prog, args, reports", [
+    ("parity", ["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache"], ["report.json", "report.md", "report.html"]),
+    ("parity.models", ["--no-reference"], ["report.json", "report.md", "report.html", "layers.png"]),
+    ("parity.twin", ["--steps", "3", "--batch-size", "2", "--no-reference", "--no-diagnose"], ["twin.md", "twin.json", "twin.png"]),
+], ids=["parity", "parity.models", "parity.twin"])
+def test_ctrl_c_is_exit_130_one_line_and_no_report_left_looking_current(prog, args, reports, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in reports:  # the previous run's report
+        (out / name).write_text("an old report")
+    rc, stdout, stderr = _interrupt(["-m", prog, *args, "--out", str(out)], tmp_path, f"python -m {prog}: ")
+    assert rc == 130, (stdout[-2000:], stderr[-3000:])
+    assert stdout.strip().splitlines()[-1] == f"python -m {prog}: interrupted", stdout
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert not [n for n in reports if (out / n).exists()], os.listdir(out)

@@ -21,6 +21,7 @@ in the metadata.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import zipfile
 import zlib
@@ -114,8 +115,10 @@ def write_capture(path: str, cap: Capture) -> None:
         "has_cotangent": cap.cotangent is not None,
     }
     arrays["__meta__"] = np.array(json.dumps(meta))
-    with open(path, "wb") as fh:
+    partial = f"{path}.partial"  # written whole, then renamed: an interrupted save leaves no truncated file
+    with open(partial, "wb") as fh:
         np.savez_compressed(fh, **arrays)
+    os.replace(partial, path)
 
 
 def load_golden(path: str) -> Capture:
