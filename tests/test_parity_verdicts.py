@@ -274,49 +274,47 @@ def test_only_the_entries_a_golden_file_names_are_read(golden_entries, tmp_path)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def _one_error_line(p: subprocess.CompletedProcess, prog: str, *words: str) -> None:
-    assert p.returncode == 2, (p.returncode, p.stdout[-1000:], p.stderr[-2000:])
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"python -m {prog}: error: "), p.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+def _refused(main, args: list[str]) -> str:
+    """Run a CLI's ``main`` in this process; it must exit 2 with one line on stderr, returned."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2, err.getvalue()
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 @pytest.mark.parametrize("prog", ["parity.models", "parity.twin"])
 @pytest.mark.parametrize("flag", ["--rtol=-1", "--atol=-1e-9", "--rtol=inf", "--atol=nan"])
-def test_cli_tolerance_flags_are_checked(prog, flag, tmp_path):
+def test_cli_tolerance_flags_are_checked(prog, flag):
     from parity.models.__main__ import _parse
     from parity.twin import build_parser
 
     parse = _parse if prog == "parity.models" else build_parser().parse_args
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
-        parse([flag])
-    assert e.value.code == 2
-    assert err.getvalue().strip().splitlines() == [
-        f"python -m {prog}: error: argument {flag.split('=')[0]}: must be a finite number >= 0, got {flag.split('=')[1]} (see --help)"]
+    name, value = flag.split("=")
+    assert _refused(parse, [flag]) == f"python -m {prog}: error: argument {name}: must be a finite number >= 0, got {value} (see --help)"
 
 
 def test_cli_paths_are_refused_up_front(tmp_path):
+    from parity.__main__ import main as parity_main
+    from parity.models.__main__ import main as models_main
+    from parity.twin import main as twin_main
+
     folder, file = tmp_path / "folder", tmp_path / "file"
     folder.mkdir()
     file.write_text("x")
     cases = [
-        ("parity.models", ["--save", str(folder)], [f"--save {folder}: is a folder"]),
-        ("parity.models", ["--against", str(folder)], [f"--against {folder}: is a folder"]),
-        ("parity.models", ["--out", str(file)], [f"--out {file}: not a folder"]),
-        ("parity.twin", ["--out", str(file)], [f"--out {file}: not a folder"]),
-        ("parity.twin", ["--out", "/proc/parity-out"], ["--out /proc/parity-out: not a folder"]),  # read-only
-        ("parity", ["--out", str(file)], [f"--out {file}: not a folder"]),
-        ("parity", ["--xla-cache", str(file)], [f"--xla-cache {file}: not a folder"]),
+        (models_main, ["--save", str(folder)], f"python -m parity.models: error: --save {folder}: is a folder, expected a file"),
+        (models_main, ["--against", str(folder)], f"python -m parity.models: error: --against {folder}: is a folder"),
+        (models_main, ["--out", str(file)], f"python -m parity.models: error: --out {file}: not a folder"),
+        (twin_main, ["--out", str(file)], f"python -m parity.twin: error: --out {file}: not a folder"),
+        (twin_main, ["--out", "/proc/parity-out"], "python -m parity.twin: error: --out /proc/parity-out: not a folder"),
+        (parity_main, ["--out", str(file)], f"python -m parity: error: --out {file}: not a folder"),
+        (parity_main, ["--xla-cache", str(file)], f"python -m parity: error: --xla-cache {file}: not a folder"),
     ]
-    for prog, args, words in cases:
-        _one_error_line(_cli(["-m", prog, *args], tmp_path), prog, *words)
+    for main, args, line in cases:
+        assert _refused(main, args).startswith(line), args
 
 
 def test_cli_malformed_golden_file_is_bad_input_not_a_divergence(tmp_path):
@@ -324,12 +322,8 @@ def test_cli_malformed_golden_file_is_bad_input_not_a_divergence(tmp_path):
 
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
-        main(["--against", str(bad)])
-    assert e.value.code == 2
-    assert err.getvalue().strip().splitlines() == [
-        f"python -m parity.models: error: {bad}: not a parity golden file (not a zip archive: File is not a zip file)"]
+    assert _refused(main, ["--against", str(bad)]) == (
+        f"python -m parity.models: error: {bad}: not a parity golden file (not a zip archive: File is not a zip file)")
 
 
 def _interrupt(args: list[str], cwd, started: str, timeout: float = 240) -> tuple[int, str, str]:

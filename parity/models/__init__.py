@@ -227,6 +227,11 @@ def compare_golden(model: Any, args: Any, path: str, *, mapping: Mapping[str, st
     the report reads JAX against torch, whichever side is the file; within one framework, the
     live run against the file.
 
+    Raises:
+        ValueError: the file is not a readable golden file (:func:`load_golden`), ``args`` or the
+            file's cotangent do not fit (a golden file of another batch size or model), or a
+            tolerance is invalid; ``TypeError``: ``model`` is not a model.
+
     >>> import os, tempfile, numpy as np
     >>> from flax import nnx
     >>> import parity
