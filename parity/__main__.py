@@ -136,10 +136,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.device == "gpu" and not gpu_available():
         fail(PROG, "--device gpu needs CUDA torch and JAX's GPU backend")
     with SigintFlag() as flag:
-        return _run(args, t0, flag)
+        return _run(args, argv, t0, flag)
 
 
-def _run(args: argparse.Namespace, t0: float, flag: SigintFlag) -> int:
+def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: SigintFlag) -> int:
     import jax
     import torch
 

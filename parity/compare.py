@@ -78,7 +78,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity.convert import DTYPES, cast_floats, is_array, is_float_array, path_name, pattern
-from parity.jax_side import DEVICES, JaxCall, call_leaves, cot_tree, gpu_available, jax_device, jax_program, run_jax_calls
+from parity.jax_side import (
+    DEVICES,
+    JaxCall,
+    call_leaves,
+    cot_tree,
+    gpu_available,
+    jax_device,
+    jax_program,
+    run_jax_calls,
+)
 from parity.judge import JUDGES, compare_arrays, tolerance
 from parity.result import Comparison, Result, describe, first_line, same_error_kind
 from parity.tolerances import Tolerance, check_tolerance, dtype_name

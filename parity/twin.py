@@ -109,10 +109,10 @@ from parity.precision import precision as precision_mode
 from parity.tolerances import check_tolerance, tolerance_flag, tolerance_for
 from train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, fail, run_main
 from train.config import ConfigError, TrainConfig, flag, validate
-from train.signals import SigintFlag
 from train.convert import flax_state_dict, torch_to_flax
 from train.losses import LOSSES, make_loss
 from train.recipe import build_model, build_optimizer
+from train.signals import SigintFlag
 from train.step import make_train_step
 from train.torch_models import TorchResNet18, TorchSeedCNN
 
@@ -952,10 +952,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if problem:
         fail(PROG, problem)
     remove_reports(args_out, REPORT_FILES)
-    with SigintFlag() as flag:
+    with SigintFlag() as sigint:
         print(f"{PROG}: {cfg.resolved_steps()} steps of {cfg.train.model}, {cfg.dtype}", flush=True)
-        result = run_twin(cfg, on_step=lambda _: stop_if_interrupted(flag))
-        stop_if_interrupted(flag)
+        result = run_twin(cfg, on_step=lambda _: stop_if_interrupted(sigint))
+        stop_if_interrupted(sigint)
     print(format_table(result))
     print(summary(result))
     if args_out:
