@@ -26,10 +26,12 @@ together (:mod:`parity.precision`); the report header records the settings in fo
 twins (per-layer section with an error-by-layer plot in the HTML report; default: seed-cnn for
 a whole-grid run, none when ``--loss`` or ``--fuzz`` narrows it; ``--models none`` turns it off).
 
-Exit status (the convention of every CLI here, :mod:`train.cli`): 0 when nothing failed (cases
-whose jaxloss function still raises ``NotImplementedError`` are counted as "not implemented",
-not as failures), 1 when a case failed or errored, 2 for a usage error or a module of the
-``parity`` extra missing (checked before anything runs), 130 when interrupted.
+Exit status (:mod:`train.cli`): 0 when nothing failed (cases whose jaxloss function still raises
+``NotImplementedError`` are counted as "not implemented", not as failures),
+1 when a case failed or errored, 2 for a usage error (a bad flag, a path that cannot be used, no
+GPU for ``--device gpu``, a module of the ``parity`` extra missing: all checked before anything
+runs), 130 when interrupted (Ctrl-C, taken between batches of cases; the previous run's report
+in ``--out`` is removed when the run starts, so none is left looking current).
 """
 
 from __future__ import annotations
@@ -39,21 +41,25 @@ import difflib
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from parity.cases import ALL_DTYPES
-from parity.files import writable_folder
+from parity.cli import path_problem, remove_reports, stop_if_interrupted
 from parity.precision import MODES
-from train.cli import Parser, require
+from train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
+from train.signals import SigintFlag
 
+PROG = "python -m parity"
 MODEL_NAMES = ("seed-cnn", "resnet18")
 # The modules of pyproject's [parity] extra that the report imports (the nn.* module cases and
 # the model comparisons need flax; the report's layer plot matplotlib).
 REQUIRES = ("torch", "numpy", "rich", "flax", "matplotlib")
+REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = Parser(prog="python -m parity", description="jaxloss vs torch parity report")
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = Parser(prog=PROG, description="jaxloss vs torch parity report")
     ap.add_argument("--loss", action="append", default=[], help="loss or family names (comma-separated, repeatable)")
     ap.add_argument("--dtype", action="append", default=[], choices=ALL_DTYPES, help="dtypes to run (repeatable)")
     ap.add_argument("--fuzz", type=int, default=0, metavar="N", help="run N random cases instead of the grid")
@@ -84,8 +90,10 @@ def _problems(args: argparse.Namespace) -> list[str]:
     for flag, value in (("--fuzz", args.fuzz), ("-j/--jobs", args.jobs), ("--seed", args.seed), ("--shrink-budget", args.shrink_budget)):
         if value < 0:
             out.append(f"{flag} must be >= 0, got {value}")
-    if not writable_folder(args.out):
-        out.append(f"--out {args.out}: cannot write there")
+    for flag, path in (("--out", args.out), ("--xla-cache", args.xla_cache)):
+        problem = path_problem(flag, path, "folder")
+        if problem:
+            out.append(problem)
     models = _models(args)
     bad = [m for m in models if m not in MODEL_NAMES]
     if bad:
@@ -100,10 +108,6 @@ def _models(args: argparse.Namespace) -> list[str]:
     return [] if names == ["none"] else names
 
 
-class _UsageError(Exception):
-    pass
-
-
 def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
     if not names:
         return None
@@ -114,13 +118,17 @@ def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
         if not hits:
             close = difflib.get_close_matches(w, [*registry, *{L.family for L in registry.values()}], n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise _UsageError(f"python -m parity: error: --loss: unknown loss or family {w!r}{hint} "
-                              f"(known: {', '.join(registry)})")
+            fail(PROG, f"--loss: unknown loss or family {w!r}{hint} (known: {', '.join(registry)})")
         out += [h for h in hits if h not in out]
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module docstring); Ctrl-C: 130 and one line (:func:`train.cli.run_main`)."""
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parse(argv)
     # all of the extra, found before anything runs: a model section (flax) or the HTML report's plot
     # (matplotlib) failing to import after minutes of the grid loses the run
@@ -128,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.device == "gpu":
         os.environ.setdefault("JAX_PLATFORMS", "cuda,cpu")
+    from parity.jax_side import gpu_available
+
+    if args.device == "gpu" and not gpu_available():
+        fail(PROG, "--device gpu needs CUDA torch and JAX's GPU backend")
+    with SigintFlag() as flag:
+        return _run(args, argv, t0, flag)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: SigintFlag) -> int:
     import jax
     import torch
 
@@ -137,15 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     from parity import runner
     from parity.precision import precision
 
-    if args.device == "gpu" and (not torch.cuda.is_available() or not [d for d in jax.devices() if d.platform == "gpu"]):
-        print("python -m parity: --device gpu needs CUDA torch and JAX's GPU backend", file=sys.stderr)
-        return 2
     registry = runner.registry()
-    try:
-        losses = _select(args.loss, registry)
-    except _UsageError as e:
-        print(e, file=sys.stderr)
-        return 2
+    losses = _select(args.loss, registry)
     dtypes = args.dtype or None
     xla_cache = None if args.no_xla_cache else args.xla_cache or (None if args.fuzz else os.path.join(args.out, ".xla-cache"))
     workers = args.jobs or (1 if args.device == "gpu" else runner.default_workers())
@@ -157,20 +167,31 @@ def main(argv: list[str] | None = None) -> int:
         jobs = runner.grid_jobs(losses, dtypes)
         label = "grid"
     if not jobs:
-        print("python -m parity: error: no case matches the --loss / --dtype selection", file=sys.stderr)
-        return 2
+        fail(PROG, "no case matches --loss / --dtype")
+    costs = runner.previous_costs(os.path.join(args.out, "report.json"))  # before the old report goes
+    remove_reports(args.out, REPORT_FILES)
+    print(f"{PROG}: {len(jobs)} {label} cases, {workers} worker(s), report in {args.out}", flush=True)
+    bar = runner.Progress(f"parity {label}")
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar(done, total, what)
+        stop_if_interrupted(flag)  # between batches: never inside a JAX callback
+
     with precision(args.precision):
-        results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz),
-                                  xla_cache=xla_cache, precision=args.precision,
-                                  costs=runner.previous_costs(os.path.join(args.out, "report.json")))
+        results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=progress, fuzz=bool(args.fuzz),
+                                  xla_cache=xla_cache, precision=args.precision, costs=costs)
         settings = parity.precision.settings()
-        models = {name: _model_report(name) for name in _models(args)}
+        models = {}
+        for name in _models(args):
+            models[name] = _model_report(name)
+            stop_if_interrupted(flag)
 
     if args.fuzz:
         failed = [r for r in results if r.status in ("failed", "error")]
         for k, r in enumerate(failed):
             print(f"shrinking fuzz failure {k + 1}/{len(failed)}: {r.id}", file=sys.stderr)
             _, small = runner.shrink((r.loss, r.overrides, r.dtype), args.device, args.shrink_budget)
+            stop_if_interrupted(flag)
             idx = results.index(r)
             results[idx] = small
             print(f"\n# minimal reproducer of {small.id}\n{small.reproducer}\n")
@@ -194,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": settings,
     }
     report = rep.build(results, registry, meta, models)
+    stop_if_interrupted(flag)
     paths = rep.write(report, args.out)
     print(rep.console_table(report))
     for name, m in models.items():
@@ -203,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(report["failures"]) > 10:
         print(f"\n... {len(report['failures']) - 10} more failures in {paths['md']}")
     print(f"\n{seconds:.1f} s; report: {paths['html']} ({paths['json']}, {paths['md']})")
-    return 0 if report["summary"]["ok"] else 1
+    return EXIT_OK if report["summary"]["ok"] else EXIT_FAILED
 
 
 def _model_report(name: str) -> dict[str, Any]:

@@ -78,10 +78,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity.convert import DTYPES, cast_floats, is_array, is_float_array, path_name, pattern
-from parity.jax_side import JaxCall, call_leaves, cot_tree, jax_device, jax_program, run_jax_calls
-from parity.judge import compare_arrays
-from parity.result import Comparison, Result, describe, first_line
-from parity.tolerances import dtype_name
+from parity.jax_side import (
+    DEVICES,
+    JaxCall,
+    call_leaves,
+    cot_tree,
+    gpu_available,
+    jax_device,
+    jax_program,
+    run_jax_calls,
+)
+from parity.judge import JUDGES, compare_arrays, tolerance
+from parity.result import Comparison, Result, describe, first_line, same_error_kind
+from parity.tolerances import Tolerance, check_tolerance, dtype_name
 from parity.torch_side import torch_run
 
 jax.config.update("jax_enable_x64", True)
@@ -101,6 +110,8 @@ def compare(
     judge: str = "torch",
     device: str = "cpu",
     arg_names: Sequence[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     **kwargs: Any,
 ) -> Result:
     """Run ``jax_fn(*args, **kwargs)`` and ``torch_fn(*args, **kwargs)`` and compare.
@@ -124,9 +135,18 @@ def compare(
         device: ``"cpu"`` or ``"gpu"`` (CUDA torch, JAX's GPU backend).
         arg_names: names of the positional arguments, used in the report
             (``grad input`` rather than ``grad args[0]``).
+        rtol, atol: override the dtype's tolerance (finite numbers >= 0); default: the
+            table of :mod:`parity.tolerances`.
 
     Returns:
-        A :class:`Result`; never raises for a mismatch or an exception on either side.
+        A :class:`Result`; never raises for a mismatch or an exception on either side. Both
+        sides raising passes only when the errors are of the same kind
+        (:data:`parity.result.TORCH_TO_JAXLOSS_ERRORS`); nothing compared (both return
+        ``None``, ``()`` or ``{}``) fails.
+
+    Raises:
+        ValueError: an invalid ``judge``, ``device`` (or ``'gpu'`` without one), ``rtol`` or
+            ``atol``, before anything runs.
 
     >>> import numpy as np, torch.nn.functional as F, jaxloss, parity
     >>> x, y = np.linspace(-1, 1, 6).reshape(2, 3), np.zeros((2, 3))
@@ -134,7 +154,8 @@ def compare(
     >>> r.passed, [c.name for c in r.comparisons]
     (True, ['value', 'grad args[0]'])
     """
-    return compare_many([CompareRequest(jax_fn, torch_fn, args, kwargs, grad_argnums, hvp, dtype, reference, judge, device, arg_names)])[0]
+    return compare_many([CompareRequest(jax_fn, torch_fn, args, kwargs, grad_argnums, hvp, dtype, reference, judge, device,
+                                        arg_names, rtol, atol)])[0]
 
 
 @dataclasses.dataclass
@@ -159,6 +180,23 @@ class CompareRequest:
     judge: str = "torch"
     device: str = "cpu"
     arg_names: Sequence[str] | None = None
+    rtol: float | None = None
+    atol: float | None = None
+
+    def check(self) -> None:
+        """``ValueError`` naming the first argument :func:`compare` cannot take (see there)."""
+        if not (callable(self.jax_fn) and callable(self.torch_fn)):
+            raise TypeError(f"jax_fn and torch_fn must be callables, got {type(self.jax_fn).__name__} and "
+                            f"{type(self.torch_fn).__name__}")
+        if self.judge not in JUDGES:
+            raise ValueError(f"judge must be one of {', '.join(map(repr, JUDGES))}, got {self.judge!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}, got {self.device!r}")
+        if self.device == "gpu" and not gpu_available():
+            raise ValueError("device='gpu' needs CUDA torch and JAX's GPU backend; neither or only one is available here")
+        for name in ("rtol", "atol"):
+            if getattr(self, name) is not None:
+                check_tolerance(name, getattr(self, name))
 
 
 def compare_many(requests: Sequence[CompareRequest], merge: bool = True) -> list[Result]:
@@ -172,7 +210,8 @@ def compare_many(requests: Sequence[CompareRequest], merge: bool = True) -> list
     fails to trace or compile, each comparison's program runs on its own, so errors are
     reported per comparison exactly as :func:`compare` reports them.
 
-    Returns one :class:`Result` per request, in order; never raises.
+    Returns one :class:`Result` per request, in order; never raises for a mismatch (an invalid
+    request is a ``ValueError`` before anything runs: :meth:`CompareRequest.check`).
 
     >>> import numpy as np, torch.nn.functional as F, jaxloss
     >>> reqs = [CompareRequest(f, g, (np.ones(3), np.zeros(3)), {}) for f, g in
@@ -180,6 +219,8 @@ def compare_many(requests: Sequence[CompareRequest], merge: bool = True) -> list
     >>> [r.passed for r in compare_many(reqs)]
     [True, True]
     """
+    for r in requests:
+        r.check()
     results: list[Result | None] = [None] * len(requests)
     gens: dict[int, Any] = {}
     pending: dict[int, JaxCall] = {}
@@ -387,7 +428,12 @@ def _verdict(s: _Setup, result: Result, j: _Side, t: _Side, ref: _Side | None, h
         result.status = "not_implemented"
         return result
     if result.jax_error and "value" in t.errors:
-        result.notes.append("both sides raised")
+        if same_error_kind(result.jax_error, t.errors["value"]):
+            result.notes.append("both sides raised")
+        else:
+            result.status = "failed"
+            result.notes.append(f"both sides raised, different kinds of error: JAX {first_line(result.jax_error)!r}, "
+                                f"torch {first_line(t.errors['value'])!r}")
         return result
     if result.jax_error and j.out is None:
         result.status = "failed"
@@ -401,26 +447,30 @@ def _verdict(s: _Setup, result: Result, j: _Side, t: _Side, ref: _Side | None, h
             result.status = "failed"
             result.notes.append("torch raised, JAX did not")
             return result
-    result.outputs = _compare_outputs(j.out, t.out, ref.out if ref else None, dtype, judge_mode)
+    tol = tolerance(dtype, s.request.rtol, s.request.atol)
+    result.outputs = _compare_outputs(j.out, t.out, ref.out if ref else None, dtype, judge_mode, tol)
     if s.diff_pos:
-        result.grads = _compare_grads(s, j, t, ref, result)
+        result.grads = _compare_grads(s, j, t, ref, result, tol)
         if s.order == "hvp" and hvp_compared:
-            result.hvps = _compare_hvps(s, j, t, ref, result)
+            result.hvps = _compare_hvps(s, j, t, ref, result, tol)
+    if not result.comparisons:
+        result.status = "failed"
+        result.notes.append("nothing compared: neither side returned an array (None, () or {})")
     if any(not c.passed for c in result.comparisons):
         result.status = "failed"
     return result
 
 
-def _compare_outputs(j_out: Any, t_out: Any, ref_out: Any, dtype: str, judge_mode: str) -> list[Comparison]:
+def _compare_outputs(j_out: Any, t_out: Any, ref_out: Any, dtype: str, judge_mode: str, tol: Tolerance) -> list[Comparison]:
     j_leaves, t_leaves = jax.tree_util.tree_leaves(j_out), jax.tree_util.tree_leaves(t_out)
     r_leaves = jax.tree_util.tree_leaves(ref_out) if ref_out is not None else [None] * len(t_leaves)
     if len(j_leaves) != len(t_leaves):
         return [Comparison("value", dtype, False, message=f"JAX returned {len(j_leaves)} arrays, torch {len(t_leaves)}")]
-    return [compare_arrays("value" if len(j_leaves) == 1 else f"value[{k}]", a, e, dtype, r, judge_mode)
+    return [compare_arrays("value" if len(j_leaves) == 1 else f"value[{k}]", a, e, dtype, r, judge_mode, tol)
             for k, (a, e, r) in enumerate(zip(j_leaves, t_leaves, r_leaves))]
 
 
-def _compare_grads(s: _Setup, j: _Side, t: _Side, ref: _Side | None, result: Result) -> list[Comparison]:
+def _compare_grads(s: _Setup, j: _Side, t: _Side, ref: _Side | None, result: Result, tol: Tolerance) -> list[Comparison]:
     dtype, judge_mode = result.dtype, s.request.judge
     t_grads = t.grads
     if t_grads is None and judge_mode == "reference" and ref is not None and ref.grads is not None:
@@ -434,10 +484,11 @@ def _compare_grads(s: _Setup, j: _Side, t: _Side, ref: _Side | None, result: Res
         result.notes.append("gradients not compared: no cotangent could be built")
         return []
     rg = ref.grads if ref is not None and ref.grads is not None else [None] * len(s.diff_pos)
-    return [compare_arrays(f"grad {s.names[i]}", a, e, dtype, r, judge_mode) for i, a, e, r in zip(s.diff_pos, j.grads, t_grads, rg)]
+    return [compare_arrays(f"grad {s.names[i]}", a, e, dtype, r, judge_mode, tol)
+            for i, a, e, r in zip(s.diff_pos, j.grads, t_grads, rg)]
 
 
-def _compare_hvps(s: _Setup, j: _Side, t: _Side, ref: _Side | None, result: Result) -> list[Comparison]:
+def _compare_hvps(s: _Setup, j: _Side, t: _Side, ref: _Side | None, result: Result, tol: Tolerance) -> list[Comparison]:
     """Second order, named ``vTH <arg>``: the vector-Hessian product ``v^T H`` (see the module docstring)."""
     dtype, judge_mode = result.dtype, s.request.judge
     ref_hvps = ref.hvps if ref is not None else None
@@ -453,7 +504,7 @@ def _compare_hvps(s: _Setup, j: _Side, t: _Side, ref: _Side | None, result: Resu
     if t.hvps is None:
         result.notes.append("torch has no double backward here: second order judged against the float64 reference alone")
     expected = t.hvps if t.hvps is not None else rh
-    return [compare_arrays(f"{SECOND_ORDER} {s.names[i]}", a, e, dtype, r, judge_mode)
+    return [compare_arrays(f"{SECOND_ORDER} {s.names[i]}", a, e, dtype, r, judge_mode, tol)
             for i, a, e, r in zip(s.diff_pos, j.hvps, expected, rh)]
 
 

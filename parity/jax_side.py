@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["JaxCall", "call_leaves", "cot_tree", "jax_device", "jax_program", "run_jax_calls"]
+__all__ = ["DEVICES", "JaxCall", "call_leaves", "cot_tree", "gpu_available", "jax_device", "jax_program", "run_jax_calls"]
+
+DEVICES = ("cpu", "gpu")  # where a comparison runs: both frameworks on the CPU, or both on a CUDA GPU
 
 
 _JIT_CACHE: dict[Any, tuple[Any, Callable[..., Any], Callable[..., Any]]] = {}
@@ -95,6 +97,21 @@ def jax_program(
         _JIT_CACHE.clear()
     _JIT_CACHE[key] = (jax_fn, program, jitted)
     return program, jitted
+
+
+def gpu_available() -> bool:
+    """Whether both CUDA torch and JAX's GPU backend are there (``device='gpu'`` needs both).
+
+    >>> isinstance(gpu_available(), bool)
+    True
+    """
+    import torch
+
+    try:
+        jax_gpus = jax.devices("gpu")
+    except RuntimeError:  # no GPU backend: JAX raises rather than returning none
+        return False
+    return bool(jax_gpus) and torch.cuda.is_available()
 
 
 @contextlib.contextmanager

@@ -21,9 +21,11 @@ import numpy as np
 from parity.convert import LOW_PRECISION, NP_DTYPES, np64, out_dtype
 from parity.precision import current_mode
 from parity.result import Comparison, is_smaller
-from parity.tolerances import Tolerance, tolerance_for, tolerance_usage, ulp_error
+from parity.tolerances import Tolerance, check_tolerance, tolerance_for, tolerance_usage, ulp_error
 
-__all__ = ["agree", "compare_arrays", "rounded"]
+__all__ = ["JUDGES", "agree", "compare_arrays", "rounded", "tolerance"]
+
+JUDGES = ("torch", "reference")  # what an array is judged against: torch's, or the float64 reference
 
 
 def _precision_in_force() -> str:
@@ -37,6 +39,18 @@ def _precision_in_force() -> str:
     if mode == "default" and jax.default_backend() == "cpu":
         return "ieee"
     return mode
+
+
+def tolerance(dtype: str, rtol: float | None = None, atol: float | None = None) -> Tolerance:
+    """The tolerance an array of ``dtype`` is judged with: the dtype's under the precision in force,
+    with ``rtol`` / ``atol`` (checked: :func:`parity.tolerances.check_tolerance`) where given.
+
+    >>> tolerance("float32", atol=0)
+    Tolerance(rtol=1.3e-06, atol=0.0)
+    """
+    own = tolerance_for(dtype, precision=_precision_in_force())
+    return Tolerance(own.rtol if rtol is None else check_tolerance("rtol", rtol),
+                     own.atol if atol is None else check_tolerance("atol", atol))
 
 
 def compare_arrays(
@@ -59,7 +73,10 @@ def compare_arrays(
     >>> c.passed, c.n_bad, c.worst_index
     (False, 1, (1,))
     """
-    tol = tol or tolerance_for(dtype, precision=_precision_in_force())
+    if tol is None:
+        tol = tolerance(dtype)
+    else:  # every judged array passes through here: no invalid bound can judge one
+        tol = Tolerance(check_tolerance("rtol", tol.rtol), check_tolerance("atol", tol.atol))
     a, e = np64(actual), np64(expected)
     a_dt, e_dt = out_dtype(actual), out_dtype(expected)
     if a.shape != e.shape:

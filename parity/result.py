@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Comparison", "Result", "describe", "first_line", "is_smaller", "jsonable", "same_error"]
+__all__ = ["Comparison", "ErrorText", "Result", "describe", "error_kind", "first_line", "is_smaller", "jsonable", "same_error",
+           "same_error_kind"]
 
 
 @dataclasses.dataclass
@@ -164,15 +165,53 @@ def first_line(s: str) -> str:
     return s.strip().splitlines()[0] if s.strip() else s
 
 
-def describe(e: BaseException) -> str:
-    """``'TypeError: message'`` (first line), then a short traceback.
+class ErrorText(str):
+    """The text of an exception (:func:`describe`), carrying its :func:`error_kind` as ``kind``."""
 
-    >>> describe(ValueError("bad input")).splitlines()[0]
-    'ValueError: bad input'
+    kind: str = ""
+
+
+def describe(e: BaseException) -> ErrorText:
+    """``'TypeError: message'`` (first line), then a short traceback; ``.kind`` is :func:`error_kind`.
+
+    >>> text = describe(ValueError("bad input"))
+    >>> text.splitlines()[0], text.kind
+    ('ValueError: bad input', 'ValueError')
     """
     msg = str(e).strip().splitlines()
     head = f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
-    return head + "\n" + "".join(traceback.format_exception(e, limit=-3))
+    text = ErrorText(head + "\n" + "".join(traceback.format_exception(e, limit=-3)))
+    text.kind = error_kind(e)
+    return text
+
+
+def error_kind(e: BaseException) -> str:
+    """The nearest built-in exception class of ``e``: what kind of error it is, whoever defined it.
+
+    >>> class DimensionError(IndexError, ValueError): ...
+    >>> error_kind(DimensionError()), error_kind(ZeroDivisionError())
+    ('IndexError', 'ZeroDivisionError')
+    """
+    return next(c.__name__ for c in type(e).__mro__ if c.__module__ == "builtins")
+
+
+# The errors of one invalid input, by torch's kind: jaxloss copies torch's message, but raises
+# ValueError where ATen raises its generic RuntimeError (jaxloss checks at trace time, where a
+# RuntimeError would mean a broken program); every other kind must be the same on both sides.
+TORCH_TO_JAXLOSS_ERRORS: dict[str, tuple[str, ...]] = {"RuntimeError": ("RuntimeError", "ValueError")}
+
+
+def same_error_kind(jax_error: str, torch_error: str) -> bool:
+    """Whether two errors (texts from :func:`describe`) are the same kind of error: both raising
+    passes a comparison only then (:data:`TORCH_TO_JAXLOSS_ERRORS`).
+
+    >>> same_error_kind(describe(ValueError("bad")), describe(RuntimeError("bad")))
+    True
+    >>> same_error_kind(describe(ZeroDivisionError()), describe(AttributeError("x")))
+    False
+    """
+    j, t = getattr(jax_error, "kind", ""), getattr(torch_error, "kind", "")
+    return bool(j) and j in TORCH_TO_JAXLOSS_ERRORS.get(t, (t,))
 
 
 def same_error(a: float, b: float) -> bool:

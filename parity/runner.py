@@ -248,6 +248,16 @@ def _worker_setup(xla_cache: str | None = None) -> None:
     warnings.filterwarnings("ignore")
 
 
+def _pool_worker_setup(xla_cache: str | None = None) -> None:
+    """A worker process: Ctrl-C is the parent's to handle (it stops between batches and ends the
+    pool); the terminal sends SIGINT to every process of the group, and a worker interrupted
+    mid-batch would only add a traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_setup(xla_cache)
+
+
 def _use_xla_cache(path: str | None) -> None:
     """JAX's persistent compilation cache in ``path`` (``jax_compilation_cache_dir``): compiled
     programs are stored on disk and reloaded by the next run, the very executables a fresh
@@ -317,7 +327,7 @@ def run_jobs(
         if progress:
             progress(done, total, part[0].loss if part else "")
 
-    with cf.ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx, initializer=_worker_setup, initargs=(xla_cache,)) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx, initializer=_pool_worker_setup, initargs=(xla_cache,)) as pool:
 
         def submit_next() -> None:
             with lock:
@@ -333,20 +343,26 @@ def run_jobs(
 
         for _ in range(2 * (workers - 1)):
             submit_next()
-        while True:
-            while not finished.empty():
-                collect(finished.get().result())
-                counts["received"] += 1
+        try:
+            while True:
+                while not finished.empty():
+                    collect(finished.get().result())
+                    counts["received"] += 1
+                with lock:
+                    chunk = pending.pop() if pending else None
+                    all_in = counts["received"] == counts["submitted"]
+                if chunk is not None:
+                    collect(run_batch(chunk, device, fuzz))
+                elif all_in:
+                    break
+                else:
+                    collect(finished.get().result())
+                    counts["received"] += 1
+        except BaseException:  # Ctrl-C (raised by ``progress``) or a failure: no further batch starts
             with lock:
-                chunk = pending.pop() if pending else None
-                all_in = counts["received"] == counts["submitted"]
-            if chunk is not None:
-                collect(run_batch(chunk, device, fuzz))
-            elif all_in:
-                break
-            else:
-                collect(finished.get().result())
-                counts["received"] += 1
+                pending.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return results
 
 

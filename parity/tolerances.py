@@ -47,6 +47,9 @@ tolerance an element uses; the parity report ranks cases by it).
 
 from __future__ import annotations
 
+import argparse
+import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -99,6 +102,42 @@ def tolerance_for(dtype: object, precision: str = "ieee") -> Tolerance:
     if precision == "ieee" or name == "float64":
         return own
     return Tolerance(rtol=max(own.rtol, TF32.rtol), atol=max(own.atol, TF32.atol))
+
+
+def check_tolerance(name: str, value: object) -> float:
+    """``value`` as a tolerance (a finite number >= 0, as a float), else ``ValueError`` naming ``name``.
+
+    The one check of every ``rtol`` / ``atol`` parity takes (functions and command lines):
+    a negative bound turns the tolerance usage ``|a - e| / (atol + rtol |e|)`` negative, so
+    everything "passes"; an infinite or NaN one passes anything or nothing.
+
+    >>> check_tolerance("rtol", 1e-3)
+    0.001
+    >>> check_tolerance("atol", -1e-9)
+    Traceback (most recent call last):
+    ...
+    ValueError: atol must be a finite number >= 0, got -1e-09
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def tolerance_flag(text: str) -> float:
+    """argparse ``type=`` of the command lines' ``--rtol`` / ``--atol`` (:func:`check_tolerance`).
+
+    >>> tolerance_flag("1e-4")
+    0.0001
+    >>> tolerance_flag("inf")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a finite number >= 0, got inf
+    """
+    try:
+        return check_tolerance("value", float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}") from None
 
 
 # --------------------------------------------------------------------------- ULPs

@@ -104,12 +104,15 @@ import torch
 import torch.nn.functional as F
 from flax import nnx
 
+from parity.cli import path_problem, remove_reports, stop_if_interrupted
 from parity.precision import precision as precision_mode
-from parity.tolerances import tolerance_for
-from train.config import ConfigError, TrainConfig, flag, validate
+from parity.tolerances import check_tolerance, tolerance_flag, tolerance_for
+from train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, fail, run_main
+from train.config import ConfigError, TrainConfig, validate
 from train.convert import flax_state_dict, torch_to_flax
-from train.losses import LOSSES, make_loss
+from train.losses import make_loss
 from train.recipe import build_model, build_optimizer
+from train.signals import SigintFlag
 from train.step import make_train_step
 from train.torch_models import TorchResNet18, TorchSeedCNN
 
@@ -553,6 +556,12 @@ def check_config(cfg: TwinConfig) -> None:
         raise ConfigError("dtype", f"must be float32 or float64, got {cfg.dtype!r}")
     if cfg.precision not in _JAX_PRECISION:
         raise ConfigError("precision", f"must be one of {', '.join(_JAX_PRECISION)}, got {cfg.precision!r}")
+    for name in ("rtol", "atol"):
+        if getattr(cfg, name) is not None:
+            try:
+                check_tolerance(name, getattr(cfg, name))
+            except ValueError:
+                raise ConfigError(name, f"must be a finite number >= 0, got {getattr(cfg, name)!r}") from None
 
 
 def _step_bounds(rec: TwinStep, scale: float, atol: float, rtol: float, envelope: float | None) -> None:
@@ -564,10 +573,12 @@ def _step_bounds(rec: TwinStep, scale: float, atol: float, rtol: float, envelope
         rec.param_bound = max(rec.param_bound, atol + 2 * rec.ref_param_diff)
 
 
-def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
+def run_twin(cfg: TwinConfig | None = None, *, on_step: Callable[[TwinStep], None] | None = None,
+             **overrides: Any) -> TwinResult:
     """Train both twins ``cfg.resolved_steps()`` steps in lockstep; per-step differences.
 
-    ``overrides`` set fields of ``cfg`` or of ``cfg.train`` by name. A step is *within
+    ``overrides`` set fields of ``cfg`` or of ``cfg.train`` by name; ``on_step`` is called
+    with each finished step (the command line stops there on Ctrl-C). A step is *within
     tolerance* when it passes the strict check (the loss and every parameter element within
     ``atol + rtol * |torch|``, parity's table for ``dtype``) or, with the float64 reference,
     when the Flax-torch difference is no larger than the rounding error torch makes by
@@ -673,6 +684,8 @@ def run_twin(cfg: TwinConfig | None = None, **overrides: Any) -> TwinResult:
                 _step_bounds(rec, max((float(np.abs(theirs[k]).max()) for k in pnames), default=0.0), atol, rtol,
                              envelope)  # fmt: skip
                 records.append(rec)
+                if on_step is not None:
+                    on_step(rec)
                 if failure is None and not rec.within_tolerance and before is not None:
                     (p0, r0), tm0, ref0 = before
                     failure = TwinFailure(rec.step, nnx.merge(graphdef, *jax.tree.map(jnp.asarray, (p0, r0))), tm0, x, y,
@@ -893,8 +906,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The twin's flags: ``python -m train``'s for the shared settings, plus the twin's own."""
     from train.__main__ import add_config_arguments
 
-    from train.cli import Parser
-
     p = Parser(
         prog=PROG,
         description="Train the shipped Flax train step and its torch twin in lockstep on synthetic batches; "
@@ -915,8 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the float64 torch reference run (torch's own float32 error)")
     g.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                    help="skip the layer-by-layer diagnosis of the first step outside tolerance (parity.compare_models)")
-    g.add_argument("--rtol", type=float, default=None, help="default: parity.tolerances for --dtype")
-    g.add_argument("--atol", type=float, default=None, help="default: parity.tolerances for --dtype")
+    g.add_argument("--rtol", type=tolerance_flag, default=None, help="default: parity.tolerances for --dtype")
+    g.add_argument("--atol", type=tolerance_flag, default=None, help="default: parity.tolerances for --dtype")
     return p  # fmt: skip
 
 
@@ -936,13 +947,22 @@ def config_from_args(argv: Sequence[str] | None = None) -> TwinConfig:
     return TwinConfig(train=TrainConfig(**shared, out=out or TrainConfig().out), **args)
 
 
+REPORT_FILES = ("twin.md", "twin.json", "twin.png")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m parity.twin``: 0 when every step is within tolerance, 1 when not, 2 for a bad flag.
+    """``python -m parity.twin``: 0 when every step is within tolerance, 1 when not, 2 for a bad flag
+    or an ``--out`` that cannot be written, 130 when interrupted (Ctrl-C, taken between steps; the
+    previous run's report in ``--out`` is removed when the run starts).
 
     >>> from parity.twin import main
     >>> main(["--batch-size", "1"])  # one line on stderr, status 2
     2
     """
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from train.__main__ import error
 
     args_out = build_parser().parse_args(argv).out
@@ -951,15 +971,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_config(cfg)
     except ConfigError as e:
         error(PROG, e)
-        return 2
-    result = run_twin(cfg)
+        return EXIT_USAGE
+    problem = path_problem("--out", args_out, "folder")
+    if problem:
+        fail(PROG, problem)
+    remove_reports(args_out, REPORT_FILES)
+    with SigintFlag() as sigint:
+        print(f"{PROG}: {cfg.resolved_steps()} steps of {cfg.train.model}, {cfg.dtype}", flush=True)
+        result = run_twin(cfg, on_step=lambda _: stop_if_interrupted(sigint))
+        stop_if_interrupted(sigint)
     print(verdict_line(result, _exact_command(sys.argv[1:] if argv is None else list(argv))))
     print(format_table(result))
     print(summary(result))
     if args_out:
         paths = write_report(result, args_out)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0 if result.passed else 1
+    return EXIT_OK if result.passed else EXIT_FAILED
 
 
 def _exact_command(argv: list[str]) -> str:

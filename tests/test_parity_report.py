@@ -106,7 +106,9 @@ def test_cli_exit_codes(tmp_path, monkeypatch):
     data = json.loads((bad / "report.json").read_text())
     assert data["summary"]["failed"] > 0 and data["failures"][0]["reproducer"]
     monkeypatch.setattr(jaxloss, "l1_loss", real)
-    assert main(["--loss", "no_such_loss", "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--loss", "no_such_loss", "--out", str(tmp_path / "x")])
+    assert e.value.code == 2
 
 
 def test_not_implemented_is_not_a_failure(tmp_path, monkeypatch):

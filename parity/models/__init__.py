@@ -65,9 +65,9 @@ from typing import Any
 import numpy as np
 
 from parity.models.capture import Capture, capture_jax, capture_torch, jax_module_names, random_cotangent
-from parity.models.diff import LayerDiff, ModelReport, Tol, compare_captures
+from parity.models.diff import LayerDiff, ModelReport, Tol, check_tols, compare_captures
 from parity.models.golden import capture, is_torch_model, load_golden, save_golden
-from parity.models.layout import align, channels_last, channels_last_perm, to_jax_layout
+from parity.models.layout import align, channels_last, channels_last_perm, check_same_inputs, to_jax_layout
 
 __all__ = ["LayerDiff", "ModelReport", "compare_golden", "compare_models", "compare_params", "load_golden", "save_golden"]
 
@@ -83,6 +83,18 @@ def _np_args(args: tuple[Any, ...]) -> list[np.ndarray]:
             a = a.detach().cpu().numpy()
         out.append(np.asarray(a))
     return out
+
+
+def _check_models(jax_model: Any, torch_model: Any, reference: Any = None) -> None:
+    """``TypeError`` naming the argument that is not the model it must be."""
+    from flax import nnx
+
+    if not isinstance(jax_model, nnx.Module):
+        raise TypeError(f"jax_model must be a flax.nnx.Module, got {type(jax_model).__name__}")
+    if not is_torch_model(torch_model):
+        raise TypeError(f"torch_model must be a torch.nn.Module, got {type(torch_model).__name__}")
+    if not (reference is None or isinstance(reference, bool) or is_torch_model(reference)):
+        raise TypeError(f"reference must be None, True, False or a float64 torch.nn.Module, got {type(reference).__name__}")
 
 
 def _meta(dtype: str, reference: bool) -> dict[str, Any]:
@@ -124,8 +136,11 @@ def compare_models(
             already differs).
 
     Returns:
-        A :class:`ModelReport`. Raises ``ValueError`` for a ``mapping`` naming a layer neither
-        model has; a mismatch is never raised, it is reported.
+        A :class:`ModelReport`; a mismatch is never raised, it is reported (nothing compared:
+        failed). Raises ``ValueError`` for a ``mapping`` or a per-layer tolerance naming a layer
+        the models do not have, a tolerance that is not a finite number >= 0, or inputs of
+        different shapes on the two sides (another batch size); ``TypeError`` for a model that
+        is not one.
 
     >>> import numpy as np, torch
     >>> from flax import nnx
@@ -135,7 +150,10 @@ def compare_models(
     >>> r.passed, r.first_divergence.jax_path, r.first_divergence.kind
     (False, '', 'forward')
     """
+    _check_models(jax_model, torch_model, reference)
+    check_tols(rtol, atol)
     j_in, t_in = _np_args(_as_args(jax_args)), _np_args(_as_args(torch_args))
+    check_same_inputs(j_in, t_in, "jax_args and torch_args")
     tc = capture_torch(torch_model, t_in, cotangent=(lambda shapes: random_cotangent(shapes, seed)) if grads else None)
     jc = capture_jax(jax_model, j_in, cotangent=_jax_cotangent(tc, channels_last(j_in, t_in)) if grads else None)
     ref = _reference_capture(torch_model, reference, torch_args, tc)
@@ -188,10 +206,15 @@ def compare_params(jax_model: Any, torch_model: Any, *, mapping: Mapping[str, st
         named = list(model.named_parameters()) + list(model.named_buffers())
         return Capture("torch", [], [], [], {_split(n): p.detach().cpu().numpy() for n, p in named}, {})
 
+    _check_models(jax_model, torch_model, reference)
+    check_tols(rtol, atol)
     names = jax_module_names(jax_model)
     jc = Capture("jax", [], [], [], {k: np.asarray(v) for k, v in _jax_tensors(jax_model, names, nnx.Variable).items()}, {})
-    ref = torch_side(reference) if reference is not None else None
-    return compare_captures(jc, torch_side(torch_model), mapping=mapping, rtol=rtol, atol=atol, ref=ref).params
+    ref = torch_side(reference) if reference is not None and reference is not False else None
+    report = compare_captures(jc, torch_side(torch_model), mapping=mapping, rtol=rtol, atol=atol, ref=ref)
+    if not report.params:  # an empty list would read as "all passed"
+        return [LayerDiff.failed("", "", "param", "nothing compared: no parameter or buffer pairs up by name (pass mapping=)")]
+    return report.params
 
 
 def compare_golden(model: Any, args: Any, path: str, *, mapping: Mapping[str, str] | None = None, rtol: Tol = None,
@@ -204,6 +227,11 @@ def compare_golden(model: Any, args: Any, path: str, *, mapping: Mapping[str, st
     the report reads JAX against torch, whichever side is the file; within one framework, the
     live run against the file.
 
+    Raises:
+        ValueError: the file is not a readable golden file (:func:`load_golden`), ``args`` or the
+            file's cotangent do not fit (a golden file of another batch size or model), or a
+            tolerance is invalid; ``TypeError``: ``model`` is not a model.
+
     >>> import os, tempfile, numpy as np
     >>> from flax import nnx
     >>> import parity
@@ -213,6 +241,11 @@ def compare_golden(model: Any, args: Any, path: str, *, mapping: Mapping[str, st
     >>> parity.compare_golden(m, None, path).passed
     True
     """
+    from flax import nnx
+
+    if not (is_torch_model(model) or isinstance(model, nnx.Module)):
+        raise TypeError(f"model must be a torch.nn.Module or a flax.nnx.Module, got {type(model).__name__}")
+    check_tols(rtol, atol)
     g = load_golden(path)
     live_fw = "torch" if is_torch_model(model) else "jax"
     cross = live_fw != g.framework
@@ -220,6 +253,11 @@ def compare_golden(model: Any, args: Any, path: str, *, mapping: Mapping[str, st
         args = [_to_framework(a, live_fw) if cross else a for a in g.inputs]
     live_in = _np_args(_as_args(args))
     j_in, t_in = (live_in, g.inputs) if live_fw == "jax" else (g.inputs, live_in)
+    if cross:
+        check_same_inputs(j_in, t_in, f"args and the golden file {path}")
+    elif [a.shape for a in live_in] != [a.shape for a in g.inputs]:
+        raise ValueError(f"args and the golden file {path} do not hold the same inputs: shapes {[a.shape for a in live_in]} "
+                         f"and {[a.shape for a in g.inputs]} (another batch size?)")
     cl = channels_last(j_in, t_in) if cross else False
     cot = None
     if g.cotangent is not None:

@@ -21,25 +21,31 @@ there measures rounding noise. ``--precision ieee|tf32|default`` (default ieee) 
 matmul/convolution precision (:mod:`parity.precision`); the report header records it.
 
 Exit status (:mod:`train.cli`): 0 when every layer is within tolerance (or a golden file was
-saved), 1 when one is not, 2 for a usage error or a missing module of the ``parity`` extra.
+saved), 1 when one is not, 2 for a usage error, a path that cannot be used, a malformed golden
+file or one of another batch size or model, or a missing module of the ``parity`` extra; 130 when
+interrupted (Ctrl-C; the previous run's report in ``--out`` is removed when the run starts, so none
+is left looking current).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from parity.files import writable_folder
+from parity.cli import path_problem, remove_reports, stop_if_interrupted
 from parity.models.twins import DEFAULT_BATCH, DEGENERATE_BATCHNORM, batchnorm_values
 from parity.precision import MODES
-from train.cli import Parser, require
+from parity.tolerances import tolerance_flag
+from train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
+from train.signals import SigintFlag
 
 PROG = "python -m parity.models"
+REPORT_FILES = ("report.json", "report.md", "report.html", "layers.png")
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = Parser(prog=PROG, description="Flax model vs torch twin, layer by layer")
     ap.add_argument("--model", choices=("seed-cnn", "resnet18"), default="seed-cnn")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -53,8 +59,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-reference", action="store_true",
                     help="float32: skip the float64 torch run that says whether a divergence is float32 rounding")
     ap.add_argument("--fail-fast", action="store_true", help="stop at the first layer out of tolerance")
-    ap.add_argument("--rtol", type=float, default=None)
-    ap.add_argument("--atol", type=float, default=None)
+    ap.add_argument("--rtol", type=tolerance_flag, default=None, help="every layer's rtol (default: the dtype's)")
+    ap.add_argument("--atol", type=tolerance_flag, default=None, help="every layer's atol (default: the dtype's)")
     ap.add_argument("--side", choices=("jax", "torch"), default=None,
                     help="--save: the side saved (default torch); --against: the side run (default jax)")
     ap.add_argument("--save", metavar="FILE.npz", help="save one side's run as a golden file, compare nothing")
@@ -72,50 +78,73 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         problems.append("--model seed-cnn takes 32x32 images only")
     if args.save and args.against:
         problems.append("--save and --against exclude each other")
-    if args.against and not os.path.isfile(args.against):
-        problems.append(f"--against {args.against}: no such file")
-    for what, path in (("--save", args.save), ("--out", args.out)):
-        if path and not writable_folder(path if what == "--out" else os.path.dirname(os.path.abspath(path))):
-            problems.append(f"{what} {path}: not writable")
+    for flag, path, kind in (("--against", args.against, "input"), ("--save", args.save, "output"), ("--out", args.out, "folder")):
+        problem = path_problem(flag, path, kind)
+        if problem:
+            problems.append(problem)
     if problems:
         ap.error("; ".join(problems))
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module docstring); Ctrl-C: 130 and one line (:func:`train.cli.run_main`)."""
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parse(argv)
     require(PROG, "the model comparison", ("torch", "flax", "numpy", *(("matplotlib",) if args.out else ())), "parity")
+    remove_reports(args.out, REPORT_FILES)
+    with SigintFlag() as flag:
+        return _run(args, flag)
+
+
+def _run(args: argparse.Namespace, flag: SigintFlag) -> int:
     import parity
     from parity import report as rep
+    from parity.models import load_golden
     from parity.models.twins import build_pair, images
     from parity.precision import precision
 
+    if args.against:
+        try:  # a malformed golden file is bad input (2), not a divergence (1): found before any model runs
+            load_golden(args.against)
+        except ValueError as e:
+            fail(PROG, e)
     size = args.image_size or (32 if args.model == "seed-cnn" else 16)
+    title = f"{args.model} {args.dtype} batch {args.batch_size} {size}x{size}, precision {args.precision}"
+    print(f"{PROG}: {title}", flush=True)  # the run has started: Ctrl-C from here on is taken at a safe point
     kw = {"cifar_stem": True} if args.cifar_stem else {}
     fm, tm, mapping = build_pair(args.model, args.dtype, args.seed, **kw)
     xj, xt = images(args.batch_size, size, args.dtype, args.seed)
     note = degenerate_note(args, size)
     if note:  # before the work: the user may stop and pick another batch
         print(note, flush=True)
-    title = f"{args.model} {args.dtype} batch {args.batch_size} {size}x{size}, precision {args.precision}"
+    stop_if_interrupted(flag)
     with precision(args.precision):
         if args.save:
             side = args.side or "torch"
             parity.save_golden(args.save, tm if side == "torch" else fm, xt if side == "torch" else xj,
                                grads=not args.no_grads, seed=args.seed)
+            stop_if_interrupted(flag)
             print(f"saved {side}'s run of {title} to {args.save}")
-            return 0
+            return EXIT_OK
         tol = {"rtol": args.rtol, "atol": args.atol}
         if args.against:
             side = args.side or "jax"
-            report = parity.compare_golden(fm if side == "jax" else tm, xj if side == "jax" else xt, args.against,
-                                           mapping=mapping, fail_fast=args.fail_fast, **tol)
+            try:
+                report = parity.compare_golden(fm if side == "jax" else tm, xj if side == "jax" else xt, args.against,
+                                               mapping=mapping, fail_fast=args.fail_fast, **tol)
+            except ValueError as e:  # a golden file of another batch size or model
+                fail(PROG, e)
             title += f", {side} against {args.against}"
         else:
             report = parity.compare_models(fm, tm, xj, xt, mapping=mapping, grads=not args.no_grads,
                                            reference=None if args.no_reference or args.dtype == "float64" else True,
                                            seed=args.seed,
                                            fail_fast=args.fail_fast, **tol)
+    stop_if_interrupted(flag)
     print(headline(report, args, size))
     print(title)
     for line in details(report):
@@ -125,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         paths = rep.write_model_report(report.to_json(), args.out, title)
         print(f"report: {paths['html']} ({paths['json']}, {paths['md']}, {paths['png']})")
-    return 0 if report.passed else 1
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def exact_command(args: argparse.Namespace, size: int) -> str:
@@ -155,6 +184,8 @@ def _kind(report: Any, args: argparse.Namespace) -> str:
 def headline(report: Any, args: argparse.Namespace, size: int) -> str:
     """The first lines: the verdict and what kind of difference it is; in float32 the command that
     shows the exact comparison."""
+    if not report.compared:  # nothing paired up: the report's own verdict names what did not pair
+        return report.verdict()
     if report.passed:
         return f"PASSED: {len(report.layers)} layer tensors and {len(report.params)} parameters within {args.dtype} tolerance"
     bad = sum(not d.passed for d in report.layers + report.params)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Capture", "Record", "capture_jax", "capture_torch", "random_cotangent"]
+__all__ = ["Capture", "Record", "capture_jax", "capture_torch", "check_cotangent", "random_cotangent"]
 
 TensorKey = tuple[str, str]  # (module name, tensor name)
 CallKey = tuple[str, int]  # (module name, call index)
@@ -261,6 +261,7 @@ def capture_jax(
     probe_struct = [jax.ShapeDtypeStruct(x.shape, x.dtype) for leaves in act_struct for x in leaves]
     out_shapes = [(tuple(s.shape), s.dtype) for s in out_struct]
     cot = cotangent(out_shapes) if callable(cotangent) else cotangent
+    check_cotangent(cot, out_shapes, "jax")
 
     @jax.jit
     def run(params: Any, jargs: Any, cot: Any) -> Any:
@@ -292,6 +293,25 @@ def capture_jax(
         gmodel = nnx.merge(graphdef, pgrads, rest)
         cap.param_grads = {k: np.asarray(v) for k, v in _jax_tensors(gmodel, jax_module_names(gmodel), nnx.Param).items()}
     return cap
+
+
+def check_cotangent(cot: Sequence[Any] | None, out_shapes: Sequence[tuple[tuple[int, ...], Any]], framework: str) -> None:
+    """``ValueError`` naming the shapes when a given cotangent does not fit the model's output (a
+    golden file, or the other side, of another batch size or model), before the backward pass
+    fails inside the framework with an internal error.
+
+    >>> check_cotangent([np.ones((4, 10))], [((2, 10), np.float32)], "jax")
+    Traceback (most recent call last):
+    ...
+    ValueError: the jax model's output has shapes [(2, 10)], the cotangent [(4, 10)]: inputs of another batch size, or another model?
+    """
+    if cot is None:
+        return
+    want = [tuple(s) for s, _ in out_shapes]
+    got = [tuple(np.shape(c)) for c in cot]
+    if want != got:
+        raise ValueError(f"the {framework} model's output has shapes {want}, the cotangent {got}: "
+                         "inputs of another batch size, or another model?")
 
 
 def _param_keys(model: Any, names: dict[int, str]) -> set[TensorKey]:
@@ -368,6 +388,7 @@ def capture_torch(
         if want_grad:
             shapes = [(tuple(o.shape), _np(o).dtype) for o in outs]
             cot = list(cotangent(shapes) if callable(cotangent) else cotangent)  # type: ignore[arg-type,operator]
+            check_cotangent(cot, shapes, "torch")
             named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
             wrt = probes + [p for _, p in named]
             grads = torch.autograd.grad(

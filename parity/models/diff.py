@@ -27,9 +27,9 @@ from parity.compare import Comparison, compare_arrays
 from parity.models.capture import Capture, Record, TensorKey
 from parity.models.layout import align, align_param, channels_last, torch_tensor_name
 from parity.result import jsonable
-from parity.tolerances import Tolerance, tolerance_for
+from parity.tolerances import Tolerance, check_tolerance, tolerance_for
 
-__all__ = ["LayerDiff", "ModelReport", "compare_captures", "pair_modules"]
+__all__ = ["LayerDiff", "ModelReport", "check_tols", "compare_captures", "pair_modules"]
 
 Tol = float | Mapping[str, float] | None
 
@@ -164,9 +164,14 @@ class ModelReport:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
+    def compared(self) -> int:
+        """How many tensors were compared (layers and parameters)."""
+        return len(self.layers) + len(self.params)
+
+    @property
     def passed(self) -> bool:
-        """Every compared layer (and parameter) within tolerance."""
-        return all(d.passed for d in self.layers) and all(d.passed for d in self.params)
+        """Something was compared, and every compared layer (and parameter) is within tolerance."""
+        return self.compared > 0 and all(d.passed for d in self.layers) and all(d.passed for d in self.params)
 
     @property
     def first_divergence(self) -> LayerDiff | None:
@@ -186,6 +191,9 @@ class ModelReport:
     def verdict(self) -> str:
         """One sentence: passed, or where the port diverges and whether torch's float32 run does too."""
         n = len(self.layers)
+        if not self.compared:
+            return (f"FAILED: nothing compared (0 layer tensors, 0 parameters): no layer pairs up; JAX has "
+                    f"{self.unpaired_jax[:12]}, torch {self.unpaired_torch[:12]} (pass mapping={{jax_path: torch_name}})")
         if self.passed:
             return f"PASSED: {n} layer tensors and {len(self.params)} parameters within tolerance"
         d = self.first_divergence
@@ -254,6 +262,28 @@ def pair_modules(jax_names: Sequence[str], torch_names: Sequence[str], mapping: 
         elif j in torch_names and j not in taken:
             out[j] = j
     return out
+
+
+def check_tols(rtol: Tol, atol: Tol, paths: Sequence[str] | None = None) -> None:
+    """``ValueError`` for a tolerance that is not a finite number >= 0 (:func:`check_tolerance`),
+    one per layer included, or (given the JAX layer ``paths``) a per-layer one naming no layer.
+
+    >>> check_tols({"fc": 1e-3}, None, ["", "conv"])
+    Traceback (most recent call last):
+    ...
+    ValueError: rtol names layers the model does not have: ['fc']; JAX layers: ['', 'conv']
+    """
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is None:
+            continue
+        if not isinstance(tol, Mapping):
+            check_tolerance(name, tol)
+            continue
+        for path, value in tol.items():
+            check_tolerance(f"{name}[{path!r}]", value)
+        unknown = [p for p in tol if paths is not None and p not in paths]
+        if unknown:
+            raise ValueError(f"{name} names layers the model does not have: {unknown}; JAX layers: {list(paths or [])[:12]}")
 
 
 def _tol(tol: Tol, path: str, default: float) -> float:
@@ -325,6 +355,7 @@ def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | N
     """
     cl = channels_last(jc.inputs, tc.inputs) if jc.framework != tc.framework else False
     j_names = list(dict.fromkeys(r.name for r in jc.layers))
+    check_tols(rtol, atol, list(dict.fromkeys(j_names + [m for m, _ in jc.params])))
     t_names = list(dict.fromkeys([r.name for r in tc.layers] + [m for m, _ in tc.params]))
     pairs = pair_modules(list(dict.fromkeys(j_names + [m for m, _ in jc.params])), t_names, mapping)
     t_rec = {r.key: r for r in tc.layers}

@@ -21,7 +21,10 @@ in the metadata.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,32 +115,123 @@ def write_capture(path: str, cap: Capture) -> None:
         "has_cotangent": cap.cotangent is not None,
     }
     arrays["__meta__"] = np.array(json.dumps(meta))
-    with open(path, "wb") as fh:
+    partial = f"{path}.partial"  # written whole, then renamed: an interrupted save leaves no truncated file
+    with open(partial, "wb") as fh:
         np.savez_compressed(fh, **arrays)
+    os.replace(partial, path)
 
 
 def load_golden(path: str) -> Capture:
     """Read a golden file back as a :class:`Capture` (``meta`` holds its metadata).
 
+    A golden file is untrusted input: every way it can be malformed (not a zip, truncated,
+    metadata that is not the schema's, a missing entry, an array header whose size disagrees
+    with its data, a pickled object array) is one ``ValueError`` naming ``path``. Only the
+    entries the metadata names are read.
+
     Raises:
-        ValueError: the file is not a parity golden file.
+        ValueError: the file is not a (readable) parity golden file.
 
     >>> import os, tempfile, numpy as np, torch
     >>> path = os.path.join(tempfile.mkdtemp(), "t.npz")
     >>> _ = save_golden(path, torch.nn.Linear(2, 1), np.ones((1, 2), np.float32))
     >>> sorted(load_golden(path).param_grads)
     [('', 'bias'), ('', 'weight')]
+    >>> with open(path, "wb") as fh:
+    ...     _ = fh.write(b"not a zip")
+    >>> load_golden(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...t.npz: not a parity golden file (not a zip archive: File is not a zip file)
     """
-    with np.load(path, allow_pickle=False) as z:
-        if "__meta__" not in z.files:
-            raise ValueError(f"{path}: not a parity golden file (no __meta__ entry)")
-        meta = json.loads(str(z["__meta__"]))
-        if meta.get("schema") != SCHEMA:
-            raise ValueError(f"{path}: golden schema {meta.get('schema')!r}, expected {SCHEMA!r}")
-        data = {k: z[k] for k in z.files}
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = _read_meta(z)
+            return _capture_of(meta, lambda name: _read_array(z, name))
+    except GoldenError as e:
+        raise ValueError(f"{path}: not a parity golden file ({e})") from None
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{path}: not a parity golden file (not a zip archive: {e})") from None
+    except (OSError, EOFError, zlib.error, RecursionError, MemoryError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: not a parity golden file (unreadable: {type(e).__name__}: {e})") from None
+
+
+class GoldenError(Exception):
+    """A golden file's content is not what :func:`save_golden` writes (the message says what)."""
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_array(z: zipfile.ZipFile, name: str) -> np.ndarray:
+    """Entry ``name`` (``name.npy`` in the archive), its header checked against its size before
+    any memory is taken for it (a header may claim terabytes), object arrays refused."""
+    member = f"{name}.npy"
+    try:
+        info = z.getinfo(member)
+    except KeyError:
+        raise GoldenError(f"entry {name!r} is missing") from None
+    with z.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version not in _HEADER_READERS:
+            raise GoldenError(f"entry {name!r}: .npy format version {version} (save_golden writes 1.0)")
+        shape, fortran, dtype = _HEADER_READERS[version](fh)
+        if dtype.hasobject:
+            raise GoldenError(f"entry {name!r} holds Python objects (pickled), refused")
+        header_end = fh.tell()
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if declared != info.file_size - header_end:
+            raise GoldenError(f"entry {name!r} claims shape {list(shape)} of {dtype} ({declared} bytes), "
+                              f"but holds {info.file_size - header_end} bytes")
+        data = fh.read(declared)
+    array = np.frombuffer(data, dtype=dtype)
+    return (array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)).copy()
+
+
+def _read_meta(z: zipfile.ZipFile) -> dict[str, Any]:
+    """The ``__meta__`` entry, checked against the schema :func:`write_capture` writes."""
+    if "__meta__.npy" not in z.namelist():
+        raise GoldenError("no __meta__ entry")
+    raw = _read_array(z, "__meta__")
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise GoldenError("__meta__ is not a string")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as e:
+        raise GoldenError(f"__meta__ is not JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise GoldenError("__meta__ is not a JSON object")
+    if meta.get("schema") != SCHEMA:
+        raise GoldenError(f"golden schema {meta.get('schema')!r}, expected {SCHEMA!r}")
+    _expect(meta.get("framework") in ("jax", "torch"), "framework must be 'jax' or 'torch'")
+    _expect(isinstance(meta.get("has_cotangent"), bool), "has_cotangent must be true or false")
+    n = meta.get("n")
+    _expect(isinstance(n, dict) and all(_count(n.get(k)) for k in ("in", "out", "cot")), "n must hold the counts in, out, cot")
+    layers = meta.get("layers")
+    _expect(isinstance(layers, list) and all(
+        isinstance(r, list) and len(r) == 4 and isinstance(r[0], str) and _count(r[1]) and _count(r[2]) and isinstance(r[3], bool)
+        for r in layers), "layers must be [name, call, outputs, has_grad] rows")
+    for group in ("params", "state", "param_grads"):
+        keys = meta.get(group)
+        _expect(isinstance(keys, list) and all(isinstance(k, list) and len(k) == 2 and all(isinstance(x, str) for x in k)
+                                               for k in keys), f"{group} must be [module, tensor] pairs")
+    return meta
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise GoldenError(f"malformed __meta__: {what}")
+
+
+def _count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _capture_of(meta: dict[str, Any], read: Any) -> Capture:
+    """The :class:`Capture` the (checked) metadata describes, its arrays read by ``read(name)``."""
 
     def get(prefix: str, n: int) -> list[np.ndarray]:
-        return [data[f"{prefix}/{i}"] for i in range(n)]
+        return [read(f"{prefix}/{i}") for i in range(n)]
 
     layers, grads = [], {}
     for k, (name, call, n, has_grad) in enumerate(meta["layers"]):

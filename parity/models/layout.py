@@ -33,7 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["TENSOR_NAMES", "align", "align_param", "channels_last", "channels_last_perm", "to_jax_layout", "torch_tensor_name"]
+__all__ = ["TENSOR_NAMES", "align", "align_param", "channels_last", "channels_last_perm", "check_same_inputs", "to_jax_layout",
+           "torch_tensor_name"]
 
 # NNX variable name -> torch parameter / buffer name (nnx.Linear, nnx.Conv, nnx.BatchNorm,
 # nnx.LayerNorm, nnx.Embed; train.models.BatchNorm2d)
@@ -113,6 +114,25 @@ def channels_last(jax_inputs: Sequence[np.ndarray], torch_inputs: Sequence[np.nd
         if a.ndim >= 3 and a.shape != b.shape and tuple(b.shape[i] for i in channels_last_perm(b.ndim)) == a.shape:
             return True
     return False
+
+
+def check_same_inputs(jax_inputs: Sequence[np.ndarray], torch_inputs: Sequence[np.ndarray], what: str) -> None:
+    """``ValueError`` naming the shapes unless each JAX input is the torch one, or it with the channel
+    axis moved last (``what`` names the two sides in the message).
+
+    >>> check_same_inputs([np.zeros((2, 4, 4, 3))], [np.zeros((4, 3, 4, 4))], "jax_args and torch_args")
+    Traceback (most recent call last):
+    ...
+    ValueError: jax_args and torch_args do not hold the same inputs: shapes [(2, 4, 4, 3)] and [(4, 3, 4, 4)] (another batch size?)
+    """
+    def fits(a: np.ndarray, b: np.ndarray) -> bool:
+        moved = b.ndim >= 3 and tuple(b.shape[i] for i in channels_last_perm(b.ndim)) == a.shape
+        return a.shape == b.shape or moved
+
+    js, ts = [np.asarray(a) for a in jax_inputs], [np.asarray(b) for b in torch_inputs]
+    if len(js) != len(ts) or not all(fits(a, b) for a, b in zip(js, ts)):
+        raise ValueError(f"{what} do not hold the same inputs: shapes {[a.shape for a in js]} and {[b.shape for b in ts]} "
+                         "(another batch size?)")
 
 
 def _kernel_perm(ndim: int) -> tuple[int, ...]:
