@@ -9,7 +9,7 @@ own time budget (a section that runs over is killed and reported as TIMEOUT; wha
 stays):
 
 =================  ====================================================================
-env                versions, devices, ``parity.precision.settings()`` under ``ieee``, the
+env                versions, devices, ``parity.precisions.settings()`` under ``ieee``, the
                    XLA determinism flag this jaxlib accepts, a float32 matmul's error from
                    float64 in ``ieee`` and ``tf32`` on both frameworks
 parity_float32     ``python -m parity --precision ieee --dtype float32`` on the GPU (value,
@@ -74,7 +74,7 @@ def _probe_determinism_flag(env: dict[str, str]) -> dict[str, Any]:
     An unknown flag aborts XLA, and ``--xla_gpu_exclude_nondeterministic_ops`` refuses
     select-and-scatter (max-pool's gradient) on some versions: each is tried in a subprocess.
     """
-    from parity.precision import XLA_GPU_DETERMINISM_FLAGS
+    from parity.precisions import XLA_GPU_DETERMINISM_FLAGS
 
     tried = {}
     for flag in XLA_GPU_DETERMINISM_FLAGS:

@@ -96,7 +96,7 @@ class Ctx:
                 f"`python -m {module}` has no --precision flag yet: run inside parity.precision({precision!r})"
             )
             code = (
-                "import runpy, sys\nfrom parity.precision import precision\n"
+                "import runpy, sys\nfrom parity.precisions import precision\n"
                 f"sys.argv = [{module!r}] + {args!r}\n"
                 f"with precision({precision!r}):\n    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
             )
@@ -170,7 +170,7 @@ def _section_env(ctx: Ctx) -> None:
     import numpy as np
     import torch
 
-    from parity.precision import precision, settings
+    from parity.precisions import precision, settings
 
     versions = {
         "python": platform.python_version(),

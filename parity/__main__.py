@@ -21,7 +21,7 @@ gives; compilation is ~70% of a cold run): a rerun compiles only what changed. I
 a minimal spec and printed as a few lines of Python that rerun it.
 
 ``--precision ieee|tf32|default`` sets JAX's and torch's float32 matmul/convolution precision
-together (:mod:`parity.precision`); the report header records the settings in force.
+together (:mod:`parity.precisions`); the report header records the settings in force.
 ``--models`` adds :func:`parity.compare_models` of the project's models against their torch
 twins (per-layer section with an error-by-layer plot in the HTML report; default: seed-cnn for
 a whole-grid run, none when ``--loss`` or ``--fuzz`` narrows it; ``--models none`` turns it off).
@@ -41,7 +41,7 @@ from typing import Any
 
 from parity.cases import ALL_DTYPES
 from parity.files import writable_folder
-from parity.precision import MODES
+from parity.precisions import MODES
 
 MODEL_NAMES = ("seed-cnn", "resnet18")
 
@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     import jaxloss
-    import parity.precision
+    import parity.precisions
     from parity import report as rep
     from parity import runner
-    from parity.precision import precision
+    from parity.precisions import precision
 
     if args.device == "gpu" and (not torch.cuda.is_available() or not [d for d in jax.devices() if d.platform == "gpu"]):
         print("python -m parity: --device gpu needs CUDA torch and JAX's GPU backend", file=sys.stderr)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=runner.Progress(f"parity {label}"), fuzz=bool(args.fuzz),
                                   xla_cache=xla_cache, precision=args.precision,
                                   costs=runner.previous_costs(os.path.join(args.out, "report.json")))
-        settings = parity.precision.settings()
+        settings = parity.precisions.settings()
         models = {name: _model_report(name) for name in _models(args)}
 
     if args.fuzz:

@@ -86,9 +86,9 @@ def _np_args(args: tuple[Any, ...]) -> list[np.ndarray]:
 
 
 def _meta(dtype: str, reference: bool) -> dict[str, Any]:
-    import parity.precision
+    import parity.precisions
 
-    return {"dtype": dtype, "reference": reference, "settings": parity.precision.settings()}
+    return {"dtype": dtype, "reference": reference, "settings": parity.precisions.settings()}
 
 
 def compare_models(

@@ -14,7 +14,7 @@ Prints the verdict (the first layer out of tolerance, forward then backward, and
 whether torch's own float32 run leaves its float64 run there too: deep networks with BatchNorm
 over few values do, so a faithful ResNet-18 in float32 is not within elementwise float32
 tolerance layer by layer, and the verdict says it is rounding) and the per-layer table. ``--precision ieee|tf32|default`` (default ieee) sets both frameworks' float32
-matmul/convolution precision (:mod:`parity.precision`); the report header records it.
+matmul/convolution precision (:mod:`parity.precisions`); the report header records it.
 
 Exit status: 0 when every layer is within tolerance (or a golden file was saved), 1 when one is
 not, 2 for a usage error or a missing torch.
@@ -27,7 +27,7 @@ import os
 import sys
 
 from parity.files import writable_folder
-from parity.precision import MODES
+from parity.precisions import MODES
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     import parity
     from parity import report as rep
     from parity.models.twins import build_pair, images
-    from parity.precision import precision
+    from parity.precisions import precision
 
     size = args.image_size or (32 if args.model == "seed-cnn" else 16)
     kw = {"cifar_stem": True} if args.cifar_stem else {}
