@@ -30,5 +30,4 @@ if [ ! -x "$VENV/bin/python" ]; then
         'flax>=0.12.8' 'optax>=0.2.8' 'orbax-checkpoint>=0.12' 'numpy>=2.0' rich
 fi
 "$VENV/bin/python" -c 'import sys, torch, torchvision, jax; print("python", sys.version.split()[0], "torch", torch.__version__, "torchvision", torchvision.__version__, "jax", jax.__version__)'
-rm -rf "$OUT"
 PYTHON="$VENV/bin/python" exec bash benchmarks/gpu_check.sh --cpu --out "$OUT"
