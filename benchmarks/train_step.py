@@ -107,7 +107,7 @@ def torch_step(model: str, batch: int, device: str, compiled: bool, backend: str
     >>> import torch
     >>> from benchmarks.train_step import torch_step
     >>> step = torch_step("seed-cnn", 2, "cpu", compiled=False, backend="eager")
-    >>> float(step(torch.zeros(2, 3, 32, 32), torch.tensor([0, 1]))) > 0
+    >>> float(step(torch.zeros(2, 3, 32, 32), torch.tensor([0, 1])).detach()) > 0
     True
     """
     import torch

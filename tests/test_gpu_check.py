@@ -182,6 +182,25 @@ def test_the_declared_cli_flags_are_the_clis_own(module):
         assert f"--device {{cpu,{device}}}" in help_text
 
 
+def test_without_matplotlib_the_model_clis_run_without_a_report(tmp_path, monkeypatch):
+    # the GPU machine is promised flax, optax, orbax: not matplotlib, which the --out reports plot with
+    calls = []
+
+    def cli(self, module, args, **kw):
+        calls.append(args)
+        return {"command": " ".join([module, *args]), "rc": 0, "seconds": 0.0, "tail": ""}
+
+    monkeypatch.setattr(gpu_sections.Ctx, "cli", cli)
+    monkeypatch.setattr(gpu_sections, "_has_matplotlib", lambda: False)
+    rec = {"section": "twin", "rows": [], "notes": []}
+    gpu_sections._section_twin(gpu_sections.Ctx("twin", tmp_path, True, time.time() + 60, rec))
+    assert calls == [["--model", "seed-cnn", "--steps", "2"]]
+    assert rec["status"] == "PASSED" and "matplotlib is not installed" in rec["notes"][0]
+    monkeypatch.setattr(gpu_sections, "_has_matplotlib", lambda: True)
+    gpu_sections._section_models(gpu_sections.Ctx("models", tmp_path, True, time.time() + 60, dict(rec, notes=[])))
+    assert calls[-1] == ["--model", "seed-cnn", "--out", str(tmp_path / "models-seed-cnn")]
+
+
 # ----------------------------------------------------------------------------- targets and tables
 def _rows(jax_ips: float, eager: float, compiled: float | None) -> list[dict]:
     rows = []
