@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_process import ROOT, run_group
+from benchmarks.gpu_process import PARENT_ENV, ROOT, run_group
 from benchmarks.gpu_sections import SECTIONS, Section, run_section, write_json
 from benchmarks.timing import markdown_table
 from train.cli import Parser, fail, run_main
@@ -141,6 +141,7 @@ def child_env(quick: bool) -> dict[str, str]:
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX and torch share the device; parity workers too
     env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # cuBLAS determinism (read when CUDA starts)
     env["JAX_PLATFORMS"] = "cpu" if quick else "cuda,cpu"
+    env[PARENT_ENV] = str(os.getpid())  # a section ends itself should this process die (gpu_process.exit_with_parent)
     return env
 
 

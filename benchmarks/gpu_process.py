@@ -5,7 +5,8 @@ Ctrl-C in the terminal reaches only the orchestrator, which then kills every pro
 section's session, however deep (a section's CLI runs, their worker processes), so none keeps
 the device or rewrites a result after the command has ended. Inside a section, each command
 runs in its own process *group* of the section's session, killed as a group on timeout,
-interrupt or any other exit.
+interrupt or any other exit. Should the orchestrator itself die without a word (SIGKILL, the
+kernel's out-of-memory killer), :func:`exit_with_parent` makes the section end its session too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +84,37 @@ def run_group(
     if session:
         kill_tree(proc, session)  # what the section left running (it has ended: nothing may outlive it)
     return proc.returncode, out, err
+
+
+PARENT_ENV = "GPU_CHECK_PARENT"  # the orchestrator's pid, set in each section's environment
+
+
+def exit_with_parent(poll_s: float = 0.5) -> threading.Thread | None:
+    """In a section process: a watcher that kills this process's session once the orchestrator has gone.
+
+    The orchestrator names itself in ``$GPU_CHECK_PARENT``; when this process's parent is no
+    longer that pid (the orchestrator died and the process was re-parented), every other
+    process of the session is killed and this one exits with status 1. Without the variable
+    (a section run by hand) nothing is watched.
+
+    >>> from benchmarks.gpu_process import exit_with_parent
+    >>> exit_with_parent() is None  # not started by the orchestrator
+    True
+    """
+    parent = int(os.environ.get(PARENT_ENV) or 0)
+    if not parent:
+        return None
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        for pid in session_pids(os.getsid(0)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_process import ROOT, run_group
+from benchmarks.gpu_process import ROOT, exit_with_parent, run_group
 from benchmarks.timing import markdown_table
 
 class Skip(Exception):
@@ -429,6 +429,7 @@ def _error_rows_fail(record: dict[str, Any]) -> None:
 def run_section(name: str, out: Path, quick: bool, deadline: float, parity_jobs: int) -> int:
     """Run one section in this process and save its record; 0 unless the section could not be recorded."""
     section = next(s for s in SECTIONS if s.name == name)
+    exit_with_parent()  # an orchestrator killed without a word must not leave this section holding the device
     record: dict[str, Any] = {
         "section": name,
         "status": "RUNNING",

@@ -321,6 +321,33 @@ def test_ctrl_c_kills_the_running_section_and_says_interrupted(tmp_path):
     assert not (tmp_path / "parity_float32.json").exists()
 
 
+def test_a_section_whose_orchestrator_is_killed_ends_itself(tmp_path):
+    # SIGKILL cannot be caught: the section notices it was re-parented and ends its session
+    code = (
+        "import os, subprocess, sys, time\n"
+        f"env = dict(os.environ, GPU_CHECK_PARENT=str(os.getpid()), PYTHONPATH={str(ROOT)!r})\n"
+        f"subprocess.Popen([sys.executable, '-m', 'benchmarks.gpu', '--section', 'parity_float64', '--cpu', "
+        f"'--out', {str(tmp_path)!r}, '--deadline', str(time.time() + 300)], env=env, cwd={str(ROOT)!r})\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], env=_env(), start_new_session=True)
+    try:
+        path = tmp_path / "parity_float64.json"
+        _wait_for(lambda: path.is_file() and "pid" in path.read_text(), 240, "the section to start")
+        section_pid = json.loads(path.read_text())["pid"]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        for _ in range(100):
+            if not _alive(section_pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(section_pid) and not [p for p in gpu_process.session_pids(parent.pid) if _alive(p)]
+    finally:
+        for pid in gpu_process.session_pids(parent.pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 # ----------------------------------------------------------------------------- bad input
 def _usage_error(main, argv: list[str]) -> str:
     err = io.StringIO()
