@@ -141,7 +141,9 @@ def child_env(quick: bool) -> dict[str, str]:
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX and torch share the device; parity workers too
     env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # cuBLAS determinism (read when CUDA starts)
     env["JAX_PLATFORMS"] = "cpu" if quick else "cuda,cpu"
-    env[PARENT_ENV] = str(os.getpid())  # a section ends itself should this process die (gpu_process.exit_with_parent)
+    env[PARENT_ENV] = str(
+        os.getpid()
+    )  # a section ends itself should this process die (gpu_process.exit_with_parent)
     return env
 
 
@@ -163,17 +165,25 @@ def _run_child(
     t0 = time.time()
     path = out / f"{section.name}.json"
     try:
-        rc, out_text, err_text = run_group(cmd, budget + 5, env=env, session=True)  # the section checks its own deadline first
+        rc, out_text, err_text = run_group(
+            cmd, budget + 5, env=env, session=True
+        )  # the section checks its own deadline first
     except KeyboardInterrupt:
         record = json.loads(path.read_text()) if path.is_file() else _record(section.name, "RUNNING", "")
-        record["status"], record["reason"] = "INTERRUPTED", "interrupted (Ctrl-C or SIGTERM): killed; partial rows kept"
+        record["status"], record["reason"] = (
+            "INTERRUPTED",
+            "interrupted (Ctrl-C or SIGTERM): killed; partial rows kept",
+        )
         record["seconds"] = round(time.time() - t0, 1)
         write_json(path, record)
         raise
     timed_out = rc is None
     record = json.loads(path.read_text()) if path.is_file() else _record(section.name, "RUNNING", "")
     if timed_out:
-        record["status"], record["reason"] = "TIMEOUT", f"over its {budget:.0f} s budget: killed; partial rows kept"
+        record["status"], record["reason"] = (
+            "TIMEOUT",
+            f"over its {budget:.0f} s budget: killed; partial rows kept",
+        )
     elif rc != 0:
         record["status"], record["reason"] = "ERROR", f"exit {rc}: {(out_text + err_text)[-1500:]}"
     elif record.get("status") == "RUNNING":
@@ -206,7 +216,10 @@ class Target:
 
 PARITY_SECTIONS = ("parity_float32", "parity_float64", "fuzz")  # every case passes in ieee
 TRAIN_STEP_BATCH = 512
-TRAIN_STEP_GOALS = (("eager", "torch eager", 1.5), ("compile", "torch.compile", 1.0))  # JAX images/s >= goal x this
+TRAIN_STEP_GOALS = (
+    ("eager", "torch eager", 1.5),
+    ("compile", "torch.compile", 1.0),
+)  # JAX images/s >= goal x this
 LOSS_GOAL_OVER_LIMIT = 2.0  # a large loss's value + gradient within this multiple of the bandwidth limit
 
 
@@ -214,16 +227,25 @@ def _parity(records: dict[str, dict[str, Any]]) -> tuple[str, str]:
     done = [records[n] for n in PARITY_SECTIONS if records.get(n, {}).get("status") in ("PASSED", "FAILED")]
     if len(done) < len(PARITY_SECTIONS):
         return "not measured", "-"
-    counts = "; ".join(f"{r['section']}: {r['rows'][-1].get('passed')}/{r['rows'][-1].get('cases')}" for r in done if r.get("rows"))
+    counts = "; ".join(
+        f"{r['section']}: {r['rows'][-1].get('passed')}/{r['rows'][-1].get('cases')}"
+        for r in done
+        if r.get("rows")
+    )
     return ("met" if all(r["status"] == "PASSED" for r in done) else "NOT met"), counts or "-"
 
 
-def _train_step(model: str, variant: str, goal: float) -> Callable[[dict[str, dict[str, Any]]], tuple[str, str]]:
+def _train_step(
+    model: str, variant: str, goal: float
+) -> Callable[[dict[str, dict[str, Any]]], tuple[str, str]]:
     def measure(records: dict[str, dict[str, Any]]) -> tuple[str, str]:
         from benchmarks.train_step import images_per_s
 
         rows = records.get("train_step", {}).get("rows", [])
-        j, ref = images_per_s(rows, "jit", model, TRAIN_STEP_BATCH), images_per_s(rows, variant, model, TRAIN_STEP_BATCH)
+        j, ref = (
+            images_per_s(rows, "jit", model, TRAIN_STEP_BATCH),
+            images_per_s(rows, variant, model, TRAIN_STEP_BATCH),
+        )
         if not (j and ref):
             return "not measured", "-"
         return ("met" if j / ref >= goal else "NOT met"), f"{j / ref:.2f}x"
@@ -265,7 +287,10 @@ def targets(records: dict[str, dict[str, Any]]) -> list[list[str]]:
     rows = [[t.goal, *t.measure(records)] for t in targets_of_the_run()]
     tf32 = records.get("parity_tf32", {})
     if "tf32_only_failures" in tf32:
-        rows.insert(1, ["cases failing only in tf32 reported", "reported", f"{len(tf32['tf32_only_failures'])} case(s)"])
+        rows.insert(
+            1,
+            ["cases failing only in tf32 reported", "reported", f"{len(tf32['tf32_only_failures'])} case(s)"],
+        )
     return rows
 
 
@@ -274,7 +299,9 @@ def _env_line(env: dict[str, Any], key: str, text: Callable[[Any], str]) -> str:
     """The header's ``key`` from the env section, or what stopped it (never a bare '?')."""
     if env.get(key):
         return text(env[key])
-    return f"unknown: the env section is {env.get('status', 'not run')}" + (f" ({env['reason']})" if env.get("reason") else "")
+    return f"unknown: the env section is {env.get('status', 'not run')}" + (
+        f" ({env['reason']})" if env.get("reason") else ""
+    )
 
 
 def write_summary(out: Path, records: dict[str, dict[str, Any]], quick: bool, started: float, budget: float,
@@ -293,7 +320,10 @@ def write_summary(out: Path, records: dict[str, dict[str, Any]], quick: bool, st
     title = "# GPU check" + (" (--cpu: tiny sizes, CPU; not GPU figures)" if quick else "")
     lines = [title + (" - INTERRUPTED" if interrupted else ""), ""]
     if interrupted:
-        lines += [f"**Interrupted** {interrupted}: the sections after it did not run; this summary is partial.", ""]
+        lines += [
+            f"**Interrupted** {interrupted}: the sections after it did not run; this summary is partial.",
+            "",
+        ]
     lines += [
         (
             f"- date: {datetime.datetime.fromtimestamp(started, datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
@@ -353,7 +383,12 @@ def parser() -> Parser:
                    "(env always runs: the header comes from it)")  # fmt: skip
     p.add_argument("--budget", type=_positive_seconds, default=None,
                    help="seconds for the whole run (default: the sum of the sections' budgets)")  # fmt: skip
-    p.add_argument("--parity-jobs", type=_positive_int, default=4, help="parity CLI worker processes on the GPU (default 4)")
+    p.add_argument(
+        "--parity-jobs",
+        type=_positive_int,
+        default=4,
+        help="parity CLI worker processes on the GPU (default 4)",
+    )
     p.add_argument("--section", help=argparse.SUPPRESS)  # internal: run one section in this process
     p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     return p
@@ -420,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
                 e = dict(env)
                 if s.deterministic and probe["flag"]:
                     e["XLA_FLAGS"] = (e.get("XLA_FLAGS", "") + " " + probe["flag"]).strip()
-                rec = _run_child(s, out, args.cpu, e, min(section_budget(s, args.cpu), left), args.parity_jobs)
+                rec = _run_child(
+                    s, out, args.cpu, e, min(section_budget(s, args.cpu), left), args.parity_jobs
+                )
             records[s.name] = rec
             write_json(out / f"{s.name}.json", rec)
             print(_status_line(rec), flush=True)
@@ -438,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {path} ({time.time() - started:.0f} s)")
     bad = [r for r in records.values() if r["status"] in ("FAILED", "ERROR", "TIMEOUT")]
     if bad:
-        print(f"{PROG}: {len(bad)} section(s) not passed: {', '.join(r['section'] + ' ' + r['status'] for r in bad)}")
+        print(
+            f"{PROG}: {len(bad)} section(s) not passed: {', '.join(r['section'] + ' ' + r['status'] for r in bad)}"
+        )
     return 1 if bad else 0
 
 

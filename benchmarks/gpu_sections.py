@@ -16,7 +16,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -25,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_process import ROOT, exit_with_parent, run_group
+from benchmarks.gpu_process import exit_with_parent, run_group
 from benchmarks.timing import markdown_table
+
 
 class Skip(Exception):
     """Raised by a section that cannot run here; the message says why (the section is SKIPPED).
@@ -80,7 +80,9 @@ class Ctx:
         self.record["notes"].append(text)
         self.save()
 
-    def cli(self, module: str, args: list[str], *, precision: str = "ieee", margin: float = 5.0) -> dict[str, Any]:
+    def cli(
+        self, module: str, args: list[str], *, precision: str = "ieee", margin: float = 5.0
+    ) -> dict[str, Any]:
         """Run ``python -m module args`` with the flags :data:`CLIS` declares it has (precision, device)."""
         flags = CLIS[module]
         args = [*args, "--precision", precision]
@@ -105,7 +107,9 @@ class CliFlags:
     ('gpu', None)
     """
 
-    gpu_device: str | None  # the value of its ``--device`` on a GPU; None: it has no --device (JAX's default device)
+    gpu_device: (
+        str | None
+    )  # the value of its ``--device`` on a GPU; None: it has no --device (JAX's default device)
     report_needs_matplotlib: bool  # its --out report draws a plot
 
 
@@ -139,8 +143,12 @@ def _section_env(ctx: Ctx) -> None:
     }
     for mod in ("jaxlib", "flax", "optax", "orbax.checkpoint", "torchvision", "matplotlib"):
         try:
-            module = importlib.import_module(mod)  # imported: torchvision beside a mismatched torch fails here
-            versions[mod] = getattr(module, "__version__", None) or importlib.metadata.version(mod.replace(".", "-"))
+            module = importlib.import_module(
+                mod
+            )  # imported: torchvision beside a mismatched torch fails here
+            versions[mod] = getattr(module, "__version__", None) or importlib.metadata.version(
+                mod.replace(".", "-")
+            )
         except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError beside a mismatched torch
             versions[mod] = f"unavailable ({type(e).__name__})"
     ctx.record["versions"] = versions
@@ -284,7 +292,9 @@ def _cli_runs(ctx: Ctx, module: str, runs: list[list[str]], folder: str) -> None
     # report draws a plot runs without --out (its verdict and exit status are the same).
     reports = not CLIS[module].report_needs_matplotlib or _has_matplotlib()
     if not reports:
-        ctx.note(f"matplotlib is not installed: `python -m {module}` runs without --out (no report files, same verdict)")
+        ctx.note(
+            f"matplotlib is not installed: `python -m {module}` runs without --out (no report files, same verdict)"
+        )
     for args in runs:
         out = ctx.out / f"{folder}-{args[1]}"
         run = ctx.cli(module, [*args, "--out", str(out)] if reports else args)
@@ -325,12 +335,16 @@ def _section_train_step(ctx: Ctx) -> None:
     why = train_step.check_batch_sizes(models, batches, opts["device"])
     if why:
         raise RuntimeError(why)
-    for row in train_step.run(models, batches, ["jit", "eager", "compile"], opts, left=lambda: ctx.left() - 3):
+    for row in train_step.run(
+        models, batches, ["jit", "eager", "compile"], opts, left=lambda: ctx.left() - 3
+    ):
         if "settings" in row:
             ctx.record["settings"] = row["settings"]
         else:
             ctx.row(row)
-    ctx.record["markdown"] = train_step.markdown(ctx.record["rows"]) + _settings_line(ctx.record.get("settings"))
+    ctx.record["markdown"] = train_step.markdown(ctx.record["rows"]) + _settings_line(
+        ctx.record.get("settings")
+    )
     timed_out = [r for r in ctx.record["rows"] if r.get("timeout")]
     if timed_out:
         ctx.record["reason"] = f"{len(timed_out)} configuration(s) ran past the section's time budget"
@@ -407,7 +421,9 @@ SECTIONS = [
     Section("twin", _section_twin, 40, True),
     Section("train_step", _section_train_step, 125, False),
     Section("losses", _section_losses, 40, False),
-    Section("torchvision", _section_torchvision, 30, True),  # compiles ~20 comparisons (XLA compiles on the host CPU)
+    Section(
+        "torchvision", _section_torchvision, 30, True
+    ),  # compiles ~20 comparisons (XLA compiles on the host CPU)
     Section("parity_tf32", _section_parity_tf32, 35, True),
 ]
 

@@ -101,7 +101,9 @@ def _torch_model(cfg: Any) -> Any:
     return twins[cfg.model]()
 
 
-def torch_step(model: str, batch: int, device: str, compiled: bool, backend: str) -> Callable[[Any, Any], Any]:
+def torch_step(
+    model: str, batch: int, device: str, compiled: bool, backend: str
+) -> Callable[[Any, Any], Any]:
     """``step(x, y) -> loss``: the torch twin with ``torch.optim.SGD`` as the recipe sets it; ``compiled``: forward + loss under ``torch.compile``.
 
     >>> import torch
@@ -151,7 +153,11 @@ def _variant_parts(variant: str, model: str, batch: int, device: str, backend: s
     if VARIANTS[variant] == "jax":
         import jax
 
-        return jax_step(model, batch), lambda xs, ys: (jax.device_put(xs), jax.device_put(ys)), jax.block_until_ready
+        return (
+            jax_step(model, batch),
+            lambda xs, ys: (jax.device_put(xs), jax.device_put(ys)),
+            jax.block_until_ready,
+        )
     import torch
 
     from benchmarks.bandwidth import torch_sync
@@ -176,7 +182,9 @@ def measure(variant: str, model: str, batch: int, *, steps: int, reps: int, epoc
     first = time.perf_counter() - t0
     base = rss_mib()
     reset_peak_rss()  # the peak of the timed steps only, not of compilation / warm-up
-    sec = in_flight_seconds(lambda: step(x, y), finish, in_flight=steps, min_reps=reps, min_time=0.0, warmup=1)
+    sec = in_flight_seconds(
+        lambda: step(x, y), finish, in_flight=steps, min_reps=reps, min_time=0.0, warmup=1
+    )
     yield {**key, "step_ms": 1e3 * sec, "images_per_s": batch / sec, "first_step_s": first,
            "peak_mib": max(0.0, peak_rss_mib() - base)}  # fmt: skip
     if epoch_images:
@@ -239,7 +247,9 @@ def forward_bytes_per_image(model: str) -> int:
 
     net = nnx.eval_shape(lambda: build_model(model, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(net)
-    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, jax.ShapeDtypeStruct((1, *IMAGE), np.float32))
+    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(
+        state, jax.ShapeDtypeStruct((1, *IMAGE), np.float32)
+    )
 
     def total(jp: Any) -> int:
         n = 0
@@ -248,7 +258,11 @@ def forward_bytes_per_image(model: str) -> int:
             if subs:
                 n += sum(total(getattr(s, "jaxpr", s)) for s in subs)
             else:
-                n += sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars if hasattr(v.aval, "shape"))
+                n += sum(
+                    math.prod(v.aval.shape) * v.aval.dtype.itemsize
+                    for v in eqn.outvars
+                    if hasattr(v.aval, "shape")
+                )
         return n
 
     return total(jaxpr.jaxpr)
@@ -302,7 +316,9 @@ def _child_env(fw: str, device: str) -> dict[str, str]:
     env = dict(os.environ)
     if device == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
-    if fw == "jax":  # JAX alone in its process: its default (preallocating) allocator, as a training script has it
+    if (
+        fw == "jax"
+    ):  # JAX alone in its process: its default (preallocating) allocator, as a training script has it
         env.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
     return env
 
@@ -335,7 +351,9 @@ def run(models: list[str], batch_sizes: list[int], variants: list[str], opts: di
 
 
 # ----------------------------------------------------------------------------- the table
-def images_per_s(rows: list[dict[str, Any]], variant: str, model: str, batch: int, epoch: bool = False) -> float | None:
+def images_per_s(
+    rows: list[dict[str, Any]], variant: str, model: str, batch: int, epoch: bool = False
+) -> float | None:
     """The images/s of one step (or epoch) row, None where the run has none.
 
     >>> from benchmarks.train_step import images_per_s
@@ -343,9 +361,15 @@ def images_per_s(rows: list[dict[str, Any]], variant: str, model: str, batch: in
     5.0
     """
     for r in rows:
-        if (r.get("variant"), r.get("model"), r.get("batch")) == (variant, model, batch) and ("epoch_s" in r) == epoch:
+        if (r.get("variant"), r.get("model"), r.get("batch")) == (variant, model, batch) and (
+            "epoch_s" in r
+        ) == epoch:
             return r.get("images_per_s")
     return None
+
+
+TABLE_COLUMNS = ["model", "batch", "jax", "torch eager", "torch.compile", "jax/eager", "jax/compile",
+                 "jax peak MiB", "torch peak MiB"]  # fmt: skip
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -361,7 +385,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     table = []
     for model, batch in keys:
         j, e, c = (images_per_s(rows, v, model, batch) for v in ("jit", "eager", "compile"))
-        peak = {r["variant"]: r["peak_mib"] for r in rows if (r.get("model"), r.get("batch")) == (model, batch) and "peak_mib" in r}
+        peak = {
+            r["variant"]: r["peak_mib"]
+            for r in rows
+            if (r.get("model"), r.get("batch")) == (model, batch) and "peak_mib" in r
+        }
         table.append([model, batch, j or "-", e or "-", c or "-", j / e if j and e else "-", j / c if j and c else "-",
                       peak.get("jit", "-"), peak.get("eager", "-")])  # fmt: skip
     epochs = []
@@ -375,8 +403,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "Images/s of one training step, float32 (`ieee`): `python -m train`'s recipe (SGD momentum 0.9, cross "
         "entropy) through `train.step.make_train_step` against the torch twin; CIFAR-shaped random batch on the "
         "device, median. Peak MiB: rise of resident memory during the timed steps.\n\n"
-        + markdown_table(["model", "batch", "jax", "torch eager", "torch.compile", "jax/eager", "jax/compile",
-                          "jax peak MiB", "torch peak MiB"], table)  # fmt: skip
+        + markdown_table(TABLE_COLUMNS, table)
     )
     if epochs:
         text += "\n\nOne epoch over device-held CIFAR-shaped data, images/s:\n\n" + markdown_table(
@@ -396,7 +423,9 @@ def _variant_list(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"must be a comma-separated list of {', '.join(VARIANTS)}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a comma-separated list of {', '.join(VARIANTS)}, got {text!r}"
+        )
     return names
 
 
@@ -408,11 +437,19 @@ def parser() -> Parser:
     p.add_argument("--batch-sizes", nargs="+", type=_positive, default=[128, 512], metavar="N")
     p.add_argument("--variants", type=_variant_list, default=["jit", "eager"],
                    help=f"comma-separated, of {', '.join(VARIANTS)} (default: jit,eager)")  # fmt: skip
-    p.add_argument("--steps", type=_positive, default=1, help="steps queued per timing (default 1: each synced)")
+    p.add_argument(
+        "--steps", type=_positive, default=1, help="steps queued per timing (default 1: each synced)"
+    )
     p.add_argument("--reps", type=_positive, default=10, help="timings, at least (default 10)")
-    p.add_argument("--epoch-images", type=int, default=0, help="time one epoch of this many images (largest batch)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (torch's device; JAX keeps to the CPU with cpu)")
-    p.add_argument("--compile-backend", default="inductor", help="torch.compile's backend ('eager': trace only)")
+    p.add_argument(
+        "--epoch-images", type=int, default=0, help="time one epoch of this many images (largest batch)"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda (torch's device; JAX keeps to the CPU with cpu)"
+    )
+    p.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile's backend ('eager': trace only)"
+    )
     p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     return p
 

@@ -134,12 +134,23 @@ def test_a_section_with_an_error_row_is_failed(tmp_path, monkeypatch):
 def test_a_failed_section_fails_the_command_after_writing_everything(tmp_path, monkeypatch, capsys):
     def child(section, out, quick, env, budget, parity_jobs=4):
         status = "FAILED" if section.name == "train_step" else "DONE"
-        return {"section": section.name, "status": status, "rows": [], "notes": [], "reason": "x" * (status == "FAILED")}
+        return {
+            "section": section.name,
+            "status": status,
+            "rows": [],
+            "notes": [],
+            "reason": "x" * (status == "FAILED"),
+        }
 
     monkeypatch.setattr(gpu, "_run_child", child)
     monkeypatch.setattr(gpu, "_probe_determinism_flag", lambda env: {"flag": None, "tried": {}})
     assert gpu.main(["--cpu", "--out", str(tmp_path), "--sections", "train_step,losses"]) == 1
-    assert {p.name for p in tmp_path.iterdir()} == {"env.json", "train_step.json", "losses.json", "summary.md"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "env.json",
+        "train_step.json",
+        "losses.json",
+        "summary.md",
+    }
     assert "FAILED   train_step" in (tmp_path / "summary.md").read_text()
     assert "1 section(s) not passed: train_step FAILED" in capsys.readouterr().out
 
@@ -197,7 +208,9 @@ def test_without_matplotlib_the_model_clis_run_without_a_report(tmp_path, monkey
     assert calls == [["--model", "seed-cnn", "--steps", "2"]]
     assert rec["status"] == "PASSED" and "matplotlib is not installed" in rec["notes"][0]
     monkeypatch.setattr(gpu_sections, "_has_matplotlib", lambda: True)
-    gpu_sections._section_models(gpu_sections.Ctx("models", tmp_path, True, time.time() + 60, dict(rec, notes=[])))
+    gpu_sections._section_models(
+        gpu_sections.Ctx("models", tmp_path, True, time.time() + 60, dict(rec, notes=[]))
+    )
     assert calls[-1] == ["--model", "seed-cnn", "--out", str(tmp_path / "models-seed-cnn")]
 
 
@@ -290,7 +303,16 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_ctrl_c_kills_the_running_section_and_says_interrupted(tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks.gpu", "--cpu", "--out", str(tmp_path), "--sections", "parity_float32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu",
+        "--cpu",
+        "--out",
+        str(tmp_path),
+        "--sections",
+        "parity_float32",
+    ]
     env = {**_env(), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
@@ -382,7 +404,10 @@ def test_bad_input_is_refused_before_any_work(tmp_path, monkeypatch, argv, messa
     started = []
     monkeypatch.setattr(gpu, "_probe_determinism_flag", lambda env: started.append(1))  # the first work
     (tmp_path / "FILE").write_text("")
-    argv = [str(tmp_path / "FILE") if a == "FILE" else str(_unwritable(tmp_path)) if a == "UNWRITABLE" else a for a in argv]
+    argv = [
+        str(tmp_path / "FILE") if a == "FILE" else str(_unwritable(tmp_path)) if a == "UNWRITABLE" else a
+        for a in argv
+    ]
     line = _usage_error(gpu.main, ["--cpu", *argv])
     assert line.startswith("python -m benchmarks.gpu: error: ") and message in line
     assert not started
@@ -391,7 +416,9 @@ def test_bad_input_is_refused_before_any_work(tmp_path, monkeypatch, argv, messa
 def test_a_batch_that_cannot_fit_is_refused_before_any_work(monkeypatch):
     monkeypatch.setattr(train_step, "run", lambda *a, **k: pytest.fail("the benchmark ran"))
     line = _usage_error(train_step._cli, ["--models", "seed-cnn", "--batch-sizes", "8", "100000000"])
-    assert line.startswith("python -m benchmarks.train_step: error: --batch-sizes 100000000: a seed-cnn step needs at least")
+    assert line.startswith(
+        "python -m benchmarks.train_step: error: --batch-sizes 100000000: a seed-cnn step needs at least"
+    )
     assert "GiB are available" in line
 
 
