@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The one prepared GPU command (issue 12): everything a GPU machine must show, in under 8 minutes.
+# The one prepared GPU command: everything a GPU machine must show, in under 8 minutes.
 # Runs in a copy of the repository root; installs nothing. Results: gpu-results/summary.md and
 # one JSON file per section, written as they come. Extra arguments go to python -m benchmarks.gpu
-# (e.g. --out DIR, --sections env,losses, --cpu).
+# (e.g. --out DIR, --sections env,losses, --cpu). Exit status: 0 every section passed (or was
+# skipped for a reason the summary names), 1 a section FAILED / ERROR / TIMEOUT, 2 bad input,
+# 130 interrupted (Ctrl-C: the running section and its processes are killed first).
+# benchmarks/gpu_versions_check.sh runs it in --cpu mode on the GPU machine's package versions.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

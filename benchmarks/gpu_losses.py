@@ -210,7 +210,7 @@ def torchvision_rows(
     """
     import jaxloss
     import parity
-    from parity.precision import precision
+    from parity.precisions import precision
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(64, 10)) * 3

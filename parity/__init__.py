@@ -14,6 +14,7 @@ Python::
     parity.assert_close(...)              # the same, raising AssertionError (pytest)
     parity.compare_many([parity.CompareRequest(...), ...])  # several, one compiled JAX program
     parity.compare_models(flax_model, torch_model, x_nhwc, x_nchw)  # where a ported model diverges
+    with parity.precision("ieee"): ...    # true float32 in JAX and torch together (parity.precisions)
 
 Second derivatives are compared as torch's double backward computes them (the
 gradient of ``<gradient, v>``, i.e. ``v^T H``). Where torch itself is inexact, a
@@ -25,7 +26,8 @@ Layout: :mod:`parity.compare` (the comparison engine), :mod:`parity.tolerances`
 module per loss family, and the fuzzing spaces), :mod:`parity.references`
 (torch-op references for what torch lacks), :mod:`parity.runner` (grid / fuzz
 runs, shrinking, reproducers), :mod:`parity.report` (JSON, Markdown, HTML),
-:mod:`parity.models` (model comparison layer by layer, golden files; ``python -m parity.models``).
+:mod:`parity.models` (model comparison layer by layer, golden files; ``python -m parity.models``),
+:mod:`parity.precisions` (the float32 precision of both frameworks: :func:`parity.precision`).
 
 Importing this package turns on ``jax_enable_x64``.
 """
@@ -33,6 +35,7 @@ Importing this package turns on ``jax_enable_x64``.
 from typing import Any
 
 from parity.compare import CompareRequest, Comparison, Result, assert_close, compare, compare_many
+from parity.precisions import precision
 from parity.tolerances import TOLERANCES, Tolerance, tolerance_for, ulp, ulp_error
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "compare_many",
     "compare_models",
     "compare_params",
+    "precision",
     "save_golden",
     "tolerance_for",
     "ulp",

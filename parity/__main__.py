@@ -21,7 +21,7 @@ gives; compilation is ~70% of a cold run): a rerun compiles only what changed. I
 a minimal spec and printed as a few lines of Python that rerun it.
 
 ``--precision ieee|tf32|default`` sets JAX's and torch's float32 matmul/convolution precision
-together (:mod:`parity.precision`); the report header records the settings in force.
+together (:mod:`parity.precisions`); the report header records the settings in force.
 ``--models`` adds :func:`parity.compare_models` of the project's models against their torch
 twins (per-layer section with an error-by-layer plot in the HTML report; default: seed-cnn for
 a whole-grid run, none when ``--loss`` or ``--fuzz`` narrows it; ``--models none`` turns it off).
@@ -46,7 +46,7 @@ from typing import Any
 
 from parity.cases import ALL_DTYPES
 from parity.cli import path_problem, remove_reports, stop_if_interrupted
-from parity.precision import MODES
+from parity.precisions import MODES
 from train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
 from train.signals import SigintFlag
 
@@ -149,10 +149,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: 
     import torch
 
     import jaxloss
-    import parity.precision
+    import parity.precisions
     from parity import report as rep
     from parity import runner
-    from parity.precision import precision
+    from parity.precisions import precision
 
     registry = runner.registry()
     losses = _select(args.loss, registry)
@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: 
     with precision(args.precision):
         results = runner.run_jobs(jobs, workers=workers, device=args.device, progress=progress, fuzz=bool(args.fuzz),
                                   xla_cache=xla_cache, precision=args.precision, costs=costs)
-        settings = parity.precision.settings()
+        settings = parity.precisions.settings()
         models = {}
         for name in _models(args):
             models[name] = _model_report(name)

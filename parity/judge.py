@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from parity.convert import LOW_PRECISION, NP_DTYPES, np64, out_dtype
-from parity.precision import current_mode
+from parity.precisions import current_mode
 from parity.result import Comparison, is_smaller
 from parity.tolerances import Tolerance, check_tolerance, tolerance_for, tolerance_usage, ulp_error
 
@@ -29,7 +29,7 @@ JUDGES = ("torch", "reference")  # what an array is judged against: torch's, or 
 
 
 def _precision_in_force() -> str:
-    """The :mod:`parity.precision` mode whose tolerance tier applies now.
+    """The :mod:`parity.precisions` mode whose tolerance tier applies now.
 
     Outside any block the mode is ``'default'``; XLA:CPU computes float32 dots and convolutions
     exactly in float32 whatever the setting (measured: see ``tests/test_precision.py``), so on
@@ -65,7 +65,7 @@ def compare_arrays(
     """Compare one JAX array with torch's (and both with an optional float64 reference).
 
     ``tol`` overrides the dtype's tolerance from :mod:`parity.tolerances`; without it the
-    tolerance is the dtype's under the float32 precision in force (:func:`parity.precision.current_mode`:
+    tolerance is the dtype's under the float32 precision in force (:func:`parity.precisions.current_mode`:
     the TF32 tier inside ``precision('tf32')``).
 
     >>> import numpy as np

@@ -580,7 +580,7 @@ def write(report: dict[str, Any], folder: str) -> dict[str, str]:
 
 
 def _settings_text(settings: dict[str, Any]) -> str:
-    """``parity.precision.settings()`` as one line."""
+    """``parity.precisions.settings()`` as one line."""
     return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 

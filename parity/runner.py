@@ -225,8 +225,8 @@ def previous_costs(report_json: str) -> dict[str, float]:
 
 
 def _run_chunk(chunk: list[Job], device: str, fuzz: bool, mode: str = "default") -> list[CaseResult]:
-    """One batch in a worker process, under the parent's float32 precision ``mode`` (:mod:`parity.precision`)."""
-    from parity.precision import precision
+    """One batch in a worker process, under the parent's float32 precision ``mode`` (:mod:`parity.precisions`)."""
+    from parity.precisions import precision
 
     with precision(mode):
         return run_batch(chunk, device, fuzz)
@@ -287,8 +287,8 @@ def run_jobs(
     """Run jobs (in ``workers`` processes when > 1), in batches of ``batch`` jobs of one dtype
     whose JAX programs are compiled as one (the expensive first, by ``costs``: see :func:`_chunks`);
     progress is reported per batch. ``precision``: the
-    :mod:`parity.precision` mode the worker processes run under (default: this process's)."""
-    from parity.precision import settings
+    :mod:`parity.precisions` mode the worker processes run under (default: this process's)."""
+    from parity.precisions import settings
 
     mode = precision or settings()["mode"]
     chunks = _chunks(jobs, batch, costs)

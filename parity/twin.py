@@ -74,7 +74,7 @@ statistics over the global batch (SyncBatchNorm), not per device as torch DDP do
 twin compares the single-device case, where the two agree.
 
 Precision: ``--precision ieee`` (the default) asks both frameworks for true float32
-matmuls/convolutions (:func:`parity.precision.precision`; the step is compiled with
+matmuls/convolutions (:func:`parity.precision`; the step is compiled with
 ``'highest'``), ``tf32`` for TF32 on both, ``default`` leaves each framework's own default.
 
 Programmatic use: :func:`run_twin` returns a :class:`TwinResult` with one :class:`TwinStep`
@@ -105,7 +105,7 @@ import torch.nn.functional as F
 from flax import nnx
 
 from parity.cli import path_problem, remove_reports, stop_if_interrupted
-from parity.precision import precision as precision_mode
+from parity.precisions import precision as precision_mode
 from parity.tolerances import check_tolerance, tolerance_flag, tolerance_for
 from train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, fail, run_main
 from train.config import ConfigError, TrainConfig, validate

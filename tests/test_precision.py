@@ -1,4 +1,4 @@
-"""parity.precision: both frameworks configured together, restored, recorded; the TF32 tolerance tier.
+"""parity.precision(mode): both frameworks configured together, restored, recorded; the TF32 tolerance tier.
 
 XLA:CPU computes float32 dots and convolutions in float32 whatever precision is requested
 (bit-identical results for 'bfloat16', 'tensorfloat32', BF16_BF16_F32; the explicit TF32/F16
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from parity.precision import current_mode, precision, settings, xla_determinism_flags
+from parity.precisions import current_mode, precision, settings, xla_determinism_flags
 from parity.tolerances import TF32, Tolerance, tolerance_for
 
 
@@ -264,7 +264,7 @@ def test_the_judge_takes_the_tf32_tier_only_inside_a_tf32_block():
     import numpy as np
 
     from parity.judge import compare_arrays
-    from parity.precision import precision
+    from parity.precisions import precision
 
     a, e = np.float32([1.0001]), np.float32([1.0])
     assert not compare_arrays("value", a, e, "float32").passed  # CPU default: true float32
@@ -273,3 +273,16 @@ def test_the_judge_takes_the_tf32_tier_only_inside_a_tf32_block():
     with precision("tf32"):
         assert compare_arrays("value", a, e, "float32").passed
         assert not compare_arrays("value", np.float32([1.02]), e, "float32").passed
+
+
+def test_the_switch_is_called_as_parity_precision():
+    # the issue asked for ``parity.precision(mode)``: the name is the context manager, not a module
+    import parity
+
+    before = _torch_state()
+    with parity.precision("ieee"):
+        assert settings()["mode"] == "ieee" and torch.get_float32_matmul_precision() == "highest"
+    assert _torch_state() == before and callable(parity.precision)
+    with pytest.raises(ValueError, match="precision mode must be one of ieee, tf32, default, got 'fast'"):
+        with parity.precision("fast"):
+            pass

@@ -98,9 +98,9 @@ def _check_models(jax_model: Any, torch_model: Any, reference: Any = None) -> No
 
 
 def _meta(dtype: str, reference: bool) -> dict[str, Any]:
-    import parity.precision
+    import parity.precisions
 
-    return {"dtype": dtype, "reference": reference, "settings": parity.precision.settings()}
+    return {"dtype": dtype, "reference": reference, "settings": parity.precisions.settings()}
 
 
 def compare_models(

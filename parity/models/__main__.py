@@ -18,7 +18,7 @@ command that compares exactly; then the first failing layer, the worst tolerance
 tolerance. The per-layer table with ``--verbose`` (failures) or ``--all``, and in the ``--out``
 report. A batch whose BatchNorms normalise over 2 values or fewer gets a note: the comparison
 there measures rounding noise. ``--precision ieee|tf32|default`` (default ieee) sets both frameworks' float32
-matmul/convolution precision (:mod:`parity.precision`); the report header records it.
+matmul/convolution precision (:mod:`parity.precisions`); the report header records it.
 
 Exit status (:mod:`train.cli`): 0 when every layer is within tolerance (or a golden file was
 saved), 1 when one is not, 2 for a usage error, a path that cannot be used, a malformed golden
@@ -36,7 +36,7 @@ from typing import Any
 
 from parity.cli import path_problem, remove_reports, stop_if_interrupted
 from parity.models.twins import DEFAULT_BATCH, DEGENERATE_BATCHNORM, batchnorm_values
-from parity.precision import MODES
+from parity.precisions import MODES
 from parity.tolerances import tolerance_flag
 from train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
 from train.signals import SigintFlag
@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace, flag: SigintFlag) -> int:
     from parity import report as rep
     from parity.models import load_golden
     from parity.models.twins import build_pair, images
-    from parity.precision import precision
+    from parity.precisions import precision
 
     if args.against:
         try:  # a malformed golden file is bad input (2), not a divergence (1): found before any model runs

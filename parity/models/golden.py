@@ -76,10 +76,10 @@ def save_golden(path: str, model: Any, args: Any, *, grads: bool = True, seed: i
     >>> save_golden(path, torch.nn.Linear(2, 1), np.ones((1, 2), np.float32)).framework
     'torch'
     """
-    import parity.precision
+    import parity.precisions
 
     cap = capture(model, args, grads=grads, seed=seed)
-    cap.meta = {"settings": parity.precision.settings()}
+    cap.meta = {"settings": parity.precisions.settings()}
     write_capture(path, cap)
     return cap
 

@@ -1,4 +1,4 @@
-"""Float32 matmul/convolution precision, set for JAX and torch together.
+"""Float32 matmul/convolution precision, set for JAX and torch together: ``parity.precision(mode)``.
 
 On Ampere/Hopper GPUs the two frameworks disagree out of the box: JAX computes float32
 matmuls *and* convolutions in TF32 by default, torch computes convolutions in TF32
@@ -35,8 +35,9 @@ freely; a block in another thread is accepted only with the same mode as every b
 in other threads (else :class:`RuntimeError`), and torch's settings are restored only when the
 last block that relies on them ends.
 
->>> from parity.precision import precision, settings
->>> with precision("ieee"):
+>>> import parity
+>>> from parity.precisions import settings
+>>> with parity.precision("ieee"):
 ...     s = settings()
 >>> s["mode"], s["jax_default_matmul_precision"]
 ('ieee', 'highest')
@@ -157,7 +158,7 @@ def precision(mode: str, *, deterministic: bool | None = None) -> Iterator[None]
         RuntimeError: another thread holds a block with a different mode.
 
     >>> import jax, jax.numpy as jnp
-    >>> from parity.precision import precision
+    >>> from parity.precisions import precision
     >>> with precision("ieee"):
     ...     text = jax.jit(jnp.dot).lower(jnp.ones((2, 2)), jnp.ones((2, 2))).as_text()
     >>> "HIGHEST" in text
@@ -194,7 +195,7 @@ def _jax_matmul_precision(value: str | None) -> Iterator[None]:
 def current_mode() -> str:
     """The mode of this thread's innermost :func:`precision` block (``'default'`` outside any).
 
-    >>> from parity.precision import current_mode, precision
+    >>> from parity.precisions import current_mode, precision
     >>> with precision("tf32"):
     ...     current_mode()
     'tf32'
@@ -208,7 +209,7 @@ def current_mode() -> str:
 def xla_determinism_flags(xla_flags: str | None = None) -> list[str]:
     """The flags of :data:`XLA_GPU_DETERMINISM_FLAGS` present in ``xla_flags`` (default: ``$XLA_FLAGS``).
 
-    >>> from parity.precision import xla_determinism_flags
+    >>> from parity.precisions import xla_determinism_flags
     >>> xla_determinism_flags("--xla_gpu_deterministic_ops=true --foo=1")
     ['--xla_gpu_deterministic_ops=true']
     """
@@ -223,7 +224,7 @@ def settings() -> dict[str, Any]:
     precision); the torch values are the process's. ``torch_fp32_precision_*`` are torch >= 2.9's
     newer view of the same settings, where it has one.
 
-    >>> from parity.precision import settings
+    >>> from parity.precisions import settings
     >>> sorted(k for k in settings() if k.startswith("jax"))
     ['jax_default_matmul_precision', 'jax_device', 'jax_enable_x64', 'jax_platform']
     """
