@@ -234,7 +234,9 @@ def test_html_tables_scroll_inside_their_box(report):
 
 
 def test_cli_bad_loss_or_flag_is_one_line_with_did_you_mean(tmp_path, capsys):
-    assert main(["--loss", "crossentropy", "--out", str(tmp_path / "r")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--loss", "crossentropy", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m parity: error: --loss: unknown loss or family 'crossentropy'; did you mean "
                           "cross_entropy?") and err.count("\n") == 1, err
