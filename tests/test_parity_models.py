@@ -332,7 +332,8 @@ def test_cli_leads_with_the_verdict_and_the_exact_command(capsys):
 
     argv = ["--model", "seed-cnn", "--rtol", "0", "--atol", "0"]  # no room for float32 rounding
     assert main(argv) == 1
-    lines = capsys.readouterr().out.splitlines()
+    start, *lines = capsys.readouterr().out.splitlines()  # the start line names the run, then the verdict
+    assert start == "python -m parity.models: seed-cnn float32 batch 4 32x32, precision ieee", start
     assert lines[0].startswith("FAILED float32 tolerance") and "float32 rounding, not a porting error" in lines[0], lines
     assert lines[1] == ("exact comparison (float64): python -m parity.models --model seed-cnn --dtype float64 "
                         "--batch-size 4 --image-size 32")
