@@ -8,6 +8,7 @@ leaks into other sessions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +40,9 @@ def subprocess_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Turn the cache on for one test module, and back off after it."""
+@contextlib.contextmanager
+def enable_compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Turn the cache on in this process (every worker shares the session's folder), and back off after."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache as cc
 
@@ -49,8 +50,17 @@ def compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     old = {k: jax.config.values[k] for k in _OPTIONS}
     for k, v in {**_OPTIONS, "jax_compilation_cache_dir": str(path)}.items():
         jax.config.update(k, v)
-    cc.reset_cache()
-    yield path
-    for k, v in old.items():
-        jax.config.update(k, v)
-    cc.reset_cache()
+    cc.reset_cache()  # JAX opens its cache once per process: the new folder needs a reset
+    try:
+        yield path
+    finally:
+        for k, v in old.items():
+            jax.config.update(k, v)
+        cc.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's cache folder (tests/conftest.py turns the cache on for every test; modules
+    that name this fixture were written before that and keep working)."""
+    return cache_dir(tmp_path_factory)
