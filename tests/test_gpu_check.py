@@ -41,6 +41,7 @@ def _record(out: Path, name: str) -> dict:
     return json.loads((out / f"{name}.json").read_text())
 
 
+@pytest.mark.slow  # the script's run (its sections' processes, ~30 CPU s): the slow tier
 def test_cpu_mode_runs_every_section_and_writes_its_files(cpu_run):
     proc, out = cpu_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -53,6 +54,7 @@ def test_cpu_mode_runs_every_section_and_writes_its_files(cpu_run):
     assert "## Targets" in summary
 
 
+@pytest.mark.slow
 def test_cpu_mode_records_the_precision_and_the_devices(cpu_run):
     _, out = cpu_run
     env = _record(out, "env")
@@ -65,6 +67,7 @@ def test_cpu_mode_records_the_precision_and_the_devices(cpu_run):
     assert max(r["jax_matmul_error"] for r in env["rows"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_cpu_mode_parity_runs_the_cli_in_ieee(cpu_run):
     _, out = cpu_run
     rec = _record(out, "parity_float32")
