@@ -1,13 +1,15 @@
-"""The two test tiers: the default run leaves out ``@pytest.mark.slow``, and ``.ci/run`` runs the
+"""The suite's set-up. Two tiers: the default run leaves out ``@pytest.mark.slow``, and ``.ci/run`` runs the
 README's test command verbatim first, then the slow tier, failing when either fails.
 
 ``.ci/run`` is run for real with stand-ins for ``python3`` (the venv step) and the venv's
 ``pip`` and ``python``: each records its arguments, and the stand-in ``python`` exits with the
-status a test gives each tier.
+status a test gives each tier. Every test runs with the session's persistent compilation
+cache, and xdist schedules by work stealing (tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -88,3 +90,29 @@ def test_the_default_run_deselects_the_slow_tier(pytestconfig):
     addopts = pytestconfig.getini("addopts")
     assert [addopts[i : i + 2] for i in range(len(addopts) - 1)].count(["-m", "not slow"]) == 1
     assert any(line.startswith("slow:") for line in pytestconfig.getini("markers"))
+
+
+def test_every_test_runs_with_the_sessions_compilation_cache(tmp_path_factory):
+    import jax
+
+    from tests._train_cache import cache_dir
+
+    assert jax.config.jax_compilation_cache_dir == str(cache_dir(tmp_path_factory))
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+
+
+def test_xdist_schedules_by_work_stealing_unless_dist_is_given(pytestconfig, monkeypatch):
+    pytest.importorskip("xdist")
+    from xdist.scheduler import WorkStealingScheduling
+
+    from tests.conftest import pytest_xdist_make_scheduler
+
+    monkeypatch.setattr(pytestconfig.option, "tx", ["2*popen"], raising=False)
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    for dist, args, stealing in [("load", ("-n", "2"), True), ("load", ("-n", "2", "--dist", "load"), False),
+                                 ("load", ("-n", "2", "--dist=load"), False), ("loadfile", ("-n", "2"), False)]:
+        monkeypatch.setattr(pytestconfig.option, "dist", dist, raising=False)
+        monkeypatch.setattr(pytestconfig, "invocation_params", dataclasses.replace(pytestconfig.invocation_params, args=args))
+        scheduler = pytest_xdist_make_scheduler(pytestconfig, None)
+        assert isinstance(scheduler, WorkStealingScheduling) == stealing, (dist, args)
+        assert stealing or scheduler is None
