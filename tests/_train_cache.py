@@ -1,10 +1,13 @@
-"""A persistent JAX compilation cache shared by the training tests (workers and subprocesses).
+"""A persistent JAX compilation cache shared by every test (workers and subprocesses).
 
-The training tests compile the same programs many times (the seed CNN's initialiser, the
-same step in several runs); XLA's CPU compiler takes seconds for each. The cache lives in
-the pytest session's temporary folder, so every run of the suite starts cold and nothing
-leaks into other sessions.
-"""
+Tests compile the same programs many times: the seed CNN's initialiser, the same step in
+several runs, a model rebuilt for each planted bug, a loss's gradient re-traced; XLA's CPU
+compiler takes from tens of milliseconds to seconds for each, and a program whose XLA text
+was compiled before is read back instead. tests/conftest.py turns the cache on for the whole
+session (measured on 2 busy cores: test_parity_models 86 -> 58 CPU s, a regression/binary
+loss subset 98 -> 81 CPU s); a subprocess gets it through :func:`subprocess_env`. The cache
+lives in the pytest session's temporary folder, so every run of the suite starts cold and
+nothing leaks into other sessions."""
 
 from __future__ import annotations
 
