@@ -54,7 +54,9 @@ def _run_ci(tmp_path: Path, default: int, slow: int) -> tuple[int, list[str]]:
         "STATUS_DEFAULT": str(default),
         "STATUS_SLOW": str(slow),
     }
-    proc = subprocess.run(["bash", str(repo / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(repo / ".ci" / "run")], check=False, env=env, capture_output=True, text=True, timeout=60
+    )
     return proc.returncode, calls.read_text().splitlines() if calls.exists() else []
 
 
@@ -109,10 +111,16 @@ def test_xdist_schedules_by_work_stealing_unless_dist_is_given(pytestconfig, mon
 
     monkeypatch.setattr(pytestconfig.option, "tx", ["2*popen"], raising=False)
     monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
-    for dist, args, stealing in [("load", ("-n", "2"), True), ("load", ("-n", "2", "--dist", "load"), False),
-                                 ("load", ("-n", "2", "--dist=load"), False), ("loadfile", ("-n", "2"), False)]:
+    cases = [
+        ("load", ("-n", "2"), True),  # xdist's default: replaced
+        ("load", ("-n", "2", "--dist", "load"), False),  # asked for: kept
+        ("load", ("-n", "2", "--dist=load"), False),
+        ("loadfile", ("-n", "2"), False),
+    ]
+    for dist, args, stealing in cases:
         monkeypatch.setattr(pytestconfig.option, "dist", dist, raising=False)
-        monkeypatch.setattr(pytestconfig, "invocation_params", dataclasses.replace(pytestconfig.invocation_params, args=args))
+        params = dataclasses.replace(pytestconfig.invocation_params, args=args)
+        monkeypatch.setattr(pytestconfig, "invocation_params", params)
         scheduler = pytest_xdist_make_scheduler(pytestconfig, None)
         assert isinstance(scheduler, WorkStealingScheduling) == stealing, (dist, args)
         assert stealing or scheduler is None
