@@ -49,6 +49,7 @@ def _record(out: Path, name: str) -> dict:
     return json.loads((out / f"{name}.json").read_text())
 
 
+@pytest.mark.slow  # the script's run (its sections' processes, ~115 CPU s): the slow tier, which CI runs
 def test_cpu_mode_runs_every_section_without_an_error(cpu_run):
     proc, out = cpu_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -66,6 +67,7 @@ def test_cpu_mode_runs_every_section_without_an_error(cpu_run):
     assert "## Targets" in summary
 
 
+@pytest.mark.slow
 def test_cpu_mode_times_the_train_step_of_python_m_train(cpu_run):
     _, out = cpu_run
     rec = _record(out, "train_step")
@@ -75,6 +77,7 @@ def test_cpu_mode_times_the_train_step_of_python_m_train(cpu_run):
     assert {r["model"] for r in rec["rows"]} == {"seed-cnn"}  # --cpu: the registry's first model only
 
 
+@pytest.mark.slow
 def test_cpu_mode_records_the_precision_and_the_devices(cpu_run):
     _, out = cpu_run
     env = _record(out, "env")
@@ -87,6 +90,7 @@ def test_cpu_mode_records_the_precision_and_the_devices(cpu_run):
     assert max(r["jax_matmul_error"] for r in env["rows"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_cpu_mode_parity_runs_the_cli_in_ieee(cpu_run):
     _, out = cpu_run
     rec = _record(out, "parity_float32")
@@ -97,6 +101,7 @@ def test_cpu_mode_parity_runs_the_cli_in_ieee(cpu_run):
     assert (out / "parity-float32" / "report.json").is_file()
 
 
+@pytest.mark.slow
 def test_cpu_mode_losses_are_measured_against_the_bandwidth(cpu_run):
     _, out = cpu_run
     rec = _record(out, "losses")

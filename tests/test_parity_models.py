@@ -127,6 +127,7 @@ def test_faithful_user_model_with_mapping_passes(dtype):
         parity.compare_models(fm, tm, *_images(3, 6, dtype), mapping={"nope": "conv"})
 
 
+@pytest.mark.slow  # ResNet-18 with a probe on every layer, float64 (~25 CPU s)
 def test_faithful_resnet18_train_mode_batchnorm_passes():
     torch.manual_seed(0)
     tm = TorchResNet18(cifar_stem=True)

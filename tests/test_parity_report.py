@@ -142,6 +142,7 @@ def test_documented_deviations_are_listed_with_their_reason():
     assert "underflows to 0 in half" in rep.markdown(r)
 
 
+@pytest.mark.slow  # two runs of 2 processes each (~30 CPU s); the in-process CLI tests above stay
 def test_cli_default_run_with_two_workers_and_the_xla_cache(tmp_path):
     """In a fresh process, as a user runs it: -j 2 (this process and one worker), the grid's
     default persistent XLA cache in OUT/.xla-cache, a rerun reading it gives the same report."""

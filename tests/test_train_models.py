@@ -373,6 +373,7 @@ def test_seed_cnn_first_step_logits_loss_gradients(activation, dtype):
 
 # one ResNet compilation each (the expensive part): the torchvision stem in float32 (max-pool,
 # strided 7x7 conv, layer4 on 1x1 maps), the CIFAR stem in float64 (exactness)
+@pytest.mark.slow  # ~15 CPU s each; the default tier keeps ResNet-18's eval-mode first step below
 @pytest.mark.parametrize("cifar_stem,size,dtype", [(False, 16, "float32"), (True, 8, "float64")])
 def test_resnet18_train_mode_first_step(cifar_stem, size, dtype):
     fm, tm = _pair("resnet18", dtype, cifar_stem=cifar_stem)

@@ -109,6 +109,7 @@ def _checksum(out: Path) -> str:
     return json.loads((out / "checkpoints" / str(steps[-1]) / "meta" / "metadata").read_text())["arrays_checksum"]
 
 
+@pytest.mark.slow  # three training processes (~36 CPU s)
 def test_two_processes_train_the_same_trajectory_as_one(tmp_path, tmp_path_factory):
     env = {
         **os.environ,

@@ -76,6 +76,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh JAX process on 4 devices, 4 training runs (~28 CPU s)
 def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_FLAGS")}
     env.update(subprocess_env(tmp_path_factory))

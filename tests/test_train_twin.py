@@ -53,6 +53,7 @@ def test_seed_cnn_sgd_momentum_cli_writes_report(tmp_path, capsys):
     assert "max |dparam|" in out and "within float32 tolerance" in out
 
 
+@pytest.mark.slow  # the suite's longest test (~35 CPU s): float64 ResNet-18 steps in both frameworks
 def test_resnet18_train_mode_batchnorm_twin():
     """ResNet-18 (torchvision stem, 32x32, SGD momentum) with train-mode BatchNorm, 2 steps, float64.
 
