@@ -217,11 +217,15 @@ class LossSpec:
                     ok = option.valid(value)
                     value_check(ok, option.message, value)
                     invalid.append(~jnp.asarray(ok))
-            out = fn(**values)
-            if invalid:  # an out-of-range traced option: NaN value and gradients (torch would raise)
-                bad = functools.reduce(jnp.logical_or, invalid)
-                out = jax.tree.map(lambda y: poison(y, bad) if jnp.issubdtype(y.dtype, jnp.floating) else y, out)
-            return out
+            if not invalid:
+                return fn(**values)
+            # An out-of-range traced option: NaN value and gradients (torch would raise). The
+            # result alone is not enough: a max / where / relu in the loss can drop its NaN
+            # cotangent on the way back (a margin of -inf zeroes a hinge's gradient), so every
+            # floating array argument is poisoned too, and its gradient is NaN whatever the loss does.
+            bad = functools.reduce(jnp.logical_or, invalid)
+            values = {n: _poison_array(v, bad) if n in self._traced_names else v for n, v in values.items()}
+            return jax.tree.map(lambda y: _poison_array(y, bad), fn(**values))
 
         return body
 
@@ -261,6 +265,14 @@ def dtype_of(value: Any) -> np.dtype:
     return np.dtype(dtype) if dtype is not None else np.dtype(jnp.result_type(value))
 
 
+def _poison_array(value: Any, bad: Array) -> Any:
+    """:func:`poison` for a floating array; anything else (Python numbers, integer arrays,
+    ``None``) unchanged."""
+    if isinstance(value, (jax.Array, np.ndarray)) and jnp.issubdtype(value.dtype, jnp.inexact):
+        return poison(jnp.asarray(value), bad)
+    return value
+
+
 def _type_name(value: Any) -> str:
     return "NoneType" if value is None else type(value).__name__
 
@@ -280,6 +292,8 @@ def _check_number(fname: str, name: str, option: Number, value: Any) -> Any:
         dtype = jnp.result_type(value)
         if jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer):
             return value
+    if isinstance(value, (jax.Array, np.ndarray)):  # a tracer's type name would say nothing useful
+        raise TypeError(f"{fname}(): argument '{name}' must be a scalar, got an array of shape {tuple(value.shape)}")
     raise TypeError(f"{fname}(): argument '{name}' must be float, not {_type_name(value)}")
 
 
