@@ -491,10 +491,17 @@ def _bound_tangent(dbound: Any, x: Array) -> Array:
     return jnp.broadcast_to(jnp.asarray(dbound, dtype=x.dtype), x.shape)
 
 
+def _takes_bound(x: Array, minimum: ArrayLike) -> Array:
+    """Where ``clamp_min(x, minimum)`` is ``minimum``: below it, and everywhere for a NaN
+    ``minimum`` (torch's clamp propagates a NaN bound; ``x < nan`` alone would keep ``x``)."""
+    return (x < minimum) | jnp.isnan(minimum)
+
+
 @jax.custom_jvp
 def clamp_min(x: Array, minimum: ArrayLike) -> Array:
-    """``torch.clamp_min``: ``max(x, minimum)``, NaN stays NaN; gradient 1 where ``x >= minimum`` (ties too)."""
-    return jnp.where(x < minimum, jnp.asarray(minimum, dtype=x.dtype), x)
+    """``torch.clamp_min``: ``max(x, minimum)``, NaN stays NaN (a NaN ``x`` or ``minimum``);
+    gradient 1 where ``x >= minimum`` (ties too)."""
+    return jnp.where(_takes_bound(x, minimum), jnp.asarray(minimum, dtype=x.dtype), x)
 
 
 @clamp_min.defjvp
@@ -506,20 +513,20 @@ def _clamp_min_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> t
 
 @jax.custom_jvp
 def clamp_min_straight_through(x: Array, minimum: ArrayLike) -> Array:
-    """``max(x, minimum)`` in value (NaN stays NaN), the identity in ``x``'s gradient.
+    """``max(x, minimum)`` in value (NaN stays NaN, a NaN ``minimum`` too), the identity in ``x``'s gradient.
 
     torch clamps in place under ``no_grad`` in ``gaussian_nll_loss`` (the variance) and
     ``cosine_similarity`` (the norms), so autograd sees the identity there. A traced
     ``minimum`` gets the gradient where it is the value.
     """
-    return jnp.where(x < minimum, jnp.asarray(minimum, dtype=x.dtype), x)
+    return jnp.where(_takes_bound(x, minimum), jnp.asarray(minimum, dtype=x.dtype), x)
 
 
 @clamp_min_straight_through.defjvp
 def _clamp_min_straight_through_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
     x, minimum = primals
     dx, dmin = tangents
-    return clamp_min_straight_through(x, minimum), dx + jnp.where(x < minimum, _bound_tangent(dmin, x), 0)
+    return clamp_min_straight_through(x, minimum), dx + jnp.where(_takes_bound(x, minimum), _bound_tangent(dmin, x), 0)
 
 
 def poison(x: Array, invalid: Array) -> Array:

@@ -210,7 +210,8 @@ def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) ->
 
 @loss_function(
     static_argnames=("dim",),
-    numbers={"eps": Number()},
+    # torch's TORCH_CHECK(eps >= 0) (a NaN fails it too), its C++ number format
+    numbers={"eps": Number(lambda v: v >= 0, "eps must be non-negative, got: {:g}")},
     arrays={"x1": "float", "x2": "float"},
     integer_inputs=True,
     reductions=None,
@@ -231,7 +232,9 @@ def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> 
         x1: any shape broadcastable with ``x2``.
         x2: broadcastable with ``x1``.
         dim: the dimension of the vectors (of the broadcast shape). Default 1.
-        eps: lower bound of each norm. Default 1e-8.
+        eps: lower bound of each norm, ``>= 0`` (torch's ``eps must be non-negative, got: -1``
+            for a Python number; a traced negative or NaN ``eps`` makes the value and gradient
+            NaN, and :mod:`jaxloss.checked` raises torch's message). Default 1e-8.
 
     Returns:
         The broadcast shape without ``dim``; the promoted dtype of ``x1``, ``x2``

@@ -108,13 +108,15 @@ def _huber(d: Array, delta: float) -> Array:
     """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)``.
 
     Gradient: ``d`` inside, ``+-delta`` from ``|d| == delta`` on (torch's branch choice);
-    second derivative 1 inside (also at ``d == 0``), 0 outside. The quadratic branch only
-    sees ``d`` where it is selected, so ``inf`` inputs give no ``0 * inf`` NaN gradient.
+    second derivative 1 inside (also at ``d == 0``), 0 outside. Each branch only sees its
+    own elements (the other gets 0), so neither an ``inf`` input in the quadratic branch nor
+    ``delta = inf`` in the linear one gives a ``0 * inf`` NaN gradient.
     """
     z = abs_(d)
     quad = z < delta
     dq = jnp.where(quad, d, 0)
-    return jnp.where(quad, 0.5 * dq * dq, delta * (z - 0.5 * delta))
+    zl, deltal = jnp.where(quad, 0, z), jnp.where(quad, 0, delta)
+    return jnp.where(quad, 0.5 * dq * dq, deltal * (zl - 0.5 * deltal))
 
 
 def _smooth_l1(d: Array, beta: ArrayLike) -> Array:

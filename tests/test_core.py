@@ -11,7 +11,7 @@ import jaxloss
 from jaxloss import _core
 
 
-@pytest.mark.parametrize("bound", [0, 0.0, 1.5])
+@pytest.mark.parametrize("bound", [0, 0.0, 1.5, np.nan])
 def test_clamp_matches_torch_value_and_gradient_at_ties_and_nan(bound):
     x = np.array([-2.0, 0.0, 1.5, 3.0, np.nan])
     jfn, tfn = _core.clamp_min, torch.clamp_min

@@ -210,6 +210,21 @@ def test_cosine_similarity_errors():
         )
 
 
+@pytest.mark.parametrize("eps", [-1.0, -0.5, -1e-10, float("nan")])
+def test_cosine_similarity_negative_eps_raises_torchs_error_or_poisons_when_traced(eps):
+    a, b = jnp.ones((2, 3)), jnp.arange(6.0).reshape(2, 3)
+    assert_same_error(
+        lambda: jaxloss.cosine_similarity(a, b, eps=eps),
+        lambda: F.cosine_similarity(torch.ones(2, 3), torch.ones(2, 3), eps=eps),
+    )
+    # traced: jit cannot raise, so the value and every gradient are NaN; checked mode raises
+    value, grads = jax.jit(jax.value_and_grad(
+        lambda a, b, e: jaxloss.cosine_similarity(a, b, eps=e).sum(), argnums=(0, 1)))(a, b, eps)
+    assert np.isnan(float(value)) and all(np.isnan(np.asarray(g)).all() for g in grads)
+    with pytest.raises(ValueError, match="eps must be non-negative, got: "):
+        checked.cosine_similarity(a, b, eps=jnp.float32(eps))
+
+
 # --------------------------------------------------------------------------- cosine_embedding_loss
 def _cos_embedding_arrays(rng: np.random.Generator, target: str) -> dict[str, np.ndarray]:
     x1, x2 = _cos_pairs(rng)

@@ -182,7 +182,7 @@ def test_gaussian_nll_loss(dtype, reduction, var_kind, full):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("eps", [1e-6, 1e-2, 0.5])
+@pytest.mark.parametrize("eps", [1e-6, 1e-2, 0.5, math.nan])
 def test_gaussian_nll_loss_eps(dtype, eps):
     rng = _rng("gauss-eps", eps)
     x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
@@ -190,6 +190,17 @@ def test_gaussian_nll_loss_eps(dtype, eps):
     var[0, :4] = [0.0, eps, eps / 2, 2 * eps]
     check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
           {"eps": eps, "reduction": "none"}, grad=["input", "target", "var"], dtype=dtype)
+
+
+def test_gaussian_nll_loss_nan_eps_is_nan_traced_and_checked_too():
+    # torch clamps var at a NaN eps to NaN (no error): value and gradients NaN, in every mode.
+    x, y, var = _j(_X), _j(_X) + 0.5, _j(np.abs(_X) + 0.1)
+    assert np.isnan(float(F.gaussian_nll_loss(_t(_X), _t(_X), _t(np.abs(_X) + 0.1), eps=math.nan)))
+    assert np.isnan(float(checked.gaussian_nll_loss(x, y, var, eps=math.nan)))
+    value, grads = jax.jit(jax.value_and_grad(
+        lambda x, var, eps: jaxloss.gaussian_nll_loss(x, y, var, eps=eps), argnums=(0, 1)))(x, var, jnp.nan)
+    assert np.isnan(float(value))
+    assert all(np.isnan(np.asarray(g)).all() for g in grads)
 
 
 @pytest.mark.parametrize("input_shape,var_shape", [
@@ -284,6 +295,16 @@ def test_infinite_input(name, kw):
     y = np.array([0.0, 0.0, np.inf, 0.1])
     check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": "sum", **kw},
           grad=["input", "target"], dtype="float32")
+
+
+@pytest.mark.parametrize("name,kw", [("huber_loss", {"delta": math.inf}), ("smooth_l1_loss", {"beta": math.inf})])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_infinite_threshold(name, kw, dtype):
+    # An infinite delta / beta: every element is quadratic; the unused linear branch
+    # (delta * (|d| - delta / 2) = inf * -inf) must not leak a 0 * inf NaN into the gradient.
+    x, y = _kink_pair(_rng("inf-threshold", name), 1.0)
+    check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": "mean", **kw},
+          grad=["input", "target"], dtype=dtype)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
