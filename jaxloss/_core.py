@@ -529,6 +529,26 @@ def _clamp_min_straight_through_jvp(primals: tuple[Array, Any], tangents: tuple[
     return clamp_min_straight_through(x, minimum), dx + jnp.where(_takes_bound(x, minimum), _bound_tangent(dmin, x), 0)
 
 
+@jax.custom_jvp
+def divide(x: Array, y: Array) -> Array:
+    """``x / y`` with torch's gradient for ``y``: ``-g * ((x / y) / y)``.
+
+    JAX's quotient rule forms ``y * y``, which underflows to 0 for ``|y|`` below ~1e-19 in
+    float32 and makes the gradient infinite where torch's is finite (e.g. tiny boxes, whose
+    ``w / h`` is moderate).
+    """
+    return x / y
+
+
+@divide.defjvp
+def _divide_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    x, y = primals
+    dx, dy = tangents
+    out = divide(x, y)
+    # The barrier keeps XLA's simplifier from rewriting (x / y) / y back into x / (y * y).
+    return out, divide(dx, y) - divide(jax.lax.optimization_barrier(out), y) * dy
+
+
 def poison(x: Array, invalid: Array) -> Array:
     """``x``, NaN where ``invalid`` in value *and* in the gradient flowing back through ``x``
     (a product with NaN; a select would pass a finite gradient to the rest of ``x``)."""
