@@ -135,6 +135,7 @@ class LossSpec:
     reduction_message: str
     precheck: Callable[[dict[str, Any]], None] | None
     opmath: Opmath | None = None
+    complex_inputs: bool = False
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate a call's Python-level arguments; return them all by name, ready to trace."""
@@ -194,7 +195,7 @@ class LossSpec:
             if isinstance(value, (list, tuple, str, dict)):
                 raise TypeError(f"{self.name}(): argument '{name}' must be an array, not {_type_name(value)}")
             dtype = dtype_of(value)
-            if dtype.kind == "c":
+            if dtype.kind == "c" and not (kind == "float" and self.complex_inputs):
                 raise TypeError(f"{self.name}(): argument '{name}' must be real, not complex ({dtype})")
             if dtype.kind == "b" and kind != "label":
                 raise TypeError(f"{self.name}(): argument '{name}' must be a number array, not bool")
@@ -311,6 +312,7 @@ def loss_function(
     reduction_message: str = "{} is not a valid value for reduction",
     precheck: Callable[[dict[str, Any]], None] | None = None,
     opmath: Opmath | None = None,
+    complex_inputs: bool = False,
 ) -> Callable[[F], F]:
     """Register a public loss and jit-compile it: the one place for the rules all losses share.
 
@@ -321,7 +323,9 @@ def loss_function(
     range-checked with torch's message) and the array arguments ``arrays`` (lists, complex and
     bool rejected, see :data:`ArrayKind`), then calls ``precheck`` (if given) with the
     arguments by name for the loss's own checks of Python values. ``opmath`` (see
-    :class:`Opmath`) does the half-precision round trip around the traced body. ``static_argnames`` are the options that select
+    :class:`Opmath`) does the half-precision round trip around the traced body.
+    ``complex_inputs``: the ``"float"`` arrays may be complex (where torch computes them, e.g.
+    ``l1_loss``). ``static_argnames`` are the options that select
     shapes or code paths (``reduction``, ``ignore_index``, ``p``...); ``bools`` are static too.
 
     The un-jitted function stays reachable through :func:`registered` for checked mode.
@@ -341,6 +345,7 @@ def loss_function(
             reduction_message=reduction_message,
             precheck=precheck,
             opmath=opmath,
+            complex_inputs=complex_inputs,
         )
         _REGISTRY[spec.name] = spec
         run = spec.jit()
@@ -571,11 +576,19 @@ def nan_where(invalid: Array, x: Array) -> Array:
 
 @jax.custom_jvp
 def abs(x: Array) -> Array:
-    """``torch.abs``: gradient ``sign(x)``, i.e. 0 at ``x == 0`` (JAX's ``jnp.abs`` gives 1 there)."""
+    """``torch.abs``: gradient ``sign(x)``, i.e. 0 at ``x == 0`` (JAX's ``jnp.abs`` gives 1 there).
+
+    For complex ``x`` the result is real and the derivative torch's ``sgn(x) = x / |x|`` (0 at
+    0): the tangent is ``Re(conj(sgn(x)) dx)``. (``jax.grad`` of a real function of a complex
+    argument returns the conjugate of what torch's ``.grad`` holds: the same gradient in the
+    two frameworks' conventions.)
+    """
     return jnp.abs(x)
 
 
 @abs.defjvp
 def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
     (x,), (dx,) = primals, tangents
+    if jnp.iscomplexobj(x):
+        return abs(x), jnp.real(jnp.conj(jnp.sign(x)) * dx)
     return abs(x), jnp.sign(x) * dx

@@ -134,7 +134,10 @@ def _smooth_l1(d: Array, beta: ArrayLike) -> Array:
 
 # --------------------------------------------------------------------------- L1 / MSE
 @loss_function(
-    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None
+    static_argnames=("reduction",),
+    arrays={"input": "float", "target": "float", "weight": "real"},
+    reductions=None,
+    complex_inputs=True,
 )
 def l1_loss(
     input: Array,
@@ -154,9 +157,16 @@ def l1_loss(
             ``'mean'`` the result is ``sum(w * |x - y|) / sum(w)`` (torch's rule).
 
     Returns:
-        A scalar, or shape ``(*)`` for ``reduction='none'``; dtype of ``input``/``target`` promoted.
+        A scalar, or shape ``(*)`` for ``reduction='none'``; dtype of ``input``/``target`` promoted
+        (its real dtype for complex inputs: ``complex64`` gives ``float32``, as in torch).
 
     The gradient at ``x == y`` is 0 (``sign(0)``), as in torch.
+
+    Complex ``input`` / ``target`` are accepted, as torch does: the loss is ``|x - y|`` (the
+    modulus) and the gradient torch's ``sgn(x - y) = (x - y) / |x - y|``, 0 where ``x == y``.
+    ``jax.grad`` returns it in JAX's convention, the complex conjugate of torch's ``.grad``:
+    ``conj(jax.grad(f)(z)) == torch_grad``. (torch rejects complex for every other loss
+    except ``poisson_nll_loss`` and the distance losses; so does jaxloss.)
 
     Example:
         >>> import jax.numpy as jnp
@@ -176,6 +186,7 @@ def l1_loss(
     else:
         _check_weight(weight, input_shape)
     loss = abs_(input - target)
+    dtype = jnp.finfo(dtype).dtype  # complex: the modulus is real (complex64 -> float32)
     if weight is None:
         return reduce(loss, reduction).astype(dtype)
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
