@@ -105,7 +105,8 @@ class Opmath:
 
         def body(**values: Any) -> Any:
             work = opmath_dtype(result_float_dtype(*present(values, self.promote)))
-            dtype = result_float_dtype(*present(values, self.promote if self.result is None else self.result))
+            # a complex input's losses (distances, moduli) are real, as torch returns them
+            dtype = real_dtype(result_float_dtype(*present(values, self.promote if self.result is None else self.result)))
             for name in (*self.promote, *self.cast):
                 value = values[name]
                 if value is None:
@@ -452,6 +453,11 @@ def result_float_dtype(*xs: Any) -> jnp.dtype:
     if not jnp.issubdtype(dt, jnp.floating):
         dt = jnp.result_type(dt, jnp.float32)
     return jnp.dtype(dt)
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The dtype of the modulus of ``dtype``'s numbers: float32 for complex64, a real dtype unchanged."""
+    return jnp.dtype(jnp.finfo(dtype).dtype)
 
 
 # torch's names of dtypes, for messages in its wording ("result type Float can't be cast ...").

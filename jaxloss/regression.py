@@ -37,6 +37,7 @@ from jaxloss._core import (
     clamp_min_straight_through,
     loss_function,
     opmath_dtype,
+    real_dtype,
     reduce,
     result_float_dtype,
     torch_dtype_name,
@@ -186,7 +187,7 @@ def l1_loss(
     else:
         _check_weight(weight, input_shape)
     loss = abs_(input - target)
-    dtype = jnp.finfo(dtype).dtype  # complex: the modulus is real (complex64 -> float32)
+    dtype = real_dtype(dtype)  # complex: the modulus is real (complex64 -> float32)
     if weight is None:
         return reduce(loss, reduction).astype(dtype)
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
