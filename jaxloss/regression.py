@@ -177,6 +177,10 @@ def l1_loss(
         0.8333
         >>> jaxloss.l1_loss(x, y, reduction='none').tolist()
         [0.5, 0.0, 2.0]
+        >>> z = jnp.array([3 + 4j, 1j])  # complex: the modulus, a real result
+        >>> out = jaxloss.l1_loss(z, jnp.zeros(2, jnp.complex64), reduction='sum')
+        >>> float(out), out.dtype
+        (6.0, dtype('float32'))
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
