@@ -39,6 +39,9 @@ torchvision's rules, all reproduced:
 * degenerate boxes (zero or negative width / height) are not rejected: their values are
   torchvision's (e.g. CIoU is NaN for a zero-area box, ``atan(0 / 0)``); non-finite
   coordinates give NaN values and NaN gradients, as in torchvision.
+* CIoU's ``w / h`` differentiates as torch's division, ``-(w / h) / h`` for ``h``: boxes
+  smaller than ~1e-19 in float32 keep torchvision's finite gradient (JAX's quotient rule
+  forms ``h * h``, which underflows to 0).
 
 Documented deviations: none in values or gradients (torchvision is exact wherever it
 computes). Where jaxloss is stricter than torchvision (torchvision computes these silently

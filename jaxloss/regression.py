@@ -272,7 +272,8 @@ def huber_loss(
         input: predictions, any shape ``(*)``, floating.
         target: same shape as ``input`` (another shape warns and broadcasts, as in torch).
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
-        delta: the threshold, ``> 0``. Default 1.0.
+        delta: the threshold, ``> 0``; ``inf`` (every element quadratic) has torch's
+            finite gradient. Default 1.0.
         weight: optional per-element weights, exactly ``input``'s shape. ``'mean'`` is the
             mean of ``w * loss`` over the elements (torch divides by the element count here,
             not by ``sum(w)`` as for l1 / mse).
@@ -460,7 +461,8 @@ def gaussian_nll_loss(
             under ``jit`` a Python float is itself a 0-d array, so jaxloss accepts every 0-d
             ``var`` as a scalar variance (the same value wherever torch accepts it).
         full: add the constant ``0.5 log(2 pi)``. Default ``False``.
-        eps: ``var`` is clamped from below at ``eps``. Default ``1e-6``.
+        eps: ``var`` is clamped from below at ``eps``; a NaN ``eps`` gives NaN (value and
+            gradients), as torch's clamp. Default ``1e-6``.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
 
     Returns:
