@@ -223,11 +223,12 @@ class LossSpec:
                 return fn(**values)
             # An out-of-range traced option: NaN value and gradients (torch would raise). The
             # result alone is not enough: a max / where / relu in the loss can drop its NaN
-            # cotangent on the way back (a margin of -inf zeroes a hinge's gradient), so every
-            # floating array argument is poisoned too, and its gradient is NaN whatever the loss does.
+            # cotangent on the way back (a margin of -inf zeroes a hinge's gradient), so the
+            # gradient of every floating argument is poisoned too, whatever the loss does.
             bad = functools.reduce(jnp.logical_or, invalid)
-            values = {n: _poison_array(v, bad) if n in self._traced_names else v for n, v in values.items()}
-            return jax.tree.map(lambda y: _poison_array(y, bad), fn(**values))
+            values = {n: _poison_floating(v, bad, poison_gradient) if n in self._traced_names else v
+                      for n, v in values.items()}
+            return jax.tree.map(lambda y: _poison_floating(y, bad, poison), fn(**values))
 
         return body
 
@@ -267,11 +268,11 @@ def dtype_of(value: Any) -> np.dtype:
     return np.dtype(dtype) if dtype is not None else np.dtype(jnp.result_type(value))
 
 
-def _poison_array(value: Any, bad: Array) -> Any:
-    """:func:`poison` for a floating array; anything else (Python numbers, integer arrays,
-    ``None``) unchanged."""
+def _poison_floating(value: Any, bad: Array, how: Callable[[Array, Array], Array]) -> Any:
+    """``how(value, bad)`` for a floating (or complex) array; anything else (Python numbers,
+    integer arrays, ``None``) unchanged."""
     if isinstance(value, (jax.Array, np.ndarray)) and jnp.issubdtype(value.dtype, jnp.inexact):
-        return poison(jnp.asarray(value), bad)
+        return how(jnp.asarray(value), bad)
     return value
 
 
@@ -564,6 +565,24 @@ def poison(x: Array, invalid: Array) -> Array:
     """``x``, NaN where ``invalid`` in value *and* in the gradient flowing back through ``x``
     (a product with NaN; a select would pass a finite gradient to the rest of ``x``)."""
     return x * jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
+
+
+@jax.custom_jvp
+def poison_gradient(x: Array, invalid: Array) -> Array:
+    """``x`` itself in value; its gradient (every tangent through it) NaN where ``invalid``.
+
+    Applied to a loss's inputs, it makes their gradients NaN even where the loss's own graph
+    passes none back (a hinge at ``-inf``), without a copy of the inputs in the forward pass
+    (a product with NaN would copy e.g. ``linear_cross_entropy``'s weight matrix).
+    """
+    return x
+
+
+@poison_gradient.defjvp
+def _poison_gradient_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
+    x, invalid = primals
+    factor = jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
+    return x, tangents[0] * factor
 
 
 def first_bad(bad: Array, x: Array) -> Array:
