@@ -105,7 +105,8 @@ class Opmath:
 
         def body(**values: Any) -> Any:
             work = opmath_dtype(result_float_dtype(*present(values, self.promote)))
-            dtype = result_float_dtype(*present(values, self.promote if self.result is None else self.result))
+            # a complex input's losses (distances, moduli) are real, as torch returns them
+            dtype = real_dtype(result_float_dtype(*present(values, self.promote if self.result is None else self.result)))
             for name in (*self.promote, *self.cast):
                 value = values[name]
                 if value is None:
@@ -135,6 +136,7 @@ class LossSpec:
     reduction_message: str
     precheck: Callable[[dict[str, Any]], None] | None
     opmath: Opmath | None = None
+    complex_inputs: bool = False
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate a call's Python-level arguments; return them all by name, ready to trace."""
@@ -194,7 +196,7 @@ class LossSpec:
             if isinstance(value, (list, tuple, str, dict)):
                 raise TypeError(f"{self.name}(): argument '{name}' must be an array, not {_type_name(value)}")
             dtype = dtype_of(value)
-            if dtype.kind == "c":
+            if dtype.kind == "c" and not (kind == "float" and self.complex_inputs):
                 raise TypeError(f"{self.name}(): argument '{name}' must be real, not complex ({dtype})")
             if dtype.kind == "b" and kind != "label":
                 raise TypeError(f"{self.name}(): argument '{name}' must be a number array, not bool")
@@ -217,11 +219,16 @@ class LossSpec:
                     ok = option.valid(value)
                     value_check(ok, option.message, value)
                     invalid.append(~jnp.asarray(ok))
-            out = fn(**values)
-            if invalid:  # an out-of-range traced option: NaN value and gradients (torch would raise)
-                bad = functools.reduce(jnp.logical_or, invalid)
-                out = jax.tree.map(lambda y: poison(y, bad) if jnp.issubdtype(y.dtype, jnp.floating) else y, out)
-            return out
+            if not invalid:
+                return fn(**values)
+            # An out-of-range traced option: NaN value and gradients (torch would raise). The
+            # result alone is not enough: a max / where / relu in the loss can drop its NaN
+            # cotangent on the way back (a margin of -inf zeroes a hinge's gradient), so the
+            # gradient of every floating argument is poisoned too, whatever the loss does.
+            bad = functools.reduce(jnp.logical_or, invalid)
+            values = {n: _poison_floating(v, bad, poison_gradient) if n in self._traced_names else v
+                      for n, v in values.items()}
+            return jax.tree.map(lambda y: _poison_floating(y, bad, poison), fn(**values))
 
         return body
 
@@ -261,6 +268,14 @@ def dtype_of(value: Any) -> np.dtype:
     return np.dtype(dtype) if dtype is not None else np.dtype(jnp.result_type(value))
 
 
+def _poison_floating(value: Any, bad: Array, how: Callable[[Array, Array], Array]) -> Any:
+    """``how(value, bad)`` for a floating (or complex) array; anything else (Python numbers,
+    integer arrays, ``None``) unchanged."""
+    if isinstance(value, (jax.Array, np.ndarray)) and jnp.issubdtype(value.dtype, jnp.inexact):
+        return how(jnp.asarray(value), bad)
+    return value
+
+
 def _type_name(value: Any) -> str:
     return "NoneType" if value is None else type(value).__name__
 
@@ -280,6 +295,8 @@ def _check_number(fname: str, name: str, option: Number, value: Any) -> Any:
         dtype = jnp.result_type(value)
         if jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer):
             return value
+    if isinstance(value, (jax.Array, np.ndarray)):  # a tracer's type name would say nothing useful
+        raise TypeError(f"{fname}(): argument '{name}' must be a scalar, got an array of shape {tuple(value.shape)}")
     raise TypeError(f"{fname}(): argument '{name}' must be float, not {_type_name(value)}")
 
 
@@ -297,6 +314,7 @@ def loss_function(
     reduction_message: str = "{} is not a valid value for reduction",
     precheck: Callable[[dict[str, Any]], None] | None = None,
     opmath: Opmath | None = None,
+    complex_inputs: bool = False,
 ) -> Callable[[F], F]:
     """Register a public loss and jit-compile it: the one place for the rules all losses share.
 
@@ -307,7 +325,9 @@ def loss_function(
     range-checked with torch's message) and the array arguments ``arrays`` (lists, complex and
     bool rejected, see :data:`ArrayKind`), then calls ``precheck`` (if given) with the
     arguments by name for the loss's own checks of Python values. ``opmath`` (see
-    :class:`Opmath`) does the half-precision round trip around the traced body. ``static_argnames`` are the options that select
+    :class:`Opmath`) does the half-precision round trip around the traced body.
+    ``complex_inputs``: the ``"float"`` arrays may be complex (where torch computes them, e.g.
+    ``l1_loss``). ``static_argnames`` are the options that select
     shapes or code paths (``reduction``, ``ignore_index``, ``p``...); ``bools`` are static too.
 
     The un-jitted function stays reachable through :func:`registered` for checked mode.
@@ -327,6 +347,7 @@ def loss_function(
             reduction_message=reduction_message,
             precheck=precheck,
             opmath=opmath,
+            complex_inputs=complex_inputs,
         )
         _REGISTRY[spec.name] = spec
         run = spec.jit()
@@ -435,6 +456,11 @@ def result_float_dtype(*xs: Any) -> jnp.dtype:
     return jnp.dtype(dt)
 
 
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The dtype of the modulus of ``dtype``'s numbers: float32 for complex64, a real dtype unchanged."""
+    return jnp.dtype(jnp.finfo(dtype).dtype)
+
+
 # torch's names of dtypes, for messages in its wording ("result type Float can't be cast ...").
 _TORCH_DTYPE_NAMES = {
     "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
@@ -477,10 +503,17 @@ def _bound_tangent(dbound: Any, x: Array) -> Array:
     return jnp.broadcast_to(jnp.asarray(dbound, dtype=x.dtype), x.shape)
 
 
+def _takes_bound(x: Array, minimum: ArrayLike) -> Array:
+    """Where ``clamp_min(x, minimum)`` is ``minimum``: below it, and everywhere for a NaN
+    ``minimum`` (torch's clamp propagates a NaN bound; ``x < nan`` alone would keep ``x``)."""
+    return (x < minimum) | jnp.isnan(minimum)
+
+
 @jax.custom_jvp
 def clamp_min(x: Array, minimum: ArrayLike) -> Array:
-    """``torch.clamp_min``: ``max(x, minimum)``, NaN stays NaN; gradient 1 where ``x >= minimum`` (ties too)."""
-    return jnp.where(x < minimum, jnp.asarray(minimum, dtype=x.dtype), x)
+    """``torch.clamp_min``: ``max(x, minimum)``, NaN stays NaN (a NaN ``x`` or ``minimum``);
+    gradient 1 where ``x >= minimum`` (ties too)."""
+    return jnp.where(_takes_bound(x, minimum), jnp.asarray(minimum, dtype=x.dtype), x)
 
 
 @clamp_min.defjvp
@@ -492,26 +525,64 @@ def _clamp_min_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> t
 
 @jax.custom_jvp
 def clamp_min_straight_through(x: Array, minimum: ArrayLike) -> Array:
-    """``max(x, minimum)`` in value (NaN stays NaN), the identity in ``x``'s gradient.
+    """``max(x, minimum)`` in value (NaN stays NaN, a NaN ``minimum`` too), the identity in ``x``'s gradient.
 
     torch clamps in place under ``no_grad`` in ``gaussian_nll_loss`` (the variance) and
     ``cosine_similarity`` (the norms), so autograd sees the identity there. A traced
     ``minimum`` gets the gradient where it is the value.
     """
-    return jnp.where(x < minimum, jnp.asarray(minimum, dtype=x.dtype), x)
+    return jnp.where(_takes_bound(x, minimum), jnp.asarray(minimum, dtype=x.dtype), x)
 
 
 @clamp_min_straight_through.defjvp
 def _clamp_min_straight_through_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
     x, minimum = primals
     dx, dmin = tangents
-    return clamp_min_straight_through(x, minimum), dx + jnp.where(x < minimum, _bound_tangent(dmin, x), 0)
+    return clamp_min_straight_through(x, minimum), dx + jnp.where(_takes_bound(x, minimum), _bound_tangent(dmin, x), 0)
+
+
+@jax.custom_jvp
+def divide(x: Array, y: Array) -> Array:
+    """``x / y`` with torch's gradient for ``y``: ``-g * ((x / y) / y)``.
+
+    JAX's quotient rule forms ``y * y``, which underflows to 0 for ``|y|`` below ~1e-19 in
+    float32 and makes the gradient infinite where torch's is finite (e.g. tiny boxes, whose
+    ``w / h`` is moderate).
+    """
+    return x / y
+
+
+@divide.defjvp
+def _divide_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    x, y = primals
+    dx, dy = tangents
+    out = divide(x, y)
+    # The barrier keeps XLA's simplifier from rewriting (x / y) / y back into x / (y * y).
+    return out, divide(dx, y) - divide(jax.lax.optimization_barrier(out), y) * dy
 
 
 def poison(x: Array, invalid: Array) -> Array:
     """``x``, NaN where ``invalid`` in value *and* in the gradient flowing back through ``x``
     (a product with NaN; a select would pass a finite gradient to the rest of ``x``)."""
     return x * jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
+
+
+@jax.custom_jvp
+def poison_gradient(x: Array, invalid: Array) -> Array:
+    """``x`` itself in value; its gradient (every tangent through it) NaN where ``invalid``.
+
+    Applied to a loss's inputs, it makes their gradients NaN even where the loss's own graph
+    passes none back (a hinge at ``-inf``), without a copy of the inputs in the forward pass
+    (a product with NaN would copy e.g. ``linear_cross_entropy``'s weight matrix).
+    """
+    return x
+
+
+@poison_gradient.defjvp
+def _poison_gradient_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
+    x, invalid = primals
+    factor = jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
+    return x, tangents[0] * factor
 
 
 def first_bad(bad: Array, x: Array) -> Array:
@@ -530,11 +601,19 @@ def nan_where(invalid: Array, x: Array) -> Array:
 
 @jax.custom_jvp
 def abs(x: Array) -> Array:
-    """``torch.abs``: gradient ``sign(x)``, i.e. 0 at ``x == 0`` (JAX's ``jnp.abs`` gives 1 there)."""
+    """``torch.abs``: gradient ``sign(x)``, i.e. 0 at ``x == 0`` (JAX's ``jnp.abs`` gives 1 there).
+
+    For complex ``x`` the result is real and the derivative torch's ``sgn(x) = x / |x|`` (0 at
+    0): the tangent is ``Re(conj(sgn(x)) dx)``. (``jax.grad`` of a real function of a complex
+    argument returns the conjugate of what torch's ``.grad`` holds: the same gradient in the
+    two frameworks' conventions.)
+    """
     return jnp.abs(x)
 
 
 @abs.defjvp
 def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
     (x,), (dx,) = primals, tangents
+    if jnp.iscomplexobj(x):
+        return abs(x), jnp.real(jnp.conj(jnp.sign(x)) * dx)
     return abs(x), jnp.sign(x) * dx

@@ -404,8 +404,9 @@ def sigmoid_focal_loss(
         targets: same shape as ``inputs``, floating point: 0 for the negative class, 1 for
             the positive class.
         alpha: weight of the positive class in ``(0, 1)``; a negative value (torchvision's
-            ``-1``) disables the ``alpha_t`` weighting. Static. Default ``0.25``.
-        gamma: exponent of the modulating factor ``(1 - p_t)``. Static. Default ``2``.
+            ``-1``), ``-inf`` or NaN disables the ``alpha_t`` weighting (torchvision's
+            ``if alpha >= 0``). Traced. Default ``0.25``.
+        gamma: exponent of the modulating factor ``(1 - p_t)``. Traced. Default ``2``.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'none'`` (torchvision's).
 
     Returns:
@@ -436,9 +437,13 @@ def sigmoid_focal_loss(
     ce_loss = _bce_logits(x, y)
     p_t = p * y + (1 - p) * (1 - y)
     loss = ce_loss * _pow_scalar(1 - p_t, gamma)
-    # torchvision: a negative alpha turns the weighting off (a select, so alpha may be traced)
-    alpha_t = alpha * y + (1 - alpha) * (1 - y)
-    loss = jnp.where(alpha >= 0, alpha_t * loss, loss)
+    # torchvision: ``if alpha >= 0`` weights, else (negative, -inf, NaN) not: a select, so alpha
+    # may be traced. The unused weighted branch sees a safe alpha, so that a NaN / -inf alpha
+    # does not leak a 0 * NaN into the gradient.
+    weighted = alpha >= 0
+    safe_alpha = jnp.where(weighted, alpha, 0)
+    alpha_t = safe_alpha * y + (1 - safe_alpha) * (1 - y)
+    loss = jnp.where(weighted, alpha_t * loss, loss)
     return reduce(loss, reduction)
 
 

@@ -39,6 +39,9 @@ torchvision's rules, all reproduced:
 * degenerate boxes (zero or negative width / height) are not rejected: their values are
   torchvision's (e.g. CIoU is NaN for a zero-area box, ``atan(0 / 0)``); non-finite
   coordinates give NaN values and NaN gradients, as in torchvision.
+* CIoU's ``w / h`` differentiates as torch's division, ``-(w / h) / h`` for ``h``: boxes
+  smaller than ~1e-19 in float32 keep torchvision's finite gradient (JAX's quotient rule
+  forms ``h * h``, which underflows to 0).
 
 Documented deviations: none in values or gradients (torchvision is exact wherever it
 computes). Where jaxloss is stricter than torchvision (torchvision computes these silently
@@ -65,7 +68,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Reduction, loss_function, reduce, shape_str
+from jaxloss._core import Array, Reduction, divide, loss_function, reduce, shape_str
 
 __all__ = ["complete_box_iou_loss", "distance_box_iou_loss", "generalized_box_iou_loss"]
 
@@ -298,6 +301,7 @@ def complete_box_iou_loss(
     x1g, y1g, x2g, y2g = jnp.moveaxis(b2, -1, 0)
     w_pred, h_pred = x2 - x1, y2 - y1
     w_gt, h_gt = x2g - x1g, y2g - y1g
-    v = (4 / (math.pi**2)) * (jnp.arctan(w_gt / h_gt) - jnp.arctan(w_pred / h_pred)) ** 2
+    # torch's division backward ((w / h) / h): finite for boxes smaller than ~1e-19 in float32
+    v = (4 / (math.pi**2)) * (jnp.arctan(divide(w_gt, h_gt)) - jnp.arctan(divide(w_pred, h_pred))) ** 2
     alpha = jax.lax.stop_gradient(v / (1 - iou + v + eps))
     return _reduce(diou_loss + alpha * v, reduction)

@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxloss._core import abs as abs_
 from jaxloss._core import (
     Array,
     Number,
@@ -36,6 +37,7 @@ from jaxloss._core import (
     clamp_min_straight_through,
     loss_function,
     opmath_dtype,
+    real_dtype,
     result_float_dtype,
     torch_dtype_name,
 )
@@ -116,8 +118,12 @@ def norm(x: Array, p: float, axis: int, keepdims: bool = False) -> Array:
     """``torch.norm(x, p, dim=axis, keepdim=keepdims)`` with torch's gradient.
 
     ``p`` is any real number or ``±inf`` (``0`` counts non-zeros). A 0-d ``x`` is
-    treated as a vector of one element and gives a 0-d result, as in torch.
+    treated as a vector of one element and gives a 0-d result, as in torch. A complex ``x``
+    has the norm of its moduli, and torch's gradient ``g(|x|) sgn(x)`` by the chain rule
+    through :func:`jaxloss._core.abs`.
     """
+    if jnp.iscomplexobj(x):
+        x = abs_(x)
     if x.ndim == 0:
         return _norm(x[None], float(p), 0, False)
     return _norm(x, float(p), axis, keepdims)
@@ -138,9 +144,9 @@ def _pairwise_distance(
     dtype = result_float_dtype(x1, x2)
     shape = broadcast_shapes(x1.shape, x2.shape)
     work = opmath_dtype(dtype)
-    diff = x1.astype(work) - x2.astype(work) + eps
+    diff = x1.astype(work) - x2.astype(work) + eps  # complex: eps is added to the real part, as in torch
     diff = jnp.broadcast_to(diff, shape)
-    return norm(diff, p, len(shape) - 1, keepdim).astype(dtype)
+    return norm(diff, p, len(shape) - 1, keepdim).astype(real_dtype(dtype))
 
 
 @loss_function(
@@ -151,6 +157,7 @@ def _pairwise_distance(
     integer_inputs=True,
     reductions=None,
     precheck=_check_p,
+    complex_inputs=True,
 )
 def pairwise_distance(
     x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
@@ -171,7 +178,9 @@ def pairwise_distance(
     Returns:
         Shape ``(N,)`` (``(N, 1)`` with ``keepdim``), ``()`` for 1-D or 0-d inputs;
         the promoted floating dtype of ``x1``, ``x2`` (integer inputs give float32,
-        float16 / bfloat16 are computed in float32 and returned in their dtype).
+        float16 / bfloat16 are computed in float32 and returned in their dtype). Complex
+        inputs give the real dtype (complex64: float32), as in torch; ``jax.grad`` returns
+        the conjugate of torch's ``.grad`` (JAX's convention for complex arguments).
 
     Gradient as torch's ``norm_backward``: 0 where the norm is 0 (p = 2),
     ``sign(d)`` for p = 1, shared equally between tied maxima for p = inf.
@@ -210,7 +219,8 @@ def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) ->
 
 @loss_function(
     static_argnames=("dim",),
-    numbers={"eps": Number()},
+    # torch's TORCH_CHECK(eps >= 0) (a NaN fails it too), its C++ number format
+    numbers={"eps": Number(lambda v: v >= 0, "eps must be non-negative, got: {:g}")},
     arrays={"x1": "float", "x2": "float"},
     integer_inputs=True,
     reductions=None,
@@ -231,7 +241,9 @@ def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> 
         x1: any shape broadcastable with ``x2``.
         x2: broadcastable with ``x1``.
         dim: the dimension of the vectors (of the broadcast shape). Default 1.
-        eps: lower bound of each norm. Default 1e-8.
+        eps: lower bound of each norm, ``>= 0`` (torch's ``eps must be non-negative, got: -1``
+            for a Python number; a traced negative or NaN ``eps`` makes the value and gradient
+            NaN, and :mod:`jaxloss.checked` raises torch's message). Default 1e-8.
 
     Returns:
         The broadcast shape without ``dim``; the promoted dtype of ``x1``, ``x2``

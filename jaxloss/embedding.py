@@ -139,6 +139,7 @@ def _triplet(
     integer_inputs=True,
     precheck=_check_p,
     opmath=_TRIPLET_OPMATH,
+    complex_inputs=True,  # torch's distances of complex vectors are real
 )
 def triplet_margin_loss(
     anchor: Array,
@@ -168,7 +169,8 @@ def triplet_margin_loss(
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
 
     Returns:
-        A scalar, or ``(N,)`` for ``reduction='none'``; the promoted floating dtype.
+        A scalar, or ``(N,)`` for ``reduction='none'``; the promoted floating dtype (complex
+        inputs, which torch accepts, give its real dtype: the distances are real).
 
     Example:
         >>> import jax.numpy as jnp
@@ -192,6 +194,7 @@ def triplet_margin_loss(
     arrays=_TRIPLET_ARRAYS,
     integer_inputs=True,
     opmath=_TRIPLET_OPMATH,
+    complex_inputs=True,
 )
 def triplet_margin_with_distance_loss(
     anchor: Array,

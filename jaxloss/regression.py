@@ -37,6 +37,7 @@ from jaxloss._core import (
     clamp_min_straight_through,
     loss_function,
     opmath_dtype,
+    real_dtype,
     reduce,
     result_float_dtype,
     torch_dtype_name,
@@ -108,13 +109,15 @@ def _huber(d: Array, delta: float) -> Array:
     """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)``.
 
     Gradient: ``d`` inside, ``+-delta`` from ``|d| == delta`` on (torch's branch choice);
-    second derivative 1 inside (also at ``d == 0``), 0 outside. The quadratic branch only
-    sees ``d`` where it is selected, so ``inf`` inputs give no ``0 * inf`` NaN gradient.
+    second derivative 1 inside (also at ``d == 0``), 0 outside. Each branch only sees its
+    own elements (the other gets 0), so neither an ``inf`` input in the quadratic branch nor
+    ``delta = inf`` in the linear one gives a ``0 * inf`` NaN gradient.
     """
     z = abs_(d)
     quad = z < delta
     dq = jnp.where(quad, d, 0)
-    return jnp.where(quad, 0.5 * dq * dq, delta * (z - 0.5 * delta))
+    zl, deltal = jnp.where(quad, 0, z), jnp.where(quad, 0, delta)
+    return jnp.where(quad, 0.5 * dq * dq, deltal * (zl - 0.5 * deltal))
 
 
 def _smooth_l1(d: Array, beta: ArrayLike) -> Array:
@@ -132,7 +135,10 @@ def _smooth_l1(d: Array, beta: ArrayLike) -> Array:
 
 # --------------------------------------------------------------------------- L1 / MSE
 @loss_function(
-    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None
+    static_argnames=("reduction",),
+    arrays={"input": "float", "target": "float", "weight": "real"},
+    reductions=None,
+    complex_inputs=True,
 )
 def l1_loss(
     input: Array,
@@ -152,9 +158,16 @@ def l1_loss(
             ``'mean'`` the result is ``sum(w * |x - y|) / sum(w)`` (torch's rule).
 
     Returns:
-        A scalar, or shape ``(*)`` for ``reduction='none'``; dtype of ``input``/``target`` promoted.
+        A scalar, or shape ``(*)`` for ``reduction='none'``; dtype of ``input``/``target`` promoted
+        (its real dtype for complex inputs: ``complex64`` gives ``float32``, as in torch).
 
     The gradient at ``x == y`` is 0 (``sign(0)``), as in torch.
+
+    Complex ``input`` / ``target`` are accepted, as torch does: the loss is ``|x - y|`` (the
+    modulus) and the gradient torch's ``sgn(x - y) = (x - y) / |x - y|``, 0 where ``x == y``.
+    ``jax.grad`` returns it in JAX's convention, the complex conjugate of torch's ``.grad``:
+    ``conj(jax.grad(f)(z)) == torch_grad``. (torch rejects complex for every other loss
+    except ``poisson_nll_loss`` and the distance losses; so does jaxloss.)
 
     Example:
         >>> import jax.numpy as jnp
@@ -164,6 +177,10 @@ def l1_loss(
         0.8333
         >>> jaxloss.l1_loss(x, y, reduction='none').tolist()
         [0.5, 0.0, 2.0]
+        >>> z = jnp.array([3 + 4j, 1j])  # complex: the modulus, a real result
+        >>> out = jaxloss.l1_loss(z, jnp.zeros(2, jnp.complex64), reduction='sum')
+        >>> float(out), out.dtype
+        (6.0, dtype('float32'))
     """
     input_shape = input.shape
     dtype = result_float_dtype(input, target)
@@ -174,6 +191,7 @@ def l1_loss(
     else:
         _check_weight(weight, input_shape)
     loss = abs_(input - target)
+    dtype = real_dtype(dtype)  # complex: the modulus is real (complex64 -> float32)
     if weight is None:
         return reduce(loss, reduction).astype(dtype)
     return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
@@ -254,7 +272,8 @@ def huber_loss(
         input: predictions, any shape ``(*)``, floating.
         target: same shape as ``input`` (another shape warns and broadcasts, as in torch).
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
-        delta: the threshold, ``> 0``. Default 1.0.
+        delta: the threshold, ``> 0``; ``inf`` (every element quadratic) has torch's
+            finite gradient. Default 1.0.
         weight: optional per-element weights, exactly ``input``'s shape. ``'mean'`` is the
             mean of ``w * loss`` over the elements (torch divides by the element count here,
             not by ``sum(w)`` as for l1 / mse).
@@ -442,7 +461,8 @@ def gaussian_nll_loss(
             under ``jit`` a Python float is itself a 0-d array, so jaxloss accepts every 0-d
             ``var`` as a scalar variance (the same value wherever torch accepts it).
         full: add the constant ``0.5 log(2 pi)``. Default ``False``.
-        eps: ``var`` is clamped from below at ``eps``. Default ``1e-6``.
+        eps: ``var`` is clamped from below at ``eps``; a NaN ``eps`` gives NaN (value and
+            gradients), as torch's clamp. Default ``1e-6``.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. Default ``'mean'``.
 
     Returns:

@@ -415,6 +415,22 @@ def test_sigmoid_focal_loss_matches_torchvision_formula(dtype, reduction, alpha,
           {"alpha": alpha, "gamma": gamma, "reduction": reduction}, grad=["inputs", "targets"], dtype=dtype)
 
 
+@pytest.mark.parametrize("alpha", [float("nan"), -float("inf")])
+@pytest.mark.parametrize("traced", [False, True])
+def test_sigmoid_focal_loss_nan_or_minus_inf_alpha_turns_the_weighting_off(alpha, traced):
+    # torchvision's ``if alpha >= 0`` is False for both: the unweighted loss, finite gradients
+    arrays = _focal_data(np.random.default_rng(11), soft=True)
+    kwargs = {"alpha": jnp.float64(alpha) if traced else alpha, "reduction": "sum"}
+
+    def jax_fn(inputs, targets, **kw):
+        return jaxloss.sigmoid_focal_loss(inputs, targets, **{**kw, **kwargs})
+
+    def torch_fn(inputs, targets, **kw):
+        return sigmoid_focal_reference(inputs, targets, alpha=alpha, reduction="sum")
+
+    check(jax_fn, torch_fn, arrays, {}, grad=["inputs", "targets"], dtype="float64")
+
+
 def test_sigmoid_focal_loss_defaults():
     arrays = _focal_data(np.random.default_rng(8))
     out = check(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays, {}, grad=["inputs"], dtype="float64")

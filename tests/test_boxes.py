@@ -273,6 +273,16 @@ def test_degenerate_boxes_match_torchvision(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_tiny_float32_boxes_have_torchvisions_finite_gradient(name):
+    # Sides of ~1e-21: h * h underflows in float32. torch's division backward computes
+    # (w / h) / h, finite; JAX's quotient rule w / (h * h) gave inf for CIoU's atan(w / h).
+    rng = np.random.default_rng(12)
+    arrays = {"boxes1": _boxes(rng, 5, scale=1e-21), "boxes2": _boxes(rng, 5, scale=1e-21)}
+    jf, tf = _fns(name)
+    check(jf, tf, arrays, {"reduction": "sum"}, grad=POS, dtype="float32", positional=POS)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_non_finite_boxes_give_nan_value_and_gradient(name):
     fn = getattr(jaxloss, name)
     b2 = jnp.array([[0.0, 0.0, 2.0, 2.0]] * 4)

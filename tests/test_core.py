@@ -11,7 +11,7 @@ import jaxloss
 from jaxloss import _core
 
 
-@pytest.mark.parametrize("bound", [0, 0.0, 1.5])
+@pytest.mark.parametrize("bound", [0, 0.0, 1.5, np.nan])
 def test_clamp_matches_torch_value_and_gradient_at_ties_and_nan(bound):
     x = np.array([-2.0, 0.0, 1.5, 3.0, np.nan])
     jfn, tfn = _core.clamp_min, torch.clamp_min
@@ -240,3 +240,54 @@ def test_half_precision_round_trip_computes_in_float32_and_rounds_value_and_grad
     np.testing.assert_array_equal(
         np.asarray(grad.astype(jnp.float32)), np.asarray(grad32.astype(half).astype(jnp.float32))
     )
+
+
+# A traced option out of range, for every loss that range-checks one; each call takes the
+# floating arrays it differentiates and the option. The hinge losses are the hard case: a
+# margin of -inf or NaN makes the hinge's argument -inf / NaN, its max passes no gradient, and
+# a poison on the result alone was dropped on the way back (NaN value, zero gradient).
+_X = jnp.asarray(np.random.default_rng(5).normal(size=(3, 4)), jnp.float32)
+_LABELS = jnp.array([0, 2, 1])
+_TRACED_OUT_OF_RANGE = [
+    ("triplet_margin_loss", lambda a, p, n, m: jaxloss.triplet_margin_loss(a, p, n, margin=m), 3, (-np.inf, np.nan)),
+    ("triplet_margin_with_distance_loss",
+     lambda a, p, n, m: jaxloss.triplet_margin_with_distance_loss(a, p, n, margin=m), 3, (-np.inf, np.nan, -1.0)),
+    ("huber_loss", lambda x, y, d: jaxloss.huber_loss(x, y, delta=d), 2, (-np.inf, np.nan)),
+    ("smooth_l1_loss", lambda x, y, b: jaxloss.smooth_l1_loss(x, y, beta=b), 2, (-np.inf, np.nan)),
+    ("cross_entropy", lambda x, s: jaxloss.cross_entropy(x, _LABELS, label_smoothing=s), 1, (np.nan, 2.0)),
+    ("focal_loss", lambda x, g: jaxloss.focal_loss(x, _LABELS, gamma=g), 1, (np.nan, -1.0)),
+    # label_smoothing carries no gradient in linear_cross_entropy (its custom VJP): not checked
+    ("linear_cross_entropy",
+     lambda x, w, s: jaxloss.linear_cross_entropy(x, w, _LABELS, label_smoothing=s), 2, (np.nan, 1.5)),
+]
+_OPTION_WITHOUT_GRADIENT = {"linear_cross_entropy"}
+
+
+@pytest.mark.parametrize(("name", "call", "n_arrays", "bad_values"), _TRACED_OUT_OF_RANGE, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_traced_option_out_of_range_makes_every_gradient_nan_under_jit(name, call, n_arrays, bad_values):
+    arrays = [_X * (i + 1) for i in range(n_arrays)]
+    n_grads = n_arrays + (name not in _OPTION_WITHOUT_GRADIENT)
+    value_and_grads = jax.jit(jax.value_and_grad(call, argnums=tuple(range(n_grads))))
+    for bad in bad_values:
+        value, grads = value_and_grads(*arrays, jnp.float32(bad))
+        assert np.isnan(float(value)), (name, bad)
+        for i, g in enumerate(grads):
+            assert np.isnan(np.asarray(g)).all(), (name, bad, i)
+    value, grads = value_and_grads(*arrays, jnp.float32(0.5))  # a valid value: finite everywhere
+    assert np.isfinite(float(value)) and all(np.isfinite(np.asarray(g)).all() for g in grads)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda v: jaxloss.triplet_margin_loss(_X, _X, _X, margin=v), "margin"),
+        (lambda v: jaxloss.huber_loss(_X, _X, delta=v), "delta"),
+        (lambda v: jaxloss.cross_entropy(_X, _LABELS, label_smoothing=v), "label_smoothing"),
+    ],
+)
+def test_a_vector_for_a_scalar_option_names_its_shape_also_under_jit(call, name):
+    message = f"argument '{name}' must be a scalar, got an array of shape \\(3,\\)"
+    with pytest.raises(TypeError, match=message):
+        call(jnp.ones(3))
+    with pytest.raises(TypeError, match=message):
+        jax.jit(call)(jnp.ones(3))

@@ -210,6 +210,68 @@ def test_cosine_similarity_errors():
         )
 
 
+def _complex_vs_torch(jax_fn, torch_fn, arrays, dtype, real):
+    """Value (torch's real dtype) and the gradient of every array: jax.grad is the conjugate
+    of torch's .grad (JAX's convention for complex arguments)."""
+    t_args = [torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in arrays]
+    t_out = torch_fn(*t_args)
+    t_grads = torch.autograd.grad(t_out.sum(), t_args, allow_unused=True)
+    j_args = [jnp.asarray(a, dtype) for a in arrays]
+    out = jax_fn(*j_args)
+    assert out.dtype == jnp.dtype(real) and str(t_out.dtype) == f"torch.{real}"
+    assert_close(out, t_out.detach(), real, "value")
+    j_grads = jax.grad(lambda *a: jnp.sum(jax_fn(*a)), argnums=tuple(range(len(arrays))))(*j_args)
+    for i, (g, t_g) in enumerate(zip(j_grads, t_grads)):
+        t_g = torch.zeros_like(t_args[i]) if t_g is None else t_g
+        g = np.conj(np.asarray(g))
+        assert_close(g.real, t_g.real.numpy(), real, f"grad {i} (real part)")
+        assert_close(g.imag, t_g.imag.numpy(), real, f"grad {i} (imaginary part)")
+
+
+def _complex_rows(rng, n=N, d=D):
+    x = rng.normal(size=(n, d)) + 1j * rng.normal(size=(n, d))
+    x[0, :2] = 0  # zero entries: sgn(0) = 0
+    return x
+
+
+@pytest.mark.parametrize("dtype,real", [("complex64", "float32"), ("complex128", "float64")])
+@pytest.mark.parametrize("p", [2.0, 1.0, INF, 0.5, 3.0, 0.0])
+def test_pairwise_distance_complex(dtype, real, p):
+    # torch: the p-norm of the moduli of x1 - x2 + eps (eps on the real part), a real result
+    rng = np.random.default_rng(21)
+    x1, x2 = _complex_rows(rng), _complex_rows(rng)
+    x2[1] = x1[1]  # a zero difference (only eps remains)
+    _complex_vs_torch(lambda a, b: jaxloss.pairwise_distance(a, b, p=p),
+                      lambda a, b: F.pairwise_distance(a, b, p=p), [x1, x2], dtype, real)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_losses_complex(swap):
+    rng = np.random.default_rng(22)
+    arrays = [_complex_rows(rng) for _ in range(3)]
+    _complex_vs_torch(lambda a, p, n: jaxloss.triplet_margin_loss(a, p, n, margin=2.0, swap=swap),
+                      lambda a, p, n: F.triplet_margin_loss(a, p, n, margin=2.0, swap=swap), arrays,
+                      "complex128", "float64")
+    _complex_vs_torch(lambda a, p, n: jaxloss.triplet_margin_with_distance_loss(a, p, n, margin=2.0, swap=swap),
+                      lambda a, p, n: F.triplet_margin_with_distance_loss(a, p, n, margin=2.0, swap=swap), arrays,
+                      "complex64", "float32")
+
+
+@pytest.mark.parametrize("eps", [-1.0, -0.5, -1e-10, float("nan")])
+def test_cosine_similarity_negative_eps_raises_torchs_error_or_poisons_when_traced(eps):
+    a, b = jnp.ones((2, 3)), jnp.arange(6.0).reshape(2, 3)
+    assert_same_error(
+        lambda: jaxloss.cosine_similarity(a, b, eps=eps),
+        lambda: F.cosine_similarity(torch.ones(2, 3), torch.ones(2, 3), eps=eps),
+    )
+    # traced: jit cannot raise, so the value and every gradient are NaN; checked mode raises
+    value, grads = jax.jit(jax.value_and_grad(
+        lambda a, b, e: jaxloss.cosine_similarity(a, b, eps=e).sum(), argnums=(0, 1)))(a, b, eps)
+    assert np.isnan(float(value)) and all(np.isnan(np.asarray(g)).all() for g in grads)
+    with pytest.raises(ValueError, match="eps must be non-negative, got: "):
+        checked.cosine_similarity(a, b, eps=jnp.float32(eps))
+
+
 # --------------------------------------------------------------------------- cosine_embedding_loss
 def _cos_embedding_arrays(rng: np.random.Generator, target: str) -> dict[str, np.ndarray]:
     x1, x2 = _cos_pairs(rng)

@@ -182,7 +182,7 @@ def test_gaussian_nll_loss(dtype, reduction, var_kind, full):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("eps", [1e-6, 1e-2, 0.5])
+@pytest.mark.parametrize("eps", [1e-6, 1e-2, 0.5, math.nan])
 def test_gaussian_nll_loss_eps(dtype, eps):
     rng = _rng("gauss-eps", eps)
     x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
@@ -190,6 +190,17 @@ def test_gaussian_nll_loss_eps(dtype, eps):
     var[0, :4] = [0.0, eps, eps / 2, 2 * eps]
     check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
           {"eps": eps, "reduction": "none"}, grad=["input", "target", "var"], dtype=dtype)
+
+
+def test_gaussian_nll_loss_nan_eps_is_nan_traced_and_checked_too():
+    # torch clamps var at a NaN eps to NaN (no error): value and gradients NaN, in every mode.
+    x, y, var = _j(_X), _j(_X) + 0.5, _j(np.abs(_X) + 0.1)
+    assert np.isnan(float(F.gaussian_nll_loss(_t(_X), _t(_X), _t(np.abs(_X) + 0.1), eps=math.nan)))
+    assert np.isnan(float(checked.gaussian_nll_loss(x, y, var, eps=math.nan)))
+    value, grads = jax.jit(jax.value_and_grad(
+        lambda x, var, eps: jaxloss.gaussian_nll_loss(x, y, var, eps=eps), argnums=(0, 1)))(x, var, jnp.nan)
+    assert np.isnan(float(value))
+    assert all(np.isnan(np.asarray(g)).all() for g in grads)
 
 
 @pytest.mark.parametrize("input_shape,var_shape", [
@@ -284,6 +295,55 @@ def test_infinite_input(name, kw):
     y = np.array([0.0, 0.0, np.inf, 0.1])
     check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": "sum", **kw},
           grad=["input", "target"], dtype="float32")
+
+
+@pytest.mark.parametrize("dtype,real", [("complex64", "float32"), ("complex128", "float64")])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_l1_loss_complex(dtype, real, reduction, weighted):
+    # torch computes |x - y| for complex inputs (a real result) with the gradient sgn(x - y);
+    # jax.grad gives the conjugate of torch's .grad (JAX's convention for complex inputs).
+    rng = _rng("l1-complex", dtype, reduction, weighted)
+    x, y = (rng.normal(size=SHAPE) + 1j * rng.normal(size=SHAPE) for _ in range(2))
+    y[0, :2] = x[0, :2]  # x == y: gradient 0, as sgn(0)
+    w = rng.uniform(0.5, 2.0, size=SHAPE) if weighted else None
+    tx, ty = (torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in (x, y))
+    tw = None if w is None else torch.tensor(w, dtype=getattr(torch, real))
+    t_out = F.l1_loss(tx, ty, reduction=reduction, weight=tw)
+    t_gx, t_gy = torch.autograd.grad(t_out.sum(), [tx, ty])
+    jw = None if w is None else jnp.asarray(w, real)
+
+    def loss(a, b):
+        return jaxloss.l1_loss(a, b, reduction=reduction, weight=jw)
+
+    jx, jy = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    out = loss(jx, jy)
+    assert out.dtype == jnp.dtype(real) and str(t_out.dtype) == f"torch.{real}"
+    assert_close(out, t_out.detach(), real, "value")
+    gx, gy = jax.grad(lambda a, b: jnp.sum(loss(a, b)), argnums=(0, 1))(jx, jy)
+    for g, t_g, what in ((gx, t_gx, "input"), (gy, t_gy, "target")):
+        g = np.conj(np.asarray(g))
+        assert_close(g.real, t_g.real.numpy(), real, f"grad wrt {what} (real part)")
+        assert_close(g.imag, t_g.imag.numpy(), real, f"grad wrt {what} (imaginary part)")
+    np.testing.assert_array_equal(np.asarray(gx)[0, :2], 0)
+
+
+def test_l1_loss_complex_and_real_promote_like_torch():
+    x, y = np.array([1.0, 2.0, -1.0]), np.array([1j, 2.0, 1 - 1j])
+    out = jaxloss.l1_loss(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.complex64))
+    t_out = F.l1_loss(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.complex64))
+    assert out.dtype == jnp.float32
+    assert_close(out, t_out, "float32", "value")
+
+
+@pytest.mark.parametrize("name,kw", [("huber_loss", {"delta": math.inf}), ("smooth_l1_loss", {"beta": math.inf})])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_infinite_threshold(name, kw, dtype):
+    # An infinite delta / beta: every element is quadratic; the unused linear branch
+    # (delta * (|d| - delta / 2) = inf * -inf) must not leak a 0 * inf NaN into the gradient.
+    x, y = _kink_pair(_rng("inf-threshold", name), 1.0)
+    check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": "mean", **kw},
+          grad=["input", "target"], dtype=dtype)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")

@@ -350,6 +350,9 @@ _TV_FN, _TV_EXPR = references.torch_sigmoid_focal_loss()
         {"reduction": "sum"},
         {"alpha": 0.5},
         {"alpha": -1.0, "reduction": "mean"},
+        # torchvision's ``if alpha >= 0`` is False: no weighting, finite gradients
+        {"alpha": float("nan"), "reduction": "sum"},
+        {"alpha": -float("inf")},
         {"gamma": 0.0},
         {"gamma": 1.0, "alpha": 0.75, "reduction": "sum"},
         {"gamma": 1.5, "reduction": "mean"},

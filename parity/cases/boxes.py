@@ -51,6 +51,8 @@ GRID: list[dict[str, Any]] = [
     {"values": "lattice", "dtypes": ALL_DTYPES},
     {"values": "degenerate", "dtypes": ("float64", "float32")},
     {"values": "large", "dtypes": ("float64", "float32", "bfloat16")},
+    # sides of ~1e-21: h * h underflows in float32 (CIoU's atan(w / h) gradient, torch's (w / h) / h)
+    {"values": "tiny", "reduction": "sum", "dtypes": ("float64", "float32")},
     {"values": "integer", "dtypes": _INTEGER_DTYPES},
     {"values": "integer", "reduction": "mean", "dtypes": ("float32",)},
     {"eps": 1e-3, "reduction": "sum"},
@@ -92,8 +94,8 @@ def _box_pair(s: dict[str, Any], salt: str) -> tuple[np.ndarray, np.ndarray]:
 
         b1, b2 = lattice(s1), lattice(s2)
         return (b1 if v == "integer" else b1.astype(np.float64)), b2.astype(np.float64)
-    b1 = _random_boxes(rng, s1, 1e3 if v == "large" else 1.0)
-    b2 = _random_boxes(rng, s2, 1e3 if v == "large" else 1.0)
+    scale = {"large": 1e3, "tiny": 1e-21}.get(v, 1.0)
+    b1, b2 = _random_boxes(rng, s1, scale), _random_boxes(rng, s2, scale)
     if v == "overlapping":  # boxes2 a jittered copy of boxes1
         b2 = np.broadcast_to(b1, s1)[(0,) * (len(s1) - len(s2))] + rng.normal(size=s2) * 0.3
     elif v == "identical":

@@ -120,6 +120,9 @@ def mse_loss(s: dict[str, Any]) -> Case:
             {"delta": 0.25, "values": "kink", "reduction": "sum", "dtypes": ALL_DTYPES},
             {"delta": 0.5, "traced": True, "dtypes": ALL_DTYPES},
             {"delta": 2.0, "traced": True, "values": "kink", "reduction": "none"},
+            # every element quadratic: the unused linear branch must not leak inf * 0 into the gradient
+            {"delta": float("inf"), "dtypes": ("float64", "float32")},
+            {"delta": float("inf"), "traced": True, "reduction": "sum"},
         ]
     ),
     {**_SPACE, "delta": [1.0, 0.5, 2.0, 0.25], "traced": [False, True]},
