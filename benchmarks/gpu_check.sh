@@ -8,6 +8,13 @@
 # benchmarks/gpu_versions_check.sh runs it in --cpu mode on the GPU machine's package versions.
 set -u
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Installed, parity/ and train/ are the packages jaxloss.parity and jaxloss.train (pyproject.toml
+# package-dir). Without an install, lay out that package tree with links, outside the checkout.
+site="$(mktemp -d)"
+mkdir "$site/jaxloss"
+ln -s "$PWD"/jaxloss/* "$site/jaxloss/"
+ln -s "$PWD/parity" "$site/jaxloss/parity"
+ln -s "$PWD/train" "$site/jaxloss/train"
+export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PYTHON="${PYTHON:-python}"
 exec "$PYTHON" -m benchmarks.gpu --out gpu-results "$@"

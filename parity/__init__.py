@@ -34,6 +34,12 @@ Importing this package turns on ``jax_enable_x64``.
 
 from typing import Any
 
+if __name__.split(".")[0] != "jaxloss":  # imported from a checkout as a top-level package
+    raise ImportError(
+        f"this package is installed as 'jaxloss.{__name__}' (the top-level name '{__name__}' collides with "
+        f"users' own {__name__}.py): use 'from jaxloss import {__name__}' and 'python -m jaxloss.{__name__}'"
+    )
+
 from parity.compare import CompareRequest, Comparison, Result, assert_close, compare, compare_many
 from parity.precisions import precision
 from parity.tolerances import TOLERANCES, Tolerance, tolerance_for, ulp, ulp_error

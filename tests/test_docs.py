@@ -32,16 +32,17 @@ import jax
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("jaxloss", "parity", "train")
+# source folder -> installed import name (pyproject.toml package-dir)
+PACKAGES = {"jaxloss": "jaxloss", "parity": "jaxloss.parity", "train": "jaxloss.train"}
 DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 def _module_names() -> list[str]:
     """Every module of the three packages, from the source tree (nothing imported)."""
     names = []
-    for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    for folder, name in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = [name, *path.relative_to(ROOT / folder).with_suffix("").parts]
             if parts[-1] == "__init__":
                 parts.pop()
             names.append(".".join(parts))
@@ -49,7 +50,10 @@ def _module_names() -> list[str]:
 
 
 def _source(module_name: str) -> Path:
-    path = ROOT / Path(*module_name.split("."))
+    parts = module_name.split(".")
+    if parts[:2] in (["jaxloss", "parity"], ["jaxloss", "train"]):
+        parts = parts[1:]  # jaxloss.parity.x lives in parity/x.py
+    path = ROOT / Path(*parts)
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
@@ -67,7 +71,7 @@ def test_docstring_examples_run(module_name: str, tmp_path: Path, monkeypatch: p
     runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
     report = io.StringIO()
     x64 = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", module_name.split(".")[0] == "parity")
+    jax.config.update("jax_enable_x64", module_name.startswith("jaxloss.parity"))
     try:
         for test in tests:
             runner.run(test, out=report.write)

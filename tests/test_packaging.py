@@ -30,7 +30,7 @@ def test_jaxloss_imports_and_runs_without_torch_or_flax():
 
 
 def test_py_typed_markers_ship():
-    for pkg in ("jaxloss", "parity", "train"):
+    for pkg in ("jaxloss", "parity", "train"):  # folders; installed as jaxloss, jaxloss.parity, jaxloss.train
         assert (ROOT / pkg / "py.typed").exists()
 
 

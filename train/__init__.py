@@ -27,6 +27,12 @@ from __future__ import annotations
 
 from typing import Any
 
+if __name__.split(".")[0] != "jaxloss":  # imported from a checkout as a top-level package
+    raise ImportError(
+        f"this package is installed as 'jaxloss.{__name__}' (the top-level name '{__name__}' collides with "
+        f"users' own {__name__}.py): use 'from jaxloss import {__name__}' and 'python -m jaxloss.{__name__}'"
+    )
+
 __all__ = ["TrainConfig", "TrainResult", "build_model", "load_dataset", "train"]
 
 _LAZY = {

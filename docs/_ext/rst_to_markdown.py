@@ -17,7 +17,7 @@ import griffe
 # :func:`x`, :class:`~a.b.C`, :mod:`parity.compare`, ... (reST roles that name Python objects).
 _ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|data|attr|exc|obj|const):`(~?)([^`<>]+?)`")
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
-_OWN_PACKAGES = ("jaxloss", "parity", "train")
+_OWN_PACKAGES = ("jaxloss",)  # jaxloss, jaxloss.parity, jaxloss.train
 _ARGS_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Other Parameters):\s*$")
 _GROUPED_ITEM = re.compile(r"^(\s+)(\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)+):\s*(.*)$")
 _DUNDER = re.compile(r"(?<![`\w./>])(__\w+__)(?![`\w])")  # bare __call__ would render as bold "call"
