@@ -14,12 +14,12 @@ reported as TIMEOUT; what it wrote stays). ``env`` always runs first: the summar
 env                versions, devices, ``parity.precisions.settings()`` under ``ieee``, the
                    XLA determinism flag this jaxlib accepts, a float32 matmul's error from
                    float64 in ``ieee`` and ``tf32`` on both frameworks
-parity_float32     ``python -m parity --precision ieee --dtype float32`` on the GPU (value,
+parity_float32     ``python -m jaxloss.parity --precision ieee --dtype float32`` on the GPU (value,
 parity_float64     gradient, second order), and float64
-fuzz               a short ``python -m parity --fuzz`` in ieee
-models             ``python -m parity.models --model seed-cnn|resnet18 --precision ieee``
-twin               ``python -m parity.twin``: SeedCNN 50 steps, ResNet-18 10 steps, ieee
-train_step         :mod:`benchmarks.train_step`: ``python -m train``'s step against torch
+fuzz               a short ``python -m jaxloss.parity --fuzz`` in ieee
+models             ``python -m jaxloss.parity.models --model seed-cnn|resnet18 --precision ieee``
+twin               ``python -m jaxloss.parity.twin``: SeedCNN 50 steps, ResNet-18 10 steps, ieee
+train_step         :mod:`benchmarks.train_step`: ``python -m jaxloss.train``'s step against torch
                    eager and ``torch.compile``, every registry model, batch 128 and 512,
                    and one epoch on device-held data
 losses             :mod:`benchmarks.bandwidth` then every large loss of
@@ -42,7 +42,7 @@ comparison failed, or any row is an error), ERROR (the section crashed), TIMEOUT
 (only: torchvision absent; the env section found no device; the run's budget spent),
 INTERRUPTED (Ctrl-C or SIGTERM: the section and every process it started are killed).
 
-Exit status (:mod:`train.cli`): 0 when every section PASSED, is DONE or SKIPPED; 1 when one
+Exit status (:mod:`jaxloss.train.cli`): 0 when every section PASSED, is DONE or SKIPPED; 1 when one
 FAILED, ERRORED or TIMED OUT (after everything is written); 2 for bad input (one line, before
 any work: unknown section, ``--out`` a file or not writable, ``--budget`` not positive);
 130 when interrupted (the summary says so).
@@ -66,7 +66,7 @@ from typing import Any
 from benchmarks.gpu_process import PARENT_ENV, ROOT, run_group
 from benchmarks.gpu_sections import SECTIONS, Section, run_section, write_json
 from benchmarks.timing import markdown_table
-from train.cli import Parser, fail, run_main
+from jaxloss.train.cli import Parser, fail, run_main
 
 PROG = "python -m benchmarks.gpu"
 
@@ -115,7 +115,7 @@ def _probe_determinism_flag(env: dict[str, str]) -> dict[str, Any]:
     An unknown flag aborts XLA, and ``--xla_gpu_exclude_nondeterministic_ops`` refuses
     select-and-scatter (max-pool's gradient) on some versions: each is tried in a subprocess.
     """
-    from parity.precisions import XLA_GPU_DETERMINISM_FLAGS
+    from jaxloss.parity.precisions import XLA_GPU_DETERMINISM_FLAGS
 
     tried = {}
     for flag in XLA_GPU_DETERMINISM_FLAGS:
@@ -267,7 +267,7 @@ def _losses(records: dict[str, dict[str, Any]]) -> tuple[str, str]:
 
 def targets_of_the_run() -> list[Target]:
     """The targets: parity, the train step of every registry model against each torch variant, the large losses."""
-    from train.models import MODEL_NAMES  # the registry: every model the project trains
+    from jaxloss.train.models import MODEL_NAMES  # the registry: every model the project trains
 
     out = [Target("GPU parity: every case passes in ieee", _parity)]
     out += [Target(f"train step {m} batch {TRAIN_STEP_BATCH} >= {goal}x {label}", _train_step(m, variant, goal))

@@ -209,8 +209,8 @@ def torchvision_rows(
     {'loss': 'sigmoid_focal_loss', 'skipped': 'torchvision torchvision.ops has no sigmoid_focal_loss'}
     """
     import jaxloss
-    import parity
-    from parity.precisions import precision
+    from jaxloss import parity
+    from jaxloss.parity.precisions import precision
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(64, 10)) * 3

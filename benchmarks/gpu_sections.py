@@ -103,7 +103,7 @@ class CliFlags:
     """The flags of a project CLI that the check relies on (every one has ``--precision`` and ``--out``).
 
     >>> from benchmarks.gpu_sections import CLIS
-    >>> CLIS["parity"].gpu_device, CLIS["parity.twin"].gpu_device
+    >>> CLIS["jaxloss.parity"].gpu_device, CLIS["jaxloss.parity.twin"].gpu_device
     ('gpu', None)
     """
 
@@ -115,9 +115,9 @@ class CliFlags:
 
 CLIS = {
     # Declared here, checked against each CLI's own parser by tests/test_gpu_check.py.
-    "parity": CliFlags(gpu_device="gpu", report_needs_matplotlib=False),
-    "parity.models": CliFlags(gpu_device=None, report_needs_matplotlib=True),
-    "parity.twin": CliFlags(gpu_device=None, report_needs_matplotlib=True),
+    "jaxloss.parity": CliFlags(gpu_device="gpu", report_needs_matplotlib=False),
+    "jaxloss.parity.models": CliFlags(gpu_device=None, report_needs_matplotlib=True),
+    "jaxloss.parity.twin": CliFlags(gpu_device=None, report_needs_matplotlib=True),
 }
 
 
@@ -133,7 +133,7 @@ def _section_env(ctx: Ctx) -> None:
     import numpy as np
     import torch
 
-    from parity.precisions import precision, settings
+    from jaxloss.parity.precisions import precision, settings
 
     versions = {
         "python": platform.python_version(),
@@ -220,7 +220,7 @@ def _cli_status(ctx: Ctx, run: dict[str, Any]) -> str:
 def _parity_section(ctx: Ctx, args: list[str], folder: str, precision: str = "ieee") -> None:
     out = ctx.out / folder
     jobs = ["-j", "1" if ctx.quick else str(ctx.parity_jobs)]
-    run = ctx.cli("parity", [*args, *jobs, "--out", str(out)], precision=precision)
+    run = ctx.cli("jaxloss.parity", [*args, *jobs, "--out", str(out)], precision=precision)
     summary = _parity_summary(ctx, out, run)
     if summary is None:
         ctx.record["status"] = _cli_status(ctx, run)
@@ -309,20 +309,20 @@ def _cli_runs(ctx: Ctx, module: str, runs: list[list[str]], folder: str) -> None
 
 
 def _registry_models(ctx: Ctx) -> list[str]:
-    """Every model of the registry (:data:`train.models.MODEL_NAMES`) on the GPU; the first with ``--cpu``."""
-    from train.models import MODEL_NAMES
+    """Every model of the registry (:data:`jaxloss.train.models.MODEL_NAMES`) on the GPU; the first with ``--cpu``."""
+    from jaxloss.train.models import MODEL_NAMES
 
     return list(MODEL_NAMES) if ctx.gpu else list(MODEL_NAMES[:1])
 
 
 def _section_models(ctx: Ctx) -> None:
-    _cli_runs(ctx, "parity.models", [["--model", m] for m in _registry_models(ctx)], "models")
+    _cli_runs(ctx, "jaxloss.parity.models", [["--model", m] for m in _registry_models(ctx)], "models")
 
 
 def _section_twin(ctx: Ctx) -> None:
-    # on the GPU each model's default number of steps (python -m parity.twin --help); --cpu: 2
+    # on the GPU each model's default number of steps (python -m jaxloss.parity.twin --help); --cpu: 2
     steps = ["--steps", "2"] if ctx.quick else []
-    _cli_runs(ctx, "parity.twin", [["--model", m, *steps] for m in _registry_models(ctx)], "twin")
+    _cli_runs(ctx, "jaxloss.parity.twin", [["--model", m, *steps] for m in _registry_models(ctx)], "twin")
 
 
 def _section_train_step(ctx: Ctx) -> None:

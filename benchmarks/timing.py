@@ -52,14 +52,14 @@ def in_flight_seconds(fn: Callable[[], Any], finish: Callable[[Any], Any], in_fl
 def benchmark_precision() -> Iterator[dict[str, Any]]:
     """How the device benchmarks run: true float32 in both frameworks (``parity.precision('ieee')``)
     without deterministic kernels (they restrict cuDNN's choice), and ``jax_enable_x64`` off as in
-    a user's program (importing :mod:`parity` turns it on). Yields ``parity.precisions.settings()``.
+    a user's program (importing :mod:`jaxloss.parity` turns it on). Yields ``parity.precisions.settings()``.
 
     >>> from benchmarks.timing import benchmark_precision
     >>> with benchmark_precision() as s:
     ...     s["mode"], s["jax_enable_x64"], s["torch_cudnn_deterministic"]
     ('ieee', False, False)
     """
-    from parity.precisions import precision, settings
+    from jaxloss.parity.precisions import precision, settings
 
     before = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", False)

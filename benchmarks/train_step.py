@@ -2,13 +2,13 @@
 
 The one train-step benchmark, used by ``python -m benchmarks`` (CPU, RESULTS.md) and by the
 ``train_step`` section of ``python -m benchmarks.gpu``. The JAX side is built exactly as
-``python -m train`` builds a run: :mod:`train.recipe` (model, optimizer, loss from a
-:class:`train.config.TrainConfig` with its defaults: SGD momentum 0.9, cross entropy, float32)
-and :func:`train.step.make_train_step` called with the running metric sums, as
-:mod:`train.loop` calls it. The torch side is the twin (:mod:`train.torch_models`,
+``python -m jaxloss.train`` builds a run: :mod:`jaxloss.train.recipe` (model, optimizer, loss from a
+:class:`jaxloss.train.config.TrainConfig` with its defaults: SGD momentum 0.9, cross entropy, float32)
+and :func:`jaxloss.train.step.make_train_step` called with the running metric sums, as
+:mod:`jaxloss.train.loop` calls it. The torch side is the twin (:mod:`jaxloss.train.torch_models`,
 ``torch.optim.SGD`` with the same settings, ``F.cross_entropy``), eager and, with
 ``--variants ...,compile``, ``torch.compile`` of forward + loss. The models are those of the
-registry (:data:`train.models.MODEL_NAMES`).
+registry (:data:`jaxloss.train.models.MODEL_NAMES`).
 
 One process per (framework, model, batch), so that each has the device and its own peak
 memory to itself; each prints one JSON row per result. Both frameworks run in
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.timing import in_flight_seconds, markdown_table, peak_rss_mib, reset_peak_rss, rss_mib
-from train.cli import Parser, fail, run_main
+from jaxloss.train.cli import Parser, fail, run_main
 
 PROG = "python -m benchmarks.train_step"
 IMAGE = (32, 32, 3)
@@ -51,14 +51,14 @@ VARIANTS = {"jit": "jax", "eager": "torch", "compile": "torch"}  # variant -> fr
 
 # ----------------------------------------------------------------------------- the two steps
 def _config(model: str, batch: int) -> Any:
-    """``python -m train``'s configuration for ``model`` at ``batch`` (every other field its default)."""
-    from train.config import TrainConfig
+    """``python -m jaxloss.train``'s configuration for ``model`` at ``batch`` (every other field its default)."""
+    from jaxloss.train.config import TrainConfig
 
     return TrainConfig(model=model, batch_size=batch)
 
 
 def jax_step(model: str, batch: int) -> Callable[[Any, Any], Any]:
-    """``step(x, y) -> loss``: :func:`train.step.make_train_step` on :mod:`train.recipe`'s objects, as train.loop runs it.
+    """``step(x, y) -> loss``: :func:`jaxloss.train.step.make_train_step` on :mod:`jaxloss.train.recipe`'s objects, as train.loop runs it.
 
     >>> import numpy as np
     >>> from benchmarks.train_step import jax_step
@@ -69,9 +69,9 @@ def jax_step(model: str, batch: int) -> Callable[[Any, Any], Any]:
     import jax.numpy as jnp
     from flax import nnx
 
-    from train.config import MATMUL_PRECISION
-    from train.recipe import build_loss, build_model, build_optimizer
-    from train.step import make_train_step
+    from jaxloss.train.config import MATMUL_PRECISION
+    from jaxloss.train.recipe import build_loss, build_model, build_optimizer
+    from jaxloss.train.step import make_train_step
 
     cfg = _config(model, batch)
     net = build_model(cfg)
@@ -89,15 +89,15 @@ def jax_step(model: str, batch: int) -> Callable[[Any, Any], Any]:
 
 
 def _torch_model(cfg: Any) -> Any:
-    """The torch twin of ``cfg.model`` (as :mod:`parity.twin` builds it)."""
-    from train.torch_models import TorchResNet18, TorchSeedCNN
+    """The torch twin of ``cfg.model`` (as :mod:`jaxloss.parity.twin` builds it)."""
+    from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
 
     twins = {
         "seed-cnn": lambda: TorchSeedCNN(CLASSES, activation=cfg.activation),
         "resnet18": lambda: TorchResNet18(CLASSES, cifar_stem=cfg.cifar_stem),
     }
     if cfg.model not in twins:
-        raise LookupError(f"train.models has {cfg.model!r} but train.torch_models has no twin for it")
+        raise LookupError(f"jaxloss.train.models has {cfg.model!r} but train.torch_models has no twin for it")
     return twins[cfg.model]()
 
 
@@ -243,7 +243,7 @@ def forward_bytes_per_image(model: str) -> int:
     import jax
     from flax import nnx
 
-    from train.models import build_model
+    from jaxloss.train.models import build_model
 
     net = nnx.eval_shape(lambda: build_model(model, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(net)
@@ -400,7 +400,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             epochs.append([model, batch] + [v or "-" for v in vals])
     errors = [f"- {r['variant']} {r['model']} {r['batch']}: {r['error']}" for r in rows if "error" in r]
     text = (
-        "Images/s of one training step, float32 (`ieee`): `python -m train`'s recipe (SGD momentum 0.9, cross "
+        "Images/s of one training step, float32 (`ieee`): `python -m jaxloss.train`'s recipe (SGD momentum 0.9, cross "
         "entropy) through `train.step.make_train_step` against the torch twin; CIFAR-shaped random batch on the "
         "device, median. Peak MiB: rise of resident memory during the timed steps.\n\n"
         + markdown_table(TABLE_COLUMNS, table)
@@ -430,7 +430,7 @@ def _variant_list(text: str) -> list[str]:
 
 
 def parser() -> Parser:
-    from train.models import MODEL_NAMES
+    from jaxloss.train.models import MODEL_NAMES
 
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))

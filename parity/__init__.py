@@ -1,14 +1,14 @@
 """parity: proof that every jaxloss function equals its torch twin.
 
-Command line (see :mod:`parity.__main__`)::
+Command line (see :mod:`jaxloss.parity.__main__`)::
 
-    python -m parity                      # the whole case grid, report in parity-report/
-    python -m parity --loss cross_entropy --dtype float32
-    python -m parity --fuzz 200 --seed 1  # random cases; failures shrunk to reproducers
+    python -m jaxloss.parity                      # the whole case grid, report in parity-report/
+    python -m jaxloss.parity --loss cross_entropy --dtype float32
+    python -m jaxloss.parity --fuzz 200 --seed 1  # random cases; failures shrunk to reproducers
 
 Python::
 
-    import parity
+    from jaxloss import parity
     r = parity.compare(jaxloss.l1_loss, torch.nn.functional.l1_loss, x, y, grad_argnums=(0,))
     r.passed, print(r)
     parity.assert_close(...)              # the same, raising AssertionError (pytest)
@@ -18,16 +18,16 @@ Python::
 
 Second derivatives are compared as torch's double backward computes them (the
 gradient of ``<gradient, v>``, i.e. ``v^T H``). Where torch itself is inexact, a
-case declares a :class:`parity.cases.TorchInexact` and is judged against the
+case declares a :class:`jaxloss.parity.cases.TorchInexact` and is judged against the
 float64 truth instead (the reason is printed in every report).
 
-Layout: :mod:`parity.compare` (the comparison engine), :mod:`parity.tolerances`
-(the one tolerance table, ULP helpers), :mod:`parity.cases` (the case grid, one
-module per loss family, and the fuzzing spaces), :mod:`parity.references`
-(torch-op references for what torch lacks), :mod:`parity.runner` (grid / fuzz
-runs, shrinking, reproducers), :mod:`parity.report` (JSON, Markdown, HTML),
-:mod:`parity.models` (model comparison layer by layer, golden files; ``python -m parity.models``),
-:mod:`parity.precisions` (the float32 precision of both frameworks: :func:`parity.precision`).
+Layout: :mod:`jaxloss.parity.compare` (the comparison engine), :mod:`jaxloss.parity.tolerances`
+(the one tolerance table, ULP helpers), :mod:`jaxloss.parity.cases` (the case grid, one
+module per loss family, and the fuzzing spaces), :mod:`jaxloss.parity.references`
+(torch-op references for what torch lacks), :mod:`jaxloss.parity.runner` (grid / fuzz
+runs, shrinking, reproducers), :mod:`jaxloss.parity.report` (JSON, Markdown, HTML),
+:mod:`jaxloss.parity.models` (model comparison layer by layer, golden files; ``python -m jaxloss.parity.models``),
+:mod:`jaxloss.parity.precisions` (the float32 precision of both frameworks: :func:`jaxloss.parity.precision`).
 
 Importing this package turns on ``jax_enable_x64``.
 """
@@ -40,9 +40,9 @@ if __name__.split(".")[0] != "jaxloss":  # imported from a checkout as a top-lev
         f"users' own {__name__}.py): use 'from jaxloss import {__name__}' and 'python -m jaxloss.{__name__}'"
     )
 
-from parity.compare import CompareRequest, Comparison, Result, assert_close, compare, compare_many
-from parity.precisions import precision
-from parity.tolerances import TOLERANCES, Tolerance, tolerance_for, ulp, ulp_error
+from jaxloss.parity.compare import CompareRequest, Comparison, Result, assert_close, compare, compare_many
+from jaxloss.parity.precisions import precision
+from jaxloss.parity.tolerances import TOLERANCES, Tolerance, tolerance_for, ulp, ulp_error
 
 __all__ = [
     "TOLERANCES",
@@ -69,9 +69,10 @@ _MODELS = ("LayerDiff", "ModelReport", "compare_models", "compare_params", "comp
 
 
 def __getattr__(name: str) -> Any:
-    """The model comparison (:mod:`parity.models`, which imports Flax) is loaded on first use."""
+    """The model comparison (:mod:`jaxloss.parity.models`, which imports Flax) is loaded on first use."""
     if name in _MODELS:
-        import parity.models
+        import jaxloss.parity.models  # noqa: F401
+        from jaxloss import parity
 
         return getattr(parity.models, name)
     raise AttributeError(f"module 'parity' has no attribute {name!r}")

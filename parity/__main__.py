@@ -1,16 +1,16 @@
-"""``python -m parity``: compare every jaxloss function with torch and write a report.
+"""``python -m jaxloss.parity``: compare every jaxloss function with torch and write a report.
 
 Usage::
 
-    python -m parity                                  # the whole grid, all dtypes
-    python -m parity --loss cross_entropy,nll_loss    # some losses (or families: --loss binary)
-    python -m parity --dtype float32 --dtype bfloat16 # some dtypes
-    python -m parity --fuzz 300 --seed 7              # 300 random cases instead of the grid
-    python -m parity --device gpu                     # CUDA torch against JAX on the GPU
-    python -m parity --out some/folder -j 2           # report folder, worker processes
-    python -m parity --no-xla-cache                   # compile everything (no OUT/.xla-cache)
-    python -m parity --precision tf32                 # float32 matmul precision (default ieee)
-    python -m parity --models seed-cnn,resnet18       # add the per-layer model comparisons
+    python -m jaxloss.parity                                  # the whole grid, all dtypes
+    python -m jaxloss.parity --loss cross_entropy,nll_loss    # some losses (or families: --loss binary)
+    python -m jaxloss.parity --dtype float32 --dtype bfloat16 # some dtypes
+    python -m jaxloss.parity --fuzz 300 --seed 7              # 300 random cases instead of the grid
+    python -m jaxloss.parity --device gpu                     # CUDA torch against JAX on the GPU
+    python -m jaxloss.parity --out some/folder -j 2           # report folder, worker processes
+    python -m jaxloss.parity --no-xla-cache                   # compile everything (no OUT/.xla-cache)
+    python -m jaxloss.parity --precision tf32                 # float32 matmul precision (default ieee)
+    python -m jaxloss.parity --models seed-cnn,resnet18       # add the per-layer model comparisons
 
 Prints a progress bar, then a table per loss (cases, passed, worst value and
 gradient error as relative error and ULPs, the case closest to failing), and
@@ -21,12 +21,12 @@ gives; compilation is ~70% of a cold run): a rerun compiles only what changed. I
 a minimal spec and printed as a few lines of Python that rerun it.
 
 ``--precision ieee|tf32|default`` sets JAX's and torch's float32 matmul/convolution precision
-together (:mod:`parity.precisions`); the report header records the settings in force.
-``--models`` adds :func:`parity.compare_models` of the project's models against their torch
+together (:mod:`jaxloss.parity.precisions`); the report header records the settings in force.
+``--models`` adds :func:`jaxloss.parity.compare_models` of the project's models against their torch
 twins (per-layer section with an error-by-layer plot in the HTML report; default: seed-cnn for
 a whole-grid run, none when ``--loss`` or ``--fuzz`` narrows it; ``--models none`` turns it off).
 
-Exit status (:mod:`train.cli`): 0 when nothing failed (cases whose jaxloss function still raises
+Exit status (:mod:`jaxloss.train.cli`): 0 when nothing failed (cases whose jaxloss function still raises
 ``NotImplementedError`` are counted as "not implemented", not as failures),
 1 when a case failed or errored, 2 for a usage error (a bad flag, a path that cannot be used, no
 GPU for ``--device gpu``, a module of the ``parity`` extra missing: all checked before anything
@@ -44,13 +44,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from parity.cases import ALL_DTYPES
-from parity.cli import path_problem, remove_reports, stop_if_interrupted
-from parity.precisions import MODES
-from train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
-from train.signals import SigintFlag
+from jaxloss.parity.cases import ALL_DTYPES
+from jaxloss.parity.cli import path_problem, remove_reports, stop_if_interrupted
+from jaxloss.parity.precisions import MODES
+from jaxloss.train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
+from jaxloss.train.signals import SigintFlag
 
-PROG = "python -m parity"
+PROG = "python -m jaxloss.parity"
 MODEL_NAMES = ("seed-cnn", "resnet18")
 # The modules of pyproject's [parity] extra that the report imports (the nn.* module cases and
 # the model comparisons need flax; the report's layer plot matplotlib).
@@ -124,7 +124,7 @@ def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line (see the module docstring); Ctrl-C: 130 and one line (:func:`train.cli.run_main`)."""
+    """The command line (see the module docstring); Ctrl-C: 130 and one line (:func:`jaxloss.train.cli.run_main`)."""
     return run_main(PROG, _main, argv)
 
 
@@ -132,11 +132,11 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parse(argv)
     # all of the extra, found before anything runs: a model section (flax) or the HTML report's plot
     # (matplotlib) failing to import after minutes of the grid loses the run
-    require("python -m parity", "the parity report", REQUIRES, "parity")
+    require("python -m jaxloss.parity", "the parity report", REQUIRES, "parity")
     t0 = time.perf_counter()
     if args.device == "gpu":
         os.environ.setdefault("JAX_PLATFORMS", "cuda,cpu")
-    from parity.jax_side import gpu_available
+    from jaxloss.parity.jax_side import gpu_available
 
     if args.device == "gpu" and not gpu_available():
         fail(PROG, "--device gpu needs CUDA torch and JAX's GPU backend")
@@ -149,10 +149,11 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: 
     import torch
 
     import jaxloss
-    import parity.precisions
-    from parity import report as rep
-    from parity import runner
-    from parity.precisions import precision
+    import jaxloss.parity.precisions  # noqa: F401
+    from jaxloss import parity
+    from jaxloss.parity import report as rep
+    from jaxloss.parity import runner
+    from jaxloss.parity.precisions import precision
 
     registry = runner.registry()
     losses = _select(args.loss, registry)
@@ -198,7 +199,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: 
 
     seconds = time.perf_counter() - t0
     meta = {
-        "command": "python -m parity " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m jaxloss.parity " + " ".join(sys.argv[1:] if argv is None else argv),
         "mode": "fuzz" if args.fuzz else "grid",
         "seed": args.seed,
         "fuzz": args.fuzz,
@@ -230,8 +231,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: 
 
 def _model_report(name: str) -> dict[str, Any]:
     """The project model ``name`` against its torch twin (float32, float64 reference), as JSON."""
-    import parity
-    from parity.models.twins import DEFAULT_BATCH, build_pair, images
+    from jaxloss import parity
+    from jaxloss.parity.models.twins import DEFAULT_BATCH, build_pair, images
 
     fm, tm, mapping = build_pair(name, "float32", **({"cifar_stem": True} if name == "resnet18" else {}))
     xj, xt = images(DEFAULT_BATCH, 32 if name == "seed-cnn" else 8, "float32")  # batch: see DEFAULT_BATCH

@@ -1,11 +1,11 @@
-"""What parity's command lines share, beyond :mod:`train.cli` (exit codes, one-line errors).
+"""What parity's command lines share, beyond :mod:`jaxloss.train.cli` (exit codes, one-line errors).
 
 * :func:`path_problem`: every flag naming a path (``--out``, ``--save``, ``--against``,
   ``--xla-cache``) is checked before the work starts, so a run is never lost at its end to a
   path that was wrong from the start.
 * :func:`remove_reports`: the previous run's report files go at the start of a run, so an
   interrupted or failed run never leaves an old report in ``--out`` that looks current.
-* :func:`stop_if_interrupted`: Ctrl-C is taken into a :class:`train.signals.SigintFlag` and
+* :func:`stop_if_interrupted`: Ctrl-C is taken into a :class:`jaxloss.train.signals.SigintFlag` and
   raised here, between cases, steps or models: a ``KeyboardInterrupt`` raised inside a JAX
   callback (where the signal may land) can be swallowed, and the run would finish as if nothing
   happened.
@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from parity.files import writable_folder
-from train.signals import SigintFlag
+from jaxloss.parity.files import writable_folder
+from jaxloss.train.signals import SigintFlag
 
 __all__ = ["path_problem", "remove_reports", "stop_if_interrupted"]
 

@@ -37,7 +37,7 @@ the floating arrays' dtype is the dtype of the comparison):
   tells whether jaxloss or torch is closer to the truth.
 
 An element agrees where ``|jax - torch| <= atol + rtol * |torch|`` with the
-dtype's tolerance from :mod:`parity.tolerances`; NaNs agree with NaNs and
+dtype's tolerance from :mod:`jaxloss.parity.tolerances`; NaNs agree with NaNs and
 infinities with infinities of the same sign.
 
 The *low-precision rule*: a float16 / bfloat16 array (jaxloss computes these in
@@ -47,7 +47,7 @@ element is within tolerance of it and the array is at least as close to it as
 torch's (``Comparison.judged == "reference"`` and a message say so).
 ``judge="reference"`` judges every array against the float64 reference, in any
 dtype: the parity grid uses it for documented deviations only
-(:class:`parity.cases.TorchInexact`, where torch itself is inexact).
+(:class:`jaxloss.parity.cases.TorchInexact`, where torch itself is inexact).
 
 Nothing here raises on a bad comparison: an exception on one side, a
 signature mismatch, a non-array argument named in ``grad_argnums`` end up in the
@@ -55,13 +55,13 @@ returned :class:`Result`. A ``NotImplementedError`` from the JAX side gives the
 status ``"not_implemented"``. :func:`assert_close` is the pytest form;
 :func:`compare_many` runs several comparisons with one compiled JAX program.
 
-The engine, one job per module: :mod:`parity.convert` (arrays between NumPy, JAX and torch),
-:mod:`parity.jax_side` and :mod:`parity.torch_side` (running each side), :mod:`parity.judge`
+The engine, one job per module: :mod:`jaxloss.parity.convert` (arrays between NumPy, JAX and torch),
+:mod:`jaxloss.parity.jax_side` and :mod:`jaxloss.parity.torch_side` (running each side), :mod:`jaxloss.parity.judge`
 (judging one array: the rule every parity comparison uses, models included),
-:mod:`parity.result` (:class:`Comparison`, :class:`Result`); this module runs a comparison
+:mod:`jaxloss.parity.result` (:class:`Comparison`, :class:`Result`); this module runs a comparison
 step by step.
 
-Importing :mod:`parity` turns on ``jax_enable_x64`` (float64 must really be
+Importing :mod:`jaxloss.parity` turns on ``jax_enable_x64`` (float64 must really be
 float64 for the comparison to mean anything).
 """
 
@@ -77,8 +77,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity.convert import DTYPES, cast_floats, is_array, is_float_array, path_name, pattern
-from parity.jax_side import (
+from jaxloss.parity.convert import DTYPES, cast_floats, is_array, is_float_array, path_name, pattern
+from jaxloss.parity.jax_side import (
     DEVICES,
     JaxCall,
     call_leaves,
@@ -88,10 +88,10 @@ from parity.jax_side import (
     jax_program,
     run_jax_calls,
 )
-from parity.judge import JUDGES, compare_arrays, tolerance
-from parity.result import Comparison, Result, describe, first_line, same_error_kind
-from parity.tolerances import Tolerance, check_tolerance, dtype_name
-from parity.torch_side import torch_run
+from jaxloss.parity.judge import JUDGES, compare_arrays, tolerance
+from jaxloss.parity.result import Comparison, Result, describe, first_line, same_error_kind
+from jaxloss.parity.tolerances import Tolerance, check_tolerance, dtype_name
+from jaxloss.parity.torch_side import torch_run
 
 jax.config.update("jax_enable_x64", True)
 
@@ -136,12 +136,12 @@ def compare(
         arg_names: names of the positional arguments, used in the report
             (``grad input`` rather than ``grad args[0]``).
         rtol, atol: override the dtype's tolerance (finite numbers >= 0); default: the
-            table of :mod:`parity.tolerances`.
+            table of :mod:`jaxloss.parity.tolerances`.
 
     Returns:
         A :class:`Result`; never raises for a mismatch or an exception on either side. Both
         sides raising passes only when the errors are of the same kind
-        (:data:`parity.result.TORCH_TO_JAXLOSS_ERRORS`); nothing compared (both return
+        (:data:`jaxloss.parity.result.TORCH_TO_JAXLOSS_ERRORS`); nothing compared (both return
         ``None``, ``()`` or ``{}``) fails.
 
     Raises:
@@ -163,7 +163,7 @@ class CompareRequest:
     """The arguments of one :func:`compare` call, for :func:`compare_many`.
 
     >>> import numpy as np, torch.nn.functional as F, jaxloss
-    >>> from parity.compare import CompareRequest, compare_many
+    >>> from jaxloss.parity.compare import CompareRequest, compare_many
     >>> reqs = [CompareRequest(jaxloss.mse_loss, F.mse_loss, (np.ones(3), np.zeros(3)), {}, grad_argnums=0)]
     >>> [r.status for r in compare_many(reqs)]
     ['passed']

@@ -16,7 +16,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from parity.tolerances import DTYPES, dtype_name
+from jaxloss.parity.tolerances import DTYPES, dtype_name
 
 __all__ = ["DTYPES", "LOW_PRECISION", "NP_DTYPES", "cast_floats", "dtype_name_or_none", "is_array", "is_float_array", "np64",
            "out_dtype", "path_name", "pattern", "to_torch", "torch_device"]
@@ -40,7 +40,7 @@ def is_float_array(x: Any) -> bool:
 
 
 def dtype_name_or_none(dtype: Any) -> str | None:
-    """:func:`parity.tolerances.dtype_name`, or ``None`` for a dtype it does not know.
+    """:func:`jaxloss.parity.tolerances.dtype_name`, or ``None`` for a dtype it does not know.
 
     >>> dtype_name_or_none("float16"), dtype_name_or_none("not-a-dtype")
     ('float16', None)

@@ -1,9 +1,9 @@
 """Judging one array against another: the rule every parity comparison uses (loss grid, models, tests).
 
 An element agrees where ``|actual - expected| <= atol + rtol |expected|`` (the dtype's
-tolerance from :mod:`parity.tolerances`, or one given), NaN with NaN and infinities of the same
+tolerance from :mod:`jaxloss.parity.tolerances`, or one given), NaN with NaN and infinities of the same
 sign; with a float64 reference, both sides are also measured against it (rounded once to the
-dtype: the correctly rounded truth). See :mod:`parity.compare` for the low-precision rule.
+dtype: the correctly rounded truth). See :mod:`jaxloss.parity.compare` for the low-precision rule.
 
 >>> import numpy as np
 >>> c = compare_arrays("value", np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-12]), "float64")
@@ -18,10 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from parity.convert import LOW_PRECISION, NP_DTYPES, np64, out_dtype
-from parity.precisions import current_mode
-from parity.result import Comparison, is_smaller
-from parity.tolerances import Tolerance, check_tolerance, tolerance_for, tolerance_usage, ulp_error
+from jaxloss.parity.convert import LOW_PRECISION, NP_DTYPES, np64, out_dtype
+from jaxloss.parity.precisions import current_mode
+from jaxloss.parity.result import Comparison, is_smaller
+from jaxloss.parity.tolerances import Tolerance, check_tolerance, tolerance_for, tolerance_usage, ulp_error
 
 __all__ = ["JUDGES", "agree", "compare_arrays", "rounded", "tolerance"]
 
@@ -29,7 +29,7 @@ JUDGES = ("torch", "reference")  # what an array is judged against: torch's, or 
 
 
 def _precision_in_force() -> str:
-    """The :mod:`parity.precisions` mode whose tolerance tier applies now.
+    """The :mod:`jaxloss.parity.precisions` mode whose tolerance tier applies now.
 
     Outside any block the mode is ``'default'``; XLA:CPU computes float32 dots and convolutions
     exactly in float32 whatever the setting (measured: see ``tests/test_precision.py``), so on
@@ -43,7 +43,7 @@ def _precision_in_force() -> str:
 
 def tolerance(dtype: str, rtol: float | None = None, atol: float | None = None) -> Tolerance:
     """The tolerance an array of ``dtype`` is judged with: the dtype's under the precision in force,
-    with ``rtol`` / ``atol`` (checked: :func:`parity.tolerances.check_tolerance`) where given.
+    with ``rtol`` / ``atol`` (checked: :func:`jaxloss.parity.tolerances.check_tolerance`) where given.
 
     >>> tolerance("float32", atol=0)
     Tolerance(rtol=1.3e-06, atol=0.0)
@@ -64,8 +64,8 @@ def compare_arrays(
 ) -> Comparison:
     """Compare one JAX array with torch's (and both with an optional float64 reference).
 
-    ``tol`` overrides the dtype's tolerance from :mod:`parity.tolerances`; without it the
-    tolerance is the dtype's under the float32 precision in force (:func:`parity.precisions.current_mode`:
+    ``tol`` overrides the dtype's tolerance from :mod:`jaxloss.parity.tolerances`; without it the
+    tolerance is the dtype's under the float32 precision in force (:func:`jaxloss.parity.precisions.current_mode`:
     the TF32 tier inside ``precision('tf32')``).
 
     >>> import numpy as np
@@ -155,7 +155,7 @@ def agree(a: np.ndarray, e: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.
     """Elementwise agreement (NaN ~ NaN, inf ~ inf of the same sign) and tolerance usage.
 
     >>> import numpy as np
-    >>> from parity.tolerances import Tolerance
+    >>> from jaxloss.parity.tolerances import Tolerance
     >>> ok, usage = agree(np.array([1.0, np.nan, 2.0]), np.array([1.0, np.nan, 3.0]), Tolerance(0.0, 0.5))
     >>> ok.tolist(), usage.tolist()
     ([True, True, False], [0.0, 0.0, 2.0])

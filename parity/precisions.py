@@ -35,8 +35,8 @@ freely; a block in another thread is accepted only with the same mode as every b
 in other threads (else :class:`RuntimeError`), and torch's settings are restored only when the
 last block that relies on them ends.
 
->>> import parity
->>> from parity.precisions import settings
+>>> from jaxloss import parity
+>>> from jaxloss.parity.precisions import settings
 >>> with parity.precision("ieee"):
 ...     s = settings()
 >>> s["mode"], s["jax_default_matmul_precision"]
@@ -158,7 +158,7 @@ def precision(mode: str, *, deterministic: bool | None = None) -> Iterator[None]
         RuntimeError: another thread holds a block with a different mode.
 
     >>> import jax, jax.numpy as jnp
-    >>> from parity.precisions import precision
+    >>> from jaxloss.parity.precisions import precision
     >>> with precision("ieee"):
     ...     text = jax.jit(jnp.dot).lower(jnp.ones((2, 2)), jnp.ones((2, 2))).as_text()
     >>> "HIGHEST" in text
@@ -195,7 +195,7 @@ def _jax_matmul_precision(value: str | None) -> Iterator[None]:
 def current_mode() -> str:
     """The mode of this thread's innermost :func:`precision` block (``'default'`` outside any).
 
-    >>> from parity.precisions import current_mode, precision
+    >>> from jaxloss.parity.precisions import current_mode, precision
     >>> with precision("tf32"):
     ...     current_mode()
     'tf32'
@@ -209,7 +209,7 @@ def current_mode() -> str:
 def xla_determinism_flags(xla_flags: str | None = None) -> list[str]:
     """The flags of :data:`XLA_GPU_DETERMINISM_FLAGS` present in ``xla_flags`` (default: ``$XLA_FLAGS``).
 
-    >>> from parity.precisions import xla_determinism_flags
+    >>> from jaxloss.parity.precisions import xla_determinism_flags
     >>> xla_determinism_flags("--xla_gpu_deterministic_ops=true --foo=1")
     ['--xla_gpu_deterministic_ops=true']
     """
@@ -224,7 +224,7 @@ def settings() -> dict[str, Any]:
     precision); the torch values are the process's. ``torch_fp32_precision_*`` are torch >= 2.9's
     newer view of the same settings, where it has one.
 
-    >>> from parity.precisions import settings
+    >>> from jaxloss.parity.precisions import settings
     >>> sorted(k for k in settings() if k.startswith("jax"))
     ['jax_default_matmul_precision', 'jax_device', 'jax_enable_x64', 'jax_platform']
     """

@@ -120,7 +120,7 @@ def torch_sigmoid_focal_loss() -> tuple[Any, str]:
 
         return tv, "torchvision.ops.sigmoid_focal_loss"
     except Exception:  # noqa: BLE001 - torchvision absent or broken
-        return sigmoid_focal_loss, "parity.references.sigmoid_focal_loss"
+        return sigmoid_focal_loss, "jaxloss.parity.references.sigmoid_focal_loss"
 
 
 # --------------------------------------------------------------------------- linear cross entropy
@@ -364,7 +364,7 @@ def generalized_box_iou_loss(
     """``torchvision.ops.generalized_box_iou_loss``: ``1 - IoU + (area_c - union) / (area_c + eps)``.
 
     >>> import torch
-    >>> from parity.references import generalized_box_iou_loss
+    >>> from jaxloss.parity.references import generalized_box_iou_loss
     >>> round(float(generalized_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([2.0, 0.0, 3.0, 1.0]))), 4)
     1.3333
     """
@@ -397,7 +397,7 @@ def distance_box_iou_loss(
     """``torchvision.ops.distance_box_iou_loss``: ``1 - IoU + d_centers^2 / (diag_c^2 + eps)``.
 
     >>> import torch
-    >>> from parity.references import distance_box_iou_loss
+    >>> from jaxloss.parity.references import distance_box_iou_loss
     >>> round(float(distance_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([2.0, 0.0, 3.0, 1.0]))), 4)
     1.4
     """
@@ -415,7 +415,7 @@ def complete_box_iou_loss(
     ``eps`` is passed (``_diou_iou_loss(boxes1, boxes2)``); ``eps`` enters ``alpha`` only.
 
     >>> import torch
-    >>> from parity.references import complete_box_iou_loss
+    >>> from jaxloss.parity.references import complete_box_iou_loss
     >>> round(float(complete_box_iou_loss(torch.tensor([0.0, 0.0, 1.0, 2.0]), torch.tensor([0.0, 0.0, 2.0, 1.0]))), 4)
     0.7629
     """
@@ -437,9 +437,9 @@ BOX_LOSSES = ("generalized_box_iou_loss", "distance_box_iou_loss", "complete_box
 def torchvision_box_loss(name: str) -> tuple[Any, str]:
     """``torchvision.ops.<name>`` when torchvision imports, else this module's torch-op twin; with its expression.
 
-    >>> from parity.references import torchvision_box_loss
+    >>> from jaxloss.parity.references import torchvision_box_loss
     >>> fn, expr = torchvision_box_loss("complete_box_iou_loss")
-    >>> expr in ("torchvision.ops.complete_box_iou_loss", "parity.references.complete_box_iou_loss")
+    >>> expr in ("torchvision.ops.complete_box_iou_loss", "jaxloss.parity.references.complete_box_iou_loss")
     True
     """
     if name not in BOX_LOSSES:
@@ -449,4 +449,4 @@ def torchvision_box_loss(name: str) -> tuple[Any, str]:
 
         return getattr(tv_ops, name), f"torchvision.ops.{name}"
     except Exception:  # noqa: BLE001 - torchvision absent or broken (ABI mismatch beside CPU torch)
-        return globals()[name], f"parity.references.{name}"
+        return globals()[name], f"jaxloss.parity.references.{name}"

@@ -1,6 +1,6 @@
 """The parity report: a summary per loss and per dtype, written as JSON, Markdown and one HTML page.
 
-``build(results, registry, meta)`` turns the :class:`parity.runner.CaseResult`
+``build(results, registry, meta)`` turns the :class:`jaxloss.parity.runner.CaseResult`
 list into one JSON-able dict (the schema below); :func:`write` writes
 ``report.json``, ``report.md`` and ``report.html`` (self-contained: inline CSS,
 no script, no external resource) into a folder.
@@ -26,13 +26,13 @@ JSON schema (``"schema": "parity-report/1"``)::
       "models": {name: parity.ModelReport.to_json()}  # --models: layer by layer against the torch twin
 
 "worst_hvp" is the second order, the vector-Hessian product vᵀH (the report shows it so).
-Floats that are not finite are written as strings (:func:`parity.result.jsonable`).
+Floats that are not finite are written as strings (:func:`jaxloss.parity.result.jsonable`).
 
 "judged_by_reference" counts cases with at least one array judged against the
-float64 reference: "documented_deviations" (a :class:`parity.cases.TorchInexact`
+float64 reference: "documented_deviations" (a :class:`jaxloss.parity.cases.TorchInexact`
 applies; every array judged so) plus "low_precision_rule" (float16 / bfloat16
 arrays that miss torch but are within tolerance of the rounded float64 truth and
-at least as close to it as torch; see :mod:`parity.compare`).
+at least as close to it as torch; see :mod:`jaxloss.parity.compare`).
     }
 
 Non-finite floats are written as the strings ``"inf"`` / ``"nan"``.
@@ -48,10 +48,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from parity.cases import Loss
-from parity.result import jsonable
-from parity.runner import CaseResult
-from parity.tolerances import DTYPES, TOLERANCES
+from jaxloss.parity.cases import Loss
+from jaxloss.parity.result import jsonable
+from jaxloss.parity.runner import CaseResult
+from jaxloss.parity.tolerances import DTYPES, TOLERANCES
 
 SCHEMA = "parity-report/1"
 _METRICS = ("max_abs", "max_rel", "max_ulp", "usage")
@@ -342,7 +342,7 @@ def console_table(report: dict[str, Any], width: int | None = None) -> str:
 def markdown(report: dict[str, Any]) -> str:
     m, s = report["meta"], report["summary"]
     out = ["# jaxloss parity report", ""]
-    out.append(f"`{m.get('command', 'python -m parity')}` — torch {m.get('torch')}, jax {m.get('jax')}, device {m.get('device')}, "
+    out.append(f"`{m.get('command', 'python -m jaxloss.parity')}` — torch {m.get('torch')}, jax {m.get('jax')}, device {m.get('device')}, "
                f"{m.get('seconds', 0):.1f} s. **{'PASSED' if s['ok'] else 'FAILED'}**")
     out.append("")
     out.append(f"{s['cases']} cases: {s['passed']} passed, {s['failed']} failed, {s['errors']} errors, {s['not_implemented']} not implemented; "
@@ -590,7 +590,7 @@ _KIND_COLOURS = {"param": "#9aa0a6", "forward": "#1a73e8", "grad": "#e8710a"}
 
 
 def layer_plot_png(model: dict[str, Any], title: str = "") -> bytes:
-    """The error-by-layer plot of a :meth:`parity.models.ModelReport.to_json` dict, as PNG bytes.
+    """The error-by-layer plot of a :meth:`jaxloss.parity.models.ModelReport.to_json` dict, as PNG bytes.
 
     One point per compared tensor in report order (forward, then backward): the fraction of
     its tolerance it used (log scale; above 1 fails), coloured by kind, failures ringed in red.
@@ -654,7 +654,7 @@ _LAYER_HEAD = ["kind", "jax path", "torch name", "tensor", "", "max abs", "mean 
 def model_markdown(model: dict[str, Any], title: str) -> str:
     """A per-layer section in Markdown: the verdict, then the table of every compared tensor.
 
-    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> from jaxloss.parity.models.diff import LayerDiff, ModelReport
     >>> md = model_markdown(ModelReport([LayerDiff.failed("fc", "fc", "forward", "x")]).to_json(), "Per layer")
     >>> md.splitlines()[2], md.count("| forward | fc |")
     ('**FAILED: first divergence at fc, forward: max abs 0, rel 0 (x)**', 1)
@@ -672,7 +672,7 @@ def model_markdown(model: dict[str, Any], title: str) -> str:
 def model_section_html(model: dict[str, Any], title: str) -> str:
     """A per-layer section in HTML: the verdict, the error-by-layer plot (inline PNG), the table.
 
-    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> from jaxloss.parity.models.diff import LayerDiff, ModelReport
     >>> page = model_section_html(ModelReport([LayerDiff.failed("fc", "fc", "grad", "x")]).to_json(), "SeedCNN")
     >>> page.startswith("<h2>SeedCNN</h2>"), "data:image/png;base64," in page
     (True, True)
@@ -705,7 +705,7 @@ def write_model_report(model: dict[str, Any], folder: str, title: str) -> dict[s
     """``report.json``, ``report.md``, ``report.html`` and ``layers.png`` of one model comparison.
 
     >>> import tempfile
-    >>> from parity.models.diff import LayerDiff, ModelReport
+    >>> from jaxloss.parity.models.diff import LayerDiff, ModelReport
     >>> paths = write_model_report(ModelReport([LayerDiff.failed("fc", "fc", "forward", "x")]).to_json(), tempfile.mkdtemp(), "t")
     >>> sorted(paths)
     ['html', 'json', 'md', 'png']

@@ -4,7 +4,7 @@ A *job* is ``(loss name, spec overrides, dtype)``: small and picklable, so jobs
 can go to worker processes, which rebuild the case from its spec (builders are
 deterministic). Jobs run in batches of one dtype (:data:`BATCH` at most): the
 JAX computations of a batch are traced into one jitted program
-(:func:`parity.compare.compare_many`), because compiling one program per case
+(:func:`jaxloss.parity.compare.compare_many`), because compiling one program per case
 costs XLA's fixed per-program overhead ~840 times, most of a grid run's time.
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from parity.cases import Case, Invalid, Loss, load
-from parity.compare import CompareRequest, Result, cast_floats, compare_many
-from parity.result import jsonable
-from parity.tolerances import DTYPES
+from jaxloss.parity.cases import Case, Invalid, Loss, load
+from jaxloss.parity.compare import CompareRequest, Result, cast_floats, compare_many
+from jaxloss.parity.result import jsonable
+from jaxloss.parity.tolerances import DTYPES
 
 Job = tuple[str, dict[str, Any], str]  # (loss, spec overrides, dtype)
 HVP_DTYPES = ("float64",)
@@ -86,7 +86,7 @@ def functions(case: Case, dtype: str) -> tuple[Callable[..., Any], Callable[...,
 
 
 def _request(case: Case, dtype: str, device: str) -> CompareRequest:
-    """The :func:`parity.compare` call of a case in a dtype."""
+    """The :func:`jaxloss.parity.compare` call of a case in a dtype."""
     jf, tf, ref = functions(case, dtype)
     args, kwargs = cast_floats((case.args, case.kwargs), dtype)
     return CompareRequest(
@@ -126,7 +126,7 @@ def _case_result(case: Case, dtype: str, r: Result, seconds: float, device: str,
 
 
 def run_cases(items: Sequence[tuple[Case, str]], device: str = "cpu", fuzz: bool = False, merge: bool = True) -> list[CaseResult]:
-    """Compare cases (each in a dtype) with :func:`parity.compare.compare_many`: their JAX
+    """Compare cases (each in a dtype) with :func:`jaxloss.parity.compare.compare_many`: their JAX
     programs are compiled as one (``merge``). A case's ``seconds`` is its share of the batch."""
     t0 = time.perf_counter()
     results: list[Result | None] = [None] * len(items)
@@ -225,8 +225,8 @@ def previous_costs(report_json: str) -> dict[str, float]:
 
 
 def _run_chunk(chunk: list[Job], device: str, fuzz: bool, mode: str = "default") -> list[CaseResult]:
-    """One batch in a worker process, under the parent's float32 precision ``mode`` (:mod:`parity.precisions`)."""
-    from parity.precisions import precision
+    """One batch in a worker process, under the parent's float32 precision ``mode`` (:mod:`jaxloss.parity.precisions`)."""
+    from jaxloss.parity.precisions import precision
 
     with precision(mode):
         return run_batch(chunk, device, fuzz)
@@ -287,8 +287,8 @@ def run_jobs(
     """Run jobs (in ``workers`` processes when > 1), in batches of ``batch`` jobs of one dtype
     whose JAX programs are compiled as one (the expensive first, by ``costs``: see :func:`_chunks`);
     progress is reported per batch. ``precision``: the
-    :mod:`parity.precisions` mode the worker processes run under (default: this process's)."""
-    from parity.precisions import settings
+    :mod:`jaxloss.parity.precisions` mode the worker processes run under (default: this process's)."""
+    from jaxloss.parity.precisions import settings
 
     mode = precision or settings()["mode"]
     chunks = _chunks(jobs, batch, costs)
@@ -482,7 +482,7 @@ def _fmt(v: Any) -> str:
 
 
 def reproducer(case: Case, dtype: str, device: str = "cpu") -> str:
-    """A few lines of Python that rerun this comparison with :func:`parity.compare`."""
+    """A few lines of Python that rerun this comparison with :func:`jaxloss.parity.compare`."""
     args, kwargs = cast_floats((case.args, case.kwargs), dtype)
     names = list(case.arg_names[: len(args)])
     lines = ["import numpy as np, ml_dtypes, torch, torch.nn.functional as F, jaxloss, parity, parity.references"]
@@ -514,10 +514,10 @@ def reproducer(case: Case, dtype: str, device: str = "cpu") -> str:
 # --------------------------------------------------------------------------- progress
 class Progress:
     """The runner's ``progress(done, total, what)`` callback, drawn by the project's one bar
-    (:class:`train.progress.Progress`: rich, with an ETA; it imports neither JAX nor Flax).
+    (:class:`jaxloss.train.progress.Progress`: rich, with an ETA; it imports neither JAX nor Flax).
 
     >>> import io
-    >>> from parity.runner import Progress
+    >>> from jaxloss.parity.runner import Progress
     >>> out = io.StringIO()
     >>> progress = Progress("parity grid", stream=out)
     >>> for done in range(3):
@@ -531,7 +531,7 @@ class Progress:
         self._bar: Any = None
 
     def __call__(self, done: int, total: int, what: str) -> None:
-        from train.progress import Progress as Bar
+        from jaxloss.train.progress import Progress as Bar
 
         if self._bar is None:
             self._bar = Bar(total, self.label, stream=self.stream)

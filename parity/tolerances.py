@@ -16,7 +16,7 @@ torch" means what it means inside torch's own test-suite: an element passes when
 
 No dtype has an exception, and no case loosens them. Two related mechanisms, both
 listed in the report: a case where torch itself is inexact is judged against the
-float64 truth with these same bounds (:class:`parity.cases.TorchInexact`), and a
+float64 truth with these same bounds (:class:`jaxloss.parity.cases.TorchInexact`), and a
 case float32 itself cannot resolve for any two correct implementations runs in
 float64 only (``Case.fuzz_dtypes``): CTC with log-probabilities down to -30 (both
 ~1e-5 from the float64 gradient, the size of atol; ``parity.cases.ctc._F32_LIMIT``)
@@ -89,7 +89,7 @@ def tolerance_for(dtype: object, precision: str = "ieee") -> Tolerance:
             :data:`TF32` tier for float32 and the looser of it and the dtype's own for
             float16 / bfloat16; ``'ieee'``, and float64 always, the dtype's own.
 
-    >>> from parity.tolerances import tolerance_for
+    >>> from jaxloss.parity.tolerances import tolerance_for
     >>> tolerance_for("float32"), tolerance_for("float32", precision="tf32")
     (Tolerance(rtol=1.3e-06, atol=1e-05), Tolerance(rtol=0.005, atol=0.005))
     >>> tolerance_for("float64", precision="tf32")

@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from parity.convert import to_torch
-from parity.result import describe
+from jaxloss.parity.convert import to_torch
+from jaxloss.parity.result import describe
 
 __all__ = ["torch_run"]
 

@@ -1,15 +1,15 @@
 """Cross-framework twin run: the shipped train step and its torch twin, trained in lockstep.
 
-``python -m parity.twin --model seed-cnn --steps 50 --out DIR``
+``python -m jaxloss.parity.twin --model seed-cnn --steps 50 --out DIR``
 
-The Flax side is what ``python -m train`` runs: the model, optimizer with schedule and loss
-built by :mod:`train.recipe` from a :class:`train.config.TrainConfig` (the same flags as
-``python -m train``: ``--optimizer --lr --momentum --lr-schedule --loss --gamma`` ...),
-stepped by the compiled :func:`train.step.make_train_step`. The torch side is the same
-network in plain ``torch.nn`` (:mod:`train.torch_models`), ``torch.optim`` with its
-scheduler and torch's criterion of the same name, fed as :data:`train.losses.LOSSES` says.
+The Flax side is what ``python -m jaxloss.train`` runs: the model, optimizer with schedule and loss
+built by :mod:`jaxloss.train.recipe` from a :class:`jaxloss.train.config.TrainConfig` (the same flags as
+``python -m jaxloss.train``: ``--optimizer --lr --momentum --lr-schedule --loss --gamma`` ...),
+stepped by the compiled :func:`jaxloss.train.step.make_train_step`. The torch side is the same
+network in plain ``torch.nn`` (:mod:`jaxloss.train.torch_models`), ``torch.optim`` with its
+scheduler and torch's criterion of the same name, fed as :data:`jaxloss.train.losses.LOSSES` says.
 Both start from the same weights (the torch twin's fresh torch-default initialisation,
-converted with :func:`train.convert.torch_to_flax`) and see the same batches in the same
+converted with :func:`jaxloss.train.convert.torch_to_flax`) and see the same batches in the same
 order. After every step the run records the two losses, their difference and
 the largest parameter difference (Flax weights in torch layout against torch's), and the
 largest BatchNorm running-statistics difference. It prints a table and writes
@@ -22,7 +22,7 @@ labels uniform. ``--steps`` distinct batches are drawn from ``--seed`` with NumP
 the run is reproducible and the loss goes down (there is something to learn).
 
 Tolerance. *Strict*: the loss and every parameter element within ``atol + rtol * |torch|``
-(parity's float32 table, :mod:`parity.tolerances`; ``--rtol`` / ``--atol`` change it).
+(parity's float32 table, :mod:`jaxloss.parity.tolerances`; ``--rtol`` / ``--atol`` change it).
 That holds for the first steps only: float32 training is chaotic enough that rounding
 differences grow, and a discrete event (a max-pool window whose two largest inputs are
 within rounding of each other, a ReLU input within rounding of 0) moves a gradient by far
@@ -44,13 +44,13 @@ error jumps by orders of magnitude at that step while torch's does not, and the 
 fails. Which run flips depends on the seed and on rounding details (e.g. which XLA:CPU
 convolution is used): ResNet-18 at batch 32, seeds 0-3, 3 steps, flipped in Flax's run for
 seeds 1 and 2 with XLA's default options and for seeds 0, 2 and 3 with
-:func:`train.step.compiler_options`; the seed CNN's 50 steps (seed 0) are strict at 11
+:func:`jaxloss.train.step.compiler_options`; the seed CNN's 50 steps (seed 0) are strict at 11
 steps with the defaults and at 49 with those options. ``--dtype float64`` is the
 flip-free comparison.
 
 Diagnosis (``--no-diagnose`` skips it). At the first step outside tolerance, once per run,
-:func:`diagnose` names the first parameter out of tolerance (:func:`parity.compare_params`) and
-the first layer (:func:`parity.compare_models` on the two models as they were before the step,
+:func:`diagnose` names the first parameter out of tolerance (:func:`jaxloss.parity.compare_params`) and
+the first layer (:func:`jaxloss.parity.compare_models` on the two models as they were before the step,
 fed that step's batch: forward order, then backward order), with whether torch's own float32
 run leaves its float64 run there too, and the first layer where only Flax's float32 run leaves
 float64 (by more than twice torch's error there). It is printed under the verdict and stored in
@@ -69,12 +69,12 @@ the only ReLU decision there where Flax and torch differ, and torch agrees with 
 
 BatchNorm (ResNet-18): both models are in training mode on one device, so both normalise
 with the statistics of the whole batch; the Flax BatchNorm is torch-exact (unbiased
-running variance, torch momentum). Under data parallelism ``python -m train`` computes
+running variance, torch momentum). Under data parallelism ``python -m jaxloss.train`` computes
 statistics over the global batch (SyncBatchNorm), not per device as torch DDP does; the
 twin compares the single-device case, where the two agree.
 
 Precision: ``--precision ieee`` (the default) asks both frameworks for true float32
-matmuls/convolutions (:func:`parity.precision`; the step is compiled with
+matmuls/convolutions (:func:`jaxloss.parity.precision`; the step is compiled with
 ``'highest'``), ``tf32`` for TF32 on both, ``default`` leaves each framework's own default.
 
 Programmatic use: :func:`run_twin` returns a :class:`TwinResult` with one :class:`TwinStep`
@@ -104,17 +104,17 @@ import torch
 import torch.nn.functional as F
 from flax import nnx
 
-from parity.cli import path_problem, remove_reports, stop_if_interrupted
-from parity.precisions import precision as precision_mode
-from parity.tolerances import check_tolerance, tolerance_flag, tolerance_for
-from train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, fail, run_main
-from train.config import ConfigError, TrainConfig, validate
-from train.convert import flax_state_dict, torch_to_flax
-from train.losses import make_loss
-from train.recipe import build_model, build_optimizer
-from train.signals import SigintFlag
-from train.step import make_train_step
-from train.torch_models import TorchResNet18, TorchSeedCNN
+from jaxloss.parity.cli import path_problem, remove_reports, stop_if_interrupted
+from jaxloss.parity.precisions import precision as precision_mode
+from jaxloss.parity.tolerances import check_tolerance, tolerance_flag, tolerance_for
+from jaxloss.train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, fail, run_main
+from jaxloss.train.config import ConfigError, TrainConfig, validate
+from jaxloss.train.convert import flax_state_dict, torch_to_flax
+from jaxloss.train.losses import make_loss
+from jaxloss.train.recipe import build_model, build_optimizer
+from jaxloss.train.signals import SigintFlag
+from jaxloss.train.step import make_train_step
+from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
 
 __all__ = [
     "TwinConfig",
@@ -130,8 +130,8 @@ __all__ = [
     "write_report",
 ]
 
-PROG = "python -m parity.twin"
-# The TrainConfig fields the twin shares with ``python -m train`` (same flags, same defaults).
+PROG = "python -m jaxloss.parity.twin"
+# The TrainConfig fields the twin shares with ``python -m jaxloss.train`` (same flags, same defaults).
 SHARED_FIELDS = (
     "model", "activation", "cifar_stem", "batch_size", "epochs", "optimizer", "lr", "momentum", "dampening",
     "nesterov", "weight_decay", "betas", "eps", "amsgrad", "lr_schedule", "lr_step_size", "lr_gamma",
@@ -145,7 +145,7 @@ _JAX_PRECISION = {"ieee": "highest", "tf32": "tensorfloat32", "default": None}
 class TwinConfig:
     """A twin run: the training recipe (``train``) plus what only the twin has.
 
-    >>> from parity.twin import TwinConfig
+    >>> from jaxloss.parity.twin import TwinConfig
     >>> cfg = TwinConfig()
     >>> cfg.resolved_steps(), cfg.train.optimizer, cfg.train.effective_momentum, cfg.precision
     (50, 'sgd', 0.9, 'ieee')
@@ -171,7 +171,7 @@ class TwinConfig:
 class TwinStep:
     """One step's numbers: both losses, the differences, and the bounds that decided it.
 
-    >>> from parity.twin import TwinStep
+    >>> from jaxloss.parity.twin import TwinStep
     >>> s = TwinStep(step=1, loss_jax=2.3, loss_torch=2.3, loss_diff=0.0, param_diff=1e-8, param_rel_diff=1e-7,
     ...              buffer_diff=0.0, strict=True, within_tolerance=True)
     >>> s.within_tolerance
@@ -204,7 +204,7 @@ class TwinFailure:
     ``jax_args`` / ``torch_args`` are the batch each model takes (NHWC / NCHW), so the step
     can be re-run or compared layer by layer.
 
-    >>> from parity.twin import TwinFailure
+    >>> from jaxloss.parity.twin import TwinFailure
     >>> list(TwinFailure.__dataclass_fields__)
     ['step', 'flax_model', 'torch_model', 'x', 'y', 'reference_model']
     """
@@ -235,7 +235,7 @@ class TwinDiagnosis:
     (``parameter_when == "before"``), else after it in backward order, the order the
     update computes them (the first one the step moved apart). ``layer`` / ``kind``: the
     first layer out of tolerance when both models, as they were before the step, run on the
-    step's batch (:func:`parity.compare_models`: forward order, then backward order; kind
+    step's batch (:func:`jaxloss.parity.compare_models`: forward order, then backward order; kind
     ``"forward"`` or ``"grad"``); ``None`` when every layer agrees (the update itself
     diverged). ``*_torch_ref_passed``: whether torch's float32 run is within tolerance of its
     float64 run there (``None`` without the reference run). In a deep float32 network the
@@ -247,7 +247,7 @@ class TwinDiagnosis:
     gradient that a ReLU or a max-pool routed differently, the signature of a near-tie flip
     (``--dtype float64`` tells it from a port bug).
 
-    >>> from parity.twin import TwinDiagnosis
+    >>> from jaxloss.parity.twin import TwinDiagnosis
     >>> d = TwinDiagnosis(3, "model.2.weight", "after", True, "conv2 (torch model.2)", "grad", 0.01, True)
     >>> print(d.line())
     first divergence at step 3: parameter model.2.weight (after the step); layer conv2 (torch model.2) (grad, max abs 0.01); torch's own float32 run also leaves float64 there: no
@@ -298,16 +298,16 @@ def diagnose(failure: TwinFailure, after: Sequence[Any] = (), *, rtol: float | N
     """Name the parameter and the layer where ``failure``'s step diverged (see :class:`TwinDiagnosis`).
 
     ``after``: the parameter comparison of the models after the step
-    (:func:`parity.compare_params`), used when they agreed before it.
+    (:func:`jaxloss.parity.compare_params`), used when they agreed before it.
 
-    >>> from parity.twin import run_twin, diagnose
+    >>> from jaxloss.parity.twin import run_twin, diagnose
     >>> r = run_twin(steps=1, batch_size=2, reference=False, rtol=0.0, atol=1e-30, diagnose=False)  # no slack
     >>> d = diagnose(r.first_failure, rtol=0.0, atol=1e-30)
     >>> d.step, d.parameter, d.layer, d.kind  # equal weights, then float32 rounding in the first convolution
     (1, None, 'conv1 (torch model.0)', 'forward')
     """
-    import parity
-    from parity.models.twins import order_mapping
+    from jaxloss import parity
+    from jaxloss.parity.models.twins import order_mapping
 
     mapping = order_mapping(failure.flax_model, failure.torch_model)
     tol = {"rtol": rtol, "atol": atol}
@@ -339,7 +339,7 @@ def diagnose(failure: TwinFailure, after: Sequence[Any] = (), *, rtol: float | N
 class TwinResult:
     """Per-step records, the verdict, and the first failure (``None`` when every step passed).
 
-    >>> from parity.twin import TwinResult, TwinStep
+    >>> from jaxloss.parity.twin import TwinResult, TwinStep
     >>> ok = TwinStep(1, 2.3, 2.3, 0.0, 1e-8, 1e-7, 0.0, True, within_tolerance=True)
     >>> bad = TwinStep(2, 2.2, 2.1, 0.1, 1e-2, 1e-1, 0.0, False)
     >>> r = TwinResult({}, 1.3e-6, 1e-5, [ok, bad], "cpu", 1.0)
@@ -401,14 +401,14 @@ _TORCH_ONLY_FUNCTIONS = {"FocalLoss": _torch_focal_loss, "SigmoidFocalLoss": _to
 def loss_pair(
     name: str, num_classes: int, **options: Any
 ) -> tuple[Callable[[jax.Array, jax.Array], jax.Array], Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str]:
-    """``(jax_loss(logits, labels), torch_loss(logits, labels), target_kind)`` for a loss of :data:`train.losses.LOSSES`.
+    """``(jax_loss(logits, labels), torch_loss(logits, labels), target_kind)`` for a loss of :data:`jaxloss.train.losses.LOSSES`.
 
-    The JAX side is the training loss (:func:`train.losses.make_loss`); the torch side is
+    The JAX side is the training loss (:func:`jaxloss.train.losses.make_loss`); the torch side is
     torch's criterion of the same name, fed as the table says. List-valued options
     (``alpha=[...]``) become arrays / tensors.
 
     >>> import jax.numpy as jnp, torch
-    >>> from parity.twin import loss_pair
+    >>> from jaxloss.parity.twin import loss_pair
     >>> jl, tl, kind = loss_pair("kl_div", 3)
     >>> z, y = [[0.1, 0.2, 0.3]], [2]
     >>> kind, round(float(jl(jnp.array(z), jnp.array(y))), 4) == round(float(tl(torch.tensor(z), torch.tensor(y))), 4)
@@ -451,7 +451,7 @@ def synthetic_batches(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``steps`` batches ``(x NHWC float32, y int64)``: class template + N(0, 1) noise.
 
-    >>> from parity.twin import synthetic_batches
+    >>> from jaxloss.parity.twin import synthetic_batches
     >>> [(x.shape, y.shape) for x, y in synthetic_batches(1, 2, 4, 3, 0)]
     [((2, 4, 4, 3), (2,))]
     """
@@ -520,9 +520,9 @@ def _diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys: set[str]) ->
 
 def _compare_params_now(fm: nnx.Module, tm: torch.nn.Module, ref: torch.nn.Module | None, rtol: float | None,
                         atol: float | None) -> list[Any]:  # fmt: skip
-    """The parameter comparison of the live models (:func:`parity.compare_params`, paired as the twins are)."""
-    import parity
-    from parity.models.twins import order_mapping
+    """The parameter comparison of the live models (:func:`jaxloss.parity.compare_params`, paired as the twins are)."""
+    from jaxloss import parity
+    from jaxloss.parity.models.twins import order_mapping
 
     return parity.compare_params(fm, tm, mapping=order_mapping(fm, tm), reference=ref, rtol=rtol, atol=atol)
 
@@ -535,9 +535,9 @@ def _set_x64(on: bool) -> bool:
 
 
 def check_config(cfg: TwinConfig) -> None:
-    """Raise :class:`train.config.ConfigError` for a setting the run cannot take (before any model is built).
+    """Raise :class:`jaxloss.train.config.ConfigError` for a setting the run cannot take (before any model is built).
 
-    >>> from parity.twin import TwinConfig, check_config
+    >>> from jaxloss.parity.twin import TwinConfig, check_config
     >>> check_config(TwinConfig(steps=0))
     Traceback (most recent call last):
     ...
@@ -587,7 +587,7 @@ def run_twin(cfg: TwinConfig | None = None, *, on_step: Callable[[TwinStep], Non
     1..k. (Twice: each framework rounds on its own, so two runs as accurate as torch's are
     up to twice its error apart.)
 
-    >>> from parity.twin import run_twin
+    >>> from jaxloss.parity.twin import run_twin
     >>> r = run_twin(steps=1, batch_size=2, reference=False)  # the seed CNN, one SGD step each side
     >>> r.passed, len(r.steps), r.first_failure is None
     (True, 1, True)
@@ -710,9 +710,9 @@ def _e(v: float | None) -> str:
 def format_table(result: TwinResult, markdown: bool = False, width: int | None = None) -> str:
     """Per-step table. ``ref`` columns: torch float32 vs torch float64 (torch's own rounding
     error) and Flax float32 vs torch float64 (Flax's), when the reference ran. For a terminal
-    ``width`` columns wide (default: :func:`parity.report.console_width`) the columns on the
+    ``width`` columns wide (default: :func:`jaxloss.parity.report.console_width`) the columns on the
     right are left out until a line fits; ``twin.md`` has them all."""
-    from parity.report import Column, _fit, console_width
+    from jaxloss.parity.report import Column, _fit, console_width
 
     has_ref = any(s.ref_param_diff is not None for s in result.steps)
     # the verdict first, then the differences; on a narrow terminal the columns on the right go first
@@ -870,7 +870,7 @@ def write_report(result: TwinResult, out: str | os.PathLike[str]) -> dict[str, P
     """Write ``twin.md``, ``twin.json`` and ``twin.png`` into ``out``; returns their paths.
 
     >>> import tempfile
-    >>> from parity.twin import TwinResult, TwinStep, write_report
+    >>> from jaxloss.parity.twin import TwinResult, TwinStep, write_report
     >>> step = TwinStep(1, 2.3, 2.3, 0.0, 1e-8, 1e-7, 0.0, True, param_bound=1e-5, loss_bound=1e-5,
     ...                 within_tolerance=True)
     >>> config = {"model": "seed-cnn", "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "loss": "cross_entropy",
@@ -903,15 +903,15 @@ def write_report(result: TwinResult, out: str | os.PathLike[str]) -> dict[str, P
 
 # --------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    """The twin's flags: ``python -m train``'s for the shared settings, plus the twin's own."""
-    from train.__main__ import add_config_arguments
+    """The twin's flags: ``python -m jaxloss.train``'s for the shared settings, plus the twin's own."""
+    from jaxloss.train.__main__ import add_config_arguments
 
     p = Parser(
         prog=PROG,
         description="Train the shipped Flax train step and its torch twin in lockstep on synthetic batches; "
         "report the differences.",
     )
-    add_config_arguments(p.add_argument_group("the training recipe (as python -m train)"), SHARED_FIELDS,
+    add_config_arguments(p.add_argument_group("the training recipe (as python -m jaxloss.train)"), SHARED_FIELDS,
                          defaults={"out": None})  # fmt: skip
     g = p.add_argument_group("the twin")
     g.add_argument("--steps", type=int, default=None, help="default: 50 (seed-cnn), 10 (resnet18)")
@@ -934,13 +934,13 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None = None) -> TwinConfig:
     """The :class:`TwinConfig` of a command line.
 
-    >>> from parity.twin import config_from_args
+    >>> from jaxloss.parity.twin import config_from_args
     >>> cfg = config_from_args(["--model", "resnet18", "--momentum", "0.5", "--dtype", "float64"])
     >>> cfg.train.model, cfg.train.momentum, cfg.dtype, cfg.resolved_steps()
     ('resnet18', 0.5, 'float64', 10)
     """
     args = vars(build_parser().parse_args(argv))
-    from train.__main__ import config_values
+    from jaxloss.train.__main__ import config_values
 
     shared = config_values({k: args.pop(k) for k in SHARED_FIELDS})
     out = shared.pop("out")
@@ -951,11 +951,11 @@ REPORT_FILES = ("twin.md", "twin.json", "twin.png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m parity.twin``: 0 when every step is within tolerance, 1 when not, 2 for a bad flag
+    """``python -m jaxloss.parity.twin``: 0 when every step is within tolerance, 1 when not, 2 for a bad flag
     or an ``--out`` that cannot be written, 130 when interrupted (Ctrl-C, taken between steps; the
     previous run's report in ``--out`` is removed when the run starts).
 
-    >>> from parity.twin import main
+    >>> from jaxloss.parity.twin import main
     >>> main(["--batch-size", "1"])  # one line on stderr, status 2
     2
     """
@@ -963,7 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from train.__main__ import error
+    from jaxloss.train.__main__ import error
 
     args_out = build_parser().parse_args(argv).out
     cfg = config_from_args(argv)

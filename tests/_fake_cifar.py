@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import _LAYOUTS, CIFAR10_CLASSES, IMAGE_BYTES, md5sum
+from jaxloss.train.data import _LAYOUTS, CIFAR10_CLASSES, IMAGE_BYTES, md5sum
 
 __all__ = ["fake_cifar_archive", "write_fake_cifar"]
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.checked as checked
-from parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
+from jaxloss.parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
 from tests.torch_compare import TORCH_DTYPES, assert_close, check, to_jax, to_torch
 
 # inf - inf in torch_compare's error computation (both sides inf: compared as equal)

@@ -1,6 +1,6 @@
 """boxes.py against torchvision's box losses (its formulas in torch ops, or torchvision itself).
 
-Values, gradients and second order against :mod:`parity.references` (torchvision's ops,
+Values, gradients and second order against :mod:`jaxloss.parity.references` (torchvision's ops,
 op for op), hand-derived values, torchvision's dtype rules (integer and half-precision
 boxes computed and returned in float32), empty 'mean' = 0, CIoU's gradient-free alpha and
 its fixed DIoU eps, ``eps`` traced (no recompilation), broadcasting, degenerate and
@@ -17,7 +17,7 @@ import torch
 
 import jaxloss
 from jaxloss import checked
-from parity import references as R
+from jaxloss.parity import references as R
 from tests.torch_compare import assert_close, check, check_hvp
 
 NAMES = list(R.BOX_LOSSES)

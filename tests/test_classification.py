@@ -642,7 +642,7 @@ def test_negative_label_smoothing_is_ignored_like_torch():
 @pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "focal_loss"])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_axis_minus_one_on_channels_last_equals_torch_on_the_transposed_input(name, reduction):
-    from parity import references
+    from jaxloss.parity import references
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 3, 4, 5))  # (N, H, W, C)

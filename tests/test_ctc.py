@@ -219,7 +219,7 @@ def test_unbatched():
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_every_target_empty(reduction):
-    # Found by `python -m parity --fuzz 2000 --seed 7`: targets with no entry at all (unbatched
+    # Found by `python -m jaxloss.parity --fuzz 2000 --seed 7`: targets with no entry at all (unbatched
     # (0,), padded (N, 0), concatenated (0,)) raised (argmax of an empty array; a 2-column skip mask
     # for the single blank state). Each sample's loss is then -log P(all blanks), as in torch.
     lp, _, il, _ = _data()

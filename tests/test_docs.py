@@ -281,7 +281,7 @@ def test_rest_markup_becomes_markdown() -> None:
             "",
             "Usage::",
             "",
-            "    python -m parity --loss l1_loss",
+            "    python -m jaxloss.parity --loss l1_loss",
             "",
             ">>> 1 + 1  # doctest: +ELLIPSIS",
             "2",
@@ -302,7 +302,7 @@ def test_rest_markup_becomes_markdown() -> None:
     assert 'identifier="jaxloss.helper"' in md and "`Array`" in md and "`__call__`" in md
     assert "$$\n\\ell = |x - y|\n$$" in md
     assert "$$\n\\begin{aligned} a &= b \\\\ c &= d \\end{aligned}\n$$" in md
-    assert "Usage:\n\n```bash\npython -m parity --loss l1_loss\n```" in md
+    assert "Usage:\n\n```bash\npython -m jaxloss.parity --loss l1_loss\n```" in md
     assert "```pycon\n>>> 1 + 1\n2\n```" in md
     assert "**Mode**\nwhat the mode does." in md
     assert "    a: two inputs.\n    b: two inputs." in md

@@ -183,9 +183,9 @@ def _tmp() -> str:
 @pytest.mark.parametrize("module", sorted(gpu_sections.CLIS))
 def test_the_declared_cli_flags_are_the_clis_own(module):
     main = {
-        "parity": lambda: __import__("parity.__main__", fromlist=["main"]).main,
-        "parity.models": lambda: __import__("parity.models.__main__", fromlist=["main"]).main,
-        "parity.twin": lambda: __import__("parity.twin", fromlist=["main"]).main,
+        "jaxloss.parity": lambda: __import__("jaxloss.parity.__main__", fromlist=["main"]).main,
+        "jaxloss.parity.models": lambda: __import__("jaxloss.parity.models.__main__", fromlist=["main"]).main,
+        "jaxloss.parity.twin": lambda: __import__("jaxloss.parity.twin", fromlist=["main"]).main,
     }[module]()
     text = io.StringIO()
     with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
@@ -255,7 +255,7 @@ def test_targets_are_computed_from_the_run():
 
 
 def test_every_registry_model_has_its_train_step_targets():
-    from train.models import MODEL_NAMES
+    from jaxloss.train.models import MODEL_NAMES
 
     goals = [t.goal for t in gpu.targets_of_the_run()]
     for model in MODEL_NAMES:

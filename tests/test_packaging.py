@@ -56,22 +56,22 @@ def test_every_jaxloss_module_imports_with_jax_alone(tmp_path):
 
 
 def test_the_parity_extra_runs_the_readme_main_job(tmp_path):
-    """``pip install 'jaxloss[parity]' && python -m parity``: a loss selection with the flax-built
+    """``pip install 'jaxloss[parity]' && python -m jaxloss.parity``: a loss selection with the flax-built
     nn.* module case, plus the model section a whole-grid run adds (its plot in the HTML report)."""
-    out = run_with_only(("parity",), ["-m", "parity", "--loss", "nn.AdaptiveLogSoftmaxWithLoss", "--dtype", "float64",
+    out = run_with_only(("parity",), ["-m", "jaxloss.parity", "--loss", "nn.AdaptiveLogSoftmaxWithLoss", "--dtype", "float64",
                                       "--models", "seed-cnn", "-j", "1", "--no-xla-cache", "--out", "rep"], tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["summary"]["cases"] >= 1 and report["summary"]["errors"] == 0
     assert "seed-cnn" in (tmp_path / "rep" / "report.html").read_text()
-    twin = run_with_only(("parity",), ["-m", "parity.twin", "--help"], tmp_path)  # imports the training stack
+    twin = run_with_only(("parity",), ["-m", "jaxloss.parity.twin", "--help"], tmp_path)  # imports the training stack
     assert twin.returncode == 0 and "--steps" in twin.stdout, twin.stderr[-3000:]
 
 
 def test_without_flax_the_parity_cli_says_what_to_install_before_running(tmp_path):
-    out = run_with_only(("parity",), ["-m", "parity", "--loss", "l1_loss", "--out", "rep"], tmp_path, also_block=("flax",))
+    out = run_with_only(("parity",), ["-m", "jaxloss.parity", "--loss", "l1_loss", "--out", "rep"], tmp_path, also_block=("flax",))
     assert out.returncode == 2
-    assert out.stderr == "python -m parity: error: the parity report needs flax: pip install 'jaxloss[parity]'\n"
+    assert out.stderr == "python -m jaxloss.parity: error: the parity report needs flax: pip install 'jaxloss[parity]'\n"
     assert out.stdout == "" and not (tmp_path / "rep" / "report.json").exists()
 
 
@@ -90,9 +90,9 @@ def test_without_flax_no_case_is_left_out_of_the_count(tmp_path):
 
 def test_the_train_extra_runs_python_m_train(tmp_path):
     """``pip install 'jaxloss[train]'``: --help, and a tiny run with its plot and checkpoint."""
-    help_out = run_with_only(("train",), ["-m", "train", "--help"], tmp_path)
+    help_out = run_with_only(("train",), ["-m", "jaxloss.train", "--help"], tmp_path)
     assert help_out.returncode == 0 and "--batch-size" in help_out.stdout, help_out.stderr
-    out = run_with_only(("train",), ["-m", "train", "--epochs", "1", "--subset", "64", "--batch-size", "32",
+    out = run_with_only(("train",), ["-m", "jaxloss.train", "--epochs", "1", "--subset", "64", "--batch-size", "32",
                                      "--eval-batch-size", "64", "--no-progress", "--out", "run"], tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.jsonl").exists() and (tmp_path / "run" / "curves.png").exists()

@@ -1,4 +1,4 @@
-"""parity.compare / parity.assert_close: passing, failure detection, exceptions, pytrees, gradients."""
+"""jaxloss.parity.compare / parity.assert_close: passing, failure detection, exceptions, pytrees, gradients."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-import parity
-from parity.tolerances import ulp, ulp_error
+from jaxloss import parity
+from jaxloss.parity.tolerances import ulp, ulp_error
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(4, 5))
@@ -182,7 +182,7 @@ def test_second_order_is_the_double_backward_contraction():
     r = parity.compare(jf, TF.apply, a, b, grad_argnums=(0, 1), hvp=True)
     assert r.passed, r
     # and the numbers are v^T H: the a-component is H[b, a] v_b = 2 v_b (H v would give 1 v_b)
-    from parity.convert import pattern as _pattern
+    from jaxloss.parity.convert import pattern as _pattern
 
     ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
     cot = float(_pattern((), np.float64, "cot0", 0.5, 1.5))
@@ -207,7 +207,7 @@ def test_bce_second_order_at_exact_zero_and_one_matches_torch():
 
 
 def test_compare_many_isolates_errors():
-    from parity.compare import CompareRequest, compare_many
+    from jaxloss.parity.compare import CompareRequest, compare_many
 
     def raising(*a, **k):
         raise ValueError("bad trace")

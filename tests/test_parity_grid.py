@@ -8,8 +8,8 @@ import pytest
 import torch.nn.functional as F
 
 import jaxloss
-from parity import cases as pc
-from parity import runner
+from jaxloss.parity import cases as pc
+from jaxloss.parity import runner
 
 REG = runner.registry()
 FUNCTIONAL = [n for n in jaxloss.__all__ if n not in ("Reduction", "checked", "from_torch", "nn")]

@@ -16,10 +16,10 @@ import pytest
 import torch
 from flax import nnx
 
-import parity
-from train.convert import torch_to_flax
-from train.models import BatchNorm2d, ResNet18, SeedCNN
-from train.torch_models import TorchResNet18, TorchSeedCNN
+from jaxloss import parity
+from jaxloss.train.convert import torch_to_flax
+from jaxloss.train.models import BatchNorm2d, ResNet18, SeedCNN
+from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
 
 SEED_MAP = {"conv1": "model.0", "conv2": "model.2", "conv3": "model.4", "fc1": "model.7", "fc2": "model.8"}
 DTYPES = ["float64", "float32"]
@@ -283,7 +283,7 @@ def test_golden_round_trip_across_frameworks(tmp_path):
     xj, xt = _images(2, 32, "float32")
     path = str(tmp_path / "torch.npz")
     parity.save_golden(path, tm, xt)
-    from parity.models.golden import load_golden
+    from jaxloss.parity.models.golden import load_golden
 
     g = load_golden(path)
     assert g.framework == "torch" and g.meta["dtype"] == "float32" and g.meta["versions"]["torch"] == torch.__version__
@@ -299,7 +299,7 @@ def test_golden_round_trip_across_frameworks(tmp_path):
 
 
 def test_cli_prints_table_writes_report_and_golden(tmp_path, capsys):
-    from parity.models.__main__ import main
+    from jaxloss.parity.models.__main__ import main
 
     golden = str(tmp_path / "t.npz")
     assert main(["--model", "seed-cnn", "--save", golden]) == 0
@@ -316,27 +316,27 @@ def test_cli_prints_table_writes_report_and_golden(tmp_path, capsys):
 
 
 def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
-    from parity.models.__main__ import main
+    from jaxloss.parity.models.__main__ import main
 
     monkeypatch.setitem(sys.modules, "torch", None)  # as in an install without the parity extra
     with pytest.raises(SystemExit) as e:
         main(["--model", "seed-cnn"])
     assert e.value.code == 2
     assert capsys.readouterr().err == (
-        "python -m parity.models: error: the model comparison needs torch: pip install 'jaxloss[parity]'\n")
+        "python -m jaxloss.parity.models: error: the model comparison needs torch: pip install 'jaxloss[parity]'\n")
 
 
 def test_cli_leads_with_the_verdict_and_the_exact_command(capsys):
     """A float32 failure: the first line says it is rounding (torch's own float32 run leaves float64
     too), the second gives the float64 command; the per-layer lines only with --verbose."""
-    from parity.models.__main__ import main
+    from jaxloss.parity.models.__main__ import main
 
     argv = ["--model", "seed-cnn", "--rtol", "0", "--atol", "0"]  # no room for float32 rounding
     assert main(argv) == 1
     start, *lines = capsys.readouterr().out.splitlines()  # the start line names the run, then the verdict
-    assert start == "python -m parity.models: seed-cnn float32 batch 4 32x32, precision ieee", start
+    assert start == "python -m jaxloss.parity.models: seed-cnn float32 batch 4 32x32, precision ieee", start
     assert lines[0].startswith("FAILED float32 tolerance") and "float32 rounding, not a porting error" in lines[0], lines
-    assert lines[1] == ("exact comparison (float64): python -m parity.models --model seed-cnn --dtype float64 "
+    assert lines[1] == ("exact comparison (float64): python -m jaxloss.parity.models --model seed-cnn --dtype float64 "
                         "--batch-size 4 --image-size 32")
     assert not any(line.startswith("FAIL ") for line in lines) and len(lines) < 10, lines
     worst = next(line for line in lines if line.startswith("worst: "))
@@ -351,8 +351,8 @@ def test_the_default_batch_is_not_degenerate_and_a_degenerate_one_is_named(capsy
     gives the 4 values of test_faithful_resnet18_train_mode_batchnorm_passes (float64, within tolerance)."""
     import argparse
 
-    from parity.models.__main__ import _parse, degenerate_note
-    from parity.models.twins import DEFAULT_BATCH, batchnorm_values
+    from jaxloss.parity.models.__main__ import _parse, degenerate_note
+    from jaxloss.parity.models.twins import DEFAULT_BATCH, batchnorm_values
 
     args = _parse(["--model", "resnet18", "--dtype", "float64"])
     assert args.batch_size == DEFAULT_BATCH

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import pytest
 
 import jaxloss
-from parity import report as rep
-from parity import runner
-from parity.__main__ import main
+from jaxloss.parity import report as rep
+from jaxloss.parity import runner
+from jaxloss.parity.__main__ import main
 
 
 def _results(wrong: bool):
@@ -44,7 +44,7 @@ def test_json_schema(report, tmp_path):
     assert set(row["worst_value"]) == {"abs", "rel", "ulp", "usage"}
     assert {d["dtype"] for d in data["dtypes"]} == {"float64", "float32"}
     (fail,) = data["failures"]
-    assert fail["status"] == "failed" and "parity.compare(" in fail["reproducer"]
+    assert fail["status"] == "failed" and "jaxloss.parity.compare(" in fail["reproducer"]
     case = data["cases"][0]
     assert set(case) >= {"id", "loss", "family", "case", "dtype", "status", "judge", "params", "spec", "result", "reproducer"}
     assert set(case["result"]) == {"status", "dtype", "outputs", "grads", "hvps", "jax_error", "torch_error", "notes"}
@@ -150,7 +150,7 @@ def test_cli_default_run_with_two_workers_and_the_xla_cache(tmp_path):
     import sys
 
     out = tmp_path / "rep"
-    cmd = [sys.executable, "-m", "parity", "--loss", "hinge_embedding_loss", "-j", "2", "--out", str(out)]
+    cmd = [sys.executable, "-m", "jaxloss.parity", "--loss", "hinge_embedding_loss", "-j", "2", "--out", str(out)]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     assert any((out / ".xla-cache").iterdir())
@@ -190,7 +190,7 @@ def test_cli_without_torch_says_what_to_install(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--loss", "l1_loss"])
     assert e.value.code == 2
-    assert capsys.readouterr().err == "python -m parity: error: the parity report needs torch: pip install 'jaxloss[parity]'\n"
+    assert capsys.readouterr().err == "python -m jaxloss.parity: error: the parity report needs torch: pip install 'jaxloss[parity]'\n"
 
 
 def _loss_row(name, usage, at, status="passed"):
@@ -239,10 +239,10 @@ def test_cli_bad_loss_or_flag_is_one_line_with_did_you_mean(tmp_path, capsys):
         main(["--loss", "crossentropy", "--out", str(tmp_path / "r")])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m parity: error: --loss: unknown loss or family 'crossentropy'; did you mean "
+    assert err.startswith("python -m jaxloss.parity: error: --loss: unknown loss or family 'crossentropy'; did you mean "
                           "cross_entropy?") and err.count("\n") == 1, err
     with pytest.raises(SystemExit) as e:
         main(["--dtyp", "float32"])
     assert e.value.code == 2
-    assert capsys.readouterr().err == ("python -m parity: error: unrecognized arguments: --dtyp float32; did you mean "
+    assert capsys.readouterr().err == ("python -m jaxloss.parity: error: unrecognized arguments: --dtyp float32; did you mean "
                                        "--dtype? (see --help)\n")

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from flax import nnx
 
 import jaxloss
-import parity
-from parity.models.golden import load_golden, save_golden
+from jaxloss import parity
+from jaxloss.parity.models.golden import load_golden, save_golden
 
 X = np.linspace(0.5, 2.0, 6).reshape(2, 3)
 Y = np.zeros((2, 3))
@@ -132,8 +132,8 @@ def test_both_sides_raising_passes_only_for_the_same_kind_of_error():
 
 def _write_capture(path, layers_named=None):
     """A golden file of a torch Linear whose layers (and parameters) are renamed, or all dropped."""
-    from parity.models.capture import Record
-    from parity.models.golden import capture, write_capture
+    from jaxloss.parity.models.capture import Record
+    from jaxloss.parity.models.golden import capture, write_capture
 
     cap = capture(torch.nn.Linear(3, 2), [_x()])
     if layers_named is None:
@@ -181,7 +181,7 @@ def test_bad_arguments_are_named():
 
 
 def test_gpu_without_a_gpu_is_a_clear_error():
-    from parity.jax_side import gpu_available
+    from jaxloss.parity.jax_side import gpu_available
 
     if gpu_available():
         pytest.skip("a GPU is there")
@@ -285,45 +285,45 @@ def _refused(main, args: list[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("prog", ["parity.models", "parity.twin"])
+@pytest.mark.parametrize("prog", ["jaxloss.parity.models", "jaxloss.parity.twin"])
 @pytest.mark.parametrize("flag", ["--rtol=-1", "--atol=-1e-9", "--rtol=inf", "--atol=nan"])
 def test_cli_tolerance_flags_are_checked(prog, flag):
-    from parity.models.__main__ import _parse
-    from parity.twin import build_parser
+    from jaxloss.parity.models.__main__ import _parse
+    from jaxloss.parity.twin import build_parser
 
-    parse = _parse if prog == "parity.models" else build_parser().parse_args
+    parse = _parse if prog == "jaxloss.parity.models" else build_parser().parse_args
     name, value = flag.split("=")
     assert _refused(parse, [flag]) == f"python -m {prog}: error: argument {name}: must be a finite number >= 0, got {value} (see --help)"
 
 
 def test_cli_paths_are_refused_up_front(tmp_path):
-    from parity.__main__ import main as parity_main
-    from parity.models.__main__ import main as models_main
-    from parity.twin import main as twin_main
+    from jaxloss.parity.__main__ import main as parity_main
+    from jaxloss.parity.models.__main__ import main as models_main
+    from jaxloss.parity.twin import main as twin_main
 
     folder, file = tmp_path / "folder", tmp_path / "file"
     folder.mkdir()
     file.write_text("x")
     cases = [
-        (models_main, ["--save", str(folder)], f"python -m parity.models: error: --save {folder}: is a folder, expected a file"),
-        (models_main, ["--against", str(folder)], f"python -m parity.models: error: --against {folder}: is a folder"),
-        (models_main, ["--out", str(file)], f"python -m parity.models: error: --out {file}: not a folder"),
-        (twin_main, ["--out", str(file)], f"python -m parity.twin: error: --out {file}: not a folder"),
-        (twin_main, ["--out", "/proc/parity-out"], "python -m parity.twin: error: --out /proc/parity-out: not a folder"),
-        (parity_main, ["--out", str(file)], f"python -m parity: error: --out {file}: not a folder"),
-        (parity_main, ["--xla-cache", str(file)], f"python -m parity: error: --xla-cache {file}: not a folder"),
+        (models_main, ["--save", str(folder)], f"python -m jaxloss.parity.models: error: --save {folder}: is a folder, expected a file"),
+        (models_main, ["--against", str(folder)], f"python -m jaxloss.parity.models: error: --against {folder}: is a folder"),
+        (models_main, ["--out", str(file)], f"python -m jaxloss.parity.models: error: --out {file}: not a folder"),
+        (twin_main, ["--out", str(file)], f"python -m jaxloss.parity.twin: error: --out {file}: not a folder"),
+        (twin_main, ["--out", "/proc/parity-out"], "python -m jaxloss.parity.twin: error: --out /proc/parity-out: not a folder"),
+        (parity_main, ["--out", str(file)], f"python -m jaxloss.parity: error: --out {file}: not a folder"),
+        (parity_main, ["--xla-cache", str(file)], f"python -m jaxloss.parity: error: --xla-cache {file}: not a folder"),
     ]
     for main, args, line in cases:
         assert _refused(main, args).startswith(line), args
 
 
 def test_cli_malformed_golden_file_is_bad_input_not_a_divergence(tmp_path):
-    from parity.models.__main__ import main
+    from jaxloss.parity.models.__main__ import main
 
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     assert _refused(main, ["--against", str(bad)]) == (
-        f"python -m parity.models: error: {bad}: not a parity golden file (not a zip archive: File is not a zip file)")
+        f"python -m jaxloss.parity.models: error: {bad}: not a parity golden file (not a zip archive: File is not a zip file)")
 
 
 def _interrupt(args: list[str], cwd, started: str, timeout: float = 240) -> tuple[int, str, str]:
@@ -354,10 +354,10 @@ def _interrupt(args: list[str], cwd, started: str, timeout: float = 240) -> tupl
 
 
 @pytest.mark.parametrize("prog, args, reports", [
-    ("parity", ["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache"], ["report.json", "report.md", "report.html"]),
-    ("parity.models", ["--no-reference"], ["report.json", "report.md", "report.html", "layers.png"]),
-    ("parity.twin", ["--steps", "3", "--batch-size", "2", "--no-reference", "--no-diagnose"], ["twin.md", "twin.json", "twin.png"]),
-], ids=["parity", "parity.models", "parity.twin"])
+    ("jaxloss.parity", ["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache"], ["report.json", "report.md", "report.html"]),
+    ("jaxloss.parity.models", ["--no-reference"], ["report.json", "report.md", "report.html", "layers.png"]),
+    ("jaxloss.parity.twin", ["--steps", "3", "--batch-size", "2", "--no-reference", "--no-diagnose"], ["twin.md", "twin.json", "twin.png"]),
+], ids=["parity", "jaxloss.parity.models", "jaxloss.parity.twin"])
 def test_ctrl_c_is_exit_130_one_line_and_no_report_left_looking_current(prog, args, reports, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

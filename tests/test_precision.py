@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from parity.precisions import current_mode, precision, settings, xla_determinism_flags
-from parity.tolerances import TF32, Tolerance, tolerance_for
+from jaxloss.parity.precisions import current_mode, precision, settings, xla_determinism_flags
+from jaxloss.parity.tolerances import TF32, Tolerance, tolerance_for
 
 
 def _torch_state() -> tuple:
@@ -263,8 +263,8 @@ def test_the_judge_takes_the_tf32_tier_only_inside_a_tf32_block():
     """A 1e-4 relative float32 difference: beyond float32's tolerance, within the TF32 tier."""
     import numpy as np
 
-    from parity.judge import compare_arrays
-    from parity.precisions import precision
+    from jaxloss.parity.judge import compare_arrays
+    from jaxloss.parity.precisions import precision
 
     a, e = np.float32([1.0001]), np.float32([1.0])
     assert not compare_arrays("value", a, e, "float32").passed  # CPU default: true float32
@@ -277,7 +277,7 @@ def test_the_judge_takes_the_tf32_tier_only_inside_a_tf32_block():
 
 def test_the_switch_is_called_as_parity_precision():
     # the issue asked for ``parity.precision(mode)``: the name is the context manager, not a module
-    import parity
+    from jaxloss import parity
 
     before = _torch_state()
     with parity.precision("ieee"):

@@ -59,8 +59,8 @@ def test_the_proof_quick_start_passes():
 
 def test_the_training_quick_start_builds_a_valid_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     pytest.importorskip("flax")
-    import train
-    from train.config import validate
+    from jaxloss import train
+    from jaxloss.train.config import validate
 
     seen = []
 
@@ -90,7 +90,7 @@ def readme_commands() -> list[list[str]]:
 
 def test_the_readme_shows_each_cli():
     modules = {c[0] for c in readme_commands()}
-    assert {"parity", "parity.models", "parity.twin", "train"} <= modules, modules
+    assert {"jaxloss.parity", "jaxloss.parity.models", "jaxloss.parity.twin", "jaxloss.train"} <= modules, modules
 
 
 # Prints each CLI's --help, in one interpreter so the modules share their imports.

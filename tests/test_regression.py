@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import jaxloss
 import jaxloss.checked as checked
-from parity.tolerances import tolerance_for
+from jaxloss.parity.tolerances import tolerance_for
 from tests.torch_compare import assert_close, check, to_jax, to_torch
 
 DTYPES = ["float32", "float64"]
@@ -912,7 +912,7 @@ def test_low_precision_is_computed_in_float32():
 @pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"])
 @pytest.mark.parametrize("dtype", LOW)
 def test_low_precision_broadcast_target_gradient_sums_in_float32(name, dtype):
-    # Found by `python -m parity --fuzz 2000 --seed 7`: a target broadcast against input gets the
+    # Found by `python -m jaxloss.parity --fuzz 2000 --seed 7`: a target broadcast against input gets the
     # sum of the elementwise gradients. jaxloss broadcast the float16 target before casting to
     # float32, so that sum accumulated in float16: a partial sum beyond 65504 became inf (torch:
     # 22352, float64: 22405.7) and smaller ones lost ULPs. Now it sums in float32 and rounds once,

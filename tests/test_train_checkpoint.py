@@ -1,4 +1,4 @@
-"""train.checkpoint and resuming: --resume and Ctrl-C give exactly the parameters of an uninterrupted run."""
+"""jaxloss.train.checkpoint and resuming: --resume and Ctrl-C give exactly the parameters of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
-from train import data
-from train.checkpoint import Checkpointer
+from jaxloss.train import data
+from jaxloss.train.checkpoint import Checkpointer
 from tests._fake_cifar import write_fake_cifar
-from train.config import ConfigError, TrainConfig
-from train.loop import TrainingInterrupted, check_resume, train
+from jaxloss.train.config import ConfigError, TrainConfig
+from jaxloss.train.loop import TrainingInterrupted, check_resume, train
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -125,7 +125,7 @@ class _ConvBN(nnx.Module):
     """A small network with torch-exact BatchNorm: float32 mean / var and an int32 num_batches_tracked."""
 
     def __init__(self, rngs: nnx.Rngs) -> None:
-        from train.models import BatchNorm2d
+        from jaxloss.train.models import BatchNorm2d
 
         self.conv = nnx.Conv(3, 4, (3, 3), strides=(2, 2), kernel_init=_numpy_init(0.2), rngs=rngs)
         self.bn = BatchNorm2d(4)
@@ -154,7 +154,7 @@ def test_ctrl_c_and_resume_keep_batchnorm_statistics(tmp_path, tiny):
 
 
 def test_checkpointer_round_trip_with_batchnorm_state_and_atomic_layout(tmp_path):
-    from train.optim import make_optimizer
+    from jaxloss.train.optim import make_optimizer
 
     _, params, rest = nnx.split(_ConvBN(nnx.Rngs(0)), nnx.Param, ...)
     rest = jax.tree.map(lambda x: x + 1, rest)  # non-default BatchNorm statistics

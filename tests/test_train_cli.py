@@ -1,4 +1,4 @@
-"""``python -m train`` and ``python -m parity.twin`` command lines: one vocabulary, every bad flag refused up front.
+"""``python -m jaxloss.train`` and ``python -m jaxloss.parity.twin`` command lines: one vocabulary, every bad flag refused up front.
 
 Every bad value is one line on stderr naming the flag, and exit status 2, before any data
 is loaded or anything compiled (these tests would take minutes otherwise, and leave no
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from train.__main__ import _parser, config_from_args, main
-from train.config import TrainConfig
+from jaxloss.train.__main__ import _parser, config_from_args, main
+from jaxloss.train.config import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ from train.config import TrainConfig
 def test_bad_flags_are_one_clear_line_and_status_2(argv, message, capsys, tmp_path):
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"python -m train: error: {message}") and err.count("\n") == 1, err
+    assert err.startswith(f"python -m jaxloss.train: error: {message}") and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
@@ -56,7 +56,7 @@ def test_out_or_checkpoint_dir_that_is_a_file_fails_before_training(tmp_path, ca
     a_file = tmp_path / "file"
     a_file.write_text("")
     assert main(["--out", str(a_file)]) == 2
-    assert capsys.readouterr().err == f"python -m train: error: --out {a_file} is a file, not a folder\n"
+    assert capsys.readouterr().err == f"python -m jaxloss.train: error: --out {a_file} is a file, not a folder\n"
     assert main(["--out", str(tmp_path / "run"), "--checkpoint-dir", str(a_file)]) == 2
     assert f"--checkpoint-dir {a_file} is a file, not a folder" in capsys.readouterr().err
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
@@ -67,7 +67,7 @@ def test_unwritable_out_fails_before_training(tmp_path, capsys):
     blocker.write_text("")  # a folder cannot be made inside a file, even by root
     assert main(["--out", str(blocker / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"python -m train: error: --out {blocker / 'run'} is not writable (") and err.count("\n") == 1
+    assert err.startswith(f"python -m jaxloss.train: error: --out {blocker / 'run'} is not writable (") and err.count("\n") == 1
 
 
 def test_without_flax_one_line_says_what_to_install(monkeypatch, capsys):
@@ -75,7 +75,7 @@ def test_without_flax_one_line_says_what_to_install(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main([])
     assert e.value.code == 2
-    assert capsys.readouterr().err == "python -m train: error: training needs flax: pip install 'jaxloss[train]'\n"
+    assert capsys.readouterr().err == "python -m jaxloss.train: error: training needs flax: pip install 'jaxloss[train]'\n"
 
 
 def test_every_field_is_one_flag_with_its_default_in_help():
@@ -102,7 +102,7 @@ def test_the_default_is_the_seeds_recipe_on_the_offline_set():
 
 def test_the_twin_takes_the_same_flags_for_the_same_settings():
     pytest.importorskip("torch")
-    from parity.twin import SHARED_FIELDS, build_parser
+    from jaxloss.parity.twin import SHARED_FIELDS, build_parser
 
     train_flags = {o for a in _parser()._actions for o in a.option_strings}
     twin = {a.dest: a for a in build_parser()._actions}
@@ -135,10 +135,10 @@ def test_help_says_each_default_once_in_plain_text():
 )
 def test_the_header_is_a_command_line_that_pastes_back_to_the_same_run(cfg):
     """``--download False`` cannot be pasted back: the header's command parses to the same config."""
-    from train.outputs import header
+    from jaxloss.train.outputs import header
 
     line = header(cfg, {"devices": "1 x cpu"}).splitlines()[0]
-    assert line.startswith("command: python -m train ")
+    assert line.startswith("command: python -m jaxloss.train ")
     words = shlex.split(line.removeprefix("command: "))
     again = config_from_args(words[3:])
     expected = dataclasses.replace(cfg, momentum=cfg.effective_momentum if cfg.optimizer == "sgd" else None)
@@ -151,7 +151,7 @@ def test_a_bad_flag_value_is_one_line_and_a_typo_gets_did_you_mean(capsys):
         main(["--epochs", "ten"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1, err
-    assert err == "python -m train: error: argument --epochs: invalid int value: 'ten' (see --help)\n"
+    assert err == "python -m jaxloss.train: error: argument --epochs: invalid int value: 'ten' (see --help)\n"
     with pytest.raises(SystemExit):
         main(["--optimiser", "adam"])
     assert "did you mean --optimizer?" in capsys.readouterr().err
@@ -161,7 +161,7 @@ def test_cifar10_without_its_files_is_bad_input(tmp_path, capsys):
     """The README's convention: a missing data folder is status 2 (bad input), one line, nothing trained."""
     assert main(["--dataset", "cifar10", "--data-dir", str(tmp_path / "nodata"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"python -m train: error: CIFAR-10 not found under {tmp_path / 'nodata'}") and err.count("\n") == 1
+    assert err.startswith(f"python -m jaxloss.train: error: CIFAR-10 not found under {tmp_path / 'nodata'}") and err.count("\n") == 1
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
@@ -170,7 +170,7 @@ def test_a_regression_loss_is_fed_softmax_against_one_hot_labels():
     import jax.numpy as jnp
     import numpy as np
 
-    from train.losses import make_loss
+    from jaxloss.train.losses import make_loss
 
     rng = np.random.default_rng(0)
     logits, labels = rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)
@@ -192,13 +192,14 @@ def test_one_train_step_and_train_never_imports_parity():
     updates = sorted(str(p.relative_to(ROOT)) for p, text in code.items() if "apply_updates(" in text)
     assert updates == ["train/step.py"]
     importers = [str(p.relative_to(ROOT)) for p, text in sources.items()
-                 if p.parts[-2] == "train" and re.search(r"^\s*(from|import) parity", text, flags=re.M)]  # fmt: skip
+                 if p.parts[-2] == "train" and re.search(r"^\s*(from jaxloss import parity|(from|import) jaxloss\.parity)\b", text, flags=re.M)]  # fmt: skip
     assert importers == []
 
 
-def test_the_cli_modules_import_no_jax(tmp_path):
-    code = ("import sys, train, train.config, train.losses, train.progress\n"
-            "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")  # fmt: skip
+def test_the_cli_modules_import_no_training_stack(tmp_path):
+    """A bad flag is refused before Flax, optax or torch load (JAX itself comes with the jaxloss package)."""
+    code = ("import sys, jaxloss.train, jaxloss.train.config, jaxloss.train.losses, jaxloss.train.progress\n"
+            "print(sorted(m for m in ('flax', 'optax', 'orbax', 'torch') if m in sys.modules))")  # fmt: skip
     env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
     out = __import__("subprocess").run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                        cwd=tmp_path, timeout=60)  # fmt: skip
@@ -221,18 +222,18 @@ def test_sizes_beyond_the_data_set_are_refused_naming_the_flag_and_its_size(argv
     pytest.importorskip("flax")
     assert main([*argv, *_SHORT, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err == f"python -m train: error: {message}\n"
+    assert err == f"python -m jaxloss.train: error: {message}\n"
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_a_second_run_into_a_busy_checkpoint_folder_is_one_line_and_status_2(tmp_path, capsys):
     pytest.importorskip("orbax.checkpoint")
-    from train.checkpoint import Checkpointer
+    from jaxloss.train.checkpoint import Checkpointer
 
     folder = tmp_path / "ck"
     with Checkpointer(folder):  # another run, writing
         rc = main(["--subset", "32", "--batch-size", "32", *_SHORT, "--out", str(tmp_path / "run"),
                    "--checkpoint-dir", str(folder)])  # fmt: skip
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith(f"python -m train: error: --checkpoint-dir {folder} is in use by another run")
+    assert rc == 2 and err.startswith(f"python -m jaxloss.train: error: --checkpoint-dir {folder} is in use by another run")
     assert err.count("\n") == 1 and not (tmp_path / "run" / "metrics.jsonl").exists()

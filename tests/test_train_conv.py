@@ -1,4 +1,4 @@
-"""train.conv: the im2col path for tiny CPU maps computes lax.conv_general_dilated's function."""
+"""jaxloss.train.conv: the im2col path for tiny CPU maps computes lax.conv_general_dilated's function."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from parity.tolerances import tolerance_for
-from train.conv import IM2COL_MAX_OUTPUT_POSITIONS, conv_general_dilated
+from jaxloss.parity.tolerances import tolerance_for
+from jaxloss.train.conv import IM2COL_MAX_OUTPUT_POSITIONS, conv_general_dilated
 
 DN = ("NHWC", "HWIO", "NHWC")
 

@@ -1,4 +1,4 @@
-"""train.data (CIFAR-10 readers, checksums, safe unpickling, download, digits) and train.augment."""
+"""jaxloss.train.data (CIFAR-10 readers, checksums, safe unpickling, download, digits) and train.augment."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("sklearn")
 
 from tests._fake_cifar import fake_cifar_archive, write_fake_cifar
-from train import data
-from train.data import (
+from jaxloss.train import data
+from jaxloss.train.data import (
     CIFAR10_PY,
     ChecksumError,
     DatasetError,
@@ -320,7 +320,7 @@ def test_digits_offline_deterministic():
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp
 
-from train.augment import augment_batch, augment_image, normalize
+from jaxloss.train.augment import augment_batch, augment_image, normalize
 
 
 def _images(n: int = 16) -> jax.Array:

@@ -1,4 +1,4 @@
-"""train.loop: losses by name, a short digits run reaching a stated accuracy, bf16, outputs, the CLI."""
+"""jaxloss.train.loop: losses by name, a short digits run reaching a stated accuracy, bf16, outputs, the CLI."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ pytest.importorskip("sklearn")
 import jax.numpy as jnp
 
 from tests._train_cache import compilation_cache, subprocess_env  # noqa: F401  (fixture)
-from train import data
-from train.__main__ import main as cli_main
+from jaxloss.train import data
+from jaxloss.train.__main__ import main as cli_main
 from tests._fake_cifar import write_fake_cifar
-from train.config import ConfigError, TrainConfig
-from train.loop import train
-from train.losses import LOSSES, make_loss
-from train.progress import Progress
+from jaxloss.train.config import ConfigError, TrainConfig
+from jaxloss.train.loop import train
+from jaxloss.train.losses import LOSSES, make_loss
+from jaxloss.train.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def test_digits_short_run_reaches_88_percent(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "epoch 2/2: train loss" in log.getvalue()
     # the returned model is the trained one, in eval mode
-    from train.augment import normalize
+    from jaxloss.train.augment import normalize
 
     ds = data.load_digits32()
     logits = result.model(normalize(jnp.asarray(ds.x_test[:64]), ds.mean, ds.std))
@@ -180,7 +180,7 @@ def test_cli_smoke_digits(tmp_path, tmp_path_factory):
     cmd = [
         sys.executable,
         "-m",
-        "train",
+        "jaxloss.train",
         "--model",
         "seed-cnn",
         "--dataset",
@@ -207,7 +207,7 @@ def test_cli_smoke_digits(tmp_path, tmp_path_factory):
 
 
 def test_cli_loss_options_reach_the_config_and_the_loss():
-    from train.__main__ import config_from_args
+    from jaxloss.train.__main__ import config_from_args
 
     cfg = config_from_args(["--loss", "focal_loss", "--gamma", "2", "--alpha", "0.25"])
     assert (cfg.loss, cfg.loss_options) == ("focal_loss", {"gamma": 2.0, "alpha": 0.25})

@@ -2,7 +2,7 @@
 
 Two processes on this machine, each with one CPU device, start with the coordinator on
 127.0.0.1 at a free port (jax 0.10.2 runs cross-process CPU collectives with gloo, its
-default ``jax_cpu_collectives_implementation``) and train through :func:`train.loop.train`,
+default ``jax_cpu_collectives_implementation``) and train through :func:`jaxloss.train.loop.train`,
 checkpoints included. A third process trains the same config alone on two CPU devices
 (``--xla_force_host_platform_device_count=2``), the same global batch over the same
 ``('data',)`` mesh shape.
@@ -44,10 +44,10 @@ SCRIPT = textwrap.dedent(
     import json, os, sys
     import numpy as np
     from flax import nnx
-    from train.config import TrainConfig
-    from train.data import Dataset
-    from train.loop import train
-    from train.mesh import distributed_env, init_distributed
+    from jaxloss.train.config import TrainConfig
+    from jaxloss.train.data import Dataset
+    from jaxloss.train.loop import train
+    from jaxloss.train.mesh import distributed_env, init_distributed
 
     out, coordinator, n, pid = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     cfg = TrainConfig(epochs=2, batch_size=16, eval_batch_size=8, out=out, progress=False, plot=False,
@@ -146,7 +146,7 @@ def test_a_peer_that_never_joins_is_announced_bounded_and_named(tmp_path):
            "JAX_PLATFORMS": "cpu"}  # fmt: skip
     coordinators = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]  # one each: they must not meet
     commands = [
-        [sys.executable, "-m", "train", "--coordinator-address", coordinators[pid], "--num-processes", "2",
+        [sys.executable, "-m", "jaxloss.train", "--coordinator-address", coordinators[pid], "--num-processes", "2",
          "--process-id", str(pid), "--distributed-timeout", "2", "--out", str(tmp_path / str(pid))]
         for pid in (0, 1)
     ]  # fmt: skip
@@ -168,7 +168,7 @@ def test_a_peer_that_never_joins_is_announced_bounded_and_named(tmp_path):
         assert rc == 1, err[-2000:]
         assert lines[0] == (f"process {pid} of 2: waiting up to 2 s for every process to join at coordinator "
                             f"{coordinator} (--distributed-timeout)"), err[-2000:]  # fmt: skip
-        assert lines[-1].startswith(f"python -m train: error: not every process joined at coordinator {coordinator} "
+        assert lines[-1].startswith(f"python -m jaxloss.train: error: not every process joined at coordinator {coordinator} "
                                     "within 2 s"), err[-2000:]  # fmt: skip
         assert "Traceback" not in err and "Check failure" not in err
         assert not (tmp_path / str(pid) / "metrics.jsonl").exists()

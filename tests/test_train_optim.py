@@ -1,4 +1,4 @@
-"""train.optim against torch.optim: every optimizer and option, step for step, and both schedules.
+"""jaxloss.train.optim against torch.optim: every optimizer and option, step for step, and both schedules.
 
 Each case runs the same gradients through torch.optim (``p.grad`` set by hand) and through
 the optax transform for several steps and compares the parameters after every step: in
@@ -15,7 +15,7 @@ import optax
 import pytest
 import torch
 
-from train.optim import cosine_annealing, make_optimizer, step_lr
+from jaxloss.train.optim import cosine_annealing, make_optimizer, step_lr
 
 SHAPES = [(3, 4), (5,), (2, 3, 3)]
 STEPS = 6

@@ -1,4 +1,4 @@
-"""train.pooling.max_pool2d against torch.nn.functional.max_pool2d: values and gradients
+"""jaxloss.train.pooling.max_pool2d against torch.nn.functional.max_pool2d: values and gradients
 bit for bit (ties go to the first maximum of a window), shapes, padding, errors."""
 
 import jax
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.pooling import max_pool2d
+from jaxloss.train.pooling import max_pool2d
 
 CASES = [
     # (N, H, W, C, kernel, stride, padding)

@@ -3,7 +3,7 @@
 Each test is a finding of a hostile probe against the earlier code (a damaged checkpoint
 loaded silently, a fresh run mixing an older run's checkpoints, an unchecked ``--subset`` on
 resume, ``--resume`` with nothing left to train). The checkpoints here are written with
-:class:`train.checkpoint.Checkpointer` directly, so the tests compile nothing but tiny
+:class:`jaxloss.train.checkpoint.Checkpointer` directly, so the tests compile nothing but tiny
 programs; the loop-level tests stop before compiling (the checks come first).
 """
 
@@ -30,11 +30,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
-from train.checkpoint import CheckpointBusy, Checkpointer, CheckpointError, record_checksum
-from train.config import ConfigError, TrainConfig
-from train.data import Dataset
-from train.loop import TrainingInterrupted, train
-from train.recipe import build_optimizer
+from jaxloss.train.checkpoint import CheckpointBusy, Checkpointer, CheckpointError, record_checksum
+from jaxloss.train.config import ConfigError, TrainConfig
+from jaxloss.train.data import Dataset
+from jaxloss.train.loop import TrainingInterrupted, train
+from jaxloss.train.recipe import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("compilation_cache")  # the runs below share their compiled programs
@@ -224,7 +224,7 @@ def test_skipping_a_damaged_checkpoint_prints_no_event_loop_tracebacks(tmp_path)
         import gc, sys
         from pathlib import Path
         import jax.numpy as jnp
-        from train.checkpoint import Checkpointer
+        from jaxloss.train.checkpoint import Checkpointer
         folder = Path(sys.argv[1])
         state = lambda v: {f"w{i}": jnp.full(64, v + i, jnp.float32) for i in range(40)}  # many reads in flight
         meta = lambda s: {"epoch": s, "step": 0, "global_step": s, "config": {}, "history": []}

@@ -30,10 +30,10 @@ SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
     from tests._fake_cifar import write_fake_cifar
-    from train import data
-    from train.config import TrainConfig
-    from train.loop import train
-    from train.models import BatchNorm2d
+    from jaxloss.train import data
+    from jaxloss.train.config import TrainConfig
+    from jaxloss.train.loop import train
+    from jaxloss.train.models import BatchNorm2d
 
     assert len(jax.devices()) == 4, jax.devices()
     d = sys.argv[1]
@@ -126,7 +126,7 @@ def test_four_devices_follow_the_one_device_trajectory(tmp_path, tmp_path_factor
 def test_init_distributed_reads_the_launchers_variables(env, expected, monkeypatch):
     import jax
 
-    from train.mesh import init_distributed
+    from jaxloss.train.mesh import init_distributed
 
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kw: calls.append(args))
@@ -137,7 +137,7 @@ def test_init_distributed_reads_the_launchers_variables(env, expected, monkeypat
 def test_init_distributed_names_a_missing_variable(monkeypatch):
     import jax
 
-    from train.mesh import init_distributed
+    from jaxloss.train.mesh import init_distributed
 
     monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kw: pytest.fail("must not initialise"))
     with pytest.raises(ValueError, match="JAX_PROCESS_ID must be an integer, got None"):
@@ -152,9 +152,9 @@ def test_cli_flags_launch_jax_distributed(monkeypatch):
     """``--coordinator-address/--num-processes/--process-id`` reach jax.distributed.initialize."""
     import jax
 
-    from train.__main__ import config_from_args
-    from train.config import ConfigError, validate
-    from train.mesh import distributed_env, init_distributed
+    from jaxloss.train.__main__ import config_from_args
+    from jaxloss.train.config import ConfigError, validate
+    from jaxloss.train.mesh import distributed_env, init_distributed
 
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda *args, **kw: calls.append((*args, kw)))

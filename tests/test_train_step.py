@@ -1,4 +1,4 @@
-"""train.step: the XLA:CPU compiler options a training step compiles with, and their fallback."""
+"""jaxloss.train.step: the XLA:CPU compiler options a training step compiles with, and their fallback."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from train import step
+from jaxloss.train import step
 
 
 def _conv_and_bias_grad(x: jax.Array, w: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -51,8 +51,8 @@ def test_precision_settings_reach_the_compiled_step():
     import optax
     from flax import nnx
 
-    from train.config import MATMUL_PRECISION
-    from train.losses import make_loss
+    from jaxloss.train.config import MATMUL_PRECISION
+    from jaxloss.train.losses import make_loss
 
     graphdef, params, rest = nnx.split(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), nnx.Param, ...)
     tx = optax.sgd(0.1)

@@ -1,6 +1,6 @@
-"""parity.twin: short lockstep runs of Flax/optax against torch/torch.optim stay together.
+"""jaxloss.parity.twin: short lockstep runs of Flax/optax against torch/torch.optim stay together.
 
-The full runs (50 SeedCNN steps, 10 ResNet-18 steps) are ``python -m parity.twin``; these
+The full runs (50 SeedCNN steps, 10 ResNet-18 steps) are ``python -m jaxloss.parity.twin``; these
 are their short versions, small enough for the suite.
 """
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from parity.twin import TwinConfig, loss_pair, main, run_twin
+from jaxloss.parity.twin import TwinConfig, loss_pair, main, run_twin
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
-from train.config import ConfigError, TrainConfig
+from jaxloss.train.config import ConfigError, TrainConfig
 
 
 @pytest.mark.usefixtures("compilation_cache")
@@ -129,7 +129,7 @@ def test_bad_options_are_reported():
 @pytest.mark.usefixtures("compilation_cache")
 def test_the_first_failure_keeps_both_models_as_they_were_before_that_step():
     """With a zero tolerance float32 rounding fails step 1; the result holds what that step started from."""
-    from train.convert import flax_state_dict
+    from jaxloss.train.convert import flax_state_dict
 
     # the CLI test's recipe and batch: with the compilation cache the step is compiled once for both
     r = run_twin(TwinConfig(TrainConfig(batch_size=8, lr=0.05), steps=2, reference=False, rtol=0.0, atol=0.0))
@@ -147,7 +147,7 @@ def test_the_first_failure_keeps_both_models_as_they_were_before_that_step():
 
 def _rounding_failure():
     """A float32 run with 4 of 5 steps outside tolerance, diagnosed as rounding torch's own run shares."""
-    from parity.twin import TwinDiagnosis, TwinResult, TwinStep
+    from jaxloss.parity.twin import TwinDiagnosis, TwinResult, TwinStep
 
     steps = [TwinStep(k, 2.3, 2.3, 1e-6, 1e-4, 1e-3, 1e-5, k == 1, param_bound=1e-5, loss_bound=1e-5,
                       within_tolerance=k == 1, ref_loss_diff=1e-6, jax_ref_loss_diff=2e-6, ref_param_diff=3e-5,
@@ -163,12 +163,12 @@ def test_the_twin_leads_with_what_kind_of_difference_and_fits_the_terminal(tmp_p
     first line and the plot title say it is float32 rounding, and the float64 command compares exactly."""
     import matplotlib.figure
 
-    from parity.twin import _exact_command, format_table, plot, verdict_line
+    from jaxloss.parity.twin import _exact_command, format_table, plot, verdict_line
 
     result = _rounding_failure()
     line = verdict_line(result, _exact_command(["--model", "resnet18", "--dtype", "float32", "--steps", "5"]))
     assert line == ("FAILED: 4 of 5 steps outside float32 tolerance (first: step 2): float32 rounding: torch's own "
-                    "float32 run leaves float64 there too. Exact comparison: python -m parity.twin --model resnet18 "
+                    "float32 run leaves float64 there too. Exact comparison: python -m jaxloss.parity.twin --model resnet18 "
                     "--steps 5 --dtype float64")  # fmt: skip
     for width in (120, 80):
         table = format_table(result, width=width).splitlines()

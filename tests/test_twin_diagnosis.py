@@ -1,4 +1,4 @@
-"""parity.twin's diagnosis: at the first step outside tolerance the twin names the parameter
+"""jaxloss.parity.twin's diagnosis: at the first step outside tolerance the twin names the parameter
 and the layer that diverged (parity.compare_models on the models before that step).
 
 Bugs are planted on the torch side of the twin (after the weights were converted to Flax), so
@@ -12,8 +12,8 @@ import json
 import pytest
 import torch
 
-import parity.twin as twin
-from parity.twin import main, run_twin
+import jaxloss.parity.twin as twin
+from jaxloss.parity.twin import main, run_twin
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 from tests.test_parity_models import _ScaleGrad  # identity forward, gradient times 1.5
 

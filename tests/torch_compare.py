@@ -4,8 +4,8 @@
 runs both on the same NumPy data, compares the value and the gradient (of the
 sum of the output, i.e. a cotangent of ones) of every argument named in ``grad``,
 and fails with the worst error on a mismatch. Every array is judged by
-:func:`parity.judge.compare_arrays`, the rule of the whole parity suite (tolerances from
-:mod:`parity.tolerances`; NaN agrees with NaN, infinities of the same sign agree).
+:func:`jaxloss.parity.judge.compare_arrays`, the rule of the whole parity suite (tolerances from
+:mod:`jaxloss.parity.tolerances`; NaN agrees with NaN, infinities of the same sign agree).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from parity.convert import np64
-from parity.judge import compare_arrays
+from jaxloss.parity.convert import np64
+from jaxloss.parity.judge import compare_arrays
 
 TORCH_DTYPES = {
     "float64": torch.float64,

@@ -2,23 +2,23 @@
 
 One pipeline, in small modules:
 
-* :mod:`train.config`: :class:`TrainConfig` (every setting; one flag each) and its checks.
-* :mod:`train.recipe`: the model, the optimizer with its schedule and the loss, built from a config.
-* :mod:`train.losses`: the table that feeds logits and labels to a :mod:`jaxloss.nn` criterion.
-* :mod:`train.step`: *the* train step and eval step (jit, donated buffers, XLA:CPU options).
-* :mod:`train.feed`: shuffled, augmented batches gathered on the device (:mod:`train.augment`).
-* :mod:`train.loop`: :func:`train`, state in, history out; :mod:`train.mesh` (devices and
-  hosts), :mod:`train.outputs` (metrics, plot, header), :mod:`train.progress` (the progress
-  bar), :mod:`train.signals` (Ctrl-C), :mod:`train.checkpoint` (verified orbax checkpoints).
-* :mod:`train.models`, :mod:`train.conv`, :mod:`train.pooling`: the networks; :mod:`train.optim`:
-  torch's SGD / Adam / AdamW and schedules in optax; :mod:`train.data`: CIFAR-10 and digits.
-* :mod:`train.torch_models`, :mod:`train.convert`: the torch twins and weight conversion
-  (the lockstep proof against torch is :mod:`parity.twin`).
+* :mod:`jaxloss.train.config`: :class:`TrainConfig` (every setting; one flag each) and its checks.
+* :mod:`jaxloss.train.recipe`: the model, the optimizer with its schedule and the loss, built from a config.
+* :mod:`jaxloss.train.losses`: the table that feeds logits and labels to a :mod:`jaxloss.nn` criterion.
+* :mod:`jaxloss.train.step`: *the* train step and eval step (jit, donated buffers, XLA:CPU options).
+* :mod:`jaxloss.train.feed`: shuffled, augmented batches gathered on the device (:mod:`jaxloss.train.augment`).
+* :mod:`jaxloss.train.loop`: :func:`jaxloss.train`, state in, history out; :mod:`jaxloss.train.mesh` (devices and
+  hosts), :mod:`jaxloss.train.outputs` (metrics, plot, header), :mod:`jaxloss.train.progress` (the progress
+  bar), :mod:`jaxloss.train.signals` (Ctrl-C), :mod:`jaxloss.train.checkpoint` (verified orbax checkpoints).
+* :mod:`jaxloss.train.models`, :mod:`jaxloss.train.conv`, :mod:`jaxloss.train.pooling`: the networks; :mod:`jaxloss.train.optim`:
+  torch's SGD / Adam / AdamW and schedules in optax; :mod:`jaxloss.train.data`: CIFAR-10 and digits.
+* :mod:`jaxloss.train.torch_models`, :mod:`jaxloss.train.convert`: the torch twins and weight conversion
+  (the lockstep proof against torch is :mod:`jaxloss.parity.twin`).
 
-``python -m train --help`` is the command line. The names below are re-exported lazily
+``python -m jaxloss.train --help`` is the command line. The names below are re-exported lazily
 (importing ``train`` imports neither JAX nor Flax).
 
->>> import train
+>>> from jaxloss import train
 >>> train.TrainConfig().optimizer
 'sgd'
 """
@@ -36,11 +36,11 @@ if __name__.split(".")[0] != "jaxloss":  # imported from a checkout as a top-lev
 __all__ = ["TrainConfig", "TrainResult", "build_model", "load_dataset", "train"]
 
 _LAZY = {
-    "TrainConfig": "train.config",
-    "TrainResult": "train.loop",
-    "train": "train.loop",
-    "load_dataset": "train.data",
-    "build_model": "train.recipe",
+    "TrainConfig": "jaxloss.train.config",
+    "TrainResult": "jaxloss.train.loop",
+    "train": "jaxloss.train.loop",
+    "load_dataset": "jaxloss.train.data",
+    "build_model": "jaxloss.train.recipe",
 }
 
 

@@ -1,20 +1,20 @@
-"""``python -m train``: train the seed's CIFAR-10 CNN (or ResNet-18) in Flax NNX with optax.
+"""``python -m jaxloss.train``: train the seed's CIFAR-10 CNN (or ResNet-18) in Flax NNX with optax.
 
 With no flags it runs the seed's recipe (SGD, lr 0.01, momentum 0.9, batch 32, random crop +
 flip + normalisation, cross entropy, 10 epochs) on the offline ``digits`` set. Examples::
 
-    python -m train                                                       # the seed's recipe, offline
-    python -m train --dataset cifar10 --data-dir data --download --epochs 30
-    python -m train --model resnet18 --lr 0.1 --weight-decay 5e-4 --lr-schedule cosine
-    python -m train --loss focal_loss --gamma 2 ...
-    python -m train ... --resume                                          # continue after Ctrl-C
+    python -m jaxloss.train                                                       # the seed's recipe, offline
+    python -m jaxloss.train --dataset cifar10 --data-dir data --download --epochs 30
+    python -m jaxloss.train --model resnet18 --lr 0.1 --weight-decay 5e-4 --lr-schedule cosine
+    python -m jaxloss.train --loss focal_loss --gamma 2 ...
+    python -m jaxloss.train ... --resume                                          # continue after Ctrl-C
 
 Writes ``<out>/metrics.jsonl`` (one JSON record per epoch), ``<out>/curves.png`` and
 checkpoints in ``<checkpoint-dir>`` (default ``<out>/checkpoints``). Ctrl-C saves a
 checkpoint and exits with status 130; ``--resume`` continues it to the same final
 parameters as an uninterrupted run. A bad flag, or ``--dataset cifar10`` without its files
 (and no ``--download``), is one line on stderr and status 2, before anything is trained;
-exit codes as every CLI of the project (:mod:`train.cli`: 0 done, 1 failed, 2 bad input,
+exit codes as every CLI of the project (:mod:`jaxloss.train.cli`: 0 done, 1 failed, 2 bad input,
 130 interrupted).
 
 Devices: data-parallel over every local device (a ``('data',)`` mesh; BatchNorm statistics
@@ -25,8 +25,8 @@ per host with the same command and either ``--coordinator-address HOST:PORT
 ``WORLD_SIZE`` / ``RANK``, or a SLURM ``srun`` / Open MPI ``mpirun`` launch::
 
     # host 0                                       # host 1
-    python -m train --coordinator-address h0:1234 --num-processes 2 --process-id 0 ...
-    python -m train --coordinator-address h0:1234 --num-processes 2 --process-id 1 ...
+    python -m jaxloss.train --coordinator-address h0:1234 --num-processes 2 --process-id 0 ...
+    python -m jaxloss.train --coordinator-address h0:1234 --num-processes 2 --process-id 1 ...
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from train.cli import Parser, require
-from train.config import ConfigError, TrainConfig, flag, validate
+from jaxloss.train.cli import Parser, require
+from jaxloss.train.config import ConfigError, TrainConfig, flag, validate
 
-PROG = "python -m train"
+PROG = "python -m jaxloss.train"
 # pyproject's [train] extra, as the modules a run imports (checked before anything runs)
 REQUIRES = ("flax", "optax", "orbax", "numpy", "rich", "matplotlib", "sklearn")
 
@@ -55,11 +55,11 @@ def add_config_arguments(
 ) -> None:
     """One flag per :class:`TrainConfig` field (or per field of ``fields``), its default shown in ``--help``.
 
-    ``defaults`` replaces a field's default (the twin's shorter runs). :mod:`parity.twin`
+    ``defaults`` replaces a field's default (the twin's shorter runs). :mod:`jaxloss.parity.twin`
     builds its shared flags with this function.
 
     >>> import argparse
-    >>> from train.__main__ import add_config_arguments
+    >>> from jaxloss.train.__main__ import add_config_arguments
     >>> p = argparse.ArgumentParser()
     >>> add_config_arguments(p, ["batch_size", "augment"])
     >>> sorted(vars(p.parse_args(["--batch-size", "8", "--no-augment"])).items())
@@ -95,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
 def plain_text(rest: str) -> str:
     """A reST docstring as a terminal shows it: no ``literal`` quotes, roles or ``::``.
 
-    >>> from train.__main__ import plain_text
-    >>> plain_text("Writes ``metrics.jsonl`` (:mod:`train.cli`). Examples::")
+    >>> from jaxloss.train.__main__ import plain_text
+    >>> plain_text("Writes ``metrics.jsonl`` (:mod:`jaxloss.train.cli`). Examples::")
     'Writes metrics.jsonl (train.cli). Examples:'
     """
     import re
@@ -107,7 +107,7 @@ def plain_text(rest: str) -> str:
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     """The :class:`TrainConfig` of a command line (not yet validated).
 
-    >>> from train.__main__ import config_from_args
+    >>> from jaxloss.train.__main__ import config_from_args
     >>> config_from_args(["--batch-size", "64", "--gamma", "2", "--loss", "focal_loss"]).loss_options
     {'gamma': 2.0}
     """
@@ -117,7 +117,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 def config_values(values: dict[str, Any]) -> dict[str, Any]:
     """Parsed flag values as :class:`TrainConfig` field values (``--betas`` a tuple, ``--activation none`` None).
 
-    >>> from train.__main__ import config_values
+    >>> from jaxloss.train.__main__ import config_values
     >>> config_values({"betas": [0.9, 0.99], "activation": "none"})
     {'betas': (0.9, 0.99), 'activation': None}
     """
@@ -133,22 +133,22 @@ def error(prog: str, e: Exception) -> None:
     """One line on stderr: a :class:`ConfigError` worded as its flag (``--batch-size must be ...``).
 
     >>> import contextlib, io
-    >>> from train.__main__ import error
-    >>> from train.config import ConfigError
+    >>> from jaxloss.train.__main__ import error
+    >>> from jaxloss.train.config import ConfigError
     >>> err = io.StringIO()
     >>> with contextlib.redirect_stderr(err):
-    ...     error("python -m train", ConfigError("batch_size", "must be a positive integer, got 0"))
+    ...     error("python -m jaxloss.train", ConfigError("batch_size", "must be a positive integer, got 0"))
     >>> print(err.getvalue().strip())
-    python -m train: error: --batch-size must be a positive integer, got 0
+    python -m jaxloss.train: error: --batch-size must be a positive integer, got 0
     """
     text = f"{flag(e.field)} {e.problem}" if isinstance(e, ConfigError) else str(e)
     print(f"{prog}: error: {text}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m train``: 0 when trained, 2 for a bad flag (one line on stderr), 1 for bad data, 130 on Ctrl-C.
+    """``python -m jaxloss.train``: 0 when trained, 2 for a bad flag (one line on stderr), 1 for bad data, 130 on Ctrl-C.
 
-    >>> from train.__main__ import main
+    >>> from jaxloss.train.__main__ import main
     >>> main(["--epochs", "0"])
     2
     """
@@ -159,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         error(PROG, e)
         return 2
     require(PROG, "training", REQUIRES, "train")
-    from train.checkpoint import CheckpointError
-    from train.data import DatasetError, DatasetNotFound
-    from train.loop import TrainingInterrupted, train
-    from train.mesh import distributed_env, init_distributed
-    from train.outputs import check_writable_dir
+    from jaxloss.train.checkpoint import CheckpointError
+    from jaxloss.train.data import DatasetError, DatasetNotFound
+    from jaxloss.train.loop import TrainingInterrupted, train
+    from jaxloss.train.mesh import distributed_env, init_distributed
+    from jaxloss.train.outputs import check_writable_dir
 
     try:
         check_writable_dir(cfg.out, "out")

@@ -15,7 +15,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from train.data import CIFAR10_MEAN, CIFAR10_STD
+from jaxloss.train.data import CIFAR10_MEAN, CIFAR10_STD
 
 __all__ = ["augment_batch", "augment_image", "normalize", "random_crop", "random_hflip"]
 
@@ -26,7 +26,7 @@ def normalize(
     """uint8 (or [0, 255] float) images (..., C) -> float32 ``(x / 255 - mean) / std``.
 
     >>> import jax.numpy as jnp
-    >>> from train.augment import normalize
+    >>> from jaxloss.train.augment import normalize
     >>> normalize(jnp.full((1, 2, 2, 3), 255, jnp.uint8), (0.5,) * 3, (0.5,) * 3)[0, 0, 0].tolist()
     [1.0, 1.0, 1.0]
     """
@@ -38,7 +38,7 @@ def random_crop(key: jax.Array, image: jax.Array, padding: int = 4) -> jax.Array
     """One HWC image: zero-pad by ``padding`` on each side, then crop back to H x W at a uniform offset.
 
     >>> import jax, jax.numpy as jnp
-    >>> from train.augment import random_crop
+    >>> from jaxloss.train.augment import random_crop
     >>> random_crop(jax.random.key(0), jnp.ones((8, 8, 3), jnp.uint8), padding=2).shape
     (8, 8, 3)
     """
@@ -54,7 +54,7 @@ def random_hflip(key: jax.Array, image: jax.Array) -> jax.Array:
     """One HWC image, mirrored left-right with probability 1/2.
 
     >>> import jax, jax.numpy as jnp
-    >>> from train.augment import random_hflip
+    >>> from jaxloss.train.augment import random_hflip
     >>> image = jnp.arange(4.0).reshape(1, 4, 1)
     >>> random_hflip(jax.random.key(0), image).ravel().tolist() in ([0.0, 1.0, 2.0, 3.0], [3.0, 2.0, 1.0, 0.0])
     True
@@ -66,7 +66,7 @@ def augment_image(key: jax.Array, image: jax.Array, *, padding: int = 4, flip: b
     """Crop then (optionally) flip one uint8 HWC image; the dtype is kept.
 
     >>> import jax, jax.numpy as jnp
-    >>> from train.augment import augment_image
+    >>> from jaxloss.train.augment import augment_image
     >>> out = augment_image(jax.random.key(0), jnp.ones((8, 8, 3), jnp.uint8))
     >>> out.shape, out.dtype
     ((8, 8, 3), dtype('uint8'))
@@ -89,7 +89,7 @@ def augment_batch(
     """uint8 NHWC batch -> augmented, normalised float32 NHWC batch (one key per image).
 
     >>> import jax, jax.numpy as jnp
-    >>> from train.augment import augment_batch
+    >>> from jaxloss.train.augment import augment_batch
     >>> augment_batch(jax.random.key(0), jnp.ones((2, 8, 8, 3), jnp.uint8)).dtype
     dtype('float32')
     """

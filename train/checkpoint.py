@@ -64,7 +64,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint (or every checkpoint of a folder) cannot be used; the message names the folder.
 
     >>> import tempfile
-    >>> from train.checkpoint import CheckpointError, Checkpointer
+    >>> from jaxloss.train.checkpoint import CheckpointError, Checkpointer
     >>> with Checkpointer(tempfile.mkdtemp()) as ckpt:
     ...     try:
     ...         ckpt.restore({})
@@ -78,7 +78,7 @@ class CheckpointBusy(CheckpointError):
     """Another process is writing checkpoints into the folder (it holds the folder's lock).
 
     >>> import tempfile
-    >>> from train.checkpoint import CheckpointBusy, Checkpointer
+    >>> from jaxloss.train.checkpoint import CheckpointBusy, Checkpointer
     >>> folder = tempfile.mkdtemp()
     >>> with Checkpointer(folder) as first:
     ...     try:
@@ -115,7 +115,7 @@ def abstract_like(tree: Any) -> Any:
     """``jax.ShapeDtypeStruct`` (with sharding) for every array leaf of ``tree``.
 
     >>> import jax.numpy as jnp
-    >>> from train.checkpoint import abstract_like
+    >>> from jaxloss.train.checkpoint import abstract_like
     >>> abstract_like({"w": jnp.zeros((2, 3))})["w"].shape
     (2, 3)
     """
@@ -139,7 +139,7 @@ def state_checksum(state: Any) -> str:
     """SHA-256 over every leaf of ``state``: its tree path, dtype, shape and bytes.
 
     >>> import jax.numpy as jnp
-    >>> from train.checkpoint import state_checksum
+    >>> from jaxloss.train.checkpoint import state_checksum
     >>> a = state_checksum({"w": jnp.zeros(3)})
     >>> a == state_checksum({"w": jnp.zeros(3)}), a == state_checksum({"w": jnp.ones(3)}), len(a)
     (True, False, 64)
@@ -158,7 +158,7 @@ def record_checksum(meta: dict[str, Any]) -> str:
     It covers ``arrays_checksum``, so one checksum vouches for the arrays and the record
     (epoch, step, config, history) together.
 
-    >>> from train.checkpoint import record_checksum
+    >>> from jaxloss.train.checkpoint import record_checksum
     >>> a = record_checksum({"epoch": 3, "arrays_checksum": "ab"})
     >>> a == record_checksum({"arrays_checksum": "ab", "epoch": 3, "checksum": "x"}), a == record_checksum({"epoch": 2, "arrays_checksum": "ab"})
     (True, False)
@@ -237,7 +237,7 @@ class Checkpointer:
     use it as a context manager) to release the lock.
 
     >>> import tempfile, jax.numpy as jnp
-    >>> from train.checkpoint import Checkpointer
+    >>> from jaxloss.train.checkpoint import Checkpointer
     >>> with Checkpointer(tempfile.mkdtemp()) as ckpt:
     ...     ckpt.save(3, {"w": jnp.arange(3.0)}, {"epoch": 1, "step": 0, "global_step": 3, "config": {}, "history": []})
     ...     state, meta = ckpt.restore({"w": jnp.zeros(3)})

@@ -1,7 +1,7 @@
 """What every command line of the project shares: exit codes, one-line errors, Ctrl-C.
 
-One convention for ``python -m train``, ``python -m parity``, ``python -m parity.models``,
-``python -m parity.twin`` and ``python -m benchmarks.gpu``:
+One convention for ``python -m jaxloss.train``, ``python -m jaxloss.parity``, ``python -m jaxloss.parity.models``,
+``python -m jaxloss.parity.twin`` and ``python -m benchmarks.gpu``:
 
 =====  ==========================================================================
 code   meaning
@@ -52,7 +52,7 @@ class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line on stderr and exit status 2.
 
     >>> import contextlib, io
-    >>> from train.cli import Parser
+    >>> from jaxloss.train.cli import Parser
     >>> p = Parser(prog="demo")
     >>> _ = p.add_argument("--epochs", type=int, default=1)
     >>> err = io.StringIO()
@@ -88,7 +88,7 @@ class Parser(argparse.ArgumentParser):
 def fail(prog: str, message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print ``prog: error: message`` as one line on stderr and exit with ``code`` (2: bad input).
 
-    >>> from train.cli import fail
+    >>> from jaxloss.train.cli import fail
     >>> try:
     ...     fail("demo", "--out is a file")
     ... except SystemExit as e:
@@ -105,7 +105,7 @@ def require(prog: str, what: str, modules: Sequence[str], extra: str) -> None:
     Finds the modules without importing them.
 
     >>> import contextlib, io
-    >>> from train.cli import require
+    >>> from jaxloss.train.cli import require
     >>> require("demo", "the demo", ["json"], "parity")  # installed: nothing happens
     >>> err = io.StringIO()
     >>> with contextlib.redirect_stderr(err):
@@ -130,7 +130,7 @@ def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Seque
     ``main`` is responsible for marking any partial output it leaves as interrupted
     (typically in a ``finally`` or ``except KeyboardInterrupt`` that re-raises).
 
-    >>> from train.cli import run_main
+    >>> from jaxloss.train.cli import run_main
     >>> def main(argv):
     ...     raise KeyboardInterrupt
     >>> run_main("demo", main, [])

@@ -1,7 +1,7 @@
 """One configuration for a training run: :class:`TrainConfig`, its checks, and its vocabulary.
 
-Every field is one command-line flag of ``python -m train`` (``batch_size`` is
-``--batch-size``); :mod:`parity.twin` takes the same flags for the fields it shares. The
+Every field is one command-line flag of ``python -m jaxloss.train`` (``batch_size`` is
+``--batch-size``); :mod:`jaxloss.parity.twin` takes the same flags for the fields it shares. The
 defaults are the seed's recipe: the seed CNN, SGD with learning rate 0.01 and momentum
 0.9, batch 32, random crop (padding 4) + horizontal flip + normalisation, cross entropy,
 10 epochs, on the offline ``digits`` set.
@@ -57,7 +57,7 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 class ConfigError(ValueError):
     """A setting that a run cannot take; ``field`` names it (``str(e)`` starts with it).
 
-    >>> from train.config import ConfigError
+    >>> from jaxloss.train.config import ConfigError
     >>> e = ConfigError("epochs", "must be a positive integer, got 0")
     >>> (e.field, str(e))
     ('epochs', 'epochs must be a positive integer, got 0')
@@ -71,7 +71,7 @@ class ConfigError(ValueError):
 def flag(field: str) -> str:
     """The command-line flag of a config field.
 
-    >>> from train.config import flag
+    >>> from jaxloss.train.config import flag
     >>> flag("batch_size")
     '--batch-size'
     """
@@ -80,9 +80,9 @@ def flag(field: str) -> str:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything that determines a run; ``python -m train --help`` lists each field as a flag.
+    """Everything that determines a run; ``python -m jaxloss.train --help`` lists each field as a flag.
 
-    >>> from train.config import TrainConfig
+    >>> from jaxloss.train.config import TrainConfig
     >>> cfg = TrainConfig(epochs=2)
     >>> (cfg.model, cfg.optimizer, cfg.lr, cfg.effective_momentum, cfg.batch_size, cfg.dataset)
     ('seed-cnn', 'sgd', 0.01, 0.9, 32, 'digits')
@@ -192,7 +192,7 @@ def _finite(cfg: TrainConfig, name: str, lo: float = 0.0, hi: float = math.inf, 
 def parse_address(text: str) -> tuple[str, int]:
     """``(host, port)`` of a ``HOST:PORT`` coordinator address; ValueError saying what is expected.
 
-    >>> from train.config import parse_address
+    >>> from jaxloss.train.config import parse_address
     >>> parse_address("h0:1234"), parse_address("[::1]:8476")
     (('h0', 1234), ('[::1]', 8476))
     >>> parse_address("garbage")
@@ -214,7 +214,7 @@ def _choice(cfg: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every setting (no file system, no JAX); return ``cfg`` or raise :class:`ConfigError`.
 
-    >>> from train.config import TrainConfig, validate
+    >>> from jaxloss.train.config import TrainConfig, validate
     >>> validate(TrainConfig(batch_size=0))
     Traceback (most recent call last):
     ...
@@ -268,7 +268,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError("coordinator_address", str(e)) from None
     if cfg.process_id is not None and cfg.num_processes is not None and cfg.process_id >= cfg.num_processes:
         raise ConfigError("process_id", f"must be below num_processes ({cfg.num_processes}), got {cfg.process_id}")
-    from train.losses import make_loss  # the loss table imports no JAX
+    from jaxloss.train.losses import make_loss  # the loss table imports no JAX
 
     make_loss(cfg.loss, **cfg.loss_options)
     return cfg

@@ -103,7 +103,7 @@ def conv_general_dilated(
 
     >>> import jax.numpy as jnp
     >>> from jax import lax
-    >>> from train.conv import conv_general_dilated
+    >>> from jaxloss.train.conv import conv_general_dilated
     >>> x, w = jnp.ones((1, 2, 2, 3)), jnp.ones((3, 3, 3, 4))
     >>> dn = ("NHWC", "HWIO", "NHWC")
     >>> ours = conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=dn)

@@ -1,7 +1,7 @@
 """Weights between a torch model and its Flax NNX twin, both ways, in place.
 
 ``torch_to_flax(torch_module, flax_model)`` loads a torch ``state_dict`` (a module, or
-the state_dict itself) into a :mod:`train.models` model; ``flax_to_torch(flax_model,
+the state_dict itself) into a :mod:`jaxloss.train.models` model; ``flax_to_torch(flax_model,
 torch_module)`` writes the Flax weights into the torch module with
 ``load_state_dict(strict=True)``. Both return their destination.
 
@@ -14,11 +14,11 @@ Layout changes:
 
 * Conv2d weight OIHW <-> Flax Conv kernel HWIO (``transpose(2, 3, 1, 0)``).
 * Linear weight ``(out, in)`` <-> Flax kernel ``(in, out)``.
-* Flatten order: :class:`train.models.SeedCNN` flattens its last feature map in torch's
+* Flatten order: :class:`jaxloss.train.models.SeedCNN` flattens its last feature map in torch's
   NCHW order (it transposes NHWC -> NCHW before the reshape), so the first Linear's
   weight needs no row permutation: the same two transposes give identical logits.
 * BatchNorm2d ``weight, bias, running_mean, running_var, num_batches_tracked`` <->
-  ``scale, bias, mean, var, num_batches_tracked`` of :class:`train.models.BatchNorm2d`;
+  ``scale, bias, mean, var, num_batches_tracked`` of :class:`jaxloss.train.models.BatchNorm2d`;
   eps and momentum must agree (checked).
 
 Activations (NCHW input vs NHWC) are the caller's: feed the Flax model
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from flax import nnx
 
-from train.models import BatchNorm2d, torch_order_layers
+from jaxloss.train.models import BatchNorm2d, torch_order_layers
 
 __all__ = ["flax_state_dict", "flax_to_torch", "torch_layer_groups", "torch_to_flax"]
 
@@ -49,7 +49,7 @@ def torch_layer_groups(
     """``[(prefix, kind, {suffix: tensor})]`` in state_dict order; kind is 'conv' | 'linear' | 'bn'.
 
     >>> import torch
-    >>> from train.convert import torch_layer_groups
+    >>> from jaxloss.train.convert import torch_layer_groups
     >>> [(p, k) for p, k, _ in torch_layer_groups(torch.nn.Sequential(torch.nn.Linear(2, 3)).state_dict())]
     [('0', 'linear')]
     """
@@ -127,9 +127,9 @@ def torch_to_flax(torch_module: Any, flax_model: nnx.Module) -> nnx.Module:
 
     >>> import numpy as np, torch
     >>> from flax import nnx
-    >>> from train.convert import torch_to_flax
-    >>> from train.models import SeedCNN
-    >>> from train.torch_models import TorchSeedCNN
+    >>> from jaxloss.train.convert import torch_to_flax
+    >>> from jaxloss.train.models import SeedCNN
+    >>> from jaxloss.train.torch_models import TorchSeedCNN
     >>> tm, fm = TorchSeedCNN(), SeedCNN(rngs=nnx.Rngs(0))
     >>> _ = torch_to_flax(tm, fm)
     >>> np.array_equal(np.asarray(fm.conv1.kernel[...]), tm.model[0].weight.detach().numpy().transpose(2, 3, 1, 0))
@@ -191,9 +191,9 @@ def flax_state_dict(flax_model: nnx.Module, torch_module: Any) -> dict[str, np.n
     layer order; its values are not read.
 
     >>> from flax import nnx
-    >>> from train.convert import flax_state_dict
-    >>> from train.models import SeedCNN
-    >>> from train.torch_models import TorchSeedCNN
+    >>> from jaxloss.train.convert import flax_state_dict
+    >>> from jaxloss.train.models import SeedCNN
+    >>> from jaxloss.train.torch_models import TorchSeedCNN
     >>> sd = flax_state_dict(SeedCNN(rngs=nnx.Rngs(0)), TorchSeedCNN())
     >>> sd["model.0.weight"].shape
     (32, 3, 5, 5)
@@ -233,9 +233,9 @@ def flax_to_torch(flax_model: nnx.Module, torch_module: torch.nn.Module) -> torc
 
     >>> import numpy as np
     >>> from flax import nnx
-    >>> from train.convert import flax_to_torch
-    >>> from train.models import SeedCNN
-    >>> from train.torch_models import TorchSeedCNN
+    >>> from jaxloss.train.convert import flax_to_torch
+    >>> from jaxloss.train.models import SeedCNN
+    >>> from jaxloss.train.torch_models import TorchSeedCNN
     >>> fm = SeedCNN(rngs=nnx.Rngs(0))
     >>> tm = flax_to_torch(fm, TorchSeedCNN())
     >>> np.array_equal(tm.model[-1].bias.detach().numpy(), np.asarray(fm.fc2.bias[...]))

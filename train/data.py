@@ -1,4 +1,4 @@
-"""Datasets for ``python -m train``: CIFAR-10 from disk (or downloaded) and an offline digits set.
+"""Datasets for ``python -m jaxloss.train``: CIFAR-10 from disk (or downloaded) and an offline digits set.
 
 CIFAR-10 is read from either of the dataset authors' two layouts, as torchvision and the
 C tools leave them on disk:
@@ -25,7 +25,7 @@ images), upscaled x3 (nearest) to 24x24, zero-padded to 32x32 and repeated over 
 with a fixed stratified 80/20 train/test split.
 
 All loaders return a :class:`Dataset` of NHWC uint8 images and int32 labels; normalisation
-and augmentation happen on the device (:mod:`train.augment`).
+and augmentation happen on the device (:mod:`jaxloss.train.augment`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from train.progress import Progress
+from jaxloss.train.progress import Progress
 
 __all__ = [
     "CIFAR10_BIN",
@@ -124,7 +124,7 @@ _LAYOUTS = {"py": CIFAR10_PY, "bin": CIFAR10_BIN}
 class DatasetError(RuntimeError):
     """A data set file is missing, truncated or malformed.
 
-    >>> from train.data import ChecksumError, DatasetError
+    >>> from jaxloss.train.data import ChecksumError, DatasetError
     >>> issubclass(ChecksumError, DatasetError)
     True
     """
@@ -133,7 +133,7 @@ class DatasetError(RuntimeError):
 class DatasetNotFound(DatasetError):
     """The data set's files are not where they were looked for (a bad ``--data-dir``: bad input).
 
-    >>> from train.data import DatasetError, DatasetNotFound
+    >>> from jaxloss.train.data import DatasetError, DatasetNotFound
     >>> issubclass(DatasetNotFound, DatasetError)
     True
     """
@@ -142,7 +142,7 @@ class DatasetNotFound(DatasetError):
 class ChecksumError(DatasetError):
     """A file's md5 differs from the expected (official) one.
 
-    >>> from train.data import ChecksumError
+    >>> from jaxloss.train.data import ChecksumError
     >>> str(ChecksumError("data_batch_1: md5 differs"))
     'data_batch_1: md5 differs'
     """
@@ -152,7 +152,7 @@ class UnsafePickleError(DatasetError, pickle.UnpicklingError):
     """A pickle asked for a global the restricted unpickler does not allow.
 
     >>> import pickle
-    >>> from train.data import UnsafePickleError
+    >>> from jaxloss.train.data import UnsafePickleError
     >>> issubclass(UnsafePickleError, pickle.UnpicklingError)
     True
     """
@@ -161,7 +161,7 @@ class UnsafePickleError(DatasetError, pickle.UnpicklingError):
 class DownloadError(DatasetError):
     """The archive could not be downloaded (offline, HTTP error, ...).
 
-    >>> from train.data import DatasetError, DownloadError
+    >>> from jaxloss.train.data import DatasetError, DownloadError
     >>> issubclass(DownloadError, DatasetError)
     True
     """
@@ -172,7 +172,7 @@ class Dataset:
     """Images as uint8 NHWC (N, 32, 32, 3), labels as int32 (N,).
 
     >>> import numpy as np
-    >>> from train.data import Dataset
+    >>> from jaxloss.train.data import Dataset
     >>> x, y = np.zeros((4, 32, 32, 3), np.uint8), np.arange(4, dtype=np.int32)
     >>> Dataset("mine", x, y, x, y, ("a", "b", "c", "d"), (0.5,) * 3, (0.25,) * 3).num_classes
     4
@@ -198,7 +198,7 @@ def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex md5 of a file, read in chunks.
 
     >>> import pathlib, tempfile
-    >>> from train.data import md5sum
+    >>> from jaxloss.train.data import md5sum
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "f"; _ = p.write_bytes(b"")
     >>> md5sum(p)
     'd41d8cd98f00b204e9800998ecf8427e'
@@ -280,7 +280,7 @@ def safe_pickle_load(path: str | os.PathLike[str]) -> Any:
     truncated or malformed file; never imports or calls anything else.
 
     >>> import os, pathlib, pickle, tempfile
-    >>> from train.data import UnsafePickleError, safe_pickle_load
+    >>> from jaxloss.train.data import UnsafePickleError, safe_pickle_load
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "batch"
     >>> _ = p.write_bytes(pickle.dumps({b"labels": [1, 2]}, protocol=2))
     >>> safe_pickle_load(p)
@@ -446,7 +446,7 @@ def load_cifar10(
     missing (see :func:`download_cifar10`).
 
     >>> import tempfile
-    >>> from train.data import DatasetError, load_cifar10
+    >>> from jaxloss.train.data import DatasetError, load_cifar10
     >>> try:
     ...     load_cifar10(tempfile.mkdtemp())
     ... except DatasetError as e:
@@ -582,7 +582,7 @@ def download_cifar10(
     official values (tests). Raises :class:`DownloadError` when offline.
 
     >>> import tempfile, urllib.request
-    >>> from train.data import DownloadError, download_cifar10
+    >>> from jaxloss.train.data import DownloadError, download_cifar10
     >>> try:  # an address that cannot answer: the error says what to do instead
     ...     download_cifar10(tempfile.mkdtemp(), url="http://127.0.0.1:9/none.tar.gz", progress=False, timeout=1)
     ... except DownloadError as e:
@@ -622,7 +622,7 @@ def download_cifar10(
 def load_digits32(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """scikit-learn's bundled 8x8 digits as 32x32x3 uint8 images, deterministic stratified split.
 
-    >>> from train.data import load_digits32
+    >>> from jaxloss.train.data import load_digits32
     >>> ds = load_digits32()
     >>> ds.x_train.shape[1:], ds.x_train.dtype, ds.num_classes
     ((32, 32, 3), dtype('uint8'), 10)
@@ -666,7 +666,7 @@ def load_dataset(
 ) -> Dataset:
     """``'cifar10'`` (from ``data_dir``) or ``'digits'`` (offline).
 
-    >>> from train.data import load_dataset
+    >>> from jaxloss.train.data import load_dataset
     >>> load_dataset("digits").name
     'digits'
     """

@@ -1,9 +1,9 @@
 """Batches on the device: the epoch's shuffled, augmented training batches and the padded test batches.
 
 The data set lives on the device as uint8 (replicated); each batch is gathered there by
-index, augmented (:mod:`train.augment`) and normalised by one small compiled program, so
+index, augmented (:mod:`jaxloss.train.augment`) and normalised by one small compiled program, so
 nothing but the dispatch crosses from the host per step. The batch comes out sharded over
-the mesh's ``'data'`` axis and goes straight into :func:`train.step.make_train_step`.
+the mesh's ``'data'`` axis and goes straight into :func:`jaxloss.train.step.make_train_step`.
 
 Randomness: the shuffle is numpy's PCG64 seeded with ``(seed, epoch)``
 (:func:`permutation`), the augmentation of step ``i`` uses ``key(seed)`` folded with a
@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
-from train.augment import augment_batch, normalize
+from jaxloss.train.augment import augment_batch, normalize
 
 __all__ = ["make_eval_batch", "make_train_batch", "padded_test_set", "permutation"]
 
@@ -29,7 +29,7 @@ _AUGMENT = 0x61756700  # folded into key(seed) for augmentation, apart from nnx.
 def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """The epoch's shuffle of ``n`` examples, the same on every host.
 
-    >>> from train.feed import permutation
+    >>> from jaxloss.train.feed import permutation
     >>> permutation(0, 0, 5).tolist() == permutation(0, 0, 5).tolist(), sorted(permutation(0, 1, 5).tolist())
     (True, [0, 1, 2, 3, 4])
     """
@@ -40,7 +40,7 @@ def padded_test_set(x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[np.n
     """``(x, y, mask, n_batches)``: the test set padded to whole batches; ``mask`` is 0 on the padding.
 
     >>> import numpy as np
-    >>> from train.feed import padded_test_set
+    >>> from jaxloss.train.feed import padded_test_set
     >>> x, y, mask, n = padded_test_set(np.ones((5, 2, 2, 3), np.uint8), np.arange(5), 4)
     >>> x.shape, mask.tolist(), n
     ((8, 2, 2, 3), [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0], 2)
@@ -66,7 +66,7 @@ def make_train_batch(
     """``batch(x_all, y_all, perm, seed, epoch, i) -> (x, y)``: training batch ``i`` of the epoch, jitted.
 
     >>> import jax.numpy as jnp, numpy as np
-    >>> from train.feed import make_train_batch
+    >>> from jaxloss.train.feed import make_train_batch
     >>> batch = make_train_batch(batch_size=2, augment=True, flip=True, mean=(0.5,) * 3, std=(0.25,) * 3)
     >>> x, y = batch(jnp.zeros((4, 8, 8, 3), jnp.uint8), jnp.arange(4), jnp.array([3, 2, 1, 0]),
     ...              np.int32(0), np.int32(0), np.int32(1))
@@ -98,7 +98,7 @@ def make_eval_batch(
     """``batch(x_all, y_all, mask_all, i) -> (x, y, mask)``: test batch ``i``, normalised, jitted.
 
     >>> import jax.numpy as jnp
-    >>> from train.feed import make_eval_batch
+    >>> from jaxloss.train.feed import make_eval_batch
     >>> batch = make_eval_batch(batch_size=2, mean=(0.0,) * 3, std=(1.0,) * 3)
     >>> x, y, m = batch(jnp.full((4, 2, 2, 3), 255, jnp.uint8), jnp.arange(4), jnp.ones(4), 1)
     >>> float(x.max()), y.tolist()

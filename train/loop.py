@@ -1,13 +1,13 @@
 """The training loop: state in, history out.
 
-:func:`train` builds the run from its :class:`~train.config.TrainConfig` through
-:mod:`train.recipe` (model, optimizer with schedule, loss), puts the state and the data set
-on the ``('data',)`` mesh (:mod:`train.mesh`), and runs :func:`train.step.make_train_step`
+:func:`jaxloss.train` builds the run from its :class:`~jaxloss.train.config.TrainConfig` through
+:mod:`jaxloss.train.recipe` (model, optimizer with schedule, loss), puts the state and the data set
+on the ``('data',)`` mesh (:mod:`jaxloss.train.mesh`), and runs :func:`jaxloss.train.step.make_train_step`
 (the one train step, compiled ahead of time so epoch timings exclude compilation) on the
-batches :mod:`train.feed` gathers and augments on the device. Each epoch ends with an
-evaluation over the whole test set (padded, masked) by :func:`train.step.make_eval_step`,
+batches :mod:`jaxloss.train.feed` gathers and augments on the device. Each epoch ends with an
+evaluation over the whole test set (padded, masked) by :func:`jaxloss.train.step.make_eval_step`,
 a record in ``metrics.jsonl`` and, every ``checkpoint_every`` epochs, a verified
-checkpoint (:mod:`train.checkpoint`). Ctrl-C saves one and raises
+checkpoint (:mod:`jaxloss.train.checkpoint`). Ctrl-C saves one and raises
 :class:`TrainingInterrupted`; ``resume`` continues from the newest intact checkpoint to the
 same final parameters as an uninterrupted run.
 
@@ -37,27 +37,27 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from train.checkpoint import CheckpointBusy, Checkpointer, CheckpointError
-from train.config import MATMUL_PRECISION, RESUME_KEYS, ConfigError, TrainConfig, validate
-from train.data import Dataset, load_dataset
-from train.feed import make_eval_batch, make_train_batch, padded_test_set, permutation
-from train.mesh import make_mesh, put, put_tree
-from train.outputs import check_writable_dir, epoch_line, header, plot_history, write_metrics
-from train.progress import Progress
-from train.recipe import build_loss, build_model, build_optimizer
-from train.signals import SigintFlag
-from train.step import make_eval_step, make_train_step
+from jaxloss.train.checkpoint import CheckpointBusy, Checkpointer, CheckpointError
+from jaxloss.train.config import MATMUL_PRECISION, RESUME_KEYS, ConfigError, TrainConfig, validate
+from jaxloss.train.data import Dataset, load_dataset
+from jaxloss.train.feed import make_eval_batch, make_train_batch, padded_test_set, permutation
+from jaxloss.train.mesh import make_mesh, put, put_tree
+from jaxloss.train.outputs import check_writable_dir, epoch_line, header, plot_history, write_metrics
+from jaxloss.train.progress import Progress
+from jaxloss.train.recipe import build_loss, build_model, build_optimizer
+from jaxloss.train.signals import SigintFlag
+from jaxloss.train.step import make_eval_step, make_train_step
 
 __all__ = ["TrainResult", "TrainingInterrupted", "check_resume", "train"]
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """What :func:`train` returns: the trained model (eval mode), its state and the history.
+    """What :func:`jaxloss.train` returns: the trained model (eval mode), its state and the history.
 
-    (:func:`train`'s example shows one.)
+    (:func:`jaxloss.train`'s example shows one.)
 
-    >>> from train.loop import TrainResult
+    >>> from jaxloss.train.loop import TrainResult
     >>> [f for f in TrainResult.__dataclass_fields__][:3]
     ['model', 'params', 'rest']
     """
@@ -74,7 +74,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C / SIGINT stopped training; ``checkpoint`` is the step saved (None if none could be).
 
     >>> from pathlib import Path
-    >>> from train.loop import TrainingInterrupted
+    >>> from jaxloss.train.loop import TrainingInterrupted
     >>> e = TrainingInterrupted(40, Path("runs/ck"))
     >>> isinstance(e, KeyboardInterrupt), e.checkpoint
     (True, 40)
@@ -90,12 +90,12 @@ class TrainingInterrupted(KeyboardInterrupt):
 def check_resume(cfg: TrainConfig, saved: dict[str, Any], done_epochs: int) -> None:
     """Raise :class:`ConfigError` unless ``cfg`` continues the run whose config is ``saved``.
 
-    Every setting that changes the trajectory must match (:data:`train.config.RESUME_KEYS`;
+    Every setting that changes the trajectory must match (:data:`jaxloss.train.config.RESUME_KEYS`;
     under the cosine schedule ``epochs`` too, its length); ``epochs`` must exceed the epochs
     the checkpoint has finished.
 
-    >>> from train.config import TrainConfig
-    >>> from train.loop import check_resume
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.loop import check_resume
     >>> check_resume(TrainConfig(epochs=3), TrainConfig(epochs=3).to_json(), 3)
     Traceback (most recent call last):
     ...
@@ -162,7 +162,7 @@ def _check_checkpoints(cfg: TrainConfig, ckpt: Checkpointer) -> dict[str, Any] |
 def _position_problem(meta: dict[str, Any], steps_per_epoch: int) -> str | None:
     """What makes a checkpoint's position impossible for this run (None: nothing).
 
-    >>> from train.loop import _position_problem
+    >>> from jaxloss.train.loop import _position_problem
     >>> _position_problem({"epoch": 2, "step": 1, "global_step": 11, "history": [{}, {}]}, 5) is None
     True
     >>> _position_problem({"epoch": 2, "step": 1, "global_step": 9, "history": [{}, {}]}, 5)
@@ -198,14 +198,14 @@ def train(
     ``dataset`` replaces loading ``cfg.dataset`` (``cfg.subset`` still applies); ``model`` (a
     freshly initialised NNX module, NHWC images -> logits, used as it is) replaces building
     ``cfg.model``. ``on_step(epoch, step)`` is called after each step (tests send SIGINT
-    from it). Raises :class:`~train.config.ConfigError` for a setting the run cannot take
+    from it). Raises :class:`~jaxloss.train.config.ConfigError` for a setting the run cannot take
     (before anything is compiled) and :class:`TrainingInterrupted` (a ``KeyboardInterrupt``)
     after saving a checkpoint when interrupted by Ctrl-C / SIGINT.
 
     >>> import tempfile, numpy as np
-    >>> from train.config import TrainConfig
-    >>> from train.data import Dataset
-    >>> from train.loop import train
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.data import Dataset
+    >>> from jaxloss.train.loop import train
     >>> rng = np.random.default_rng(0)
     >>> x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8); y = rng.integers(0, 10, 64).astype(np.int32)
     >>> ds = Dataset("mine", x, y, x[:16], y[:16], tuple("abcdefghij"), (0.5,) * 3, (0.25,) * 3)

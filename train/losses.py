@@ -6,7 +6,7 @@ code would feed them: class indices for ``cross_entropy`` / ``nll_loss`` (on
 ``log_softmax``) / ``focal_loss`` / ``multi_margin_loss``; one-hot targets for the binary
 and regression losses (the regression losses on the softmax probabilities); ``kl_div`` on
 ``log_softmax`` with ``reduction='batchmean'`` (its mathematically correct mean).
-:mod:`parity.twin` feeds torch's criterion of the same name from the same table.
+:mod:`jaxloss.parity.twin` feeds torch's criterion of the same name from the same table.
 
 Importing this module imports no JAX (the table is plain data; :func:`make_loss` builds).
 """
@@ -23,7 +23,7 @@ __all__ = ["LOSSES", "Loss", "LossSpec", "make_loss"]
 class LossSpec:
     """How one loss is fed: its criterion class, what it gets, its options and its reductions.
 
-    >>> from train.losses import LOSSES
+    >>> from jaxloss.train.losses import LOSSES
     >>> LOSSES["kl_div"].criterion, LOSSES["kl_div"].input, LOSSES["kl_div"].reduction
     ('KLDivLoss', 'log_softmax', 'batchmean')
     """
@@ -72,7 +72,7 @@ class Loss:
     """A loss of :data:`LOSSES` bound to its options: ``loss(logits, labels) -> scalar``.
 
     >>> import jax.numpy as jnp
-    >>> from train.losses import make_loss
+    >>> from jaxloss.train.losses import make_loss
     >>> loss = make_loss("cross_entropy", label_smoothing=0.1)
     >>> round(float(loss(jnp.zeros((2, 4)), jnp.array([0, 3]))), 4)
     1.3863
@@ -124,9 +124,9 @@ class Loss:
 def make_loss(name: str, **options: Any) -> Loss:
     """Bind a loss of :data:`LOSSES` by name; options set to ``None`` keep the loss's default.
 
-    Raises :class:`train.config.ConfigError` naming ``loss`` or the option.
+    Raises :class:`jaxloss.train.config.ConfigError` naming ``loss`` or the option.
 
-    >>> from train.losses import make_loss
+    >>> from jaxloss.train.losses import make_loss
     >>> make_loss("focal_loss", gamma=2.0).options
     (('gamma', 2.0),)
     >>> make_loss("cross_entropy", gamma=2.0)
@@ -134,7 +134,7 @@ def make_loss(name: str, **options: Any) -> Loss:
     ...
     train.config.ConfigError: gamma does not apply to loss cross_entropy (its options: label_smoothing)
     """
-    from train.config import ConfigError
+    from jaxloss.train.config import ConfigError
 
     if name not in LOSSES:
         if name in _NOT_CLASSIFICATION:

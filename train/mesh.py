@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from train.config import DISTRIBUTED_TIMEOUT_S, ConfigError, flag, parse_address
+from jaxloss.train.config import DISTRIBUTED_TIMEOUT_S, ConfigError, flag, parse_address
 
 __all__ = ["distributed_env", "init_distributed", "make_mesh", "put", "put_tree"]
 
@@ -34,7 +34,7 @@ def distributed_env(
     """``environ`` with the given multi-host settings written over the ``JAX_*`` variables
     :func:`init_distributed` reads (settings left ``None`` keep the environment's).
 
-    >>> from train.mesh import distributed_env
+    >>> from jaxloss.train.mesh import distributed_env
     >>> distributed_env("h0:1234", 2, 1, {})["JAX_PROCESS_ID"]
     '1'
     """
@@ -50,7 +50,7 @@ def init_distributed(
     *,
     timeout_s: int = DISTRIBUTED_TIMEOUT_S,
     say: Callable[[str], None] | None = None,
-    prog: str = "python -m train",
+    prog: str = "python -m jaxloss.train",
 ) -> bool:
     """``jax.distributed.initialize`` when launched as one of several processes; True if it did.
 
@@ -72,7 +72,7 @@ def init_distributed(
     within ``timeout_s`` seconds, the process prints ``prog: error: ...`` naming the
     coordinator and exits with status 1 (it cannot return: jax is still waiting inside).
 
-    >>> from train.mesh import init_distributed
+    >>> from jaxloss.train.mesh import init_distributed
     >>> init_distributed({})
     False
     """
@@ -145,7 +145,7 @@ def _give_up(message: str) -> None:
 def make_mesh(num_devices: int | None = None) -> Mesh:
     """1-D ``('data',)`` mesh over the first ``num_devices`` devices (default: all, every process's).
 
-    >>> from train.mesh import make_mesh
+    >>> from jaxloss.train.mesh import make_mesh
     >>> make_mesh(1).axis_names
     ('data',)
     """
@@ -162,7 +162,7 @@ def put(value: Any, sharding: NamedSharding) -> jax.Array:
 
     >>> import jax, numpy as np
     >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    >>> from train.mesh import put
+    >>> from jaxloss.train.mesh import put
     >>> mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
     >>> put(np.arange(4), NamedSharding(mesh, PartitionSpec("data"))).tolist()
     [0, 1, 2, 3]
@@ -176,7 +176,7 @@ def put_tree(tree: Any, sharding: NamedSharding) -> Any:
 
     >>> import jax, numpy as np
     >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    >>> from train.mesh import put_tree
+    >>> from jaxloss.train.mesh import put_tree
     >>> mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
     >>> put_tree({"w": np.ones(2)}, NamedSharding(mesh, PartitionSpec()))["w"].tolist()
     [1.0, 1.0]

@@ -1,7 +1,7 @@
 """The models, in Flax NNX: the seed's CIFAR-10 CNN and torchvision's ResNet-18.
 
 Both take NHWC float images ``(N, H, W, 3)`` and return logits ``(N, num_classes)``.
-Their PyTorch twins are in :mod:`train.torch_models`; :mod:`train.convert` moves
+Their PyTorch twins are in :mod:`jaxloss.train.torch_models`; :mod:`jaxloss.train.convert` moves
 weights between the two so that the same weights give the same logits.
 
 Conventions that make the twins equal:
@@ -11,7 +11,7 @@ Conventions that make the twins equal:
 * :class:`SeedCNN` flattens in torch's NCHW order: the last feature map
   ``(N, 4, 4, 64)`` is transposed to ``(N, 64, 4, 4)`` before the reshape, so the
   first Linear's weight is just torch's weight transposed (no row permutation in
-  :mod:`train.convert`).
+  :mod:`jaxloss.train.convert`).
 * :class:`BatchNorm2d` is torch's BatchNorm, not Flax's: momentum 0.1 in torch's
   sense (``running = 0.9 * running + 0.1 * batch``), eps 1e-5, normalisation with
   the biased batch variance, ``running_var`` updated with the *unbiased* one
@@ -33,7 +33,7 @@ and parameters, float32 for float32 images) is the computation dtype, e.g.
 ``jnp.bfloat16`` for mixed precision; BatchNorm statistics, the global average pool and
 the running averages are computed in float32 at least and the buffers keep their dtype.
 For a float64 model (``jax_enable_x64`` on), cast every floating leaf of
-``nnx.state(model)`` to float64 with ``nnx.update``, as :mod:`parity.twin` does for
+``nnx.state(model)`` to float64 with ``nnx.update``, as :mod:`jaxloss.parity.twin` does for
 ``--dtype float64``.
 """
 
@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from train.conv import conv_general_dilated
-from train.pooling import max_pool2d
+from jaxloss.train.conv import conv_general_dilated
+from jaxloss.train.pooling import max_pool2d
 
 Array = jax.Array
 
@@ -180,7 +180,7 @@ def _linear(in_f: int, out_f: int, *, torch_init: bool, dtype: Any, rngs: nnx.Rn
 
 def _max_pool(x: Array, window: int, stride: int, padding: int = 0) -> Array:
     """torch ``max_pool2d``: padding counts as -inf, gradient to the first maximum of a window
-    (:func:`train.pooling.max_pool2d`, bit-identical to torch and without the scatter that
+    (:func:`jaxloss.train.pooling.max_pool2d`, bit-identical to torch and without the scatter that
     ``reduce_window``'s gradient costs on XLA:CPU)."""
     return max_pool2d(x, window, stride, padding)
 
@@ -213,13 +213,13 @@ class SeedCNN(nnx.Module):
     Conv(32->64, 5, padding 2), MaxPool(2), Flatten (torch's NCHW order), Linear(1024->64),
     Linear(64->num_classes). The seed has no activation functions (the network is linear
     in its input); ``activation='relu'`` puts a ReLU after every conv (before its pool)
-    and after the first Linear, as :class:`train.torch_models.TorchSeedCNN` does.
+    and after the first Linear, as :class:`jaxloss.train.torch_models.TorchSeedCNN` does.
 
     Input ``(N, 32, 32, 3)`` float, output logits ``(N, num_classes)``.
 
     >>> import jax.numpy as jnp
     >>> from flax import nnx
-    >>> from train.models import SeedCNN
+    >>> from jaxloss.train.models import SeedCNN
     >>> SeedCNN(rngs=nnx.Rngs(0))(jnp.zeros((2, 32, 32, 3))).shape
     (2, 10)
     """
@@ -276,7 +276,7 @@ class BatchNorm2d(nnx.Module):
     global batch (SyncBatchNorm semantics, not DDP's per-device ones).
 
     >>> import jax.numpy as jnp
-    >>> from train.models import BatchNorm2d
+    >>> from jaxloss.train.models import BatchNorm2d
     >>> bn = BatchNorm2d(3)
     >>> bn(jnp.ones((2, 4, 4, 3))).shape, bn.momentum
     ((2, 4, 4, 3), 0.1)
@@ -344,7 +344,7 @@ class BasicBlock(nnx.Module):
 
     >>> import jax.numpy as jnp
     >>> from flax import nnx
-    >>> from train.models import BasicBlock
+    >>> from jaxloss.train.models import BasicBlock
     >>> block = nnx.eval_shape(lambda: BasicBlock(8, 8, 1, init="torch", dtype=jnp.float32, rngs=nnx.Rngs(0)))
     >>> type(block).__name__
     'BasicBlock'
@@ -392,7 +392,7 @@ class ResNet18(nnx.Module):
     (BatchNorm uses batch statistics); call ``model.eval()`` for inference.
 
     >>> from flax import nnx
-    >>> from train.models import ResNet18
+    >>> from jaxloss.train.models import ResNet18
     >>> model = nnx.eval_shape(lambda: ResNet18(rngs=nnx.Rngs(0), num_classes=10))
     >>> model.fc.kernel.shape
     (512, 10)
@@ -457,7 +457,7 @@ def torch_order_layers(model: nnx.Module) -> list[nnx.Module]:
     """The Conv / Linear / BatchNorm2d layers of ``model`` in its torch twin's state_dict order.
 
     >>> from flax import nnx
-    >>> from train.models import SeedCNN, torch_order_layers
+    >>> from jaxloss.train.models import SeedCNN, torch_order_layers
     >>> [type(m).__name__ for m in torch_order_layers(SeedCNN(rngs=nnx.Rngs(0)))]
     ['Conv', 'Conv', 'Conv', 'Linear', 'Linear']
     """
@@ -470,7 +470,7 @@ def build_model(name: str, *, rngs: nnx.Rngs, num_classes: int = 10, **kw: Any) 
     """``'seed-cnn'`` -> :class:`SeedCNN`, ``'resnet18'`` -> :class:`ResNet18`; ``kw`` go to the constructor.
 
     >>> from flax import nnx
-    >>> from train.models import build_model
+    >>> from jaxloss.train.models import build_model
     >>> type(build_model("seed-cnn", rngs=nnx.Rngs(0))).__name__
     'SeedCNN'
     """

@@ -84,7 +84,7 @@ class SGDState(NamedTuple):
     """``count``: updates applied so far; ``momentum_buffer``: torch's ``momentum_buffer`` (None without momentum).
 
     >>> import jax.numpy as jnp
-    >>> from train.optim import sgd
+    >>> from jaxloss.train.optim import sgd
     >>> state = sgd(0.1, momentum=0.9).init({"w": jnp.zeros(2)})
     >>> type(state).__name__, int(state.count)
     ('SGDState', 0)
@@ -114,7 +114,7 @@ def sgd(
         p = p - lr * g
 
     >>> import jax.numpy as jnp, optax
-    >>> from train.optim import sgd
+    >>> from jaxloss.train.optim import sgd
     >>> tx = sgd(0.1, momentum=0.9)
     >>> params = {"w": jnp.ones(2)}
     >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
@@ -158,7 +158,7 @@ class AdamState(NamedTuple):
     ``max_exp_avg_sq`` (None unless amsgrad).
 
     >>> import jax.numpy as jnp
-    >>> from train.optim import adam
+    >>> from jaxloss.train.optim import adam
     >>> state = adam(1e-3).init({"w": jnp.zeros(2)})
     >>> type(state).__name__, state.max_exp_avg_sq is None
     ('AdamState', True)
@@ -207,7 +207,7 @@ def adam(
         p = p - lr / (1 - beta1**t) * m / denom
 
     >>> import jax.numpy as jnp
-    >>> from train.optim import adam
+    >>> from jaxloss.train.optim import adam
     >>> tx = adam(0.1)
     >>> params = {"w": jnp.ones(2)}
     >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
@@ -289,7 +289,7 @@ def make_optimizer(
     for Adam(W); ``betas``/``eps``/``amsgrad`` for SGD) must stay at their defaults, else
     ValueError, as torch raises TypeError for an unknown keyword.
 
-    >>> from train.optim import make_optimizer
+    >>> from jaxloss.train.optim import make_optimizer
     >>> tx = make_optimizer("adamw", 1e-3)  # torch.optim.AdamW(params, lr=1e-3), weight_decay 1e-2
     >>> make_optimizer("adam", 1e-3, momentum=0.9)
     Traceback (most recent call last):
@@ -350,7 +350,7 @@ def step_lr(base_lr: float, step_size: int, gamma: float, steps_per_epoch: int =
     The learning rate of optimizer step ``count`` (0-based) is torch's
     ``base_lr * gamma ** (epoch // step_size)`` with ``epoch = count // steps_per_epoch``.
 
-    >>> from train.optim import step_lr
+    >>> from jaxloss.train.optim import step_lr
     >>> s = step_lr(0.1, step_size=2, gamma=0.5, steps_per_epoch=1)
     >>> [round(float(s(i)), 4) for i in range(5)]
     [0.1, 0.1, 0.05, 0.05, 0.025]
@@ -399,7 +399,7 @@ def cosine_annealing(
     ``2 * t_max`` epochs; after ``t_max`` the rate rises again (torch's schedule is periodic
     with period ``2 * t_max``, it does not stay at ``eta_min``).
 
-    >>> from train.optim import cosine_annealing
+    >>> from jaxloss.train.optim import cosine_annealing
     >>> s = cosine_annealing(0.1, 2)
     >>> [round(float(s(i)), 4) for i in range(3)]
     [0.1, 0.05, 0.0]

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from train.config import TrainConfig, flag
+from jaxloss.train.config import TrainConfig, flag
 
 __all__ = ["check_writable_dir", "command_line", "epoch_line", "header", "plot_history", "write_atomic", "write_metrics"]
 
@@ -18,14 +18,14 @@ def check_writable_dir(path: str | os.PathLike[str], field: str) -> None:
     """Create ``path`` if needed and prove a file can be written in it; :class:`ConfigError` naming ``field`` else.
 
     >>> import tempfile, pathlib
-    >>> from train.outputs import check_writable_dir
+    >>> from jaxloss.train.outputs import check_writable_dir
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "file"; _ = f.write_text("")
     >>> check_writable_dir(f, "out")
     Traceback (most recent call last):
     ...
     train.config.ConfigError: out .../file is a file, not a folder
     """
-    from train.config import ConfigError
+    from jaxloss.train.config import ConfigError
 
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -43,7 +43,7 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> Path:
     """``out/metrics.jsonl``: one JSON record per finished epoch, written atomically.
 
     >>> import pathlib, tempfile
-    >>> from train.outputs import write_metrics
+    >>> from jaxloss.train.outputs import write_metrics
     >>> path = write_metrics(pathlib.Path(tempfile.mkdtemp()), [{"epoch": 1, "test_acc": 0.5}])
     >>> path.name, path.read_text().strip()
     ('metrics.jsonl', '{"epoch": 1, "test_acc": 0.5}')
@@ -56,7 +56,7 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> Path:
 def epoch_line(record: dict[str, Any], epochs: int) -> str:
     """The line printed after each epoch.
 
-    >>> from train.outputs import epoch_line
+    >>> from jaxloss.train.outputs import epoch_line
     >>> r = {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 0.9, "test_acc": 0.6, "images_per_s": 1234.5}
     >>> epoch_line(r, 10)
     'epoch 1/10: train loss 1.0000 acc 50.00% | test loss 0.9000 acc 60.00% | 1,234 img/s'
@@ -71,20 +71,20 @@ def header(cfg: TrainConfig, facts: dict[str, Any]) -> str:
     """The run's command line, every setting spelt out so that it can be pasted back to rerun it,
     plus ``facts`` about data and devices (one block).
 
-    >>> from train.config import TrainConfig
-    >>> from train.outputs import header
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.outputs import header
     >>> print(header(TrainConfig(download=True), {"devices": 1}).splitlines()[0].split(" --epochs")[0])
-    command: python -m train --model seed-cnn --dataset digits --data-dir data --download
+    command: python -m jaxloss.train --model seed-cnn --dataset digits --data-dir data --download
     """
     return f"command: {command_line(cfg)}\nrun: " + ", ".join(f"{k} {v}" for k, v in facts.items())
 
 
 def command_line(cfg: TrainConfig) -> str:
-    """``python -m train`` with every setting of ``cfg`` as a flag: a switch when it is on (off
+    """``python -m jaxloss.train`` with every setting of ``cfg`` as a flag: a switch when it is on (off
     for the ``--no-...`` ones), nothing for an unset option (its default), sgd's momentum as run.
 
-    >>> from train.config import TrainConfig
-    >>> from train.outputs import command_line
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.outputs import command_line
     >>> line = command_line(TrainConfig(augment=False, out="my runs/a"))
     >>> "--no-augment" in line, "'my runs/a'" in line, "--download" in line, "--momentum 0.9" in line
     (True, True, False, True)
@@ -92,7 +92,7 @@ def command_line(cfg: TrainConfig) -> str:
     import dataclasses
     import shlex
 
-    words = ["python", "-m", "train"]
+    words = ["python", "-m", "jaxloss.train"]
     for f in dataclasses.fields(cfg):
         value = cfg.effective_momentum if f.name == "momentum" and cfg.optimizer == "sgd" else getattr(cfg, f.name)
         if "negate" in f.metadata:
@@ -108,7 +108,7 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: never a half file.
 
     >>> import tempfile, pathlib
-    >>> from train.outputs import write_atomic
+    >>> from jaxloss.train.outputs import write_atomic
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
     >>> write_atomic(p, "hi"); p.read_text()
     'hi'
@@ -124,7 +124,7 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike[str], ti
     """PNG of train/test loss and accuracy per epoch (matplotlib, Agg backend).
 
     >>> import tempfile, pathlib
-    >>> from train.outputs import plot_history
+    >>> from jaxloss.train.outputs import plot_history
     >>> h = [{"epoch": 1, "train_loss": 1.0, "test_loss": 0.9, "train_acc": 0.5, "test_acc": 0.6}]
     >>> plot_history(h, pathlib.Path(tempfile.mkdtemp()) / "c.png").suffix
     '.png'

@@ -116,7 +116,7 @@ def max_pool2d(x: Array, kernel_size: int, stride: int | None = None, padding: i
         The gradient goes to the first maximum of each window (row-major), like torch.
 
     >>> import jax.numpy as jnp
-    >>> from train.pooling import max_pool2d
+    >>> from jaxloss.train.pooling import max_pool2d
     >>> max_pool2d(jnp.arange(16.0).reshape(1, 4, 4, 1), 2)[0, :, :, 0].tolist()
     [[5.0, 7.0], [13.0, 15.0]]
     """

@@ -40,7 +40,7 @@ class Progress:
         interval: :meth:`due` is true at most this often (seconds), and only on a terminal.
 
     >>> import io
-    >>> from train.progress import Progress
+    >>> from jaxloss.train.progress import Progress
     >>> out = io.StringIO()
     >>> with Progress(4, "epoch 1/1", stream=out) as bar:
     ...     for i in range(4):

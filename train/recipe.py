@@ -1,6 +1,6 @@
 """The one place that builds a run's model, optimizer (with its schedule) and loss from a :class:`TrainConfig`.
 
-:mod:`train.loop`, :mod:`parity.twin` and ``benchmarks.train_step`` all build through here,
+:mod:`jaxloss.train.loop`, :mod:`jaxloss.parity.twin` and ``benchmarks.train_step`` all build through here,
 so the twin proves the objects that training runs.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from train import optim
-from train.config import TrainConfig
-from train.losses import Loss, make_loss
-from train.models import build_model as _build
+from jaxloss.train import optim
+from jaxloss.train.config import TrainConfig
+from jaxloss.train.losses import Loss, make_loss
+from jaxloss.train.models import build_model as _build
 
 __all__ = ["build_loss", "build_model", "build_optimizer", "build_schedule"]
 
@@ -30,8 +30,8 @@ def build_model(cfg: TrainConfig, num_classes: int = 10, *, initialise: bool = T
     ``initialise=False`` gives zeros of the right shapes instead, for weights that are
     loaded next (the twin converts torch's): nothing is compiled.
 
-    >>> from train.config import TrainConfig
-    >>> from train.recipe import build_model
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.recipe import build_model
     >>> model = build_model(TrainConfig(model="seed-cnn"))
     >>> type(model).__name__, model.torch_order()[0].kernel.value.shape
     ('SeedCNN', (5, 5, 3, 32))
@@ -58,8 +58,8 @@ def build_model(cfg: TrainConfig, num_classes: int = 10, *, initialise: bool = T
 def build_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | optax.Schedule:
     """The learning rate per optimizer step: constant, or torch's StepLR / CosineAnnealingLR per epoch.
 
-    >>> from train.config import TrainConfig
-    >>> from train.recipe import build_schedule
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.recipe import build_schedule
     >>> s = build_schedule(TrainConfig(lr=0.1, lr_schedule="step", lr_step_size=1, lr_gamma=0.5), 10)
     >>> [round(float(s(i)), 4) for i in (0, 9, 10, 20)]
     [0.1, 0.1, 0.05, 0.025]
@@ -74,8 +74,8 @@ def build_schedule(cfg: TrainConfig, steps_per_epoch: int) -> float | optax.Sche
 def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> tuple[optax.GradientTransformation, Any]:
     """``(tx, schedule)``: torch.optim's SGD / Adam / AdamW with ``cfg``'s options and schedule.
 
-    >>> from train.config import TrainConfig
-    >>> from train.recipe import build_optimizer
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.recipe import build_optimizer
     >>> tx, lr = build_optimizer(TrainConfig(), steps_per_epoch=10)
     >>> lr
     0.01
@@ -89,10 +89,10 @@ def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> tuple[optax.Gradi
 
 
 def build_loss(cfg: TrainConfig) -> Loss:
-    """The run's loss (:func:`train.losses.make_loss` with ``cfg``'s options).
+    """The run's loss (:func:`jaxloss.train.losses.make_loss` with ``cfg``'s options).
 
-    >>> from train.config import TrainConfig
-    >>> from train.recipe import build_loss
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.recipe import build_loss
     >>> build_loss(TrainConfig(loss="focal_loss", gamma=2.0)).criterion()
     FocalLoss(weight=None, ignore_index=-100, reduction='mean', alpha=None, gamma=2.0)
     """

@@ -15,7 +15,7 @@ class SigintFlag:
     Outside the main thread (where signals cannot be caught) it does nothing.
 
     >>> import os, signal
-    >>> from train.signals import SigintFlag
+    >>> from jaxloss.train.signals import SigintFlag
     >>> with SigintFlag() as flag:
     ...     os.kill(os.getpid(), signal.SIGINT)
     ...     flag.set

@@ -1,10 +1,10 @@
 """One jit-compiled training step over ``nnx.split`` state, and the XLA:CPU options it compiles with.
 
 :func:`make_train_step` is *the* train step (forward, backward, optax update, running metric
-sums) and :func:`make_eval_step` the eval step: :mod:`train.loop` trains with them,
-:mod:`parity.twin` runs the same compiled function against torch, and
+sums) and :func:`make_eval_step` the eval step: :mod:`jaxloss.train.loop` trains with them,
+:mod:`jaxloss.parity.twin` runs the same compiled function against torch, and
 ``benchmarks.train_step`` times it. Batches reach them already on the device, gathered and
-augmented by :mod:`train.feed`.
+augmented by :mod:`jaxloss.train.feed`.
 
 Why XLA:CPU needs options here
     XLA:CPU (jaxlib 0.10.2) hands convolutions and elementwise fusions to YNNPACK by default
@@ -64,7 +64,7 @@ def compiler_options(platform: str | None = None) -> dict[str, str]:
         :data:`CPU_COMPILER_OPTIONS` on CPU when the installed XLA accepts them, else ``{}``
         (a fresh dict: callers may change it).
 
-    >>> from train.step import compiler_options
+    >>> from jaxloss.train.step import compiler_options
     >>> compiler_options("gpu")
     {}
     """
@@ -99,7 +99,7 @@ def make_train_step(
     BatchNorm statistics; the model runs in whatever train/eval mode ``graphdef`` holds.
     ``sums`` is the running ``[sum of loss * n, correct, n]`` the loop reports from (a
     zero vector to start). The logits and the loss are computed in at least float32.
-    :mod:`train.loop`, :mod:`parity.twin` and the benchmark call this function.
+    :mod:`jaxloss.train.loop`, :mod:`jaxloss.parity.twin` and the benchmark call this function.
 
     Args:
         graphdef: the model's static graph from ``nnx.split``.
@@ -110,8 +110,8 @@ def make_train_step(
 
     >>> import jax.numpy as jnp, optax
     >>> from flax import nnx
-    >>> from train.losses import make_loss
-    >>> from train.step import make_train_step
+    >>> from jaxloss.train.losses import make_loss
+    >>> from jaxloss.train.step import make_train_step
     >>> model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
     >>> graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     >>> tx = optax.sgd(0.1)
@@ -152,8 +152,8 @@ def make_eval_step(
 
     >>> import jax.numpy as jnp
     >>> from flax import nnx
-    >>> from train.losses import make_loss
-    >>> from train.step import make_eval_step
+    >>> from jaxloss.train.losses import make_loss
+    >>> from jaxloss.train.step import make_eval_step
     >>> graphdef, params, rest = nnx.split(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), nnx.Param, ...)
     >>> step = make_eval_step(graphdef, make_loss("cross_entropy"))
     >>> sums = step(params, rest, jnp.zeros(3), jnp.ones((4, 3)), jnp.array([0, 1, 0, 1]), jnp.array([1., 1., 1., 0.]))

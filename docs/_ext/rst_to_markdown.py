@@ -14,7 +14,7 @@ from typing import Any
 
 import griffe
 
-# :func:`x`, :class:`~a.b.C`, :mod:`parity.compare`, ... (reST roles that name Python objects).
+# :func:`x`, :class:`~a.b.C`, :mod:`jaxloss.parity.compare`, ... (reST roles that name Python objects).
 _ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|data|attr|exc|obj|const):`(~?)([^`<>]+?)`")
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _OWN_PACKAGES = ("jaxloss",)  # jaxloss, jaxloss.parity, jaxloss.train

@@ -5,18 +5,18 @@ Where to look for a loss's cases:
 ============================================================  ==========================
 losses                                                        module
 ============================================================  ==========================
-l1, mse, huber, smooth_l1, poisson_nll, gaussian_nll          :mod:`parity.cases.regression`
-cross_entropy, nll_loss, focal_loss                           :mod:`parity.cases.classification`
-linear_cross_entropy                                          :mod:`parity.cases.linear`
+l1, mse, huber, smooth_l1, poisson_nll, gaussian_nll          :mod:`jaxloss.parity.cases.regression`
+cross_entropy, nll_loss, focal_loss                           :mod:`jaxloss.parity.cases.classification`
+linear_cross_entropy                                          :mod:`jaxloss.parity.cases.linear`
 binary_cross_entropy(_with_logits), soft_margin,
-multilabel_soft_margin, sigmoid_focal_loss                    :mod:`parity.cases.binary`
-kl_div                                                        :mod:`parity.cases.divergence`
-multilabel_margin, multi_margin, margin_ranking, hinge         :mod:`parity.cases.margin`
-pairwise_distance, cosine_similarity                          :mod:`parity.cases.distance`
-cosine_embedding, triplet_margin(_with_distance)              :mod:`parity.cases.embedding`
-ctc_loss                                                      :mod:`parity.cases.ctc`
-generalized / distance / complete_box_iou_loss (torchvision)  :mod:`parity.cases.boxes`
-``torch.nn.*Loss`` modules through ``jaxloss.from_torch``     :mod:`parity.cases.modules`
+multilabel_soft_margin, sigmoid_focal_loss                    :mod:`jaxloss.parity.cases.binary`
+kl_div                                                        :mod:`jaxloss.parity.cases.divergence`
+multilabel_margin, multi_margin, margin_ranking, hinge         :mod:`jaxloss.parity.cases.margin`
+pairwise_distance, cosine_similarity                          :mod:`jaxloss.parity.cases.distance`
+cosine_embedding, triplet_margin(_with_distance)              :mod:`jaxloss.parity.cases.embedding`
+ctc_loss                                                      :mod:`jaxloss.parity.cases.ctc`
+generalized / distance / complete_box_iou_loss (torchvision)  :mod:`jaxloss.parity.cases.boxes`
+``torch.nn.*Loss`` modules through ``jaxloss.from_torch``     :mod:`jaxloss.parity.cases.modules`
 ============================================================  ==========================
 
 A loss is declared with :func:`loss`: a *builder* turns a *spec* (a dict of
@@ -208,7 +208,7 @@ def loss(
 def load() -> dict[str, Loss]:
     """Import every family module (registering its losses); returns the registry."""
     for fam in FAMILIES:
-        importlib.import_module(f"parity.cases.{fam}")
+        importlib.import_module(f"jaxloss.parity.cases.{fam}")
     return REGISTRY
 
 

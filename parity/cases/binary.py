@@ -1,16 +1,16 @@
 """Binary / multi-label losses: binary_cross_entropy, binary_cross_entropy_with_logits,
 soft_margin_loss, multilabel_soft_margin_loss, sigmoid_focal_loss.
 
-Documented deviations (:class:`parity.cases.TorchInexact`: judged against a float64
+Documented deviations (:class:`jaxloss.parity.cases.TorchInexact`: judged against a float64
 reference instead of torch; the same list is in :mod:`jaxloss.binary`'s docstring):
 
 * ``binary_cross_entropy_with_logits`` with logits beyond +-30 (up to +-1e4): torch
   computes ``log(exp(-m) + exp(-x - m))`` without ``log1p`` and loses the tiny
   losses and gradients that jaxloss keeps (reference:
-  :func:`parity.references.bce_with_logits_stable`).
+  :func:`jaxloss.parity.references.bce_with_logits_stable`).
 * ``soft_margin_loss`` with ``-y x`` beyond ~88 in float32 (beyond ~709 in
   float64): torch's ``log(1 + exp(-y x))`` overflows to inf where jaxloss's
-  softplus returns ``-y x`` (reference: :func:`parity.references.soft_margin_stable`).
+  softplus returns ``-y x`` (reference: :func:`jaxloss.parity.references.soft_margin_stable`).
 * ``binary_cross_entropy`` in float16 at probabilities exactly 0 and 1: torch's
   backward clamps ``x (1 - x)`` at ``1e-12``, which is 0 in float16, so where
   ``x = y`` (0 or 1) it returns ``0 / 0 = NaN``; jaxloss computes half precision in
@@ -22,9 +22,9 @@ argument ...") but jaxloss differentiates as ordinary arguments: the ``weight`` 
 both BCE losses, ``pos_weight`` and ``soft_margin_loss``'s ``target``. The
 ``extra_grads`` entries compare those gradients (first and second order) with the
 same loss composed of differentiable torch ops
-(:func:`parity.references.bce_weight_differentiable`,
-:func:`parity.references.bce_with_logits_stable`,
-:func:`parity.references.soft_margin_stable`).
+(:func:`jaxloss.parity.references.bce_weight_differentiable`,
+:func:`jaxloss.parity.references.bce_with_logits_stable`,
+:func:`jaxloss.parity.references.soft_margin_stable`).
 
 Shapes: batched ``(4, 5)``, unbatched ``(5,)``, K-dim ``(2, 3, 2, 2)``, scalar, empty.
 """
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, TorchInexact, loss, rng_for, signs
+from jaxloss.parity import references
+from jaxloss.parity.cases import ALL_DTYPES, Case, Invalid, TorchInexact, loss, rng_for, signs
 
 SHAPES = {"batched": (4, 5), "unbatched": (5,), "kdim": (2, 3, 2, 2), "scalar": (), "empty": (0, 5)}
 REDUCTIONS = ["mean", "none", "sum"]
@@ -57,13 +57,13 @@ _LOGITS_LARGE = TorchInexact(
     "torch's log(exp(-m) + exp(-x - m)) loses log1p precision for |logits| >> 1 (tiny losses and "
     "gradients become 0); jaxloss keeps them",
     reference=references.bce_with_logits_stable,
-    reference_expr="parity.references.bce_with_logits_stable",
+    reference_expr="jaxloss.parity.references.bce_with_logits_stable",
 )
 _SOFT_MARGIN_OVERFLOW = TorchInexact(
     "torch's log(1 + exp(-y x)) overflows to inf (NaN gradient) for -y x > ~88.7 (float32) / ~709.8 "
     "(float64); jaxloss's softplus returns the finite truth",
     reference=references.soft_margin_stable,
-    reference_expr="parity.references.soft_margin_stable",
+    reference_expr="jaxloss.parity.references.soft_margin_stable",
 )
 _BCE_HALF_EPS = TorchInexact(
     "float16: torch's backward clamps x (1 - x) at 1e-12, which underflows to 0 in half, so x = y = 0 "
@@ -139,7 +139,7 @@ def binary_cross_entropy(s: dict[str, Any]) -> Case:
             ("input", "target"),
             grad=("input", "target", "weight"),
             torch_fn=references.bce_weight_differentiable,
-            torch_expr="parity.references.bce_weight_differentiable",
+            torch_expr="jaxloss.parity.references.bce_weight_differentiable",
             note="weight differentiated: torch side is F.binary_cross_entropy(reduction='none') * weight",
         )
     return Case(
@@ -230,7 +230,7 @@ def binary_cross_entropy_with_logits(s: dict[str, Any]) -> Case:
             ("input", "target"),
             grad=("input", "target", *extra),
             torch_fn=references.bce_with_logits_stable,
-            torch_expr="parity.references.bce_with_logits_stable",
+            torch_expr="jaxloss.parity.references.bce_with_logits_stable",
             torch_inexact=_LOGITS_LARGE if deviation else None,
             note="weight / pos_weight differentiated: torch side in differentiable torch ops",
         )
@@ -284,7 +284,7 @@ def soft_margin_loss(s: dict[str, Any]) -> Case:
             ("input", "target"),
             grad=("input", "target"),
             torch_fn=references.soft_margin_stable,
-            torch_expr="parity.references.soft_margin_stable",
+            torch_expr="jaxloss.parity.references.soft_margin_stable",
             torch_inexact=_SOFT_MARGIN_OVERFLOW if deviation else None,
             note="target differentiated: torch side is softplus(-y x) in torch ops",
         )

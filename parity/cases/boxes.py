@@ -1,7 +1,7 @@
 """Box losses of torchvision.ops: generalized_box_iou_loss, distance_box_iou_loss, complete_box_iou_loss.
 
 The torch side is ``torchvision.ops.<name>`` where torchvision imports, else its formula
-written in torch ops (:func:`parity.references.torchvision_box_loss`; torchvision does
+written in torch ops (:func:`jaxloss.parity.references.torchvision_box_loss`; torchvision does
 not import beside CPU torch). The three share one grid and one fuzzing space:
 
 * shapes: batched ``(6, 4)``, unbatched ``(4,)``, K-dim ``(2, 3, 4)``, ``boxes2``
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for
+from jaxloss.parity import references
+from jaxloss.parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for
 
 N = 6
 SHAPES = {

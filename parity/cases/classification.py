@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, log_softmax, loss, rng_for, softmax, traced_option
+from jaxloss.parity import references
+from jaxloss.parity.cases import ALL_DTYPES, Case, Invalid, log_softmax, loss, rng_for, softmax, traced_option
 
 C = 5
 SHAPES = {"batched": (4, C), "unbatched": (C,), "kdim": (3, C, 2, 2), "k1": (3, C, 4), "empty": (0, C)}
@@ -283,7 +283,7 @@ def focal_loss(s: dict[str, Any]) -> Case:
         grad=("input",),
         hvp=s["gamma"] in (0.0, 1.0, 2.0, 3.0),  # (1 - p)**0.5 has an unbounded second derivative at p = 1
         torch_fn=references.focal_loss,
-        torch_expr="parity.references.focal_loss",
+        torch_expr="jaxloss.parity.references.focal_loss",
         note="torch has no focal loss: compared with the torch-op reference parity.references.focal_loss",
     )
     return _layout_and_options(case, s, "gamma")

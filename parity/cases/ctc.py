@@ -11,7 +11,7 @@ follows it. Two kinds of cases:
 * "direct": ``log_probs`` differentiated directly; compared with torch, except the
   documented deviation: at ``-inf`` log-probabilities torch's formula gives NaN and
   jaxloss the limit 0, so those cases are judged against
-  :func:`parity.references.ctc_reference` (the alpha recursion in float64 torch ops
+  :func:`jaxloss.parity.references.ctc_reference` (the alpha recursion in float64 torch ops
   with torch's convention as an explicit term, NaN-free).
 
 Precision limit: "peaked" log-probabilities run in float64 only (see ``_F32_LIMIT``):
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from parity import references
-from parity.cases import Case, Invalid, TorchInexact, log_softmax, loss, rng_for
+from jaxloss.parity import references
+from jaxloss.parity.cases import Case, Invalid, TorchInexact, log_softmax, loss, rng_for
 
 T, N, C, S = 10, 3, 5, 4
 # float32 precision limit of CTC itself (both implementations), not a tolerance exception: with
@@ -45,7 +45,7 @@ _NEG_INF_GRAD = TorchInexact(
     "torch's gradient is NaN at -inf log-probabilities, jaxloss's is the limit 0; judged against the "
     "float64 alpha recursion (parity.references.ctc_reference)",
     reference=references.ctc_reference,
-    reference_expr="parity.references.ctc_reference",
+    reference_expr="jaxloss.parity.references.ctc_reference",
 )
 
 
@@ -153,8 +153,8 @@ def ctc_loss(s: dict[str, Any]) -> Case:
             hvp=False,
             jax_fn=references.jax_ctc_from_logits,
             torch_fn=references.torch_ctc_from_logits,
-            jax_expr="parity.references.jax_ctc_from_logits",
-            torch_expr="parity.references.torch_ctc_from_logits",
+            jax_expr="jaxloss.parity.references.jax_ctc_from_logits",
+            torch_expr="jaxloss.parity.references.torch_ctc_from_logits",
             note="through log_softmax",
             fuzz_dtypes=_F32_LIMIT if s["values"] == "peaked" else None,
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for
+from jaxloss.parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for
 
 N, D = 4, 5
 

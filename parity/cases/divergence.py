@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.cases import ALL_DTYPES, Case, log_softmax, loss, rng_for
+from jaxloss.parity.cases import ALL_DTYPES, Case, log_softmax, loss, rng_for
 
 SHAPES = {"batched": (4, 5), "unbatched": (5,), "kdim": (3, 5, 2), "empty": (0, 5)}
 

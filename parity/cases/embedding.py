@@ -5,7 +5,7 @@ cosine margins), ``p`` in {2, 1, 3}, ``eps``, ``swap``; zero vectors for the
 cosine loss (torch's 1e-12 clamp); for the distance variant: the default
 (pairwise distance) and two custom distance functions, each given as a JAX
 function to jaxloss and as a torch function to torch (see
-:mod:`parity.references`).
+:mod:`jaxloss.parity.references`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import torch.nn.functional as F
 
 import jaxloss
-from parity import references
-from parity.cases import ALL_DTYPES, Case, loss, rng_for, signs
+from jaxloss.parity import references
+from jaxloss.parity.cases import ALL_DTYPES, Case, loss, rng_for, signs
 
 N, D = 4, 5
 REDUCTIONS = ["mean", "none", "sum"]
@@ -128,10 +128,10 @@ _DISTANCES = {
     "cosine": (
         references.jax_cosine_distance,
         references.torch_cosine_distance,
-        "parity.references.jax_cosine_distance",
-        "parity.references.torch_cosine_distance",
+        "jaxloss.parity.references.jax_cosine_distance",
+        "jaxloss.parity.references.torch_cosine_distance",
     ),
-    "l1": (references.jax_l1_distance, references.torch_l1_distance, "parity.references.jax_l1_distance", "parity.references.torch_l1_distance"),
+    "l1": (references.jax_l1_distance, references.torch_l1_distance, "jaxloss.parity.references.jax_l1_distance", "jaxloss.parity.references.torch_l1_distance"),
 }
 
 

@@ -1,7 +1,7 @@
 """linear_cross_entropy: ``cross_entropy(linear(input, linear_weight, linear_bias), target)``.
 
 torch's side is ``F.linear_cross_entropy`` on its reference path (``options=None``,
-see :func:`parity.references.linear_cross_entropy`); jaxloss's ``chunk_size``
+see :func:`jaxloss.parity.references.linear_cross_entropy`); jaxloss's ``chunk_size``
 chunks the batch to save memory and must not change the result, so chunked
 cases (chunk sizes dividing the batch and not) are compared with the same torch
 value. Shapes: input ``(N, F)`` or unbatched ``(F,)``, weight ``(C, F)`` or
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for, softmax
+from jaxloss.parity import references
+from jaxloss.parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for, softmax
 
 N, F_IN, C = 6, 4, 5
 
@@ -124,5 +124,5 @@ def linear_cross_entropy(s: dict[str, Any]) -> Case:
         ("input", "linear_weight", "target"),
         grad=tuple(grad),
         torch_fn=references.linear_cross_entropy,
-        torch_expr="parity.references.linear_cross_entropy",
+        torch_expr="jaxloss.parity.references.linear_cross_entropy",
     )

@@ -5,12 +5,12 @@ exact in every dtype), where the gradient follows torch's choice (strict ``> 0``
 the multi-margin kernels, ``>= 0`` through ``clamp_min``). multilabel targets are
 -1-terminated class lists: none, some, all classes.
 
-Documented deviation (:class:`parity.cases.TorchInexact`): for an empty batch with
+Documented deviation (:class:`jaxloss.parity.cases.TorchInexact`): for an empty batch with
 reduction 'sum' / 'mean', torch's ``multilabel_margin_loss`` and
 ``multi_margin_loss`` return uninitialized memory (a different value from call to
 call); jaxloss returns 0 / NaN, judged against torch's per-sample losses reduced
-afterwards (:func:`parity.references.multilabel_margin_via_none`,
-:func:`parity.references.multi_margin_via_none`).
+afterwards (:func:`jaxloss.parity.references.multilabel_margin_via_none`,
+:func:`jaxloss.parity.references.multi_margin_via_none`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from parity import references
-from parity.cases import ALL_DTYPES, Case, Invalid, TorchInexact, loss, rng_for, signs
+from jaxloss.parity import references
+from jaxloss.parity.cases import ALL_DTYPES, Case, Invalid, TorchInexact, loss, rng_for, signs
 
 HIGH = ("float64", "float32")  # torch's CPU multi(label)_margin kernels have no float16 / bfloat16
 
@@ -30,9 +30,9 @@ REDUCTIONS = ["mean", "none", "sum"]
 _EMPTY_WHY = ("torch 2.13's CPU kernel returns uninitialized memory (any value, e.g. 4.7e-310 or -1e200) for "
               "reduction 'sum' / 'mean' over an empty batch; jaxloss returns the empty sum 0 / mean NaN")
 _MLM_EMPTY = TorchInexact(_EMPTY_WHY, reference=references.multilabel_margin_via_none,
-                          reference_expr="parity.references.multilabel_margin_via_none")
+                          reference_expr="jaxloss.parity.references.multilabel_margin_via_none")
 _MM_EMPTY = TorchInexact(_EMPTY_WHY, reference=references.multi_margin_via_none,
-                         reference_expr="parity.references.multi_margin_via_none")
+                         reference_expr="jaxloss.parity.references.multi_margin_via_none")
 
 
 def _empty_reduced(s: dict[str, Any]) -> bool:

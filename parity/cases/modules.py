@@ -5,7 +5,7 @@ is built with non-default options (weights in the case's dtype), converted, and
 both are called on the same inputs. The two modules with parameters
 (``LinearCrossEntropyLoss``, ``AdaptiveLogSoftmaxWithLoss``, needing flax) are
 compared on their forward pass with the torch module's parameters loaded; without flax
-their cases are errors that name it (``python -m parity`` checks for flax before it starts).
+their cases are errors that name it (``python -m jaxloss.parity`` checks for flax before it starts).
 Registered only when ``jaxloss.from_torch`` exists.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import jaxloss
-from parity.cases import ALL_DTYPES, Case, log_softmax, loss, rng_for, signs
+from jaxloss.parity.cases import ALL_DTYPES, Case, log_softmax, loss, rng_for, signs
 
 N, C = 4, 5
 T, S = 10, 3

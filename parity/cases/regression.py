@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for, traced_option
+from jaxloss.parity.cases import ALL_DTYPES, Case, Invalid, loss, rng_for, traced_option
 
 SHAPES = {"batched": (4, 5), "unbatched": (5,), "kdim": (2, 3, 2, 2), "scalar": (), "empty": (0, 5)}
 REDUCTIONS = ["mean", "none", "sum"]

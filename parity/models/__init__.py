@@ -2,7 +2,7 @@
 
 ::
 
-    import parity
+    from jaxloss import parity
     report = parity.compare_models(jax_model, torch_model, x_nhwc, x_nchw)
     report.passed            # every compared layer within tolerance
     report.first_divergence  # None, or the first LayerDiff out of tolerance
@@ -10,10 +10,10 @@
 
 Every submodule call's output is captured on both sides (torch forward hooks; on the JAX
 side the modules' ``__call__`` is wrapped while the model is traced by ``jax.jit``: see
-:mod:`parity.models.capture`). Layers pair up when the NNX attribute path equals the torch
+:mod:`jaxloss.parity.models.capture`). Layers pair up when the NNX attribute path equals the torch
 module name (``"layer1.0.bn1"``), else through ``mapping={jax_path: torch_name}``; layouts
 (NHWC/NCHW activations, HWIO/OIHW and (in, out)/(out, in) weights) are aligned when the shapes
-say so (:mod:`parity.models.layout` has the rule for ambiguous shapes). With ``grads=True`` a
+say so (:mod:`jaxloss.parity.models.layout` has the rule for ambiguous shapes). With ``grads=True`` a
 vector-Jacobian product with the same random cotangent runs on both sides: the gradient
 reaching every layer and every parameter's gradient are compared too, so a backward-only bug is
 named at its layer with kind ``"grad"``. The parameters and buffers are compared before the run
@@ -24,7 +24,7 @@ fraction of the tolerance used, the worst element, the first NaN or infinity on 
 with ``reference`` (a float64 copy of the torch model, or ``True`` to make one) which side is
 closer to the float64 truth and whether torch's own float32 run is within tolerance of it.
 
-Golden files (:mod:`parity.models.golden`): ``save_golden(path, model, args)`` stores one
+Golden files (:mod:`jaxloss.parity.models.golden`): ``save_golden(path, model, args)`` stores one
 side's inputs, outputs, intermediates, gradients and parameters in an ``.npz`` file with JSON
 metadata; ``compare_golden(model, args, path)`` compares a live model (either framework)
 against it later, e.g. JAX on a GPU against torch on a CPU, or today's code against last
@@ -41,11 +41,11 @@ The lockstep twin. At a training step where the Flax and torch models disagree::
     report.first_divergence                                          # first layer out of tolerance
     report.first_divergence.torch_ref_passed  # False: torch's float32 run leaves float64 there too
 
-Command line: ``python -m parity.models --model seed-cnn|resnet18`` (see :mod:`parity.models.__main__`).
+Command line: ``python -m jaxloss.parity.models --model seed-cnn|resnet18`` (see :mod:`jaxloss.parity.models.__main__`).
 
 >>> import numpy as np, torch
 >>> from flax import nnx
->>> import parity
+>>> from jaxloss import parity
 >>> jm = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
 >>> tm = torch.nn.Linear(3, 2)
 >>> with torch.no_grad():
@@ -64,10 +64,10 @@ from typing import Any
 
 import numpy as np
 
-from parity.models.capture import Capture, capture_jax, capture_torch, jax_module_names, random_cotangent
-from parity.models.diff import LayerDiff, ModelReport, Tol, check_tols, compare_captures
-from parity.models.golden import capture, is_torch_model, load_golden, save_golden
-from parity.models.layout import align, channels_last, channels_last_perm, check_same_inputs, to_jax_layout
+from jaxloss.parity.models.capture import Capture, capture_jax, capture_torch, jax_module_names, random_cotangent
+from jaxloss.parity.models.diff import LayerDiff, ModelReport, Tol, check_tols, compare_captures
+from jaxloss.parity.models.golden import capture, is_torch_model, load_golden, save_golden
+from jaxloss.parity.models.layout import align, channels_last, channels_last_perm, check_same_inputs, to_jax_layout
 
 __all__ = ["LayerDiff", "ModelReport", "compare_golden", "compare_models", "compare_params", "load_golden", "save_golden"]
 
@@ -98,7 +98,8 @@ def _check_models(jax_model: Any, torch_model: Any, reference: Any = None) -> No
 
 
 def _meta(dtype: str, reference: bool) -> dict[str, Any]:
-    import parity.precisions
+    import jaxloss.parity.precisions  # noqa: F401
+    from jaxloss import parity
 
     return {"dtype": dtype, "reference": reference, "settings": parity.precisions.settings()}
 
@@ -129,7 +130,7 @@ def compare_models(
             (one vector-Jacobian product, the same standard normal cotangent on both sides,
             drawn from ``seed``).
         rtol, atol: a number for every layer, or ``{jax_path: number}`` for some; default: the
-            dtype's tolerance from :mod:`parity.tolerances`.
+            dtype's tolerance from :mod:`jaxloss.parity.tolerances`.
         reference: ``None``, a float64 copy of ``torch_model`` (e.g. at the same training
             step), or ``True`` to make one: fills each layer's ``closer`` / ``torch_ref_passed``.
         fail_fast: stop at the first layer out of tolerance (no backward pass when the forward
@@ -144,7 +145,7 @@ def compare_models(
 
     >>> import numpy as np, torch
     >>> from flax import nnx
-    >>> from parity.models import compare_models
+    >>> from jaxloss.parity.models import compare_models
     >>> jm, tm = nnx.Linear(2, 2, rngs=nnx.Rngs(0)), torch.nn.Linear(2, 2)
     >>> r = compare_models(jm, tm, np.ones((1, 2), np.float32), np.ones((1, 2), np.float32), grads=False)
     >>> r.passed, r.first_divergence.jax_path, r.first_divergence.kind
@@ -186,21 +187,21 @@ def compare_params(jax_model: Any, torch_model: Any, *, mapping: Mapping[str, st
     """Compare the parameters and buffers of the two models by name, layouts aligned (kind ``"param"``).
 
     Modules pair as in :func:`compare_models` (equal names, else ``mapping``); a variable pairs
-    with a torch tensor by :data:`parity.models.layout.TENSOR_NAMES` (``kernel`` -> ``weight``...).
+    with a torch tensor by :data:`jaxloss.parity.models.layout.TENSOR_NAMES` (``kernel`` -> ``weight``...).
     In module order of ``jax_model``; no model is run. ``reference``: a float64 copy of the
     torch model at the same training step (each diff then says whether torch's float32
     weights have left it too: ``torch_ref_passed``).
 
     >>> import numpy as np, torch
     >>> from flax import nnx
-    >>> from parity.models import compare_params
+    >>> from jaxloss.parity.models import compare_params
     >>> jm, tm = nnx.Linear(3, 2, rngs=nnx.Rngs(0)), torch.nn.Linear(3, 2)
     >>> [(d.tensor, d.passed) for d in compare_params(jm, tm)]
     [('weight', False), ('bias', False)]
     """
     from flax import nnx
 
-    from parity.models.capture import _jax_tensors, _split
+    from jaxloss.parity.models.capture import _jax_tensors, _split
 
     def torch_side(model: Any) -> Capture:
         named = list(model.named_parameters()) + list(model.named_buffers())
@@ -234,7 +235,7 @@ def compare_golden(model: Any, args: Any, path: str, *, mapping: Mapping[str, st
 
     >>> import os, tempfile, numpy as np
     >>> from flax import nnx
-    >>> import parity
+    >>> from jaxloss import parity
     >>> m = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
     >>> path = os.path.join(tempfile.mkdtemp(), "g.npz")
     >>> _ = parity.save_golden(path, m, np.ones((3, 2), np.float32))

@@ -1,14 +1,14 @@
-"""``python -m parity.models``: the project's Flax models against their torch twins, layer by layer.
+"""``python -m jaxloss.parity.models``: the project's Flax models against their torch twins, layer by layer.
 
 Usage::
 
-    python -m parity.models --model seed-cnn                 # SeedCNN, float32, batch 4
-    python -m parity.models --model resnet18 --image-size 16 --dtype float64
-    python -m parity.models --model seed-cnn --no-reference  # float32 without the float64 torch run
-    python -m parity.models --model seed-cnn --save torch.npz             # golden file of torch's run
-    python -m parity.models --model seed-cnn --against torch.npz          # JAX against it, later
-    python -m parity.models --model seed-cnn --side torch --save t.npz    # (--side picks the side)
-    python -m parity.models --model resnet18 --out report/   # report.{json,md,html} + layers.png
+    python -m jaxloss.parity.models --model seed-cnn                 # SeedCNN, float32, batch 4
+    python -m jaxloss.parity.models --model resnet18 --image-size 16 --dtype float64
+    python -m jaxloss.parity.models --model seed-cnn --no-reference  # float32 without the float64 torch run
+    python -m jaxloss.parity.models --model seed-cnn --save torch.npz             # golden file of torch's run
+    python -m jaxloss.parity.models --model seed-cnn --against torch.npz          # JAX against it, later
+    python -m jaxloss.parity.models --model seed-cnn --side torch --save t.npz    # (--side picks the side)
+    python -m jaxloss.parity.models --model resnet18 --out report/   # report.{json,md,html} + layers.png
 
 Prints the verdict first: passed, or what kind of difference the first layer out of tolerance
 (forward then backward) shows, float32 rounding (torch's own float32 run leaves its float64 run
@@ -18,9 +18,9 @@ command that compares exactly; then the first failing layer, the worst tolerance
 tolerance. The per-layer table with ``--verbose`` (failures) or ``--all``, and in the ``--out``
 report. A batch whose BatchNorms normalise over 2 values or fewer gets a note: the comparison
 there measures rounding noise. ``--precision ieee|tf32|default`` (default ieee) sets both frameworks' float32
-matmul/convolution precision (:mod:`parity.precisions`); the report header records it.
+matmul/convolution precision (:mod:`jaxloss.parity.precisions`); the report header records it.
 
-Exit status (:mod:`train.cli`): 0 when every layer is within tolerance (or a golden file was
+Exit status (:mod:`jaxloss.train.cli`): 0 when every layer is within tolerance (or a golden file was
 saved), 1 when one is not, 2 for a usage error, a path that cannot be used, a malformed golden
 file or one of another batch size or model, or a missing module of the ``parity`` extra; 130 when
 interrupted (Ctrl-C; the previous run's report in ``--out`` is removed when the run starts, so none
@@ -34,14 +34,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from parity.cli import path_problem, remove_reports, stop_if_interrupted
-from parity.models.twins import DEFAULT_BATCH, DEGENERATE_BATCHNORM, batchnorm_values
-from parity.precisions import MODES
-from parity.tolerances import tolerance_flag
-from train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
-from train.signals import SigintFlag
+from jaxloss.parity.cli import path_problem, remove_reports, stop_if_interrupted
+from jaxloss.parity.models.twins import DEFAULT_BATCH, DEGENERATE_BATCHNORM, batchnorm_values
+from jaxloss.parity.precisions import MODES
+from jaxloss.parity.tolerances import tolerance_flag
+from jaxloss.train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
+from jaxloss.train.signals import SigintFlag
 
-PROG = "python -m parity.models"
+PROG = "python -m jaxloss.parity.models"
 REPORT_FILES = ("report.json", "report.md", "report.html", "layers.png")
 
 
@@ -88,7 +88,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line (see the module docstring); Ctrl-C: 130 and one line (:func:`train.cli.run_main`)."""
+    """The command line (see the module docstring); Ctrl-C: 130 and one line (:func:`jaxloss.train.cli.run_main`)."""
     return run_main(PROG, _main, argv)
 
 
@@ -101,11 +101,11 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace, flag: SigintFlag) -> int:
-    import parity
-    from parity import report as rep
-    from parity.models import load_golden
-    from parity.models.twins import build_pair, images
-    from parity.precisions import precision
+    from jaxloss import parity
+    from jaxloss.parity import report as rep
+    from jaxloss.parity.models import load_golden
+    from jaxloss.parity.models.twins import build_pair, images
+    from jaxloss.parity.precisions import precision
 
     if args.against:
         try:  # a malformed golden file is bad input (2), not a divergence (1): found before any model runs

@@ -1,8 +1,8 @@
 """Judging two captures layer by layer: :class:`LayerDiff`, :class:`ModelReport`, :func:`compare_captures`.
 
-Every array is judged by :func:`parity.compare.compare_arrays` (the same code that judges
+Every array is judged by :func:`jaxloss.parity.compare.compare_arrays` (the same code that judges
 the loss grid): an element agrees where ``|jax - torch| <= atol + rtol |torch|``, NaN with
-NaN, infinities of the same sign; the tolerance is the dtype's from :mod:`parity.tolerances`
+NaN, infinities of the same sign; the tolerance is the dtype's from :mod:`jaxloss.parity.tolerances`
 unless ``rtol`` / ``atol`` say otherwise (a number for every layer, or a mapping
 ``{jax_path: number}`` for some; the others keep the dtype's).
 
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from parity.compare import Comparison, compare_arrays
-from parity.models.capture import Capture, Record, TensorKey
-from parity.models.layout import align, align_param, channels_last, torch_tensor_name
-from parity.result import jsonable
-from parity.tolerances import Tolerance, check_tolerance, tolerance_for
+from jaxloss.parity.compare import Comparison, compare_arrays
+from jaxloss.parity.models.capture import Capture, Record, TensorKey
+from jaxloss.parity.models.layout import align, align_param, channels_last, torch_tensor_name
+from jaxloss.parity.result import jsonable
+from jaxloss.parity.tolerances import Tolerance, check_tolerance, tolerance_for
 
 __all__ = ["LayerDiff", "ModelReport", "check_tols", "compare_captures", "pair_modules"]
 
@@ -36,7 +36,7 @@ Tol = float | Mapping[str, float] | None
 
 @dataclasses.dataclass
 class LayerDiff:
-    """One compared tensor of one layer: a :class:`parity.compare.Comparison` with the layer's names.
+    """One compared tensor of one layer: a :class:`jaxloss.parity.compare.Comparison` with the layer's names.
 
     ``kind``: ``"forward"`` (the layer's output, or a buffer it updated: ``tensor`` says
     which), ``"grad"`` (the gradient reaching its output, or a parameter's gradient) or
@@ -48,7 +48,7 @@ class LayerDiff:
     JAX and torch is nearer to it, ``torch_ref_passed`` whether torch's own run is within
     tolerance of it there.
 
-    >>> from parity.compare import Comparison
+    >>> from jaxloss.parity.compare import Comparison
     >>> d = LayerDiff("layer1.0.bn1", "layer1.0.bn1", "grad", Comparison("w", "float32", False, max_abs=0.5), tensor="weight")
     >>> d.name, d.max_abs_err, d.passed
     ('layer1.0.bn1 .weight', 0.5, False)
@@ -150,7 +150,7 @@ def _g(x: float | None) -> str:
 
 @dataclasses.dataclass
 class ModelReport:
-    """What :func:`parity.compare_models` found (see :mod:`parity.models`).
+    """What :func:`jaxloss.parity.compare_models` found (see :mod:`jaxloss.parity.models`).
 
     >>> r = ModelReport([LayerDiff.failed("fc", "fc", "grad", "no gradient")])
     >>> r.passed, r.first_divergence.jax_path, r.verdict()[:40]
@@ -347,7 +347,7 @@ def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | N
     (a golden file of one against a live run of the other, or two runs of the same one).
 
     >>> import numpy as np
-    >>> from parity.models.capture import Capture, Record
+    >>> from jaxloss.parity.models.capture import Capture, Record
     >>> a = Capture("torch", [], [np.ones(2)], [Record("fc", 0, [np.ones(2)])], {}, {})
     >>> b = Capture("torch", [], [np.ones(2)], [Record("fc", 0, [np.ones(2) + 1e-3])], {}, {})
     >>> [(d.jax_path, d.passed) for d in compare_captures(b, a).layers]

@@ -1,6 +1,6 @@
 """Golden files: one side's run saved, to compare the other side (or a later run) against.
 
-A golden file is a NumPy ``.npz`` (no other dependency) of a :class:`parity.models.capture.Capture`:
+A golden file is a NumPy ``.npz`` (no other dependency) of a :class:`jaxloss.parity.models.capture.Capture`:
 inputs, output, every layer's outputs, the cotangent, the gradient reaching every layer,
 parameter gradients, parameters and buffers before the run and buffers after it, each in its
 framework's own layout, plus one JSON entry ``__meta__`` (schema, framework, library versions,
@@ -9,7 +9,7 @@ in the metadata.
 
 >>> import os, tempfile, numpy as np
 >>> from flax import nnx
->>> from parity.models.golden import save_golden, load_golden
+>>> from jaxloss.parity.models.golden import save_golden, load_golden
 >>> m = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
 >>> path = os.path.join(tempfile.mkdtemp(), "linear.npz")
 >>> _ = save_golden(path, m, np.ones((3, 2), np.float32))
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.models.capture import Capture, Record, capture_jax, capture_torch, random_cotangent
+from jaxloss.parity.models.capture import Capture, Record, capture_jax, capture_torch, random_cotangent
 
 __all__ = ["SCHEMA", "load_golden", "save_golden", "versions"]
 
@@ -76,7 +76,8 @@ def save_golden(path: str, model: Any, args: Any, *, grads: bool = True, seed: i
     >>> save_golden(path, torch.nn.Linear(2, 1), np.ones((1, 2), np.float32)).framework
     'torch'
     """
-    import parity.precisions
+    import jaxloss.parity.precisions  # noqa: F401
+    from jaxloss import parity
 
     cap = capture(model, args, grads=grads, seed=seed)
     cap.meta = {"settings": parity.precisions.settings()}

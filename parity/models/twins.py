@@ -1,6 +1,6 @@
-"""The project's model pairs (:mod:`train.models` against :mod:`train.torch_models`), ready to compare.
+"""The project's model pairs (:mod:`jaxloss.train.models` against :mod:`jaxloss.train.torch_models`), ready to compare.
 
->>> from parity.models.twins import build_pair
+>>> from jaxloss.parity.models.twins import build_pair
 >>> fm, tm, mapping = build_pair("seed-cnn")
 >>> mapping["conv2"], mapping["fc1"]
 ('model.2', 'model.7')
@@ -26,7 +26,7 @@ def batchnorm_values(name: str, batch: int, size: int, cifar_stem: bool = False)
     """The fewest values per channel any BatchNorm of the model normalises over in training mode
     (batch x height x width of the last stage's maps); ``None`` for a model without BatchNorm.
 
-    >>> from parity.models.twins import batchnorm_values
+    >>> from jaxloss.parity.models.twins import batchnorm_values
     >>> batchnorm_values("resnet18", 2, 16), batchnorm_values("resnet18", 4, 64), batchnorm_values("seed-cnn", 2, 32)
     (2, 16, None)
     """
@@ -41,16 +41,16 @@ def batchnorm_values(name: str, batch: int, size: int, cifar_stem: bool = False)
 
 def order_mapping(flax_model: Any, torch_model: Any) -> dict[str, str]:
     """``{jax_path: torch_name}`` of the parameterised layers, paired in state_dict order (as
-    :mod:`train.convert` pairs them), for twins whose layer names differ (the seed CNN's
+    :mod:`jaxloss.train.convert` pairs them), for twins whose layer names differ (the seed CNN's
     ``conv1`` is torch's ``model.0``).
 
-    >>> from parity.models.twins import build_pair
+    >>> from jaxloss.parity.models.twins import build_pair
     >>> order_mapping(*build_pair("seed-cnn")[:2])["fc2"]
     'model.8'
     """
-    from parity.models.capture import jax_module_names
-    from train.convert import torch_layer_groups
-    from train.models import torch_order_layers
+    from jaxloss.parity.models.capture import jax_module_names
+    from jaxloss.train.convert import torch_layer_groups
+    from jaxloss.train.models import torch_order_layers
 
     names = jax_module_names(flax_model)
     groups = torch_layer_groups(torch_model.state_dict())
@@ -72,9 +72,9 @@ def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> t
     import torch
     from flax import nnx
 
-    from train.convert import torch_to_flax
-    from train.models import build_model
-    from train.torch_models import TorchResNet18, TorchSeedCNN
+    from jaxloss.train.convert import torch_to_flax
+    from jaxloss.train.models import build_model
+    from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
 
     torch.manual_seed(seed)
     tm = TorchSeedCNN(**kw) if name == "seed-cnn" else TorchResNet18(**kw)
