@@ -2,7 +2,8 @@
 
 :func:`compare` is the engine of the whole parity suite and a public API::
 
-    import numpy as np, torch.nn.functional as F, jaxloss, parity
+    import numpy as np, torch.nn.functional as F, jaxloss
+    from jaxloss import parity
 
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
     y = np.zeros((4, 5), np.float32)
@@ -148,7 +149,8 @@ def compare(
         ValueError: an invalid ``judge``, ``device`` (or ``'gpu'`` without one), ``rtol`` or
             ``atol``, before anything runs.
 
-    >>> import numpy as np, torch.nn.functional as F, jaxloss, parity
+    >>> import numpy as np, torch.nn.functional as F, jaxloss
+    >>> from jaxloss import parity
     >>> x, y = np.linspace(-1, 1, 6).reshape(2, 3), np.zeros((2, 3))
     >>> r = parity.compare(jaxloss.l1_loss, F.l1_loss, x, y, grad_argnums=0)
     >>> r.passed, [c.name for c in r.comparisons]
@@ -542,7 +544,8 @@ def _key_head(path: tuple[Any, ...]) -> tuple[int, Any]:
 def assert_close(jax_fn: Callable[..., Any], torch_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Result:
     """:func:`compare`, raising ``AssertionError`` (with the readable result) unless it passed.
 
-    >>> import numpy as np, torch.nn.functional as F, jaxloss, parity
+    >>> import numpy as np, torch.nn.functional as F, jaxloss
+    >>> from jaxloss import parity
     >>> parity.assert_close(jaxloss.l1_loss, F.l1_loss, np.ones(3), np.zeros(3)).passed
     True
     """

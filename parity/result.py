@@ -166,7 +166,16 @@ def first_line(s: str) -> str:
 
 
 class ErrorText(str):
-    """The text of an exception (:func:`describe`), carrying its :func:`error_kind` as ``kind``."""
+    """The text of an exception (:func:`describe`), carrying its :func:`error_kind` as ``kind``.
+
+    It is a ``str`` (reports and JSON take it as text); the kind travels with it, so two sides
+    that both raised can be compared by kind, not by message.
+
+    >>> from jaxloss.parity.result import ErrorText, describe
+    >>> text = describe(KeyError("w"))
+    >>> isinstance(text, ErrorText), isinstance(text, str), text.kind
+    (True, True, 'KeyError')
+    """
 
     kind: str = ""
 

@@ -485,7 +485,8 @@ def reproducer(case: Case, dtype: str, device: str = "cpu") -> str:
     """A few lines of Python that rerun this comparison with :func:`jaxloss.parity.compare`."""
     args, kwargs = cast_floats((case.args, case.kwargs), dtype)
     names = list(case.arg_names[: len(args)])
-    lines = ["import numpy as np, ml_dtypes, torch, torch.nn.functional as F, jaxloss, parity, parity.references"]
+    lines = ["import numpy as np, ml_dtypes, torch, torch.nn.functional as F, jaxloss, jaxloss.parity.references",
+             "from jaxloss import parity"]
     if case.make_expr is not None:
         jexpr, texpr = case.make_expr(dtype)
     else:

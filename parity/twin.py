@@ -541,7 +541,7 @@ def check_config(cfg: TwinConfig) -> None:
     >>> check_config(TwinConfig(steps=0))
     Traceback (most recent call last):
     ...
-    train.config.ConfigError: steps must be a positive integer, got 0
+    jaxloss.train.config.ConfigError: steps must be a positive integer, got 0
     """
     validate(cfg.train)
     for name in ("steps", "steps_per_epoch", "image_size", "num_classes"):

@@ -78,7 +78,7 @@ def test_without_flax_the_parity_cli_says_what_to_install_before_running(tmp_pat
 def test_without_flax_no_case_is_left_out_of_the_count(tmp_path):
     """The two nn.* modules with parameters need flax: their cases are errors naming it, not missing."""
     code = (
-        "from parity import runner\n"
+        "from jaxloss.parity import runner\n"
         "jobs = runner.grid_jobs(['nn.LinearCrossEntropyLoss'], ['float64'])\n"
         "for r in runner.run_jobs(jobs): print(r.id, r.status, r.result.notes)\n"
     )

@@ -414,3 +414,21 @@ def test_ctrl_c_says_so_when_its_checkpoint_does_not_read_back(tmp_path, monkeyp
     assert info.value.checkpoint is None and str(info.value) == "interrupted; no checkpoint saved"
     assert "saved in" not in log.getvalue()
     assert f"interrupted; no checkpoint could be saved ({tmp_path}/checkpoints/2: the arrays do not match" in log.getvalue()
+
+
+def test_asyncio_never_retrieved_records_are_dropped_only_for_a_failed_restores_read_tasks():
+    """The subprocess test above is timing-dependent: a read task collected with its error is logged by
+    asyncio ("Task exception was never retrieved") instead of reaching the unraisable hook."""
+    import logging
+
+    from jaxloss.train.checkpoint import _FailedRestoreTaskFilter
+
+    keep = _FailedRestoreTaskFilter().filter
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, None)
+
+    debris = "Task exception was never retrieved\nfuture: <Task finished name='Task-7' coro=<async_deserialize() done>"
+    assert not keep(record(debris))
+    assert keep(record("Task exception was never retrieved\nfuture: <Task finished coro=<user_code() done>"))
+    assert keep(record("Executing <Task pending coro=<async_deserialize()>> took 0.2 seconds"))

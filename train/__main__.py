@@ -97,7 +97,7 @@ def plain_text(rest: str) -> str:
 
     >>> from jaxloss.train.__main__ import plain_text
     >>> plain_text("Writes ``metrics.jsonl`` (:mod:`jaxloss.train.cli`). Examples::")
-    'Writes metrics.jsonl (train.cli). Examples:'
+    'Writes metrics.jsonl (jaxloss.train.cli). Examples:'
     """
     import re
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sys
 import traceback
@@ -210,15 +211,33 @@ def _is_failed_restore_cleanup(u: Any) -> bool:
     return code is not None and code.co_name == "_read_array_index_and_device_put" and "orbax" in code.co_filename
 
 
+class _FailedRestoreTaskFilter(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for the per-array read tasks of a
+    failed orbax restore (the same debris as above, when a task is collected with its error:
+    the error was already reported by the restore); every other asyncio record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith(("Task exception was never retrieved", "Future exception was never retrieved")):
+            return True
+        frames = traceback.extract_tb(record.exc_info[2]) if record.exc_info and record.exc_info[2] else []
+        names = {f.name for f in frames if "orbax" in f.filename} | {n for n in _READ_TASKS if n in text}
+        return not (names & set(_READ_TASKS))
+
+
+_READ_TASKS = ("async_deserialize", "_read_array_index_and_device_put")
+
+
 def _drop_failed_restore_cleanup() -> None:
     """From now on, hand every unraisable exception but a failed restore's debris to the hook in place.
 
-    Only that debris is dropped; every other unraisable exception (and all logging) is
-    reported as before.
+    Only that debris is dropped (and asyncio's never-retrieved log record of the same tasks);
+    every other unraisable exception and log record is reported as before.
     """
     hook = sys.unraisablehook
     if getattr(hook, "drops_failed_restore_cleanup", False):
         return
+    logging.getLogger("asyncio").addFilter(_FailedRestoreTaskFilter())
 
     def unraisable(u: Any) -> None:
         if not _is_failed_restore_cleanup(u):

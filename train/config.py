@@ -218,7 +218,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     >>> validate(TrainConfig(batch_size=0))
     Traceback (most recent call last):
     ...
-    train.config.ConfigError: batch_size must be a positive integer, got 0
+    jaxloss.train.config.ConfigError: batch_size must be a positive integer, got 0
     """
     for name, choices in (("model", MODELS), ("dataset", DATASETS), ("optimizer", OPTIMIZERS),
                           ("lr_schedule", SCHEDULES), ("precision", PRECISIONS)):  # fmt: skip

@@ -99,7 +99,7 @@ def check_resume(cfg: TrainConfig, saved: dict[str, Any], done_epochs: int) -> N
     >>> check_resume(TrainConfig(epochs=3), TrainConfig(epochs=3).to_json(), 3)
     Traceback (most recent call last):
     ...
-    train.config.ConfigError: epochs is 3, and the checkpoint has already finished 3 epochs: nothing to train (raise epochs to continue)
+    jaxloss.train.config.ConfigError: epochs is 3, and the checkpoint has already finished 3 epochs: nothing to train (raise epochs to continue)
     """
     now = cfg.to_json()
     diff = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in RESUME_KEYS if now[k] != saved.get(k)]

@@ -132,7 +132,7 @@ def make_loss(name: str, **options: Any) -> Loss:
     >>> make_loss("cross_entropy", gamma=2.0)
     Traceback (most recent call last):
     ...
-    train.config.ConfigError: gamma does not apply to loss cross_entropy (its options: label_smoothing)
+    jaxloss.train.config.ConfigError: gamma does not apply to loss cross_entropy (its options: label_smoothing)
     """
     from jaxloss.train.config import ConfigError
 

@@ -23,7 +23,7 @@ def check_writable_dir(path: str | os.PathLike[str], field: str) -> None:
     >>> check_writable_dir(f, "out")
     Traceback (most recent call last):
     ...
-    train.config.ConfigError: out .../file is a file, not a folder
+    jaxloss.train.config.ConfigError: out .../file is a file, not a folder
     """
     from jaxloss.train.config import ConfigError
 
