@@ -14,7 +14,8 @@ code   meaning
 
 A bad flag prints one line (``prog: error: ... (see --help)``), with a "did you mean"
 for a misspelt flag or choice, never the whole usage text. This module imports
-nothing heavy, so a CLI can refuse a bad flag before JAX or torch is loaded.
+nothing heavy, so a CLI can refuse a bad flag before Flax, optax or torch is loaded (JAX
+comes with the ``jaxloss`` package that holds it).
 """
 
 from __future__ import annotations
