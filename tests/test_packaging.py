@@ -34,6 +34,24 @@ def test_py_typed_markers_ship():
         assert (ROOT / pkg / "py.typed").exists()
 
 
+
+def test_the_install_names_are_jaxloss_parity_and_jaxloss_train():
+    """The folders parity/ and train/ install under jaxloss (a top-level `train` collides with users'
+    train.py), and every package folder is listed, so none is left out of the wheel."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"] == {"jaxloss": "jaxloss", "jaxloss.parity": "parity", "jaxloss.train": "train"}
+    folders = {f"jaxloss.{p.parent.relative_to(ROOT).as_posix().replace('/', '.')}".replace("jaxloss.jaxloss", "jaxloss")
+               for pkg in ("jaxloss", "parity", "train") for p in (ROOT / pkg).rglob("__init__.py")}  # fmt: skip
+    assert set(tool["packages"]) == folders
+
+
+def test_the_old_top_level_names_say_the_new_ones(tmp_path):
+    """From a checkout, `import parity` would find the folder: it refuses, naming jaxloss.parity."""
+    for name in ("parity", "train"):
+        out = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=ROOT)
+        assert out.returncode == 1 and f"from jaxloss import {name}" in out.stderr, out.stderr[-500:]
+        assert f"python -m jaxloss.{name}" in out.stderr
+
 # --------------------------------------------------------------------------- each extra on its own, as pip installs it
 def _jaxloss_modules() -> list[str]:
     return sorted(f"jaxloss.{p.stem}" for p in (ROOT / "jaxloss").glob("*.py") if p.stem != "__init__")
