@@ -63,10 +63,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jaxloss.train.cli import Parser, fail, positive_int, run_main
+
 from benchmarks.gpu_process import PARENT_ENV, ROOT, run_group
 from benchmarks.gpu_sections import SECTIONS, Section, run_section, write_json
 from benchmarks.timing import markdown_table
-from jaxloss.train.cli import Parser, fail, run_main
 
 PROG = "python -m benchmarks.gpu"
 
@@ -369,12 +370,6 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return int(text)
-
-
 def parser() -> Parser:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="gpu-results", help="results folder (created; default gpu-results)")
@@ -385,7 +380,7 @@ def parser() -> Parser:
                    help="seconds for the whole run (default: the sum of the sections' budgets)")  # fmt: skip
     p.add_argument(
         "--parity-jobs",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         help="parity CLI worker processes on the GPU (default 4)",
     )

@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+from jaxloss.train.cli import Parser, fail, positive_int, run_main
 
 from benchmarks.timing import in_flight_seconds, markdown_table, peak_rss_mib, reset_peak_rss, rss_mib
-from jaxloss.train.cli import Parser, fail, run_main
 
 PROG = "python -m benchmarks.train_step"
 IMAGE = (32, 32, 3)
@@ -68,7 +68,6 @@ def jax_step(model: str, batch: int) -> Callable[[Any, Any], Any]:
     """
     import jax.numpy as jnp
     from flax import nnx
-
     from jaxloss.train.config import MATMUL_PRECISION
     from jaxloss.train.recipe import build_loss, build_model, build_optimizer
     from jaxloss.train.step import make_train_step
@@ -242,7 +241,6 @@ def forward_bytes_per_image(model: str) -> int:
     """
     import jax
     from flax import nnx
-
     from jaxloss.train.models import build_model
 
     net = nnx.eval_shape(lambda: build_model(model, rngs=nnx.Rngs(0)))
@@ -413,12 +411,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 # ----------------------------------------------------------------------------- command line
-def _positive(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return int(text)
-
-
 def _variant_list(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
@@ -434,13 +426,13 @@ def parser() -> Parser:
 
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
-    p.add_argument("--batch-sizes", nargs="+", type=_positive, default=[128, 512], metavar="N")
+    p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[128, 512], metavar="N")
     p.add_argument("--variants", type=_variant_list, default=["jit", "eager"],
                    help=f"comma-separated, of {', '.join(VARIANTS)} (default: jit,eager)")  # fmt: skip
     p.add_argument(
-        "--steps", type=_positive, default=1, help="steps queued per timing (default 1: each synced)"
+        "--steps", type=positive_int, default=1, help="steps queued per timing (default 1: each synced)"
     )
-    p.add_argument("--reps", type=_positive, default=10, help="timings, at least (default 10)")
+    p.add_argument("--reps", type=positive_int, default=10, help="timings, at least (default 10)")
     p.add_argument(
         "--epoch-images", type=int, default=0, help="time one epoch of this many images (largest batch)"
     )

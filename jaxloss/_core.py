@@ -581,8 +581,7 @@ def poison_gradient(x: Array, invalid: Array) -> Array:
 @poison_gradient.defjvp
 def _poison_gradient_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
     x, invalid = primals
-    factor = jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
-    return x, tangents[0] * factor
+    return x, poison(tangents[0], invalid)
 
 
 def first_bad(bad: Array, x: Array) -> Array:

@@ -34,6 +34,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "Parser",
     "fail",
+    "positive_int",
     "require",
     "run_main",
 ]
@@ -84,6 +85,22 @@ class Parser(argparse.ArgumentParser):
             choices = re.findall(r"'([^']*)'|([^,\s]+)", m.group(2))
             hint = _suggest(m.group(1), [a or b for a, b in choices])
         fail(self.prog, f"{message}{hint} (see --help)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for a count: a whole number of at least 1, else argparse's one-line error.
+
+    >>> from jaxloss.train.cli import positive_int
+    >>> positive_int("4")
+    4
+    >>> positive_int("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a positive integer, got '0'
+    """
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
 
 
 def fail(prog: str, message: str, code: int = EXIT_USAGE) -> NoReturn:
