@@ -5,7 +5,7 @@ The one train-step benchmark, used by ``python -m benchmarks`` (CPU, RESULTS.md)
 ``python -m jaxloss.train`` builds a run: :mod:`jaxloss.train.recipe` (model, optimizer, loss from a
 :class:`jaxloss.train.config.TrainConfig` with its defaults: SGD momentum 0.9, cross entropy, float32)
 and :func:`jaxloss.train.step.make_train_step` called with the running metric sums, as
-:mod:`jaxloss.train.loop` calls it. The torch side is the twin (:mod:`jaxloss.train.torch_models`,
+:mod:`jaxloss.train.loop` calls it. The torch side is the twin (:mod:`jaxloss.parity.torch_models`,
 ``torch.optim.SGD`` with the same settings, ``F.cross_entropy``), eager and, with
 ``--variants ...,compile``, ``torch.compile`` of forward + loss. The models are those of the
 registry (:data:`jaxloss.train.models.MODEL_NAMES`).
@@ -89,7 +89,7 @@ def jax_step(model: str, batch: int) -> Callable[[Any, Any], Any]:
 
 def _torch_model(cfg: Any) -> Any:
     """The torch twin of ``cfg.model`` (as :mod:`jaxloss.parity.twin` builds it)."""
-    from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
+    from jaxloss.parity.torch_models import TorchResNet18, TorchSeedCNN
 
     twins = {
         "seed-cnn": lambda: TorchSeedCNN(CLASSES, activation=cfg.activation),

@@ -1,7 +1,7 @@
 """The models, in Flax NNX: the seed's CIFAR-10 CNN and torchvision's ResNet-18.
 
 Both take NHWC float images ``(N, H, W, 3)`` and return logits ``(N, num_classes)``.
-Their PyTorch twins are in :mod:`jaxloss.train.torch_models`; :mod:`jaxloss.train.convert` moves
+Their PyTorch twins are in :mod:`jaxloss.parity.torch_models`; :mod:`jaxloss.train.convert` moves
 weights between the two so that the same weights give the same logits.
 
 Conventions that make the twins equal:
@@ -213,7 +213,7 @@ class SeedCNN(nnx.Module):
     Conv(32->64, 5, padding 2), MaxPool(2), Flatten (torch's NCHW order), Linear(1024->64),
     Linear(64->num_classes). The seed has no activation functions (the network is linear
     in its input); ``activation='relu'`` puts a ReLU after every conv (before its pool)
-    and after the first Linear, as :class:`jaxloss.train.torch_models.TorchSeedCNN` does.
+    and after the first Linear, as :class:`jaxloss.parity.torch_models.TorchSeedCNN` does.
 
     Input ``(N, 32, 32, 3)`` float, output logits ``(N, num_classes)``.
 

@@ -1,4 +1,4 @@
-"""The project's model pairs (:mod:`jaxloss.train.models` against :mod:`jaxloss.train.torch_models`), ready to compare.
+"""The project's model pairs (:mod:`jaxloss.train.models` against :mod:`jaxloss.parity.torch_models`), ready to compare.
 
 >>> from jaxloss.parity.models.twins import build_pair
 >>> fm, tm, mapping = build_pair("seed-cnn")
@@ -74,7 +74,7 @@ def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> t
 
     from jaxloss.train.convert import torch_to_flax
     from jaxloss.train.models import build_model
-    from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
+    from jaxloss.parity.torch_models import TorchResNet18, TorchSeedCNN
 
     torch.manual_seed(seed)
     tm = TorchSeedCNN(**kw) if name == "seed-cnn" else TorchResNet18(**kw)
