@@ -50,11 +50,11 @@ from flax import nnx
 
 from jaxloss.train.conv import conv_general_dilated
 from jaxloss.train.pooling import max_pool2d
+from jaxloss.train.registry import OPTIONS, model_kwargs, model_spec, resolve
 
 Array = jax.Array
 
 __all__ = [
-    "MODEL_NAMES",
     "BasicBlock",
     "BatchNorm2d",
     "ResNet18",
@@ -63,7 +63,6 @@ __all__ = [
     "torch_order_layers",
 ]
 
-MODEL_NAMES = ("seed-cnn", "resnet18")
 _ACTIVATIONS: dict[str | None, Callable[[Array], Array] | None] = {
     None: None,
     "none": None,
@@ -452,7 +451,7 @@ class ResNet18(nnx.Module):
         return layers + [self.fc]
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- building (the table: train.registry)
 def torch_order_layers(model: nnx.Module) -> list[nnx.Module]:
     """The Conv / Linear / BatchNorm2d layers of ``model`` in its torch twin's state_dict order.
 
@@ -467,16 +466,14 @@ def torch_order_layers(model: nnx.Module) -> list[nnx.Module]:
 
 
 def build_model(name: str, *, rngs: nnx.Rngs, num_classes: int = 10, **kw: Any) -> nnx.Module:
-    """``'seed-cnn'`` -> :class:`SeedCNN`, ``'resnet18'`` -> :class:`ResNet18`; ``kw`` go to the constructor.
+    """The model ``name`` of :data:`jaxloss.train.registry.MODELS` (``'seed-cnn'`` -> :class:`SeedCNN`,
+    ``'resnet18'`` -> :class:`ResNet18`); ``kw`` go to its constructor (model options, ``dtype``, ``torch_init``).
 
     >>> from flax import nnx
     >>> from jaxloss.train.models import build_model
     >>> type(build_model("seed-cnn", rngs=nnx.Rngs(0))).__name__
     'SeedCNN'
     """
-    key = name.lower().replace("_", "-")
-    if key == "seed-cnn":
-        return SeedCNN(rngs=rngs, num_classes=num_classes, **kw)
-    if key == "resnet18":
-        return ResNet18(rngs=rngs, num_classes=num_classes, **kw)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    spec = model_spec(name)  # ValueError listing the known names
+    model_kwargs(name, **{k: v for k, v in kw.items() if k in OPTIONS})  # OptionError for one it does not take
+    return resolve(spec.build)(rngs=rngs, num_classes=num_classes, **kw)  # type: ignore[no-any-return]
