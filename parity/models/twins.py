@@ -80,7 +80,8 @@ def build_torch(name: str, **kw: Any) -> Any:
     >>> type(build_torch("resnet18", num_classes=3, cifar_stem=True)).__name__
     'TorchResNet18'
     """
-    return resolve(TORCH_TWINS[name])(**_constructor_kwargs(name, kw))
+    kw = _constructor_kwargs(name, kw)  # first: a model without a twin is refused by name
+    return resolve(TORCH_TWINS[name])(**kw)
 
 
 def _constructor_kwargs(name: str, kw: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +114,9 @@ def order_mapping(flax_model: Any, torch_model: Any) -> dict[str, str]:
 def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> tuple[Any, Any, dict[str, str]]:
     """``(flax_model, torch_model, mapping)`` with the same weights (torch's init, converted), in ``dtype``.
 
+    The Flax model is :func:`jaxloss.train.recipe.build_model`'s (float32 parameters), so the pair
+    compares what training builds.
+
     ``name``: a model of both tables (:data:`jaxloss.train.registry.MODELS`, :data:`TORCH_TWINS`);
     ``kw`` go to both constructors (``num_classes`` and the model options: ``cifar_stem``,
     ``activation``). Both models are in training mode.
@@ -126,13 +130,16 @@ def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> t
     import torch
     from flax import nnx
 
+    from jaxloss.train.config import TrainConfig
     from jaxloss.train.convert import torch_to_flax
-    from jaxloss.train.models import build_model
+    from jaxloss.train.recipe import build_model
 
     kw = _constructor_kwargs(name, kw)  # first: a model without a twin is refused before anything is built
     torch.manual_seed(seed)
     tm = resolve(TORCH_TWINS[name])(**kw)
-    fm = build_model(name, rngs=nnx.Rngs(seed), **kw)
+    num_classes = kw.pop("num_classes", 10)
+    # built as training builds it (train.recipe), its zeros replaced by the torch twin's weights
+    fm = build_model(TrainConfig(model=name, seed=seed, **kw), num_classes, initialise=False)
     torch_to_flax(tm, fm)
     fm.train(), tm.train()
     if dtype == "float64":
