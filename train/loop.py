@@ -189,7 +189,14 @@ def _postfix(sums: Any, images: int, seconds: float) -> str:
 @dataclasses.dataclass(frozen=True)
 class Run:
     """What :func:`setup` builds once and training only reads: the config, the data set on the
-    device, the two compiled steps and their batch makers, the schedule, the checkpoint folder."""
+    device, the two compiled steps and their batch makers, the schedule, the checkpoint folder.
+
+    (:func:`train_epoch`'s example builds one.)
+
+    >>> from jaxloss.train.loop import Run
+    >>> [f for f in Run.__dataclass_fields__][:4]
+    ['cfg', 'ds', 'steps_per_epoch', 'n_eval_batches']
+    """
 
     cfg: TrainConfig
     ds: Dataset
@@ -216,7 +223,13 @@ class Run:
 class State:
     """What training changes: the replicated arrays (parameters, other variables, optimizer state,
     the epoch's running (loss sum, correct, count)), the position (the next step to run) and the
-    per-epoch history. Every function takes one and returns the next."""
+    per-epoch history. Every function takes one and returns the next.
+
+    >>> from jaxloss.train.loop import State
+    >>> s = State(params={}, rest={}, opt_state=(), sums=None)
+    >>> s.epoch, s.step, s.global_step, s.history, s.arrays
+    (0, 0, 0, [], ({}, {}, (), None))
+    """
 
     params: Any
     rest: Any
@@ -252,7 +265,14 @@ def setup(
 
     Every :class:`~jaxloss.train.config.ConfigError` is raised here, before anything compiles
     (a wrong ``resume`` included). The checkpoint folder is locked until ``run.ckpt.close()``.
-    :func:`train`'s example shows the arguments.
+    The arguments are :func:`train`'s; :func:`train_epoch`'s example drives a run by hand.
+
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.loop import setup
+    >>> setup(TrainConfig(batch_size=0))
+    Traceback (most recent call last):
+    ...
+    jaxloss.train.config.ConfigError: batch_size must be a positive integer, got 0
     """
     validate(cfg)
     log = log if log is not None else sys.stderr
@@ -332,7 +352,30 @@ def _resume(run: Run, state: State, meta: dict[str, Any]) -> State:
 
 def train_epoch(run: Run, state: State, sigint: SigintFlag) -> tuple[State, dict[str, Any]]:
     """The rest of ``state``'s epoch, with a progress bar: the state at its end, and the epoch's
-    training figures. Ctrl-C (``sigint``) stops it after the step that is running."""
+    training figures. Ctrl-C (``sigint``) stops it after the step that is running.
+
+    What :func:`train` does, by hand (64 images, batch 32: two steps an epoch):
+
+    >>> import io, tempfile, numpy as np
+    >>> from jaxloss.train.config import TrainConfig
+    >>> from jaxloss.train.data import Dataset
+    >>> from jaxloss.train.loop import end_epoch, evaluate, setup, train_epoch
+    >>> from jaxloss.train.signals import SigintFlag
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8); y = rng.integers(0, 10, 64).astype(np.int32)
+    >>> ds = Dataset("mine", x, y, x[:16], y[:16], tuple("abcdefghij"), (0.5,) * 3, (0.25,) * 3)
+    >>> cfg = TrainConfig(epochs=1, batch_size=32, out=tempfile.mkdtemp(), progress=False, plot=False)
+    >>> run, state = setup(cfg, dataset=ds, log=io.StringIO())
+    >>> with SigintFlag() as sigint:
+    ...     state, train = train_epoch(run, state, sigint)
+    ...     test = evaluate(run, state, sigint)
+    >>> state.step, state.global_step, sorted(train), sorted(test)
+    (2, 2, ['acc', 'images_per_s', 'loss', 'seconds'], ['acc', 'loss', 'seconds'])
+    >>> state = end_epoch(run, state, train, test)
+    >>> state.epoch, state.step, state.history[0]["test_acc"] == test["acc"]
+    (1, 0, True)
+    >>> run.ckpt.close()
+    """
     cfg, n_train = run.cfg, run.train_data[0].shape[0]
     if state.step == 0:
         state = dataclasses.replace(state, sums=put(np.zeros(3, np.float32), run.repl))
@@ -364,7 +407,17 @@ def train_epoch(run: Run, state: State, sigint: SigintFlag) -> tuple[State, dict
 
 
 def evaluate(run: Run, state: State, sigint: SigintFlag) -> dict[str, Any]:
-    """Loss and accuracy over the whole test set (padding masked out), and the seconds it took."""
+    """Loss and accuracy over the whole test set (padding masked out), and the seconds it took.
+
+    The figures are means over the test images: the padding that fills the last batch has weight 0
+    (:func:`jaxloss.train.feed.padded_test_set`). :func:`train_epoch`'s example calls it.
+
+    >>> from jaxloss.train.feed import padded_test_set
+    >>> import numpy as np
+    >>> *_, mask, batches = padded_test_set(np.zeros((5, 32, 32, 3), np.uint8), np.zeros(5, np.int32), 4)
+    >>> int(mask.sum()), batches
+    (5, 2)
+    """
     t0 = time.perf_counter()
     sums = put(np.zeros(3, np.float32), run.repl)
     for b in range(run.n_eval_batches):
