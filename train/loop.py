@@ -48,8 +48,8 @@ from jaxloss.train.recipe import build_loss, build_model, build_optimizer
 from jaxloss.train.signals import SigintFlag
 from jaxloss.train.step import make_eval_step, make_train_step
 
-__all__ = ["Run", "State", "TrainResult", "TrainingInterrupted", "check_resume", "evaluate", "setup", "train",
-           "train_epoch"]
+__all__ = ["Run", "State", "TrainResult", "TrainingInterrupted", "check_resume", "end_epoch", "evaluate", "setup",
+           "train", "train_epoch"]
 
 
 @dataclasses.dataclass
@@ -371,7 +371,7 @@ def train_epoch(run: Run, state: State, sigint: SigintFlag) -> tuple[State, dict
     ...     test = evaluate(run, state, sigint)
     >>> state.step, state.global_step, sorted(train), sorted(test)
     (2, 2, ['acc', 'images_per_s', 'loss', 'seconds'], ['acc', 'loss', 'seconds'])
-    >>> state = end_epoch(run, state, train, test)
+    >>> state = end_epoch(state, train, test, run.lr, cfg.precision)
     >>> state.epoch, state.step, state.history[0]["test_acc"] == test["acc"]
     (1, 0, True)
     >>> run.ckpt.close()
@@ -428,28 +428,36 @@ def evaluate(run: Run, state: State, sigint: SigintFlag) -> dict[str, Any]:
     return {"loss": float(s[0] / s[2]), "acc": float(s[1] / s[2]), "seconds": time.perf_counter() - t0}
 
 
-def end_epoch(run: Run, state: State, train: dict[str, Any], test: dict[str, Any]) -> State:
+def end_epoch(state: State, train: dict[str, Any], test: dict[str, Any], lr: Any, precision: str) -> State:
     """The state at the start of the next epoch, its history one record longer (``train``, ``test``: the
-    figures of :func:`train_epoch` and :func:`evaluate`)."""
-    lr = float(run.lr(state.global_step - 1)) if callable(run.lr) else float(run.lr)
-    record = {"epoch": state.epoch + 1, "step": state.global_step, "lr": lr,
+    figures of :func:`train_epoch` and :func:`evaluate`; ``lr``: the schedule, or a constant).
+
+    >>> from jaxloss.train.loop import State, end_epoch
+    >>> s = State({}, {}, (), None, epoch=0, step=2, global_step=2)
+    >>> s = end_epoch(s, {"loss": 2.3, "acc": 0.1, "images_per_s": 90.0, "seconds": 0.7},
+    ...               {"loss": 2.2, "acc": 0.2, "seconds": 0.1}, lambda step: 0.1 / (1 + step), "fp32")
+    >>> s.epoch, s.step, s.global_step, s.history[0]["lr"], s.history[0]["test_acc"]
+    (1, 0, 2, 0.05, 0.2)
+    """
+    rate = float(lr(state.global_step - 1)) if callable(lr) else float(lr)  # the last step's
+    record = {"epoch": state.epoch + 1, "step": state.global_step, "lr": rate,
               "train_loss": train["loss"], "train_acc": train["acc"], "test_loss": test["loss"], "test_acc": test["acc"],
               "images_per_s": train["images_per_s"], "train_time_s": train["seconds"], "eval_time_s": test["seconds"],
-              "precision": run.cfg.precision}  # fmt: skip
+              "precision": precision}  # fmt: skip
     return dataclasses.replace(state, epoch=state.epoch + 1, step=0, history=[*state.history, record])
 
 
-def publish_epoch(run: Run, state: State) -> None:
+def _publish_epoch(run: Run, state: State) -> None:
     """After an epoch: its line on the log, ``metrics.jsonl``, and a checkpoint when one is due."""
     cfg = run.cfg
     run.say(epoch_line(state.history[-1], cfg.epochs))
     if run.main_process:
         write_metrics(Path(cfg.out), state.history)
     if cfg.checkpoint_every and (state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs):
-        save(run, state)
+        _save(run, state)
 
 
-def save(run: Run, state: State) -> int:
+def _save(run: Run, state: State) -> int:
     """A verified checkpoint of ``state`` (returns once it has read back intact); its step."""
     record = {"epoch": state.epoch, "step": state.step, "global_step": state.global_step,
               "config": run.cfg.to_json(), "history": state.history}  # fmt: skip
@@ -457,13 +465,13 @@ def save(run: Run, state: State) -> int:
     return state.global_step
 
 
-def interrupted(run: Run, state: State) -> TrainingInterrupted:
+def _interrupted(run: Run, state: State) -> TrainingInterrupted:
     """After Ctrl-C: a checkpoint of ``state`` if its arrays survived (a second Ctrl-C inside a step
     leaves donated, deleted buffers), the metrics so far, and the exception to raise."""
     saved, why = None, "interrupted mid-update"
     if not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(state.arrays)):
         try:
-            saved = save(run, state)
+            saved = _save(run, state)
         except CheckpointError as e:
             why = str(e)
     if saved is not None:
@@ -476,7 +484,7 @@ def interrupted(run: Run, state: State) -> TrainingInterrupted:
     return TrainingInterrupted(saved, run.ckpt.directory)
 
 
-def finish(run: Run, state: State) -> TrainResult:
+def _finish(run: Run, state: State) -> TrainResult:
     """``metrics.jsonl`` and ``curves.png``; the trained model in eval mode."""
     cfg, out = run.cfg, Path(run.cfg.out)
     if run.main_process:
@@ -506,7 +514,8 @@ def train(
     after saving a checkpoint when interrupted by Ctrl-C / SIGINT.
 
     The driver: :func:`setup`, then per epoch :func:`train_epoch`, :func:`evaluate`,
-    :func:`end_epoch` and :func:`publish_epoch`; :func:`finish` (or :func:`interrupted`).
+    :func:`end_epoch` (then the log line, metrics.jsonl and a checkpoint when due); at the end metrics.jsonl
+    and curves.png, or after Ctrl-C a checkpoint and :class:`TrainingInterrupted`.
 
     >>> import tempfile, numpy as np
     >>> from jaxloss.train.config import TrainConfig
@@ -527,10 +536,10 @@ def train(
             with SigintFlag() as sigint:
                 while state.epoch < cfg.epochs:
                     state, train_figures = train_epoch(run, state, sigint)
-                    state = end_epoch(run, state, train_figures, evaluate(run, state, sigint))
-                    publish_epoch(run, state)
+                    state = end_epoch(state, train_figures, evaluate(run, state, sigint), run.lr, cfg.precision)
+                    _publish_epoch(run, state)
         except KeyboardInterrupt as e:
-            raise interrupted(run, e.state if isinstance(e, _Stopped) else state) from None
-        return finish(run, state)
+            raise _interrupted(run, e.state if isinstance(e, _Stopped) else state) from None
+        return _finish(run, state)
     finally:
         run.ckpt.close()  # releases the folder's lock, whatever ended the run
