@@ -309,10 +309,11 @@ def _cli_runs(ctx: Ctx, module: str, runs: list[list[str]], folder: str) -> None
 
 
 def _registry_models(ctx: Ctx) -> list[str]:
-    """Every model of the registry (:data:`jaxloss.train.models.MODEL_NAMES`) on the GPU; the first with ``--cpu``."""
-    from jaxloss.train.models import MODEL_NAMES
+    """Every model of both tables (:data:`jaxloss.parity.models.twins.TORCH_TWINS`: trained and with a torch twin)
+    on the GPU; the first with ``--cpu``."""
+    from jaxloss.parity.models.twins import TORCH_TWINS
 
-    return list(MODEL_NAMES) if ctx.gpu else list(MODEL_NAMES[:1])
+    return list(TORCH_TWINS) if ctx.gpu else list(TORCH_TWINS)[:1]
 
 
 def _section_models(ctx: Ctx) -> None:

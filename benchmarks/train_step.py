@@ -5,10 +5,10 @@ The one train-step benchmark, used by ``python -m benchmarks`` (CPU, RESULTS.md)
 ``python -m jaxloss.train`` builds a run: :mod:`jaxloss.train.recipe` (model, optimizer, loss from a
 :class:`jaxloss.train.config.TrainConfig` with its defaults: SGD momentum 0.9, cross entropy, float32)
 and :func:`jaxloss.train.step.make_train_step` called with the running metric sums, as
-:mod:`jaxloss.train.loop` calls it. The torch side is the twin (:mod:`jaxloss.train.torch_models`,
+:mod:`jaxloss.train.loop` calls it. The torch side is the twin (:mod:`jaxloss.parity.torch_models`,
 ``torch.optim.SGD`` with the same settings, ``F.cross_entropy``), eager and, with
-``--variants ...,compile``, ``torch.compile`` of forward + loss. The models are those of the
-registry (:data:`jaxloss.train.models.MODEL_NAMES`).
+``--variants ...,compile``, ``torch.compile`` of forward + loss. The models are those of both
+tables (:data:`jaxloss.train.registry.MODELS` with a twin in :data:`jaxloss.parity.models.twins.TORCH_TWINS`).
 
 One process per (framework, model, batch), so that each has the device and its own peak
 memory to itself; each prints one JSON row per result. Both frameworks run in
@@ -89,15 +89,9 @@ def jax_step(model: str, batch: int) -> Callable[[Any, Any], Any]:
 
 def _torch_model(cfg: Any) -> Any:
     """The torch twin of ``cfg.model`` (as :mod:`jaxloss.parity.twin` builds it)."""
-    from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
+    from jaxloss.parity.models.twins import build_torch
 
-    twins = {
-        "seed-cnn": lambda: TorchSeedCNN(CLASSES, activation=cfg.activation),
-        "resnet18": lambda: TorchResNet18(CLASSES, cifar_stem=cfg.cifar_stem),
-    }
-    if cfg.model not in twins:
-        raise LookupError(f"jaxloss.train.models has {cfg.model!r} but train.torch_models has no twin for it")
-    return twins[cfg.model]()
+    return build_torch(cfg.model, num_classes=CLASSES, **cfg.model_options)  # ValueError for a model without a twin
 
 
 def torch_step(
@@ -422,10 +416,10 @@ def _variant_list(text: str) -> list[str]:
 
 
 def parser() -> Parser:
-    from jaxloss.train.models import MODEL_NAMES
+    from jaxloss.parity.models.twins import TORCH_TWINS
 
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    p.add_argument("--models", nargs="+", choices=TORCH_TWINS, default=list(TORCH_TWINS))
     p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[128, 512], metavar="N")
     p.add_argument("--variants", type=_variant_list, default=["jit", "eager"],
                    help=f"comma-separated, of {', '.join(VARIANTS)} (default: jit,eager)")  # fmt: skip

@@ -46,12 +46,13 @@ from typing import Any
 
 from jaxloss.parity.cases import ALL_DTYPES
 from jaxloss.parity.cli import path_problem, remove_reports, stop_if_interrupted
+from jaxloss.parity.models.twins import TORCH_TWINS, twin_problem
 from jaxloss.parity.precisions import MODES
 from jaxloss.train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
+from jaxloss.train.registry import model_spec
 from jaxloss.train.signals import SigintFlag
 
 PROG = "python -m jaxloss.parity"
-MODEL_NAMES = ("seed-cnn", "resnet18")
 # The modules of pyproject's [parity] extra that the report imports (the nn.* module cases and
 # the model comparisons need flax; the report's layer plot matplotlib).
 REQUIRES = ("torch", "numpy", "rich", "flax", "matplotlib")
@@ -94,10 +95,9 @@ def _problems(args: argparse.Namespace) -> list[str]:
         problem = path_problem(flag, path, "folder")
         if problem:
             out.append(problem)
-    models = _models(args)
-    bad = [m for m in models if m not in MODEL_NAMES]
+    bad = [m for m in _models(args) if twin_problem(m)]
     if bad:
-        out.append(f"--models: unknown {bad}; known: {', '.join(MODEL_NAMES)}, none")
+        out.append(f"--models: unknown {bad}; known: {', '.join(TORCH_TWINS)}, none")
     return out
 
 
@@ -234,8 +234,9 @@ def _model_report(name: str) -> dict[str, Any]:
     from jaxloss import parity
     from jaxloss.parity.models.twins import DEFAULT_BATCH, build_pair, images
 
-    fm, tm, mapping = build_pair(name, "float32", **({"cifar_stem": True} if name == "resnet18" else {}))
-    xj, xt = images(DEFAULT_BATCH, 32 if name == "seed-cnn" else 8, "float32")  # batch: see DEFAULT_BATCH
+    spec = model_spec(name)  # the small, quick variant: the CIFAR stem where there is one, 8x8 where any size goes
+    fm, tm, mapping = build_pair(name, "float32", **({"cifar_stem": True} if "cifar_stem" in spec.options else {}))
+    xj, xt = images(DEFAULT_BATCH, spec.image_size or 8, "float32")  # batch: see DEFAULT_BATCH
     r = parity.compare_models(fm, tm, xj, xt, mapping=mapping, reference=True)
     return {**r.to_json(), "title": f"{name} (float32, batch {DEFAULT_BATCH}) against its torch twin"}
 

@@ -114,7 +114,7 @@ from jaxloss.train.losses import make_loss
 from jaxloss.train.recipe import build_model, build_optimizer
 from jaxloss.train.signals import SigintFlag
 from jaxloss.train.step import make_train_step
-from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
+from jaxloss.parity.torch_models import TorchResNet18, TorchSeedCNN
 
 __all__ = [
     "TwinConfig",

@@ -19,7 +19,7 @@ from flax import nnx
 from jaxloss import parity
 from jaxloss.train.convert import torch_to_flax
 from jaxloss.train.models import BatchNorm2d, ResNet18, SeedCNN
-from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
+from jaxloss.parity.torch_models import TorchResNet18, TorchSeedCNN
 
 SEED_MAP = {"conv1": "model.0", "conv2": "model.2", "conv3": "model.4", "fc1": "model.7", "fc2": "model.8"}
 DTYPES = ["float64", "float32"]

@@ -12,7 +12,8 @@ One pipeline, in small modules:
   bar), :mod:`jaxloss.train.signals` (Ctrl-C), :mod:`jaxloss.train.checkpoint` (verified orbax checkpoints).
 * :mod:`jaxloss.train.models`, :mod:`jaxloss.train.conv`, :mod:`jaxloss.train.pooling`: the networks; :mod:`jaxloss.train.optim`:
   torch's SGD / Adam / AdamW and schedules in optax; :mod:`jaxloss.train.data`: CIFAR-10 and digits.
-* :mod:`jaxloss.train.torch_models`, :mod:`jaxloss.train.convert`: the torch twins and weight conversion
+* :mod:`jaxloss.train.registry`: the table of models (name -> Flax model and what the CLIs need);
+  :mod:`jaxloss.train.convert`: weight conversion. The torch twins are in :mod:`jaxloss.parity.torch_models`
   (the lockstep proof against torch is :mod:`jaxloss.parity.twin`).
 
 ``python -m jaxloss.train --help`` is the command line. The names below are re-exported lazily

@@ -21,6 +21,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from jaxloss.train.registry import MODELS, OPTIONS, OptionError, model_kwargs
+
 __all__ = [
     "LOSS_OPTIONS",
     "MATMUL_PRECISION",
@@ -38,7 +40,6 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 # bfloat16 (the model's dtype), so XLA's default precision is already what it asks for.
 MATMUL_PRECISION: dict[str, str | None] = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": None}
 LOSS_OPTIONS = ("label_smoothing", "gamma", "alpha", "margin", "p", "delta", "beta")
-MODELS = ("seed-cnn", "resnet18")
 DATASETS = ("digits", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -89,7 +90,7 @@ class TrainConfig:
     """
 
     # model and data
-    model: str = _f("seed-cnn", "the network", choices=MODELS)
+    model: str = _f("seed-cnn", "the network (train.registry.MODELS)", choices=MODELS)  # the live table
     activation: str | None = _f(None, "seed-cnn: none (the seed's, a linear network) or relu (default: none)", choices=("none", "relu"))
     cifar_stem: bool = _f(False, "resnet18: 3x3 stride-1 stem without max-pool")
     dataset: str = _f("digits", "digits: scikit-learn's bundled digits as 32x32x3 (offline); cifar10: from --data-dir", choices=DATASETS)
@@ -154,6 +155,16 @@ class TrainConfig:
         return {k: getattr(self, k) for k in LOSS_OPTIONS if getattr(self, k) is not None}
 
     @property
+    def model_options(self) -> dict[str, Any]:
+        """The model options that were set, as constructor keywords (:func:`jaxloss.train.registry.model_kwargs`).
+
+        >>> from jaxloss.train.config import TrainConfig
+        >>> TrainConfig(model="resnet18", cifar_stem=True).model_options
+        {'cifar_stem': True}
+        """
+        return model_kwargs(self.model, **{k: getattr(self, k) for k in OPTIONS})
+
+    @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint_dir) if self.checkpoint_dir else Path(self.out) / "checkpoints"
 
@@ -206,7 +217,7 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _choice(cfg: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
+def _choice(cfg: TrainConfig, name: str, choices: Any) -> None:
     if getattr(cfg, name) not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
 
@@ -242,10 +253,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("betas", f"must be two numbers in [0, 1), got {cfg.betas!r}")
     if cfg.activation not in (None, "none", "relu"):
         raise ConfigError("activation", f"must be none or relu, got {cfg.activation!r}")
-    if cfg.activation not in (None, "none") and cfg.model != "seed-cnn":
-        raise ConfigError("activation", "applies to model seed-cnn only")
-    if cfg.cifar_stem and cfg.model != "resnet18":
-        raise ConfigError("cifar_stem", "applies to model resnet18 only")
+    try:
+        cfg.model_options  # noqa: B018 (each option set must be one the model takes)
+    except OptionError as e:
+        raise ConfigError(e.option, e.problem) from None
     if cfg.optimizer != "sgd":
         for name, default in (("momentum", None), ("dampening", 0.0), ("nesterov", False)):
             if getattr(cfg, name) != default:

@@ -1,7 +1,7 @@
 """The models, in Flax NNX: the seed's CIFAR-10 CNN and torchvision's ResNet-18.
 
 Both take NHWC float images ``(N, H, W, 3)`` and return logits ``(N, num_classes)``.
-Their PyTorch twins are in :mod:`jaxloss.train.torch_models`; :mod:`jaxloss.train.convert` moves
+Their PyTorch twins are in :mod:`jaxloss.parity.torch_models`; :mod:`jaxloss.train.convert` moves
 weights between the two so that the same weights give the same logits.
 
 Conventions that make the twins equal:
@@ -50,11 +50,11 @@ from flax import nnx
 
 from jaxloss.train.conv import conv_general_dilated
 from jaxloss.train.pooling import max_pool2d
+from jaxloss.train.registry import OPTIONS, model_kwargs, model_spec, resolve
 
 Array = jax.Array
 
 __all__ = [
-    "MODEL_NAMES",
     "BasicBlock",
     "BatchNorm2d",
     "ResNet18",
@@ -63,7 +63,6 @@ __all__ = [
     "torch_order_layers",
 ]
 
-MODEL_NAMES = ("seed-cnn", "resnet18")
 _ACTIVATIONS: dict[str | None, Callable[[Array], Array] | None] = {
     None: None,
     "none": None,
@@ -213,7 +212,7 @@ class SeedCNN(nnx.Module):
     Conv(32->64, 5, padding 2), MaxPool(2), Flatten (torch's NCHW order), Linear(1024->64),
     Linear(64->num_classes). The seed has no activation functions (the network is linear
     in its input); ``activation='relu'`` puts a ReLU after every conv (before its pool)
-    and after the first Linear, as :class:`jaxloss.train.torch_models.TorchSeedCNN` does.
+    and after the first Linear, as :class:`jaxloss.parity.torch_models.TorchSeedCNN` does.
 
     Input ``(N, 32, 32, 3)`` float, output logits ``(N, num_classes)``.
 
@@ -452,7 +451,7 @@ class ResNet18(nnx.Module):
         return layers + [self.fc]
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- building (the table: train.registry)
 def torch_order_layers(model: nnx.Module) -> list[nnx.Module]:
     """The Conv / Linear / BatchNorm2d layers of ``model`` in its torch twin's state_dict order.
 
@@ -467,16 +466,14 @@ def torch_order_layers(model: nnx.Module) -> list[nnx.Module]:
 
 
 def build_model(name: str, *, rngs: nnx.Rngs, num_classes: int = 10, **kw: Any) -> nnx.Module:
-    """``'seed-cnn'`` -> :class:`SeedCNN`, ``'resnet18'`` -> :class:`ResNet18`; ``kw`` go to the constructor.
+    """The model ``name`` of :data:`jaxloss.train.registry.MODELS` (``'seed-cnn'`` -> :class:`SeedCNN`,
+    ``'resnet18'`` -> :class:`ResNet18`); ``kw`` go to its constructor (model options, ``dtype``, ``torch_init``).
 
     >>> from flax import nnx
     >>> from jaxloss.train.models import build_model
     >>> type(build_model("seed-cnn", rngs=nnx.Rngs(0))).__name__
     'SeedCNN'
     """
-    key = name.lower().replace("_", "-")
-    if key == "seed-cnn":
-        return SeedCNN(rngs=rngs, num_classes=num_classes, **kw)
-    if key == "resnet18":
-        return ResNet18(rngs=rngs, num_classes=num_classes, **kw)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    spec = model_spec(name)  # ValueError listing the known names
+    model_kwargs(name, **{k: v for k, v in kw.items() if k in OPTIONS})  # OptionError for one it does not take
+    return resolve(spec.build)(rngs=rngs, num_classes=num_classes, **kw)  # type: ignore[no-any-return]

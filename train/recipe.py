@@ -23,7 +23,8 @@ __all__ = ["build_loss", "build_model", "build_optimizer", "build_schedule"]
 
 
 def build_model(cfg: TrainConfig, num_classes: int = 10, *, initialise: bool = True) -> nnx.Module:
-    """``cfg.model`` initialised from ``cfg.seed``, in ``cfg.precision``'s compute dtype.
+    """``cfg.model`` (:data:`jaxloss.train.registry.MODELS`) with its model options, initialised from
+    ``cfg.seed``, in ``cfg.precision``'s compute dtype.
 
     The parameters are those of ``train.models.build_model(name, rngs=nnx.Rngs(seed))``,
     initialised by one compiled program (eagerly, every initializer compiles on its own).
@@ -36,13 +37,9 @@ def build_model(cfg: TrainConfig, num_classes: int = 10, *, initialise: bool = T
     >>> type(model).__name__, model.torch_order()[0].kernel.value.shape
     ('SeedCNN', (5, 5, 3, 32))
     """
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = dict(cfg.model_options)  # the table's model options that are set
     if cfg.precision == "bf16":
         kw["dtype"] = jnp.bfloat16
-    if cfg.model == "seed-cnn" and cfg.activation not in (None, "none"):
-        kw["activation"] = cfg.activation
-    if cfg.cifar_stem:
-        kw["cifar_stem"] = True
 
     def build(seed: Any) -> nnx.Module:
         return _build(cfg.model, rngs=nnx.Rngs(jax.random.key(seed)), num_classes=num_classes, **kw)

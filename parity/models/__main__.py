@@ -35,10 +35,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from jaxloss.parity.cli import path_problem, remove_reports, stop_if_interrupted
-from jaxloss.parity.models.twins import DEFAULT_BATCH, DEGENERATE_BATCHNORM, batchnorm_values
+from jaxloss.parity.models.twins import (
+    DEFAULT_BATCH,
+    DEGENERATE_BATCHNORM,
+    TORCH_TWINS,
+    batchnorm_values,
+    twin_problem,
+)
 from jaxloss.parity.precisions import MODES
 from jaxloss.parity.tolerances import tolerance_flag
 from jaxloss.train.cli import EXIT_FAILED, EXIT_OK, Parser, fail, require, run_main
+from jaxloss.train.registry import OptionError, model_kwargs, model_spec
 from jaxloss.train.signals import SigintFlag
 
 PROG = "python -m jaxloss.parity.models"
@@ -47,11 +54,12 @@ REPORT_FILES = ("report.json", "report.md", "report.html", "layers.png")
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = Parser(prog=PROG, description="Flax model vs torch twin, layer by layer")
-    ap.add_argument("--model", choices=("seed-cnn", "resnet18"), default="seed-cnn")
+    ap.add_argument("--model", default="seed-cnn", help=f"one of {', '.join(TORCH_TWINS)} (default: %(default)s)")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                     help="images (default: %(default)s; at 2 ResNet-18's last BatchNorms normalise over 2 values)")
-    ap.add_argument("--image-size", type=int, default=None, help="default 32 (seed-cnn needs 32), 16 for resnet18")
+    ap.add_argument("--image-size", type=int, default=None,
+                    help="default: the model's (train.registry: 32, seed-cnn takes 32 only; 16 for resnet18)")
     ap.add_argument("--cifar-stem", action="store_true", help="resnet18: the CIFAR stem (3x3 conv, no max-pool)")
     ap.add_argument("--seed", type=int, default=0, help="weights, images and cotangent")
     ap.add_argument("--precision", choices=MODES, default="ieee")
@@ -74,8 +82,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         problems.append("--batch-size must be >= 1")
     if args.image_size is not None and args.image_size < 1:
         problems.append("--image-size must be >= 1")
-    if args.model == "seed-cnn" and args.image_size not in (None, 32):
-        problems.append("--model seed-cnn takes 32x32 images only")
+    problem = twin_problem(args.model)
+    if problem:
+        problems.append(f"--model: {problem}")
+    else:
+        fixed = model_spec(args.model).image_size
+        if fixed is not None and args.image_size not in (None, fixed):
+            problems.append(f"--model {args.model} takes {fixed}x{fixed} images only")
+        try:
+            model_kwargs(args.model, cifar_stem=args.cifar_stem)
+        except OptionError as e:
+            problems.append(f"--cifar-stem {e.problem}")
     if args.save and args.against:
         problems.append("--save and --against exclude each other")
     for flag, path, kind in (("--against", args.against, "input"), ("--save", args.save, "output"), ("--out", args.out, "folder")):
@@ -112,10 +129,11 @@ def _run(args: argparse.Namespace, flag: SigintFlag) -> int:
             load_golden(args.against)
         except ValueError as e:
             fail(PROG, e)
-    size = args.image_size or (32 if args.model == "seed-cnn" else 16)
+    spec = model_spec(args.model)
+    size = args.image_size or spec.image_size or spec.default_image_size
     title = f"{args.model} {args.dtype} batch {args.batch_size} {size}x{size}, precision {args.precision}"
     print(f"{PROG}: {title}", flush=True)  # the run has started: Ctrl-C from here on is taken at a safe point
-    kw = {"cifar_stem": True} if args.cifar_stem else {}
+    kw = model_kwargs(args.model, cifar_stem=args.cifar_stem)
     fm, tm, mapping = build_pair(args.model, args.dtype, args.seed, **kw)
     xj, xt = images(args.batch_size, size, args.dtype, args.seed)
     note = degenerate_note(args, size)

@@ -14,8 +14,8 @@
   and is skipped otherwise. ``cifar_stem=True`` swaps the stem for the common CIFAR one
   (conv 3x3 stride 1 padding 1, no max-pool).
 
-This module imports torch; nothing else in :mod:`jaxloss.train` (apart from the twin and
-conversion code) does.
+They live in :mod:`jaxloss.parity` because they import torch, which :mod:`jaxloss.train` never
+does; :data:`jaxloss.parity.models.twins.TORCH_TWINS` names each model's twin.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class TorchSeedCNN(nn.Module):
     """The seed's CIFAR-10 CNN: input ``(N, 3, 32, 32)``, logits ``(N, num_classes)``.
 
     >>> import torch
-    >>> from jaxloss.train.torch_models import TorchSeedCNN
+    >>> from jaxloss.parity.torch_models import TorchSeedCNN
     >>> TorchSeedCNN()(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
@@ -71,7 +71,7 @@ class TorchBasicBlock(nn.Module):
     """torchvision.models.resnet.BasicBlock (expansion 1, no groups / dilation).
 
     >>> import torch
-    >>> from jaxloss.train.torch_models import TorchBasicBlock
+    >>> from jaxloss.parity.torch_models import TorchBasicBlock
     >>> TorchBasicBlock(8, 8)(torch.zeros(1, 8, 4, 4)).shape
     torch.Size([1, 8, 4, 4])
     """
@@ -103,7 +103,7 @@ class TorchBasicBlock(nn.Module):
 class TorchResNet18(nn.Module):
     """torchvision's ``resnet18(num_classes=num_classes)``; ``cifar_stem`` as in :class:`jaxloss.train.models.ResNet18`.
 
-    >>> from jaxloss.train.torch_models import TorchResNet18
+    >>> from jaxloss.parity.torch_models import TorchResNet18
     >>> TorchResNet18(num_classes=10).fc.weight.shape
     torch.Size([10, 512])
     """
