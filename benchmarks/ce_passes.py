@@ -43,15 +43,26 @@ def matrix_passes(hlo: str, n: int, c: int) -> list[str]:
         if not m or m.group(3) in ("parameter", "constant", "tuple", "bitcast", "get-tuple-element"):
             continue
         name, out_shape, op, operands, rest = m.groups()
-        if not (out_shape.startswith(shape) or any(o.strip().lstrip("%") in big for o in operands.split(","))):
+        if not (
+            out_shape.startswith(shape) or any(o.strip().lstrip("%") in big for o in operands.split(","))
+        ):
             continue
         body = op
         called = re.search(r"calls=%([\w.-]+)", rest)
         if called:
             start = hlo.find(f"%{called.group(1)} ")
             body = hlo[start : hlo.find("\n}", start)]
-        kind = "write" if out_shape.startswith(shape) else next(
-            (k for k in ("reduce", "gather", "dynamic-slice", "dot") if f" {k}(" in f" {body}" or f"{k}(" in body), op
+        kind = (
+            "write"
+            if out_shape.startswith(shape)
+            else next(
+                (
+                    k
+                    for k in ("reduce", "gather", "dynamic-slice", "dot")
+                    if f" {k}(" in f" {body}" or f"{k}(" in body
+                ),
+                op,
+            )
         )
         out.append(f"{name} ({kind})")
     return out
@@ -66,7 +77,9 @@ def functions() -> dict[str, Callable[[Any, Any], Any]]:
 
     return {
         "jaxloss": jax.jit(jax.value_and_grad(lambda x, y: jaxloss.cross_entropy(x, y))),
-        "optax": jax.jit(jax.value_and_grad(lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y).mean())),
+        "optax": jax.jit(
+            jax.value_and_grad(lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y).mean())
+        ),
     }
 
 
@@ -94,7 +107,9 @@ def main(argv: list[str]) -> int:
             jax.block_until_ready(fns[name](x, y))
             times[name].append((time.perf_counter() - w0, time.process_time() - c0))
     for name, v in times.items():
-        print(f"{name}: wall {1e3 * np.median([w for w, _ in v]):.1f} ms (median), CPU {1e3 * min(c for _, c in v):.1f} ms (min)")
+        print(
+            f"{name}: wall {1e3 * np.median([w for w, _ in v]):.1f} ms (median), CPU {1e3 * min(c for _, c in v):.1f} ms (min)"
+        )
     ratio = [o[0] / j[0] for j, o in zip(times["jaxloss"], times["optax"], strict=True)]
     q1, med, q3 = np.quantile(ratio, [0.25, 0.5, 0.75])
     print(f"optax/jaxloss time per pair: median {med:.3f} (quartiles {q1:.3f}-{q3:.3f}); "

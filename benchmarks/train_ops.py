@@ -40,7 +40,9 @@ def cpu_seconds(fn: Callable[[], Any], reps: int) -> float:
     return best
 
 
-def layer_fns(batch: int, cin: int, cout: int, side: int) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
+def layer_fns(
+    batch: int, cin: int, cout: int, side: int
+) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
     """``{what: (jax call, torch call)}`` for one 5x5 convolution (padding 2) and the 2x2 max-pool after it."""
     import jax
     import jax.numpy as jnp
@@ -69,7 +71,9 @@ def layer_fns(batch: int, cin: int, cout: int, side: int) -> dict[str, tuple[Cal
         y, vjp = jax.vjp(lambda a: max_pool2d(a, 2, 2), h)
         return vjp(y)
 
-    jf = {k: jax.jit(f, compiler_options=opts) for k, f in [("fwd", conv), ("vg", conv_vg), ("pool", pool_vg)]}
+    jf = {
+        k: jax.jit(f, compiler_options=opts) for k, f in [("fwd", conv), ("vg", conv_vg), ("pool", pool_vg)]
+    }
     jx, jw, jh = map(jnp.asarray, (x, w, h))
     tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
     tw = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_()
@@ -85,7 +89,10 @@ def layer_fns(batch: int, cin: int, cout: int, side: int) -> dict[str, tuple[Cal
 
     block = jax.block_until_ready
     return {
-        "conv forward": (lambda: block(jf["fwd"](jx, jw)), lambda: F.conv2d(tx.detach(), tw.detach(), padding=2)),
+        "conv forward": (
+            lambda: block(jf["fwd"](jx, jw)),
+            lambda: F.conv2d(tx.detach(), tw.detach(), padding=2),
+        ),
         "conv value+grad (input, kernel)": (lambda: block(jf["vg"](jx, jw)), t_vg),
         "max-pool 2x2 value+grad": (lambda: block(jf["pool"](jh)), t_pool),
     }

@@ -250,7 +250,7 @@ def pair_row(model: str, batch: int, threads: int, jax_s: list[tuple[float, floa
     (1000.0, 2000.0, 2.0, 1.5, 2.5)
     """
     ratios = [t[0] / j[0] for j, t in zip(jax_s, torch_s, strict=True)]
-    med = lambda v: 1e3 * float(np.median(v))  # noqa: E731
+    med = lambda v: 1e3 * float(np.median(v))
     return {"mode": "pairs", "model": model, "batch": batch, "threads": threads, "pairs": len(ratios),
             "jax_ms": med([w for w, _ in jax_s]), "torch_ms": med([w for w, _ in torch_s]),
             "jax_cpu_ms": med([c for _, c in jax_s]), "torch_cpu_ms": med([c for _, c in torch_s]),
@@ -272,7 +272,10 @@ def measure_pairs(model: str, batch: int, pairs: int, threads: int) -> dict[str,
         torch.set_num_threads(threads)
     xs, ys = _data(batch)
     jx, jy = jax.device_put(xs), jax.device_put(ys)
-    tx_, ty = torch.from_numpy(np.ascontiguousarray(xs.transpose(0, 3, 1, 2))), torch.from_numpy(ys.astype(np.int64))
+    tx_, ty = (
+        torch.from_numpy(np.ascontiguousarray(xs.transpose(0, 3, 1, 2))),
+        torch.from_numpy(ys.astype(np.int64)),
+    )
     js, ts = jax_step(model, batch), torch_step(model, batch, "cpu", compiled=False, backend="eager")
     run_jax, run_torch = (lambda: jax.block_until_ready(js(jx, jy))), (lambda: float(ts(tx_, ty)))
     for _ in range(2):  # compile, warm up
@@ -523,10 +526,20 @@ def parser() -> Parser:
     p.add_argument(
         "--compile-backend", default="inductor", help="torch.compile's backend ('eager': trace only)"
     )
-    p.add_argument("--pairs", type=positive_int, default=0, metavar="N",
-                   help="instead: N interleaved JAX / torch eager steps in one process per model and batch (CPU)")
-    p.add_argument("--threads", type=int, choices=(0, 1), default=0,
-                   help="with --pairs: 1 limits XLA and torch to one thread each (0: their defaults)")
+    p.add_argument(
+        "--pairs",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="instead: N interleaved JAX / torch eager steps in one process per model and batch (CPU)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="with --pairs: 1 limits XLA and torch to one thread each (0: their defaults)",
+    )
     p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     return p
 
@@ -587,7 +600,9 @@ def run_pairs(args: Any) -> list[dict[str, Any]]:
                    "--pairs", str(args.pairs), "--threads", str(args.threads)]  # fmt: skip
             rc, out, err = run_group(cmd, 3600.0, env=_pairs_env(args.threads))
             got = [json.loads(line) for line in out.splitlines() if line.startswith('{"mode"')]
-            rows += got or [{**error_row("jit", model, batch, f"exit {rc}: {err.strip()[-300:]}"), "mode": "pairs"}]
+            rows += got or [
+                {**error_row("jit", model, batch, f"exit {rc}: {err.strip()[-300:]}"), "mode": "pairs"}
+            ]
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -598,7 +613,10 @@ def _cli(argv: list[str] | None) -> int:
         from benchmarks.timing import benchmark_precision
 
         with benchmark_precision():
-            print(json.dumps(measure_pairs(args.child[1], int(args.child[2]), args.pairs, args.threads)), flush=True)
+            print(
+                json.dumps(measure_pairs(args.child[1], int(args.child[2]), args.pairs, args.threads)),
+                flush=True,
+            )
         return 0
     if args.pairs:
         rows = run_pairs(args)
