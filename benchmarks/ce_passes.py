@@ -6,7 +6,8 @@
 the compiled entry computation that read or write an ``(N, C)`` array (each a pass over the
 matrix); the timing calls the two alternately in one process (``--pairs`` times) and reports
 the median wall time, the minimum CPU time of the process, and optax's time over jaxloss's,
-per pair (above 1: jaxloss faster).
+per pair (above 1: jaxloss faster); jaxloss's passes are also timed one by one (the backward
+loop given the max and log-sum-exp, computed beforehand: its floor).
 
     python -m benchmarks.ce_passes [--n 32768] [--c 1000] [--pairs 10]
 """
@@ -14,6 +15,7 @@ per pair (above 1: jaxloss faster).
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 import time
@@ -68,19 +70,39 @@ def matrix_passes(hlo: str, n: int, c: int) -> list[str]:
     return out
 
 
-def functions() -> dict[str, Callable[[Any, Any], Any]]:
-    """``{name: jitted value_and_grad(logits, labels)}`` of jaxloss's and optax's cross entropy."""
+def functions(x: Any) -> dict[str, Callable[..., Any]]:
+    """``{name: jitted f(logits, labels)}``: jaxloss's and optax's cross-entropy value_and_grad, and
+    jaxloss's passes over ``x`` one at a time, each given what the ones before it computed
+    (``x`` bound: they take the labels only)."""
     import jax
+    import jax.numpy as jnp
     import optax
 
     import jaxloss
 
+    m = jnp.max(x, axis=1, keepdims=True)
+    lse = jnp.log(jnp.sum(jnp.exp(x - m), axis=1, keepdims=True))
     return {
         "jaxloss": jax.jit(jax.value_and_grad(lambda x, y: jaxloss.cross_entropy(x, y))),
         "optax": jax.jit(
             jax.value_and_grad(lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y).mean())
         ),
+        # jaxloss's passes one by one, same arithmetic: the row max, log(sum(exp(x - max))) given the
+        # max, and the backward loop given both and the per-row coefficient (1/N): its floor.
+        "pass: max": functools.partial(jax.jit(lambda x, y: jnp.max(x, axis=1)), x),
+        "pass: log-sum-exp": functools.partial(
+            jax.jit(lambda x, m, y: jnp.log(jnp.sum(jnp.exp(x - m), 1))), x, m
+        ),
+        "pass: backward loop": functools.partial(jax.jit(_backward_floor), x, m, lse),
     }
+
+
+def _backward_floor(x: Any, m: Any, lse: Any, y: Any) -> Any:
+    """``exp((x - m) - lse) / N - onehot / N``: jaxloss's backward loop with ``m`` and ``lse`` given."""
+    import jax.numpy as jnp
+
+    c = 1.0 / x.shape[0]
+    return jnp.exp((x - m) - lse) * c - jnp.where(jnp.arange(x.shape[1])[None] == y[:, None], c, 0.0)
 
 
 def main(argv: list[str]) -> int:
@@ -95,8 +117,11 @@ def main(argv: list[str]) -> int:
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((args.n, args.c), dtype=np.float32))
     y = jnp.asarray(rng.integers(0, args.c, args.n).astype(np.int32))
-    fns = functions()
+    fns = functions(x)
     for name, f in fns.items():
+        if name.startswith("pass"):
+            jax.block_until_ready(f(y))
+            continue
         passes = matrix_passes(f.lower(x, y).compile().as_text(), args.n, args.c)
         print(f"{name}: {len(passes)} instructions touch the {args.n}x{args.c} matrix: {', '.join(passes)}")
         jax.block_until_ready(f(x, y))
@@ -104,7 +129,7 @@ def main(argv: list[str]) -> int:
     for i in range(args.pairs):
         for name in list(fns)[:: 1 if i % 2 == 0 else -1]:  # alternate who goes first
             w0, c0 = time.perf_counter(), time.process_time()
-            jax.block_until_ready(fns[name](x, y))
+            jax.block_until_ready(fns[name](y) if name.startswith("pass") else fns[name](x, y))
             times[name].append((time.perf_counter() - w0, time.process_time() - c0))
     for name, v in times.items():
         print(
