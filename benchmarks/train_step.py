@@ -538,7 +538,7 @@ def parser() -> Parser:
         type=int,
         choices=(0, 1),
         default=0,
-        help="with --pairs: 1 limits XLA and torch to one thread each (0: their defaults)",
+        help="with --pairs: 1 limits XLA and torch to one thread each, on one core (0: their defaults)",
     )
     p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     return p
@@ -611,6 +611,11 @@ def _cli(argv: list[str] | None) -> int:
     args = _parse(argv)
     if args.child and args.child[0] == "pairs":
         from benchmarks.timing import benchmark_precision
+
+        if args.threads == 1 and hasattr(os, "sched_setaffinity"):
+            # one core for both, before XLA starts its thread pool: its flags make each op
+            # single-threaded, but its executor still runs independent ops on the pool's threads
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
         with benchmark_precision():
             print(
