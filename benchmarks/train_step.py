@@ -222,6 +222,89 @@ def _child(args: Any) -> int:
     return 1 if failed else 0
 
 
+# ----------------------------------------------------------------------------- one process: both frameworks, alternately
+ONE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process)`` of one ``fn()`` (which blocks until done)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def pair_row(model: str, batch: int, threads: int, jax_s: list[tuple[float, float]],
+             torch_s: list[tuple[float, float]]) -> dict[str, Any]:  # fmt: skip
+    """The row of ``len(jax_s)`` interleaved (wall, CPU) pairs: medians, and the torch/jax wall-time ratio
+    of each pair as median and quartiles (the JAX step's speed over torch eager's).
+
+    >>> from benchmarks.train_step import pair_row
+    >>> r = pair_row("m", 8, 1, [(1.0, 1.0), (2.0, 2.0), (1.0, 1.0)], [(2.0, 1.0), (2.0, 2.0), (3.0, 3.0)])
+    >>> r["jax_ms"], r["torch_ms"], r["speed_median"], r["speed_q25"], r["speed_q75"]
+    (1000.0, 2000.0, 2.0, 1.5, 2.5)
+    """
+    ratios = [t[0] / j[0] for j, t in zip(jax_s, torch_s, strict=True)]
+    med = lambda v: 1e3 * float(np.median(v))
+    return {"mode": "pairs", "model": model, "batch": batch, "threads": threads, "pairs": len(ratios),
+            "jax_ms": med([w for w, _ in jax_s]), "torch_ms": med([w for w, _ in torch_s]),
+            "jax_cpu_ms": med([c for _, c in jax_s]), "torch_cpu_ms": med([c for _, c in torch_s]),
+            "speed_median": float(np.median(ratios)), "speed_q25": float(np.quantile(ratios, 0.25)),
+            "speed_q75": float(np.quantile(ratios, 0.75)), "load": os.getloadavg()[0]}  # fmt: skip
+
+
+def measure_pairs(model: str, batch: int, pairs: int, threads: int) -> dict[str, Any]:
+    """The JAX step and the torch eager twin called alternately, ``pairs`` times, on one CPU batch.
+
+    On a shared machine both sides see the same load within a pair, so the per-pair ratio is
+    steadier than two separate runs' medians. ``threads=1``: torch's intra-op threads set to 1
+    here, XLA's by the caller (:data:`ONE_THREAD_XLA_FLAGS` must be in ``XLA_FLAGS`` before JAX starts).
+    """
+    import jax
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    xs, ys = _data(batch)
+    jx, jy = jax.device_put(xs), jax.device_put(ys)
+    tx_, ty = (
+        torch.from_numpy(np.ascontiguousarray(xs.transpose(0, 3, 1, 2))),
+        torch.from_numpy(ys.astype(np.int64)),
+    )
+    js, ts = jax_step(model, batch), torch_step(model, batch, "cpu", compiled=False, backend="eager")
+    run_jax, run_torch = (lambda: jax.block_until_ready(js(jx, jy))), (lambda: float(ts(tx_, ty)))
+    for _ in range(2):  # compile, warm up
+        run_jax(), run_torch()
+    jax_s, torch_s = [], []
+    for i in range(pairs):  # alternate which side goes first, so neither always follows the other
+        first, second = (run_jax, run_torch) if i % 2 == 0 else (run_torch, run_jax)
+        a, b = _timed(first), _timed(second)
+        jax_s.append(a if i % 2 == 0 else b)
+        torch_s.append(b if i % 2 == 0 else a)
+    return pair_row(model, batch, threads, jax_s, torch_s)
+
+
+PAIR_COLUMNS = ["model", "batch", "threads", "pairs", "jax ms", "torch ms", "jax/torch speed (median per pair)",
+                "quartiles", "jax CPU ms", "torch CPU ms", "load"]  # fmt: skip
+
+
+def pairs_markdown(rows: list[dict[str, Any]]) -> str:
+    """The table of :func:`measure_pairs` rows.
+
+    >>> from benchmarks.train_step import pair_row, pairs_markdown
+    >>> "| m | 8 | 1 | 1 | 1e+03 | 2e+03 | 2 | 2-2 |" in pairs_markdown([pair_row("m", 8, 1, [(1.0, 1.0)], [(2.0, 1.0)])])
+    True
+    """
+    table = [[r["model"], r["batch"], r["threads"] or "default", r["pairs"], r["jax_ms"], r["torch_ms"],
+              r["speed_median"], f"{r['speed_q25']:.3g}-{r['speed_q75']:.3g}", r["jax_cpu_ms"], r["torch_cpu_ms"],
+              r["load"]] for r in rows if r.get("mode") == "pairs"]  # fmt: skip
+    return (
+        "JAX step against the torch eager twin, called alternately in one process on a CPU batch (float32, "
+        "`ieee`); ms: median wall time per step; speed: torch's wall time over JAX's in each pair, median and "
+        "quartiles; CPU ms: user + system time of the process per step (all threads); load: 1-minute load "
+        "average at the end.\n\n" + markdown_table(PAIR_COLUMNS, table)
+    )
+
+
 # ----------------------------------------------------------------------------- the parent: every configuration
 def forward_bytes_per_image(model: str) -> int:
     """Bytes of every intermediate of ``model``'s forward pass for one image (traced, nothing computed).
@@ -239,8 +322,9 @@ def forward_bytes_per_image(model: str) -> int:
 
     net = nnx.eval_shape(lambda: build_model(model, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(net)
+    # two images, halved below: train-mode BatchNorm refuses one value per channel (ResNet-18's 1x1 layer4)
     jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(
-        state, jax.ShapeDtypeStruct((1, *IMAGE), np.float32)
+        state, jax.ShapeDtypeStruct((2, *IMAGE), np.float32)
     )
 
     def total(jp: Any) -> int:
@@ -257,7 +341,7 @@ def forward_bytes_per_image(model: str) -> int:
                 )
         return n
 
-    return total(jaxpr.jaxpr)
+    return total(jaxpr.jaxpr) // 2
 
 
 def _available_bytes() -> int | None:
@@ -436,6 +520,20 @@ def parser() -> Parser:
     p.add_argument(
         "--compile-backend", default="inductor", help="torch.compile's backend ('eager': trace only)"
     )
+    p.add_argument(
+        "--pairs",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="instead: N interleaved JAX / torch eager steps in one process per model and batch (CPU)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="with --pairs: 1 limits XLA and torch to one thread each, on one core (0: their defaults)",
+    )
     p.add_argument("--child", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     return p
 
@@ -447,6 +545,8 @@ def _parse(argv: list[str] | None) -> Any:
         fail(PROG, f"--epoch-images must be >= 0, got {args.epoch_images}")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         fail(PROG, f"--device must be cpu or cuda, got {args.device!r}")
+    if args.pairs and args.device != "cpu":
+        fail(PROG, f"--pairs runs on the CPU only, got --device {args.device!r}")
     if not args.child:
         why = check_batch_sizes(args.models, args.batch_sizes, args.device)
         if why:
@@ -475,8 +575,54 @@ def main(argv: list[str] | None = None) -> str:
     return md
 
 
+def _pairs_env(threads: int) -> dict[str, str]:
+    """The environment of a ``--pairs`` child: the CPU, and XLA on one thread when ``threads == 1``."""
+    env = _child_env("jax", "cpu")
+    if threads == 1:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {ONE_THREAD_XLA_FLAGS}".strip()
+    return env
+
+
+def run_pairs(args: Any) -> list[dict[str, Any]]:
+    """Every (model, batch) of ``args`` through :func:`measure_pairs`, one process each; error rows where one failed."""
+    from benchmarks.gpu_process import run_group
+
+    rows = []
+    for model in args.models:
+        for batch in args.batch_sizes:
+            cmd = [sys.executable, "-m", "benchmarks.train_step", "--child", "pairs", model, str(batch),
+                   "--pairs", str(args.pairs), "--threads", str(args.threads)]  # fmt: skip
+            rc, out, err = run_group(cmd, 3600.0, env=_pairs_env(args.threads))
+            got = [json.loads(line) for line in out.splitlines() if line.startswith('{"mode"')]
+            rows += got or [
+                {**error_row("jit", model, batch, f"exit {rc}: {err.strip()[-300:]}"), "mode": "pairs"}
+            ]
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def _cli(argv: list[str] | None) -> int:
     args = _parse(argv)
+    if args.child and args.child[0] == "pairs":
+        from benchmarks.timing import benchmark_precision
+
+        if args.threads == 1 and hasattr(os, "sched_setaffinity"):
+            # one core for both, before XLA starts its thread pool: its flags make each op
+            # single-threaded, but its executor still runs independent ops on the pool's threads
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+        with benchmark_precision():
+            print(
+                json.dumps(measure_pairs(args.child[1], int(args.child[2]), args.pairs, args.threads)),
+                flush=True,
+            )
+        return 0
+    if args.pairs:
+        rows = run_pairs(args)
+        print(pairs_markdown(rows))
+        errors = [r["error"] for r in rows if "error" in r]
+        print("\n".join(f"error: {e}" for e in errors))
+        return 1 if errors else 0
     if args.child:
         fw, args.model, batch = args.child
         args.batch = int(batch)
