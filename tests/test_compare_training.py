@@ -224,7 +224,7 @@ def test_a_schedule_one_step_late_is_an_update_divergence_at_the_step_it_differs
     """torch halves the rate after 2 steps (StepLR stepped each step); the port's boundary is one step late:
     steps 1-2 agree, step 3 updates twice as far on the Flax side (plain SGD: the ratio is the rates')."""
     late = optax.sgd(optax.piecewise_constant_schedule(0.1, {3: 0.5}))
-    schedule = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)  # noqa: E731
+    schedule = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     r = _run(late, lambda p: torch.optim.SGD(p, lr=0.1), steps=4, schedule=schedule)
     d = r.first_divergence
     assert [s.passed for s in r.steps] == [True, True, False, False], str(r)

@@ -16,7 +16,14 @@ Layout: :mod:`~jaxloss.parity.training.run` (the lockstep run), :mod:`~jaxloss.p
 is this comparison on the project's own models.
 """
 
-from jaxloss.parity.training.records import Divergence, StepStart, TrainingReport, TrainingStep, judge_step, within_reference
+from jaxloss.parity.training.records import (
+           Divergence,
+           StepStart,
+           TrainingReport,
+           TrainingStep,
+           judge_step,
+           within_reference,
+)
 from jaxloss.parity.training.run import compare_training
 from jaxloss.parity.training.table import format_table, plot_steps
 

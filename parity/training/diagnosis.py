@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from jaxloss.parity.training.records import Divergence, StepStart, within_reference
 
 __all__ = ["clone_jax", "diagnose", "param_diffs", "split_params"]

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-
 from jaxloss.parity.training.diagnosis import clone_jax, diagnose, param_diffs, split_params
 from jaxloss.parity.training.records import StepStart, TrainingReport, TrainingStep, judge_step
 
@@ -26,7 +25,6 @@ def _check(jax_step: Any, torch_step: Any, jax_side: Any, torch_side: Any, steps
            rtol: Any, atol: Any, reference: Any, inputs: Any) -> tuple[Any, Any, Any, Any]:  # fmt: skip
     """``TypeError`` / ``ValueError`` naming the argument that is not what it must be."""
     from flax import nnx
-
     from jaxloss.parity.models.golden import is_torch_model
     from jaxloss.parity.tolerances import check_tolerance
 

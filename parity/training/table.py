@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from jaxloss.parity.training.records import TrainingStep
 
 __all__ = ["format_table", "plot_steps"]

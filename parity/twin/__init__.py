@@ -94,7 +94,15 @@ comparison (``parity.compare_models(f.flax_model, f.torch_model, f.jax_args, f.t
 from jaxloss.parity.twin.cli import _exact_command, build_parser, config_from_args, main
 from jaxloss.parity.twin.config import PROG, SHARED_FIELDS, TwinConfig, check_config
 from jaxloss.parity.twin.losses import loss_pair
-from jaxloss.parity.twin.report import REPORT_FILES, difference_kind, format_table, plot, summary, verdict_line, write_report
+from jaxloss.parity.twin.report import (
+    REPORT_FILES,
+    difference_kind,
+    format_table,
+    plot,
+    summary,
+    verdict_line,
+    write_report,
+)
 from jaxloss.parity.twin.results import TwinDiagnosis, TwinFailure, TwinResult, TwinStep
 from jaxloss.parity.twin.run import run_twin
 from jaxloss.parity.twin.sides import synthetic_batches

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
-
 from jaxloss.parity.references import focal_loss, sigmoid_focal_loss
 from jaxloss.train.losses import make_loss
 

@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
-
 from jaxloss.parity.training import Divergence, TrainingReport, TrainingStep
 from jaxloss.parity.training.diagnosis import torch_name
 

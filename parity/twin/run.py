@@ -8,7 +8,6 @@ from dataclasses import asdict
 from typing import Any
 
 import jax
-
 from jaxloss.parity.models.twins import order_mapping
 from jaxloss.parity.precisions import precision as precision_mode
 from jaxloss.parity.training import TrainingStep, compare_training

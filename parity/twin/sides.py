@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
-
 from jaxloss.parity.twin.config import JAX_PRECISION, TwinConfig
 from jaxloss.parity.twin.losses import loss_pair
 from jaxloss.train.losses import make_loss
