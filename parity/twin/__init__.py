@@ -49,7 +49,8 @@ steps with the defaults and at 49 with those options. ``--dtype float64`` is the
 flip-free comparison.
 
 Diagnosis (``--no-diagnose`` skips it). At the first step outside tolerance, once per run,
-compare_training names the first parameter out of tolerance (:func:`jaxloss.parity.compare_params`) and
+:func:`jaxloss.parity.compare_training` (given the training losses) says whether the losses, the
+gradients or the updates parted (``TwinDiagnosis.cause``) and names the first parameter out of tolerance (:func:`jaxloss.parity.compare_params`) and
 the first layer (:func:`jaxloss.parity.compare_models` on the two models as they were before the step,
 fed that step's batch: forward order, then backward order), with whether torch's own float32
 run leaves its float64 run there too, and the first layer where only Flax's float32 run leaves
