@@ -6,6 +6,8 @@ sum of the output, i.e. a cotangent of ones) of every argument named in ``grad``
 and fails with the worst error on a mismatch. Every array is judged by
 :func:`jaxloss.parity.judge.compare_arrays`, the rule of the whole parity suite (tolerances from
 :mod:`jaxloss.parity.tolerances`; NaN agrees with NaN, infinities of the same sign agree).
+The JAX side is one cached compiled program per function, options and shapes where it can be
+(see ``_value_and_grads``): XLA's compiler is most of the time of the loss tests.
 """
 
 from __future__ import annotations
