@@ -6,6 +6,8 @@ sum of the output, i.e. a cotangent of ones) of every argument named in ``grad``
 and fails with the worst error on a mismatch. Every array is judged by
 :func:`jaxloss.parity.judge.compare_arrays`, the rule of the whole parity suite (tolerances from
 :mod:`jaxloss.parity.tolerances`; NaN agrees with NaN, infinities of the same sign agree).
+The JAX side is one cached compiled program per function, options and shapes where it can be
+(see ``_value_and_grads``): XLA's compiler is most of the time of the loss tests.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxloss.parity.convert import np64
 from jaxloss.parity.judge import compare_arrays
 
@@ -58,6 +59,66 @@ def assert_close(actual: Any, expected: Any, dtype: str, what: str) -> None:
         raise AssertionError(f"{what} ({dtype}): {c.line()}")
 
 
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray))
+
+
+def _static_key(value: Any) -> Any:
+    """A hashable stand-in for a non-array argument, part of its compiled program's cache key
+    (``TypeError`` for an unhashable one)."""
+    hash(value)
+    return type(value), value, repr(value)  # repr: 0.0 and -0.0 are equal, and so are 1 and True
+
+
+_PROGRAMS: dict[Any, Callable[..., Any]] = {}
+
+
+def _value_and_grads(
+    jax_fn: Callable[..., Any], call: Callable[..., Any], values: Mapping[str, Any], grad: list[str], dtype: str
+) -> tuple[Any, tuple[Any, ...]] | None:
+    """``jax_fn``'s value and the gradients of ``sum(value)`` with respect to ``grad``, from ONE
+    compiled program, ``jax.jit(jax.value_and_grad(..., has_aux=True))``, or ``None`` where
+    :func:`check` does better with eager ``jax.grad`` (below).
+
+    A registered loss is a ``jax.jit``: its plain call compiles one program, and eager
+    ``jax.grad`` of it two more (forward with residuals, backward). Here the plain call is
+    traced inside one program instead, its argument checks and conversions included: about
+    half the compile time (XLA's CPU compiler is most of a loss test's time). Array arguments
+    are traced; every other value (a string, ``None``, a Python number) reaches the loss as in a
+    plain call and is part of the program's cache key, so a test with the same options and
+    shapes reuses it. A loss traces a Python-float option (``delta=0.5``), so eager
+    ``jax.grad`` shares its three programs between the values of a grid, where this would
+    compile one per value: ``None`` for a call with a Python float, and the eager path.
+    """
+    traced = [n for n, v in values.items() if _is_array(v)]
+    static = {n: v for n, v in values.items() if n not in traced}
+    if any(isinstance(v, float) for v in static.values()):
+        return None
+    try:
+        key = (jax_fn, call.layout, tuple(grad), tuple(traced), dtype,  # type: ignore[attr-defined]
+               tuple((n, _static_key(v)) for n, v in static.items()))
+    except TypeError:  # an unhashable option: compiled for this call only
+        key = None
+    program = _PROGRAMS.get(key) if key is not None else None
+    if program is None:
+        acc = jnp.float64 if dtype == "float64" else jnp.float32
+        others = [n for n in traced if n not in grad]
+
+        def scalar(gvals: tuple[Any, ...], ovals: tuple[Any, ...]) -> Any:
+            out = call(jax_fn, {**static, **dict(zip(others, ovals)), **dict(zip(grad, gvals))})
+            return jnp.sum(out.astype(acc)), out
+
+        @jax.jit
+        def program(gvals: tuple[Any, ...], ovals: tuple[Any, ...]) -> Any:
+            (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals, ovals)
+            return out, grads
+
+        program.others = others  # type: ignore[attr-defined]
+        if key is not None:
+            _PROGRAMS[key] = program
+    return program(tuple(values[n] for n in grad), tuple(values[n] for n in program.others))
+
+
 def check(
     jax_fn: Callable[..., Any],
     torch_fn: Callable[..., Any],
@@ -80,25 +141,29 @@ def check(
     grad = list(grad)
 
     def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
-        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
+        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
+                  **{n: vals.get(n, v) for n, v in kwargs.items()})
 
+    call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
     j_vals = {n: to_jax(arrays[n], dtype) for n in names}
     t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in grad) for n in names}
 
     t_out = call(torch_fn, t_vals)
-    j_out = call(jax_fn, j_vals)
+    both = _value_and_grads(jax_fn, call, {**j_vals, **kwargs}, grad, dtype) if grad else None
+    j_out, j_grads = both if both is not None else (call(jax_fn, j_vals), None)
     assert j_out.dtype == jnp.dtype(dtype), f"output dtype {j_out.dtype}, expected {dtype}"
     assert_close(j_out, t_out, dtype, "value")
 
     if grad:
         t_grads = torch.autograd.grad(t_out.sum(), [t_vals[n] for n in grad], allow_unused=True)
+        if j_grads is None:
 
-        def scalar(*gvals: Any) -> Any:
-            vals = dict(j_vals)
-            vals.update(zip(grad, gvals))
-            return jnp.sum(call(jax_fn, vals).astype(jnp.float64 if dtype == "float64" else jnp.float32))
+            def scalar(*gvals: Any) -> Any:
+                vals = dict(j_vals)
+                vals.update(zip(grad, gvals))
+                return jnp.sum(call(jax_fn, vals).astype(jnp.float64 if dtype == "float64" else jnp.float32))
 
-        j_grads = jax.grad(scalar, argnums=tuple(range(len(grad))))(*[j_vals[n] for n in grad])
+            j_grads = jax.grad(scalar, argnums=tuple(range(len(grad))))(*[j_vals[n] for n in grad])
         for n, jg, tg in zip(grad, j_grads, t_grads):
             if tg is None:
                 tg = torch.zeros_like(t_vals[n])
