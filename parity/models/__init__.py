@@ -65,11 +65,13 @@ from typing import Any
 import numpy as np
 
 from jaxloss.parity.models.capture import Capture, capture_jax, capture_torch, jax_module_names, random_cotangent
+from jaxloss.parity.models.float64 import exact_attention, to_float64
 from jaxloss.parity.models.diff import LayerDiff, ModelReport, Tol, check_tols, compare_captures
 from jaxloss.parity.models.golden import capture, is_torch_model, load_golden, save_golden
 from jaxloss.parity.models.layout import align, channels_last, channels_last_perm, check_same_inputs, to_jax_layout
 
-__all__ = ["LayerDiff", "ModelReport", "compare_golden", "compare_models", "compare_params", "load_golden", "save_golden"]
+__all__ = ["LayerDiff", "ModelReport", "compare_golden", "compare_models", "compare_params", "exact_attention", "load_golden",
+           "save_golden", "to_float64"]
 
 
 def _as_args(x: Any) -> tuple[Any, ...]:
