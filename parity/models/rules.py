@@ -431,3 +431,19 @@ def module_links(descs: Mapping[str, dict[str, Any]], jshapes: Mapping[TensorKey
     out = [lk for lk in claimed.values() if tn is None or all(p.key in tn for p in lk.torch)]
     out += [lk for lk in extra if tn is None or all(p.key in tn for p in lk.torch)]
     return out
+
+
+def sub_pairs(descs: Mapping[str, dict[str, Any]], pairs: Mapping[str, str], torch_names: Sequence[str]) -> dict[str, str]:
+    """Module pairs a rule implies below a paired module (attention's ``out`` is torch's
+    ``out_proj``), for comparing their outputs; existing pairs are kept.
+
+    >>> sub_pairs({"attn": {"kind": "attention"}}, {"attn": "self_attn"}, ["self_attn", "self_attn.out_proj"])
+    {'attn': 'self_attn', 'attn.out': 'self_attn.out_proj'}
+    """
+    out = dict(pairs)
+    for j, t in pairs.items():
+        if descs.get(j, {}).get("kind") == "attention":
+            jo, to = _sub(j, "out"), _sub(t, "out_proj")
+            if jo in descs and to in torch_names and jo not in out and to not in out.values():
+                out[jo] = to
+    return out
