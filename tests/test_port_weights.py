@@ -102,12 +102,6 @@ def test_strict_lists_what_is_unpaired_on_each_side_in_one_error() -> None:
     assert report.unpaired_jax == ["fc2.kernel", "fc2.bias"] and report.unpaired_torch == ["extra.weight", "extra.bias"]
 
 
-def test_shape_mismatch_names_both_tensors_and_shapes() -> None:
-    fm, tm = P.Depthwise(bug="groups wrong", rngs=nnx.Rngs(0)), P.TorchDepthwise()  # feature_group_count=1 for groups=8
-    with pytest.raises(ValueError, match=r"torch dw.weight \(8, 1, 3, 3\) cannot be NNX dw.kernel \(3, 3, 8, 8\)"):
-        parity.load_torch_weights(fm, tm)
-
-
 def test_gru_hidden_n_gate_bias_must_be_zero() -> None:
     fm, tm = P.GRU(rngs=nnx.Rngs(0)), P.TorchGRU()  # torch's init: b_hn != 0
     with pytest.raises(ValueError, match=r"torch gru.bias_hh_l0\[2\] is non-zero and NNX has no place for it"):
