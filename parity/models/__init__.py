@@ -53,7 +53,7 @@ Command line: ``python -m jaxloss.parity.models --model seed-cnn|resnet18`` (see
 >>> x = np.ones((4, 3), np.float32)
 >>> r = parity.compare_models(jm, tm, x, x)
 >>> r.passed, [(d.kind, d.tensor) for d in r.layers]
-(True, [('forward', 'output'), ('grad', 'output'), ('grad', 'bias'), ('grad', 'weight')])
+(True, [('forward', 'output'), ('grad', 'output'), ('grad', 'weight'), ('grad', 'bias')])
 """
 
 from __future__ import annotations

@@ -386,6 +386,13 @@ def module_links(descs: Mapping[str, dict[str, Any]], jshapes: Mapping[TensorKey
     (attention's ``query``, an RNN's ``cell.ii``), parents before children; the rest pair by name.
     ``tensor_mapping`` entries override. Links whose torch tensors the torch side does not have
     are left out (the caller reports the variable as unpaired).
+
+    >>> descs = {"lstm": {"kind": "rnn"}, "lstm.cell": {"kind": "gru"}}
+    >>> jshapes = {("lstm.cell.dense_i", "kernel"): (5, 21), ("lstm.cell.dense_i", "bias"): (21,),
+    ...            ("lstm.cell.dense_h", "kernel"): (7, 21)}
+    >>> [(lk.jax_name, lk.torch_name) for lk in module_links(descs, jshapes, None, {"lstm": "lstm"})]  # doctest: +NORMALIZE_WHITESPACE
+    [('lstm.cell.dense_i.kernel', 'lstm.weight_ih_l0'), ('lstm.cell.dense_h.kernel', 'lstm.weight_hh_l0'),
+     ('lstm.cell.dense_i.bias', 'lstm.bias_ih_l0+lstm.bias_hh_l0[0,1]'), ('(none)', 'lstm.bias_hh_l0[2]')]
     """
     jv = set(jshapes)
     tn = set(tshapes) if tshapes is not None else None
@@ -437,7 +444,8 @@ def sub_pairs(descs: Mapping[str, dict[str, Any]], pairs: Mapping[str, str], tor
     """Module pairs a rule implies below a paired module (attention's ``out`` is torch's
     ``out_proj``), for comparing their outputs; existing pairs are kept.
 
-    >>> sub_pairs({"attn": {"kind": "attention"}}, {"attn": "self_attn"}, ["self_attn", "self_attn.out_proj"])
+    >>> sub_pairs({"attn": {"kind": "attention"}, "attn.out": {"kind": None}}, {"attn": "self_attn"},
+    ...           ["self_attn", "self_attn.out_proj"])
     {'attn': 'self_attn', 'attn.out': 'self_attn.out_proj'}
     """
     out = dict(pairs)
