@@ -197,8 +197,9 @@ def _jax_cotangent(tc: Capture, cl: bool, leaf_pairs: Sequence[tuple[int, int]] 
     def make(shapes: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
         cot = tc.cotangent or []
         partner = dict(leaf_pairs) if leaf_pairs is not None else {k: k for k in range(len(cot))}
-        return [to_jax_layout(cot[partner[k]], s, cl).astype(d) if k in partner else np.zeros(s, d)
-                for k, (s, d) in enumerate(shapes)]
+        out = [to_jax_layout(cot[partner[k]], s, cl).astype(d) if k in partner else np.zeros(s, d) for k, (s, d) in enumerate(shapes)]
+        # a leaf paired with one of another shape: 0 here (the comparison reports the mismatch)
+        return [c if c.shape == tuple(s) else np.zeros(s, d) for c, (s, d) in zip(out, shapes)]
 
     return make
 
