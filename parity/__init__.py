@@ -14,6 +14,9 @@ Python::
     parity.assert_close(...)              # the same, raising AssertionError (pytest)
     parity.compare_many([parity.CompareRequest(...), ...])  # several, one compiled JAX program
     parity.compare_models(flax_model, torch_model, x_nhwc, x_nchw)  # where a ported model diverges
+    parity.load_torch_weights(flax_model, torch_model)  # a torch model's weights into its NNX port (parity.weights)
+    parity.export_torch_weights(flax_model, torch_model)  # and back, as a state_dict
+    parity.to_float64(flax_model)         # the float64 twin of an NNX model
     parity.compare_training(jax_step, torch_step, (flax_model, opt), (torch_model, opt), batches)  # a training run
     with parity.precision("ieee"): ...    # true float32 in JAX and torch together (parity.precisions)
 
@@ -50,6 +53,7 @@ __all__ = [
     "CompareRequest",
     "Comparison",
     "LayerDiff",
+    "LoadReport",
     "ModelReport",
     "Result",
     "Tolerance",
@@ -61,15 +65,21 @@ __all__ = [
     "compare_models",
     "compare_params",
     "compare_training",
+    "exact_attention",
+    "export_torch_weights",
+    "load_torch_weights",
     "precision",
     "save_golden",
+    "to_float64",
     "tolerance_for",
     "ulp",
     "ulp_error",
 ]
 
+_MODELS = ("LayerDiff", "ModelReport", "compare_models", "compare_params", "compare_golden", "save_golden", "to_float64",
+           "exact_attention")
+_WEIGHTS = ("LoadReport", "load_torch_weights", "export_torch_weights")
 _TRAINING = ("compare_training", "TrainingReport")  # imports Flax too: loaded on first use
-_MODELS = ("LayerDiff", "ModelReport", "compare_models", "compare_params", "compare_golden", "save_golden")
 
 
 def __getattr__(name: str) -> Any:
@@ -79,6 +89,11 @@ def __getattr__(name: str) -> Any:
         from jaxloss import parity
 
         return getattr(parity.models, name)
+    if name in _WEIGHTS:
+        import jaxloss.parity.weights  # noqa: F401
+        from jaxloss import parity
+
+        return getattr(parity.weights, name)
     if name in _TRAINING:
         import jaxloss.parity.training  # noqa: F401
         from jaxloss import parity

@@ -1,7 +1,7 @@
 """parity.compare_models: planted bugs are named at their layer with the right kind, faithful pairs pass.
 
 Each planted bug is a small change to one side of a faithful pair (the weights converted with
-train.convert, so the two models start equal); the test asserts the first divergence's layer
+parity.weights, so the two models start equal); the test asserts the first divergence's layer
 and kind, in float64 and float32. Small inputs keep each comparison to about a second.
 """
 
@@ -17,7 +17,7 @@ import torch
 from flax import nnx
 
 from jaxloss import parity
-from jaxloss.train.convert import torch_to_flax
+from jaxloss.parity.weights import torch_to_flax
 from jaxloss.train.models import BatchNorm2d, ResNet18, SeedCNN
 from jaxloss.parity.torch_models import TorchResNet18, TorchSeedCNN
 

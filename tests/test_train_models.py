@@ -1,4 +1,4 @@
-"""jaxloss.train.models / parity.torch_models / train.convert: architecture, init, conversion, first-step equality.
+"""jaxloss.train.models / parity.torch_models / parity.weights: architecture, init, conversion, first-step equality.
 
 "Equal" for a whole network is judged relative to the size of the tensor: the largest
 element error is at most ``rtol * max|torch|``, 1e-12 in float64 (which shows the
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from flax import nnx
 
-from jaxloss.train.convert import flax_state_dict, flax_to_torch, torch_to_flax
+from jaxloss.parity.weights import flax_state_dict, flax_to_torch, torch_to_flax
 from jaxloss.train.models import BatchNorm2d, ResNet18, SeedCNN, build_model
 from jaxloss.parity.torch_models import TorchResNet18, TorchSeedCNN
 

@@ -12,9 +12,9 @@ One pipeline, in small modules:
   bar), :mod:`jaxloss.train.signals` (Ctrl-C), :mod:`jaxloss.train.checkpoint` (verified orbax checkpoints).
 * :mod:`jaxloss.train.models`, :mod:`jaxloss.train.conv`, :mod:`jaxloss.train.pooling`: the networks; :mod:`jaxloss.train.optim`:
   torch's SGD / Adam / AdamW and schedules in optax; :mod:`jaxloss.train.data`: CIFAR-10 and digits.
-* :mod:`jaxloss.train.registry`: the table of models (name -> Flax model and what the CLIs need);
-  :mod:`jaxloss.train.convert`: weight conversion. The torch twins are in :mod:`jaxloss.parity.torch_models`
-  (the lockstep proof against torch is :mod:`jaxloss.parity.twin`).
+* :mod:`jaxloss.train.registry`: the table of models (name -> Flax model and what the CLIs need).
+  The torch twins are in :mod:`jaxloss.parity.torch_models`, weight conversion (which needs torch) in
+  :mod:`jaxloss.parity.weights`; the lockstep proof against torch is :mod:`jaxloss.parity.twin`.
 
 ``python -m jaxloss.train --help`` is the command line. The names below are re-exported lazily
 (importing ``train`` imports neither JAX nor Flax).

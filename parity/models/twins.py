@@ -20,6 +20,8 @@ import numpy as np
 
 from jaxloss.train.registry import model_kwargs, model_spec, resolve
 
+from jaxloss.parity.weights import order_mapping  # the twins pair their layers in state_dict order
+
 __all__ = ["DEFAULT_BATCH", "TORCH_TWINS", "batchnorm_values", "build_pair", "build_torch", "images", "order_mapping",
            "twin_problem"]
 
@@ -93,24 +95,6 @@ def _constructor_kwargs(name: str, kw: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in kw.items() if k == "num_classes"}, **model_kwargs(name, **options)}
 
 
-def order_mapping(flax_model: Any, torch_model: Any) -> dict[str, str]:
-    """``{jax_path: torch_name}`` of the parameterised layers, paired in state_dict order (as
-    :mod:`jaxloss.train.convert` pairs them), for twins whose layer names differ (the seed CNN's
-    ``conv1`` is torch's ``model.0``).
-
-    >>> from jaxloss.parity.models.twins import build_pair
-    >>> order_mapping(*build_pair("seed-cnn")[:2])["fc2"]
-    'model.8'
-    """
-    from jaxloss.parity.models.capture import jax_module_names
-    from jaxloss.train.convert import torch_layer_groups
-    from jaxloss.train.models import torch_order_layers
-
-    names = jax_module_names(flax_model)
-    groups = torch_layer_groups(torch_model.state_dict())
-    return {names[id(layer)]: prefix for (prefix, _, _), layer in zip(groups, torch_order_layers(flax_model), strict=True)}
-
-
 def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> tuple[Any, Any, dict[str, str]]:
     """``(flax_model, torch_model, mapping)`` with the same weights (torch's init, converted), in ``dtype``.
 
@@ -130,8 +114,8 @@ def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> t
     import torch
     from flax import nnx
 
+    from jaxloss.parity.weights import torch_to_flax
     from jaxloss.train.config import TrainConfig
-    from jaxloss.train.convert import torch_to_flax
     from jaxloss.train.recipe import build_model
 
     kw = _constructor_kwargs(name, kw)  # first: a model without a twin is refused before anything is built
