@@ -34,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 VERSION = "0.6.0"
 WHEEL = f"segmentation_models_pytorch-{VERSION}-py3-none-any.whl"
@@ -102,8 +103,9 @@ def fetch_wheel(folder: Path | None = None, timeout_s: float = FETCH_TIMEOUT_S) 
         print(f"jaxloss: fetching {REQUIREMENT}'s wheel (its losses are the reference of jaxloss.smp) "
               f"into {folder} with pip, at most {timeout_s:.0f} s", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            # no retries: offline, pip's default (5 retries, 15 s each) would hold every run for minutes
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "-q", REQUIREMENT, "-d", tmp]
+                   "--retries", "0", "--timeout", "20", "-q", REQUIREMENT, "-d", tmp]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
             except subprocess.TimeoutExpired:
@@ -173,3 +175,44 @@ def source() -> str:
     module = load()
     return "installed segmentation_models_pytorch" if module.__name__.startswith("segmentation_models_pytorch") \
         else f"smp {VERSION}'s losses read from {find_wheel()}"
+
+
+# --------------------------------------------------------------------------- module calls
+def module_call(name: str, **fixed: Any) -> Callable[..., Any]:
+    """``f(y_pred, y_true, **options) = smp.losses.<name>(**fixed, **options)(y_pred, y_true)``: smp's
+    class as a function (the parity grid passes the same options to jaxloss as keywords)."""
+
+    def call(y_pred: Any, y_true: Any, **options: Any) -> Any:
+        return getattr(load(), name)(**fixed, **options)(y_pred, y_true)
+
+    call.__name__ = f"smp.losses.{name}"
+    return call
+
+
+@contextlib.contextmanager
+def _float_means_double() -> Iterator[None]:
+    import torch
+
+    original = torch.Tensor.float
+    torch.Tensor.float = lambda self, *a, **k: self.double()  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.float = original  # type: ignore[method-assign]
+
+
+def lovasz_float64(cast_back: bool = False, **fixed: Any) -> Callable[..., Any]:
+    """smp's ``LovaszLoss(**options)`` in float64, its own code run with ``Tensor.float()`` meaning
+    ``double()``: smp's Lovasz weights are ``.float()`` (float32), and ``torch.dot`` of float64 errors
+    with them raises, so smp has no float64 Lovasz loss. The float64 truth of the formula, for the
+    cases judged against it (float64; half precision in the multiclass mode, where smp raises too).
+    Only for the length of the call, and not thread-safe: the parity runner calls torch from one thread.
+    ``cast_back``: the result rounded to ``y_pred``'s dtype (the torch side of a dtype where smp raises)."""
+
+    def call(y_pred: Any, y_true: Any, **options: Any) -> Any:
+        loss = load().LovaszLoss(**fixed, **options)
+        with _float_means_double():
+            out = loss(y_pred.double(), y_true.double() if y_true.is_floating_point() else y_true)
+        return out.to(y_pred.dtype) if cast_back else out
+
+    return call

@@ -98,8 +98,9 @@ def lovasz_loss(
             multiclass loss always applies a softmax.
 
     Returns:
-        A scalar, float32 for float16 / bfloat16 input (smp's hinge multiplies by float32 signs),
-        else ``y_pred``'s dtype.
+        A scalar in ``y_pred``'s dtype, except float32 for float16 / bfloat16 input in the
+        ``'binary'`` / ``'multilabel'`` modes (smp's hinge multiplies by float32 signs). Half
+        precision is computed in float32.
 
     Where smp fails, jaxloss computes (judged against a float64 reference of the formula):
     smp's ``torch.dot`` of float64 errors with its float32 Lovasz weights raises for float64
@@ -134,6 +135,7 @@ def lovasz_loss(
         if per_image:
             return jnp.mean(jax.vmap(_hinge)(logits, labels, valid))
         return _hinge(logits.reshape(-1), labels.reshape(-1), valid.reshape(-1))
+    out_dtype = y_pred.dtype  # smp's softmax path keeps the input's dtype (it raises for half precision)
     if x.ndim < 3 or x.shape[1] == 1:  # smp reshapes (B, H, W) to one channel, then raises
         raise ValueError("Sigmoid output possible only with 1 class")
     n_classes = x.shape[1]
@@ -145,5 +147,5 @@ def lovasz_loss(
                          f"for {shape_str(y_pred.shape)}")
     valid = labels != ignore_index if ignore_index is not None else jnp.ones(labels.shape, bool)
     if per_image:
-        return jnp.mean(jax.vmap(_softmax_flat)(probas, labels, valid))
-    return _softmax_flat(probas.reshape(-1, n_classes), labels.reshape(-1), valid.reshape(-1))
+        return jnp.mean(jax.vmap(_softmax_flat)(probas, labels, valid)).astype(out_dtype)
+    return _softmax_flat(probas.reshape(-1, n_classes), labels.reshape(-1), valid.reshape(-1)).astype(out_dtype)

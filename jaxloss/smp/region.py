@@ -26,7 +26,6 @@ from jaxloss._core import (
     Number,
     abs,
     clamp_min,
-    first_bad,
     opmath_dtype,
     poison,
     poison_gradient,
@@ -37,7 +36,6 @@ from jaxloss.binary import _pow_scalar
 from jaxloss.smp._common import (
     BINARY_MODE,
     MULTICLASS_MODE,
-    MULTILABEL_MODE,
     check_mode,
     class_indices,
     class_weight_array,
@@ -62,14 +60,14 @@ def _region_options(name: str) -> dict[str, Any]:
     numbers = {"smooth": Number(), "eps": Number()}
     if name == "tversky_loss":
         numbers.update(alpha=Number(), beta=Number(), gamma=Number())
-    return dict(
-        static_argnames=("mode", "classes", "ignore_index"),
-        bools=("log_loss", "from_logits"),
-        numbers=numbers,
-        arrays={"y_pred": "float", "y_true": "label"},
-        reductions=None,
-        precheck=precheck,
-    )
+    return {
+        "static_argnames": ("mode", "classes", "ignore_index"),
+        "bools": ("log_loss", "from_logits"),
+        "numbers": numbers,
+        "arrays": {"y_pred": "float", "y_true": "label"},
+        "reductions": None,
+        "precheck": precheck,
+    }
 
 
 def _probabilities(y_pred: Array, mode: str) -> Array:
