@@ -1,47 +1,53 @@
-"""What the smp losses share: registration under an ``smp.`` name, mode and option checks.
+"""What the smp losses share: the mode, the option checks and the per-class aggregation.
 
-Every public loss of :mod:`jaxloss.smp` is registered with :func:`jaxloss._core.loss_function`
-under the name ``smp.<name>`` (``smp.focal_loss`` must not replace ``jaxloss.focal_loss`` in the
-registry that :mod:`jaxloss.checked` reads); its checked twin is
-``getattr(jaxloss.checked, "smp.<name>")``, also reachable as ``jaxloss.smp.checked.<name>``.
+Every public loss of :mod:`jaxloss.smp` is registered with :func:`jaxloss._registry.loss_function`
+in the namespace ``jaxloss.smp`` (``jaxloss.smp.focal_loss`` is not ``jaxloss.focal_loss``); its
+class twin is built by :func:`jaxloss._registry.module_class` in :mod:`jaxloss.smp`, its checked
+twin is ``jaxloss.smp.checked.<name>``.
+
+smp's constructors take ``mode`` as a required argument; the class twins need a default for every
+constructor field, so ``mode`` defaults to ``None`` here and leaving it out raises ``TypeError``
+before anything runs, in the function and the class alike (:func:`mode_check`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss._core import loss_function
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE = "binary", "multiclass", "multilabel"
 MODES = (BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE)
 
 
-def smp_loss(**options: Any) -> Callable[[F], F]:
-    """:func:`loss_function` under the registry name ``smp.<function name>``; the returned
-    function keeps its own ``__name__``."""
-
-    def decorate(fn: F) -> F:
-        public = fn.__name__
-        fn.__name__ = fn.__qualname__ = f"smp.{public}"
-        call = loss_function(**options)(fn)
-        call.__name__ = call.__qualname__ = public
-        return call
-
-    return decorate
-
-
-def check_mode(mode: Any) -> str:
-    """smp's ``assert mode in {BINARY_MODE, MULTILABEL_MODE, MULTICLASS_MODE}``, with a message."""
+def check_mode(fname: str, mode: Any) -> str:
+    """smp's ``assert mode in {BINARY_MODE, MULTILABEL_MODE, MULTICLASS_MODE}``, with a message
+    (and Python's own for a missing ``mode``, smp's required constructor argument)."""
+    if mode is None:
+        raise TypeError(f"{fname}() missing 1 required argument: 'mode'")
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"mode must be 'binary', 'multiclass' or 'multilabel', got {mode!r}")
     return mode
+
+
+def mode_check(fname: str, extra: Callable[[dict[str, Any]], None] | None = None) -> Callable[[dict[str, Any]], None]:
+    """A ``check_options`` of a loss with a ``mode`` (run by the function and the class's constructor)."""
+
+    def check(values: dict[str, Any]) -> None:
+        check_mode(fname, values["mode"])
+        if extra is not None:
+            extra(values)
+
+    return check
+
+
+def check_ignore_index(fname: str, values: dict[str, Any]) -> None:
+    value = values["ignore_index"]
+    if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+        raise TypeError(f"{fname}(): argument 'ignore_index' must be int or None, not {type(value).__name__}")
 
 
 def optional_number(fname: str, name: str, value: Any) -> Any:

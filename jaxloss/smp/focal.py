@@ -18,33 +18,37 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Number, clamp_min, opmath_dtype, shape_str
+from jaxloss._dtypes import Array, opmath_dtype
+from jaxloss._jvp import clamp_min
+from jaxloss._registry import Number, loss_function
+from jaxloss._shapes import shape_str
 from jaxloss.binary import _bce_with_logits_elementwise, _pow_scalar
 from jaxloss.smp._common import (
     BINARY_MODE,
     MULTICLASS_MODE,
-    check_mode,
+    check_ignore_index,
     class_weight_array,
+    mode_check,
     optional_number,
-    smp_loss,
 )
 
 REDUCTIONS = ("mean", "sum", "none", "batchwise_mean")
 _NORM_EPS = 1e-6  # focal_loss_with_logits' eps of the normalisation (not a FocalLoss option)
 
 
-def _precheck(values: dict[str, Any]) -> None:
-    mode = check_mode(values["mode"])
-    if values["class_weights"] is not None and mode == BINARY_MODE:
+def _check(values: dict[str, Any]) -> None:  # the options alone: the class's constructor runs it too
+    if values["class_weights"] is not None and values["mode"] == BINARY_MODE:
         raise ValueError("class_weights are not supported with mode=binary")
+    class_weight_array("focal_loss", values["class_weights"])
+    for name in ("alpha", "reduced_threshold"):
+        optional_number("focal_loss", name, values[name])
+    check_ignore_index("focal_loss", values)
+
+
+def _precheck(values: dict[str, Any]) -> None:
     values["class_weights"] = class_weight_array("focal_loss", values["class_weights"])
     for name in ("alpha", "reduced_threshold"):
         values[name] = optional_number("focal_loss", name, values[name])
-    reduction = values["reduction"]
-    if reduction is None:
-        values["reduction"] = "none"
-    elif not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be 'mean', 'sum', 'none' or 'batchwise_mean', got {reduction!r}")
 
 
 def _clamp(x: Array, low: Any, high: Any) -> Array:
@@ -91,24 +95,28 @@ def _check_sizes(pred_shape: tuple[int, ...], true_shape: tuple[int, ...], ignor
                      f"(torch.Size({list(pred_shape)}))")
 
 
-@smp_loss(
+@loss_function(
     static_argnames=("mode", "ignore_index", "reduction"),
     bools=("from_logits", "normalized"),
     numbers={"gamma": Number(), "eps": Number()},
     arrays={"y_pred": "float", "y_true": "label"},
-    reductions=None,
+    reductions=REDUCTIONS,
+    reduction_message="reduction must be 'mean', 'sum', 'none' or 'batchwise_mean', got {!r}",
+    check_options=mode_check("focal_loss", _check),
     precheck=_precheck,
+    module="FocalLoss",
+    forward=("y_pred", "y_true"),
 )
 def focal_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str,
+    mode: str | None = None,  # required: see jaxloss.smp._common
     alpha: float | Array | None = None,
     gamma: float | Array = 2.0,
     ignore_index: int | None = None,
     from_logits: bool = True,
     eps: float | Array = 1e-7,
-    reduction: str | None = "mean",
+    reduction: str = "mean",
     normalized: bool = False,
     reduced_threshold: float | Array | None = None,
     class_weights: Any = None,
@@ -129,8 +137,8 @@ def focal_loss(
         eps: the clamp of ``from_logits=False`` (traced).
         reduction: ``'mean'`` (over the non-ignored elements) | ``'sum'`` | ``'batchwise_mean'``
             (smp's ``sum(0)``: the sum of the flattened ``'binary'`` loss, or with ``ignore_index``;
-            otherwise each class's batch sums ``(*)``, averaged with the classes) | ``'none'`` /
-            ``None`` (static).
+            otherwise each class's batch sums ``(*)``, averaged with the classes) | ``'none'``
+            (static; smp's ``None``, an alias of ``'none'`` there, is refused).
         normalized: divide by the sum of the focal factors (Normalized Focal Loss).
         reduced_threshold: Reduced Focal Loss: the factor is 1 where ``p_t < r``.
         class_weights: per-class weights of the mean over classes (not ``'binary'``), float32 as smp.
@@ -150,7 +158,7 @@ def focal_loss(
     * ``class_weights`` with ``'none'`` (or ``'batchwise_mean'`` without ``ignore_index``) in the
       multi-class modes: smp broadcasts a per-element loss against ``(C,)`` weights (an error
       unless the shapes happen to agree); jaxloss raises ``ValueError``.
-    * An unknown ``reduction`` string means no reduction in smp; jaxloss raises ``ValueError``.
+    * An unknown ``reduction`` (or ``None``) means no reduction in smp; jaxloss raises ``ValueError``.
 
     smp's own choice, kept: with ``mode='multiclass', from_logits=False`` the probabilities become
     ``log(p)``, which the per-class *sigmoid* focal loss then takes for a logit (so ``sigmoid(log p)

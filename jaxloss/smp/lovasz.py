@@ -24,14 +24,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, shape_str
-from jaxloss.smp._common import MULTICLASS_MODE, check_mode, smp_loss
-
-
-def _precheck(values: dict) -> None:
-    check_mode(values["mode"])
-    if values["ignore_index"] is not None and not isinstance(values["ignore_index"], int):
-        raise TypeError("lovasz_loss(): argument 'ignore_index' must be int or None")
+from jaxloss._dtypes import Array
+from jaxloss._registry import loss_function
+from jaxloss._shapes import shape_str
+from jaxloss.smp._common import MULTICLASS_MODE, check_ignore_index, mode_check
 
 
 def _lovasz_weights(g_sorted: Array, valid_sorted: Array) -> Array:
@@ -69,17 +65,19 @@ def _softmax_flat(probas: Array, labels: Array, valid: Array) -> Array:
     return jnp.sum(jnp.where(present, losses, 0)) / jnp.maximum(jnp.sum(present), 1)
 
 
-@smp_loss(
+@loss_function(
     static_argnames=("mode", "ignore_index"),
     bools=("per_image", "from_logits"),
     arrays={"y_pred": "float", "y_true": "label"},
     reductions=None,
-    precheck=_precheck,
+    check_options=mode_check("lovasz_loss", lambda values: check_ignore_index("lovasz_loss", values)),
+    module="LovaszLoss",
+    forward=("y_pred", "y_true"),
 )
 def lovasz_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str,
+    mode: str | None = None,  # required: see jaxloss.smp._common
     per_image: bool = False,
     ignore_index: int | None = None,
     from_logits: bool = True,

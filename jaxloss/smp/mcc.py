@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Number, Opmath, broadcast_shapes
-from jaxloss.smp._common import smp_loss
+from jaxloss._dtypes import Array
+from jaxloss._registry import Number, Opmath, loss_function
+from jaxloss._shapes import broadcast_shapes
 
 
-@smp_loss(
+@loss_function(
     numbers={"eps": Number()},
     arrays={"y_pred": "float", "y_true": "real"},
     reductions=None,
     opmath=Opmath(promote=("y_pred", "y_true")),
+    module="MCCLoss",
+    forward=("y_pred", "y_true"),
 )
 def mcc_loss(y_pred: Array, y_true: Array, eps: float | Array = 1e-5) -> Array:
     r"""smp's ``MCCLoss(eps)(y_pred, y_true)``.

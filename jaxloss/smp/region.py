@@ -21,41 +21,37 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import (
-    Array,
-    Number,
-    abs,
-    clamp_min,
-    opmath_dtype,
-    poison,
-    poison_gradient,
-    shape_str,
-    value_check,
-)
+from jaxloss._checked import poison, poison_gradient, value_check
+from jaxloss._dtypes import Array, opmath_dtype
+from jaxloss._jvp import abs, clamp_min
+from jaxloss._registry import Number, loss_function
+from jaxloss._shapes import shape_str
 from jaxloss.binary import _pow_scalar
 from jaxloss.smp._common import (
     BINARY_MODE,
     MULTICLASS_MODE,
-    check_mode,
+    check_ignore_index,
     class_indices,
     class_weight_array,
+    mode_check,
     select_classes,
-    smp_loss,
     weighted_mean,
 )
 
 
-def _region_options(name: str) -> dict[str, Any]:
-    def precheck(values: dict[str, Any]) -> None:
-        mode = check_mode(values["mode"])
-        if values["class_weights"] is not None and mode == BINARY_MODE:
+def _region_options(name: str, cls: str) -> dict[str, Any]:
+    def check(values: dict[str, Any]) -> None:  # the options alone: the class's constructor runs it too
+        if values["class_weights"] is not None and values["mode"] == BINARY_MODE:
             raise ValueError("class_weights are not supported with mode=binary")
-        if values["classes"] is not None and mode == BINARY_MODE:
+        if values["classes"] is not None and values["mode"] == BINARY_MODE:
             raise ValueError("Masking classes is not supported with mode=binary")
+        class_indices(name, values["classes"])
+        class_weight_array(name, values["class_weights"])
+        check_ignore_index(name, values)
+
+    def precheck(values: dict[str, Any]) -> None:
         values["classes"] = class_indices(name, values["classes"])
         values["class_weights"] = class_weight_array(name, values["class_weights"])
-        if values["ignore_index"] is not None and not isinstance(values["ignore_index"], int):
-            raise TypeError(f"{name}(): argument 'ignore_index' must be int or None")
 
     numbers = {"smooth": Number(), "eps": Number()}
     if name == "tversky_loss":
@@ -66,7 +62,10 @@ def _region_options(name: str) -> dict[str, Any]:
         "numbers": numbers,
         "arrays": {"y_pred": "float", "y_true": "label"},
         "reductions": None,
+        "check_options": mode_check(name, check),
         "precheck": precheck,
+        "module": cls,
+        "forward": ("y_pred", "y_true"),
     }
 
 
@@ -188,11 +187,11 @@ _DOC_COMMON = """
     ``assert`` s (mode, batch size, matching shapes) are ``ValueError`` s here, with a message."""
 
 
-@smp_loss(**_region_options("dice_loss"))
+@loss_function(**_region_options("dice_loss", "DiceLoss"))
 def dice_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str,
+    mode: str | None = None,  # required: see jaxloss.smp._common
     classes: Any = None,
     log_loss: bool = False,
     from_logits: bool = True,
@@ -217,11 +216,11 @@ def dice_loss(
                         class_weights, 0.5, 0.5)
 
 
-@smp_loss(**_region_options("jaccard_loss"))
+@loss_function(**_region_options("jaccard_loss", "JaccardLoss"))
 def jaccard_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str,
+    mode: str | None = None,  # required: see jaxloss.smp._common
     classes: Any = None,
     log_loss: bool = False,
     from_logits: bool = True,
@@ -244,11 +243,11 @@ def jaccard_loss(
                         class_weights, 1.0, 1.0)
 
 
-@smp_loss(**_region_options("tversky_loss"))
+@loss_function(**_region_options("tversky_loss", "TverskyLoss"))
 def tversky_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str,
+    mode: str | None = None,  # required: see jaxloss.smp._common
     classes: Any = None,
     log_loss: bool = False,
     from_logits: bool = True,

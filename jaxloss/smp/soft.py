@@ -7,49 +7,40 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import (
-    Array,
-    broadcast_shapes,
-    check_broadcast_into,
-    first_bad,
-    opmath_dtype,
-    poison,
-    poison_gradient,
-    result_float_dtype,
-    shape_str,
-    torch_dtype_name,
-    value_check,
-)
+from jaxloss._checked import first_bad, poison, poison_gradient, value_check
+from jaxloss._dtypes import Array, opmath_dtype, result_float_dtype, torch_dtype_name
+from jaxloss._registry import loss_function
+from jaxloss._shapes import broadcast_shapes, check_broadcast_into, shape_str
 from jaxloss.binary import _bce_with_logits_elementwise
-from jaxloss.smp._common import optional_number, smp_loss
+from jaxloss.smp._common import check_ignore_index, optional_number
 
-_REDUCTIONS = ("none", "mean", "sum")
+# smp applies no reduction for any value but 'mean' / 'sum'; jaxloss refuses a misspelt one with
+# torch's message (the registration's default 'none' | 'mean' | 'sum')
 
 
-def _check_reduction(reduction: Any) -> None:
-    # smp applies no reduction for any other value; jaxloss refuses a misspelt one
-    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
-        raise ValueError(f"{reduction} is not a valid value for reduction")
+def _bce_check(values: dict[str, Any]) -> None:  # the options alone: the class's constructor runs it too
+    optional_number("soft_bce_with_logits_loss", "smooth_factor", values["smooth_factor"])
+    check_ignore_index("soft_bce_with_logits_loss", values)
 
 
 def _bce_precheck(values: dict[str, Any]) -> None:
-    _check_reduction(values["reduction"])
     values["smooth_factor"] = optional_number("soft_bce_with_logits_loss", "smooth_factor", values["smooth_factor"])
-    if values["ignore_index"] is not None and not isinstance(values["ignore_index"], int):
-        raise TypeError("soft_bce_with_logits_loss(): argument 'ignore_index' must be int or None")
 
 
 def _reduce(loss: Array, reduction: str) -> Array:
+    """smp's reductions: ``loss.mean()`` / ``loss.sum()`` (ignored elements counted in the mean)."""
     if reduction == "mean":
         return jnp.mean(loss)
     return jnp.sum(loss) if reduction == "sum" else loss
 
 
-@smp_loss(
+@loss_function(
     static_argnames=("ignore_index", "reduction"),
     arrays={"y_pred": "float", "y_true": "real", "weight": "real", "pos_weight": "real"},
-    reductions=None,
+    check_options=_bce_check,
     precheck=_bce_precheck,
+    module="SoftBCEWithLogitsLoss",
+    forward=("y_pred", "y_true"),
 )
 def soft_bce_with_logits_loss(
     y_pred: Array,
@@ -113,19 +104,24 @@ def soft_bce_with_logits_loss(
     return _reduce(loss, reduction).astype(dtype)
 
 
+def _ce_check(values: dict[str, Any]) -> None:  # the options alone: the class's constructor runs it too
+    optional_number("soft_cross_entropy_loss", "smooth_factor", values["smooth_factor"])
+    check_ignore_index("soft_cross_entropy_loss", values)
+    if not isinstance(values["dim"], int) or isinstance(values["dim"], bool):
+        raise TypeError(f"soft_cross_entropy_loss(): argument 'dim' must be int, not {type(values['dim']).__name__}")
+
+
 def _ce_precheck(values: dict[str, Any]) -> None:
-    _check_reduction(values["reduction"])
     values["smooth_factor"] = optional_number("soft_cross_entropy_loss", "smooth_factor", values["smooth_factor"])
-    for name in ("ignore_index", "dim"):
-        if values[name] is not None and (not isinstance(values[name], int) or isinstance(values[name], bool)):
-            raise TypeError(f"soft_cross_entropy_loss(): argument '{name}' must be int")
 
 
-@smp_loss(
+@loss_function(
     static_argnames=("reduction", "ignore_index", "dim"),
     arrays={"y_pred": "float"},
-    reductions=None,
+    check_options=_ce_check,
     precheck=_ce_precheck,
+    module="SoftCrossEntropyLoss",
+    forward=("y_pred", "y_true"),
 )
 def soft_cross_entropy_loss(
     y_pred: Array,

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from jaxloss.parity import smp_reference
 from jaxloss.parity.cases import ALL_DTYPES, SKIPPED, Case, Invalid, TorchInexact, loss, rng_for
 
