@@ -18,7 +18,7 @@ smp's Lovasz loss raises for float64 input (``torch.dot`` of float64 errors and 
 in the multiclass mode, for float16 / bfloat16 too: the float64 truth is smp's own code run with
 its ``.float()`` casts in float64 (:func:`~jaxloss.parity.smp_reference.lovasz_float64`).
 ``SoftCrossEntropyLoss``'s default ``smooth_factor=None`` raises in smp (``None / C``); jaxloss
-reads it as no smoothing, judged against smp with ``smooth_factor=0``.
+reads it as no smoothing, compared with smp's ``smooth_factor=0`` (a note on the case).
 """
 
 from __future__ import annotations
@@ -254,12 +254,10 @@ def _sce(s: dict[str, Any]) -> Case:
         x, t = case.args
         case.args = (x, np.where(rng_for(s, "ignore").uniform(size=t.shape) < 0.2, IGNORE, t))
         case.kwargs["ignore_index"] = IGNORE
-    if "smooth_factor" not in s["opts"]:
-        case.torch_inexact = TorchInexact(
-            "smp's default smooth_factor=None raises TypeError (None / C); jaxloss reads it as no smoothing: "
-            "judged against smp with smooth_factor=0", ALL_DTYPES,
-            smp_reference.module_call("SoftCrossEntropyLoss", smooth_factor=0.0),
-            "smp.losses.SoftCrossEntropyLoss(smooth_factor=0.0, **options)")
+    if "smooth_factor" not in s["opts"]:  # smp's default None raises TypeError (None / C)
+        case.torch_fn = smp_reference.module_call("SoftCrossEntropyLoss", smooth_factor=0.0)
+        case.torch_expr = "smp.losses.SoftCrossEntropyLoss(smooth_factor=0.0, **options)(y_pred, y_true)"
+        case.note = "smp's default smooth_factor=None raises (None / C); jaxloss reads it as 0, compared with smp's 0"
     return case
 
 
