@@ -23,14 +23,45 @@ from jaxloss.smp.mcc import mcc_loss
 from jaxloss.smp.region import dice_loss, jaccard_loss, tversky_loss
 from jaxloss.smp.soft import soft_bce_with_logits_loss, soft_cross_entropy_loss
 
-DiceLoss = module_class(dice_loss)
-JaccardLoss = module_class(jaccard_loss)
-TverskyLoss = module_class(tversky_loss)
-FocalLoss = module_class(focal_loss)
-LovaszLoss = module_class(lovasz_loss)
-SoftBCEWithLogitsLoss = module_class(soft_bce_with_logits_loss)
-SoftCrossEntropyLoss = module_class(soft_cross_entropy_loss)
-MCCLoss = module_class(mcc_loss)
+
+def _doc(cls: str, fn: str, call: str, value: str) -> str:
+    """The class twin's docstring: its smp original, its function and one example (smp's value)."""
+    return f"""``segmentation_models_pytorch.losses.{cls}``. See :func:`jaxloss.smp.{fn}`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxloss import smp
+        >>> logits, mask = jnp.array([[[[2.0, -1.0], [0.5, 3.0]]]]), jnp.array([[[1, 0], [0, 1]]])
+        >>> round(float(smp.{call}), 4)
+        {value}
+    """
+
+
+DiceLoss = module_class(dice_loss, doc=_doc("DiceLoss", "dice_loss", 'DiceLoss("binary")(logits, mask)', "0.2239"))
+JaccardLoss = module_class(
+    jaccard_loss, doc=_doc("JaccardLoss", "jaccard_loss", 'JaccardLoss("binary", smooth=1.0)(logits, mask)', "0.2719")
+)
+TverskyLoss = module_class(
+    tversky_loss,
+    doc=_doc("TverskyLoss", "tversky_loss", 'TverskyLoss("binary", alpha=0.3, beta=0.7)(logits, mask)', "0.1732"),
+)
+FocalLoss = module_class(focal_loss, doc=_doc("FocalLoss", "focal_loss", 'FocalLoss("binary")(logits, mask)', "0.1005"))
+LovaszLoss = module_class(
+    lovasz_loss, doc=_doc("LovaszLoss", "lovasz_loss", 'LovaszLoss("binary", per_image=True)(logits, mask)', "0.5")
+)
+SoftBCEWithLogitsLoss = module_class(
+    soft_bce_with_logits_loss,
+    doc=_doc("SoftBCEWithLogitsLoss", "soft_bce_with_logits_loss",
+             "SoftBCEWithLogitsLoss(smooth_factor=0.1)(logits[:, 0], mask * 1.0)", "0.5032"),
+)
+SoftCrossEntropyLoss = module_class(
+    soft_cross_entropy_loss,
+    doc=_doc("SoftCrossEntropyLoss", "soft_cross_entropy_loss",
+             "SoftCrossEntropyLoss(smooth_factor=0.1)(jnp.concatenate([logits, -logits], 1), mask)", "2.9777"),
+)
+MCCLoss = module_class(
+    mcc_loss, doc=_doc("MCCLoss", "mcc_loss", "MCCLoss()(jnp.clip(logits, 0, 1), mask)", "0.2254")
+)
 
 __all__ = [
     "BINARY_MODE",

@@ -42,7 +42,7 @@ def mcc_loss(y_pred: Array, y_true: Array, eps: float | Array = 1e-5) -> Array:
         >>> from jaxloss import smp
         >>> probs = jnp.array([[[0.9, 0.2], [0.1, 0.7]]])
         >>> round(float(smp.mcc_loss(probs, jnp.array([[[1, 0], [0, 1]]]))), 4)
-        0.2857
+        0.3492
     """
     bs = y_true.shape[0] if y_true.ndim else 1
     if y_pred.size % bs:

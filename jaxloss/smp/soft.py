@@ -77,9 +77,9 @@ def soft_bce_with_logits_loss(
         >>> from jaxloss import smp
         >>> logits, target = jnp.array([2.0, -1.0, 0.5]), jnp.array([1.0, 0.0, -100.0])
         >>> round(float(smp.soft_bce_with_logits_loss(logits, target)), 4)
-        0.0734
+        0.1467
         >>> round(float(smp.soft_bce_with_logits_loss(logits, target, smooth_factor=0.1)), 4)
-        0.1127
+        0.2467
     """
     if y_true.shape != y_pred.shape:
         raise ValueError(f"Target size (torch.Size({list(y_true.shape)})) must be the same as input size "
