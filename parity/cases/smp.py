@@ -206,6 +206,9 @@ def _lovasz(s: dict[str, Any]) -> Case:
     if s["values"] == "ties":  # the value does not depend on the order of tied errors; the gradient does
         case.grad = ()
         case.note = "ties: value only (the gradient at a tie depends on the sort order)"
+    elif s["mode"] != "multiclass" and s["values"] != "distinct":
+        # rounding random logits to half precision ties some hinge errors (see "ties" above)
+        case.fuzz_dtypes = F64_F32
     return case
 
 
