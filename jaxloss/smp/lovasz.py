@@ -107,7 +107,8 @@ def lovasz_loss(
     error for the softmax form); it counts in the ``per_image`` mean, as in smp's hinge.
     ``mode='multiclass'`` with ``C = 1`` raises smp's "Sigmoid output possible only with 1 class"
     before tracing (smp raises it only when class 0 is present). At ties of the errors the
-    gradient depends on the sort order (see the module docstring).
+    gradient depends on the sort order (see the module docstring). With soft labels in half
+    precision smp sums the labels in half precision (its ``G`` is rounded); jaxloss sums in float32.
 
     Example:
         >>> import jax.numpy as jnp
