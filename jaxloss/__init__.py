@@ -2,7 +2,8 @@
 
 Same names, parameter names, defaults, shapes, reductions and numerics as torch
 (2.13), values and gradients. ``jaxloss.nn`` holds the ``torch.nn.*Loss`` classes,
-``jaxloss.checked`` the same functions raising torch's errors on invalid values.
+``jaxloss.checked`` the same functions raising torch's errors on invalid values;
+``jaxloss.smp`` the losses of segmentation_models_pytorch.
 """
 
 from jaxloss._shapes import Reduction
@@ -68,10 +69,11 @@ __all__ = [
     "poisson_nll_loss",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
+    "smp",
     "soft_margin_loss",
     "triplet_margin_loss",
     "triplet_margin_with_distance_loss",
 ]
 
-from jaxloss import checked, nn
+from jaxloss import checked, nn, smp
 from jaxloss.interop import from_torch

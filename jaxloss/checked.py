@@ -40,7 +40,7 @@ from jax.experimental import checkify
 import jaxloss  # noqa: F401  (imports every loss module so the registry is full)
 from jaxloss import _checked, _registry
 
-_CACHE: dict[str, Callable[..., Any]] = {}
+_CACHE: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
 def _message(err: checkify.Error) -> str | None:
@@ -54,8 +54,8 @@ def _raise_if_failed(err: checkify.Error) -> None:
         raise ValueError(message)
 
 
-def _make_checked(name: str) -> Callable[..., Any]:
-    spec = _registry.registered()[name]
+def _make_checked(name: str, namespace: str = "jaxloss") -> Callable[..., Any]:
+    spec = _registry.registered(namespace)[name]
     body = spec.checked_body()
 
     def with_checks(values: dict[str, Any]) -> Any:
@@ -88,12 +88,18 @@ def _make_checked(name: str) -> Callable[..., Any]:
     return run
 
 
+def checked_function(namespace: str, name: str) -> Callable[..., Any]:
+    """The checked twin of the loss ``name`` registered in ``namespace`` (e.g. ``jaxloss.smp``),
+    for a namespace's own ``checked`` module."""
+    if name not in _registry.registered(namespace):
+        raise AttributeError(f"module '{namespace}.checked' has no attribute {name!r}")
+    if (namespace, name) not in _CACHE:
+        _CACHE[namespace, name] = _make_checked(name, namespace)
+    return _CACHE[namespace, name]
+
+
 def __getattr__(name: str) -> Callable[..., Any]:
-    if name not in _registry.registered():
-        raise AttributeError(f"module 'jaxloss.checked' has no attribute {name!r}")
-    if name not in _CACHE:
-        _CACHE[name] = _make_checked(name)
-    return _CACHE[name]
+    return checked_function("jaxloss", name)
 
 
 def __dir__() -> list[str]:

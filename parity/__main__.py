@@ -44,7 +44,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from jaxloss.parity.cases import ALL_DTYPES
+from jaxloss.parity.cases import ALL_DTYPES, SKIPPED
 from jaxloss.parity.cli import path_problem, remove_reports, stop_if_interrupted
 from jaxloss.parity.models.twins import TORCH_TWINS, twin_problem
 from jaxloss.parity.precisions import MODES
@@ -115,6 +115,9 @@ def _select(names: list[str], registry: dict[str, Any]) -> list[str] | None:
     out: list[str] = []
     for w in wanted:
         hits = [n for n, L in registry.items() if n == w or L.family == w or n == f"nn.{w}"]
+        family = w.split(".")[0]
+        if not hits and family in SKIPPED:
+            fail(PROG, f"--loss {w}: the {family} section is SKIPPED: {SKIPPED[family]}")
         if not hits:
             close = difflib.get_close_matches(w, [*registry, *{L.family for L in registry.values()}], n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
@@ -214,11 +217,14 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None, t0: float, flag: 
         "jax": jax.__version__,
         "tolerances": {k: {"rtol": v.rtol, "atol": v.atol} for k, v in rep.TOLERANCES.items()},
         "precision": settings,
+        "skipped": dict(SKIPPED),  # families whose reference is missing, with the command that fixes it
     }
     report = rep.build(results, registry, meta, models)
     stop_if_interrupted(flag)
     paths = rep.write(report, args.out)
     print(rep.console_table(report))
+    for family, why in SKIPPED.items():
+        print(f"SKIPPED {family}: {why}")
     for name, m in models.items():
         print(f"{name} against its torch twin, layer by layer: {m['verdict']}")
     for f in report["failures"][:10]:

@@ -351,6 +351,8 @@ def markdown(report: dict[str, Any]) -> str:
                f"Against float64: jaxloss closer {s['jax_closer']}×, torch closer {s['torch_closer']}×, tie {s['ties']}×.")
     if m.get("precision"):
         out += ["", "Precision: " + _settings_text(m["precision"])]
+    for family, why in (m.get("skipped") or {}).items():  # a section whose reference is missing: never silent
+        out += ["", f"**SKIPPED** {family}: {why}"]
     out += ["", "## Per loss", ""]
     out.append("| " + " | ".join(c.header for c in LOSS_COLUMNS) + " |")
     out.append("|" + "---|" * len(LOSS_COLUMNS))
@@ -473,6 +475,8 @@ def html_page(report: dict[str, Any]) -> str:
              f"torch closer {s['torch_closer']}×, tie {s['ties']}×.</p>")
     if m.get("precision"):
         p.append(f"<p class='note'>Precision: {esc(_settings_text(m['precision']))}</p>")
+    for family, why in (m.get("skipped") or {}).items():
+        p.append(f"<p class='bad'>SKIPPED {esc(family)}: {esc(why)}</p>")
     # per loss
     p.append("<h2>Per loss</h2><p class='note'>tol used: the largest fraction of its dtype's tolerance "
              "(|jax - torch| / (atol + rtol |torch|)) any compared array of the loss used; 1 is the limit. Errors: worst "

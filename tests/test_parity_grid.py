@@ -12,11 +12,11 @@ from jaxloss.parity import cases as pc
 from jaxloss.parity import runner
 
 REG = runner.registry()
-FUNCTIONAL = [n for n in jaxloss.__all__ if n not in ("Reduction", "checked", "from_torch", "nn")]
+FUNCTIONAL = [n for n in jaxloss.__all__ if n not in ("Reduction", "checked", "from_torch", "nn", "smp")]
 
 
 def test_every_jaxloss_function_has_cases():
-    assert sorted(n for n in REG if not n.startswith("nn.")) == sorted(FUNCTIONAL)
+    assert sorted(n for n in REG if not n.startswith(("nn.", "smp."))) == sorted(FUNCTIONAL)
     assert len(FUNCTIONAL) == 29
 
 

@@ -16,6 +16,7 @@ pairwise_distance, cosine_similarity                          :mod:`jaxloss.pari
 cosine_embedding, triplet_margin(_with_distance)              :mod:`jaxloss.parity.cases.embedding`
 ctc_loss                                                      :mod:`jaxloss.parity.cases.ctc`
 generalized / distance / complete_box_iou_loss (torchvision)  :mod:`jaxloss.parity.cases.boxes`
+smp.* (segmentation_models_pytorch's losses, jaxloss.smp)     :mod:`jaxloss.parity.cases.smp`
 ``torch.nn.*Loss`` modules through ``jaxloss.from_torch``     :mod:`jaxloss.parity.cases.modules`
 ============================================================  ==========================
 
@@ -48,7 +49,11 @@ import numpy as np
 
 ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
 F64 = ("float64",)
-FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "boxes", "modules")
+FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "boxes", "modules", "smp")
+# Families whose reference cannot be had here (e.g. smp's wheel: no cache, no network): family ->
+# the reason and the command that fixes it. Filled by the family module instead of registering
+# cases; the grid prints each as SKIPPED, never leaves it out silently.
+SKIPPED: dict[str, str] = {}
 
 
 class Invalid(Exception):
