@@ -381,7 +381,8 @@ def test_a_registered_loss_gets_a_class_that_is_its_functional_call():
     assert [p.default for p in params.values()] == [1.0, False, "mean"]
     assert list(inspect.signature(ToyLoss.__call__).parameters) == ["self", "input", "target"]
     assert ToyLoss.__module__ == __name__ and ToyLoss.__qualname__ == "ToyLoss"
-    assert f":func:`{toy_loss.spec.namespace}.toy_loss`" in ToyLoss.__doc__ and "scale * |x - y|" in ToyLoss.__doc__
+    spec = toy_loss.spec
+    assert f":func:`{spec.namespace}.{spec.name}`" in ToyLoss.__doc__ and "scale * |x - y|" in ToyLoss.__doc__
     with pytest.raises(TypeError, match="takes 2 arguments"):
         crit(x, y, y)
 
