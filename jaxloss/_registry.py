@@ -111,11 +111,14 @@ class Opmath:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> rule = Opmath(promote=("input", "target"))
-        >>> body = rule.wrap(lambda input, target: (input.dtype, input - target), frozenset())
-        >>> seen, out = body(input=jnp.ones(2, jnp.float16), target=jnp.zeros(2, jnp.float16))
-        >>> seen, out.dtype  # the body computes in float32, the result is float16
-        (dtype('float32'), dtype('float16'))
+        >>> seen = []
+        >>> def loss(input, target):
+        ...     seen.append(input.dtype.name)
+        ...     return input - target
+        >>> body = Opmath(promote=("input", "target")).wrap(loss, frozenset())
+        >>> out = body(input=jnp.ones(2, jnp.float16), target=jnp.zeros(2, jnp.float16))
+        >>> seen, out.dtype.name  # the body computes in float32, the result is float16
+        (['float32'], 'float16')
     """
 
     promote: tuple[str, ...]
