@@ -323,12 +323,15 @@ def test_store_rounds_the_intermediate_to_the_declared_dtype():
     # float32 mean of float32-rounded terms, not the float64 mean rounded once.
     jax.config.update("jax_enable_x64", True)
     try:
-        x = np.array([0.1, 0.7, 1e-8, 0.3], np.float32)
-        y = np.array([0.0, 1.0 / 3.0, 0.0, 1e-9])
+        # values where the two orders of rounding differ (either summation order of the terms agrees)
+        x = np.array([0.07852498441934586, 0.7831303477287292, 0.5685364007949829, -0.8950706720352173], np.float32)
+        y = np.array([0.07148085531751389, -0.09328288493890713, 0.045931089285988824, -0.0648688758794882])
         out = jaxloss.huber_loss(jnp.asarray(x), jnp.asarray(y))
-        terms = (0.5 * (x.astype(np.float64) - y) ** 2).astype(np.float32)  # |d| < 1: quadratic
+        exact = 0.5 * (x.astype(np.float64) - y) ** 2  # |d| < 1: the quadratic branch
+        terms = exact.astype(np.float32)
+        stored_mean = (((terms[0] + terms[1]) + terms[2]) + terms[3]) / np.float32(4)
         assert out.dtype == jnp.float32
-        assert float(out) == float(np.mean(terms, dtype=np.float32))
+        assert float(out) == float(stored_mean) != float(np.float32(exact.mean()))
     finally:
         jax.config.update("jax_enable_x64", False)
 
