@@ -1,6 +1,7 @@
-"""Shared machinery of every jaxloss function.
+"""The registration of every jaxloss loss: :func:`loss_function`, its dtype rules and the class twins.
 
-Conventions every loss module follows (read this before writing a loss):
+Conventions every loss module follows (read this before writing a loss; the steps are in
+``docs/development.md``, "Adding a loss"):
 
 * A public loss is a plain Python function decorated with :func:`loss_function`,
   the one place for the rules every loss shares: before tracing it checks
@@ -10,32 +11,40 @@ Conventions every loss module follows (read this before writing a loss):
   jit-compiled function. It records the un-jitted function so that
   :mod:`jaxloss.checked` can re-trace it under ``checkify``. A public loss never
   calls another *public* (jitted) loss: it composes the private helpers of its
-  module, of :mod:`jaxloss._softmax` or of this one. (A jitted function traced
-  once in checked mode would cache a trace containing ``checkify.check``.)
+  module, of :mod:`jaxloss._softmax` or of the shared modules. (A jitted function
+  traced once in checked mode would cache a trace containing ``checkify.check``.)
 * Array arguments and numeric options (``margin``, ``delta``, ``eps``,
   ``label_smoothing``...) are traced: a new value does not recompile, and a
   traced value (a schedule inside a jitted step) works. Options that select
   shapes or code paths (``reduction``, ``ignore_index``, ``axis``, booleans, ``p``
   of the norms, callables) are static Python values, validated before tracing.
-* Low-precision inputs (float16 / bfloat16) are computed in float32, torch's
-  "opmath" type for these dtypes on CPU and GPU, and the result is cast back to
-  the input dtype: declared with ``loss_function(opmath=Opmath(...))``, so the
-  body computes in the working dtype it receives. No float64 constant may leak into float32 code: use Python
-  scalars (weakly typed) or ``jnp.asarray(c, dtype=x.dtype)``.
+* Every loss declares its dtype rule: low-precision inputs (float16 / bfloat16)
+  are computed in float32, torch's "opmath" type for these dtypes on CPU and GPU,
+  and the result is cast back, as ``loss_function(opmath=...)`` says
+  (:class:`Opmath`, :class:`Upcast`, or a function of the arguments choosing one);
+  the body computes in the working dtype it receives and never casts for that
+  itself. No float64 constant may leak into float32 code: use Python scalars
+  (weakly typed) or ``jnp.asarray(c, dtype=x.dtype)``.
+* The class twin (``torch.nn.CrossEntropyLoss``'s ``jaxloss.nn.CrossEntropyLoss``) is
+  declared by the same registration (``module=``, ``forward=``...) and built by
+  :func:`module_class` in the namespace module; :func:`jaxloss.from_torch` reads
+  its table from the registrations' ``torch=`` names (:func:`twins`).
 * Trace-time errors (shape, dtype, option value) raise ``ValueError`` or
   ``TypeError`` with a message naming the argument, in torch's wording where
   torch has one. Value errors jit cannot raise (a class index out of range, a
   probability outside [0, 1], a negative variance, a traced option out of its
-  range) poison the result with NaN, in value *and* gradient (:func:`poison`),
-  and are recorded with :func:`value_check`, which raises torch's message in
+  range) poison the result with NaN, in value *and* gradient
+  (:func:`jaxloss._checked.poison`), and are recorded with
+  :func:`jaxloss._checked.value_check`, which raises torch's message in
   :mod:`jaxloss.checked`.
 * Gradients at kinks follow torch's autograd formulas, not JAX's defaults: e.g.
   ``clamp_min(x, m)`` passes the gradient where ``x >= m`` (JAX's ``maximum``
-  splits it 0.5/0.5 at a tie). Use :func:`clamp_min`.
+  splits it 0.5/0.5 at a tie). Use :func:`jaxloss._jvp.clamp_min`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -84,27 +93,54 @@ class Opmath:
     promote to (float32 for float16 / bfloat16). The ``promote`` and ``cast`` arguments
     (``cast``: e.g. class weights, converted without taking part in the promotion) reach the
     loss body already in the working dtype; the body's floating results are cast back to the
-    promoted dtype of ``result`` (default: of ``promote``). An argument that is ``None`` is
-    skipped, and so is an integer one unless the loss computes integers (``integer_inputs``, or
-    a ``"real"`` / ``"label"`` argument): the body's own dtype checks still see it. Casting at
-    exactly these two points rounds the gradient once, as torch does.
+    promoted dtype of ``result`` (default: of ``promote``; a complex one gives its real dtype,
+    as torch's distances and moduli are real). An argument that is ``None`` is skipped, and so
+    is an integer one unless the loss computes integers (``integer_inputs``, or a ``"real"`` /
+    ``"label"`` argument): the body's own dtype checks still see it. Casting at exactly these
+    two points rounds the gradient once, as torch does.
+
+    Two rarer rules of torch: ``promote_with`` (a dtype) joins both promotions, as torch's
+    default float32 does where it turns a Python number into a tensor (``gaussian_nll_loss``'s
+    scalar variance with an integer input); ``store`` names the arguments whose promoted dtype
+    (its opmath) torch writes an intermediate in before reducing it, rounding it there
+    (``huber_loss``: the elementwise loss in ``input``'s dtype): the body marks that point with
+    :func:`stored`.
+
+    A rule that depends on the call (class indices or probabilities) is a function of the
+    arguments by name returning an ``Opmath``, given as ``loss_function(opmath=rule)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> seen = []
+        >>> def loss(input, target):
+        ...     seen.append(input.dtype.name)
+        ...     return input - target
+        >>> body = Opmath(promote=("input", "target")).wrap(loss, frozenset())
+        >>> out = body(input=jnp.ones(2, jnp.float16), target=jnp.zeros(2, jnp.float16))
+        >>> seen, out.dtype.name  # the body computes in float32, the result is float16
+        (['float32'], 'float16')
     """
 
     promote: tuple[str, ...]
     cast: tuple[str, ...] = ()
     result: tuple[str, ...] | None = None
+    store: tuple[str, ...] | None = None
+    promote_with: Any = None
+
+    def _promoted(self, values: dict[str, Any], names: tuple[str, ...]) -> Any:
+        present = [values[n] for n in names if values[n] is not None]
+        if self.promote_with is not None:
+            present.append(jnp.dtype(self.promote_with))
+        return result_float_dtype(*present)
 
     def wrap(self, fn: Callable[..., Any], integers: frozenset[str]) -> Callable[..., Any]:
         """``fn`` with its arguments upcast and its result cast back; ``integers``: the
         arguments converted even when integer."""
 
-        def present(values: dict[str, Any], names: tuple[str, ...]) -> list[Any]:
-            return [values[n] for n in names if values[n] is not None]
-
         def body(**values: Any) -> Any:
-            work = opmath_dtype(result_float_dtype(*present(values, self.promote)))
-            # a complex input's losses (distances, moduli) are real, as torch returns them
-            dtype = real_dtype(result_float_dtype(*present(values, self.promote if self.result is None else self.result)))
+            work = opmath_dtype(self._promoted(values, self.promote))
+            dtype = real_dtype(self._promoted(values, self.promote if self.result is None else self.result))
+            store = None if self.store is None else opmath_dtype(self._promoted(values, self.store))
             for name in (*self.promote, *self.cast):
                 value = values[name]
                 if value is None:
@@ -112,10 +148,72 @@ class Opmath:
                 value = jnp.asarray(value)
                 if jnp.issubdtype(value.dtype, jnp.floating) or name in integers:
                     values[name] = value.astype(work)
-            out = fn(**values)
+            token = _STORE.set(store)
+            try:
+                out = fn(**values)
+            finally:
+                _STORE.reset(token)
             return jax.tree.map(lambda y: y.astype(dtype) if jnp.issubdtype(y.dtype, jnp.floating) else y, out)
 
         return body
+
+
+_STORE: contextvars.ContextVar[Any] = contextvars.ContextVar("jaxloss_store", default=None)
+
+
+def stored(x: Array) -> Array:
+    """``x`` rounded to the dtype torch writes it in (the ``store`` of the loss's :class:`Opmath`);
+    ``x`` unchanged where the loss declares none."""
+    dtype = _STORE.get()
+    return x if dtype is None else x.astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Upcast:
+    """torchvision's dtype rule (``_upcast_non_float``): each argument of ``args`` that is
+    neither float32 nor float64 (an integer, float16 or bfloat16 array) is converted to
+    float32, and the result keeps the dtype it is computed in. Bool and complex arguments are
+    left to the body's checks.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> body = Upcast(("boxes",)).wrap(lambda boxes: boxes.sum(), frozenset())
+        >>> [body(boxes=jnp.ones(4, t)).dtype.name for t in (jnp.float16, jnp.bfloat16, int, jnp.float32)]
+        ['float32', 'float32', 'float32', 'float32']
+    """
+
+    args: tuple[str, ...]
+
+    def wrap(self, fn: Callable[..., Any], integers: frozenset[str]) -> Callable[..., Any]:
+        """``fn`` with the ``args`` upcast (``integers`` is not used: every integer is)."""
+        keep = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+
+        def body(**values: Any) -> Any:
+            for name in self.args:
+                value = jnp.asarray(values[name])
+                real = jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
+                if real and value.dtype not in keep:
+                    values[name] = value.astype(jnp.float32)
+            return fn(**values)
+
+        return body
+
+
+# What ``loss_function(opmath=...)`` takes: the dtype rule, or a function of the arguments
+# (by name) choosing it per call.
+DtypeRule = Opmath | Upcast | Callable[[dict[str, Any]], Opmath | Upcast]
+
+
+def _with_dtype_rule(rule: DtypeRule | None, fn: Callable[..., Any], integers: frozenset[str]) -> Callable[..., Any]:
+    if rule is None:
+        return fn
+    if isinstance(rule, (Opmath, Upcast)):
+        return rule.wrap(fn, integers)
+
+    def body(**values: Any) -> Any:
+        return rule(values).wrap(fn, integers)(**values)
+
+    return body
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +231,7 @@ class LossSpec:
     reductions: tuple[str, ...] | None
     reduction_message: str
     precheck: Callable[[dict[str, Any]], None] | None
-    opmath: Opmath | None = None
+    opmath: DtypeRule | None = None
     complex_inputs: bool = False
     check_options: Callable[[dict[str, Any]], None] | None = None
     namespace: str = "jaxloss"
@@ -242,7 +340,7 @@ class LossSpec:
     def checked_body(self) -> Callable[..., Any]:
         """The function with the range checks of its traced options as :func:`value_check`."""
         checks = [(n, o) for n, o in self.numbers.items() if o.valid is not None]
-        fn = self.fn if self.opmath is None else self.opmath.wrap(self.fn, self._integer_names)
+        fn = _with_dtype_rule(self.opmath, self.fn, self._integer_names)
 
         def body(**values: Any) -> Any:
             invalid = []
@@ -351,7 +449,7 @@ def loss_function(
     reduction_message: str = "{} is not a valid value for reduction",
     precheck: Callable[[dict[str, Any]], None] | None = None,
     check_options: Callable[[dict[str, Any]], None] | None = None,
-    opmath: Opmath | None = None,
+    opmath: DtypeRule | None = None,
     complex_inputs: bool = False,
     module: str | None = None,
     forward: Sequence[str] = ("input", "target"),

@@ -70,7 +70,7 @@ import jax.numpy as jnp
 
 from jaxloss._dtypes import Array
 from jaxloss._jvp import divide
-from jaxloss._registry import loss_function
+from jaxloss._registry import Upcast, loss_function
 from jaxloss._shapes import Reduction, reduce, shape_str
 
 __all__ = ["complete_box_iou_loss", "distance_box_iou_loss", "generalized_box_iou_loss"]
@@ -80,15 +80,17 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 
 # --------------------------------------------------------------------------- argument checks
+# torchvision's _upcast_non_float: integer, float16 and bfloat16 boxes are computed (and returned) in float32
+_UPCAST = Upcast(("boxes1", "boxes2"))
+
+
 def _as_boxes(name: str, boxes: Any) -> Array:
-    """``boxes`` as a real array of shape ``(..., 4)``, converted as torchvision's ``_upcast_non_float``."""
+    """``boxes`` as a real array of shape ``(..., 4)`` (already upcast by the registration)."""
     boxes = jnp.asarray(boxes)
     if jnp.issubdtype(boxes.dtype, jnp.bool_) or jnp.issubdtype(boxes.dtype, jnp.complexfloating):
         raise TypeError(f"{name} must have a real (floating point or integer) dtype, got {boxes.dtype}")
     if boxes.ndim == 0 or boxes.shape[-1] != 4:
         raise ValueError(f"{name} must have shape (..., 4) holding (x1, y1, x2, y2), got shape {shape_str(boxes.shape)}")
-    if boxes.dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        boxes = boxes.astype(jnp.float32)
     return boxes
 
 
@@ -191,7 +193,11 @@ def _reduce(loss: Array, reduction: str) -> Array:
 
 
 # --------------------------------------------------------------------------- public losses
-@loss_function(static_argnames=("reduction",), reductions=None)  # checked after the shapes, torchvision's wording
+@loss_function(
+    static_argnames=("reduction",),
+    reductions=None,  # checked after the shapes, in torchvision's wording
+    opmath=_UPCAST,
+)
 def generalized_box_iou_loss(
     boxes1: Array, boxes2: Array, reduction: Reduction = "none", eps: float | Array = _DEFAULT_EPS
 ) -> Array:
@@ -232,7 +238,11 @@ def generalized_box_iou_loss(
     return _reduce(1 - miouk, reduction)
 
 
-@loss_function(static_argnames=("reduction",), reductions=None)  # checked after the shapes, torchvision's wording
+@loss_function(
+    static_argnames=("reduction",),
+    reductions=None,  # checked after the shapes, in torchvision's wording
+    opmath=_UPCAST,
+)
 def distance_box_iou_loss(
     boxes1: Array, boxes2: Array, reduction: Reduction = "none", eps: float | Array = _DEFAULT_EPS
 ) -> Array:
@@ -265,7 +275,11 @@ def distance_box_iou_loss(
     return _reduce(loss, reduction)
 
 
-@loss_function(static_argnames=("reduction",), reductions=None)  # checked after the shapes, torchvision's wording
+@loss_function(
+    static_argnames=("reduction",),
+    reductions=None,  # checked after the shapes, in torchvision's wording
+    opmath=_UPCAST,
+)
 def complete_box_iou_loss(
     boxes1: Array, boxes2: Array, reduction: Reduction = "none", eps: float | Array = _DEFAULT_EPS
 ) -> Array:

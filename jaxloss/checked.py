@@ -40,7 +40,7 @@ from jax.experimental import checkify
 import jaxloss  # noqa: F401  (imports every loss module so the registry is full)
 from jaxloss import _checked, _registry
 
-_CACHE: dict[tuple[str, str], Callable[..., Any]] = {}
+_CACHE: dict[int, Callable[..., Any]] = {}  # by id of the registration
 
 
 def _message(err: checkify.Error) -> str | None:
@@ -54,8 +54,7 @@ def _raise_if_failed(err: checkify.Error) -> None:
         raise ValueError(message)
 
 
-def _make_checked(name: str, namespace: str = "jaxloss") -> Callable[..., Any]:
-    spec = _registry.registered(namespace)[name]
+def _make_checked(spec: _registry.LossSpec) -> Callable[..., Any]:
     body = spec.checked_body()
 
     def with_checks(values: dict[str, Any]) -> Any:
@@ -88,14 +87,37 @@ def _make_checked(name: str, namespace: str = "jaxloss") -> Callable[..., Any]:
     return run
 
 
+def _checked_twin(spec: _registry.LossSpec) -> Callable[..., Any]:
+    if id(spec) not in _CACHE:
+        _CACHE[id(spec)] = _make_checked(spec)
+    return _CACHE[id(spec)]
+
+
+def of(loss: Callable[..., Any]) -> Callable[..., Any]:
+    """The checked twin of any registered loss, of any namespace (``jaxloss.checked.NAME`` is
+    ``of(jaxloss.NAME)``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> from jaxloss import checked
+        >>> checked.of(jaxloss.nll_loss)(jnp.zeros((2, 3)), jnp.array([0, 3]))
+        Traceback (most recent call last):
+            ...
+        ValueError: Target 3 is out of bounds.
+    """
+    spec = getattr(loss, "spec", None)
+    if not isinstance(spec, _registry.LossSpec):
+        raise TypeError(f"checked.of: {loss!r} is not a loss registered with loss_function")
+    return _checked_twin(spec)
+
+
 def checked_function(namespace: str, name: str) -> Callable[..., Any]:
     """The checked twin of the loss ``name`` registered in ``namespace`` (e.g. ``jaxloss.smp``),
     for a namespace's own ``checked`` module."""
     if name not in _registry.registered(namespace):
         raise AttributeError(f"module '{namespace}.checked' has no attribute {name!r}")
-    if (namespace, name) not in _CACHE:
-        _CACHE[namespace, name] = _make_checked(name, namespace)
-    return _CACHE[namespace, name]
+    return _checked_twin(_registry.registered(namespace)[name])
 
 
 def __getattr__(name: str) -> Callable[..., Any]:
@@ -103,4 +125,4 @@ def __getattr__(name: str) -> Callable[..., Any]:
 
 
 def __dir__() -> list[str]:
-    return sorted(_registry.registered())
+    return sorted([*_registry.registered(), "of"])

@@ -13,9 +13,11 @@ live in :mod:`jaxloss._softmax`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax.numpy as jnp
 
-from jaxloss._dtypes import Array, opmath_dtype, result_float_dtype
+from jaxloss._dtypes import Array, dtype_of
 from jaxloss._registry import Number, Opmath, loss_function
 from jaxloss._shapes import Reduction, shape_str
 from jaxloss._softmax import (
@@ -34,10 +36,21 @@ _LABEL_SMOOTHING = Number(
 )
 
 
+def _cross_entropy_opmath(values: dict[str, Any]) -> Opmath:
+    """The dtype rule of ``cross_entropy``: with class probabilities (a floating target of
+    ``input``'s shape) the target and the weight join the promotion, as torch computes them
+    together; with class indices the result has ``input``'s dtype and the weight follows it."""
+    target = values["target"]
+    if jnp.shape(target) == jnp.shape(values["input"]) and jnp.issubdtype(dtype_of(target), jnp.floating):
+        return Opmath(promote=("input", "target", "weight"))
+    return Opmath(promote=("input",), cast=("weight",))
+
+
 @loss_function(
     static_argnames=("ignore_index", "reduction", "axis"),
     numbers={"label_smoothing": _LABEL_SMOOTHING},
     arrays={"input": "float", "weight": "real"},
+    opmath=_cross_entropy_opmath,
     module="CrossEntropyLoss",
     fields=("weight", "ignore_index", "reduction", "label_smoothing"),
     torch="torch.nn.CrossEntropyLoss",
@@ -115,23 +128,10 @@ def cross_entropy(
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for floating point target")
         check_weight(weight, torch_shape, prefix="cross_entropy: ")
-        # cross_entropy keeps its own round trip: the result's dtype depends on the target's kind
-        # (probabilities: promoted with target and weight; class indices: the input's).
-        arrays = (input, target) if weight is None else (input, target, weight)
-        dtype = result_float_dtype(*arrays)
-        work = opmath_dtype(dtype)
-        w = None if weight is None else weight.astype(work)
-        x, y = input.astype(work), target.astype(work)
-        return prob_loss(x, y, w, reduction, label_smoothing, axis=axis).astype(dtype)
+        return prob_loss(input, target, weight, reduction, label_smoothing, axis=axis)
     target = check_index_target(torch_shape, target)
     check_weight(weight, torch_shape)
-    dtype = input.dtype
-    work = opmath_dtype(dtype)
-    w = None if weight is None else weight.astype(work)
-    out = index_loss(
-        input.astype(work), target, w, ignore_index, reduction, label_smoothing, axis=axis, log_softmax=True
-    )
-    return out.astype(dtype)
+    return index_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis=axis, log_softmax=True)
 
 
 @loss_function(

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checked
-from jaxloss._dtypes import Array, ArrayLike, opmath_dtype
-from jaxloss._registry import loss_function
+from jaxloss._dtypes import Array, ArrayLike
+from jaxloss._registry import Opmath, loss_function
 from jaxloss._shapes import Reduction
 
 _WHERE = " (while checking arguments for ctc_loss_allocate_outputs)"
@@ -317,26 +317,25 @@ def _ctc_loss_impl(
             f"Expected 3-dimensional tensor, but got {log_probs.ndim + 1}-dimensional tensor "
             "for argument #1 'log_probs'" + _WHERE
         )
-    dtype = log_probs.dtype
-    work = opmath_dtype(dtype)
     lp = log_probs if batched else log_probs[:, None, :]
-    lp, aux, tl_raw = _prepare(lp.astype(work), targets, input_lengths, target_lengths, blank)
+    lp, aux, tl_raw = _prepare(lp, targets, input_lengths, target_lengths, blank)
     nll = core(lp, *aux, bool(zero_infinity))
     if zero_infinity:
-        nll = jnp.where(nll == jnp.inf, jnp.zeros((), work), nll)
+        nll = jnp.where(nll == jnp.inf, jnp.zeros((), nll.dtype), nll)
     if reduction == "mean":
-        out = jnp.mean(nll / jnp.maximum(tl_raw.astype(work), 1))
+        out = jnp.mean(nll / jnp.maximum(tl_raw.astype(nll.dtype), 1))  # the lengths, as the loss's floats
     elif reduction == "sum":
         out = jnp.sum(nll)
     else:
         out = nll if batched else nll[0]
-    return out.astype(dtype)
+    return out
 
 
 @loss_function(
     static_argnames=("blank", "reduction"),
     bools=("zero_infinity",),
     arrays={"log_probs": "float"},
+    opmath=Opmath(promote=("log_probs",)),
     module="CTCLoss",
     forward=("log_probs", "targets", "input_lengths", "target_lengths"),
     torch="torch.nn.CTCLoss",

@@ -29,10 +29,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._dtypes import Array, opmath_dtype, real_dtype, result_float_dtype, torch_dtype_name
+from jaxloss._dtypes import Array, dtype_of, torch_dtype_name
 from jaxloss._jvp import abs as abs_
 from jaxloss._jvp import clamp_min_straight_through
-from jaxloss._registry import Number, loss_function
+from jaxloss._registry import Number, Opmath, loss_function
 from jaxloss._shapes import broadcast_shapes
 
 __all__ = ["cosine_similarity", "pairwise_distance"]
@@ -133,13 +133,13 @@ def _check_p(values: dict[str, Any]) -> None:
 def _pairwise_distance(
     x1: Array, x2: Array, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
 ) -> Array:
+    """The distance of ``x1`` and ``x2``, both already in the working dtype (the registration's
+    round trip of :func:`pairwise_distance` or of the triplet losses); a real result."""
     x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
-    dtype = result_float_dtype(x1, x2)
     shape = broadcast_shapes(x1.shape, x2.shape)
-    work = opmath_dtype(dtype)
-    diff = x1.astype(work) - x2.astype(work) + eps  # complex: eps is added to the real part, as in torch
+    diff = x1 - x2 + eps  # complex: eps is added to the real part, as in torch
     diff = jnp.broadcast_to(diff, shape)
-    return norm(diff, p, len(shape) - 1, keepdim).astype(real_dtype(dtype))
+    return norm(diff, p, len(shape) - 1, keepdim)
 
 
 @loss_function(
@@ -150,6 +150,7 @@ def _pairwise_distance(
     integer_inputs=True,
     reductions=None,
     check_options=_check_p,
+    opmath=Opmath(promote=("x1", "x2")),
     complex_inputs=True,
 )
 def pairwise_distance(
@@ -191,23 +192,26 @@ def pairwise_distance(
 
 
 # --------------------------------------------------------------------------- cosine_similarity
-def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
-    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
-    common = jnp.result_type(x1, x2)
+def _check_common_dtype(values: dict[str, Any]) -> None:
+    """torch's error where ``x1`` and ``x2`` promote to no floating dtype (both integer)."""
+    common = jnp.result_type(dtype_of(values["x1"]), dtype_of(values["x2"]))
     if not jnp.issubdtype(common, jnp.floating):
         raise TypeError(
             f"expected common dtype to be floating point, yet common dtype is {torch_dtype_name(common)}"
         )
+
+
+def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
+    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
     shape = broadcast_shapes(x1.shape, x2.shape)
     axis = wrap_dim(dim, len(shape))
-    work = opmath_dtype(common)
-    x1 = jnp.broadcast_to(x1.astype(work), shape)
-    x2 = jnp.broadcast_to(x2.astype(work), shape)
+    x1 = jnp.broadcast_to(x1, shape)
+    x2 = jnp.broadcast_to(x2, shape)
     if not shape:  # a 0-d pair is a vector of one element (torch accepts dim 0 / -1)
         x1, x2 = x1[None], x2[None]
     n1 = clamp_min_straight_through(_norm(x1, 2.0, axis, True), eps)
     n2 = clamp_min_straight_through(_norm(x2, 2.0, axis, True), eps)
-    return jnp.sum((x1 / n1) * (x2 / n2), axis=axis).astype(common)
+    return jnp.sum((x1 / n1) * (x2 / n2), axis=axis)
 
 
 @loss_function(
@@ -217,6 +221,8 @@ def _cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) ->
     arrays={"x1": "float", "x2": "float"},
     integer_inputs=True,
     reductions=None,
+    precheck=_check_common_dtype,
+    opmath=Opmath(promote=("x1", "x2")),
 )
 def cosine_similarity(x1: Array, x2: Array, dim: int = 1, eps: float = 1e-8) -> Array:
     r"""``torch.nn.functional.cosine_similarity`` along ``dim``.

@@ -12,8 +12,8 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from jaxloss import _softmax
-from jaxloss._dtypes import Array, opmath_dtype, result_float_dtype
-from jaxloss._registry import Number, loss_function
+from jaxloss._dtypes import Array, dtype_of
+from jaxloss._registry import Number, Opmath, loss_function
 from jaxloss._shapes import Reduction
 
 # Logit elements per chunk when ``chunk_size`` is None: 2**24 float32 = 64 MiB of logits (and as
@@ -272,6 +272,26 @@ def _check_shapes(
     return batch, in_features, num_classes, out_features
 
 
+def _linear_cross_entropy_opmath(values: dict[str, Any]) -> Opmath:
+    """The dtype rule of ``linear_cross_entropy``, ``cross_entropy``'s: with class probabilities
+    (a floating target of the logits' shape) the target and the weight join the promotion of
+    the input and the layer; with class indices the weight follows it. ``label_smoothing`` is
+    converted to the working dtype."""
+    params = ("input", "linear_weight", "linear_bias")
+    target = values["target"]
+    try:
+        batch, _, num_classes, out_features = _check_shapes(values["input"], values["linear_weight"], values["linear_bias"])
+    except (TypeError, ValueError):  # the body raises torch's error
+        probs = False
+    else:
+        probs = jnp.shape(target) == (*batch, num_classes, *out_features) and jnp.issubdtype(
+            dtype_of(target), jnp.floating
+        )
+    if probs:
+        return Opmath(promote=(*params, "target", "weight"), cast=("label_smoothing",))
+    return Opmath(promote=params, cast=("weight", "label_smoothing"))
+
+
 @loss_function(
     static_argnames=("reduction", "ignore_index", "chunk_size"),
     numbers={
@@ -280,6 +300,7 @@ def _check_shapes(
         )
     },
     arrays={"input": "float", "linear_weight": "float", "linear_bias": "float", "weight": "real"},
+    opmath=_linear_cross_entropy_opmath,
 )
 def linear_cross_entropy(
     input: Array,
@@ -381,26 +402,19 @@ def linear_cross_entropy(
         target = _softmax.check_index_target(logits_shape, target)
         _softmax.check_weight(weight, logits_shape)
 
-    arrays = [a for a in (input, linear_weight, linear_bias) if a is not None]
-    if probs:
-        arrays += [target] + ([weight] if weight is not None else [])
-    dtype = result_float_dtype(*arrays)
-    work = opmath_dtype(dtype)
     n_rows = batch[0] if batch else 1
     d = math.prod(out_features)
-    x = input.astype(work).reshape(n_rows, in_features)
-    w = linear_weight.astype(work).reshape(num_classes * d, in_features)
-    b = None if linear_bias is None else linear_bias.astype(work).reshape(num_classes * d)
-    cw = None if weight is None else weight.astype(work)
+    x = input.reshape(n_rows, in_features)
+    w = linear_weight.reshape(num_classes * d, in_features)
+    b = None if linear_bias is None else linear_bias.reshape(num_classes * d)
     if probs:
-        t = target.astype(work).reshape((n_rows, num_classes, d) if out_features else (n_rows, num_classes))
+        t = target.reshape((n_rows, num_classes, d) if out_features else (n_rows, num_classes))
     else:
         t = target.reshape((n_rows, d) if out_features else (n_rows,))
         _softmax.check_targets_in_range(t, _softmax.bad_targets(t, num_classes, ignore))
     chunk = chunk_size if chunk_size is not None else default_chunk_size(num_classes * d)
     cfg = _Config(probs, ignore, reduction, num_classes, out_features, max(1, min(chunk, n_rows)))
-    ls = None if label_smoothing is None else jnp.asarray(label_smoothing, work)
-    out = _chunked(cfg, x, w, b, t, cw, ls)
+    out = _chunked(cfg, x, w, b, t, weight, label_smoothing)
     if reduction == "none":
         out = out.reshape(*batch, *out_features)
-    return out.astype(dtype)
+    return out

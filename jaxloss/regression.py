@@ -27,10 +27,10 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxloss._checked import value_check
-from jaxloss._dtypes import Array, ArrayLike, opmath_dtype, real_dtype, result_float_dtype, torch_dtype_name
+from jaxloss._dtypes import Array, ArrayLike, dtype_of, result_float_dtype, torch_dtype_name
 from jaxloss._jvp import abs as abs_
 from jaxloss._jvp import clamp_min_straight_through
-from jaxloss._registry import Number, Opmath, loss_function
+from jaxloss._registry import Number, Opmath, loss_function, stored
 from jaxloss._shapes import Reduction, broadcast_shapes, check_reduction, reduce
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -69,17 +69,17 @@ def _check_weighted_reduction(reduction: str) -> None:
         raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', 'sum'.")
 
 
-def _apply_weight(loss: Array, loss_dtype: Any, weight: Array, reduction: str, mean_by_weight: bool) -> Array:
-    """``loss * weight`` reduced as torch's weighted branch does; returns the result dtype.
+def _apply_weight(loss: Array, weight: Array, reduction: str, mean_by_weight: bool) -> Array:
+    """``loss * weight`` reduced as torch's weighted branch does.
 
-    ``loss`` is the elementwise loss (in the compute dtype of ``loss_dtype``). With
-    ``mean_by_weight`` ``'mean'`` is ``sum(loss * w) / sum(w)`` (l1, mse), else
+    ``loss`` is the elementwise loss, in the working dtype (float32 or float64); the weight
+    joins it by promotion (a float64 weight widens it: the registration's ``result`` includes
+    ``weight``, so the result is cast back to the promoted dtype of the inputs and the weight).
+    With ``mean_by_weight`` ``'mean'`` is ``sum(loss * w) / sum(w)`` (l1, mse), else
     ``mean(loss * w)`` (huber).
     """
-    out = result_float_dtype(loss_dtype, weight)
-    work = opmath_dtype(out)
-    w = weight.astype(work)
-    weighted = loss.astype(work) * w
+    w = weight.astype(jnp.result_type(loss, weight))  # sum(w) accumulates in the loss's dtype
+    weighted = loss * w
     _check_weighted_reduction(reduction)
     if reduction == "none":
         res = weighted
@@ -89,7 +89,18 @@ def _apply_weight(loss: Array, loss_dtype: Any, weight: Array, reduction: str, m
         res = jnp.sum(weighted) / jnp.sum(w)
     else:
         res = jnp.mean(weighted)
-    return res.astype(out)
+    return res
+
+
+def _check_floating_input(values: dict[str, Any]) -> None:
+    """huber_loss writes into ``input``'s dtype (torch's ``out=``): an integer input cannot hold it."""
+    input_dtype = dtype_of(values["input"])
+    if not jnp.issubdtype(input_dtype, jnp.floating):
+        promoted = result_float_dtype(input_dtype, dtype_of(values["target"]))
+        raise TypeError(
+            f"result type {torch_dtype_name(promoted)} can't be cast to the desired output "
+            f"type {torch_dtype_name(input_dtype)}"
+        )
 
 
 # --------------------------------------------------------------------------- elementwise pieces
@@ -127,6 +138,8 @@ def _smooth_l1(d: Array, beta: ArrayLike) -> Array:
     arrays={"input": "float", "target": "float", "weight": "real"},
     reductions=None,
     complex_inputs=True,
+    # the weight joins the result's dtype, not the elementwise loss's (torch: l1(x, y) * weight)
+    opmath=Opmath(promote=("input", "target"), result=("input", "target", "weight")),
     module="L1Loss",
     fields=("reduction",),
     torch="torch.nn.L1Loss",
@@ -174,22 +187,22 @@ def l1_loss(
         (6.0, dtype('float32'))
     """
     input_shape = input.shape
-    dtype = result_float_dtype(input, target)
-    work = opmath_dtype(dtype)
-    input, target = _broadcast_pair(input.astype(work), target.astype(work))
+    input, target = _broadcast_pair(input, target)
     if weight is None:
         check_reduction(reduction)
     else:
         _check_weight(weight, input_shape)
-    loss = abs_(input - target)
-    dtype = real_dtype(dtype)  # complex: the modulus is real (complex64 -> float32)
+    loss = abs_(input - target)  # complex: the modulus is real (complex64 -> float32)
     if weight is None:
-        return reduce(loss, reduction).astype(dtype)
-    return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
+        return reduce(loss, reduction)
+    return _apply_weight(loss, weight, reduction, mean_by_weight=True)
 
 
 @loss_function(
-    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None,
+    static_argnames=("reduction",),
+    arrays={"input": "float", "target": "float", "weight": "real"},
+    reductions=None,
+    opmath=Opmath(promote=("input", "target"), result=("input", "target", "weight")),
     module="MSELoss",
     fields=("reduction",),
     torch="torch.nn.MSELoss",
@@ -228,9 +241,7 @@ def mse_loss(
         4.25
     """
     input_shape = input.shape
-    dtype = result_float_dtype(input, target)
-    work = opmath_dtype(dtype)
-    input, target = _broadcast_pair(input.astype(work), target.astype(work))
+    input, target = _broadcast_pair(input, target)
     if weight is None:
         check_reduction(reduction)
     else:
@@ -238,8 +249,8 @@ def mse_loss(
     d = input - target
     loss = d * d
     if weight is None:
-        return reduce(loss, reduction).astype(dtype)
-    return _apply_weight(loss, dtype, weight, reduction, mean_by_weight=True)
+        return reduce(loss, reduction)
+    return _apply_weight(loss, weight, reduction, mean_by_weight=True)
 
 
 # --------------------------------------------------------------------------- Huber / smooth L1
@@ -248,6 +259,10 @@ def mse_loss(
     numbers={"delta": Number(lambda v: v > 0, "huber_loss does not support non-positive values for delta.")},
     arrays={"input": "float", "target": "float", "weight": "real"},
     reductions=None,
+    precheck=_check_floating_input,
+    # computed in the inputs' promoted opmath, written in input's (torch's out= dtype) before the
+    # reduction: a float64 target with a float32 input rounds the elementwise loss to float32
+    opmath=Opmath(promote=("input", "target"), result=("input", "weight"), store=("input",)),
     module="HuberLoss",
     fields=("reduction", "delta"),
     torch="torch.nn.HuberLoss",
@@ -293,25 +308,15 @@ def huber_loss(
         2.0625
     """
     input_shape = input.shape
-    out_dtype = jnp.dtype(input.dtype)
-    promoted = result_float_dtype(input, target)
-    compute = opmath_dtype(promoted)
-    input, target = _broadcast_pair(input.astype(compute), target.astype(compute))
+    input, target = _broadcast_pair(input, target)
     if weight is None:
         check_reduction(reduction)
     else:
         _check_weight(weight, input_shape)
-    if not jnp.issubdtype(out_dtype, jnp.floating):
-        raise TypeError(
-            f"result type {torch_dtype_name(promoted)} can't be cast to the desired output "
-            f"type {torch_dtype_name(out_dtype)}"
-        )
-    loss = _huber(input - target, delta)
-    # torch writes the elementwise loss in input's dtype (float32 input, float64 target: rounded).
-    loss = loss.astype(opmath_dtype(out_dtype))
+    loss = stored(_huber(input - target, delta))
     if weight is None:
-        return reduce(loss, reduction).astype(out_dtype)
-    return _apply_weight(loss, out_dtype, weight, reduction, mean_by_weight=False)
+        return reduce(loss, reduction)
+    return _apply_weight(loss, weight, reduction, mean_by_weight=False)
 
 
 @loss_function(
@@ -420,6 +425,17 @@ def poisson_nll_loss(
 
 
 # --------------------------------------------------------------------------- Gaussian NLL
+def _gaussian_opmath(values: dict[str, Any]) -> Opmath:
+    """The dtype rule of ``gaussian_nll_loss``: a scalar ``var`` is torch's ``var * ones_like(input)``,
+    in ``input``'s dtype (float32, torch's default, for an integer input), so it takes no part in
+    the promotion; an array ``var`` does."""
+    if jnp.ndim(values["var"]) == 0:
+        if jnp.issubdtype(dtype_of(values["input"]), jnp.floating):
+            return Opmath(promote=("input", "target"), cast=("var",))
+        return Opmath(promote=("target",), cast=("input", "var"), promote_with=jnp.float32)
+    return Opmath(promote=("input", "target", "var"))
+
+
 def _check_python_var(values: dict[str, Any]) -> None:
     """A Python-number ``var`` is concrete before tracing: torch's error for a negative one."""
     var = values["var"]
@@ -435,6 +451,7 @@ def _check_python_var(values: dict[str, Any]) -> None:
     integer_inputs=True,
     reduction_message="{} is not valid",
     precheck=_check_python_var,
+    opmath=_gaussian_opmath,
     module="GaussianNLLLoss",
     forward=("input", "target", "var"),
     kw_only=True,
@@ -490,33 +507,23 @@ def gaussian_nll_loss(
         0.0625
     """
     var = jnp.asarray(var)
-
-    if var.ndim == 0:
-        # One variance for every element (torch: ``var * ones_like(input)``, input's dtype).
-        dtype = result_float_dtype(input, target)
-        if not jnp.issubdtype(input.dtype, jnp.floating):
-            dtype = result_float_dtype(jnp.float32, target)  # torch: ones_like(int input) * float
-    else:
-        dtype = result_float_dtype(input, target, var)
-        if var.shape != input.shape:
-            if tuple(input.shape[:-1]) == tuple(var.shape):
-                var = var[..., None]  # homoscedastic over the last dimension
-            elif input.ndim == var.ndim and sum(v for i, v in zip(input.shape, var.shape) if i != v) == 1:
-                pass  # one dimension of size 1, broadcast
-            else:
-                raise ValueError("var is of incorrect size")
+    if var.ndim != 0 and var.shape != input.shape:  # a 0-d var: one variance for every element
+        if tuple(input.shape[:-1]) == tuple(var.shape):
+            var = var[..., None]  # homoscedastic over the last dimension
+        elif input.ndim == var.ndim and sum(v for i, v in zip(input.shape, var.shape) if i != v) == 1:
+            pass  # one dimension of size 1, broadcast
+        else:
+            raise ValueError("var is of incorrect size")
     broadcast_shapes(broadcast_shapes(input.shape, target.shape), var.shape)
 
-    work = opmath_dtype(dtype)
-    x, t, v = input.astype(work), target.astype(work), var.astype(work)
-    negative = jnp.any(v < 0)
+    negative = jnp.any(var < 0)
     value_check(~negative, _NEGATIVE_VAR_MSG)
-    v = clamp_min_straight_through(v, eps)
+    v = clamp_min_straight_through(var, eps)
     # Poison value and every gradient (an additive NaN reaches d/dvar too; a select would not).
-    v = v + jnp.where(negative, jnp.asarray(jnp.nan, work), jnp.asarray(0, work))
-    d = x - t
+    v = v + jnp.where(negative, jnp.asarray(jnp.nan, v.dtype), jnp.asarray(0, v.dtype))
+    d = input - target
     loss = 0.5 * (jnp.log(v) + jnp.square(d) / v)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
-    return reduce(loss, reduction).astype(dtype)
+    return reduce(loss, reduction)
 

@@ -1,5 +1,10 @@
-"""jaxloss._core: the torch-gradient helpers against torch's own ops, and the rules the one
-``loss_function`` registration applies to every loss (bad input, traced options)."""
+"""The shared machinery: the torch-gradient helpers (jaxloss._jvp) against torch's own ops, the
+rules the one ``loss_function`` registration (jaxloss._registry) applies to every loss (bad input,
+traced options, the dtype rule), and the class twin ``module_class`` makes from a registration."""
+
+import dataclasses
+import inspect
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +13,7 @@ import pytest
 import torch
 
 import jaxloss
-from jaxloss import _jvp
+from jaxloss import _jvp, _registry, _shapes
 
 
 @pytest.mark.parametrize("bound", [0, 0.0, 1.5, np.nan])
@@ -223,6 +228,9 @@ def test_a_traced_option_out_of_range_gives_nan_value_and_gradient():
         lambda x, y: jaxloss.margin_ranking_loss(x[0], x[1], jnp.sign(y[0])),
         lambda x, y: jaxloss.nll_loss(x, jnp.array([0, 2, 1, 4])),
         lambda x, y: jaxloss.multi_margin_loss(x, jnp.array([0, 2, 1, 4]), weight=jnp.abs(y[0])),
+        # rules that depend on the call: a Python-number variance, class probabilities
+        lambda x, y: jaxloss.gaussian_nll_loss(x, y, 0.5),
+        lambda x, y: jaxloss.cross_entropy(x, jnp.abs(y)),
     ],
 )
 @pytest.mark.parametrize("half", [jnp.float16, jnp.bfloat16])
@@ -291,3 +299,162 @@ def test_a_vector_for_a_scalar_option_names_its_shape_also_under_jit(call, name)
         call(jnp.ones(3))
     with pytest.raises(TypeError, match=message):
         jax.jit(call)(jnp.ones(3))
+
+
+# --------------------------------------------------------------------------- the dtype rule of every loss
+def test_every_registered_loss_declares_its_dtype_rule():
+    specs = _registry.all_registered()
+    assert len(registered := _registry.registered()) >= 29 and set(registered) <= set(jaxloss.__all__)
+    undeclared = [name for name, spec in specs.items() if spec.opmath is None]
+    assert not undeclared, f"declare opmath= (Opmath, Upcast or a rule) in loss_function: {undeclared}"
+
+
+def test_no_loss_body_casts_to_the_opmath_dtype_by_hand():
+    # The registration owns the half-precision round trip: opmath_dtype is called by the dtype
+    # rules (jaxloss._registry) and defined in jaxloss._dtypes, nowhere else in the package.
+    package = Path(jaxloss.__file__).parent
+    callers = sorted(p.name for p in package.rglob("*.py") if "opmath_dtype(" in p.read_text())
+    assert callers == ["_dtypes.py", "_registry.py"], callers
+
+
+def test_store_rounds_the_intermediate_to_the_declared_dtype():
+    # huber_loss: a float32 input with a float64 target computes in float64 and writes the
+    # elementwise loss in float32 (torch's out= dtype) before the mean, so the result is the
+    # float32 mean of float32-rounded terms, not the float64 mean rounded once.
+    jax.config.update("jax_enable_x64", True)
+    try:
+        # values where the two orders of rounding differ (either summation order of the terms agrees)
+        x = np.array([0.07852498441934586, 0.7831303477287292, 0.5685364007949829, -0.8950706720352173], np.float32)
+        y = np.array([0.07148085531751389, -0.09328288493890713, 0.045931089285988824, -0.0648688758794882])
+        out = jaxloss.huber_loss(jnp.asarray(x), jnp.asarray(y))
+        exact = 0.5 * (x.astype(np.float64) - y) ** 2  # |d| < 1: the quadratic branch
+        terms = exact.astype(np.float32)
+        stored_mean = (((terms[0] + terms[1]) + terms[2]) + terms[3]) / np.float32(4)
+        assert out.dtype == jnp.float32
+        assert float(out) == float(stored_mean) != float(np.float32(exact.mean()))
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+# --------------------------------------------------------------------------- the class twin
+def _toy_loss(input, target, scale: float = 1.0, squared: bool = False, reduction: str = "mean"):
+    """A test loss: ``scale * |x - y|`` (``squared``: ``scale * (x - y)^2``), reduced."""
+    d = input - target
+    return _shapes.reduce(scale * (d * d if squared else _jvp.abs(d)), reduction)
+
+
+toy_loss = _registry.loss_function(
+    static_argnames=("reduction",),
+    bools=("squared",),
+    numbers={"scale": _registry.Number(lambda v: v > 0, "scale must be positive, got {}")},
+    arrays={"input": "float", "target": "float"},
+    opmath=_registry.Opmath(promote=("input", "target")),
+    module="ToyLoss",
+)(_toy_loss)
+ToyLoss = _registry.module_class(toy_loss)
+
+
+def _triple(a, b, c, reduction: str = "sum", margin: float = 0.0):
+    return _shapes.reduce(_jvp.clamp_min(a - b + c + margin, 0.0), reduction)
+
+
+# torch-style: other forward arguments, a keyword-only constructor in its own order
+triple = _registry.loss_function(
+    static_argnames=("reduction",),
+    numbers={"margin": _registry.Number()},
+    opmath=_registry.Opmath(promote=("a", "b", "c")),
+    module="TripleLoss",
+    forward=("a", "b", "c"),
+    fields=("margin", "reduction"),
+    kw_only=True,
+)(_triple)
+TripleLoss = _registry.module_class(triple)
+
+
+def test_a_registered_loss_gets_a_class_that_is_its_functional_call():
+    x, y = jnp.array([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]]), jnp.array([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    crit = ToyLoss(scale=2.0, reduction="sum")
+    # by hand: 2 * (1 + 2 + 0.5 + 1 + 2 + 0) = 13
+    assert float(crit(x, y)) == 13.0 == float(toy_loss(x, y, scale=2.0, reduction="sum"))
+    assert float(crit(input=x, target=y)) == 13.0
+    assert repr(crit) == "ToyLoss(scale=2.0, squared=False, reduction='sum')"
+    # every constructor option, in signature order, with the function's defaults
+    params = inspect.signature(ToyLoss).parameters
+    assert list(params) == ["scale", "squared", "reduction"]
+    assert [p.default for p in params.values()] == [1.0, False, "mean"]
+    assert list(inspect.signature(ToyLoss.__call__).parameters) == ["self", "input", "target"]
+    assert ToyLoss.__module__ == __name__ and ToyLoss.__qualname__ == "ToyLoss"
+    spec = toy_loss.spec
+    assert f":func:`{spec.namespace}.{spec.name}`" in ToyLoss.__doc__ and "scale * |x - y|" in ToyLoss.__doc__
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        crit(x, y, y)
+
+
+def test_a_class_twin_works_under_jit_grad_and_vmap_without_recompiling_for_a_new_option():
+    x, y = jnp.array([1.0, -2.0, 0.5]), jnp.zeros(3)
+    crit = ToyLoss(scale=3.0, squared=True)
+    leaves, _ = jax.tree_util.tree_flatten(crit)
+    assert [float(v) for v in leaves] == [3.0]  # the numeric option; squared and reduction are static
+    step = jax.jit(jax.value_and_grad(lambda c, a: c(a, y), argnums=1))
+    value, grad = step(crit, x)
+    # by hand: mean(3 x^2) = (3 + 12 + 0.75) / 3 = 5.25; d/dx = 2 * 3 * x / 3 = 2x
+    assert float(value) == 5.25
+    np.testing.assert_array_equal(np.asarray(grad), [2.0, -4.0, 1.0])
+    value, _ = step(dataclasses.replace(crit, scale=1.0), x)
+    assert float(value) == 1.75 and step._cache_size() == 1
+    rows = jax.vmap(lambda a: crit(a, y))(jnp.stack([x, 2 * x]))
+    np.testing.assert_array_equal(np.asarray(rows), [5.25, 21.0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        crit.scale = 2.0
+
+
+def test_the_constructor_checks_the_options_as_the_function_does():
+    with pytest.raises(ValueError, match="avg is not a valid value for reduction"):
+        ToyLoss(reduction="avg")
+    with pytest.raises(TypeError, match="argument 'squared' must be bool, not int"):
+        ToyLoss(squared=1)
+    with pytest.raises(ValueError, match="scale must be positive, got -1"):
+        ToyLoss(scale=-1.0)
+    with pytest.raises(ValueError, match="only p == 1 and p == 2 supported"):  # check_options
+        jaxloss.nn.MultiMarginLoss(p=3)
+    ToyLoss(scale=jnp.float32(-1.0))  # a traced value is checked where the function checks it
+
+
+def test_forward_fields_and_keyword_only_follow_the_declaration():
+    params = inspect.signature(TripleLoss).parameters
+    assert list(params) == ["margin", "reduction"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    with pytest.raises(TypeError):
+        TripleLoss(1.0)
+    a, b, c = jnp.array([1.0, 0.0]), jnp.array([0.5, 2.0]), jnp.array([0.0, 1.0])
+    # by hand: max(a - b + c + 0.5, 0) = [1.0, 0.0] -> sum 1.0
+    assert float(TripleLoss(margin=0.5)(a, b, c)) == 1.0 == float(triple(a, b, c, margin=0.5))
+
+
+def test_module_class_refuses_what_it_cannot_build():
+    with pytest.raises(TypeError, match="not a function registered with loss_function"):
+        _registry.module_class(lambda x: x)
+    with pytest.raises(TypeError, match="declares no module= class name"):
+        _registry.module_class(jaxloss.pairwise_distance)
+    with pytest.raises(TypeError, match="forward / fields name no parameter"):
+        _registry.loss_function(module="Bad", forward=("x", "y"))(_toy_loss)
+
+
+def test_the_nn_classes_are_their_registrations():
+    # Each jaxloss.nn class is made from its loss's registration, and from_torch's table is the
+    # registrations' torch= names: both can only name a class the registry built.
+    twins = _registry.twins()
+    for name in jaxloss.nn.__all__:
+        if name in ("LinearCrossEntropyLoss", "AdaptiveLogSoftmaxWithLoss"):  # Flax modules
+            continue
+        cls = getattr(jaxloss.nn, name)
+        spec = cls._spec
+        assert cls.__module__ == "jaxloss.nn" and cls.__qualname__ == name
+        assert getattr(jaxloss, spec.name).spec is spec
+        fields = dataclasses.fields(cls)
+        assert [f.name for f in fields] == list(spec.fields)
+        assert all(f.default == spec.signature.parameters[f.name].default for f in fields), name
+        assert list(inspect.signature(cls.__call__).parameters)[1:] == list(spec.forward)
+        if name not in ("FocalLoss", "SigmoidFocalLoss"):  # no torch.nn class
+            assert twins[f"torch.nn.{name}"] is cls
+    assert issubclass(jaxloss.nn.NLLLoss2d, jaxloss.nn.NLLLoss)
