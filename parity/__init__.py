@@ -49,6 +49,7 @@ __all__ = [
     "CompareRequest",
     "Comparison",
     "LayerDiff",
+    "LoadReport",
     "ModelReport",
     "Result",
     "Tolerance",
@@ -58,14 +59,20 @@ __all__ = [
     "compare_many",
     "compare_models",
     "compare_params",
+    "exact_attention",
+    "export_torch_weights",
+    "load_torch_weights",
     "precision",
     "save_golden",
+    "to_float64",
     "tolerance_for",
     "ulp",
     "ulp_error",
 ]
 
-_MODELS = ("LayerDiff", "ModelReport", "compare_models", "compare_params", "compare_golden", "save_golden")
+_MODELS = ("LayerDiff", "ModelReport", "compare_models", "compare_params", "compare_golden", "save_golden", "to_float64",
+           "exact_attention")
+_WEIGHTS = ("LoadReport", "load_torch_weights", "export_torch_weights")
 
 
 def __getattr__(name: str) -> Any:
@@ -75,4 +82,9 @@ def __getattr__(name: str) -> Any:
         from jaxloss import parity
 
         return getattr(parity.models, name)
+    if name in _WEIGHTS:
+        import jaxloss.parity.weights  # noqa: F401
+        from jaxloss import parity
+
+        return getattr(parity.weights, name)
     raise AttributeError(f"module 'parity' has no attribute {name!r}")

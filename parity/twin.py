@@ -109,7 +109,7 @@ from jaxloss.parity.precisions import precision as precision_mode
 from jaxloss.parity.tolerances import check_tolerance, tolerance_flag, tolerance_for
 from jaxloss.train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, fail, run_main
 from jaxloss.train.config import ConfigError, TrainConfig, validate
-from jaxloss.train.convert import flax_state_dict, torch_to_flax
+from jaxloss.parity.weights import flax_state_dict, torch_to_flax
 from jaxloss.train.losses import make_loss
 from jaxloss.train.recipe import build_model, build_optimizer
 from jaxloss.train.signals import SigintFlag

@@ -17,7 +17,7 @@ import torch
 from flax import nnx
 
 from jaxloss import parity
-from jaxloss.train.convert import torch_to_flax
+from jaxloss.parity.weights import torch_to_flax
 from jaxloss.train.models import BatchNorm2d, ResNet18, SeedCNN
 from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
 

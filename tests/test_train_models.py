@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from flax import nnx
 
-from jaxloss.train.convert import flax_state_dict, flax_to_torch, torch_to_flax
+from jaxloss.parity.weights import flax_state_dict, flax_to_torch, torch_to_flax
 from jaxloss.train.models import BatchNorm2d, ResNet18, SeedCNN, build_model
 from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
 

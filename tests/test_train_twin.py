@@ -129,7 +129,7 @@ def test_bad_options_are_reported():
 @pytest.mark.usefixtures("compilation_cache")
 def test_the_first_failure_keeps_both_models_as_they_were_before_that_step():
     """With a zero tolerance float32 rounding fails step 1; the result holds what that step started from."""
-    from jaxloss.train.convert import flax_state_dict
+    from jaxloss.parity.weights import flax_state_dict
 
     # the CLI test's recipe and batch: with the compilation cache the step is compiled once for both
     r = run_twin(TwinConfig(TrainConfig(batch_size=8, lr=0.05), steps=2, reference=False, rtol=0.0, atol=0.0))

@@ -12,8 +12,8 @@ One pipeline, in small modules:
   bar), :mod:`jaxloss.train.signals` (Ctrl-C), :mod:`jaxloss.train.checkpoint` (verified orbax checkpoints).
 * :mod:`jaxloss.train.models`, :mod:`jaxloss.train.conv`, :mod:`jaxloss.train.pooling`: the networks; :mod:`jaxloss.train.optim`:
   torch's SGD / Adam / AdamW and schedules in optax; :mod:`jaxloss.train.data`: CIFAR-10 and digits.
-* :mod:`jaxloss.train.torch_models`, :mod:`jaxloss.train.convert`: the torch twins and weight conversion
-  (the lockstep proof against torch is :mod:`jaxloss.parity.twin`).
+* :mod:`jaxloss.train.torch_models`: the torch twins (weight conversion, which needs torch, is
+  :mod:`jaxloss.parity.weights`; the lockstep proof against torch is :mod:`jaxloss.parity.twin`).
 
 ``python -m jaxloss.train --help`` is the command line. The names below are re-exported lazily
 (importing ``train`` imports neither JAX nor Flax).

@@ -1,7 +1,7 @@
 """The models, in Flax NNX: the seed's CIFAR-10 CNN and torchvision's ResNet-18.
 
 Both take NHWC float images ``(N, H, W, 3)`` and return logits ``(N, num_classes)``.
-Their PyTorch twins are in :mod:`jaxloss.train.torch_models`; :mod:`jaxloss.train.convert` moves
+Their PyTorch twins are in :mod:`jaxloss.train.torch_models`; :mod:`jaxloss.parity.weights` moves
 weights between the two so that the same weights give the same logits.
 
 Conventions that make the twins equal:
@@ -11,7 +11,7 @@ Conventions that make the twins equal:
 * :class:`SeedCNN` flattens in torch's NCHW order: the last feature map
   ``(N, 4, 4, 64)`` is transposed to ``(N, 64, 4, 4)`` before the reshape, so the
   first Linear's weight is just torch's weight transposed (no row permutation in
-  :mod:`jaxloss.train.convert`).
+  :mod:`jaxloss.parity.weights`).
 * :class:`BatchNorm2d` is torch's BatchNorm, not Flax's: momentum 0.1 in torch's
   sense (``running = 0.9 * running + 0.1 * batch``), eps 1e-5, normalisation with
   the biased batch variance, ``running_var`` updated with the *unbiased* one

@@ -59,17 +59,20 @@ Command line: ``python -m jaxloss.parity.models --model seed-cnn|resnet18`` (see
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from jaxloss.parity.models.capture import Capture, capture_jax, capture_torch, jax_module_names, random_cotangent
-from jaxloss.parity.models.diff import LayerDiff, ModelReport, Tol, check_tols, compare_captures
+from jaxloss.parity.models.capture import (Capture, LeafSpecs, Record, capture_jax, capture_torch, jax_module_names, jax_output_specs,
+                                           module_kinds, random_cotangent)
+from jaxloss.parity.models.diff import LayerDiff, ModelReport, Tol, check_tols, compare_captures, pair_leaves
+from jaxloss.parity.models.float64 import exact_attention, to_float64
 from jaxloss.parity.models.golden import capture, is_torch_model, load_golden, save_golden
 from jaxloss.parity.models.layout import align, channels_last, channels_last_perm, check_same_inputs, to_jax_layout
 
-__all__ = ["LayerDiff", "ModelReport", "compare_golden", "compare_models", "compare_params", "load_golden", "save_golden"]
+__all__ = ["LayerDiff", "ModelReport", "compare_golden", "compare_models", "compare_params", "exact_attention", "load_golden",
+           "save_golden", "to_float64"]
 
 
 def _as_args(x: Any) -> tuple[Any, ...]:
@@ -117,6 +120,7 @@ def compare_models(
     reference: Any = None,
     seed: int = 0,
     fail_fast: bool = False,
+    outputs: Mapping[str, Sequence[tuple[int | str, int | str]]] | None = None,
 ) -> ModelReport:
     """Run both models on their inputs and compare every layer (see the module docstring).
 
@@ -125,7 +129,18 @@ def compare_models(
             (BatchNorm statistics are updated on copies and compared).
         jax_args, torch_args: the inputs each side takes (one array or a tuple), each in its
             framework's own layout.
-        mapping: ``{jax_path: torch_name}`` for layers whose names differ.
+        mapping: ``{jax_path: torch_name}`` for layers whose names differ, and / or
+            ``{"jax_path.variable": "torch_name.tensor[k]"}`` for single tensors
+            (:mod:`jaxloss.parity.weights`: the same pairing as ``load_torch_weights``).
+            Parameters and their gradients pair by the layer rules of
+            :mod:`jaxloss.parity.models.rules` (Conv with groups, ConvTranspose, attention's
+            packed ``in_proj_weight``, LSTM / GRU gates...), each compared in torch's layout.
+        outputs: ``{jax_path: [(jax_leaf, torch_leaf), ...]}``: which leaves of a layer's tuple /
+            dict output to compare (``""``: the model's), each a position (``int``, ``None`` leaves
+            counted) or a path (``"[1][0]"``, ``"['logits']"``). Default: by key for dicts, else by
+            position; leaves one side lacks, and ``None`` leaves, are listed in
+            ``report.not_compared`` (torch attention's weights, an LSTM's ``(h, c)``); the
+            model-level cotangent is 0 on them.
         grads: also compare the gradient reaching each layer and every parameter gradient
             (one vector-Jacobian product, the same standard normal cotangent on both sides,
             drawn from ``seed``).
@@ -155,19 +170,35 @@ def compare_models(
     check_tols(rtol, atol)
     j_in, t_in = _np_args(_as_args(jax_args)), _np_args(_as_args(torch_args))
     check_same_inputs(j_in, t_in, "jax_args and torch_args")
-    tc = capture_torch(torch_model, t_in, cotangent=(lambda shapes: random_cotangent(shapes, seed)) if grads else None)
-    jc = capture_jax(jax_model, j_in, cotangent=_jax_cotangent(tc, channels_last(j_in, t_in)) if grads else None)
+    leaf_pairs: list[tuple[int, int]] = []
+    choice = (outputs or {}).get("")
+
+    def torch_cot(specs: LeafSpecs) -> list[np.ndarray]:
+        """Standard normal on the torch output leaves that pair with a JAX one, 0 on the others."""
+        j_specs = jax_output_specs(jax_model, j_in)
+        leaf_pairs[:] = pair_leaves(Record("", 0, [np.zeros(0)] * len(j_specs), j_specs.paths, j_specs.slots),
+                                    Record("", 0, [np.zeros(0)] * len(specs), specs.paths, specs.slots), choice)[0]
+        cot = random_cotangent(specs, seed)
+        keep = {tk for _, tk in leaf_pairs}
+        return [c if k in keep else np.zeros_like(c) for k, c in enumerate(cot)]
+
+    tc = capture_torch(torch_model, t_in, cotangent=torch_cot if grads else None)
+    jc = capture_jax(jax_model, j_in, cotangent=_jax_cotangent(tc, channels_last(j_in, t_in), leaf_pairs) if grads else None)
     ref = _reference_capture(torch_model, reference, torch_args, tc)
-    report = compare_captures(jc, tc, mapping=mapping, rtol=rtol, atol=atol, ref=ref, fail_fast=fail_fast)
+    report = compare_captures(jc, tc, mapping=mapping, rtol=rtol, atol=atol, ref=ref, fail_fast=fail_fast, outputs=outputs)
     report.meta = _meta(tc.dtype, ref is not None)
     return report
 
 
-def _jax_cotangent(tc: Capture, cl: bool) -> Any:
-    """The torch side's cotangent, in the JAX output's layout and dtype."""
+def _jax_cotangent(tc: Capture, cl: bool, leaf_pairs: Sequence[tuple[int, int]] | None = None) -> Any:
+    """The torch side's cotangent, in the JAX output's layout and dtype (``leaf_pairs``: which
+    torch leaf each JAX output leaf pairs with; an unpaired one gets 0)."""
 
     def make(shapes: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
-        return [to_jax_layout(c, s, cl).astype(d) for c, (s, d) in zip(tc.cotangent or [], shapes)]
+        cot = tc.cotangent or []
+        partner = dict(leaf_pairs) if leaf_pairs is not None else {k: k for k in range(len(cot))}
+        return [to_jax_layout(cot[partner[k]], s, cl).astype(d) if k in partner else np.zeros(s, d)
+                for k, (s, d) in enumerate(shapes)]
 
     return make
 
@@ -210,7 +241,8 @@ def compare_params(jax_model: Any, torch_model: Any, *, mapping: Mapping[str, st
     _check_models(jax_model, torch_model, reference)
     check_tols(rtol, atol)
     names = jax_module_names(jax_model)
-    jc = Capture("jax", [], [], [], {k: np.asarray(v) for k, v in _jax_tensors(jax_model, names, nnx.Variable).items()}, {})
+    jc = Capture("jax", [], [], [], {k: np.asarray(v) for k, v in _jax_tensors(jax_model, names, nnx.Variable).items()}, {},
+                 meta={"modules": module_kinds(jax_model)})
     ref = torch_side(reference) if reference is not None and reference is not False else None
     report = compare_captures(jc, torch_side(torch_model), mapping=mapping, rtol=rtol, atol=atol, ref=ref)
     if not report.params:  # an empty list would read as "all passed"

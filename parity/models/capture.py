@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Capture", "Record", "capture_jax", "capture_torch", "check_cotangent", "random_cotangent"]
+__all__ = ["Capture", "LeafSpecs", "Record", "capture_jax", "capture_torch", "check_cotangent", "jax_output_specs", "leaf_slots", "module_kinds",
+           "random_cotangent"]
 
 TensorKey = tuple[str, str]  # (module name, tensor name)
 CallKey = tuple[str, int]  # (module name, call index)
@@ -46,20 +47,45 @@ CallKey = tuple[str, int]  # (module name, call index)
 
 @dataclasses.dataclass
 class Record:
-    """One module call: its name, which call of that module it was (0, 1...), its outputs.
+    """One module call: its name, which call of that module it was (0, 1...), its floating array
+    outputs; ``paths``: where each sits in the output (``""`` a bare array, ``"[1][0]"``,
+    ``"['logits']"``); ``slots``: every leaf's path in order, ``None`` leaves included (torch
+    attention's ``(out, None)``), for pairing outputs by position.
 
     >>> import numpy as np
-    >>> Record("conv1", 1, [np.zeros(2)]).key
-    ('conv1', 1)
+    >>> r = Record("conv1", 1, [np.zeros(2)])
+    >>> r.key, r.paths, r.slots
+    (('conv1', 1), [''], [''])
     """
 
     name: str
     call: int
     outputs: list[np.ndarray]
+    paths: list[str] = dataclasses.field(default_factory=list)
+    slots: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.paths) != len(self.outputs):
+            self.paths = [""] if len(self.outputs) == 1 else [f"[{k}]" for k in range(len(self.outputs))]
+        if not self.slots:
+            self.slots = list(self.paths)
 
     @property
     def key(self) -> CallKey:
         return (self.name, self.call)
+
+
+class LeafSpecs(list):  # type: ignore[type-arg]
+    """The ``(shape, dtype)`` of each floating output leaf (what a cotangent function receives),
+    with ``paths`` and ``slots`` as in :class:`Record`.
+
+    >>> LeafSpecs([((2,), "float32")], [""], [""]).paths
+    ['']
+    """
+
+    def __init__(self, specs: Sequence[tuple[tuple[int, ...], Any]], paths: Sequence[str], slots: Sequence[str]) -> None:
+        super().__init__(specs)
+        self.paths, self.slots = list(paths), list(slots)
 
 
 @dataclasses.dataclass
@@ -101,12 +127,25 @@ def random_cotangent(shapes: Sequence[tuple[tuple[int, ...], Any]], seed: int = 
 
 def _float_leaves(tree: Any, is_array: Callable[[Any], bool]) -> list[Any]:
     """The floating array leaves of a module output (a tensor / array, or a tuple, list or dict of them)."""
+    return [x for _, x in leaf_slots(tree, is_array) if x is not None]
+
+
+def leaf_slots(tree: Any, is_array: Callable[[Any], bool], path: str = "") -> list[tuple[str, Any]]:
+    """``[(path, leaf)]`` of a module output: its floating arrays and its ``None`` leaves (other
+    leaves, e.g. integer arrays, are left out).
+
+    >>> import numpy as np
+    >>> [(p, None if x is None else x.shape) for p, x in leaf_slots((np.zeros(2), {"h": np.zeros(3)}, None), lambda x: isinstance(x, np.ndarray))]
+    [('[0]', (2,)), ("[1]['h']", (3,)), ('[2]', None)]
+    """
     if is_array(tree):
-        return [tree]
+        return [(path, tree)]
+    if tree is None:
+        return [(path, None)]
     if isinstance(tree, dict):
-        return [x for v in tree.values() for x in _float_leaves(v, is_array)]
+        return [x for k, v in tree.items() for x in leaf_slots(v, is_array, f"{path}[{k!r}]")]
     if isinstance(tree, (tuple, list)):
-        return [x for v in tree for x in _float_leaves(v, is_array)]
+        return [x for k, v in enumerate(tree) for x in leaf_slots(v, is_array, f"{path}[{k}]")]
     return []
 
 
@@ -155,7 +194,7 @@ def _jax_tensors(model: Any, names: dict[int, str], which: Any) -> dict[TensorKe
     out: dict[TensorKey, Any] = {}
     for _, mod in nnx.iter_modules(model):
         for attr, v in vars(mod).items():
-            if isinstance(v, nnx.Variable) and isinstance(v, which):
+            if isinstance(v, nnx.Variable) and isinstance(v, which) and not isinstance(v, nnx.RngState):
                 out.setdefault((names[id(mod)], attr), v[...])
     return out
 
@@ -167,6 +206,7 @@ class _Recorder:
         self.names = names
         self.probes = list(probes) if probes is not None else None
         self.records: list[tuple[str, int, list[Any]]] = []
+        self.layout: list[tuple[list[str], list[str]]] = []  # (paths, slots) of each record
         self.calls: dict[str, int] = {}
         self.active: set[int] = set()
 
@@ -188,8 +228,10 @@ class _Recorder:
             name = self.names[key]
             call = self.calls.get(name, 0)
             self.calls[name] = call + 1
-            leaves = _float_leaves(out, is_array)
+            slots = leaf_slots(out, is_array)
+            leaves = [x for _, x in slots if x is not None]
             self.records.append((name, call, leaves))
+            self.layout.append(([p for p, x in slots if x is not None], [p for p, _ in slots]))
             if self.probes is None or not leaves:
                 return out
             start = sum(len(r[2]) for r in self.records[:-1])
@@ -243,6 +285,8 @@ def capture_jax(
     jargs = [jnp.asarray(a) for a in args]
 
     keys: list[CallKey] = []  # filled while tracing (strings cannot leave a traced function)
+    layout: list[tuple[list[str], list[str]]] = []
+    out_layout: list[list[str]] = [[], []]
 
     def forward(params: Any, probes: Any, jargs: Any) -> Any:
         m = nnx.merge(graphdef, params, rest, copy=True)
@@ -254,12 +298,15 @@ def capture_jax(
         state = _jax_tensors(m, names, nnx.Variable)
         state = {k: v for k, v in state.items() if k not in _param_keys(m, names)}
         keys[:] = [r[:2] for r in rec.records]
-        return _float_leaves(out, is_arr), ([r[2] for r in rec.records], state)
+        layout[:] = rec.layout
+        slots = leaf_slots(out, is_arr)
+        out_layout[:] = [[p for p, x in slots if x is not None], [p for p, _ in slots]]
+        return [x for _, x in slots if x is not None], ([r[2] for r in rec.records], state)
 
     # shapes first (abstract evaluation): which calls happen and what each returns
     out_struct, (act_struct, _) = jax.eval_shape(lambda p, a: forward(p, None, a), params, jargs)
     probe_struct = [jax.ShapeDtypeStruct(x.shape, x.dtype) for leaves in act_struct for x in leaves]
-    out_shapes = [(tuple(s.shape), s.dtype) for s in out_struct]
+    out_shapes = LeafSpecs([(tuple(s.shape), s.dtype) for s in out_struct], *out_layout)
     cot = cotangent(out_shapes) if callable(cotangent) else cotangent
     check_cotangent(cot, out_shapes, "jax")
 
@@ -276,7 +323,7 @@ def capture_jax(
     out, acts, state, pgrads, probe_grads = jax.device_get(run(params, jargs, None if cot is None else list(cot)))
     ref = nnx.merge(graphdef, params, rest)
     names = jax_module_names(ref)
-    layers = [Record(n, c, [np.asarray(x) for x in leaves]) for (n, c), leaves in zip(keys, acts)]
+    layers = [Record(n, c, [np.asarray(x) for x in leaves], *lay) for (n, c), leaves, lay in zip(keys, acts, layout)]
     cap = Capture(
         framework="jax",
         inputs=[np.asarray(a) for a in jargs],
@@ -285,6 +332,7 @@ def capture_jax(
         params={k: np.asarray(v) for k, v in _jax_tensors(ref, names, nnx.Variable).items()},
         state={k: np.asarray(v) for k, v in state.items()},
         cotangent=None if cot is None else [np.asarray(c) for c in cot],
+        meta={"modules": module_kinds(ref)},
     )
     if cot is not None:
         flat = iter(probe_grads)
@@ -312,6 +360,50 @@ def check_cotangent(cot: Sequence[Any] | None, out_shapes: Sequence[tuple[tuple[
     if want != got:
         raise ValueError(f"the {framework} model's output has shapes {want}, the cotangent {got}: "
                          "inputs of another batch size, or another model?")
+
+
+def jax_output_specs(model: Any, args: Sequence[Any]) -> LeafSpecs:
+    """The ``(shape, dtype)`` of an NNX model's floating output leaves, with their paths and
+    slots (:class:`Record`), from an abstract evaluation (nothing is computed; the model is
+    not changed).
+
+    >>> import numpy as np
+    >>> from flax import nnx
+    >>> s = jax_output_specs(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), [np.ones((1, 2), np.float32)])
+    >>> list(s), s.paths
+    [((1, 3), dtype('float32'))], [''])
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+    is_arr = lambda x: hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)
+    layout: list[list[str]] = [[], []]
+
+    def run(state: Any, args: Any) -> Any:
+        out = nnx.merge(graphdef, state, copy=True)(*args)
+        slots = leaf_slots(out, is_arr)
+        layout[:] = [[p for p, x in slots if x is not None], [p for p, _ in slots]]
+        return [x for _, x in slots if x is not None]
+
+    struct = jax.eval_shape(run, state, [jnp.asarray(a) for a in args])
+    return LeafSpecs([(tuple(x.shape), x.dtype) for x in struct], *layout)
+
+
+def module_kinds(model: Any) -> dict[str, dict[str, Any]]:
+    """``{path: rule description}`` of every module of an NNX model (:func:`jaxloss.parity.models.rules.describe`).
+
+    >>> from flax import nnx
+    >>> module_kinds(nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
+    {'': {'kind': 'linear'}}
+    """
+    from flax import nnx
+
+    from jaxloss.parity.models.rules import describe
+
+    names = jax_module_names(model)
+    return {names[id(m)]: describe(m) for _, m in nnx.iter_modules(model)}
 
 
 def _param_keys(model: Any, names: dict[int, str]) -> set[TensorKey]:
@@ -357,8 +449,9 @@ def capture_torch(
         name = names[id(mod)]
         call = calls.get(name, 0)
         calls[name] = call + 1
-        leaves = _float_leaves(out, is_t)
-        records.append(Record(name, call, [_np(x) for x in leaves]))
+        slots = leaf_slots(out, is_t)
+        leaves = [x for _, x in slots if x is not None]
+        records.append(Record(name, call, [_np(x) for x in leaves], [p for p, x in slots if x is not None], [p for p, _ in slots]))
         if not want_grad or not leaves:
             return None
         new = []
@@ -376,7 +469,8 @@ def capture_torch(
     try:
         with torch.set_grad_enabled(want_grad):
             out = model(*targs)
-        outs = _float_leaves(out, is_t)
+        out_slots = leaf_slots(out, is_t)
+        outs = [x for _, x in out_slots if x is not None]
         cap = Capture(
             framework="torch",
             inputs=[_np(a) for a in targs],
@@ -384,9 +478,11 @@ def capture_torch(
             layers=records,
             params=params,
             state={_split(n): _np(b) for n, b in buffers.items()},
+            meta={"module_names": list(names.values())},
         )
         if want_grad:
-            shapes = [(tuple(o.shape), _np(o).dtype) for o in outs]
+            shapes = LeafSpecs([(tuple(o.shape), _np(o).dtype) for o in outs], [p for p, x in out_slots if x is not None],
+                               [p for p, _ in out_slots])
             cot = list(cotangent(shapes) if callable(cotangent) else cotangent)  # type: ignore[arg-type,operator]
             check_cotangent(cot, shapes, "torch")
             named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

@@ -25,11 +25,12 @@ import numpy as np
 
 from jaxloss.parity.compare import Comparison, compare_arrays
 from jaxloss.parity.models.capture import Capture, Record, TensorKey
-from jaxloss.parity.models.layout import align, align_param, channels_last, torch_tensor_name
+from jaxloss.parity.models.layout import align, channels_last
+from jaxloss.parity.models.rules import Link, Piece, module_links, split_mapping, sub_pairs
 from jaxloss.parity.result import jsonable
 from jaxloss.parity.tolerances import Tolerance, check_tolerance, tolerance_for
 
-__all__ = ["LayerDiff", "ModelReport", "check_tols", "compare_captures", "pair_modules"]
+__all__ = ["LayerDiff", "ModelReport", "check_tols", "compare_captures", "pair_leaves", "pair_modules"]
 
 Tol = float | Mapping[str, float] | None
 
@@ -162,6 +163,9 @@ class ModelReport:
     unpaired_jax: list[str] = dataclasses.field(default_factory=list)
     unpaired_torch: list[str] = dataclasses.field(default_factory=list)
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    not_compared: list[str] = dataclasses.field(default_factory=list)
+    not_called: list[str] = dataclasses.field(default_factory=list)
+    not_seen: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def compared(self) -> int:
@@ -219,6 +223,13 @@ class ModelReport:
         lines = [self.verdict(), self.table()]
         if self.unpaired_jax or self.unpaired_torch:
             lines.append(f"not compared (no partner; pass mapping={{jax_path: torch_name}}): JAX {self.unpaired_jax}, torch {self.unpaired_torch}")
+        if self.not_compared:
+            lines.append(f"output leaves not compared (choose with outputs=): {self.not_compared}")
+        if self.not_called:
+            lines.append(f"not called as modules in torch (their weights are compared, their outputs cannot be): {self.not_called}")
+        if self.not_seen:
+            lines.append(f"JAX modules not seen called (inside nnx.scan / nnx.RNN / another transform, or unused; their "
+                         f"parameters and gradients are compared, their outputs are not captured): {self.not_seen}")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -232,6 +243,9 @@ class ModelReport:
             "params": [d.to_json() for d in self.params],
             "unpaired_jax": self.unpaired_jax,
             "unpaired_torch": self.unpaired_torch,
+            "not_compared": self.not_compared,
+            "not_called": self.not_called,
+            "not_seen": self.not_seen,
             "meta": self.meta,
         }
 
@@ -319,14 +333,23 @@ def _stats(a: np.ndarray, e: np.ndarray, atol: float) -> dict[str, float]:
 
 
 def judge(jax_path: str, torch_name: str, kind: str, tensor: str, call: int, j: np.ndarray, t: np.ndarray,
-          ref: np.ndarray | None, rtol: Tol, atol: Tol) -> LayerDiff:
+          ref: np.ndarray | None, rtol: Tol, atol: Tol, by_value: bool = False) -> LayerDiff:
     """One :class:`LayerDiff` from arrays already in torch's layout.
+
+    ``by_value`` (parameters and buffers): floats of two dtypes (NNX keeps BatchNorm statistics
+    in float32 against a float64 torch run) are compared by value at the coarser dtype's
+    tolerance, the dtype difference a note in ``message``, not a failure.
 
     >>> import numpy as np
     >>> judge("fc", "fc", "forward", "output", 0, np.array([1.0, np.nan]), np.array([1.0, 2.0]), None, None, None).jax_nonfinite
     (1,)
     """
     dtype = str(t.dtype) if np.issubdtype(t.dtype, np.floating) else "float64"
+    note = ""
+    if by_value and np.issubdtype(j.dtype, np.floating) and np.issubdtype(t.dtype, np.floating) and j.dtype != t.dtype:
+        coarse = j.dtype if np.finfo(j.dtype).eps > np.finfo(t.dtype).eps else t.dtype
+        note = f"dtype {j.dtype} vs torch's {t.dtype}: compared by value at {coarse}'s tolerance"
+        dtype, j = str(coarse), j.astype(t.dtype)
     base = tolerance_for(dtype) if dtype in ("float64", "float32", "float16", "bfloat16") else tolerance_for("float64")
     tol = Tolerance(_tol(rtol, jax_path, base.rtol), _tol(atol, jax_path, base.atol))
     if np.issubdtype(j.dtype, np.integer) and np.issubdtype(t.dtype, np.integer):
@@ -336,15 +359,77 @@ def judge(jax_path: str, torch_name: str, kind: str, tensor: str, call: int, j: 
                   torch_nonfinite=_nonfinite(t), rtol=tol.rtol, atol=tol.atol)
     for k, v in _stats(j, t, tol.atol).items():
         setattr(d, k, v)
+    if note and not c.message:
+        c.message = note
     return d
 
 
 # --------------------------------------------------------------------------- captures
+Outputs = Mapping[str, Sequence[tuple[int | str, int | str]]] | None
+
+
+def pair_leaves(j: Record, t: Record, choice: Sequence[tuple[int | str, int | str]] | None = None,
+                where: str = "") -> tuple[list[tuple[int, int]], list[str]]:
+    """``([(jax output index, torch output index)], [what is not compared])`` for one call.
+
+    By key when both sides return dicts, else by position in the flattened output (``None``
+    leaves count: torch attention's ``(out, None)``); a leaf one side lacks, or ``None``, is
+    listed as not compared. ``choice``: the pairs to compare instead, each side a position
+    (``int``, counting ``None`` leaves) or a path (``"[1][0]"``, ``"['logits']"``).
+
+    >>> import numpy as np
+    >>> pair_leaves(Record("lstm", 0, [np.zeros(3)]), Record("lstm", 0, [np.zeros(3)] * 3, ["[0]", "[1][0]", "[1][1]"]))
+    ([(0, 0)], ['lstm output[1][0] (torch only)', 'lstm output[1][1] (torch only)'])
+    """
+    def index(r: Record, x: int | str, side: str) -> int:
+        path = r.slots[x] if isinstance(x, int) and 0 <= x < len(r.slots) else x
+        if path not in r.paths:
+            raise ValueError(f"outputs={{{r.name!r}: ...}}: the {side} output has no array leaf {x!r}; its leaves: {r.slots}")
+        return r.paths.index(path)  # type: ignore[arg-type]
+
+    name = where or j.name or "(model)"
+    if choice is not None:
+        pairs = [(index(j, a, "JAX"), index(t, b, "torch")) for a, b in choice]
+        notes = [f"{name} output{p} (not chosen in outputs=)" for k, p in enumerate(t.paths) if k not in {b for _, b in pairs}]
+        return pairs, notes
+    pairs, notes = [], []
+    if all(p.startswith("['") for p in j.slots + t.slots) and j.slots and t.slots:
+        for p in dict.fromkeys(j.slots + t.slots):
+            if p in j.paths and p in t.paths:
+                pairs.append((j.paths.index(p), t.paths.index(p)))
+            else:
+                notes.append(f"{name} output{p} ({'None on one side' if p in j.slots and p in t.slots else ('JAX' if p in j.slots else 'torch') + ' only'})")
+        return pairs, notes
+    for k in range(max(len(j.slots), len(t.slots))):
+        jp = j.slots[k] if k < len(j.slots) else None
+        tp = t.slots[k] if k < len(t.slots) else None
+        j_arr = jp is not None and jp in j.paths and k == j.slots.index(jp)
+        t_arr = tp is not None and tp in t.paths and k == t.slots.index(tp)
+        if j_arr and t_arr:
+            pairs.append((j.paths.index(jp), t.paths.index(tp)))  # type: ignore[arg-type]
+        elif jp is None or tp is None:
+            notes.append(f"{name} output{jp if tp is None else tp} ({'JAX' if tp is None else 'torch'} only)")
+        else:
+            notes.append(f"{name} output{tp} (None on {'JAX' if not j_arr else 'torch'})")
+    return pairs, notes
+
+
+def _links(jc: Capture, tc: Capture, pairs: Mapping[str, str], tensors: Mapping[TensorKey, str]) -> list[Link]:
+    """The layer rules' links (across frameworks), or equal names (two runs of one framework)."""
+    if jc.framework != tc.framework:
+        jshapes = {k: tuple(v.shape) for k, v in jc.params.items()}
+        tshapes = {k: tuple(v.shape) for k, v in tc.params.items()}
+        return module_links(jc.meta.get("modules", {}), jshapes, tshapes, pairs, tensors)
+    return [Link(k, (Piece(pairs[k[0]], k[1]),), "as-is") for k in jc.params if k[0] in pairs and (pairs[k[0]], k[1]) in tc.params]
+
+
 def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | None = None, rtol: Tol = None,
-                     atol: Tol = None, ref: Capture | None = None, fail_fast: bool = False) -> ModelReport:
+                     atol: Tol = None, ref: Capture | None = None, fail_fast: bool = False,
+                     outputs: Outputs = None) -> ModelReport:
     """Pair and judge two captures (``jc`` the one under test, ``tc`` the expected one, ``ref``
     an optional float64 run of the expected side). Either may come from either framework
     (a golden file of one against a live run of the other, or two runs of the same one).
+    ``mapping`` and ``outputs`` as in :func:`jaxloss.parity.compare_models`.
 
     >>> import numpy as np
     >>> from jaxloss.parity.models.capture import Capture, Record
@@ -353,95 +438,157 @@ def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | N
     >>> [(d.jax_path, d.passed) for d in compare_captures(b, a).layers]
     [('fc', False)]
     """
-    cl = channels_last(jc.inputs, tc.inputs) if jc.framework != tc.framework else False
+    cross = jc.framework != tc.framework
+    cl = channels_last(jc.inputs, tc.inputs) if cross else False
+    descs = jc.meta.get("modules", {}) if cross else {}
     j_names = list(dict.fromkeys(r.name for r in jc.layers))
-    check_tols(rtol, atol, list(dict.fromkeys(j_names + [m for m, _ in jc.params])))
-    t_names = list(dict.fromkeys([r.name for r in tc.layers] + [m for m, _ in tc.params]))
-    pairs = pair_modules(list(dict.fromkeys(j_names + [m for m, _ in jc.params])), t_names, mapping)
+    j_all = list(dict.fromkeys(j_names + [m for m, _ in jc.params] + list(descs)))
+    check_tols(rtol, atol, j_all)
+    t_names = list(dict.fromkeys([r.name for r in tc.layers] + [m for m, _ in tc.params] + list(tc.meta.get("module_names", []))))
+    mods, tensors = split_mapping(mapping, list(jc.params)) if cross else (dict(mapping or {}), {})
+    pairs = sub_pairs(descs, pair_modules(j_all, t_names, mods), t_names)
+    links = _links(jc, tc, pairs, tensors)
+    inv = {t: j for j, t in pairs.items()}
+    outputs = dict(outputs or {})
+    bad = [k for k in outputs if k not in j_names]
+    if bad:
+        raise ValueError(f"outputs names layers the JAX model did not call: {bad}; called: {j_names[:12]}")
     t_rec = {r.key: r for r in tc.layers}
     ref_rec = {r.key: r for r in ref.layers} if ref else {}
+    t_calls: dict[str, int] = {}
+    for x in tc.layers:
+        t_calls[x.name] = t_calls.get(x.name, 0) + 1
+    recorded = set(j_names)
+
+    def owner(path: str) -> str | None:
+        """The deepest module the JAX run recorded at or above ``path`` (``lstm`` for ``lstm.cell.ii``)."""
+        parts = path.split(".") if path else []
+        for k in range(len(parts), -1, -1):
+            cand = ".".join(parts[:k])
+            if cand in recorded:
+                return cand
+        return None
 
     def act(a: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return align(a, t.shape, cl) if jc.framework != tc.framework else a
+        return align(a, t.shape, cl) if cross else a
 
-    def tensor_pairs(module: str, jsrc: Mapping[TensorKey, Any], tsrc: Mapping[TensorKey, Any]) -> list[tuple[str, str]]:
-        """``(jax name, torch name)`` of the tensors of ``module`` held in both ``jsrc`` and ``tsrc``."""
-        tm = pairs.get(module)
-        if tm is None:
-            return []
-        t_tensors = [t for (m, t) in tsrc if m == tm]
-        out = []
-        for name in [n for (m, n) in jsrc if m == module]:
-            tn = torch_tensor_name(name, t_tensors) if jc.framework != tc.framework else (name if name in t_tensors else None)
-            if tn is not None:
-                out.append((name, tn))
+    def link_diff(lk: Link, jsrc: Mapping[TensorKey, np.ndarray], tsrc: Mapping[TensorKey, np.ndarray],
+                  rsrc: Mapping[TensorKey, np.ndarray] | None, kind: str, grad: bool) -> LayerDiff | None:
+        if lk.jax is None:  # a torch tensor NNX has no place for: the port is faithful only while it is 0
+            p = lk.torch[0]
+            if grad or p.key not in tsrc or not np.any(p.take(tsrc[p.key]) != 0):
+                return None
+            d = LayerDiff.failed(inv.get(p.module, p.module), p.module, kind, f"torch {p.name} is non-zero; {lk.how}")
+            d.tensor = p.short
+            return d
+        pieces = lk.torch[:1] if grad else lk.torch  # d/d(b_ih + b_hh) is the gradient of each term
+        if lk.jax not in jsrc or any(p.key not in tsrc for p in pieces):
+            return None
+        t = sum(p.take(tsrc[p.key]) for p in pieces)
+        j = jsrc[lk.jax]
+        try:
+            ja = lk.to_torch(j) if cross else j
+        except ValueError:
+            ja = j
+        r = sum(p.take(rsrc[p.key]) for p in pieces) if rsrc is not None and all(p.key in rsrc for p in pieces) else None
+        tensor = pieces[0].short if grad else lk.torch_short
+        return judge(lk.jax[0], lk.torch[0].module, kind, tensor, 0, ja, np.asarray(t), r, rtol, atol, by_value=not grad)
+
+    def grouped(src: Mapping[TensorKey, Any]) -> dict[str | None, list[Link]]:
+        out: dict[str | None, list[Link]] = {}
+        for lk in links:
+            key = lk.jax if lk.jax is not None else None
+            if key is None or key in src:
+                out.setdefault(owner(key[0] if key else inv.get(lk.torch[0].module, "")), []).append(lk)
         return out
 
-    def param(jkey: TensorKey, tkey: TensorKey, j: np.ndarray, t: np.ndarray, r: np.ndarray | None, kind: str) -> LayerDiff:
-        ja = align_param(j, jkey[1], t.shape) if jc.framework != tc.framework else j
-        return judge(jkey[0], tkey[0], kind, tkey[1], 0, ja, t, r, rtol, atol)
-
     # parameters and buffers before the run, in the order the modules first ran
-    order = list(dict.fromkeys(j_names + [m for m, _ in jc.params]))
-    params: list[LayerDiff] = []
-    for module in order:
-        for jn, tn in tensor_pairs(module, jc.params, tc.params):
-            jk, tk = (module, jn), (pairs[module], tn)
-            params.append(param(jk, tk, jc.params[jk], tc.params[tk], ref.params.get(tk) if ref else None, "param"))
+    params = [d for lk in sorted(links, key=lambda lk: _first(j_names, lk))
+              if (d := link_diff(lk, jc.params, tc.params, ref.params if ref else None, "param", False)) is not None]
 
     forward: list[LayerDiff] = []
+    not_compared: list[str] = []
+    not_called: list[str] = []
     last_call = {r.name: r.call for r in jc.layers}
+    state_links = grouped(jc.state)
     for r in jc.layers:
         tm = pairs.get(r.name)
-        if tm is None:
-            continue
-        forward += _outputs(r, tm, t_rec.get((tm, r.call)), ref_rec.get((tm, r.call)), act, rtol, atol, "forward", r.outputs)
+        if tm is not None and t_calls.get(tm, 0) == 0 and tm in t_names:
+            if tm not in not_called:
+                not_called.append(tm)
+        elif tm is not None:
+            forward += _outputs(r, tm, t_rec.get((tm, r.call)), ref_rec.get((tm, r.call)), act, rtol, atol, "forward",
+                                r.outputs, outputs.get(r.name), not_compared)
+            if r.call == last_call[r.name] and t_calls.get(tm, 0) > r.call + 1:
+                forward.append(LayerDiff.failed(r.name, tm, "forward", f"called {r.call + 1}x in {jc.framework}, {t_calls[tm]}x in {tc.framework}"))
         if r.call == last_call[r.name]:
-            for jn, tn in tensor_pairs(r.name, jc.state, tc.state):
-                jk, tk = (r.name, jn), (tm, tn)
-                forward.append(param(jk, tk, jc.state[jk], tc.state[tk], ref.state.get(tk) if ref else None, "forward"))
-        t_calls = sum(1 for x in tc.layers if x.name == tm)
-        if r.call == last_call[r.name] and t_calls > r.call + 1:
-            forward.append(LayerDiff.failed(r.name, tm, "forward", f"called {r.call + 1}x in {jc.framework}, {t_calls}x in {tc.framework}"))
+            for lk in state_links.pop(r.name, []):
+                d = link_diff(lk, jc.state, tc.state, ref.state if ref else None, "forward", False)
+                forward += [d] if d is not None and lk.jax is not None else []
         if fail_fast and any(not d.passed for d in forward):
             break
+    for rest in state_links.values():
+        forward += [d for lk in rest if lk.jax is not None
+                    and (d := link_diff(lk, jc.state, tc.state, ref.state if ref else None, "forward", False)) is not None]
 
     backward: list[LayerDiff] = []
     if jc.grads and tc.grads and not (fail_fast and any(not d.passed for d in forward)):
+        grad_links = grouped(jc.param_grads)
         for r in reversed(jc.layers):
             tm = pairs.get(r.name)
-            if tm is None or (tm, r.call) not in tc.grads:
-                continue
-            trec = Record(tm, r.call, tc.grads[(tm, r.call)])
-            rrec = Record(tm, r.call, ref.grads[(tm, r.call)]) if ref and (tm, r.call) in ref.grads else None
-            backward += _outputs(r, tm, trec, rrec, act, rtol, atol, "grad", jc.grads.get(r.key, []))
+            if tm is not None and (tm, r.call) in tc.grads:
+                tf = t_rec[(tm, r.call)]
+                trec = Record(tm, r.call, tc.grads[(tm, r.call)], tf.paths, tf.slots)
+                rrec = Record(tm, r.call, ref.grads[(tm, r.call)], tf.paths, tf.slots) if ref and (tm, r.call) in ref.grads else None
+                jrec = Record(r.name, r.call, jc.grads.get(r.key, []), r.paths, r.slots)
+                backward += _outputs(jrec, tm, trec, rrec, act, rtol, atol, "grad", jrec.outputs, outputs.get(r.name), [])
             if r.call == 0:
-                for jn, tn in tensor_pairs(r.name, jc.param_grads, tc.param_grads):
-                    jk, tk = (r.name, jn), (tm, tn)
-                    backward.append(param(jk, tk, jc.param_grads[jk], tc.param_grads[tk],
-                                          ref.param_grads.get(tk) if ref else None, "grad"))
+                backward += [d for lk in grad_links.pop(r.name, [])
+                             if (d := link_diff(lk, jc.param_grads, tc.param_grads, ref.param_grads if ref else None, "grad", True))]
             if fail_fast and any(not d.passed for d in backward):
                 break
+        else:
+            for rest in grad_links.values():
+                backward += [d for lk in rest
+                             if (d := link_diff(lk, jc.param_grads, tc.param_grads, ref.param_grads if ref else None, "grad", True))]
 
     t_called = list(dict.fromkeys(r.name for r in tc.layers))
-    report = ModelReport(
+    holders = list(dict.fromkeys(m for m, _ in jc.params))
+    return ModelReport(
         layers=forward + backward,
         params=params,
         unpaired_jax=[n for n in j_names if n not in pairs],
         unpaired_torch=[n for n in t_called if n not in set(pairs.values())],
+        not_compared=list(dict.fromkeys(not_compared)),
+        not_called=not_called,
+        not_seen=[m for m in holders if m not in recorded and m in descs and jc.layers],
     )
-    return report
+
+
+def _first(j_names: list[str], lk: Link) -> tuple[int, str]:
+    """Sort key: the links of the module that ran first come first (unrecorded ones after their recorded parent)."""
+    path = lk.jax[0] if lk.jax is not None else lk.torch[0].module
+    best = len(j_names)
+    for k, n in enumerate(j_names):
+        if path == n or path.startswith(n + ".") or n == "":
+            best = min(best, k) if n else best
+    return (best, path)
 
 
 def _outputs(r: Record, tm: str, trec: Record | None, rrec: Record | None, act: Any, rtol: Tol, atol: Tol, kind: str,
-             arrays: Sequence[np.ndarray]) -> list[LayerDiff]:
+             arrays: Sequence[np.ndarray], choice: Any, notes: list[str]) -> list[LayerDiff]:
     if trec is None:
         return [LayerDiff.failed(r.name, tm, kind, f"no call {r.call + 1} of {tm!r} on the other side", r.call)]
-    if len(arrays) != len(trec.outputs):
-        return [LayerDiff.failed(r.name, tm, kind, f"{len(arrays)} output arrays against {len(trec.outputs)}", r.call)]
+    jr = Record(r.name, r.call, list(arrays), r.paths, r.slots)
+    pairs, skipped = pair_leaves(jr, trec, choice)
+    notes += skipped
+    if not pairs:
+        return [LayerDiff.failed(r.name, tm, kind, f"no output array pairs up: JAX {r.slots}, torch {trec.slots} (pass outputs=)", r.call)]
     out = []
-    for k, (j, t) in enumerate(zip(arrays, trec.outputs)):
-        ref = rrec.outputs[k] if rrec is not None and k < len(rrec.outputs) else None
-        tensor = "output" if len(arrays) == 1 else f"output[{k}]"
+    single = len(pairs) == 1 and len(r.outputs) == 1 and len(trec.outputs) == 1
+    for jk, tk in pairs:
+        j, t = arrays[jk], trec.outputs[tk]
+        ref = rrec.outputs[tk] if rrec is not None and tk < len(rrec.outputs) else None
+        tensor = "output" if single else f"output{trec.paths[tk]}"
         out.append(judge(r.name, tm, kind, tensor, r.call, act(j, t), t, ref, rtol, atol))
     return out

@@ -49,7 +49,7 @@ def order_mapping(flax_model: Any, torch_model: Any) -> dict[str, str]:
     'model.8'
     """
     from jaxloss.parity.models.capture import jax_module_names
-    from jaxloss.train.convert import torch_layer_groups
+    from jaxloss.parity.weights import torch_layer_groups
     from jaxloss.train.models import torch_order_layers
 
     names = jax_module_names(flax_model)
@@ -72,7 +72,7 @@ def build_pair(name: str, dtype: str = "float32", seed: int = 0, **kw: Any) -> t
     import torch
     from flax import nnx
 
-    from jaxloss.train.convert import torch_to_flax
+    from jaxloss.parity.weights import torch_to_flax
     from jaxloss.train.models import build_model
     from jaxloss.train.torch_models import TorchResNet18, TorchSeedCNN
 
