@@ -14,6 +14,7 @@ Python::
     parity.assert_close(...)              # the same, raising AssertionError (pytest)
     parity.compare_many([parity.CompareRequest(...), ...])  # several, one compiled JAX program
     parity.compare_models(flax_model, torch_model, x_nhwc, x_nchw)  # where a ported model diverges
+    parity.compare_training(jax_step, torch_step, (flax_model, opt), (torch_model, opt), batches)  # a training run
     with parity.precision("ieee"): ...    # true float32 in JAX and torch together (parity.precisions)
 
 Second derivatives are compared as torch's double backward computes them (the
@@ -53,12 +54,14 @@ __all__ = [
     "ModelReport",
     "Result",
     "Tolerance",
+    "TrainingReport",
     "assert_close",
     "compare",
     "compare_golden",
     "compare_many",
     "compare_models",
     "compare_params",
+    "compare_training",
     "exact_attention",
     "export_torch_weights",
     "load_torch_weights",
@@ -73,6 +76,7 @@ __all__ = [
 _MODELS = ("LayerDiff", "ModelReport", "compare_models", "compare_params", "compare_golden", "save_golden", "to_float64",
            "exact_attention")
 _WEIGHTS = ("LoadReport", "load_torch_weights", "export_torch_weights")
+_TRAINING = ("compare_training", "TrainingReport")  # imports Flax too: loaded on first use
 
 
 def __getattr__(name: str) -> Any:
@@ -87,4 +91,9 @@ def __getattr__(name: str) -> Any:
         from jaxloss import parity
 
         return getattr(parity.weights, name)
+    if name in _TRAINING:
+        import jaxloss.parity.training  # noqa: F401
+        from jaxloss import parity
+
+        return getattr(parity.training, name)
     raise AttributeError(f"module 'parity' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-import jaxloss.parity.twin as twin
+import jaxloss.parity.twin.run as twin_run  # the run builds its models through twin_run.models
 from jaxloss.parity.twin import main, run_twin
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 from tests.test_parity_models import _ScaleGrad  # identity forward, gradient times 1.5
@@ -23,14 +23,14 @@ SMALL = {"model": "seed-cnn", "batch_size": 4}  # seed CNN: model.0 conv1, model
 
 def _plant(monkeypatch, bug):
     """Make the twin's torch model carry ``bug(torch_model)``, planted after the conversion to Flax."""
-    models = twin._models
+    models = twin_run.models
 
     def planted(cfg):
         fm, tm = models(cfg)
         bug(tm)
         return fm, tm
 
-    monkeypatch.setattr(twin, "_models", planted)
+    monkeypatch.setattr(twin_run, "models", planted)
 
 
 def _scale_conv2_grad(tm):
