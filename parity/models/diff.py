@@ -503,7 +503,7 @@ def compare_captures(jc: Capture, tc: Capture, *, mapping: Mapping[str, str] | N
         return out
 
     # parameters and buffers before the run, in the order the modules first ran
-    params = [d for lk in sorted(links, key=lambda lk: _first(j_names, lk))
+    params = [d for lk in sorted(links, key=lambda lk: _first(j_names, lk)[0])
               if (d := link_diff(lk, jc.params, tc.params, ref.params if ref else None, "param", False)) is not None]
 
     forward: list[LayerDiff] = []
