@@ -76,7 +76,7 @@ def _jax_grad_model(model: Any, loss: Callable[..., Any], batch: tuple[Any, ...]
     from flax import nnx
 
     m = clone_jax(model)
-    grads = nnx.grad(loss)(m, *batch)
+    grads = nnx.jit(lambda m, *b: nnx.grad(loss)(m, *b))(m, *batch)  # one program, not one per operation
     g = clone_jax(model)
     nnx.update(g, grads)
     return g

@@ -28,9 +28,9 @@ def format_table(steps: Sequence[TrainingStep], markdown: bool = False, width: i
 
     >>> s = TrainingStep(1, 2.3, 2.3, 0.0, 1e-8, 1e-7, 0.0, True, within_tolerance=True)
     >>> print(format_table([s], width=60))
-    step  ok  strict  loss (jax)  loss (torch)  |dloss|
-    ----  --  ------  ----------  ------------  --------
-       1  yes    yes   2.3000000     2.3000000  0.00e+00
+    step   ok  strict  loss (jax)  loss (torch)   |dloss|
+    ----  ---  ------  ----------  ------------  --------
+       1  yes     yes   2.3000000     2.3000000  0.00e+00
     """
     from jaxloss.parity.report import Column, _fit, console_width
 
