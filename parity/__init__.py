@@ -14,6 +14,9 @@ Python::
     parity.assert_close(...)              # the same, raising AssertionError (pytest)
     parity.compare_many([parity.CompareRequest(...), ...])  # several, one compiled JAX program
     parity.compare_models(flax_model, torch_model, x_nhwc, x_nchw)  # where a ported model diverges
+    parity.load_torch_weights(flax_model, torch_model)  # a torch model's weights into its NNX port (parity.weights)
+    parity.export_torch_weights(flax_model, torch_model)  # and back, as a state_dict
+    parity.to_float64(flax_model)         # the float64 twin of an NNX model
     parity.compare_training(jax_step, torch_step, (flax_model, opt), (torch_model, opt), batches)  # a training run
     with parity.precision("ieee"): ...    # true float32 in JAX and torch together (parity.precisions)
 

@@ -147,12 +147,21 @@ def load_torch_weights(flax_model: Any, torch_model_or_state_dict: Any, *, mappi
     """Copy every torch parameter and buffer into the NNX model, in place (see the module docstring).
 
     Args:
-        flax_model: a ``flax.nnx.Module``; its variables keep their dtype and sharding.
+        flax_model: a ``flax.nnx.Module``; its variables keep their dtype and sharding. It may
+            be abstract (``nnx.eval_shape(lambda: Model(rngs=nnx.Rngs(0)))``: no initialiser
+            runs); the loaded variables are then concrete.
         torch_model_or_state_dict: a ``torch.nn.Module`` or its ``state_dict()``.
         mapping: ``{jax_path: torch_name}`` for modules whose names differ, and / or
             ``{"jax_path.variable": "torch_name.tensor[k]"}`` for single tensors.
         strict: every torch tensor consumed and every NNX parameter / batch statistic filled;
             otherwise they are listed in the report's ``unpaired_*``.
+
+    For a float64 comparison, make the float64 twin first (:func:`jaxloss.parity.to_float64`) and
+    load into it: a bias NNX keeps as ``bias_ih + bias_hh`` is summed in the NNX variable's dtype
+    (in float32 about 3e-9 off the float64 sum).
+
+    Returns:
+        A :class:`LoadReport`: each NNX variable, the torch tensor(s) it came from, the conversion.
 
     Raises:
         ValueError: one error listing what is unpaired on each side (``strict``); a shape
@@ -186,7 +195,7 @@ def load_torch_weights(flax_model: Any, torch_model_or_state_dict: Any, *, mappi
         raise TypeError(f"flax_model must be a flax.nnx.Module, got {type(flax_model).__name__}")
     tarrays, tmodules = _torch_numpy(torch_model_or_state_dict, "torch_model_or_state_dict")
     jvars, descs = _jax_variables(flax_model)
-    jshapes = {k: tuple(v[...].shape) for k, v in jvars.items()}
+    jshapes = {k: tuple(v.get_raw_value().shape) for k, v in jvars.items()}  # raw: an nnx.eval_shape model loads too
     tshapes = {k: tuple(a.shape) for k, a in tarrays.items()}
     links = _links(jshapes, descs, tshapes, tmodules, mapping)
 
@@ -211,8 +220,8 @@ def load_torch_weights(flax_model: Any, torch_model_or_state_dict: Any, *, mappi
             errors.append(str(e))
             continue
         report.copied.append(Copied(lk.jax_name, lk.torch_name, jshapes[lk.jax], tuple(np.shape(value)), lk.how))
-    report.unpaired_jax = [_name(k) for k, v in jvars.items() if k not in new and isinstance(v, (nnx.Param, nnx.BatchStat))
-                           and not any(lk.jax == k for lk in links)]
+    report.unpaired_jax = sorted(_name(k) for k, v in jvars.items() if k not in new and isinstance(v, (nnx.Param, nnx.BatchStat))
+                                 and not any(lk.jax == k for lk in links))
     for k in tarrays:
         if k not in used:
             (report.ignored if k[1] in _IGNORED else report.unpaired_torch).append(_name(k))
@@ -224,7 +233,7 @@ def load_torch_weights(flax_model: Any, torch_model_or_state_dict: Any, *, mappi
         raise ValueError("load_torch_weights: " + "; ".join(errors))
     for k, a in new.items():
         var = jvars[k]
-        old = var[...]
+        old = var.get_raw_value()
         arr = jnp.array(a, dtype=old.dtype, copy=True)
         sharding = getattr(old, "sharding", None)
         var.set_value(jax.device_put(arr, sharding) if sharding is not None else arr)

@@ -48,7 +48,7 @@ def test_output_leaves_pair_by_position_and_key() -> None:
 
 
 def test_float32_buffer_against_float64_torch_is_compared_by_value() -> None:
-    fm, tm = P.Depthwise(rngs=nnx.Rngs(0)), P.TorchDepthwise()
+    fm, tm = nnx.eval_shape(lambda: P.Depthwise(rngs=nnx.Rngs(0))), P.TorchDepthwise()  # no initialiser runs
     with torch.no_grad():
         tm.bn.running_var.uniform_(0.5, 2.0)
     parity.load_torch_weights(fm, tm)
@@ -126,6 +126,23 @@ def test_planted_bug_is_named_at_its_layer(bug: str) -> None:
 
 
 def test_groups_wrong_is_named_by_the_loader() -> None:
-    fm, tm = P.Depthwise(bug="groups wrong", rngs=nnx.Rngs(0)), P.TorchDepthwise()
+    fm, tm = nnx.eval_shape(lambda: P.Depthwise(bug="groups wrong", rngs=nnx.Rngs(0))), P.TorchDepthwise()
     with pytest.raises(ValueError, match=r"torch dw.weight \(8, 1, 3, 3\) cannot be NNX dw.kernel"):
         parity.load_torch_weights(fm, tm)
+
+
+@pytest.mark.slow
+def test_outputs_chooses_leaves_of_a_carry_returning_rnn() -> None:
+    """NNX ``RNN(return_carry=True)`` returns ``((c, h), out)``, torch's LSTM ``(out, (h, c))``: by
+    position they would pair c with out; ``outputs=`` pairs them by path, gradients included."""
+    torch.manual_seed(0)
+    tm = torch.nn.LSTM(3, 4, batch_first=True).double()
+    fm = parity.to_float64(nnx.RNN(nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)), return_carry=True, rngs=nnx.Rngs(0)))
+    parity.load_torch_weights(fm, tm)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3))
+    r = parity.compare_models(fm, tm, x, x)  # by position: c against out
+    assert not r.passed and "shape" in r.first_divergence.message
+    choice = {"": [("[1]", "[0]"), ("[0][1]", "[1][0]"), ("[0][0]", "[1][1]")]}
+    r = parity.compare_models(fm, tm, x, x, outputs=choice)
+    assert r.passed, r
+    assert {d.tensor for d in r.layers if d.jax_path == "" and d.kind == "grad"} >= {"output[0]", "output[1][0]", "output[1][1]"}

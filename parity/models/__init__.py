@@ -53,7 +53,7 @@ Command line: ``python -m jaxloss.parity.models --model seed-cnn|resnet18`` (see
 >>> x = np.ones((4, 3), np.float32)
 >>> r = parity.compare_models(jm, tm, x, x)
 >>> r.passed, [(d.kind, d.tensor) for d in r.layers]
-(True, [('forward', 'output'), ('grad', 'output'), ('grad', 'bias'), ('grad', 'weight')])
+(True, [('forward', 'output'), ('grad', 'output'), ('grad', 'weight'), ('grad', 'bias')])
 """
 
 from __future__ import annotations
@@ -197,8 +197,9 @@ def _jax_cotangent(tc: Capture, cl: bool, leaf_pairs: Sequence[tuple[int, int]] 
     def make(shapes: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
         cot = tc.cotangent or []
         partner = dict(leaf_pairs) if leaf_pairs is not None else {k: k for k in range(len(cot))}
-        return [to_jax_layout(cot[partner[k]], s, cl).astype(d) if k in partner else np.zeros(s, d)
-                for k, (s, d) in enumerate(shapes)]
+        out = [to_jax_layout(cot[partner[k]], s, cl).astype(d) if k in partner else np.zeros(s, d) for k, (s, d) in enumerate(shapes)]
+        # a leaf paired with one of another shape: 0 here (the comparison reports the mismatch)
+        return [c if c.shape == tuple(s) else np.zeros(s, d) for c, (s, d) in zip(out, shapes)]
 
     return make
 

@@ -371,7 +371,7 @@ def jax_output_specs(model: Any, args: Sequence[Any]) -> LeafSpecs:
     >>> from flax import nnx
     >>> s = jax_output_specs(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), [np.ones((1, 2), np.float32)])
     >>> list(s), s.paths
-    [((1, 3), dtype('float32'))], [''])
+    ([((1, 3), dtype('float32'))], [''])
     """
     import jax
     import jax.numpy as jnp

@@ -78,6 +78,8 @@ def align(a: np.ndarray, torch_shape: Sequence[int], channels_last: bool) -> np.
     """
     torch_shape = tuple(torch_shape)
     same = tuple(a.shape) == torch_shape
+    if not same and _squeezed(a.shape) == _squeezed(torch_shape):  # torch's LSTM h: (layers=1, N, H) vs NNX's (N, H)
+        return a.reshape(torch_shape)
     if a.ndim < 3:
         return a
     inv = np.argsort(channels_last_perm(a.ndim))  # channels-last -> channels-first
@@ -94,6 +96,8 @@ def to_jax_layout(t: np.ndarray, jax_shape: Sequence[int], channels_last: bool) 
     (2, 5, 6, 3)
     """
     jax_shape = tuple(jax_shape)
+    if tuple(t.shape) != jax_shape and _squeezed(t.shape) == _squeezed(jax_shape):
+        return t.reshape(jax_shape)
     if t.ndim < 3:
         return t
     perm = channels_last_perm(t.ndim)
@@ -101,6 +105,10 @@ def to_jax_layout(t: np.ndarray, jax_shape: Sequence[int], channels_last: bool) 
     if moved and (channels_last or tuple(t.shape) != jax_shape):
         return t.transpose(perm)
     return t
+
+
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape if s != 1)
 
 
 def channels_last(jax_inputs: Sequence[np.ndarray], torch_inputs: Sequence[np.ndarray]) -> bool:

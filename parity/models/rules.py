@@ -5,27 +5,26 @@ Written once, read by :func:`jaxloss.parity.load_torch_weights` (torch -> NNX),
 (parameters and their gradients, in torch's layout). A :class:`Link` ties one NNX variable to
 one or more torch :class:`Piece` s:
 
-============================  ==========================================  =========================================
-NNX module                    torch tensors                               NNX value
-============================  ==========================================  =========================================
-``nnx.Linear``                ``weight (out, in)``, ``bias``              ``kernel = weight.T``
-``nnx.Conv`` (any groups)     ``weight (out, in/groups, *k)``             ``kernel (*k, in/groups, out)``
-``nnx.ConvTranspose``         ``weight (in, out, *k)``                    ``transpose_kernel=False``: ``(*k, in, out)``,
-                                                                          spatially flipped; ``True``: ``(*k, out, in)``
-``nnx.BatchNorm``             ``weight, bias, running_mean, running_var``  ``scale, bias, mean, var``
-``nnx.LayerNorm`` / ``GroupNorm`` / ``RMSNorm``  ``weight, bias``         ``scale, bias``
-``nnx.Embed``                 ``weight (num, features)``                  ``embedding`` (same layout)
-``nnx.MultiHeadAttention``    ``in_proj_weight (3E, E)`` = [q; k; v]       ``query/key/value.kernel (E, heads, head_dim)``
-                              (or ``q/k/v_proj_weight``), ``in_proj_bias``  ``.bias (heads, head_dim)``;
-                              ``out_proj.weight (E, E)``, ``.bias``         ``out.kernel (heads, head_dim, E)``
-``nnx.RNN`` / ``LSTMCell``    ``weight_ih_l0 (4H, in)`` = [i; f; g; o],     ``cell.ii/if_/ig/io.kernel = weight_ih_l0[k].T``,
-                              ``weight_hh_l0``, ``bias_ih_l0 + bias_hh_l0``   ``cell.hi/...kernel``, ``cell.hi/...bias = sum``
-``OptimizedLSTMCell``         the same, packed                            ``dense_i/dense_h.kernel``, ``dense_h.bias = sum``
-``GRUCell``                   ``weight_ih_l0 (3H, in)`` = [r; z; n], ...   ``dense_i.bias = bias_ih + bias_hh[r, z]``;
-                                                                          ``bias_hh_l0[2]`` (b_hn) must be 0
-``nnx.Bidirectional``         ``..._l0`` and ``..._l0_reverse``            ``forward_rnn`` and ``backward_rnn``
-other modules                 the same name (``kernel`` -> ``weight``...)  as-is, or transposed as a Linear/Conv kernel
-============================  ==========================================  =========================================
+* ``nnx.Linear``: torch ``weight (out, in)`` is ``kernel (in, out)``; ``bias`` as-is.
+* ``nnx.Conv`` (any groups, depthwise included): ``weight (out, in/groups, *k)`` is ``kernel (*k, in/groups, out)``.
+* ``nnx.ConvTranspose``: torch ``weight (in, out, *k)`` is, with ``transpose_kernel=False`` (NNX's
+  default), ``kernel (*k, in, out)`` flipped along its spatial axes; with ``True``, ``(*k, out, in)``
+  unflipped (both checked numerically against torch in tests/test_port_weights.py).
+* ``nnx.BatchNorm``: ``weight, bias, running_mean, running_var`` are ``scale, bias, mean, var``;
+  ``nnx.LayerNorm`` / ``GroupNorm`` / ``RMSNorm``: ``weight, bias`` are ``scale, bias``.
+* ``nnx.Embed``: ``weight (num, features)`` is ``embedding``, same layout.
+* ``nnx.MultiHeadAttention``: ``in_proj_weight (3E, E)`` (``[q; k; v]``; or ``q/k/v_proj_weight``)
+  gives ``query / key / value.kernel (E, heads, head_dim)``, ``in_proj_bias`` their
+  ``bias (heads, head_dim)``; ``out_proj.weight (E, E)`` is ``out.kernel (heads, head_dim, E)``.
+* ``nnx.RNN`` of an ``LSTMCell``: ``weight_ih_l0 (4H, in)`` (gates ``[i; f; g; o]``) gives
+  ``cell.ii / if_ / ig / io.kernel``, ``weight_hh_l0`` gives ``cell.hi / hf / hg / ho.kernel``,
+  ``bias_ih_l0 + bias_hh_l0`` their biases; ``OptimizedLSTMCell``: the same, packed, in
+  ``dense_i`` / ``dense_h``; ``GRUCell`` (gates ``[r; z; n]``): ``dense_i.bias = bias_ih + bias_hh``
+  on r and z, and torch's ``bias_hh_l0[2]`` (b_hn) must be 0. ``nnx.Bidirectional``: ``forward_rnn``
+  is ``..._l0``, ``backward_rnn`` ``..._l0_reverse``. A bare cell pairs with ``nn.LSTMCell`` /
+  ``nn.GRUCell`` (no ``_l0``).
+* Any other module: its variables pair by name (``kernel`` -> ``weight``, ``scale`` -> ``weight``,
+  ``mean`` -> ``running_mean``...), as-is, or transposed as a kernel when the shapes say so.
 
 ``name[k]`` is the ``k``-th of the equal chunks a packed tensor splits into along its first axis
 (``weight_ih_l0[1]``: the LSTM's f gate). A sum (``bias_ih_l0[0]+bias_hh_l0[0]``) is what NNX
@@ -386,6 +385,13 @@ def module_links(descs: Mapping[str, dict[str, Any]], jshapes: Mapping[TensorKey
     (attention's ``query``, an RNN's ``cell.ii``), parents before children; the rest pair by name.
     ``tensor_mapping`` entries override. Links whose torch tensors the torch side does not have
     are left out (the caller reports the variable as unpaired).
+
+    >>> descs = {"lstm": {"kind": "rnn"}, "lstm.cell": {"kind": "gru"}}
+    >>> jshapes = {("lstm.cell.dense_i", "kernel"): (5, 21), ("lstm.cell.dense_i", "bias"): (21,),
+    ...            ("lstm.cell.dense_h", "kernel"): (7, 21)}
+    >>> [(lk.jax_name, lk.torch_name) for lk in module_links(descs, jshapes, None, {"lstm": "lstm"})]  # doctest: +NORMALIZE_WHITESPACE
+    [('lstm.cell.dense_i.kernel', 'lstm.weight_ih_l0'), ('lstm.cell.dense_h.kernel', 'lstm.weight_hh_l0'),
+     ('lstm.cell.dense_i.bias', 'lstm.bias_ih_l0+lstm.bias_hh_l0[0,1]'), ('(none)', 'lstm.bias_hh_l0[2]')]
     """
     jv = set(jshapes)
     tn = set(tshapes) if tshapes is not None else None
@@ -437,7 +443,8 @@ def sub_pairs(descs: Mapping[str, dict[str, Any]], pairs: Mapping[str, str], tor
     """Module pairs a rule implies below a paired module (attention's ``out`` is torch's
     ``out_proj``), for comparing their outputs; existing pairs are kept.
 
-    >>> sub_pairs({"attn": {"kind": "attention"}}, {"attn": "self_attn"}, ["self_attn", "self_attn.out_proj"])
+    >>> sub_pairs({"attn": {"kind": "attention"}, "attn.out": {"kind": None}}, {"attn": "self_attn"},
+    ...           ["self_attn", "self_attn.out_proj"])
     {'attn': 'self_attn', 'attn.out': 'self_attn.out_proj'}
     """
     out = dict(pairs)
