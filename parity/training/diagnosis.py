@@ -14,11 +14,18 @@ from typing import Any
 import numpy as np
 from jaxloss.parity.training.records import Divergence, StepStart, within_reference
 
-__all__ = ["clone_jax", "diagnose", "param_diffs", "split_params"]
+__all__ = ["clone_jax", "param_diffs", "split_params"]  # diagnose: compare_training's, documented there
 
 
 def clone_jax(model: Any) -> Any:
-    """An independent copy of an NNX model, its arrays copied to the host first (a jitted step may donate them)."""
+    """An independent copy of an NNX model, its arrays copied to the host first (a jitted step may donate them).
+
+    >>> from flax import nnx
+    >>> m = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+    >>> c = clone_jax(m)
+    >>> c is m, bool((c.kernel[...] == m.kernel[...]).all())
+    (False, True)
+    """
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -30,7 +37,13 @@ def clone_jax(model: Any) -> Any:
 
 def param_diffs(jax_model: Any, torch_model: Any, mapping: Mapping[str, str] | None, rtol: float, atol: float,
                 reference: Any = None) -> list[Any]:  # fmt: skip
-    """:func:`jaxloss.parity.compare_params` of the live models (module order)."""
+    """:func:`jaxloss.parity.compare_params` of the live models (module order).
+
+    >>> import torch
+    >>> from flax import nnx
+    >>> [(d.tensor, d.passed) for d in param_diffs(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), torch.nn.Linear(3, 2), None, 1e-7, 1e-7)]
+    [('weight', False), ('bias', False)]
+    """
     from jaxloss.parity.models import compare_params
 
     return compare_params(jax_model, torch_model, mapping=mapping, rtol=rtol, atol=atol, reference=reference)
@@ -42,7 +55,14 @@ def torch_name(d: Any) -> str:
 
 
 def split_params(diffs: Sequence[Any], torch_model: Any) -> tuple[list[Any], list[Any]]:
-    """``(parameters, buffers)``: the diffs of torch parameters and the rest (a pair nothing compared stays a parameter)."""
+    """``(parameters, buffers)``: the diffs of torch parameters and the rest (a pair nothing compared stays a parameter).
+
+    >>> import torch
+    >>> from flax import nnx
+    >>> jm, tm = nnx.BatchNorm(2, rngs=nnx.Rngs(0)), torch.nn.BatchNorm1d(2)
+    >>> [[d.tensor for d in side] for side in split_params(param_diffs(jm, tm, None, 1e-5, 1e-5), tm)]
+    [['weight', 'bias'], ['running_mean', 'running_var']]
+    """
     names = {n for n, _ in torch_model.named_parameters()}
     params = [d for d in diffs if torch_name(d) in names or not d.size]
     return params, [d for d in diffs if d not in params]

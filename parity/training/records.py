@@ -96,7 +96,11 @@ def judge_step(rec: TrainingStep, scale: float, rtol: float, atol: float, envelo
 
 @dataclass
 class StepStart:
-    """The two models as they were before a step (copies), the float64 torch copy's, and the step's batch."""
+    """The two models as they were before a step (copies), the float64 torch copy's, and the step's batch.
+
+    >>> StepStart(None, None, None, (1,), (2,)).torch_batch
+    (2,)
+    """
 
     jax_model: Any
     torch_model: Any
@@ -123,6 +127,9 @@ class Divergence:
     the first layer where Flax's float32 run alone leaves float64 (by more than twice torch's
     error) and whether there a gradient is exactly 0 on one side only (a ReLU / max-pool near-tie
     decided differently). ``start``: what the step started from (:class:`StepStart`).
+
+    >>> print(Divergence(3, "update", "fc.weight", detail="the optimizer or its schedule").line())
+    first divergence at step 3 (update): parameter fc.weight; the optimizer or its schedule
     """
 
     step: int
@@ -140,11 +147,7 @@ class Divergence:
     start: StepStart | None = field(default=None, repr=False)
 
     def line(self) -> str:
-        """One line: the step, the kind, the parameter and the layer.
-
-        >>> print(Divergence(3, "update", "fc.weight", detail="the optimizer or its schedule").line())
-        first divergence at step 3 (update): parameter fc.weight; the optimizer or its schedule
-        """
+        """One line: the step, the kind, the parameter and the layer."""
         text = f"first divergence at step {self.step} ({self.kind})"
         if self.name:
             text += f": parameter {self.name}" + (f" ({self.when} the step)" if self.when == "before" and self.kind != "grad" else "")

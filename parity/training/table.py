@@ -75,7 +75,14 @@ def _log_series(ax: Any, steps: list[int], values: list[float], floor: float, **
 
 def plot_steps(steps: Sequence[TrainingStep], path: str | Path, title: str = "") -> None:
     """A PNG: the two loss curves, and the differences per step against the band that decides pass/fail
-    (log scale; with the reference, torch's own float32 error too). ``title``: the figure's title."""
+    (log scale; with the reference, torch's own float32 error too). ``title``: the figure's title.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "steps.png")
+    >>> plot_steps([TrainingStep(1, 2.3, 2.3, 0.0, 1e-8, 1e-7, 0.0, True, param_bound=1e-5, within_tolerance=True)], path)
+    >>> os.path.getsize(path) > 0
+    True
+    """
     import matplotlib
 
     matplotlib.use("Agg")

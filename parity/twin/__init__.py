@@ -49,7 +49,8 @@ steps with the defaults and at 49 with those options. ``--dtype float64`` is the
 flip-free comparison.
 
 Diagnosis (``--no-diagnose`` skips it). At the first step outside tolerance, once per run,
-compare_training names the first parameter out of tolerance (:func:`jaxloss.parity.compare_params`) and
+:func:`jaxloss.parity.compare_training` (given the training losses) says whether the losses, the
+gradients or the updates parted (``TwinDiagnosis.cause``) and names the first parameter out of tolerance (:func:`jaxloss.parity.compare_params`) and
 the first layer (:func:`jaxloss.parity.compare_models` on the two models as they were before the step,
 fed that step's batch: forward order, then backward order), with whether torch's own float32
 run leaves its float64 run there too, and the first layer where only Flax's float32 run leaves
@@ -91,10 +92,11 @@ holding both models as they were *before* that step and its batch, ready for a l
 comparison (``parity.compare_models(f.flax_model, f.torch_model, f.jax_args, f.torch_args)``).
 """
 
-from jaxloss.parity.twin.cli import _exact_command, build_parser, config_from_args, main
-from jaxloss.parity.twin.config import PROG, SHARED_FIELDS, TwinConfig, check_config
+# re-exported for the command line's users and tests (the flags, the report pieces), not in __all__
+from jaxloss.parity.twin.cli import _exact_command, build_parser, config_from_args, main  # noqa: F401
+from jaxloss.parity.twin.config import PROG, SHARED_FIELDS, TwinConfig, check_config  # noqa: F401
 from jaxloss.parity.twin.losses import loss_pair
-from jaxloss.parity.twin.report import (
+from jaxloss.parity.twin.report import (  # noqa: F401
     REPORT_FILES,
     difference_kind,
     format_table,
@@ -108,26 +110,16 @@ from jaxloss.parity.twin.run import run_twin
 from jaxloss.parity.twin.sides import synthetic_batches
 
 __all__ = [
-    "PROG",
-    "REPORT_FILES",
-    "SHARED_FIELDS",
     "TwinConfig",
     "TwinDiagnosis",
     "TwinFailure",
     "TwinResult",
     "TwinStep",
-    "_exact_command",
-    "build_parser",
     "check_config",
     "config_from_args",
-    "difference_kind",
-    "format_table",
     "loss_pair",
     "main",
-    "plot",
     "run_twin",
-    "summary",
     "synthetic_batches",
-    "verdict_line",
     "write_report",
 ]

@@ -16,7 +16,7 @@ from jaxloss.train.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Parser, fail, ru
 from jaxloss.train.config import ConfigError, TrainConfig
 from jaxloss.train.signals import SigintFlag
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["config_from_args", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

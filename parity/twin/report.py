@@ -13,7 +13,7 @@ from jaxloss.parity.training.table import format_table as _format_steps
 from jaxloss.parity.training.table import plot_steps
 from jaxloss.parity.twin.results import TwinResult
 
-__all__ = ["REPORT_FILES", "difference_kind", "format_table", "plot", "summary", "verdict_line", "write_report"]
+__all__ = ["REPORT_FILES", "write_report"]
 
 REPORT_FILES = ("twin.md", "twin.json", "twin.png")
 

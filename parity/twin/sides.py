@@ -22,7 +22,7 @@ from jaxloss.train.losses import make_loss
 from jaxloss.train.recipe import build_optimizer
 from jaxloss.train.step import make_train_step
 
-__all__ = ["JaxOptimizer", "batch_pairs", "jax_side", "models", "synthetic_batches", "torch_side"]
+__all__ = ["synthetic_batches"]
 
 
 def synthetic_batches(
