@@ -53,6 +53,9 @@ def to_float64(model: Any) -> Any:
     >>> m = parity.to_float64(nnx.Embed(5, 3, rngs=nnx.Rngs(0)))
     >>> m.embedding[...].dtype, m(np.array([1, 2])).dtype
     (dtype('float64'), dtype('float64'))
+    >>> abstract = parity.to_float64(nnx.eval_shape(lambda: nnx.Linear(2, 3, rngs=nnx.Rngs(0))))
+    >>> abstract.kernel.get_raw_value()  # no initialiser ran: load_torch_weights fills it
+    ShapeDtypeStruct(shape=(2, 3), dtype=float64)
     """
     import jax
     import jax.numpy as jnp
@@ -68,6 +71,12 @@ def to_float64(model: Any) -> Any:
                 setattr(mod, attr, jnp.float64)
         if isinstance(mod, nnx.MultiHeadAttention) and mod.attention_fn is nnx.dot_product_attention:
             mod.attention_fn = exact_attention
-    cast = lambda a: a.astype(jnp.float64) if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating) else a
+    def cast(a: Any) -> Any:
+        if not (hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)):
+            return a
+        if isinstance(a, jax.ShapeDtypeStruct):  # an nnx.eval_shape model: cast first, load_torch_weights after
+            return jax.ShapeDtypeStruct(a.shape, jnp.float64, sharding=a.sharding)
+        return a.astype(jnp.float64)
+
     nnx.update(m, jax.tree.map(cast, nnx.state(m)))
     return m
