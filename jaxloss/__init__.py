@@ -5,7 +5,7 @@ Same names, parameter names, defaults, shapes, reductions and numerics as torch
 ``jaxloss.checked`` the same functions raising torch's errors on invalid values.
 """
 
-from jaxloss._core import Reduction
+from jaxloss._shapes import Reduction
 from jaxloss.binary import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,

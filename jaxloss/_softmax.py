@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxloss._core import Array, ArrayLike, first_bad, poison, shape_str, value_check
+from jaxloss._checked import first_bad, poison, value_check
+from jaxloss._dtypes import Array, ArrayLike
+from jaxloss._shapes import shape_str
 
 # --------------------------------------------------------------------------- softmax pieces
 

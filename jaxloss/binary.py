@@ -40,22 +40,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import (
-    Array,
-    ArrayLike,
-    Number,
-    Opmath,
-    Reduction,
-    broadcast_shapes,
-    check_broadcast_into,
-    check_float,
-    dtype_of,
-    loss_function,
-    nan_where,
-    poison,
-    reduce,
-    value_check,
-)
+from jaxloss._checked import nan_where, poison, value_check
+from jaxloss._dtypes import Array, ArrayLike, check_float, dtype_of
+from jaxloss._registry import Number, Opmath, loss_function
+from jaxloss._shapes import Reduction, broadcast_shapes, check_broadcast_into, reduce
 
 _SymbolicZero = jax.custom_derivatives.SymbolicZero
 
@@ -175,6 +163,8 @@ def _same_dtypes(values: dict[str, Any]) -> None:
     arrays={"input": "float", "target": "float", "weight": "real"},
     precheck=_same_dtypes,
     opmath=Opmath(promote=("input",), cast=("target", "weight")),
+    module="BCELoss",
+    torch="torch.nn.BCELoss",
 )
 def binary_cross_entropy(
     input: Array,
@@ -299,6 +289,8 @@ def _bce_with_logits_elementwise(x: Array, y: Array, pos_weight: Array | None) -
     static_argnames=("reduction",),
     arrays={"input": "float", "target": "float", "weight": "real", "pos_weight": "real"},
     opmath=Opmath(promote=("input", "target"), cast=("weight",), result=("target",)),
+    module="BCEWithLogitsLoss",
+    torch="torch.nn.BCEWithLogitsLoss",
 )
 def binary_cross_entropy_with_logits(
     input: Array,
@@ -384,6 +376,8 @@ def _pow_scalar_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array])
     arrays={"inputs": "float", "targets": "float"},
     opmath=Opmath(promote=("inputs", "targets")),
     reduction_message="Invalid Value for arg 'reduction': '{} \n Supported reduction modes: 'none', 'mean', 'sum'",
+    module="SigmoidFocalLoss",
+    forward=("inputs", "targets"),
 )
 def sigmoid_focal_loss(
     inputs: Array,
@@ -452,6 +446,8 @@ def sigmoid_focal_loss(
     static_argnames=("reduction",),
     arrays={"input": "float", "target": "label"},
     opmath=Opmath(promote=("input", "target"), result=("input",)),
+    module="SoftMarginLoss",
+    torch="torch.nn.SoftMarginLoss",
 )
 def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
     r"""Two-class logistic loss (``torch.nn.SoftMarginLoss``).
@@ -491,6 +487,8 @@ def soft_margin_loss(input: Array, target: Array, reduction: Reduction = "mean")
     arrays={"input": "float", "target": "real", "weight": "real"},
     reduction_message="{} is not valid",
     opmath=Opmath(promote=("input", "target", "weight")),
+    module="MultiLabelSoftMarginLoss",
+    torch="torch.nn.MultiLabelSoftMarginLoss",
 )
 def multilabel_soft_margin_loss(
     input: Array,

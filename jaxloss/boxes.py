@@ -68,7 +68,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Reduction, divide, loss_function, reduce, shape_str
+from jaxloss._dtypes import Array
+from jaxloss._jvp import divide
+from jaxloss._registry import loss_function
+from jaxloss._shapes import Reduction, reduce, shape_str
 
 __all__ = ["complete_box_iou_loss", "distance_box_iou_loss", "generalized_box_iou_loss"]
 

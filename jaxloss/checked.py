@@ -5,7 +5,7 @@ index out of range, a probability outside [0, 1], a negative variance, target
 lengths longer than the input, a traced option out of its range); they return
 NaN there instead. The functions of this module trace the same code under
 :func:`jax.experimental.checkify.checkify` with every
-:func:`jaxloss._core.value_check` turned on, and raise ``ValueError`` with
+:func:`jaxloss._checked.value_check` turned on, and raise ``ValueError`` with
 torch's message when a check fails. Called on concrete arrays they sync with the
 host once per call (to raise), so use them while porting or debugging, not in a
 training step.
@@ -38,7 +38,7 @@ import jax
 from jax.experimental import checkify
 
 import jaxloss  # noqa: F401  (imports every loss module so the registry is full)
-from jaxloss import _core
+from jaxloss import _checked, _registry
 
 _CACHE: dict[str, Callable[..., Any]] = {}
 
@@ -55,15 +55,15 @@ def _raise_if_failed(err: checkify.Error) -> None:
 
 
 def _make_checked(name: str) -> Callable[..., Any]:
-    spec = _core.registered()[name]
+    spec = _registry.registered()[name]
     body = spec.checked_body()
 
     def with_checks(values: dict[str, Any]) -> Any:
-        token = _core.checked_mode()
+        token = _checked.checked_mode()
         try:
             return body(**values)
         finally:
-            _core.reset_checked_mode(token)
+            _checked.reset_checked_mode(token)
 
     def checkified(**values: Any) -> tuple[checkify.Error, Any]:
         # Static options are plain Python values here; close over everything so that
@@ -89,7 +89,7 @@ def _make_checked(name: str) -> Callable[..., Any]:
 
 
 def __getattr__(name: str) -> Callable[..., Any]:
-    if name not in _core.registered():
+    if name not in _registry.registered():
         raise AttributeError(f"module 'jaxloss.checked' has no attribute {name!r}")
     if name not in _CACHE:
         _CACHE[name] = _make_checked(name)
@@ -97,4 +97,4 @@ def __getattr__(name: str) -> Callable[..., Any]:
 
 
 def __dir__() -> list[str]:
-    return sorted(_core.registered())
+    return sorted(_registry.registered())

@@ -15,16 +15,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxloss._core import (
-    Array,
-    Number,
-    Opmath,
-    Reduction,
-    loss_function,
-    opmath_dtype,
-    result_float_dtype,
-    shape_str,
-)
+from jaxloss._dtypes import Array, opmath_dtype, result_float_dtype
+from jaxloss._registry import Number, Opmath, loss_function
+from jaxloss._shapes import Reduction, shape_str
 from jaxloss._softmax import (
     check_class_input,
     check_index_target,
@@ -45,6 +38,9 @@ _LABEL_SMOOTHING = Number(
     static_argnames=("ignore_index", "reduction", "axis"),
     numbers={"label_smoothing": _LABEL_SMOOTHING},
     arrays={"input": "float", "weight": "real"},
+    module="CrossEntropyLoss",
+    fields=("weight", "ignore_index", "reduction", "label_smoothing"),
+    torch="torch.nn.CrossEntropyLoss",
 )
 def cross_entropy(
     input: Array,
@@ -142,6 +138,9 @@ def cross_entropy(
     static_argnames=("ignore_index", "reduction", "axis"),
     arrays={"input": "float", "weight": "real"},
     opmath=Opmath(promote=("input",), cast=("weight",)),
+    module="NLLLoss",
+    fields=("weight", "ignore_index", "reduction"),
+    torch="torch.nn.NLLLoss",
 )
 def nll_loss(
     input: Array,
@@ -194,6 +193,8 @@ def nll_loss(
     },
     arrays={"input": "float", "weight": "real", "alpha": "real"},
     opmath=Opmath(promote=("input",), cast=("weight", "alpha")),
+    module="FocalLoss",
+    fields=("weight", "ignore_index", "reduction", "alpha", "gamma"),
 )
 def focal_loss(
     input: Array,

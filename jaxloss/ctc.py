@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxloss import _core
-from jaxloss._core import Array, ArrayLike, Reduction, loss_function, opmath_dtype
+from jaxloss import _checked
+from jaxloss._dtypes import Array, ArrayLike, opmath_dtype
+from jaxloss._registry import loss_function
+from jaxloss._shapes import Reduction
 
 _WHERE = " (while checking arguments for ctc_loss_allocate_outputs)"
 _NEG_INF = -jnp.inf
@@ -132,7 +134,7 @@ def _alpha_beta(lp_ext: Array, skip: Array, il: Array, tl: Array) -> tuple[Array
 
 def _finish_nll(ll: Array, force_inf: Array, poison: Array) -> Array:
     nll = jnp.where(force_inf, jnp.inf, -ll)
-    return _core.nan_where(poison, nll)
+    return _checked.nan_where(poison, nll)
 
 
 # --------------------------------------------------------------------------- torch's gradient
@@ -167,7 +169,7 @@ def _ctc_nll_fwd(log_probs, ext, skip, il, tl, force_inf, poison, zero_infinity)
 
 def _ctc_nll_bwd(zero_infinity, res, g):  # type: ignore[no-untyped-def]
     log_probs, ext, il, poison, bars, betas, nll = res
-    t_len, n, n_cls = log_probs.shape
+    t_len, n, _ = log_probs.shape
     finite = jnp.isfinite(nll)
     # Occupation probability of (t, s): alpha[t, s] * beta[t, s] / (y[t, ext[s]] * p), computed as
     # exp(alpha_bar + beta + nll) so that a -inf log-prob gives 0 instead of torch's NaN.
@@ -229,14 +231,14 @@ def _prepare(
 
     # Value checks, in torch's order: target lengths, target size, input lengths.
     tl_neg = tl_raw < 0
-    _core.value_check(
-        ~tl_neg, "Expected target_lengths to have value at least 0, but got value {}" + _WHERE, _core.first_bad(tl_neg, tl_raw)
+    _checked.value_check(
+        ~tl_neg, "Expected target_lengths to have value at least 0, but got value {}" + _WHERE, _checked.first_bad(tl_neg, tl_raw)
     )
     tl_nonneg = jnp.maximum(tl_raw, 0)
     if targets.ndim == 1:  # concatenated
         total = targets.shape[0]
         size_ok = jnp.sum(tl_nonneg) == total
-        _core.value_check(
+        _checked.value_check(
             size_ok | jnp.any(tl_neg),
             "Expected tensor to have size {} at dimension 0, but got size " + str(total)
             + " for argument #2 'targets'" + _WHERE,
@@ -256,7 +258,7 @@ def _prepare(
             )
         width = targets.shape[1]
         too_wide = tl_raw > width
-        _core.value_check(
+        _checked.value_check(
             ~jnp.any(too_wide) | jnp.any(tl_neg),
             "Expected tensor to have size at least {} at dimension 1, but got size " + str(width)
             + " for argument #2 'targets'" + _WHERE,
@@ -267,14 +269,14 @@ def _prepare(
         invalid = too_wide
     il_bad_low, il_bad_high = il_raw < 0, il_raw > t_len
     il_bad = il_bad_low | il_bad_high
-    first_low = _core.first_bad(il_bad, il_bad_low)
-    _core.value_check(
+    first_low = _checked.first_bad(il_bad, il_bad_low)
+    _checked.value_check(
         ~(jnp.any(il_bad) & first_low),
-        "Expected input_lengths to have value at least 0, but got value {}" + _WHERE, _core.first_bad(il_bad, il_raw),
+        "Expected input_lengths to have value at least 0, but got value {}" + _WHERE, _checked.first_bad(il_bad, il_raw),
     )
-    _core.value_check(
+    _checked.value_check(
         ~(jnp.any(il_bad) & ~first_low),
-        f"Expected input_lengths to have value at most {t_len}, but got value {{}}" + _WHERE, _core.first_bad(il_bad, il_raw),
+        f"Expected input_lengths to have value at most {t_len}, but got value {{}}" + _WHERE, _checked.first_bad(il_bad, il_raw),
     )
 
     # Target values inside each target length: torch does not check them (it reads out of bounds
@@ -282,11 +284,11 @@ def _prepare(
     in_target = jnp.arange(slots)[None] < tl_raw[:, None]
     bad_index = in_target & ((labels < 0) | (labels >= n_cls))
     is_blank = in_target & (labels == blank)
-    _core.value_check(
+    _checked.value_check(
         ~bad_index, f"ctc_loss: target index {{}} is out of bounds for log_probs with {n_cls} classes",
-        _core.first_bad(bad_index, labels),
+        _checked.first_bad(bad_index, labels),
     )
-    _core.value_check(
+    _checked.value_check(
         ~is_blank, f"ctc_loss: targets must not contain the blank index ({blank}): the target index cannot be blank",
     )
     labels = jnp.where(in_target, jnp.clip(labels, 0, n_cls - 1), blank).astype(jnp.int32)
@@ -332,7 +334,12 @@ def _ctc_loss_impl(
 
 
 @loss_function(
-    static_argnames=("blank", "reduction"), bools=("zero_infinity",), arrays={"log_probs": "float"}
+    static_argnames=("blank", "reduction"),
+    bools=("zero_infinity",),
+    arrays={"log_probs": "float"},
+    module="CTCLoss",
+    forward=("log_probs", "targets", "input_lengths", "target_lengths"),
+    torch="torch.nn.CTCLoss",
 )
 def ctc_loss(
     log_probs: Array,

@@ -16,7 +16,7 @@ gradient, including torch's choices at the non-smooth points:
 
 The shared pieces used by the embedding losses live here too: :func:`norm`
 (torch's ``norm`` with its exact backward, also correct to second order) and
-:func:`jaxloss._core.broadcast_shapes` (NumPy broadcasting that fails with torch's message).
+:func:`jaxloss._shapes.broadcast_shapes` (NumPy broadcasting that fails with torch's message).
 """
 
 from __future__ import annotations
@@ -29,18 +29,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import abs as abs_
-from jaxloss._core import (
-    Array,
-    Number,
-    broadcast_shapes,
-    clamp_min_straight_through,
-    loss_function,
-    opmath_dtype,
-    real_dtype,
-    result_float_dtype,
-    torch_dtype_name,
-)
+from jaxloss._dtypes import Array, opmath_dtype, real_dtype, result_float_dtype, torch_dtype_name
+from jaxloss._jvp import abs as abs_
+from jaxloss._jvp import clamp_min_straight_through
+from jaxloss._registry import Number, loss_function
+from jaxloss._shapes import broadcast_shapes
 
 __all__ = ["cosine_similarity", "pairwise_distance"]
 
@@ -120,7 +113,7 @@ def norm(x: Array, p: float, axis: int, keepdims: bool = False) -> Array:
     ``p`` is any real number or ``±inf`` (``0`` counts non-zeros). A 0-d ``x`` is
     treated as a vector of one element and gives a 0-d result, as in torch. A complex ``x``
     has the norm of its moduli, and torch's gradient ``g(|x|) sgn(x)`` by the chain rule
-    through :func:`jaxloss._core.abs`.
+    through :func:`jaxloss._jvp.abs`.
     """
     if jnp.iscomplexobj(x):
         x = abs_(x)
@@ -156,7 +149,7 @@ def _pairwise_distance(
     arrays={"x1": "float", "x2": "float"},
     integer_inputs=True,
     reductions=None,
-    precheck=_check_p,
+    check_options=_check_p,
     complex_inputs=True,
 )
 def pairwise_distance(

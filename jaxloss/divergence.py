@@ -7,13 +7,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import (
-    Array,
-    Opmath,
-    broadcast_shapes,
-    loss_function,
-    reduce,
-)
+from jaxloss._dtypes import Array
+from jaxloss._registry import Opmath, loss_function
+from jaxloss._shapes import broadcast_shapes, reduce
 
 
 @jax.custom_jvp
@@ -39,6 +35,8 @@ def _xlogy_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> t
     arrays={"input": "float", "target": "float"},
     reductions=("none", "mean", "sum", "batchmean"),
     opmath=Opmath(promote=("input", "target")),
+    module="KLDivLoss",
+    torch="torch.nn.KLDivLoss",
 )
 def kl_div(
     input: Array,

@@ -16,16 +16,10 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxloss import _core
-from jaxloss._core import (
-    Array,
-    Number,
-    Opmath,
-    Reduction,
-    broadcast_shapes,
-    loss_function,
-    shape_str,
-)
+from jaxloss import _jvp, _shapes
+from jaxloss._dtypes import Array
+from jaxloss._registry import Number, Opmath, loss_function
+from jaxloss._shapes import Reduction, broadcast_shapes, shape_str
 from jaxloss.distance import _check_p, _pairwise_distance, pairwise_distance
 
 __all__ = ["cosine_embedding_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss"]
@@ -41,6 +35,9 @@ _EPSILON = struct.unpack("f", struct.pack("f", 1e-12))[0]
     arrays={"input1": "float", "input2": "float", "target": "label"},
     integer_inputs=True,
     opmath=Opmath(promote=("input1", "input2")),
+    module="CosineEmbeddingLoss",
+    forward=("input1", "input2", "target"),
+    torch="torch.nn.CosineEmbeddingLoss",
 )
 def cosine_embedding_loss(
     input1: Array, input2: Array, target: Array, margin: float = 0.0, reduction: Reduction = "mean"
@@ -94,9 +91,9 @@ def cosine_embedding_loss(
     broadcast_shapes(target.shape, cos.shape)
     zero = jnp.zeros((), x1.dtype)
     loss = jnp.where(target == 1, 1 - cos, zero) + jnp.where(
-        target == -1, _core.clamp_min(cos - margin, 0.0), zero
+        target == -1, _jvp.clamp_min(cos - margin, 0.0), zero
     )
-    return _core.reduce(loss, reduction)
+    return _shapes.reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- triplet losses
@@ -127,8 +124,8 @@ def _triplet(
     dist_neg = distance(a, n)
     if swap:
         dist_neg = jnp.minimum(dist_neg, distance(p, n))
-    loss = _core.clamp_min(margin + dist_pos - dist_neg, 0.0)
-    return _core.reduce(loss, reduction)
+    loss = _jvp.clamp_min(margin + dist_pos - dist_neg, 0.0)
+    return _shapes.reduce(loss, reduction)
 
 
 @loss_function(
@@ -137,9 +134,12 @@ def _triplet(
     numbers={"margin": _TRIPLET_MARGIN, "eps": Number()},
     arrays=_TRIPLET_ARRAYS,
     integer_inputs=True,
-    precheck=_check_p,
+    check_options=_check_p,
     opmath=_TRIPLET_OPMATH,
     complex_inputs=True,  # torch's distances of complex vectors are real
+    module="TripletMarginLoss",
+    forward=("anchor", "positive", "negative"),
+    torch="torch.nn.TripletMarginLoss",
 )
 def triplet_margin_loss(
     anchor: Array,
@@ -195,6 +195,10 @@ def triplet_margin_loss(
     integer_inputs=True,
     opmath=_TRIPLET_OPMATH,
     complex_inputs=True,
+    module="TripletMarginWithDistanceLoss",
+    forward=("anchor", "positive", "negative"),
+    kw_only=True,
+    torch="torch.nn.TripletMarginWithDistanceLoss",
 )
 def triplet_margin_with_distance_loss(
     anchor: Array,

@@ -1,13 +1,17 @@
 """``from_torch``: turn an instantiated ``torch.nn.*Loss`` into its jaxloss twin.
 
-torch is never imported here: the module is recognised by its class name and
-read through its public attributes (``reduction``, ``weight``, ``pos_weight``,
-``margin``...), so jaxloss keeps depending on jax alone.
+torch is never imported here: the module is recognised by its package and class
+name, which the twin's registration declares (``loss_function(torch="torch.nn.L1Loss")``,
+see :func:`jaxloss._registry.twins`), and read through its public attributes named like
+the twin's fields (``reduction``, ``weight``, ``pos_weight``, ``margin``...), so jaxloss
+keeps depending on jax alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,33 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import distance
-from jaxloss import nn as jnn
+from jaxloss._registry import twins
 
-# torch class name -> (jaxloss.nn class, attributes copied as options)
-_SIMPLE: dict[str, tuple[type, tuple[str, ...]]] = {
-    "L1Loss": (jnn.L1Loss, ("reduction",)),
-    "MSELoss": (jnn.MSELoss, ("reduction",)),
-    "HuberLoss": (jnn.HuberLoss, ("reduction", "delta")),
-    "SmoothL1Loss": (jnn.SmoothL1Loss, ("reduction", "beta")),
-    "PoissonNLLLoss": (jnn.PoissonNLLLoss, ("log_input", "full", "eps", "reduction")),
-    "GaussianNLLLoss": (jnn.GaussianNLLLoss, ("full", "eps", "reduction")),
-    "NLLLoss": (jnn.NLLLoss, ("weight", "ignore_index", "reduction")),
-    "NLLLoss2d": (jnn.NLLLoss2d, ("weight", "ignore_index", "reduction")),
-    "CrossEntropyLoss": (jnn.CrossEntropyLoss, ("weight", "ignore_index", "reduction", "label_smoothing")),
-    "BCELoss": (jnn.BCELoss, ("weight", "reduction")),
-    "BCEWithLogitsLoss": (jnn.BCEWithLogitsLoss, ("weight", "reduction", "pos_weight")),
-    "SoftMarginLoss": (jnn.SoftMarginLoss, ("reduction",)),
-    "MultiLabelSoftMarginLoss": (jnn.MultiLabelSoftMarginLoss, ("weight", "reduction")),
-    "KLDivLoss": (jnn.KLDivLoss, ("reduction", "log_target")),
-    "MultiLabelMarginLoss": (jnn.MultiLabelMarginLoss, ("reduction",)),
-    "MultiMarginLoss": (jnn.MultiMarginLoss, ("p", "margin", "weight", "reduction")),
-    "MarginRankingLoss": (jnn.MarginRankingLoss, ("margin", "reduction")),
-    "HingeEmbeddingLoss": (jnn.HingeEmbeddingLoss, ("margin", "reduction")),
-    "CosineEmbeddingLoss": (jnn.CosineEmbeddingLoss, ("margin", "reduction")),
-    "TripletMarginLoss": (jnn.TripletMarginLoss, ("margin", "p", "eps", "swap", "reduction")),
-    "CTCLoss": (jnn.CTCLoss, ("blank", "reduction", "zero_infinity")),
-}
-
+# the original's top-level package -> the jaxloss namespace module whose import creates its twins
+_NAMESPACES = {"torch": "jaxloss.nn", "monai": "jaxloss.monai", "segmentation_models_pytorch": "jaxloss.smp"}
 
 def _array(value: Any) -> Any:
     """torch tensor -> JAX array (same dtype); anything else unchanged."""
@@ -77,6 +58,26 @@ def _distance_function(fn: Callable[..., Any] | None) -> Callable[..., Any] | No
     )
 
 
+# options whose original value is not a tensor or a plain value
+_CONVERT: dict[str, Callable[[Any], Any]] = {"distance_function": _distance_function}
+
+
+def _twin(torch_class: type) -> type | None:
+    """The registered twin of ``torch_class``: its top-level package and class name match a
+    registration's ``torch="package.[...].Name"``."""
+    package = torch_class.__module__.partition(".")[0]
+    if package in _NAMESPACES:
+        try:
+            importlib.import_module(_NAMESPACES[package])
+        except ModuleNotFoundError as err:  # a namespace not built (yet): no twins
+            if err.name != _NAMESPACES[package]:
+                raise
+    for original, cls in twins().items():
+        if original.partition(".")[0] == package and original.rpartition(".")[2] == torch_class.__name__:
+            return cls
+    return None
+
+
 def from_torch(module: Any, *, rngs: Any = None) -> Any:
     """The jaxloss equivalent of an instantiated ``torch.nn`` loss module.
 
@@ -107,16 +108,14 @@ def from_torch(module: Any, *, rngs: Any = None) -> Any:
         1.0986
     """
     name = type(module).__name__
-    if name in _SIMPLE:
-        cls, attrs = _SIMPLE[name]
-        return cls(**{a: _array(getattr(module, a)) for a in attrs})
-    if name == "TripletMarginWithDistanceLoss":
-        return jnn.TripletMarginWithDistanceLoss(
-            distance_function=_distance_function(module.distance_function),
-            margin=module.margin,
-            swap=module.swap,
-            reduction=module.reduction,
-        )
+    cls = _twin(type(module))
+    if cls is not None:
+        options = {}
+        for field in dataclasses.fields(cls):
+            if hasattr(module, field.name):  # an option the original lacks keeps the twin's default
+                convert = _CONVERT.get(field.name, _array)
+                options[field.name] = convert(getattr(module, field.name))
+        return cls(**options)
     if name in ("LinearCrossEntropyLoss", "AdaptiveLogSoftmaxWithLoss"):
         return _from_torch_with_params(module, name, rngs)
     raise TypeError(f"from_torch: {type(module).__module__}.{name} is not a torch.nn loss module jaxloss knows")

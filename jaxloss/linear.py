@@ -12,7 +12,9 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from jaxloss import _softmax
-from jaxloss._core import Array, Number, Reduction, loss_function, opmath_dtype, result_float_dtype
+from jaxloss._dtypes import Array, opmath_dtype, result_float_dtype
+from jaxloss._registry import Number, loss_function
+from jaxloss._shapes import Reduction
 
 # Logit elements per chunk when ``chunk_size`` is None: 2**24 float32 = 64 MiB of logits (and as
 # much for their gradient) whatever the vocabulary. Large enough that the per-chunk update of the

@@ -6,7 +6,7 @@ including the gradient at the hinge kinks:
 
 * ``margin_ranking_loss`` and ``hinge_embedding_loss`` are torch composites of
   ``clamp_min(·, 0)``, whose gradient passes at a tie (``z == 0``):
-  :func:`jaxloss._core.clamp_min`.
+  :func:`jaxloss._jvp.clamp_min`.
 * ``multi_margin_loss`` and ``multilabel_margin_loss`` are torch kernels that
   count a term only where ``z > 0`` (strictly), forward and backward: at a tie the
   gradient is 0. These two have no double backward in torch; here their second
@@ -22,19 +22,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxloss import _core
-from jaxloss._core import (
-    Array,
-    Number,
-    Opmath,
-    Reduction,
-    broadcast_shapes,
-    check_float,
-    check_integer,
-    loss_function,
-    shape_str,
-    value_check,
-)
+from jaxloss import _jvp, _shapes
+from jaxloss._checked import value_check
+from jaxloss._dtypes import Array, check_float, check_integer
+from jaxloss._registry import Number, Opmath, loss_function
+from jaxloss._shapes import Reduction, broadcast_shapes, shape_str
 
 __all__ = ["hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss", "multilabel_margin_loss"]
 
@@ -174,7 +166,13 @@ def _multilabel_hinge_and_grad_jvp(
     return (v, g), (jnp.sum(g * tangents[0], axis=1), jnp.zeros_like(g))
 
 
-@loss_function(static_argnames=("reduction",), arrays={"input": "float"}, opmath=Opmath(promote=("input",)))
+@loss_function(
+    static_argnames=("reduction",),
+    arrays={"input": "float"},
+    opmath=Opmath(promote=("input",)),
+    module="MultiLabelMarginLoss",
+    torch="torch.nn.MultiLabelMarginLoss",
+)
 def multilabel_margin_loss(input: Array, target: Array, reduction: Reduction = "mean") -> Array:
     r"""Multi-class multi-label hinge loss (``torch.nn.functional.multilabel_margin_loss``).
 
@@ -248,8 +246,10 @@ def _check_p(values: dict[str, Any]) -> None:
     static_argnames=("p", "reduction"),
     numbers={"margin": Number()},
     arrays={"input": "float", "weight": "real"},
-    precheck=_check_p,
+    check_options=_check_p,
     opmath=Opmath(promote=("input",), cast=("weight",)),
+    module="MultiMarginLoss",
+    torch="torch.nn.MultiMarginLoss",
 )
 def multi_margin_loss(
     input: Array,
@@ -333,6 +333,9 @@ def multi_margin_loss(
     arrays={"input1": "float", "input2": "float", "target": "float"},
     integer_inputs=True,
     opmath=Opmath(promote=("input1", "input2", "target")),
+    module="MarginRankingLoss",
+    forward=("input1", "input2", "target"),
+    torch="torch.nn.MarginRankingLoss",
 )
 def margin_ranking_loss(
     input1: Array, input2: Array, target: Array, margin: float = 0.0, reduction: Reduction = "mean"
@@ -370,8 +373,8 @@ def margin_ranking_loss(
             f"target: {_torch_size(target.shape)} "
         )
     broadcast_shapes(target.shape, broadcast_shapes(input1.shape, input2.shape))
-    loss = _core.clamp_min(-target * (input1 - input2) + margin, 0.0)
-    return _core.reduce(loss, reduction)
+    loss = _jvp.clamp_min(-target * (input1 - input2) + margin, 0.0)
+    return _shapes.reduce(loss, reduction)
 
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
@@ -380,6 +383,8 @@ def margin_ranking_loss(
     numbers={"margin": Number()},
     arrays={"input": "float", "target": "label"},
     opmath=Opmath(promote=("input",)),
+    module="HingeEmbeddingLoss",
+    torch="torch.nn.HingeEmbeddingLoss",
 )
 def hinge_embedding_loss(
     input: Array, target: Array, margin: float = 1.0, reduction: Reduction = "mean"
@@ -415,5 +420,5 @@ def hinge_embedding_loss(
     broadcast_shapes(target.shape, input.shape)
     x = input
     zero = jnp.zeros((), x.dtype)
-    loss = jnp.where(target != 1, _core.clamp_min(margin - x, 0.0), zero) + jnp.where(target != -1, x, zero)
-    return _core.reduce(loss, reduction)
+    loss = jnp.where(target != 1, _jvp.clamp_min(margin - x, 0.0), zero) + jnp.where(target != -1, x, zero)
+    return _shapes.reduce(loss, reduction)

@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxloss import _core
-from jaxloss._core import Array, check_reduction
+from jaxloss import _checked, _dtypes
+from jaxloss._dtypes import Array
+from jaxloss._shapes import check_reduction
 from jaxloss.linear import linear_cross_entropy
 
 
@@ -242,7 +243,7 @@ class AdaptiveLogSoftmaxWithLoss(nnx.Module):
         return jax.nn.log_softmax((x @ i2h[...].T) @ h2o[...].T, axis=1)
 
     def __call__(self, input: Array, target: Array) -> ASMOutput:
-        _core.check_integer("target", jnp.asarray(target))
+        _dtypes.check_integer("target", jnp.asarray(target))
         if target.ndim == 1:
             if input.shape[0] != target.shape[0]:
                 raise ValueError("Input and target should have the same size in the batch dimension.")
@@ -259,7 +260,7 @@ class AdaptiveLogSoftmaxWithLoss(nnx.Module):
 
         head_lp = self._head_logprob(x)
         valid = (t >= 0) & (t < self.n_classes)
-        _core.value_check(valid, f"Target values should be in [0, {self.n_classes - 1}]")
+        _checked.value_check(valid, f"Target values should be in [0, {self.n_classes - 1}]")
         # Head column: the class itself in the shortlist, else the cluster's logit.
         head_col = jnp.where(t < self.shortlist_size, t, 0)
         out = jnp.zeros(t.shape, dtype=head_lp.dtype)
@@ -271,7 +272,7 @@ class AdaptiveLogSoftmaxWithLoss(nnx.Module):
             local = jnp.take_along_axis(self._cluster_logprob(x, i), rel, axis=1)[:, 0]
             out = jnp.where(in_cluster, local, out)
         out = out + jnp.take_along_axis(head_lp, head_col[:, None], axis=1)[:, 0]
-        out = _core.nan_where(~valid, out)
+        out = _checked.nan_where(~valid, out)
         loss = jnp.mean(-out)
         return ASMOutput(out if batched else out[0], loss)
 

@@ -26,24 +26,12 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxloss._core import (
-    Array,
-    ArrayLike,
-    Number,
-    Opmath,
-    Reduction,
-    broadcast_shapes,
-    check_reduction,
-    clamp_min_straight_through,
-    loss_function,
-    opmath_dtype,
-    real_dtype,
-    reduce,
-    result_float_dtype,
-    torch_dtype_name,
-    value_check,
-)
-from jaxloss._core import abs as abs_
+from jaxloss._checked import value_check
+from jaxloss._dtypes import Array, ArrayLike, opmath_dtype, real_dtype, result_float_dtype, torch_dtype_name
+from jaxloss._jvp import abs as abs_
+from jaxloss._jvp import clamp_min_straight_through
+from jaxloss._registry import Number, Opmath, loss_function
+from jaxloss._shapes import Reduction, broadcast_shapes, check_reduction, reduce
 
 _REDUCTIONS = ("none", "mean", "sum")
 _NEGATIVE_VAR_MSG = "var has negative entry/entries"
@@ -139,6 +127,9 @@ def _smooth_l1(d: Array, beta: ArrayLike) -> Array:
     arrays={"input": "float", "target": "float", "weight": "real"},
     reductions=None,
     complex_inputs=True,
+    module="L1Loss",
+    fields=("reduction",),
+    torch="torch.nn.L1Loss",
 )
 def l1_loss(
     input: Array,
@@ -198,7 +189,10 @@ def l1_loss(
 
 
 @loss_function(
-    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None
+    static_argnames=("reduction",), arrays={"input": "float", "target": "float", "weight": "real"}, reductions=None,
+    module="MSELoss",
+    fields=("reduction",),
+    torch="torch.nn.MSELoss",
 )
 def mse_loss(
     input: Array,
@@ -254,6 +248,9 @@ def mse_loss(
     numbers={"delta": Number(lambda v: v > 0, "huber_loss does not support non-positive values for delta.")},
     arrays={"input": "float", "target": "float", "weight": "real"},
     reductions=None,
+    module="HuberLoss",
+    fields=("reduction", "delta"),
+    torch="torch.nn.HuberLoss",
 )
 def huber_loss(
     input: Array,
@@ -322,6 +319,8 @@ def huber_loss(
     numbers={"beta": Number(lambda v: v >= 0, "smooth_l1_loss does not support negative values for beta.")},
     arrays={"input": "float", "target": "float"},
     opmath=Opmath(promote=("input", "target")),
+    module="SmoothL1Loss",
+    torch="torch.nn.SmoothL1Loss",
 )
 def smooth_l1_loss(
     input: Array,
@@ -366,6 +365,8 @@ def smooth_l1_loss(
     arrays={"input": "float", "target": "float"},
     integer_inputs=True,
     opmath=Opmath(promote=("input", "target")),
+    module="PoissonNLLLoss",
+    torch="torch.nn.PoissonNLLLoss",
 )
 def poisson_nll_loss(
     input: Array,
@@ -434,6 +435,10 @@ def _check_python_var(values: dict[str, Any]) -> None:
     integer_inputs=True,
     reduction_message="{} is not valid",
     precheck=_check_python_var,
+    module="GaussianNLLLoss",
+    forward=("input", "target", "var"),
+    kw_only=True,
+    torch="torch.nn.GaussianNLLLoss",
 )
 def gaussian_nll_loss(
     input: Array,

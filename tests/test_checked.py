@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import jaxloss
-import jaxloss.checked as checked
-from jaxloss import _core
+from jaxloss import _checked, checked
 
 
 def test_every_public_loss_has_a_checked_twin():
@@ -34,7 +33,7 @@ def test_checked_mode_raises_where_the_fast_mode_gives_nan():
 
 def test_value_check_is_inert_outside_checked_mode():
     # In the default mode a failing value_check must not raise or need checkify.
-    _core.value_check(jnp.asarray(False), "never raised")
+    _checked.value_check(jnp.asarray(False), "never raised")
 
 
 def test_unknown_name():

@@ -15,7 +15,7 @@ from jax import lax
 
 import jaxloss
 from jaxloss import checked, ctc
-from jaxloss._core import Array
+from jaxloss._dtypes import Array
 from tests.torch_compare import TORCH_DTYPES, assert_close
 
 

@@ -36,21 +36,19 @@ Conventions every loss module follows (read this before writing a loss):
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import checkify
 
-Array = jax.Array
-ArrayLike = jax.typing.ArrayLike
-Reduction = Literal["none", "mean", "sum"]
+from jaxloss._checked import poison, poison_gradient, value_check
+from jaxloss._dtypes import Array, dtype_of, opmath_dtype, real_dtype, result_float_dtype
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,26 +135,61 @@ class LossSpec:
     precheck: Callable[[dict[str, Any]], None] | None
     opmath: Opmath | None = None
     complex_inputs: bool = False
+    check_options: Callable[[dict[str, Any]], None] | None = None
+    namespace: str = "jaxloss"
+    module: str | None = None  # the name of the class twin (see module_class)
+    forward: tuple[str, ...] = ("input", "target")
+    fields: tuple[str, ...] = ()  # the class's constructor arguments, in order
+    kw_only: bool = False
+    torch: str | None = None  # the original's class, "package.Name" (jaxloss.from_torch)
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate a call's Python-level arguments; return them all by name, ready to trace."""
         values = self._by_name(args, kwargs)
         if self.reductions is not None:
-            reduction = values["reduction"]
-            if not isinstance(reduction, str) or reduction not in self.reductions:
-                raise ValueError(self.reduction_message.format(reduction))
+            self._check_reduction(values["reduction"], self.reductions)
         for name in self.bools:
-            if not isinstance(values[name], bool):
-                raise TypeError(f"{self.name}(): argument '{name}' must be bool, not {_type_name(values[name])}")
+            self._check_bool(name, values[name])
         for name, option in self.numbers.items():
             values[name] = _check_number(self.name, name, option, values[name])
         self._check_arrays(values)
         for name in self._traced_names:  # jit would fail on a string with JAX's generic message
             if isinstance(values[name], str):
                 raise TypeError(f"{self.name}(): argument '{name}' must be an array or a number, not str")
+        if self.check_options is not None:
+            self.check_options(values)
         if self.precheck is not None:
             self.precheck(values)
         return values
+
+    def check_constructor(self, options: dict[str, Any]) -> None:
+        """What :meth:`bind` checks of the options alone, for the class twin's constructor
+        (``options``: the class's fields). A loss that checks ``reduction`` itself
+        (``reductions=None``) gets torch's usual three values and message here."""
+        if "reduction" in options:
+            self._check_reduction(options["reduction"], self.reductions or ("none", "mean", "sum"))
+        for name in self.bools:
+            if name in options:
+                self._check_bool(name, options[name])
+        for name, option in self.numbers.items():
+            value = options.get(name)
+            # Python numbers only: a pytree unflattened under a transformation holds tracers.
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                _check_number(self.name, name, option, value)
+        for name in self.arrays:
+            if isinstance(options.get(name), (list, tuple, str, dict)):
+                raise TypeError(f"{self.name}(): argument '{name}' must be an array, not {_type_name(options[name])}")
+        if self.check_options is not None:
+            self.check_options({**self._defaults, **options})
+
+    def _check_reduction(self, reduction: Any, allowed: tuple[str, ...]) -> None:
+        message = self.reduction_message if self.reductions is not None else "{} is not a valid value for reduction"
+        if not isinstance(reduction, str) or reduction not in allowed:
+            raise ValueError(message.format(reduction))
+
+    def _check_bool(self, name: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"{self.name}(): argument '{name}' must be bool, not {_type_name(value)}")
 
     def _by_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Every parameter by name, defaults filled in (``inspect.Signature.bind``'s result; the
@@ -262,12 +295,6 @@ class LossSpec:
         return run
 
 
-def dtype_of(value: Any) -> np.dtype:
-    """The dtype of an array (read, not computed) or of a Python / NumPy scalar (JAX's)."""
-    dtype = getattr(value, "dtype", None)
-    return np.dtype(dtype) if dtype is not None else np.dtype(jnp.result_type(value))
-
-
 def _poison_floating(value: Any, bad: Array, how: Callable[[Array, Array], Array]) -> Any:
     """``how(value, bad)`` for a floating (or complex) array; anything else (Python numbers,
     integer arrays, ``None``) unchanged."""
@@ -300,7 +327,17 @@ def _check_number(fname: str, name: str, option: Number, value: Any) -> Any:
     raise TypeError(f"{fname}(): argument '{name}' must be float, not {_type_name(value)}")
 
 
-_REGISTRY: dict[str, LossSpec] = {}
+# namespace ("jaxloss", "jaxloss.monai"...) -> function name -> spec
+_REGISTRY: dict[str, dict[str, LossSpec]] = {}
+
+
+def _namespace(module_name: str) -> str:
+    """The public namespace of a loss defined in ``module_name``: the package itself, or the
+    package holding the module (``jaxloss.regression`` -> ``jaxloss``)."""
+    module = sys.modules.get(module_name)
+    if module is not None and hasattr(module, "__path__"):
+        return module_name
+    return module_name.rpartition(".")[0] or module_name
 
 
 def loss_function(
@@ -313,8 +350,14 @@ def loss_function(
     reductions: Sequence[str] | None = ("none", "mean", "sum"),
     reduction_message: str = "{} is not a valid value for reduction",
     precheck: Callable[[dict[str, Any]], None] | None = None,
+    check_options: Callable[[dict[str, Any]], None] | None = None,
     opmath: Opmath | None = None,
     complex_inputs: bool = False,
+    module: str | None = None,
+    forward: Sequence[str] = ("input", "target"),
+    fields: Sequence[str] | None = None,
+    kw_only: bool = False,
+    torch: str | None = None,
 ) -> Callable[[F], F]:
     """Register a public loss and jit-compile it: the one place for the rules all losses share.
 
@@ -323,21 +366,34 @@ def loss_function(
     has none or checks it itself), the boolean options ``bools`` (real ``bool`` only, torch's
     ``argument 'swap' must be bool``), the numeric options ``numbers`` (traced; Python numbers
     range-checked with torch's message) and the array arguments ``arrays`` (lists, complex and
-    bool rejected, see :data:`ArrayKind`), then calls ``precheck`` (if given) with the
-    arguments by name for the loss's own checks of Python values. ``opmath`` (see
-    :class:`Opmath`) does the half-precision round trip around the traced body.
+    bool rejected, see :data:`ArrayKind`), then calls ``check_options`` and ``precheck`` (if
+    given) with the arguments by name for the loss's own checks of Python values
+    (``check_options`` reads the options alone, so the class twin's constructor runs it too).
+    ``opmath`` (see :class:`Opmath`) does the half-precision round trip around the traced body.
     ``complex_inputs``: the ``"float"`` arrays may be complex (where torch computes them, e.g.
     ``l1_loss``). ``static_argnames`` are the options that select
     shapes or code paths (``reduction``, ``ignore_index``, ``p``...); ``bools`` are static too.
+
+    The class twin (built by :func:`module_class` in the namespace module): ``module`` is its
+    name, ``forward`` the arguments its ``__call__`` takes, ``fields`` its constructor
+    arguments in order (default: every other parameter, in signature order; a parameter left
+    out keeps the function's default), ``kw_only`` makes them keyword-only (torch's
+    ``GaussianNLLLoss(*, full, eps, reduction)``), and ``torch`` names the original class
+    (``"torch.nn.L1Loss"``) that :func:`jaxloss.from_torch` converts to it.
 
     The un-jitted function stays reachable through :func:`registered` for checked mode.
     """
 
     def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+        params = tuple(signature.parameters)
+        unknown = [n for n in (*forward, *(fields or ())) if n not in params]
+        if unknown and module is not None:
+            raise TypeError(f"loss_function({fn.__name__}): forward / fields name no parameter: {unknown}")
         spec = LossSpec(
             name=fn.__name__,
             fn=fn,
-            signature=inspect.signature(fn),
+            signature=signature,
             static_argnames=tuple(dict.fromkeys((*static_argnames, *bools))),
             bools=tuple(bools),
             numbers=dict(numbers or {}),
@@ -348,8 +404,18 @@ def loss_function(
             precheck=precheck,
             opmath=opmath,
             complex_inputs=complex_inputs,
+            check_options=check_options,
+            namespace=_namespace(fn.__module__),
+            module=module,
+            forward=tuple(forward),
+            fields=tuple(n for n in params if n not in forward) if fields is None else tuple(fields),
+            kw_only=kw_only,
+            torch=torch,
         )
-        _REGISTRY[spec.name] = spec
+        names = _REGISTRY.setdefault(spec.namespace, {})
+        if spec.name in names and names[spec.name].fn.__module__ != fn.__module__:
+            raise ValueError(f"loss_function: {spec.namespace} already has a loss named {spec.name!r}")
+        names[spec.name] = spec
         run = spec.jit()
 
         @functools.wraps(fn)
@@ -358,261 +424,147 @@ def loss_function(
 
         call._cache_size = run._cache_size  # type: ignore[attr-defined]
         call.lower = lambda *a, **k: run.lower(spec.bind(a, k))  # type: ignore[attr-defined]
+        call.spec = spec  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
 
     return decorate
 
 
-def registered() -> dict[str, LossSpec]:
-    """All registered public losses by name."""
-    return dict(_REGISTRY)
+def registered(namespace: str = "jaxloss") -> dict[str, LossSpec]:
+    """The registered public losses of ``namespace`` (``jaxloss``: the torch ones) by name."""
+    return dict(_REGISTRY.get(namespace, {}))
 
 
-# --------------------------------------------------------------------------- checks
-_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxloss_checked", default=False)
+def all_registered() -> dict[str, LossSpec]:
+    """Every registered loss of every namespace, by qualified name (``jaxloss.l1_loss``)."""
+    return {f"{ns}.{name}": spec for ns, names in _REGISTRY.items() for name, spec in names.items()}
 
 
-def value_check(pred: ArrayLike, message: str, *fmt_args: ArrayLike) -> None:
-    """Record a run-time value check (``pred`` must be all True).
+# --------------------------------------------------------------------------- class twins
+# the original's class ("torch.nn.L1Loss") -> its generated twin, for jaxloss.from_torch
+_TWINS: dict[str, type] = {}
 
-    A no-op in the default (fast) mode, where the caller must instead make the
-    result NaN for an invalid value. In :mod:`jaxloss.checked` it becomes a
-    ``checkify.check`` that raises ``message`` (formatted with ``fmt_args``,
-    ``{}`` placeholders as in :func:`jax.experimental.checkify.check`).
+
+class LossModule:
+    """Base of the generated class twins (see :func:`module_class`): a frozen dataclass whose
+    constructor checks the options as the function does, and whose call is the function's."""
+
+    _spec: ClassVar[LossSpec]
+
+    def __post_init__(self) -> None:
+        self._spec.check_constructor({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})  # type: ignore[arg-type]
+
+
+def module_class(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    doc: str | None = None,
+    base: type | None = None,
+    torch: str | None = None,
+    namespace: str | None = None,
+) -> type:
+    """The class twin of the registered loss ``fn``, as its registration declares it.
+
+    A frozen dataclass named ``module`` (or ``name``) with one field per constructor option
+    (``fields``, the function's defaults), registered as a pytree: the array and numeric
+    options are leaves (a new ``margin`` does not recompile a jitted step), the others are
+    static. The constructor validates the options as the function does on Python values
+    (``reduction``, booleans, numeric ranges, ``check_options``), with the same messages;
+    ``instance(*forward)`` is exactly ``fn(*forward, **options)``. ``__module__`` is the
+    calling module (the namespace, e.g. ``jaxloss.nn``), or ``namespace``.
+
+    ``doc`` replaces the generated docstring; ``base`` (a class twin of the same loss) makes
+    an alias class that subclasses it (torch's ``NLLLoss2d``); ``torch`` overrides the
+    registration's original class name for :func:`jaxloss.from_torch`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss
+        >>> from jaxloss._registry import module_class
+        >>> HuberLoss = module_class(jaxloss.huber_loss)
+        >>> criterion = HuberLoss(delta=0.5)
+        >>> criterion
+        HuberLoss(reduction='mean', delta=0.5)
+        >>> x, y = jnp.array([0.0, 2.0]), jnp.zeros(2)
+        >>> bool(criterion(x, y) == jaxloss.huber_loss(x, y, delta=0.5))
+        True
     """
-    if _CHECKED.get():
-        checkify.check(jnp.all(pred), message, *fmt_args)
-
-
-def checked_mode() -> contextvars.Token[bool]:
-    """Turn checked mode on for the current trace; pass the token to ``reset``."""
-    return _CHECKED.set(True)
-
-
-def reset_checked_mode(token: contextvars.Token[bool]) -> None:
-    _CHECKED.reset(token)
-
-
-def check_reduction(reduction: str, allowed: Sequence[str] = ("none", "mean", "sum")) -> None:
-    """Raise torch's error for an unknown ``reduction``."""
-    if reduction not in allowed:
-        raise ValueError(f"{reduction} is not a valid value for reduction")
-
-
-def check_float(name: str, x: Array) -> None:
-    """Raise ``TypeError`` unless ``x`` has a floating dtype."""
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must have a floating point dtype, got {x.dtype}")
-
-
-def check_integer(name: str, x: Array) -> None:
-    """Raise ``TypeError`` unless ``x`` has an integer dtype (int32 and int64 both welcome)."""
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        raise TypeError(f"{name} must have an integer dtype (class indices), got {x.dtype}")
-
-
-def shape_str(shape: Sequence[int]) -> str:
-    """Format a shape the way torch prints it in error messages: ``[2, 3]``."""
-    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
-
-
-def broadcast_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    """NumPy/torch broadcasting of two shapes, failing with torch's ``infer_size`` message.
-
-    ``a`` and ``b`` are "tensor a" and "tensor b" in the message, as torch names the
-    operands of the binary op that fails (pass them in that op's order). Like torch,
-    the right-most mismatching dimension is reported.
-    """
-    a, b = tuple(int(d) for d in a), tuple(int(d) for d in b)
-    ndim = max(len(a), len(b))
-    pa, pb = (1,) * (ndim - len(a)) + a, (1,) * (ndim - len(b)) + b
-    for i in range(ndim - 1, -1, -1):
-        if pa[i] != pb[i] and pa[i] != 1 and pb[i] != 1:
-            raise ValueError(
-                f"The size of tensor a ({pa[i]}) must match the size of tensor b ({pb[i]}) "
-                f"at non-singleton dimension {i}"
-            )
-    return tuple(db if da == 1 else da for da, db in zip(pa, pb))
-
-
-def check_broadcast_into(shape: Sequence[int], broadcast: Sequence[int]) -> None:
-    """torch's in-place / ``out=`` rule: an operand may not enlarge the output's ``shape``."""
-    if tuple(broadcast) != tuple(shape):
-        raise ValueError(
-            f"output with shape {shape_str(shape)} doesn't match the broadcast shape {shape_str(broadcast)}"
-        )
-
-
-# --------------------------------------------------------------------------- dtypes
-def result_float_dtype(*xs: Any) -> jnp.dtype:
-    """The floating dtype torch's type promotion gives these arrays (or dtypes).
-
-    An integer operand never widens a floating one (``int64 * float32 -> float32``, as in
-    torch and in JAX's promotion lattice); integers alone give float32 (torch's default dtype).
-    """
-    dt = jnp.result_type(*xs)
-    if not jnp.issubdtype(dt, jnp.floating):
-        dt = jnp.result_type(dt, jnp.float32)
-    return jnp.dtype(dt)
-
-
-def real_dtype(dtype: Any) -> jnp.dtype:
-    """The dtype of the modulus of ``dtype``'s numbers: float32 for complex64, a real dtype unchanged."""
-    return jnp.dtype(jnp.finfo(dtype).dtype)
-
-
-# torch's names of dtypes, for messages in its wording ("result type Float can't be cast ...").
-_TORCH_DTYPE_NAMES = {
-    "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool",
-    "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
-    "float64": "Double", "float32": "Float", "float16": "Half", "bfloat16": "BFloat16",
-}
-
-
-def torch_dtype_name(dtype: Any) -> str:
-    """torch's name of ``dtype`` (``Long``, ``Float``...), as its error messages print it."""
-    name = jnp.dtype(dtype).name
-    return _TORCH_DTYPE_NAMES.get(name, name)
-
-
-def opmath_dtype(dtype: Any) -> jnp.dtype:
-    """The dtype torch computes in: float32 for float16 / bfloat16, else ``dtype``."""
-    dtype = jnp.dtype(dtype)
-    if dtype in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
-        return jnp.dtype(jnp.float32)
-    return dtype
-
-
-# --------------------------------------------------------------------------- reductions
-def reduce(loss: Array, reduction: str) -> Array:
-    """Apply torch's ``'none' | 'mean' | 'sum'`` to an elementwise loss."""
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return jnp.sum(loss)
-    if reduction == "mean":
-        return jnp.mean(loss)
-    raise ValueError(f"{reduction} is not a valid value for reduction")
-
-
-# --------------------------------------------------------------------------- torch-gradient kinks
-def _bound_tangent(dbound: Any, x: Array) -> Array:
-    """The tangent of a clamp bound as an array like ``x`` (zeros for int / symbolic-zero bounds)."""
-    if isinstance(dbound, jax.custom_derivatives.SymbolicZero) or jnp.asarray(dbound).dtype == jax.dtypes.float0:
-        return jnp.zeros_like(x)
-    return jnp.broadcast_to(jnp.asarray(dbound, dtype=x.dtype), x.shape)
-
-
-def _takes_bound(x: Array, minimum: ArrayLike) -> Array:
-    """Where ``clamp_min(x, minimum)`` is ``minimum``: below it, and everywhere for a NaN
-    ``minimum`` (torch's clamp propagates a NaN bound; ``x < nan`` alone would keep ``x``)."""
-    return (x < minimum) | jnp.isnan(minimum)
-
-
-@jax.custom_jvp
-def clamp_min(x: Array, minimum: ArrayLike) -> Array:
-    """``torch.clamp_min``: ``max(x, minimum)``, NaN stays NaN (a NaN ``x`` or ``minimum``);
-    gradient 1 where ``x >= minimum`` (ties too)."""
-    return jnp.where(_takes_bound(x, minimum), jnp.asarray(minimum, dtype=x.dtype), x)
-
-
-@clamp_min.defjvp
-def _clamp_min_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
-    x, minimum = primals
-    dx, dmin = tangents
-    return clamp_min(x, minimum), jnp.where(x >= minimum, dx, _bound_tangent(dmin, x))
-
-
-@jax.custom_jvp
-def clamp_min_straight_through(x: Array, minimum: ArrayLike) -> Array:
-    """``max(x, minimum)`` in value (NaN stays NaN, a NaN ``minimum`` too), the identity in ``x``'s gradient.
-
-    torch clamps in place under ``no_grad`` in ``gaussian_nll_loss`` (the variance) and
-    ``cosine_similarity`` (the norms), so autograd sees the identity there. A traced
-    ``minimum`` gets the gradient where it is the value.
-    """
-    return jnp.where(_takes_bound(x, minimum), jnp.asarray(minimum, dtype=x.dtype), x)
-
-
-@clamp_min_straight_through.defjvp
-def _clamp_min_straight_through_jvp(primals: tuple[Array, Any], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
-    x, minimum = primals
-    dx, dmin = tangents
-    return clamp_min_straight_through(x, minimum), dx + jnp.where(_takes_bound(x, minimum), _bound_tangent(dmin, x), 0)
-
-
-@jax.custom_jvp
-def divide(x: Array, y: Array) -> Array:
-    """``x / y`` with torch's gradient for ``y``: ``-g * ((x / y) / y)``.
-
-    JAX's quotient rule forms ``y * y``, which underflows to 0 for ``|y|`` below ~1e-19 in
-    float32 and makes the gradient infinite where torch's is finite (e.g. tiny boxes, whose
-    ``w / h`` is moderate).
-    """
-    return x / y
-
-
-@divide.defjvp
-def _divide_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
-    x, y = primals
-    dx, dy = tangents
-    out = divide(x, y)
-    # The barrier keeps XLA's simplifier from rewriting (x / y) / y back into x / (y * y).
-    return out, divide(dx, y) - divide(jax.lax.optimization_barrier(out), y) * dy
-
-
-def poison(x: Array, invalid: Array) -> Array:
-    """``x``, NaN where ``invalid`` in value *and* in the gradient flowing back through ``x``
-    (a product with NaN; a select would pass a finite gradient to the rest of ``x``)."""
-    return x * jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), jnp.asarray(1, dtype=x.dtype))
-
-
-@jax.custom_jvp
-def poison_gradient(x: Array, invalid: Array) -> Array:
-    """``x`` itself in value; its gradient (every tangent through it) NaN where ``invalid``.
-
-    Applied to a loss's inputs, it makes their gradients NaN even where the loss's own graph
-    passes none back (a hinge at ``-inf``), without a copy of the inputs in the forward pass
-    (a product with NaN would copy e.g. ``linear_cross_entropy``'s weight matrix).
-    """
-    return x
-
-
-@poison_gradient.defjvp
-def _poison_gradient_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Any]) -> tuple[Array, Array]:
-    x, invalid = primals
-    return x, poison(tangents[0], invalid)
-
-
-def first_bad(bad: Array, x: Array) -> Array:
-    """The first entry of ``x`` where ``bad`` (for error messages); 0 for an empty ``x``,
-    where nothing can be bad."""
-    flat = jnp.ravel(x)
-    if flat.size == 0:
-        return jnp.zeros((), flat.dtype)
-    return flat[jnp.argmax(jnp.ravel(bad))]
-
-
-def nan_where(invalid: Array, x: Array) -> Array:
-    """Replace entries of ``x`` by NaN where ``invalid`` (poisoning for bad values)."""
-    return jnp.where(invalid, jnp.asarray(jnp.nan, dtype=x.dtype), x)
-
-
-@jax.custom_jvp
-def abs(x: Array) -> Array:
-    """``torch.abs``: gradient ``sign(x)``, i.e. 0 at ``x == 0`` (JAX's ``jnp.abs`` gives 1 there).
-
-    For complex ``x`` the result is real and the derivative torch's ``sgn(x) = x / |x|`` (0 at
-    0): the tangent is ``Re(conj(sgn(x)) dx)``. (``jax.grad`` of a real function of a complex
-    argument returns the conjugate of what torch's ``.grad`` holds: the same gradient in the
-    two frameworks' conventions.)
-    """
-    return jnp.abs(x)
-
-
-@abs.defjvp
-def _abs_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
-    (x,), (dx,) = primals, tangents
-    if jnp.iscomplexobj(x):
-        return abs(x), jnp.real(jnp.conj(jnp.sign(x)) * dx)
-    return abs(x), jnp.sign(x) * dx
+    spec: LossSpec | None = getattr(fn, "spec", None)
+    if spec is None:
+        raise TypeError(f"module_class: {fn!r} is not a function registered with loss_function")
+    cls_name = name or spec.module
+    if cls_name is None:
+        raise TypeError(f"module_class: the registration of {spec.name} declares no module= class name")
+    where = namespace or sys._getframe(1).f_globals.get("__name__", spec.namespace)
+    params = spec.signature.parameters
+    missing = [n for n in spec.fields if params[n].default is inspect.Parameter.empty]
+    if missing:
+        raise TypeError(f"module_class: the options {missing} of {spec.name} have no default")
+    if base is None:
+        fields = [
+            (n, params[n].annotation, dataclasses.field(default=params[n].default, kw_only=spec.kw_only))
+            for n in spec.fields
+        ]
+        bases: tuple[type, ...] = (LossModule,)
+    else:
+        if getattr(base, "_spec", None) is not spec:
+            raise TypeError(f"module_class: base {base.__name__} is not a class twin of {spec.name}")
+        fields, bases = [], (base,)
+    cls = dataclasses.make_dataclass(
+        cls_name,
+        fields,
+        bases=bases,
+        frozen=True,
+        namespace={"_spec": spec, "__call__": _call_method(fn, spec), "__module__": where},
+    )
+    cls.__qualname__ = cls_name
+    cls.__doc__ = inspect.cleandoc(doc) if doc is not None else _class_doc(cls_name, spec, where)
+    data = [n for n in spec.fields if n in spec.arrays or n in spec.numbers]
+    meta = [n for n in spec.fields if n not in data]
+    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    original = torch or (spec.torch if base is None else None)
+    if original is not None:
+        _TWINS.setdefault(original, cls)  # the namespace's class, imported first, stays the twin
+    return cls
+
+
+def twins() -> dict[str, type]:
+    """Every generated class twin by its original's class (``"torch.nn.L1Loss"``)."""
+    return dict(_TWINS)
+
+
+def _call_method(fn: Callable[..., Any], spec: LossSpec) -> Callable[..., Any]:
+    """``__call__(self, *forward)``: the function with the instance's options."""
+    forward, fields = spec.forward, spec.fields
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(forward):
+            raise TypeError(f"{type(self).__name__}() takes {len(forward)} arguments ({', '.join(forward)}), got {len(args)}")
+        values = dict(zip(forward, args))
+        for key in kwargs:
+            if key not in forward or key in values:
+                raise TypeError(f"{type(self).__name__}() got an unexpected or repeated argument {key!r}")
+        values.update(kwargs)
+        return fn(**values, **{n: getattr(self, n) for n in fields})
+
+    params = spec.signature.parameters
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __call__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [self_param, *(params[n].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in forward)],
+        return_annotation=spec.signature.return_annotation,
+    )
+    __call__.__doc__ = f"``{spec.name}({', '.join(forward)}, **options)`` with this instance's options."
+    return __call__
+
+
+def _class_doc(cls_name: str, spec: LossSpec, where: str) -> str:
+    """The generated docstring: the function's summary, the fields and the call."""
+    summary = (inspect.getdoc(spec.fn) or "").split("\n\n")[0].strip()
+    original = f"``{spec.torch}``: " if spec.torch else ""
+    options = ", ".join(spec.fields) if spec.fields else "none"
+    return (
+        f"{original}{summary}\n\n"
+        f"The class twin of :func:`{spec.namespace}.{spec.name}`: ``{cls_name}(**options)({', '.join(spec.forward)})`` "
+        f"is ``{spec.namespace}.{spec.name}({', '.join(spec.forward)}, **options)``. Options: {options}."
+    )
