@@ -73,5 +73,5 @@ __all__ = [
     "triplet_margin_with_distance_loss",
 ]
 
-from jaxloss import checked, nn
+from jaxloss import checked, monai, nn  # monai: jaxloss.monai, MONAI's segmentation losses
 from jaxloss.interop import from_torch

@@ -54,8 +54,8 @@ def _raise_if_failed(err: checkify.Error) -> None:
         raise ValueError(message)
 
 
-def _make_checked(name: str) -> Callable[..., Any]:
-    spec = _registry.registered()[name]
+def _make_checked(name: str, namespace: str = "jaxloss") -> Callable[..., Any]:
+    spec = _registry.registered(namespace)[name]
     body = spec.checked_body()
 
     def with_checks(values: dict[str, Any]) -> Any:

@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss._core import Array, opmath_dtype, poison, poison_gradient, value_check
-from jaxloss._core import abs as abs_
+from jaxloss._checked import poison, poison_gradient, value_check
+from jaxloss._dtypes import Array, opmath_dtype
+from jaxloss._jvp import abs as abs_
+from jaxloss._registry import Number
 
 REDUCTIONS = ("none", "mean", "sum")
 # the order MONAI's enums list their options in (its message prints a Python set, whose order varies)
@@ -32,10 +34,9 @@ class ShapeError(ValueError, AssertionError):
 
 
 # --------------------------------------------------------------------------- option checks
-def check_reduction(reduction: Any) -> None:
-    """``monai.utils.LossReduction(reduction)``'s check."""
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"{reduction!r} is not a valid LossReduction")
+# ``monai.utils.LossReduction(reduction)``'s message, and ``look_up_option``'s for DiceCELoss
+REDUCTION_MESSAGE = "{!r} is not a valid LossReduction"
+DICE_CE_REDUCTION_MESSAGE = "Unsupported option {!r}, Available options are {{'mean', 'sum'}}.\n"
 
 
 def check_option(value: Any, options: Sequence[str]) -> None:
@@ -43,6 +44,30 @@ def check_option(value: Any, options: Sequence[str]) -> None:
     if not isinstance(value, str) or value not in options:
         listed = ", ".join(repr(o) for o in options)
         raise ValueError(f"Unsupported option {value!r}, Available options are {{{listed}}}.\n")
+
+
+def check_options(values: dict[str, Any]) -> None:
+    """The checks MONAI's constructors make (run on every call and by each class twin's
+    constructor): the activation flags, ``w_type``, ``iter_``; ``weight`` / ``alpha`` in any
+    form MONAI takes (number, sequence, array) become arrays."""
+    if "sigmoid" in values:
+        check_activation(values["sigmoid"], values["softmax"], values["other_act"])
+    if "w_type" in values:
+        check_option(values["w_type"], W_TYPES)
+    if "iter_" in values:
+        iter_ = values["iter_"]
+        if not isinstance(iter_, int):
+            raise TypeError(f"iter_ must be an integer but got {type(iter_).__name__}.")
+        if iter_ < 0:
+            raise ValueError(f"iter_ must be a non-negative integer but got {iter_}.")
+    if "weight" in values:
+        values["weight"] = as_array_option(values["weight"])
+
+
+def check_focal_options(values: dict[str, Any]) -> None:
+    """:func:`check_options` for the focal losses, whose ``alpha`` is a number or per-class array."""
+    check_options(values)
+    values["alpha"] = as_array_option(values["alpha"])
 
 
 def check_activation(sigmoid: bool, softmax: bool, other_act: Any) -> None:
@@ -58,9 +83,7 @@ def check_other_act(other_act: Any) -> None:
 
 
 def check_lambda(name: str) -> Any:
-    """The range check of a trade-off weight (``lambda_dice``...), for :class:`jaxloss._core.Number`."""
-    from jaxloss._core import Number
-
+    """The range check of a trade-off weight (``lambda_dice``...), a traced :class:`Number`."""
     return Number(lambda v: v >= 0.0, f"{name} should be no less than 0.0.")
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Number, loss_function
+from jaxloss._dtypes import Array
+from jaxloss._registry import Number, loss_function
 from jaxloss.monai import _common as c
 from jaxloss.monai.dice import activate_work, dice_from_probs, dice_result_dtype
 
@@ -84,20 +85,10 @@ def cl_dice_from_probs(x: Array, target: Array, *, include_background: bool, to_
     return c.poison_all(c.reduce(cl, reduction), bad).astype(dtype)
 
 
-def _check_iter(iter_: Any) -> None:
-    if not isinstance(iter_, int):
-        raise TypeError(f"iter_ must be an integer but got {type(iter_).__name__}.")
-    if iter_ < 0:
-        raise ValueError(f"iter_ must be a non-negative integer but got {iter_}.")
-
-
 _SMOOTH = Number(lambda v: v > 0, "smooth must be a positive value but got {}.")
 
 
 def _precheck_cl(values: dict[str, Any]) -> None:
-    c.check_reduction(values["reduction"])
-    c.check_activation(values["sigmoid"], values["softmax"], values["other_act"])
-    _check_iter(values["iter_"])
     values["axis"] = c.check_axis(values["input"].ndim, values["axis"])
     n = values["input"].shape[values["axis"]]
     c.warn_activation(n, values["softmax"])
@@ -109,8 +100,12 @@ def _precheck_cl(values: dict[str, Any]) -> None:
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax"),
     numbers={"smooth_nr": Number(), "smooth_dr": Number(), "smooth": _SMOOTH},
     arrays={"input": "float", "target": "label"},
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_options,
     precheck=_precheck_cl,
+    module="SoftclDiceLoss",
+    torch="monai.losses.SoftclDiceLoss",
 )
 def softcl_dice_loss(
     input: Array,
@@ -184,8 +179,12 @@ def _precheck_dice_cl(values: dict[str, Any]) -> None:
         "smooth": _SMOOTH,
     },
     arrays={"input": "float", "target": "label"},
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_options,
     precheck=_precheck_dice_cl,
+    module="SoftDiceclDiceLoss",
+    torch="monai.losses.SoftDiceclDiceLoss",
 )
 def soft_dicecl_dice_loss(
     input: Array,

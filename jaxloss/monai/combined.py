@@ -7,7 +7,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Number, loss_function
+from jaxloss._dtypes import Array
+from jaxloss._registry import Number, loss_function
 from jaxloss._softmax import check_weight, index_loss, prob_loss
 from jaxloss.binary import _bce_with_logits_elementwise
 from jaxloss.classification import _LABEL_SMOOTHING
@@ -37,9 +38,6 @@ def _first(shape: Sequence[int], axis: int) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- DiceCELoss
 def _precheck_dice_ce(values: dict[str, Any]) -> None:
-    c.check_option(values["reduction"], c.DICE_CE_REDUCTIONS)
-    values["weight"] = c.as_array_option(values.get("weight"))
-    c.check_activation(values["sigmoid"], values["softmax"], values["other_act"])
     n = _channels(values)
     c.warn_activation(n, values["softmax"])
     c.warn_target_options(n, values["to_onehot_y"], values["include_background"])
@@ -59,8 +57,12 @@ def _precheck_dice_ce(values: dict[str, Any]) -> None:
         "label_smoothing": _LABEL_SMOOTHING,
     },
     arrays={"input": "float", "target": "label"},
-    reductions=None,
+    reductions=c.DICE_CE_REDUCTIONS,
+    reduction_message=c.DICE_CE_REDUCTION_MESSAGE,
+    check_options=c.check_options,
     precheck=_precheck_dice_ce,
+    module="DiceCELoss",
+    torch="monai.losses.DiceCELoss",
 )
 def dice_ce_loss(
     input: Array,
@@ -154,10 +156,6 @@ def _ce(x: Array, y: Array, weight: Array | None, reduction: str, label_smoothin
 
 # --------------------------------------------------------------------------- DiceFocalLoss
 def _precheck_dice_focal(values: dict[str, Any]) -> None:
-    c.check_reduction(values["reduction"])
-    c.check_activation(values["sigmoid"], values["softmax"], values["other_act"])
-    values["weight"] = c.as_array_option(values.get("weight"))
-    values["alpha"] = c.as_array_option(values.get("alpha"))
     n = _channels(values)
     c.warn_target_options(n, values["to_onehot_y"], True)
     c.warn_activation(n, values["softmax"])
@@ -178,8 +176,12 @@ def _precheck_dice_focal(values: dict[str, Any]) -> None:
         "lambda_focal": c.check_lambda("lambda_focal"),
     },
     arrays={"input": "float", "target": "label"},
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_focal_options,
     precheck=_precheck_dice_focal,
+    module="DiceFocalLoss",
+    torch="monai.losses.DiceFocalLoss",
 )
 def dice_focal_loss(
     input: Array,
@@ -243,10 +245,6 @@ def dice_focal_loss(
 
 # --------------------------------------------------------------------------- GeneralizedDiceFocalLoss
 def _precheck_gdf(values: dict[str, Any]) -> None:
-    c.check_reduction(values["reduction"])
-    c.check_activation(values["sigmoid"], values["softmax"], values["other_act"])
-    c.check_option(values["w_type"], c.W_TYPES)
-    values["weight"] = c.as_array_option(values.get("weight"))
     n = _channels(values)
     c.warn_activation(n, values["softmax"])
     c.warn_target_options(n, values["to_onehot_y"], values["include_background"])
@@ -264,8 +262,12 @@ def _precheck_gdf(values: dict[str, Any]) -> None:
         "lambda_focal": c.check_lambda("lambda_focal"),
     },
     arrays={"input": "float", "target": "label"},
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_options,
     precheck=_precheck_gdf,
+    module="GeneralizedDiceFocalLoss",
+    torch="monai.losses.GeneralizedDiceFocalLoss",
 )
 def generalized_dice_focal_loss(
     input: Array,

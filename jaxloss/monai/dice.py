@@ -7,12 +7,14 @@ with the constructor's arguments as keyword options, same defaults; see
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Number, loss_function
+from jaxloss._dtypes import Array
+from jaxloss._registry import Number, loss_function
 from jaxloss.monai import _common as c
 
 _ARRAYS = {"input": "float", "target": "label"}  # weight: any MONAI form, converted by the precheck
@@ -102,9 +104,6 @@ def dice_from_probs(
 
 def precheck_dice(values: dict[str, Any]) -> None:
     """The checks MONAI's ``DiceLoss.__init__`` and ``forward`` make on Python values."""
-    c.check_reduction(values["reduction"])
-    c.check_activation(values["sigmoid"], values["softmax"], values["other_act"])
-    values["weight"] = c.as_array_option(values.get("weight"))
     _precheck_layout(values)
     n = values["input"].shape[values["axis"]]
     check_dice_weight(values["weight"], n_scored_classes(n, values["include_background"]))
@@ -123,8 +122,12 @@ def _precheck_layout(values: dict[str, Any]) -> None:
     bools=_DICE_STATIC,
     numbers={"smooth_nr": Number(), "smooth_dr": Number()},
     arrays=_ARRAYS,
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_options,
     precheck=precheck_dice,
+    module="DiceLoss",
+    torch="monai.losses.DiceLoss",
 )
 def dice_loss(
     input: Array,
@@ -215,28 +218,27 @@ def activate_work(
 
 
 # --------------------------------------------------------------------------- MaskedDiceLoss
-def _precheck_masked(values: dict[str, Any]) -> None:
-    c.check_reduction(values["reduction"])
+def _options_masked(values: dict[str, Any]) -> None:
+    """``MaskedDiceLoss``'s own activation checks (its wording differs from ``DiceLoss``'s)."""
     c.check_other_act(values["other_act"])
     if values["sigmoid"] and values["softmax"]:
         raise ValueError("Incompatible values: sigmoid=True and softmax=True.")
     if values["other_act"] is not None and (values["sigmoid"] or values["softmax"]):
         raise ValueError("Incompatible values: other_act is not None and sigmoid=True or softmax=True.")
-    values["weight"] = c.as_array_option(values.get("weight"))
+    values["weight"] = c.as_array_option(values["weight"])
+
+
+def _precheck_masked(values: dict[str, Any]) -> None:
     _precheck_layout(values)
     x, mask = values["input"], values["mask"]
     axis = values["axis"]
     check_dice_weight(values["weight"], n_scored_classes(x.shape[axis], values["include_background"]))
     if mask is None:
-        import warnings
-
         warnings.warn("No mask value specified for the MaskedLoss.", stacklevel=3)
         return
     xs = _channels_first_shape(x.shape, axis)
     ms = _channels_first_shape(mask.shape, axis) if mask.ndim == x.ndim else tuple(mask.shape)
     if x.ndim != mask.ndim:
-        import warnings
-
         warnings.warn(f"Dim of input ({c.torch_size(xs)}) is different from mask ({c.torch_size(ms)}).", stacklevel=3)
     if xs[0] != ms[0] and ms[0] != 1:
         raise ValueError(f"Batch size of mask ({c.torch_size(ms)}) must be one or equal to input ({c.torch_size(xs)}).")
@@ -244,9 +246,7 @@ def _precheck_masked(values: dict[str, Any]) -> None:
         if ms[1] != 1:
             raise ValueError(f"Mask ({c.torch_size(ms)}) must have only one channel.")
         if xs[2:] != ms[2:]:
-            import warnings
-
-            warnings.warn(
+                warnings.warn(
                 f"Spatial size of input ({c.torch_size(xs)}) is different from mask ({c.torch_size(ms)}).", stacklevel=3
             )
 
@@ -263,8 +263,13 @@ def _channels_first_shape(shape: Sequence[int], axis: int) -> tuple[int, ...]:
     bools=_DICE_STATIC,
     numbers={"smooth_nr": Number(), "smooth_dr": Number()},
     arrays={**_ARRAYS, "mask": "real"},
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=_options_masked,
     precheck=_precheck_masked,
+    module="MaskedDiceLoss",
+    forward=("input", "target", "mask"),
+    torch="monai.losses.MaskedDiceLoss",
 )
 def masked_dice_loss(
     input: Array,
@@ -374,9 +379,6 @@ def generalized_dice_from_probs(
 
 
 def precheck_generalized(values: dict[str, Any]) -> None:
-    c.check_reduction(values["reduction"])
-    c.check_activation(values["sigmoid"], values["softmax"], values["other_act"])
-    c.check_option(values["w_type"], c.W_TYPES)
     _precheck_layout(values)
 
 
@@ -385,8 +387,12 @@ def precheck_generalized(values: dict[str, Any]) -> None:
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax", "batch", "soft_label"),
     numbers={"smooth_nr": Number(), "smooth_dr": Number()},
     arrays={"input": "float", "target": "label"},
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_options,
     precheck=precheck_generalized,
+    module="GeneralizedDiceLoss",
+    torch="monai.losses.GeneralizedDiceLoss",
 )
 def generalized_dice_loss(
     input: Array,
@@ -445,8 +451,6 @@ def generalized_dice_loss(
 
 # --------------------------------------------------------------------------- TverskyLoss
 def _precheck_tversky(values: dict[str, Any]) -> None:
-    c.check_reduction(values["reduction"])
-    c.check_activation(values["sigmoid"], values["softmax"], values["other_act"])
     _precheck_layout(values)
 
 
@@ -455,8 +459,12 @@ def _precheck_tversky(values: dict[str, Any]) -> None:
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax", "batch", "soft_label"),
     numbers={"alpha": Number(), "beta": Number(), "smooth_nr": Number(), "smooth_dr": Number()},
     arrays={"input": "float", "target": "label"},
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_options,
     precheck=_precheck_tversky,
+    module="TverskyLoss",
+    torch="monai.losses.TverskyLoss",
 )
 def tversky_loss(
     input: Array,

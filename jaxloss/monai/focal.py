@@ -9,7 +9,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._core import Array, Number, loss_function
+from jaxloss._dtypes import Array
+from jaxloss._registry import Number, loss_function
 from jaxloss._softmax import focal_term
 from jaxloss.binary import _bce_logits, _log_sigmoid
 from jaxloss.monai import _common as c
@@ -120,9 +121,6 @@ def focal_element_checked(x: Array, t: Array, gamma: Any, alpha: Array | None, u
 
 
 def precheck_focal(values: dict[str, Any]) -> None:
-    c.check_reduction(values["reduction"])
-    values["weight"] = c.as_array_option(values.get("weight"))
-    values["alpha"] = c.as_array_option(values.get("alpha"))
     values["axis"] = c.check_axis(values["input"].ndim, values["axis"])
     n = values["input"].shape[values["axis"]]
     c.warn_target_options(n, values["to_onehot_y"], values["include_background"])
@@ -138,8 +136,12 @@ def precheck_focal(values: dict[str, Any]) -> None:
     bools=("include_background", "to_onehot_y", "use_softmax"),
     numbers={"gamma": Number()},
     arrays={"input": "float", "target": "label"},  # weight, alpha: converted by the precheck
-    reductions=None,
+    reductions=c.REDUCTIONS,
+    reduction_message=c.REDUCTION_MESSAGE,
+    check_options=c.check_focal_options,
     precheck=precheck_focal,
+    module="FocalLoss",
+    torch="monai.losses.FocalLoss",
 )
 def focal_loss(
     input: Array,
