@@ -73,5 +73,6 @@ __all__ = [
     "triplet_margin_with_distance_loss",
 ]
 
-from jaxloss import checked, monai, nn  # monai: jaxloss.monai, MONAI's segmentation losses
+from jaxloss import checked, nn
+from jaxloss import monai as monai  # MONAI's segmentation losses: jaxloss.monai.DiceLoss...
 from jaxloss.interop import from_torch

@@ -116,7 +116,6 @@ def dice_ce_loss(
     """
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
-    n = x.shape[1]
     dice_w = weight[1:] if weight is not None and not include_background and weight.ndim == 1 else weight
     p = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None)
     dice = dice_from_probs(
