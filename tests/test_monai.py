@@ -24,10 +24,10 @@ import pytest
 torch = pytest.importorskip("torch")
 monai_losses = pytest.importorskip("monai.losses")
 
-import jaxloss  # noqa: E402
-import jaxloss.monai as jm  # noqa: E402
-import jaxloss.monai.checked as checked  # noqa: E402
-from tests.torch_compare import TORCH_DTYPES, assert_close  # noqa: E402
+import jaxloss
+import jaxloss.monai as jm
+from jaxloss.monai import checked
+from tests.torch_compare import TORCH_DTYPES, assert_close
 
 L = monai_losses
 RNG = np.random.default_rng(19)
@@ -71,78 +71,78 @@ DATA: dict[str, tuple[np.ndarray, np.ndarray]] = {
 # (id, MONAI class, jaxloss function, options, data, dtypes). "tanh" stands for other_act.
 F64, F32, HALF = ("float64",), ("float64", "float32"), ("float64", "float32", "float16", "bfloat16")
 CASES: list[tuple[str, Any, Any, dict[str, Any], str, tuple[str, ...]]] = [
-    ("dice/softmax-onehot-y", L.DiceLoss, jm.dice_loss, dict(softmax=True, to_onehot_y=True), "labels", HALF),
+    ("dice/softmax-onehot-y", L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True}, "labels", HALF),
     ("dice/sigmoid-nobg-none", L.DiceLoss, jm.dice_loss,
-     dict(sigmoid=True, include_background=False, reduction="none"), "onehot", F32),
+     {"sigmoid": True, "include_background": False, "reduction": "none"}, "onehot", F32),
     ("dice/squared-jaccard-batch", L.DiceLoss, jm.dice_loss,
-     dict(sigmoid=True, squared_pred=True, jaccard=True, batch=True, reduction="none"), "onehot", F64),
-    ("dice/soft-label-sum", L.DiceLoss, jm.dice_loss, dict(sigmoid=True, soft_label=True, reduction="sum"), "soft", F32),
+     {"sigmoid": True, "squared_pred": True, "jaccard": True, "batch": True, "reduction": "none"}, "onehot", F64),
+    ("dice/soft-label-sum", L.DiceLoss, jm.dice_loss, {"sigmoid": True, "soft_label": True, "reduction": "sum"}, "soft", F32),
     ("dice/weight-nobg", L.DiceLoss, jm.dice_loss,
-     dict(softmax=True, include_background=False, weight=[0.5, 2.0], smooth_nr=0.0, smooth_dr=1e-3), "onehot", F64),
-    ("dice/scalar-weight", L.DiceLoss, jm.dice_loss, dict(softmax=True, to_onehot_y=True, weight=2.0), "labels", F64),
-    ("dice/ignore-class", L.DiceLoss, jm.dice_loss, dict(softmax=True, to_onehot_y=True, ignore_index=1), "labels", F64),
+     {"softmax": True, "include_background": False, "weight": [0.5, 2.0], "smooth_nr": 0.0, "smooth_dr": 1e-3}, "onehot", F64),
+    ("dice/scalar-weight", L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True, "weight": 2.0}, "labels", F64),
+    ("dice/ignore-class", L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True, "ignore_index": 1}, "labels", F64),
     ("dice/ignore-sentinel", L.DiceLoss, jm.dice_loss,
-     dict(softmax=True, to_onehot_y=True, ignore_index=-1), "sentinel", F32),
-    ("dice/other-act", L.DiceLoss, jm.dice_loss, dict(other_act="tanh"), "onehot", F64),
-    ("dice/probs", L.DiceLoss, jm.dice_loss, dict(), "probs", F32),
-    ("dice/volume", L.DiceLoss, jm.dice_loss, dict(softmax=True, to_onehot_y=True), "volume", F32),
-    ("dice/extreme", L.DiceLoss, jm.dice_loss, dict(softmax=True, to_onehot_y=True), "extreme", F32),
-    ("dice/background", L.DiceLoss, jm.dice_loss, dict(softmax=True, to_onehot_y=True), "background", F32),
+     {"softmax": True, "to_onehot_y": True, "ignore_index": -1}, "sentinel", F32),
+    ("dice/other-act", L.DiceLoss, jm.dice_loss, {"other_act": "tanh"}, "onehot", F64),
+    ("dice/probs", L.DiceLoss, jm.dice_loss, {}, "probs", F32),
+    ("dice/volume", L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True}, "volume", F32),
+    ("dice/extreme", L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True}, "extreme", F32),
+    ("dice/background", L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True}, "background", F32),
     ("dice/foreground-nobg", L.DiceLoss, jm.dice_loss,
-     dict(softmax=True, to_onehot_y=True, include_background=False), "foreground", F64),
-    ("dice/one-class", L.DiceLoss, jm.dice_loss, dict(sigmoid=True, to_onehot_y=True, softmax=False), "binary", F32),
-    ("gdl/square", L.GeneralizedDiceLoss, jm.generalized_dice_loss, dict(softmax=True, to_onehot_y=True), "labels", HALF),
+     {"softmax": True, "to_onehot_y": True, "include_background": False}, "foreground", F64),
+    ("dice/one-class", L.DiceLoss, jm.dice_loss, {"sigmoid": True, "to_onehot_y": True, "softmax": False}, "binary", F32),
+    ("gdl/square", L.GeneralizedDiceLoss, jm.generalized_dice_loss, {"softmax": True, "to_onehot_y": True}, "labels", HALF),
     ("gdl/simple-batch-none", L.GeneralizedDiceLoss, jm.generalized_dice_loss,
-     dict(softmax=True, to_onehot_y=True, w_type="simple", batch=True, reduction="none"), "labels", F64),
+     {"softmax": True, "to_onehot_y": True, "w_type": "simple", "batch": True, "reduction": "none"}, "labels", F64),
     ("gdl/uniform-none", L.GeneralizedDiceLoss, jm.generalized_dice_loss,
-     dict(sigmoid=True, w_type="uniform", reduction="none"), "onehot", F64),
+     {"sigmoid": True, "w_type": "uniform", "reduction": "none"}, "onehot", F64),
     ("gdl/empty-classes", L.GeneralizedDiceLoss, jm.generalized_dice_loss,
-     dict(softmax=True, to_onehot_y=True, include_background=False), "background", F32),
+     {"softmax": True, "to_onehot_y": True, "include_background": False}, "background", F32),
     ("gdl/soft-label-sum", L.GeneralizedDiceLoss, jm.generalized_dice_loss,
-     dict(sigmoid=True, soft_label=True, reduction="sum"), "soft", F64),
+     {"sigmoid": True, "soft_label": True, "reduction": "sum"}, "soft", F64),
     ("tversky/alpha-beta-none", L.TverskyLoss, jm.tversky_loss,
-     dict(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7, reduction="none"), "labels", F32),
+     {"softmax": True, "to_onehot_y": True, "alpha": 0.3, "beta": 0.7, "reduction": "none"}, "labels", F32),
     ("tversky/soft-batch-ignore", L.TverskyLoss, jm.tversky_loss,
-     dict(sigmoid=True, soft_label=True, batch=True, ignore_index=0), "onehot", F64),
-    ("tversky/volume", L.TverskyLoss, jm.tversky_loss, dict(sigmoid=True, include_background=False), "volume_onehot", F64),
-    ("focal/sigmoid", L.FocalLoss, jm.focal_loss, dict(to_onehot_y=True), "labels", HALF),
+     {"sigmoid": True, "soft_label": True, "batch": True, "ignore_index": 0}, "onehot", F64),
+    ("tversky/volume", L.TverskyLoss, jm.tversky_loss, {"sigmoid": True, "include_background": False}, "volume_onehot", F64),
+    ("focal/sigmoid", L.FocalLoss, jm.focal_loss, {"to_onehot_y": True}, "labels", HALF),
     ("focal/softmax-alpha-sum", L.FocalLoss, jm.focal_loss,
-     dict(to_onehot_y=True, use_softmax=True, alpha=0.25, reduction="sum"), "labels", F32),
+     {"to_onehot_y": True, "use_softmax": True, "alpha": 0.25, "reduction": "sum"}, "labels", F32),
     ("focal/alpha-seq-weight-none", L.FocalLoss, jm.focal_loss,
-     dict(alpha=[0.2, 0.3, 0.5], weight=[1.0, 2.0, 3.0], gamma=1.5, reduction="none"), "onehot", F64),
+     {"alpha": [0.2, 0.3, 0.5], "weight": [1.0, 2.0, 3.0], "gamma": 1.5, "reduction": "none"}, "onehot", F64),
     ("focal/softmax-weight-seq", L.FocalLoss, jm.focal_loss,
-     dict(use_softmax=True, alpha=[0.2, 0.3, 0.5], weight=0.5), "onehot", F64),
+     {"use_softmax": True, "alpha": [0.2, 0.3, 0.5], "weight": 0.5}, "onehot", F64),
     ("focal/ignore-nobg-sum", L.FocalLoss, jm.focal_loss,
-     dict(to_onehot_y=True, ignore_index=1, include_background=False, reduction="sum"), "labels", F64),
+     {"to_onehot_y": True, "ignore_index": 1, "include_background": False, "reduction": "sum"}, "labels", F64),
     ("focal/ignore-sentinel", L.FocalLoss, jm.focal_loss,
-     dict(to_onehot_y=True, ignore_index=-1, alpha=0.3, gamma=0.5), "sentinel", F64),
-    ("focal/extreme-soft", L.FocalLoss, jm.focal_loss, dict(to_onehot_y=True, use_softmax=True, gamma=0.0), "extreme", F64),
-    ("focal/volume", L.FocalLoss, jm.focal_loss, dict(), "volume_onehot", F64),
-    ("dice_ce/labels", L.DiceCELoss, jm.dice_ce_loss, dict(to_onehot_y=True, softmax=True), "labels", HALF),
+     {"to_onehot_y": True, "ignore_index": -1, "alpha": 0.3, "gamma": 0.5}, "sentinel", F64),
+    ("focal/extreme-soft", L.FocalLoss, jm.focal_loss, {"to_onehot_y": True, "use_softmax": True, "gamma": 0.0}, "extreme", F64),
+    ("focal/volume", L.FocalLoss, jm.focal_loss, {}, "volume_onehot", F64),
+    ("dice_ce/labels", L.DiceCELoss, jm.dice_ce_loss, {"to_onehot_y": True, "softmax": True}, "labels", HALF),
     ("dice_ce/smoothing-weight-nobg", L.DiceCELoss, jm.dice_ce_loss,
-     dict(to_onehot_y=True, softmax=True, weight=np.array([1.0, 2.0, 0.5]), include_background=False,
-          label_smoothing=0.1, lambda_ce=0.5, reduction="sum"), "labels", F64),
+     {"to_onehot_y": True, "softmax": True, "weight": np.array([1.0, 2.0, 0.5]), "include_background": False,
+          "label_smoothing": 0.1, "lambda_ce": 0.5, "reduction": "sum"}, "labels", F64),
     ("dice_ce/probability-target", L.DiceCELoss, jm.dice_ce_loss,
-     dict(softmax=True, weight=np.array([1.0, 2.0, 0.5]), jaccard=True), "onehot", F32),
-    ("dice_ce/bce", L.DiceCELoss, jm.dice_ce_loss, dict(sigmoid=True, weight=np.array([2.0]), batch=True), "binary", F32),
-    ("dice_ce/extreme", L.DiceCELoss, jm.dice_ce_loss, dict(to_onehot_y=True, softmax=True), "extreme", F64),
+     {"softmax": True, "weight": np.array([1.0, 2.0, 0.5]), "jaccard": True}, "onehot", F32),
+    ("dice_ce/bce", L.DiceCELoss, jm.dice_ce_loss, {"sigmoid": True, "weight": np.array([2.0]), "batch": True}, "binary", F32),
+    ("dice_ce/extreme", L.DiceCELoss, jm.dice_ce_loss, {"to_onehot_y": True, "softmax": True}, "extreme", F64),
     ("dice_focal/softmax", L.DiceFocalLoss, jm.dice_focal_loss,
-     dict(to_onehot_y=True, softmax=True, gamma=1.5, alpha=0.3, lambda_dice=0.7), "labels", F32),
+     {"to_onehot_y": True, "softmax": True, "gamma": 1.5, "alpha": 0.3, "lambda_dice": 0.7}, "labels", F32),
     ("dice_focal/sigmoid-weight-none", L.DiceFocalLoss, jm.dice_focal_loss,
-     dict(sigmoid=True, weight=[1.0, 2.0, 3.0], reduction="none", squared_pred=True), "onehot", F64),
+     {"sigmoid": True, "weight": [1.0, 2.0, 3.0], "reduction": "none", "squared_pred": True}, "onehot", F64),
     ("gdf/softmax", L.GeneralizedDiceFocalLoss, jm.generalized_dice_focal_loss,
-     dict(to_onehot_y=True, softmax=True, w_type="simple", weight=[1.0, 2.0, 3.0]), "labels", F32),
+     {"to_onehot_y": True, "softmax": True, "w_type": "simple", "weight": [1.0, 2.0, 3.0]}, "labels", F32),
     ("gdf/sigmoid-batch-none", L.GeneralizedDiceFocalLoss, jm.generalized_dice_focal_loss,
-     dict(sigmoid=True, batch=True, reduction="none", lambda_gdl=2.0), "onehot", F64),
-    ("cldice/sigmoid", L.SoftclDiceLoss, jm.softcl_dice_loss, dict(sigmoid=True), "binary", HALF),
+     {"sigmoid": True, "batch": True, "reduction": "none", "lambda_gdl": 2.0}, "onehot", F64),
+    ("cldice/sigmoid", L.SoftclDiceLoss, jm.softcl_dice_loss, {"sigmoid": True}, "binary", HALF),
     ("cldice/softmax-iter2-none", L.SoftclDiceLoss, jm.softcl_dice_loss,
-     dict(to_onehot_y=True, softmax=True, iter_=2, reduction="none"), "labels", F32),
-    ("cldice/volume", L.SoftclDiceLoss, jm.softcl_dice_loss, dict(sigmoid=True, include_background=False), "volume_onehot", F64),
-    ("cldice/plateaus", L.SoftclDiceLoss, jm.softcl_dice_loss, dict(smooth=1e-2), "binary_exact", F32),
+     {"to_onehot_y": True, "softmax": True, "iter_": 2, "reduction": "none"}, "labels", F32),
+    ("cldice/volume", L.SoftclDiceLoss, jm.softcl_dice_loss, {"sigmoid": True, "include_background": False}, "volume_onehot", F64),
+    ("cldice/plateaus", L.SoftclDiceLoss, jm.softcl_dice_loss, {"smooth": 1e-2}, "binary_exact", F32),
     ("dicecl/softmax", L.SoftDiceclDiceLoss, jm.soft_dicecl_dice_loss,
-     dict(to_onehot_y=True, softmax=True, alpha=0.3, reduction="sum"), "labels", F32),
+     {"to_onehot_y": True, "softmax": True, "alpha": 0.3, "reduction": "sum"}, "labels", F32),
     ("dicecl/volume-iter0", L.SoftDiceclDiceLoss, jm.soft_dicecl_dice_loss,
-     dict(sigmoid=True, iter_=0, smooth_nr=1e-5, smooth_dr=1e-5), "volume_onehot", F64),
+     {"sigmoid": True, "iter_": 0, "smooth_nr": 1e-5, "smooth_dr": 1e-5}, "volume_onehot", F64),
 ]
 # the focal losses compute in float32 whatever the input (MONAI's input.float()): their float64
 # results carry float32 rounding, judged with float32's tolerance
@@ -247,7 +247,7 @@ def test_against_monai(cls: Any, fn: Any, options: dict[str, Any], data: str, dt
 def test_masked_dice_against_monai(mask_kind: str, dtype: str) -> None:
     b = X.shape[0] if mask_kind == "batch" else 1
     mask = (RNG.uniform(size=(b, 1, *X.shape[2:])) > 0.4).astype(np.float64)
-    options = dict(softmax=True, to_onehot_y=True, include_background=False, jaccard=True)
+    options = {"softmax": True, "to_onehot_y": True, "include_background": False, "jaccard": True}
     compare(L.MaskedDiceLoss, jm.masked_dice_loss, options, X, Y, dtype, mask)
 
 
@@ -262,16 +262,16 @@ def test_masked_dice_without_mask_warns_and_is_dice() -> None:
 @pytest.mark.parametrize(
     ("cls", "fn", "options"),
     [
-        (L.DiceLoss, jm.dice_loss, dict(softmax=True, to_onehot_y=True, reduction="none")),
-        (L.FocalLoss, jm.focal_loss, dict(to_onehot_y=True, reduction="none")),
-        (L.SoftclDiceLoss, jm.softcl_dice_loss, dict(softmax=True, to_onehot_y=True)),
+        (L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True, "reduction": "none"}),
+        (L.FocalLoss, jm.focal_loss, {"to_onehot_y": True, "reduction": "none"}),
+        (L.SoftclDiceLoss, jm.softcl_dice_loss, {"softmax": True, "to_onehot_y": True}),
     ],
 )
 def test_channels_last_axis(cls: Any, fn: Any, options: dict[str, Any]) -> None:
     """``axis=-1`` on channels-last arrays is MONAI on the channels-first ones (a ``'none'``
     result of the input's rank comes back channels-last)."""
     t_out, t_grad = monai_run(cls, options, X, Y, "float64")
-    last = lambda a: jnp.moveaxis(jnp.asarray(a), 1, -1)  # noqa: E731
+    last = lambda a: jnp.moveaxis(jnp.asarray(a), 1, -1)
     out, grad = jax_run(fn, {**options, "axis": -1}, last(X), last(Y))
     expected = t_out.numpy() if t_out.ndim != X.ndim else np.moveaxis(t_out.numpy(), 1, -1)
     judge = "float32" if fn is jm.focal_loss else "float64"
@@ -317,7 +317,7 @@ def test_traced_options_grad_vmap_and_second_order() -> None:
     assert_close(per_sample, jm.dice_loss(x, y, to_onehot_y=True, softmax=True, reduction="none")[:, :, 0, 0].mean(1),
                  "float64", "vmap")
     v = jnp.asarray(RNG.normal(size=X.shape))
-    loss = lambda a: jm.dice_ce_loss(a, y, to_onehot_y=True, softmax=True)  # noqa: E731
+    loss = lambda a: jm.dice_ce_loss(a, y, to_onehot_y=True, softmax=True)
     _, hvp = jax.jvp(jax.grad(loss), (x,), (v,))
     tx = torch.tensor(X, requires_grad=True)
     (tg,) = torch.autograd.grad(L.DiceCELoss(to_onehot_y=True, softmax=True)(tx, torch.tensor(Y)), tx, create_graph=True)
@@ -329,15 +329,15 @@ def test_traced_options_grad_vmap_and_second_order() -> None:
 _BAD_LABELS = Y.copy()
 _BAD_LABELS[1, 0, 2, 3] = 3  # class 3 of 3
 _BAD = [
-    (jm.dice_loss, dict(to_onehot_y=True, softmax=True)),
-    (jm.generalized_dice_loss, dict(to_onehot_y=True, softmax=True)),
-    (jm.tversky_loss, dict(to_onehot_y=True, sigmoid=True)),
-    (jm.focal_loss, dict(to_onehot_y=True)),
-    (jm.dice_ce_loss, dict(to_onehot_y=True, softmax=True)),
-    (jm.dice_focal_loss, dict(to_onehot_y=True, softmax=True)),
-    (jm.generalized_dice_focal_loss, dict(to_onehot_y=True)),
-    (jm.softcl_dice_loss, dict(to_onehot_y=True, softmax=True)),
-    (jm.soft_dicecl_dice_loss, dict(to_onehot_y=True, softmax=True)),
+    (jm.dice_loss, {"to_onehot_y": True, "softmax": True}),
+    (jm.generalized_dice_loss, {"to_onehot_y": True, "softmax": True}),
+    (jm.tversky_loss, {"to_onehot_y": True, "sigmoid": True}),
+    (jm.focal_loss, {"to_onehot_y": True}),
+    (jm.dice_ce_loss, {"to_onehot_y": True, "softmax": True}),
+    (jm.dice_focal_loss, {"to_onehot_y": True, "softmax": True}),
+    (jm.generalized_dice_focal_loss, {"to_onehot_y": True}),
+    (jm.softcl_dice_loss, {"to_onehot_y": True, "softmax": True}),
+    (jm.soft_dicecl_dice_loss, {"to_onehot_y": True, "softmax": True}),
 ]
 
 
@@ -371,7 +371,7 @@ def test_checked_mode_raises_monai_message(fn: Any, options: dict[str, Any]) -> 
 def test_masked_dice_bad_label_and_traced_bad_options_are_nan() -> None:
     x = jnp.asarray(X)
     mask = jnp.ones((1, 1, *X.shape[2:]))
-    out, grad = jax_run(jm.masked_dice_loss, dict(to_onehot_y=True, softmax=True), x, jnp.asarray(_BAD_LABELS), mask)
+    out, grad = jax_run(jm.masked_dice_loss, {"to_onehot_y": True, "softmax": True}, x, jnp.asarray(_BAD_LABELS), mask)
     assert np.isnan(np.asarray(out)).all() and np.isnan(np.asarray(grad)).all()
     # a traced negative weight (MONAI: "the value/values of the `weight` should be no less than 0.")
     y = jnp.asarray(Y)
@@ -475,14 +475,14 @@ def test_warnings_are_monai(monai_call: Any, jax_call: Any, message: str) -> Non
 
 # --------------------------------------------------------------------------- slow tier: option sweeps
 _SWEEP = [
-    (L.DiceLoss, jm.dice_loss, dict(include_background=[True, False], squared_pred=[False, True],
-                                    jaccard=[False, True], batch=[False, True], reduction=["mean", "sum", "none"])),
-    (L.GeneralizedDiceLoss, jm.generalized_dice_loss, dict(include_background=[True, False],
-                                                          w_type=["square", "simple", "uniform"], batch=[False, True])),
-    (L.TverskyLoss, jm.tversky_loss, dict(include_background=[True, False], batch=[False, True],
-                                          reduction=["mean", "sum", "none"])),
-    (L.FocalLoss, jm.focal_loss, dict(include_background=[True, False], use_softmax=[False, True],
-                                      alpha=[None, 0.25], reduction=["mean", "sum", "none"])),
+    (L.DiceLoss, jm.dice_loss, {"include_background": [True, False], "squared_pred": [False, True],
+                                    "jaccard": [False, True], "batch": [False, True], "reduction": ["mean", "sum", "none"]}),
+    (L.GeneralizedDiceLoss, jm.generalized_dice_loss, {"include_background": [True, False],
+                                                          "w_type": ["square", "simple", "uniform"], "batch": [False, True]}),
+    (L.TverskyLoss, jm.tversky_loss, {"include_background": [True, False], "batch": [False, True],
+                                          "reduction": ["mean", "sum", "none"]}),
+    (L.FocalLoss, jm.focal_loss, {"include_background": [True, False], "use_softmax": [False, True],
+                                      "alpha": [None, 0.25], "reduction": ["mean", "sum", "none"]}),
 ]
 
 
