@@ -73,7 +73,7 @@ F64, F32, HALF = ("float64",), ("float64", "float32"), ("float64", "float32", "f
 CASES: list[tuple[str, Any, Any, dict[str, Any], str, tuple[str, ...]]] = [
     ("dice/softmax-onehot-y", L.DiceLoss, jm.dice_loss, {"softmax": True, "to_onehot_y": True}, "labels", HALF),
     ("dice/sigmoid-nobg-none", L.DiceLoss, jm.dice_loss,
-     {"sigmoid": True, "include_background": False, "reduction": "none"}, "onehot", F32),
+     {"sigmoid": True, "include_background": False, "reduction": "none"}, "onehot", HALF),
     ("dice/squared-jaccard-batch", L.DiceLoss, jm.dice_loss,
      {"sigmoid": True, "squared_pred": True, "jaccard": True, "batch": True, "reduction": "none"}, "onehot", F64),
     ("dice/soft-label-sum", L.DiceLoss, jm.dice_loss, {"sigmoid": True, "soft_label": True, "reduction": "sum"}, "soft", F32),

@@ -63,12 +63,12 @@ def _check_rank(ndim: int) -> None:
         raise ValueError(f"the soft skeleton needs a 2-D or 3-D input (BNHW or BNHWD), got {ndim} dimensions")
 
 
-def cl_dice_from_probs(x: Array, target: Array, *, include_background: bool, to_onehot_y: bool, iter_: int,
+def cl_dice_from_probs(x: Array, target: Array, *, in_dtype: Any, include_background: bool, to_onehot_y: bool, iter_: int,
                        smooth_nr: Any, smooth_dr: Any, smooth: Any, reduction: str) -> Array:
     """``SoftclDiceLoss.forward`` after the activation, channels first."""
     n_pred_ch = x.shape[1]
     one_hot = to_onehot_y and n_pred_ch > 1
-    dtype = dice_result_dtype(x, target, one_hot)
+    dtype = dice_result_dtype(jnp.zeros((), in_dtype), target, one_hot)
     work = c.working(dtype)
     target, bad = c.prepare_target(target, n_pred_ch, to_onehot_y, None)
     x = c.poison_input(x.astype(work), bad)
@@ -151,7 +151,7 @@ def softcl_dice_loss(
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
     x = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None)
-    return cl_dice_from_probs(x, y, include_background=include_background, to_onehot_y=to_onehot_y, iter_=iter_,
+    return cl_dice_from_probs(x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, iter_=iter_,
                               smooth_nr=smooth_nr, smooth_dr=smooth_dr, smooth=smooth, reduction=reduction)
 
 
@@ -225,11 +225,11 @@ def soft_dicecl_dice_loss(
     x = c.poison_input(x, bad)
     p = activate_work(x, y, False, sigmoid, softmax, other_act, None)
     dice = dice_from_probs(
-        p, y, include_background=include_background, to_onehot_y=False, squared_pred=False, jaccard=False,
+        p, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=False, squared_pred=False, jaccard=False,
         reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=False, weight=None,
         soft_label=False, ignore_index=None,
     )
-    cl = cl_dice_from_probs(p, y, include_background=include_background, to_onehot_y=False, iter_=iter_,
+    cl = cl_dice_from_probs(p, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=False, iter_=iter_,
                             smooth_nr=smooth_nr, smooth_dr=smooth_dr, smooth=smooth, reduction=reduction)
     total = ((1.0 - alpha) * dice + alpha * cl).astype(jnp.result_type(dice, cl))
     return c.poison_all(total, bad)

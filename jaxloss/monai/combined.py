@@ -119,7 +119,7 @@ def dice_ce_loss(
     dice_w = weight[1:] if weight is not None and not include_background and weight.ndim == 1 else weight
     p = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None)
     dice = dice_from_probs(
-        p, y, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
+        p, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
         jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
         weight=dice_w, soft_label=False, ignore_index=None,
     )
@@ -230,7 +230,7 @@ def dice_focal_loss(
     x = c.poison_input(x, bad)
     p = activate_work(x, y, False, sigmoid, softmax, other_act, None)
     dice = dice_from_probs(
-        p, y, include_background=include_background, to_onehot_y=False, squared_pred=squared_pred,
+        p, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=False, squared_pred=squared_pred,
         jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
         weight=weight, soft_label=False, ignore_index=None,
     )
@@ -307,7 +307,7 @@ def generalized_dice_focal_loss(
     y = c.to_channels_first(target, axis)
     p = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None, [jnp.zeros((), jnp.float32)])
     gdl = generalized_dice_from_probs(
-        p, y, include_background=include_background, to_onehot_y=to_onehot_y, w_type=w_type, reduction=reduction,
+        p, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, w_type=w_type, reduction=reduction,
         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, soft_label=False,
     )
     focal = focal_from_logits(

@@ -52,6 +52,7 @@ def dice_from_probs(
     x: Array,
     target: Array,
     *,
+    in_dtype: Any,
     include_background: bool,
     to_onehot_y: bool,
     squared_pred: bool,
@@ -69,7 +70,7 @@ def dice_from_probs(
     multiplied into ``x`` and the label map before anything else)."""
     ndim, n_pred_ch = x.ndim, x.shape[1]
     one_hot = to_onehot_y and n_pred_ch > 1
-    dtype = dice_result_dtype(x, target, one_hot, [m for m in (mask,) if m is not None]
+    dtype = dice_result_dtype(jnp.zeros((), in_dtype), target, one_hot, [m for m in (mask,) if m is not None]
                               + ([jnp.zeros((), jnp.float32)] if ignore_index is not None else []))
     work = c.working(dtype)
     x = x.astype(work)
@@ -200,7 +201,7 @@ def dice_loss(
     y = c.to_channels_first(target, axis)
     x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
     out = dice_from_probs(
-        x, y, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
+        x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
         jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
         weight=weight, soft_label=soft_label, ignore_index=ignore_index,
     )
@@ -317,7 +318,7 @@ def masked_dice_loss(
     extra = [] if m is None else [m]
     x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, None, extra)
     out = dice_from_probs(
-        x, y, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
+        x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
         jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
         weight=weight, soft_label=soft_label, ignore_index=None, mask=m,
     )
@@ -329,6 +330,7 @@ def generalized_dice_from_probs(
     x: Array,
     target: Array,
     *,
+    in_dtype: Any,
     include_background: bool,
     to_onehot_y: bool,
     w_type: str,
@@ -342,7 +344,7 @@ def generalized_dice_from_probs(
     ndim, n_pred_ch = x.ndim, x.shape[1]
     one_hot = to_onehot_y and n_pred_ch > 1
     # MONAI's class weights are float32 (``ground_o.float()``): they promote the result
-    dtype = c.float_dtype(dice_result_dtype(x, target, one_hot), jnp.zeros((), jnp.float32))
+    dtype = c.float_dtype(dice_result_dtype(jnp.zeros((), in_dtype), target, one_hot), jnp.zeros((), jnp.float32))
     work = c.working(dtype)
     x = x.astype(work)
     target, bad = c.prepare_target(target, n_pred_ch, to_onehot_y, None)
@@ -443,7 +445,7 @@ def generalized_dice_loss(
     y = c.to_channels_first(target, axis)
     x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, None, [jnp.zeros((), jnp.float32)])
     out = generalized_dice_from_probs(
-        x, y, include_background=include_background, to_onehot_y=to_onehot_y, w_type=w_type, reduction=reduction,
+        x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, w_type=w_type, reduction=reduction,
         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, soft_label=soft_label,
     )
     return c.from_channels_first(out, axis, input.ndim)
@@ -513,7 +515,7 @@ def tversky_loss(
     y = c.to_channels_first(target, axis)
     x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
     one_hot = to_onehot_y and n_pred_ch > 1
-    dtype = dice_result_dtype(x, y, one_hot, [jnp.zeros((), jnp.float32)] if ignore_index is not None else [])
+    dtype = dice_result_dtype(input, y, one_hot, [jnp.zeros((), jnp.float32)] if ignore_index is not None else [])
     work = c.working(dtype)
     original = y
     y, bad = c.prepare_target(y, n_pred_ch, to_onehot_y, ignore_index)

@@ -48,7 +48,7 @@ import numpy as np
 
 ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
 F64 = ("float64",)
-FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "boxes", "modules")
+FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "boxes", "modules", "monai")
 
 
 class Invalid(Exception):
