@@ -112,7 +112,7 @@ def dice_ce_loss(
         >>> logits = jnp.array([[[[2.0, -1.0], [0.5, 0.0]], [[-2.0, 1.0], [0.0, 3.0]]]])  # (1, 2, 2, 2)
         >>> labels = jnp.array([[[[0, 1], [0, 1]]]])
         >>> round(float(jm.dice_ce_loss(logits, labels, to_onehot_y=True, softmax=True)), 4)
-        0.5198
+        0.3079
     """
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
@@ -221,7 +221,7 @@ def dice_focal_loss(
         >>> logits = jnp.array([[[[2.0, -1.0], [0.5, 0.0]], [[-2.0, 1.0], [0.0, 3.0]]]])
         >>> labels = jnp.array([[[[0, 1], [0, 1]]]])
         >>> round(float(jm.dice_focal_loss(logits, labels, to_onehot_y=True, sigmoid=True)), 4)
-        0.3826
+        0.3147
     """
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
@@ -301,7 +301,7 @@ def generalized_dice_focal_loss(
         >>> logits = jnp.array([[[[2.0, -1.0], [0.5, 0.0]], [[-2.0, 1.0], [0.0, 3.0]]]])
         >>> labels = jnp.array([[[[0, 1], [0, 1]]]])
         >>> round(float(jm.generalized_dice_focal_loss(logits, labels, to_onehot_y=True, softmax=True)), 4)
-        0.3626
+        0.1984
     """
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
