@@ -50,16 +50,34 @@ from jaxloss.monai.combined import dice_ce_loss, dice_focal_loss, generalized_di
 from jaxloss.monai.dice import dice_loss, generalized_dice_loss, masked_dice_loss, tversky_loss
 from jaxloss.monai.focal import focal_loss
 
-DiceLoss = module_class(dice_loss)
-MaskedDiceLoss = module_class(masked_dice_loss)
-GeneralizedDiceLoss = module_class(generalized_dice_loss)
-TverskyLoss = module_class(tversky_loss)
-FocalLoss = module_class(focal_loss)
-DiceCELoss = module_class(dice_ce_loss)
-DiceFocalLoss = module_class(dice_focal_loss)
-GeneralizedDiceFocalLoss = module_class(generalized_dice_focal_loss)
-SoftclDiceLoss = module_class(softcl_dice_loss)
-SoftDiceclDiceLoss = module_class(soft_dicecl_dice_loss)
+
+def _doc(name: str, function: str, call: str, value: str, mask: str = "") -> str:
+    """The class twin's docstring: its MONAI original, its function, an example (the value
+    MONAI 1.6.1 gives for the same call)."""
+    return f"""``monai.losses.{name}``. See :func:`jaxloss.monai.{function}`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss.monai as jm
+        >>> x = jnp.array([[[[2.0, -1.0], [0.5, 0.0]], [[-2.0, 1.0], [0.0, 3.0]]]])  # (1, 2, 2, 2) logits
+        >>> y = jnp.array([[[[0, 1], [0, 1]]]])  # labels
+        >>> mask = jnp.array([[[[1.0, 1.0], [1.0, 0.0]]]])
+        >>> options = dict(to_onehot_y=True, softmax=True)
+        >>> round(float(jm.{call}(x, y{mask})), 4)
+        {value}
+    """
+
+
+DiceLoss = module_class(dice_loss, doc=_doc("DiceLoss", "dice_loss", "DiceLoss(**options)", "0.141", ""))
+MaskedDiceLoss = module_class(masked_dice_loss, doc=_doc("MaskedDiceLoss", "masked_dice_loss", "MaskedDiceLoss(**options)", "0.2734", ", mask"))
+GeneralizedDiceLoss = module_class(generalized_dice_loss, doc=_doc("GeneralizedDiceLoss", "generalized_dice_loss", "GeneralizedDiceLoss(**options)", "0.1405", ""))
+TverskyLoss = module_class(tversky_loss, doc=_doc("TverskyLoss", "tversky_loss", "TverskyLoss(alpha=0.3, beta=0.7, **options)", "0.1415", ""))
+FocalLoss = module_class(focal_loss, doc=_doc("FocalLoss", "focal_loss", "FocalLoss(to_onehot_y=True, use_softmax=True)", "0.0087", ""))
+DiceCELoss = module_class(dice_ce_loss, doc=_doc("DiceCELoss", "dice_ce_loss", "DiceCELoss(**options)", "0.3079", ""))
+DiceFocalLoss = module_class(dice_focal_loss, doc=_doc("DiceFocalLoss", "dice_focal_loss", "DiceFocalLoss(**options)", "0.1989", ""))
+GeneralizedDiceFocalLoss = module_class(generalized_dice_focal_loss, doc=_doc("GeneralizedDiceFocalLoss", "generalized_dice_focal_loss", "GeneralizedDiceFocalLoss(**options)", "0.1984", ""))
+SoftclDiceLoss = module_class(softcl_dice_loss, doc=_doc("SoftclDiceLoss", "softcl_dice_loss", "SoftclDiceLoss(**options)", "0.0596", ""))
+SoftDiceclDiceLoss = module_class(soft_dicecl_dice_loss, doc=_doc("SoftDiceclDiceLoss", "soft_dicecl_dice_loss", "SoftDiceclDiceLoss(**options)", "0.0861", ""))
 
 __all__ = [
     "DiceCELoss",

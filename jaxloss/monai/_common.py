@@ -30,7 +30,17 @@ W_TYPES = ("simple", "square", "uniform")
 class ShapeError(ValueError, AssertionError):
     """A shape MONAI refuses with an ``AssertionError`` (``ground truth has different shape``, the
     one-hot channel): raised as both, so ``except ValueError`` (jaxloss) and ``except
-    AssertionError`` (code ported from MONAI) both catch it."""
+    AssertionError`` (code ported from MONAI) both catch it.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxloss.monai as jm
+        >>> try:
+        ...     jm.dice_loss(jnp.zeros((1, 2, 3)), jnp.zeros((1, 1, 3)))
+        ... except AssertionError as e:
+        ...     print(type(e).__name__, isinstance(e, ValueError))
+        ShapeError True
+    """
 
 
 # --------------------------------------------------------------------------- option checks
