@@ -20,10 +20,32 @@ from jaxloss.monai import _common as c
 from jaxloss.monai.dice import activate_work, dice_from_probs, dice_result_dtype
 
 
+def _max_line(x: Array, axis: int) -> Array:
+    """The maximum over the 3-voxel line ``i - 1, i, i + 1`` along ``axis`` (the border padded
+    with ``-inf``, which never wins), its gradient to the first maximum of the three (torch's
+    ``max_pool`` tie rule: the first in scan order). NaN propagates, as in torch."""
+    n = x.shape[axis]
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 1)
+    xp = jnp.pad(x, pad, constant_values=-jnp.inf)
+    stack = jnp.stack([jax.lax.slice_in_dim(xp, o, o + n, axis=axis) for o in range(3)])
+    top = jax.lax.stop_gradient(jnp.max(stack, axis=0))
+    hit = stack == top
+    first = hit & (jnp.cumsum(hit, axis=0) == 1)
+    out = jnp.sum(jnp.where(first, stack, 0), axis=0)
+    return jnp.where(jnp.isnan(top), top, out)
+
+
 def _max_pool(x: Array, window: tuple[int, ...]) -> Array:
-    """Stride-1 max pooling over the spatial axes, padded by ``window // 2`` with ``-inf``."""
-    pad = ((0, 0), (0, 0), *((w // 2, w // 2) for w in window))
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, *window), (1,) * x.ndim, pad)
+    """Stride-1 max pooling with a window of 3s and 1s over the spatial axes, padded by
+    ``window // 2``: separable, the innermost axis first, so that the element whose gradient it
+    takes is torch's, the first maximum of the window in row-major order (the first row holding
+    the maximum, then its first column). JAX's ``reduce_window`` max compiles a larger
+    gradient program and may pick another tied element."""
+    for axis in reversed(range(len(window))):
+        if window[axis] == 3:
+            x = _max_line(x, axis + 2)
+    return x
 
 
 def _lines(ndim: int) -> list[tuple[int, ...]]:
