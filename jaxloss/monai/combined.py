@@ -147,7 +147,8 @@ def _ce(x: Array, y: Array, weight: Array | None, reduction: str, label_smoothin
             x.astype(work), labels, w, -100, reduction, label_smoothing, axis=1, log_softmax=True
         ).astype(x.dtype)
     check_weight(weight, x.shape, prefix="cross_entropy: ")
-    dtype = c.float_dtype(x, y if jnp.issubdtype(y.dtype, jnp.floating) else x)
+    # torch's probability-target cross entropy promotes with the weight too (float64 weight: float64)
+    dtype = c.float_dtype(x, y if jnp.issubdtype(y.dtype, jnp.floating) else x, weight)
     work = c.working(dtype)
     w = None if weight is None else weight.astype(work)
     return prob_loss(x.astype(work), y.astype(work), w, reduction, label_smoothing, axis=1).astype(dtype)
