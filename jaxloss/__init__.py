@@ -43,7 +43,7 @@ __version__ = "0.2.0"
 # The public names: every loss registered in the jaxloss namespace (importing it above is the
 # one edit a new loss makes here), and the rest of the API. (ruff's PLE0604 wants a literal list;
 # the registry is the one list of losses.)
-__all__ = ["Reduction", "checked", "from_torch", "nn", "smp", *sorted(_registry.registered())]  # noqa: PLE0604
+__all__ = ["Reduction", "checked", "from_torch", "monai", "nn", "smp", *sorted(_registry.registered())]  # noqa: PLE0604
 
-from jaxloss import checked, nn, smp
+from jaxloss import checked, monai, nn, smp
 from jaxloss.interop import from_torch

@@ -49,7 +49,7 @@ import numpy as np
 
 ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
 F64 = ("float64",)
-FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "boxes", "modules", "smp")
+FAMILIES = ("regression", "classification", "linear", "binary", "divergence", "margin", "distance", "embedding", "ctc", "boxes", "modules", "monai", "smp")
 # Families whose reference cannot be had here (e.g. smp's wheel: no cache, no network): family ->
 # the reason and the command that fixes it. Filled by the family module instead of registering
 # cases; the grid prints each as SKIPPED, never leaves it out silently.
