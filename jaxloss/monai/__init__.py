@@ -104,4 +104,4 @@ __all__ = [
     "tversky_loss",
 ]
 
-from jaxloss.monai import checked  # noqa: E402  (after the losses: it reads their registrations)
+from jaxloss.monai import checked  # after the losses: it reads their registrations
