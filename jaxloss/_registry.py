@@ -199,15 +199,33 @@ class Upcast:
         return body
 
 
+@dataclasses.dataclass(frozen=True)
+class InBody:
+    """The dtype rule of a loss ported from a library other than torch (MONAI, smp): no round trip
+    by the registration; the body casts where that library's code casts (``.float()`` on some
+    intermediates, a float32 result), which is not torch's opmath round trip. ``why`` says where.
+
+    Example:
+        >>> body = InBody("smp: y_true.float()").wrap(lambda x: x * 2, frozenset())
+        >>> body(x=1.5)
+        3.0
+    """
+
+    why: str
+
+    def wrap(self, fn: Callable[..., Any], integers: frozenset[str]) -> Callable[..., Any]:
+        return fn
+
+
 # What ``loss_function(opmath=...)`` takes: the dtype rule, or a function of the arguments
 # (by name) choosing it per call.
-DtypeRule = Opmath | Upcast | Callable[[dict[str, Any]], Opmath | Upcast]
+DtypeRule = Opmath | Upcast | InBody | Callable[[dict[str, Any]], Opmath | Upcast]
 
 
 def _with_dtype_rule(rule: DtypeRule | None, fn: Callable[..., Any], integers: frozenset[str]) -> Callable[..., Any]:
     if rule is None:
         return fn
-    if isinstance(rule, (Opmath, Upcast)):
+    if isinstance(rule, (Opmath, Upcast, InBody)):
         return rule.wrap(fn, integers)
 
     def body(**values: Any) -> Any:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jaxloss._checked import poison, poison_gradient, value_check
 from jaxloss._dtypes import Array, opmath_dtype
 from jaxloss._jvp import abs, clamp_min
-from jaxloss._registry import Number, loss_function
+from jaxloss._registry import InBody, Number, loss_function
 from jaxloss._shapes import shape_str
 from jaxloss.binary import _pow_scalar
 from jaxloss.smp._common import (
@@ -57,6 +57,7 @@ def _region_options(name: str, cls: str) -> dict[str, Any]:
     if name == "tversky_loss":
         numbers.update(alpha=Number(), beta=Number(), gamma=Number())
     return {
+        "opmath": InBody("smp computes in the input dtype and casts at its own points (see the module docstring)"),
         "static_argnames": ("mode", "classes", "ignore_index"),
         "bools": ("log_loss", "from_logits"),
         "numbers": numbers,
