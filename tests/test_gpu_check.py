@@ -319,8 +319,11 @@ def test_ctrl_c_kills_the_running_section_and_says_interrupted(tmp_path):
         "parity_float32",
     ]
     env = {**_env(), "PYTHONPATH": str(ROOT)}
+    # SIGINT back to its default in the child: a suite started in the background (`cmd &`) inherits it
+    # ignored, and Python then never turns Ctrl-C into KeyboardInterrupt (the run would just finish)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         path = tmp_path / "env.json"
 
