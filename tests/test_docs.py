@@ -61,8 +61,18 @@ EXAMPLE_LINE = re.compile(r"^\s*>>> ", re.MULTILINE)
 MODULES_WITH_EXAMPLES = [m for m in _module_names() if EXAMPLE_LINE.search(_source(m).read_text())]
 
 
+# Examples that train or compile whole models (several seconds each): the slow tier runs them (CI
+# too); the default tier keeps every other module's and page's examples.
+SLOW_EXAMPLES = {"jaxloss.train.loop", "jaxloss.train.models", "jaxloss.parity.twin.run", "jaxloss.train.optim",
+                 "jaxloss.train.augment", "jaxloss.nn_modules", "docs/porting.md"}
+
+
+def _params(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_EXAMPLES else []) for n in names]
+
+
 # --------------------------------------------------------------------------- doctests
-@pytest.mark.parametrize("module_name", MODULES_WITH_EXAMPLES)
+@pytest.mark.parametrize("module_name", _params(MODULES_WITH_EXAMPLES))
 def test_docstring_examples_run(module_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = importlib.import_module(module_name)  # an ImportError (missing extra) fails the test
     tests = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module) if t.examples]
@@ -85,7 +95,7 @@ PAGES_WITH_EXAMPLES = sorted(
 )
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES)
+@pytest.mark.parametrize("page", _params(PAGES_WITH_EXAMPLES))
 def test_page_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The hand-written pages' ``>>>`` examples, in a fresh namespace, float64 as in a new interpreter:
     # off, unless the page imports parity (which turns it on).
