@@ -19,7 +19,7 @@ import numpy as np
 from jaxloss._checked import poison, poison_gradient, value_check
 from jaxloss._dtypes import Array, opmath_dtype
 from jaxloss._jvp import abs as abs_
-from jaxloss._registry import Number
+from jaxloss._registry import InBody, Number
 
 REDUCTIONS = ("none", "mean", "sum")
 # the order MONAI's enums list their options in (its message prints a Python set, whose order varies)
@@ -319,3 +319,8 @@ def reduce(f: Array, reduction: str) -> Array:
 def broadcastable(f: Array, ndim: int) -> Array:
     """Dice's ``'none'`` result: ``f``'s first two dimensions, then ones to the input's rank."""
     return f.reshape(tuple(f.shape[0:2]) + (1,) * (ndim - 2))
+
+
+# The dtype rule every MONAI loss declares: MONAI casts at its own points (a float32 focal result,
+# float32 class volumes), not torch's opmath round trip; the bodies mirror them.
+IN_BODY = InBody("MONAI computes in the input dtype and casts at its own points (see the module docstring)")

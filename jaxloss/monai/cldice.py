@@ -15,11 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss._dtypes import Array
-from jaxloss._registry import InBody, Number, loss_function
+from jaxloss._registry import Number, loss_function
 from jaxloss.monai import _common as c
 from jaxloss.monai.dice import activate_work, dice_from_probs, dice_result_dtype
-
-_IN_BODY = InBody("MONAI computes in the input dtype and casts at its own points (see the module docstring)")
 
 
 def _max_line(x: Array, axis: int) -> Array:
@@ -120,7 +118,7 @@ def _precheck_cl(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("iter_", "reduction", "other_act", "axis"),
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax"),
     numbers={"smooth_nr": Number(), "smooth_dr": Number(), "smooth": _SMOOTH},
@@ -195,7 +193,7 @@ def _precheck_dice_cl(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("iter_", "reduction", "other_act", "axis"),
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax"),
     numbers={

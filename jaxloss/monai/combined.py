@@ -8,7 +8,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxloss._dtypes import Array
-from jaxloss._registry import InBody, Number, loss_function
+from jaxloss._registry import Number, loss_function
 from jaxloss._softmax import check_weight, index_loss, prob_loss
 from jaxloss.binary import _bce_with_logits_elementwise
 from jaxloss.classification import _LABEL_SMOOTHING
@@ -21,8 +21,6 @@ from jaxloss.monai.dice import (
     n_scored_classes,
 )
 from jaxloss.monai.focal import check_focal_weight, focal_from_logits
-
-_IN_BODY = InBody("MONAI computes in the input dtype and casts at its own points (see the module docstring)")
 
 
 def _channels(values: dict[str, Any]) -> int:
@@ -49,7 +47,7 @@ def _precheck_dice_ce(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "other_act", "axis"),
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax", "squared_pred", "jaccard", "batch"),
     numbers={
@@ -169,7 +167,7 @@ def _precheck_dice_focal(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "other_act", "axis"),
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax", "squared_pred", "jaccard", "batch"),
     numbers={
@@ -256,7 +254,7 @@ def _precheck_gdf(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "other_act", "w_type", "axis"),
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax", "batch"),
     numbers={

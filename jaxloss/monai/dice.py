@@ -14,7 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxloss._dtypes import Array
-from jaxloss._registry import InBody, Number, loss_function
+from jaxloss._registry import Number, loss_function
 from jaxloss.monai import _common as c
 
 _ARRAYS = {"input": "float", "target": "label"}  # weight: any MONAI form, converted by the precheck
@@ -25,7 +25,6 @@ _WEIGHT_LENGTH = (
 )
 _WEIGHT_NEGATIVE = "the value/values of the `weight` should be no less than 0."
 
-_IN_BODY = InBody("MONAI computes in the input dtype and casts at its own points (see the module docstring)")
 
 
 # --------------------------------------------------------------------------- the shared Dice core
@@ -121,7 +120,7 @@ def _precheck_layout(values: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- DiceLoss
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "other_act", "ignore_index", "axis"),
     bools=_DICE_STATIC,
     numbers={"smooth_nr": Number(), "smooth_dr": Number()},
@@ -263,7 +262,7 @@ def _channels_first_shape(shape: Sequence[int], axis: int) -> tuple[int, ...]:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "other_act", "axis"),
     bools=_DICE_STATIC,
     numbers={"smooth_nr": Number(), "smooth_dr": Number()},
@@ -389,7 +388,7 @@ def precheck_generalized(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "other_act", "w_type", "axis"),
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax", "batch", "soft_label"),
     numbers={"smooth_nr": Number(), "smooth_dr": Number()},
@@ -462,7 +461,7 @@ def _precheck_tversky(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "other_act", "ignore_index", "axis"),
     bools=("include_background", "to_onehot_y", "sigmoid", "softmax", "batch", "soft_label"),
     numbers={"alpha": Number(), "beta": Number(), "smooth_nr": Number(), "smooth_dr": Number()},

@@ -10,14 +10,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss._dtypes import Array
-from jaxloss._registry import InBody, Number, loss_function
+from jaxloss._registry import Number, loss_function
 from jaxloss._softmax import focal_term
 from jaxloss.binary import _bce_logits, _log_sigmoid
 from jaxloss.monai import _common as c
 
 _NEGATIVE = "class_weight values must be non-negative."
 
-_IN_BODY = InBody("MONAI computes in the input dtype and casts at its own points (see the module docstring)")
 
 
 def check_focal_weight(weight: Any, n_classes: int) -> None:
@@ -134,7 +133,7 @@ def precheck_focal(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=c.IN_BODY,
     static_argnames=("reduction", "ignore_index", "axis"),
     bools=("include_background", "to_onehot_y", "use_softmax"),
     numbers={"gamma": Number()},

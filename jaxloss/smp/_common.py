@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxloss._registry import InBody
+
 BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE = "binary", "multiclass", "multilabel"
 MODES = (BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE)
 
@@ -109,3 +111,8 @@ def weighted_mean(loss: jax.Array, weights: jax.Array | None, classes: Sequence[
                          f"({w.shape[0]}) at non-singleton dimension 0")
     dtype = jnp.promote_types(loss.dtype, w.dtype)
     return jnp.sum(loss.astype(dtype) * w.astype(dtype)) / jnp.sum(w.astype(dtype))
+
+
+# The dtype rule every smp loss declares: smp casts at its own points (``.float()`` /
+# ``.type_as`` on some intermediates), not torch's opmath round trip; the bodies mirror them.
+IN_BODY = InBody("smp computes in the input dtype and casts at its own points (see the module docstring)")

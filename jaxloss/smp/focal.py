@@ -20,11 +20,12 @@ import jax.numpy as jnp
 
 from jaxloss._dtypes import Array, opmath_dtype
 from jaxloss._jvp import clamp_min
-from jaxloss._registry import InBody, Number, loss_function
+from jaxloss._registry import Number, loss_function
 from jaxloss._shapes import shape_str
 from jaxloss.binary import _bce_with_logits_elementwise, _pow_scalar
 from jaxloss.smp._common import (
     BINARY_MODE,
+    IN_BODY,
     MULTICLASS_MODE,
     check_ignore_index,
     class_weight_array,
@@ -35,7 +36,6 @@ from jaxloss.smp._common import (
 REDUCTIONS = ("mean", "sum", "none", "batchwise_mean")
 _NORM_EPS = 1e-6  # focal_loss_with_logits' eps of the normalisation (not a FocalLoss option)
 
-_IN_BODY = InBody("smp computes in the input dtype and casts at its own points (see the module docstring)")
 
 
 def _check(values: dict[str, Any]) -> None:  # the options alone: the class's constructor runs it too
@@ -98,7 +98,7 @@ def _check_sizes(pred_shape: tuple[int, ...], true_shape: tuple[int, ...], ignor
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=IN_BODY,
     static_argnames=("mode", "ignore_index", "reduction"),
     bools=("from_logits", "normalized"),
     numbers={"gamma": Number(), "eps": Number()},

@@ -25,11 +25,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss._dtypes import Array
-from jaxloss._registry import InBody, loss_function
+from jaxloss._registry import loss_function
 from jaxloss._shapes import shape_str
-from jaxloss.smp._common import MULTICLASS_MODE, check_ignore_index, mode_check
-
-_IN_BODY = InBody("smp computes in the input dtype and casts at its own points (see the module docstring)")
+from jaxloss.smp._common import IN_BODY, MULTICLASS_MODE, check_ignore_index, mode_check
 
 
 def _lovasz_weights(g_sorted: Array, valid_sorted: Array) -> Array:
@@ -68,7 +66,7 @@ def _softmax_flat(probas: Array, labels: Array, valid: Array) -> Array:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=IN_BODY,
     static_argnames=("mode", "ignore_index"),
     bools=("per_image", "from_logits"),
     arrays={"y_pred": "float", "y_true": "label"},

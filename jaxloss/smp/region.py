@@ -24,11 +24,12 @@ import jax.numpy as jnp
 from jaxloss._checked import poison, poison_gradient, value_check
 from jaxloss._dtypes import Array, opmath_dtype
 from jaxloss._jvp import abs, clamp_min
-from jaxloss._registry import InBody, Number, loss_function
+from jaxloss._registry import Number, loss_function
 from jaxloss._shapes import shape_str
 from jaxloss.binary import _pow_scalar
 from jaxloss.smp._common import (
     BINARY_MODE,
+    IN_BODY,
     MULTICLASS_MODE,
     check_ignore_index,
     class_indices,
@@ -57,7 +58,7 @@ def _region_options(name: str, cls: str) -> dict[str, Any]:
     if name == "tversky_loss":
         numbers.update(alpha=Number(), beta=Number(), gamma=Number())
     return {
-        "opmath": InBody("smp computes in the input dtype and casts at its own points (see the module docstring)"),
+        "opmath": IN_BODY,
         "static_argnames": ("mode", "classes", "ignore_index"),
         "bools": ("log_loss", "from_logits"),
         "numbers": numbers,

@@ -9,15 +9,14 @@ import jax.numpy as jnp
 
 from jaxloss._checked import first_bad, poison, poison_gradient, value_check
 from jaxloss._dtypes import Array, opmath_dtype, result_float_dtype, torch_dtype_name
-from jaxloss._registry import InBody, loss_function
+from jaxloss._registry import loss_function
 from jaxloss._shapes import broadcast_shapes, check_broadcast_into, shape_str
 from jaxloss.binary import _bce_with_logits_elementwise
-from jaxloss.smp._common import check_ignore_index, optional_number
+from jaxloss.smp._common import IN_BODY, check_ignore_index, optional_number
 
 # smp applies no reduction for any value but 'mean' / 'sum'; jaxloss refuses a misspelt one with
 # torch's message (the registration's default 'none' | 'mean' | 'sum')
 
-_IN_BODY = InBody("smp computes in the input dtype and casts at its own points (see the module docstring)")
 
 
 def _bce_check(values: dict[str, Any]) -> None:  # the options alone: the class's constructor runs it too
@@ -37,7 +36,7 @@ def _reduce(loss: Array, reduction: str) -> Array:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=IN_BODY,
     static_argnames=("ignore_index", "reduction"),
     arrays={"y_pred": "float", "y_true": "real", "weight": "real", "pos_weight": "real"},
     check_options=_bce_check,
@@ -119,7 +118,7 @@ def _ce_precheck(values: dict[str, Any]) -> None:
 
 
 @loss_function(
-    opmath=_IN_BODY,
+    opmath=IN_BODY,
     static_argnames=("reduction", "ignore_index", "dim"),
     arrays={"y_pred": "float"},
     check_options=_ce_check,
