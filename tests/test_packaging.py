@@ -5,6 +5,8 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
+
 from tests._extras import ROOT, run_with_only
 
 
@@ -24,7 +26,7 @@ def test_jaxloss_imports_and_runs_without_torch_or_flax():
         "print(float(jaxloss.cross_entropy(x, t)), float(jaxloss.nn.L1Loss()(x, x)))\n"
         "assert not any(m.startswith(('torch', 'flax')) for m in sys.modules if sys.modules[m] is not None)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[1] == "0.0"
 
@@ -73,6 +75,32 @@ def test_every_jaxloss_module_imports_with_jax_alone(tmp_path):
     assert len(modules) >= 15  # the glob found the package
 
 
+def _imports_every_module_and_helps(packages: list[str], cli: str) -> str:
+    """A program that imports every module of ``packages`` (``__main__`` aside: importing it runs it),
+    then pyplot (the reports' plots), then prints ``cli``'s ``--help``; its last line counts the modules."""
+    return (
+        "import contextlib, importlib, pkgutil\n"
+        f"packages = [importlib.import_module(p) for p in {packages!r}]\n"
+        "mods = [m.name for p in packages for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.')\n"
+        "        if not m.name.endswith('__main__')]\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot\n"
+        f"with contextlib.suppress(SystemExit): importlib.import_module({cli!r}).main(['--help'])\n"
+        "print(len(mods))\n"
+    )
+
+
+def test_the_parity_extra_imports_every_parity_and_train_module(tmp_path):
+    """``pip install 'jaxloss[parity]'``: every module of jaxloss.parity and of the training stack it uses
+    imports (none reaches for a package the extra does not install), and the twin CLI answers --help.
+    The README main job itself runs in the slow tier (next test)."""
+    code = _imports_every_module_and_helps(["jaxloss.parity", "jaxloss.train"], "jaxloss.parity.twin")
+    out = run_with_only(("parity",), ["-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "--steps" in out.stdout and int(out.stdout.split()[-1]) >= 60, out.stdout[-2000:]  # the walk found them
+
+
+@pytest.mark.slow  # the README main job end to end in a fresh interpreter (~21 CPU s); the test above keeps the imports
 def test_the_parity_extra_runs_the_readme_main_job(tmp_path):
     """``pip install 'jaxloss[parity]' && python -m jaxloss.parity``: a loss selection with the flax-built
     nn.* module case, plus the model section a whole-grid run adds (its plot in the HTML report)."""
@@ -106,6 +134,17 @@ def test_without_flax_no_case_is_left_out_of_the_count(tmp_path):
     assert "No module named 'flax'" in out.stdout
 
 
+def test_the_train_extra_imports_every_train_module_and_helps(tmp_path):
+    """``pip install 'jaxloss[train]'``: every module of jaxloss.train imports with that extra alone and
+    ``python -m jaxloss.train --help`` answers; the tiny run is in the slow tier (next test), and
+    tests/test_train_loop.py runs the CLI with every package installed."""
+    out = run_with_only(("train",), ["-c", _imports_every_module_and_helps(["jaxloss.train"], "jaxloss.train.__main__")],
+                        tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "--batch-size" in out.stdout and int(out.stdout.split()[-1]) >= 15, out.stdout[-2000:]
+
+
+@pytest.mark.slow  # a training run in a fresh interpreter (~13 CPU s); the test above keeps the imports and --help
 def test_the_train_extra_runs_python_m_train(tmp_path):
     """``pip install 'jaxloss[train]'``: --help, and a tiny run with its plot and checkpoint."""
     help_out = run_with_only(("train",), ["-m", "jaxloss.train", "--help"], tmp_path)
