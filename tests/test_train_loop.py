@@ -17,30 +17,30 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("sklearn")
 import jax.numpy as jnp
-
-from tests._train_cache import compilation_cache, subprocess_env  # noqa: F401  (fixture)
 from jaxloss.train import data
 from jaxloss.train.__main__ import main as cli_main
-from tests._fake_cifar import write_fake_cifar
 from jaxloss.train.config import ConfigError, TrainConfig
 from jaxloss.train.loop import train
 from jaxloss.train.losses import LOSSES, make_loss
 from jaxloss.train.progress import Progress
 
+from tests._fake_cifar import write_fake_cifar
+from tests._train_cache import compilation_cache, subprocess_env  # noqa: F401  (fixture)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(out: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
-    base = dict(
-        model="seed-cnn",
-        epochs=1,
-        batch_size=16,
-        lr=0.01,
-        out=str(out),
-        progress=False,
-        plot=False,
-        checkpoint_every=0,
-    )
+    base = {
+        "model": "seed-cnn",
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 0.01,
+        "out": str(out),
+        "progress": False,
+        "plot": False,
+        "checkpoint_every": 0,
+    }
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -105,6 +105,7 @@ def test_loss_errors_are_clear():
 
 
 # --------------------------------------------------------------------------- training runs
+@pytest.mark.slow  # two epochs to a stated accuracy (~14 CPU s); the bf16 run below keeps the outputs' checks
 @pytest.mark.usefixtures("compilation_cache")
 def test_digits_short_run_reaches_88_percent(tmp_path):
     """The seed CNN on the offline digits set, Adam: >= 88% test accuracy after 2 epochs (measured: 93%)."""
@@ -131,9 +132,17 @@ def test_digits_short_run_reaches_88_percent(tmp_path):
 
 @pytest.mark.usefixtures("compilation_cache")
 def test_bf16_computes_in_bfloat16_and_keeps_float32_parameters(tmp_path, tiny):
-    result = train(_config(tmp_path, precision="bf16"), dataset=tiny, log=io.StringIO())
+    """Also the run's outputs (the digits run to 88% checks them too, in the slow tier): one
+    metrics.jsonl line per epoch with the history's numbers, the curves' PNG, the epoch's log line."""
+    log = io.StringIO()
+    result = train(_config(tmp_path, precision="bf16", plot=True), dataset=tiny, log=log)
     assert {x.dtype for x in jax.tree.leaves(result.params)} == {jnp.dtype(jnp.float32)}
     assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(result.history[0]["test_loss"])
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s) for s in lines] == result.history
+    assert {"train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "lr", "step"} <= set(result.history[0])
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "epoch 1/1: train loss" in log.getvalue()
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     assert jax.eval_shape(result.model.conv1, x).dtype == jnp.bfloat16  # the layers compute in bf16
     assert jax.eval_shape(result.model, x).dtype == jnp.bfloat16  # the loss casts the logits to float32
