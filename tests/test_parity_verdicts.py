@@ -24,10 +24,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from flax import nnx
+from jaxloss.parity.models.golden import load_golden, save_golden
 
 import jaxloss
 from jaxloss import parity
-from jaxloss.parity.models.golden import load_golden, save_golden
 
 X = np.linspace(0.5, 2.0, 6).reshape(2, 3)
 Y = np.zeros((2, 3))
@@ -356,7 +356,10 @@ def _interrupt(args: list[str], cwd, started: str, timeout: float = 240) -> tupl
 @pytest.mark.parametrize("prog, args, reports", [
     ("jaxloss.parity", ["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache"], ["report.json", "report.md", "report.html"]),
     ("jaxloss.parity.models", ["--no-reference"], ["report.json", "report.md", "report.html", "layers.png"]),
-    ("jaxloss.parity.twin", ["--steps", "3", "--batch-size", "2", "--no-reference", "--no-diagnose"], ["twin.md", "twin.json", "twin.png"]),
+    # the twin's run in a subprocess (~12 CPU s: torch, flax and both models' first steps) is slow-tier; the
+    # in-process test below keeps its Ctrl-C path (flag, safe point, old reports removed) in the default tier
+    pytest.param("jaxloss.parity.twin", ["--steps", "3", "--batch-size", "2", "--no-reference", "--no-diagnose"],
+                 ["twin.md", "twin.json", "twin.png"], marks=pytest.mark.slow),
 ], ids=["parity", "jaxloss.parity.models", "jaxloss.parity.twin"])
 def test_ctrl_c_is_exit_130_one_line_and_no_report_left_looking_current(prog, args, reports, tmp_path):
     out = tmp_path / "out"
@@ -368,3 +371,27 @@ def test_ctrl_c_is_exit_130_one_line_and_no_report_left_looking_current(prog, ar
     assert stdout.strip().splitlines()[-1] == f"python -m {prog}: interrupted", stdout
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
     assert not [n for n in reports if (out / n).exists()], os.listdir(out)
+
+
+def test_twin_ctrl_c_between_steps_is_exit_130_and_no_old_report(tmp_path, monkeypatch, capsys):
+    """The twin CLI's Ctrl-C path without its models: a stand-in run sends SIGINT to this process, then
+    reaches the CLI's safe point (``on_step``), as the real run does after each step; before that SIGINT
+    the old reports are gone, after it no report is written and the status is 130."""
+    import jaxloss.parity.twin.cli as twin_cli
+    from jaxloss.parity.twin.report import REPORT_FILES
+
+    for name in REPORT_FILES:  # the previous run's report
+        (tmp_path / name).write_text("an old report")
+    seen = []
+
+    def run_twin(cfg, on_step):  # type: ignore[no-untyped-def]
+        seen.append(sorted(os.listdir(tmp_path)))
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends: the CLI's flag takes it
+        on_step(1)
+        raise AssertionError("on_step did not stop the run")
+
+    monkeypatch.setattr(twin_cli, "run_twin", run_twin)
+    assert twin_cli.main(["--steps", "3", "--batch-size", "2", "--out", str(tmp_path)]) == 130
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == "python -m jaxloss.parity.twin: interrupted", out
+    assert seen == [[]] and os.listdir(tmp_path) == []
