@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch.nn.functional as F
-
-import jaxloss
 from jaxloss.parity import cases as pc
 from jaxloss.parity import runner
+
+import jaxloss
 
 REG = runner.registry()
 FUNCTIONAL = [n for n in jaxloss.__all__ if n not in ("Reduction", "checked", "from_torch", "monai", "nn", "smp")]
@@ -79,9 +79,15 @@ def test_builders_are_deterministic():
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_small_grid_subset_runs_clean():
-    """The first case of every jaxloss function in float32 (and l1_loss in bfloat16): nothing fails or errors."""
-    jobs = [(n, REG[n].grid[0], "float32") for n in FUNCTIONAL]
+@pytest.mark.parametrize("names", [
+    FUNCTIONAL[::4],
+    # every function (~8.5 CPU s, each compiles its case): slow tier; each loss's own test file compares
+    # it with torch in the default tier, this checks the runner around them
+    pytest.param(FUNCTIONAL, marks=pytest.mark.slow),
+], ids=["every-4th", "all"])
+def test_small_grid_subset_runs_clean(names):
+    """The first case of jaxloss functions in float32 (and l1_loss in bfloat16): nothing fails or errors."""
+    jobs = [(n, REG[n].grid[0], "float32") for n in names]
     jobs += runner.grid_jobs(["l1_loss"], ["bfloat16"])
     results = runner.run_jobs(jobs, workers=1)
     bad = [(r.id, r.result.notes, r.result.jax_error, r.result.torch_error) for r in results if r.status in ("failed", "error")]
@@ -127,7 +133,7 @@ def fake_loss(monkeypatch):
 
 def test_shrinker_finds_the_minimal_failing_spec(fake_loss):
     job = ("fake_loss", {"n": 8, "reduction": "sum", "scale": 2.0, "magnitude": 1e-3, "seed": 12345}, "float16")
-    (name, spec, dtype), result = runner.shrink(job)
+    (_name, spec, dtype), result = runner.shrink(job)
     assert result.status == "failed"
     assert spec == {"n": 3, "reduction": "mean", "scale": 1.0, "magnitude": 1.0, "seed": 0}
     assert dtype == "float64"
@@ -135,13 +141,13 @@ def test_shrinker_finds_the_minimal_failing_spec(fake_loss):
     assert len(lines) <= 4 and lines[-1].startswith("print(parity.compare(wrong, torch_side, x, reduction='mean'")
     wrong, torch_side = fake_loss
     ns = {"wrong": wrong, "torch_side": torch_side}
-    exec(result.reproducer.replace("print(", "_r = ("), ns)
+    exec(result.reproducer.replace("print(", "_r = ("), ns)  # noqa: S102  (the reproducer is the code under test)
     assert ns["_r"].status == "failed"
 
 
 def test_shrinker_leaves_a_passing_job_alone(fake_loss):
     job = ("fake_loss", {"n": 2, "reduction": "sum", "scale": 2.0, "magnitude": 1.0, "seed": 7}, "float32")
-    (name, spec, dtype), result = runner.shrink(job)
+    (_name, spec, dtype), result = runner.shrink(job)
     assert result.status == "passed" and spec == job[1] and dtype == "float32"
 
 
@@ -208,7 +214,7 @@ def test_reproducer_literals_keep_shapes_and_special_values():
 
     for a in (np.zeros((0, 5)), np.zeros((2, 0, 3), np.float32), np.array([1.5, np.nan, -np.inf]),
               np.arange(6, dtype=np.int64).reshape(2, 3), np.array([0.5, 2.0]).astype(ml_dtypes.bfloat16)):
-        back = eval(runner._literal(a), {"np": np, "ml_dtypes": ml_dtypes})  # noqa: S307
+        back = eval(runner._literal(a), {"np": np, "ml_dtypes": ml_dtypes})
         assert back.shape == a.shape and back.dtype == a.dtype
         np.testing.assert_array_equal(back, a)
 
