@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 
+import jaxloss.parity.twin.run as twin_run  # the run builds its models through twin_run.models
 import pytest
 import torch
-
-import jaxloss.parity.twin.run as twin_run  # the run builds its models through twin_run.models
 from jaxloss.parity.twin import main, run_twin
+
 from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 from tests.test_parity_models import _ScaleGrad  # identity forward, gradient times 1.5
 
@@ -55,6 +55,8 @@ def test_backward_only_bug_named_at_its_layer_with_kind_grad(monkeypatch):
     assert "layer conv2 (torch model.2)" in d.line() and "(grad, max abs" in d.line(), d.line()
 
 
+@pytest.mark.slow  # float32 twin plus its float64 reference and diagnosis (~9 CPU s): the slow tier; the default
+# tier keeps the float64 diagnosis above, and tests/test_train_twin.py runs the twin's CLI
 def test_forward_bug_named_at_its_parameter_and_layer_cli(monkeypatch, tmp_path, capsys):
     """float32 with the float64 reference (which carries the same weight): the perturbed weight is the
     parameter, its layer the first forward divergence, and torch's float32 run is within tolerance there."""
