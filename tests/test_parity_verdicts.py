@@ -355,9 +355,11 @@ def _interrupt(args: list[str], cwd, started: str, timeout: float = 240) -> tupl
 
 @pytest.mark.parametrize("prog, args, reports", [
     ("jaxloss.parity", ["--loss", "l1_loss", "--dtype", "float64", "-j", "1", "--no-xla-cache"], ["report.json", "report.md", "report.html"]),
-    ("jaxloss.parity.models", ["--no-reference"], ["report.json", "report.md", "report.html", "layers.png"]),
-    # the twin's run in a subprocess (~12 CPU s: torch, flax and both models' first steps) is slow-tier; the
-    # in-process test below keeps its Ctrl-C path (flag, safe point, old reports removed) in the default tier
+    # the models' and the twin's runs in a subprocess (~5 and ~12 CPU s: torch, flax, their models) are
+    # slow-tier; the in-process tests below keep each CLI's Ctrl-C path (flag, safe point, old reports
+    # removed, status 130 and one line) in the default tier
+    pytest.param("jaxloss.parity.models", ["--no-reference"], ["report.json", "report.md", "report.html", "layers.png"],
+                 marks=pytest.mark.slow),
     pytest.param("jaxloss.parity.twin", ["--steps", "3", "--batch-size", "2", "--no-reference", "--no-diagnose"],
                  ["twin.md", "twin.json", "twin.png"], marks=pytest.mark.slow),
 ], ids=["parity", "jaxloss.parity.models", "jaxloss.parity.twin"])
@@ -394,4 +396,26 @@ def test_twin_ctrl_c_between_steps_is_exit_130_and_no_old_report(tmp_path, monke
     assert twin_cli.main(["--steps", "3", "--batch-size", "2", "--out", str(tmp_path)]) == 130
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == "python -m jaxloss.parity.twin: interrupted", out
+    assert seen == [[]] and os.listdir(tmp_path) == []
+
+
+def test_models_ctrl_c_after_the_start_is_exit_130_and_no_old_report(tmp_path, monkeypatch, capsys):
+    """python -m jaxloss.parity.models's Ctrl-C path without its models: SIGINT arrives while the pair is
+    built (after the start line), the next safe point stops the run before any comparison or report."""
+    from jaxloss.parity.models import twins
+    from jaxloss.parity.models.__main__ import REPORT_FILES, main
+
+    for name in REPORT_FILES:  # the previous run's report
+        (tmp_path / name).write_text("an old report")
+    seen = []
+
+    def build_pair(*args, **kw):  # type: ignore[no-untyped-def]
+        seen.append(sorted(os.listdir(tmp_path)))
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends: the CLI's flag takes it
+        return None, None, None  # never used: the run stops at the next safe point
+
+    monkeypatch.setattr(twins, "build_pair", build_pair)
+    assert main(["--no-reference", "--out", str(tmp_path)]) == 130
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == "python -m jaxloss.parity.models: interrupted", out
     assert seen == [[]] and os.listdir(tmp_path) == []
