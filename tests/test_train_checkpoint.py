@@ -13,13 +13,13 @@ pytest.importorskip("flax")
 pytest.importorskip("orbax.checkpoint")
 import jax.numpy as jnp
 from flax import nnx
-
-from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 from jaxloss.train import data
 from jaxloss.train.checkpoint import Checkpointer
-from tests._fake_cifar import write_fake_cifar
 from jaxloss.train.config import ConfigError, TrainConfig
 from jaxloss.train.loop import TrainingInterrupted, check_resume, train
+
+from tests._fake_cifar import write_fake_cifar
+from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
@@ -31,17 +31,17 @@ def tiny(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def _config(out, **kw):  # type: ignore[no-untyped-def]
-    base = dict(
-        model="seed-cnn",
-        epochs=2,
-        batch_size=16,
-        lr=0.01,
-        momentum=0.9,
-        seed=3,
-        out=str(out),
-        progress=False,
-        plot=False,
-    )
+    base = {
+        "model": "seed-cnn",
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 0.01,
+        "momentum": 0.9,
+        "seed": 3,
+        "out": str(out),
+        "progress": False,
+        "plot": False,
+    }
     base.update(kw)
     return TrainConfig(**base)
 
@@ -83,7 +83,7 @@ def test_resume_after_an_epoch_equals_a_straight_run(tmp_path, tiny, straight):
 
 # mid-epoch, and after an epoch's last step (before its evaluation: the resumed run trains no
 # step in that epoch, only evaluates it)
-@pytest.mark.parametrize("at_step", [2, 4])
+@pytest.mark.parametrize("at_step", [2, pytest.param(4, marks=pytest.mark.slow)])  # a third run (~4 CPU s): slow tier
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, tiny, straight, at_step):
     def ctrl_c(epoch: int, step: int) -> None:
         if (epoch, step) == (0, at_step):
