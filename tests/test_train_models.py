@@ -400,16 +400,36 @@ def test_resnet18_train_mode_first_step(cifar_stem, size, dtype):
             assert int(ours[k]) == int(v) == 1
 
 
-@pytest.mark.parametrize("dtype", ["float32"])
-def test_resnet18_eval_mode_first_step(dtype):
+def _resnet18_eval_pair(dtype):  # type: ignore[no-untyped-def]
+    """The cifar-stem ResNet-18 twins in eval mode, with non-trivial running statistics."""
     fm, tm = _pair("resnet18", dtype, cifar_stem=True)
-    with torch.no_grad():  # non-trivial running statistics
+    with torch.no_grad():
         for mod in tm.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.running_mean.uniform_(-0.2, 0.2)
                 mod.running_var.uniform_(0.5, 2.0)
     torch_to_flax(tm, fm)
     fm.eval(), tm.eval()
+    return fm, tm
+
+
+def test_resnet18_eval_mode_forward():
+    """The default tier's ResNet-18 numbers: eval-mode logits against torch's (float32, judged against
+    torch's own float64 run). The forward compiles in a fraction of the first step's time; the
+    first step with its gradients is in the slow tier (next test)."""
+    fm, tm = _resnet18_eval_pair("float32")
+    x_nchw, x_nhwc = _images(2, 8, "float32")
+    logits_f = nnx.jit(lambda m, x: m(x))(fm, jnp.asarray(x_nhwc))
+    with torch.no_grad():
+        logits_t = tm(torch.from_numpy(x_nchw))
+        exact = copy.deepcopy(tm).double()(torch.from_numpy(x_nchw).double())
+    assert_scaled_close(logits_f, logits_t, "float32", "logits", exact)
+
+
+@pytest.mark.slow  # ResNet-18's forward and backward compiled (~8 s): slow tier; the forward is checked above
+@pytest.mark.parametrize("dtype", ["float32"])
+def test_resnet18_eval_mode_first_step(dtype):
+    fm, tm = _resnet18_eval_pair(dtype)
     x_nchw, x_nhwc = _images(2, 8, dtype)
     y = np.array([5, 6])
     before = flax_state_dict(fm, tm)
