@@ -131,13 +131,26 @@ def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = F
     return build
 
 
+def fuzz_space(defaults: dict[str, Any], grid: list[dict[str, Any]], space: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The fuzzing space of a loss: ``space``'s choices, and for every other option (and ``data``,
+    ``layout``) its default first, then each value the grid gives it: the fuzzer draws every
+    option the grid covers, in combinations the grid does not."""
+    out: dict[str, list[Any]] = {}
+    for key, default in defaults.items():
+        if key == "seed":
+            continue
+        values = [default, *(g[key] for g in grid if key in g)]
+        out[key] = list(dict.fromkeys(values))  # unique, the default (the simplest) first
+    return {**out, **space, "seed": [0, 1, 2]}
+
+
 def _register(name: str, cls_name: str, defaults: dict[str, Any], grid: list[dict[str, Any]],
               space: dict[str, list[Any]], focal: bool = False, hvp: bool = True) -> None:
     spec_defaults = {"data": "onehot", "layout": "first", "seed": 0, **defaults}
     params = ("input", "target", *(("mask",) if name == "masked_dice_loss" else ()), *defaults, "axis")
-    loss(f"monai.{name}", "monai", params, spec_defaults, grid,
-         {"data": ["onehot", "labels", "soft", "volume", "extreme", "background"], "layout": ["first", "last"],
-          "seed": [0, 1, 2], **space},
+    data = {"data": list(dict.fromkeys(["onehot", "labels", "soft", "volume", "extreme", "background",
+                                        *(g["data"] for g in grid if "data" in g)])), "layout": ["first", "last"]}
+    loss(f"monai.{name}", "monai", params, spec_defaults, grid, fuzz_space(spec_defaults, grid, {**data, **space}),
          torch_name=f"monai.losses.{cls_name}")(_builder(name, cls_name, defaults, focal, hvp))
 
 
