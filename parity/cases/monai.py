@@ -68,6 +68,14 @@ def _jaxloss(name: str, other_act: str | None, *args: Any, **options: Any) -> An
         return getattr(jaxloss.monai, name)(*args, **options)
 
 
+@functools.cache
+def _jax_side(name: str, other_act: str | None) -> Any:
+    """The JAX side of every case of one loss (and activation): one object, so that the engine's
+    program cache (keyed by the function's identity) shares a compiled program between cases
+    that differ only in their data (e.g. labels, extreme logits, empty foreground)."""
+    return functools.partial(_jaxloss, name, other_act)
+
+
 def _data(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     rng = rng_for(s, "monai")
     kind = s["data"]
@@ -105,7 +113,7 @@ def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = F
                 n = x.shape[1]
             options["weight"] = rng_for(s, "weight").uniform(0.5, 2.0, size=(n,))
         act = s.get("other_act")
-        jax_fn = functools.partial(_jaxloss, name, act)
+        jax_fn = _jax_side(name, act)
         torch_fn = functools.partial(_monai_forward, cls_name, act)
         args: tuple[Any, ...] = (x, y)
         if name == "masked_dice_loss":  # a region mask (B, 1, *spatial)
