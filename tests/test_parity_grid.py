@@ -240,17 +240,18 @@ def test_ctc_reference_keeps_torchs_nan_for_infeasible_samples():
 
 def space_coverage(loss):
     """The public parameters the fuzzer's cases of ``loss`` can pass, and the space's dead choices:
-    each choice of each key, on the defaults, alone or with one other key's choice (a label map
-    needs ``to_onehot_y``...), must build a case; the union of those cases' parameters."""
+    each choice of each key, on the defaults, alone or with up to two other keys' choices (a label
+    map needs ``to_onehot_y``, MONAI's -1 sentinel labels also ``ignore_index=-1``), must build a
+    case; the union of those cases' parameters."""
     covered, dead = set(), []
     pairs = [(k, v) for k, choices in loss.space.items() for v in choices]
     for key, choice in pairs:
-        for other in [None, *pairs]:
-            overrides = {key: choice} if other is None else {key: choice, other[0]: other[1]}
-            if other is not None and other[0] == key:
-                continue
+        others = [p for p in pairs if p[0] != key]
+        tries = [{}, *({k: v} for k, v in others),
+                 *({a[0]: a[1], b[0]: b[1]} for i, a in enumerate(others) for b in others[i + 1:] if a[0] != b[0])]
+        for extra in tries:
             try:
-                case = loss.case(overrides)
+                case = loss.case({key: choice, **extra})
             except pc.Invalid:
                 continue
             covered |= case.params()
