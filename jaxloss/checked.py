@@ -140,8 +140,8 @@ def __getattr__(name: str) -> Callable[..., Any]:
 # checked_function, which they use) and also importable as ``jaxloss.checked.monai`` / ``.smp``.
 NAMESPACES = ("monai", "smp")
 
-from jaxloss.monai import checked as monai  # noqa: E402
-from jaxloss.smp import checked as smp  # noqa: E402
+from jaxloss.monai import checked as monai
+from jaxloss.smp import checked as smp
 
 for _name, _module in (("monai", monai), ("smp", smp)):
     sys.modules[f"{__name__}.{_name}"] = _module

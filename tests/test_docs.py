@@ -199,7 +199,7 @@ def route_gaps(spec: Any, pages: dict[str, str], readme: str, parity_names: set[
     qualified = f"{spec.namespace}.{spec.name}"
     targets = {qualified, f"{spec.fn.__module__}.{spec.name}"}
     gaps = []
-    homes = [p for p, text in pages.items() if any(re.search(rf"^::: {re.escape(t)}\s*$", text, re.M) for t in targets)]
+    homes = [p for p, text in pages.items() if any(re.search(rf"^::: {re.escape(t)}\s*$", text, re.MULTILINE) for t in targets)]
     if len(homes) != 1:
         return [f"{qualified}: {len(homes)} docs/losses pages with its '::: {qualified}' entry, expected 1"]
     rows = [row for row in pages[homes[0]].splitlines() if row.startswith("|") and any(f"][{t}]" in row for t in targets)]
@@ -224,10 +224,9 @@ def test_every_registered_loss_has_its_docs_entry_class_twin_parity_cases_and_re
     cases and its docs entry (page entry, table row, README row) are checked here, from the
     registry of every namespace. Every README row names registered losses only."""
     pytest.importorskip("torch")
-    import jaxloss.monai
-    import jaxloss.smp
-    from jaxloss import _registry
     from jaxloss.parity import runner
+
+    from jaxloss import _registry  # importing jaxloss registers every namespace (monai, smp)
 
     pages = {str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT / "docs/losses").glob("*.md"))}
     readme = (ROOT / "README.md").read_text()
@@ -237,7 +236,7 @@ def test_every_registered_loss_has_its_docs_entry_class_twin_parity_cases_and_re
     gaps = [g for spec in specs.values() for g in route_gaps(spec, pages, readme, parity_names)]
     assert not gaps, "\n".join(gaps)
     # no stale README row entry: each name listed is a registered loss of that row's namespace
-    listed = re.findall(r"^\| \[[^]]*\]\(docs/losses/[^)]*\) \| `([\w.]+)` \| (.*) \|$", readme, re.M)
+    listed = re.findall(r"^\| \[[^]]*\]\(docs/losses/[^)]*\) \| `([\w.]+)` \| (.*) \|$", readme, re.MULTILINE)
     assert listed and {f"{ns}.{n}" for ns, names in listed for n in re.findall(r"`(\w+)`", names)} == set(specs)
     # it can fail: a registration with none of its route, and one whose README row is missing
     import dataclasses
