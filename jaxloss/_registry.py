@@ -583,7 +583,8 @@ def module_class(
     """The class twin of the registered loss ``fn``, as its registration declares it.
 
     A frozen dataclass named ``module`` (or ``name``) with one field per constructor option
-    (``fields``, the function's defaults), registered as a pytree: the array and numeric
+    (``fields``, the function's defaults; an option without a default is a required argument,
+    so the options without one must come first unless ``kw_only``), registered as a pytree: the array and numeric
     options are leaves (a new ``margin`` does not recompile a jitted step), the others are
     static. The constructor validates the options as the function does on Python values
     (``reduction``, booleans, numeric ranges, ``check_options``), with the same messages;
@@ -614,14 +615,8 @@ def module_class(
         raise TypeError(f"module_class: the registration of {spec.name} declares no module= class name")
     where = namespace or sys._getframe(1).f_globals.get("__name__", spec.namespace)
     params = spec.signature.parameters
-    missing = [n for n in spec.fields if params[n].default is inspect.Parameter.empty]
-    if missing:
-        raise TypeError(f"module_class: the options {missing} of {spec.name} have no default")
     if base is None:
-        fields = [
-            (n, params[n].annotation, dataclasses.field(default=params[n].default, kw_only=spec.kw_only))
-            for n in spec.fields
-        ]
+        fields = [(n, params[n].annotation, _field(params[n], spec.kw_only)) for n in spec.fields]
         bases: tuple[type, ...] = (LossModule,)
     else:
         if getattr(base, "_spec", None) is not spec:
@@ -643,6 +638,15 @@ def module_class(
     if original is not None:
         _TWINS.setdefault(original, cls)  # the namespace's class, imported first, stays the twin
     return cls
+
+
+def _field(param: inspect.Parameter, kw_only: bool) -> Any:
+    """The dataclass field of one constructor option: the function's default, or none (a
+    required argument, as smp's ``mode``: the constructor then raises Python's ``missing 1
+    required positional argument``, as the original's ``__init__`` does)."""
+    if param.default is inspect.Parameter.empty:
+        return dataclasses.field(kw_only=kw_only)
+    return dataclasses.field(default=param.default, kw_only=kw_only)
 
 
 def twins() -> dict[str, type]:

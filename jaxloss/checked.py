@@ -26,11 +26,23 @@ Traceback (most recent call last):
 ValueError: Target 7 is out of bounds.
 >>> round(float(jax.jit(checked.cross_entropy)(logits, jnp.array([0, 2]))), 4)
 1.0986
+
+The segmentation losses' checked twins are the namespaces ``jaxloss.checked.monai`` and
+``jaxloss.checked.smp``: each is the very module ``jaxloss.monai.checked`` /
+``jaxloss.smp.checked`` (one object under two names), raising MONAI's / smp's messages.
+
+>>> checked.monai is jaxloss.monai.checked and checked.smp is jaxloss.smp.checked
+True
+>>> checked.monai.dice_loss(jnp.zeros((1, 3, 2, 2)), jnp.array([[[[0, 1], [2, 3]]]]), to_onehot_y=True)
+Traceback (most recent call last):
+    ...
+ValueError: index 3 is out of bounds for dimension 1 with size 3
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -124,5 +136,16 @@ def __getattr__(name: str) -> Callable[..., Any]:
     return checked_function("jaxloss", name)
 
 
+# The namespaces of the other libraries' losses: their own checked modules, imported here (after
+# checked_function, which they use) and also importable as ``jaxloss.checked.monai`` / ``.smp``.
+NAMESPACES = ("monai", "smp")
+
+from jaxloss.monai import checked as monai
+from jaxloss.smp import checked as smp
+
+for _name, _module in (("monai", monai), ("smp", smp)):
+    sys.modules[f"{__name__}.{_name}"] = _module
+
+
 def __dir__() -> list[str]:
-    return sorted([*_registry.registered(), "of"])
+    return sorted([*_registry.registered(), "of", *NAMESPACES])

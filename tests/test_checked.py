@@ -59,3 +59,25 @@ def test_checked_checks_a_traced_option_range():
     x = jnp.zeros((2, 3), jnp.float32)
     with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
         checked.cross_entropy(x, jnp.asarray([0, 2]), label_smoothing=jnp.float32(1.5))
+
+
+def test_the_segmentation_namespaces_are_one_module_each_and_raise_the_librarys_message():
+    import importlib
+
+    import jaxloss.monai
+    import jaxloss.smp
+
+    for name in checked.NAMESPACES:
+        own = getattr(jaxloss, name).checked
+        assert getattr(checked, name) is own is importlib.import_module(f"jaxloss.checked.{name}")
+        assert name in dir(checked)
+        # every loss of the namespace has its checked twin there
+        assert set(dir(own)) == set(jaxloss._registry.registered(f"jaxloss.{name}")) != set()
+    logits, labels = jnp.zeros((1, 3, 2, 2)), jnp.asarray([[[[0, 1], [2, 3]]]])
+    assert np.isnan(np.asarray(jaxloss.monai.dice_loss(logits, labels, to_onehot_y=True)))
+    with pytest.raises(ValueError, match="^index 3 is out of bounds for dimension 1 with size 3$"):
+        checked.monai.dice_loss(logits, labels, to_onehot_y=True)
+    with pytest.raises(ValueError, match="^Class values must be smaller than num_classes.$"):
+        checked.smp.dice_loss(logits, labels[:, 0], "multiclass")
+    good = jnp.asarray([[[[0, 1], [2, 2]]]])
+    assert checked.monai.dice_loss(logits, good, to_onehot_y=True) == jaxloss.monai.dice_loss(logits, good, to_onehot_y=True)

@@ -178,6 +178,79 @@ def test_every_public_function_and_class_has_an_example() -> None:
     assert not missing, f"{count} public functions/classes have no '>>>' example:\n" + "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- one route: registry -> docs, twin, cases, README
+# Registered losses without a generated class twin, and why (the test reads the registry: a new
+# loss without a class fails it unless it is named here).
+NO_CLASS_TWIN = {
+    "jaxloss.generalized_box_iou_loss": "torchvision has the function only",
+    "jaxloss.distance_box_iou_loss": "torchvision has the function only",
+    "jaxloss.complete_box_iou_loss": "torchvision has the function only",
+    "jaxloss.pairwise_distance": "torch's PairwiseDistance is a distance module, not a loss (jaxloss.nn holds the losses)",
+    "jaxloss.cosine_similarity": "torch's CosineSimilarity is a distance module, not a loss",
+    "jaxloss.linear_cross_entropy": "its class owns parameters: the Flax module jaxloss.nn.LinearCrossEntropyLoss",
+}
+CLASS_HOME = {"jaxloss": "jaxloss.nn", "jaxloss.monai": "jaxloss.monai", "jaxloss.smp": "jaxloss.smp"}
+
+
+def route_gaps(spec: Any, pages: dict[str, str], readme: str, parity_names: set[str]) -> list[str]:
+    """What one registered loss lacks of its route: a ``::: name`` entry on one docs/losses page
+    whose table row links it (and names its class), its class twin in its namespace, parity
+    cases, and its name in the README's ``## Losses`` row that links that page."""
+    qualified = f"{spec.namespace}.{spec.name}"
+    targets = {qualified, f"{spec.fn.__module__}.{spec.name}"}
+    gaps = []
+    homes = [p for p, text in pages.items() if any(re.search(rf"^::: {re.escape(t)}\s*$", text, re.MULTILINE) for t in targets)]
+    if len(homes) != 1:
+        return [f"{qualified}: {len(homes)} docs/losses pages with its '::: {qualified}' entry, expected 1"]
+    rows = [row for row in pages[homes[0]].splitlines() if row.startswith("|") and any(f"][{t}]" in row for t in targets)]
+    if len(rows) != 1 or (spec.module and spec.module not in rows[0]):
+        gaps.append(f"{qualified}: {homes[0]}'s table has no one row linking it and naming its class {spec.module}")
+    if spec.module is None:
+        if qualified not in NO_CLASS_TWIN:
+            gaps.append(f"{qualified}: no class twin (module=...) and no reason in NO_CLASS_TWIN")
+    elif getattr(getattr(importlib.import_module(CLASS_HOME[spec.namespace]), spec.module, None), "_spec", None) is not spec:
+        gaps.append(f"{qualified}: {CLASS_HOME[spec.namespace]}.{spec.module} is not its class twin")
+    if qualified.removeprefix("jaxloss.") not in parity_names:
+        gaps.append(f"{qualified}: no parity cases (jaxloss.parity.cases)")
+    readme_rows = [row for row in readme.split("## Losses", 1)[-1].split("\n## ", 1)[0].splitlines()
+                   if row.startswith("|") and f"]({homes[0]})" in row]
+    if len(readme_rows) != 1 or f"`{spec.name}`" not in readme_rows[0] or f"`{spec.namespace}`" not in readme_rows[0]:
+        gaps.append(f"{qualified}: no README '## Losses' row linking {homes[0]} and naming `{spec.name}`")
+    return gaps
+
+
+def test_every_registered_loss_has_its_docs_entry_class_twin_parity_cases_and_readme_row() -> None:
+    """The one route for a loss: its function (registered) brings its class twin; its parity
+    cases and its docs entry (page entry, table row, README row) are checked here, from the
+    registry of every namespace. Every README row names registered losses only."""
+    pytest.importorskip("torch")
+    from jaxloss.parity import runner
+
+    from jaxloss import _registry  # importing jaxloss registers every namespace (monai, smp)
+
+    pages = {str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT / "docs/losses").glob("*.md"))}
+    readme = (ROOT / "README.md").read_text()
+    parity_names = set(runner.registry())
+    specs = _registry.all_registered()
+    assert {s.namespace for s in specs.values()} == set(CLASS_HOME) and len(specs) >= 47
+    gaps = [g for spec in specs.values() for g in route_gaps(spec, pages, readme, parity_names)]
+    assert not gaps, "\n".join(gaps)
+    # no stale README row entry: each name listed is a registered loss of that row's namespace
+    listed = re.findall(r"^\| \[[^]]*\]\(docs/losses/[^)]*\) \| `([\w.]+)` \| (.*) \|$", readme, re.MULTILINE)
+    assert listed and {f"{ns}.{n}" for ns, names in listed for n in re.findall(r"`(\w+)`", names)} == set(specs)
+    # it can fail: a registration with none of its route, and one whose README row is missing
+    import dataclasses
+
+    planted = dataclasses.replace(specs["jaxloss.monai.dice_loss"], name="planted_loss", module="PlantedLoss")
+    assert route_gaps(planted, pages, readme, parity_names) == [
+        "jaxloss.monai.planted_loss: 0 docs/losses pages with its '::: jaxloss.monai.planted_loss' entry, expected 1"]
+    pages["docs/losses/monai.md"] += "\n::: jaxloss.monai.planted_loss\n"
+    assert len(route_gaps(planted, pages, readme, parity_names)) == 4
+    no_readme = readme.replace("`dice_ce_loss` (DiceCELoss), ", "")
+    assert route_gaps(specs["jaxloss.monai.dice_ce_loss"], pages, no_readme, parity_names) == [
+        "jaxloss.monai.dice_ce_loss: no README '## Losses' row linking docs/losses/monai.md and naming `dice_ce_loss`"]
+
+
 def test_completeness_check_sees_examples_and_their_absence() -> None:
     # The check above must be able to fail and to pass: one object with an example, one without.
     def documented() -> None:

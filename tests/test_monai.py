@@ -13,6 +13,7 @@ the cases one by one).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -27,6 +28,7 @@ monai_losses = pytest.importorskip("monai.losses")
 import jaxloss
 import jaxloss.monai as jm
 from jaxloss.monai import checked
+from tests._signatures import signature_differences
 from tests.torch_compare import TORCH_DTYPES, assert_close
 
 L = monai_losses
@@ -307,6 +309,36 @@ def test_class_twins_are_the_functions() -> None:
         jm.TverskyLoss(reduction="batch")
     twin = jaxloss.from_torch(L.DiceLoss(softmax=True, to_onehot_y=True, jaccard=True))
     assert isinstance(twin, jm.DiceLoss) and twin.jaccard and twin.softmax
+
+
+def test_class_signatures_are_monais() -> None:
+    """Each class twin's constructor is MONAI 1.6.1's: names, order, kinds, required-ness and
+    defaults (MONAI's ``LossReduction.MEAN`` / ``Weight.SQUARE`` are ``str`` enums equal to
+    jaxloss's strings). The one difference, by design: jaxloss adds ``axis`` last (channels-last
+    inputs). Annotations differ (torch.Tensor vs JAX arrays) and are not compared."""
+    names = [n for n in jm.__all__ if n[0].isupper() and n != "ShapeError"]
+    assert len(names) == len(jaxloss._registry.registered("jaxloss.monai")) == 10
+    bad = [d for n in names for d in signature_differences(getattr(jm, n), getattr(L, n), extra=("axis",))]
+    assert not bad, bad
+    # The comparison can fail: a planted wrong default, a missing and a required argument are seen.
+    class Planted:
+        def __init__(self, include_background: bool = False, to_onehot_y: bool = False) -> None: ...
+
+    assert signature_differences(Planted, L.DiceLoss)[0].startswith("Planted: arguments ['include_background', ")
+    planted = signature_differences(jm.FocalLoss, _replace_default(L.FocalLoss, "gamma", 3.0), extra=("axis",))
+    assert planted == ["FocalLoss(gamma): default 2.0 != 3.0"]
+    planted = signature_differences(
+        jm.FocalLoss, _replace_default(L.FocalLoss, "include_background", inspect.Parameter.empty), extra=("axis",))
+    assert planted == ["FocalLoss(include_background): required False != True"]
+
+
+def _replace_default(cls: Any, name: str, default: Any) -> Any:
+    """A stand-in for ``cls`` whose constructor's ``name`` has ``default`` (a planted difference)."""
+    sig = inspect.signature(cls)
+    params = [p.replace(default=default) if p.name == name else p for p in sig.parameters.values()]
+    stub = type(cls.__name__, (), {})
+    stub.__signature__ = sig.replace(parameters=params)
+    return stub
 
 
 def test_traced_options_grad_vmap_and_second_order() -> None:

@@ -1,5 +1,6 @@
 """The case grid (coverage, structure), a small grid run, the fuzzer and its shrinker."""
 
+import dataclasses
 import inspect
 
 import jax.numpy as jnp
@@ -241,3 +242,37 @@ def test_ctc_reference_keeps_torchs_nan_for_infeasible_samples():
     assert r.status == "passed", r.result
     r0 = runner.run_case(REG["ctc_loss"].case({**spec, "zero_infinity": True}), "float64")  # then 0, no NaN
     assert r0.status == "passed", r0.result
+
+
+def space_coverage(loss):
+    """The public parameters the fuzzer's cases of ``loss`` can pass, and the space's dead choices:
+    each choice of each key, on the defaults, alone or with up to two other keys' choices (a label
+    map needs ``to_onehot_y``, MONAI's -1 sentinel labels also ``ignore_index=-1``), must build a
+    case; the union of those cases' parameters."""
+    covered, dead = set(), []
+    pairs = [(k, v) for k, choices in loss.space.items() for v in choices]
+    for key, choice in pairs:
+        others = [p for p in pairs if p[0] != key]
+        tries = [{}, *({k: v} for k, v in others),
+                 *({a[0]: a[1], b[0]: b[1]} for i, a in enumerate(others) for b in others[i + 1:] if a[0] != b[0])]
+        for extra in tries:
+            try:
+                case = loss.case({key: choice, **extra})
+            except pc.Invalid:
+                continue
+            covered |= case.params()
+            break
+        else:
+            dead.append((key, choice))
+    return covered, dead
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REG if n.startswith(("monai.", "smp."))))
+def test_every_seg_loss_fuzzing_space_draws_each_public_option(name):
+    loss = REG[name]
+    covered, dead = space_coverage(loss)
+    assert not dead, f"choices that never make a case: {dead}"
+    assert set(loss.params) <= covered, f"options the fuzzer never draws: {set(loss.params) - covered}"
+    # the check can fail: the space without its option sets / its activations loses their options
+    planted = dataclasses.replace(loss, space={k: v[:1] for k, v in loss.space.items()})
+    assert set(loss.params) - space_coverage(planted)[0]

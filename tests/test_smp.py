@@ -19,6 +19,7 @@ from jaxloss.parity.compare import compare_many
 
 import jaxloss
 from jaxloss import smp
+from tests._signatures import signature_differences
 from tests.torch_compare import assert_close
 
 _WHY = smp_reference.available()
@@ -260,8 +261,14 @@ def test_errors_in_smps_wording():
     assert ours == theirs == "Sigmoid output possible only with 1 class"
     with pytest.raises(ValueError, match="mode must be 'binary', 'multiclass' or 'multilabel', got 'multi'"):
         smp.dice_loss(jnp.asarray(x), jnp.asarray(y), "multi")
-    with pytest.raises(TypeError, match="missing 1 required argument: 'mode'"):
-        smp.DiceLoss()
+    for cls in ("DiceLoss", "FocalLoss", "LovaszLoss"):  # mode is required, with Python's message as smp
+        with pytest.raises(TypeError) as theirs:
+            getattr(L, cls)()
+        with pytest.raises(TypeError) as ours:
+            getattr(smp, cls)()
+        assert str(ours.value) == str(theirs.value) == f"{cls}.__init__() missing 1 required positional argument: 'mode'"
+    with pytest.raises(TypeError, match="missing a required argument: 'mode'"):
+        smp.dice_loss(jnp.asarray(x), jnp.asarray(y))
     with pytest.raises(IndexError, match="index 3 is out of bounds for dimension 0 with size 3"):
         smp.dice_loss(jnp.asarray(x), jnp.asarray(y), "multiclass", classes=[3])
     with pytest.raises(ValueError, match="reduction must be 'mean', 'sum', 'none' or 'batchwise_mean'"):
@@ -342,6 +349,23 @@ def test_grid_params_are_the_functions_and_smps_constructor(name):
     assert list(REG[f"smp.{name}"].params) == params
     ctor = [p for p in inspect.signature(getattr(L, NAMES[name]).__init__).parameters if p != "self"]
     assert params[2:] == ctor  # smp's constructor arguments, in its order, after (y_pred, y_true)
+
+
+def test_class_signatures_are_smps():
+    """Each class twin's constructor is smp 0.6.0's: names, order, kinds, required-ness (``mode``
+    required, positional) and defaults. Annotations differ (torch.Tensor / List vs JAX arrays)
+    and are not compared; no argument is added."""
+    bad = [d for name, cls in NAMES.items() for d in signature_differences(getattr(smp, cls), getattr(L, cls))]
+    assert not bad, bad
+    assert len(NAMES) == len(jaxloss._registry.registered("jaxloss.smp")) == 8
+    # The comparison can fail: smp's DiceLoss against a twin with mode=None (what jaxloss had).
+    stub = type("DiceLoss", (), {"__init__": lambda self, mode=None, classes=None: None})
+    assert signature_differences(stub, L.DiceLoss)[0].startswith("DiceLoss: arguments ['mode', 'classes'] != ")
+    stub = type("MCCLoss", (), {"__init__": lambda self, eps=1e-6: None})
+    assert signature_differences(stub, L.MCCLoss) == ["MCCLoss(eps): default 1e-06 != 1e-05"]
+    stub = type("LovaszLoss", (), {"__init__": lambda self, mode=None, per_image=False, ignore_index=None,
+                                   from_logits=True: None})
+    assert signature_differences(stub, L.LovaszLoss) == ["LovaszLoss(mode): required False != True"]
 
 
 def test_reference_loader_finds_the_wheel_and_names_the_fix(tmp_path, monkeypatch):

@@ -5,9 +5,10 @@ in the namespace ``jaxloss.smp`` (``jaxloss.smp.focal_loss`` is not ``jaxloss.fo
 class twin is built by :func:`jaxloss._registry.module_class` in :mod:`jaxloss.smp`, its checked
 twin is ``jaxloss.smp.checked.<name>``.
 
-smp's constructors take ``mode`` as a required argument; the class twins need a default for every
-constructor field, so ``mode`` defaults to ``None`` here and leaving it out raises ``TypeError``
-before anything runs, in the function and the class alike (:func:`mode_check`).
+smp's constructors take ``mode`` as a required argument, and so do the functions and the class
+twins here (first after the forward arguments, positional, without a default): leaving it out
+raises Python's ``TypeError`` (``DiceLoss.__init__() missing 1 required positional argument:
+'mode'``, as smp's constructor does).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ MODES = (BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE)
 
 def check_mode(fname: str, mode: Any) -> str:
     """smp's ``assert mode in {BINARY_MODE, MULTILABEL_MODE, MULTICLASS_MODE}``, with a message
-    (and Python's own for a missing ``mode``, smp's required constructor argument)."""
-    if mode is None:
-        raise TypeError(f"{fname}() missing 1 required argument: 'mode'")
+    (a missing ``mode`` is Python's own ``TypeError``: it is a required argument)."""
     if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"mode must be 'binary', 'multiclass' or 'multilabel', got {mode!r}")
     return mode

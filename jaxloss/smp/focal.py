@@ -113,7 +113,7 @@ def _check_sizes(pred_shape: tuple[int, ...], true_shape: tuple[int, ...], ignor
 def focal_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str | None = None,  # required: see jaxloss.smp._common
+    mode: str,
     alpha: float | Array | None = None,
     gamma: float | Array = 2.0,
     ignore_index: int | None = None,

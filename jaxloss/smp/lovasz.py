@@ -78,7 +78,7 @@ def _softmax_flat(probas: Array, labels: Array, valid: Array) -> Array:
 def lovasz_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str | None = None,  # required: see jaxloss.smp._common
+    mode: str,
     per_image: bool = False,
     ignore_index: int | None = None,
     from_logits: bool = True,

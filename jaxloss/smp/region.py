@@ -193,7 +193,7 @@ _DOC_COMMON = """
 def dice_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str | None = None,  # required: see jaxloss.smp._common
+    mode: str,
     classes: Any = None,
     log_loss: bool = False,
     from_logits: bool = True,
@@ -222,7 +222,7 @@ def dice_loss(
 def jaccard_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str | None = None,  # required: see jaxloss.smp._common
+    mode: str,
     classes: Any = None,
     log_loss: bool = False,
     from_logits: bool = True,
@@ -249,7 +249,7 @@ def jaccard_loss(
 def tversky_loss(
     y_pred: Array,
     y_true: Array,
-    mode: str | None = None,  # required: see jaxloss.smp._common
+    mode: str,
     classes: Any = None,
     log_loss: bool = False,
     from_logits: bool = True,

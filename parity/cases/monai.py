@@ -15,7 +15,8 @@ label (``sentinel``, with ``ignore_index=-1``) and probabilities without activat
 
 Precision: the focal losses compute in float32 whatever the input (MONAI's ``input.float()``),
 so their cases run float32 and the half dtypes (a float64 input would only be rounded to
-float32 on both sides). Second order (float64, core entries): MONAI's Dice-type losses support
+float32 on both sides), and the fuzzer draws those three only (``Case.fuzz_dtypes``).
+Second order (float64, core entries): MONAI's Dice-type losses support
 double backward; the soft skeleton's max-pooling gradients are compared to first order only.
 """
 
@@ -67,6 +68,14 @@ def _jaxloss(name: str, other_act: str | None, *args: Any, **options: Any) -> An
         return getattr(jaxloss.monai, name)(*args, **options)
 
 
+@functools.cache
+def _jax_side(name: str, other_act: str | None) -> Any:
+    """The JAX side of every case of one loss (and activation): one object, so that the engine's
+    program cache (keyed by the function's identity) shares a compiled program between cases
+    that differ only in their data (e.g. labels, extreme logits, empty foreground)."""
+    return functools.partial(_jaxloss, name, other_act)
+
+
 def _data(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     rng = rng_for(s, "monai")
     kind = s["data"]
@@ -95,6 +104,8 @@ def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = F
         x, y = _data(s)
         if (s["data"] in _LABEL_DATA) != bool(s.get("to_onehot_y")):
             raise Invalid("a label map goes with to_onehot_y=True, a one-hot target without")
+        if s["data"] == "sentinel" and s.get("ignore_index") != -1:  # -1 is a bad label without it (NaN vs
+            raise Invalid("the -1 sentinel labels go with ignore_index=-1")  # MONAI's error: tests/test_monai.py)
         options = {k: s[k] for k in defaults if s[k] != defaults[k] and k != "other_act"}
         if "weight" in options:
             n = x.shape[1] - (0 if s.get("include_background", True) or x.shape[1] == 1 else 1)
@@ -102,7 +113,7 @@ def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = F
                 n = x.shape[1]
             options["weight"] = rng_for(s, "weight").uniform(0.5, 2.0, size=(n,))
         act = s.get("other_act")
-        jax_fn = functools.partial(_jaxloss, name, act)
+        jax_fn = _jax_side(name, act)
         torch_fn = functools.partial(_monai_forward, cls_name, act)
         args: tuple[Any, ...] = (x, y)
         if name == "masked_dice_loss":  # a region mask (B, 1, *spatial)
@@ -128,16 +139,35 @@ def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = F
             covers=covers + (("axis",) if s.get("layout") == "last" else ()),
         )
 
-    return build
+    def build_limited(s: dict[str, Any]) -> Case:
+        case = build(s)
+        if focal:  # MONAI computes the focal term in float32 whatever the input: a float64 case would be
+            case.fuzz_dtypes = _FOCAL_DTYPES  # a float32 computation judged at float64's tolerance
+        return case
+
+    return build_limited
+
+
+def fuzz_space(defaults: dict[str, Any], grid: list[dict[str, Any]], space: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The fuzzing space of a loss: ``space``'s choices, and for every other option (and ``data``,
+    ``layout``) its default first, then each value the grid gives it: the fuzzer draws every
+    option the grid covers, in combinations the grid does not."""
+    out: dict[str, list[Any]] = {}
+    for key, default in defaults.items():
+        if key == "seed":
+            continue
+        values = [default, *(g[key] for g in grid if key in g)]
+        out[key] = list(dict.fromkeys(values))  # unique, the default (the simplest) first
+    return {**out, **space, "seed": [0, 1, 2]}
 
 
 def _register(name: str, cls_name: str, defaults: dict[str, Any], grid: list[dict[str, Any]],
               space: dict[str, list[Any]], focal: bool = False, hvp: bool = True) -> None:
     spec_defaults = {"data": "onehot", "layout": "first", "seed": 0, **defaults}
     params = ("input", "target", *(("mask",) if name == "masked_dice_loss" else ()), *defaults, "axis")
-    loss(f"monai.{name}", "monai", params, spec_defaults, grid,
-         {"data": ["onehot", "labels", "soft", "volume", "extreme", "background"], "layout": ["first", "last"],
-          "seed": [0, 1, 2], **space},
+    data = {"data": list(dict.fromkeys(["onehot", "labels", "soft", "volume", "extreme", "background",
+                                        *(g["data"] for g in grid if "data" in g)])), "layout": ["first", "last"]}
+    loss(f"monai.{name}", "monai", params, spec_defaults, grid, fuzz_space(spec_defaults, grid, {**data, **space}),
          torch_name=f"monai.losses.{cls_name}")(_builder(name, cls_name, defaults, focal, hvp))
 
 

@@ -95,6 +95,8 @@ def _case(name: str, cls: str, s: dict[str, Any], *, probabilities: bool = False
     if s["ignore"]:
         kw["ignore_index"] = IGNORE
     if s["traced"]:
+        if s["traced"] not in kw:
+            raise Invalid(f"traced={s['traced']!r} names no option of {kw}")
         kw[s["traced"]] = np.asarray(kw[s["traced"]], dtype=np.float64)  # a 0-d array: traced in JAX
     grad = ("y_pred", "y_true") if s["target"] == "soft" else ("y_pred",)
     return Case(f"smp.{name}", "", (x, t), kw, ("y_pred", "y_true"), grad=grad,
@@ -102,9 +104,22 @@ def _case(name: str, cls: str, s: dict[str, Any], *, probabilities: bool = False
                 jax_expr=f"jaxloss.smp.{name}", torch_expr=f"smp.losses.{cls}(**options)(y_pred, y_true)")
 
 
+def fuzz_space(grid: list[dict[str, Any]], defaults: dict[str, Any], drop: dict[str, tuple[Any, ...]] | None = None,
+               ) -> dict[str, list[Any]]:
+    """A loss's fuzzing space: the data choices of :data:`_SPACE`, and its option sets: no options
+    first (the simplest), then each ``opts`` of its grid (``traced``: each option the grid traces,
+    drawn with any option set that has it), and its own spec keys (``weights``) with their grid values."""
+    opts = list({repr(o): o for o in [{}, *(g["opts"] for g in grid if "opts" in g)]}.values())
+    own = {k: list(dict.fromkeys([v, *(g[k] for g in grid if k in g)])) for k, v in defaults.items() if k not in _DEF}
+    data = {k: [v for v in choices if v not in (drop or {}).get(k, ())] for k, choices in _SPACE.items()}
+    return {**data, "opts": opts, "traced": list(dict.fromkeys(["", *(g.get("traced", "") for g in grid)])), **own}
+
+
 def _register(name: str, cls: str, params: tuple[str, ...], grid: list[dict[str, Any]],
-              build: Any, defaults: dict[str, Any] | None = None) -> None:  # fmt: skip
-    loss(f"smp.{name}", "smp", params, {**_DEF, **(defaults or {})}, grid, _SPACE,
+              build: Any, defaults: dict[str, Any] | None = None,
+              drop: dict[str, tuple[Any, ...]] | None = None) -> None:  # fmt: skip
+    """Register ``smp.<name>``; ``drop``: data choices its cases cannot take (the fuzzer's space)."""
+    loss(f"smp.{name}", "smp", params, {**_DEF, **(defaults or {})}, grid, fuzz_space(grid, defaults or {}, drop),
          torch_name=f"smp.losses.{cls}")(build)
 
 
@@ -297,7 +312,8 @@ def _register_all() -> None:
               {"mode": "binary", "values": "distinct"})
     _register("soft_bce_with_logits_loss", "SoftBCEWithLogitsLoss", _SBCE_PARAMS, _SBCE_GRID, _sbce,
               {"weights": False})
-    _register("soft_cross_entropy_loss", "SoftCrossEntropyLoss", _SCE_PARAMS, _SCE_GRID, _sce)
+    _register("soft_cross_entropy_loss", "SoftCrossEntropyLoss", _SCE_PARAMS, _SCE_GRID, _sce,
+              drop={"target": ("soft",)})  # class indices only
     _register("mcc_loss", "MCCLoss", _MCC_PARAMS, _MCC_GRID, _mcc)
 
 
