@@ -212,7 +212,7 @@ def route_gaps(spec: Any, pages: dict[str, str], readme: str, parity_names: set[
         gaps.append(f"{qualified}: {CLASS_HOME[spec.namespace]}.{spec.module} is not its class twin")
     if qualified.removeprefix("jaxloss.") not in parity_names:
         gaps.append(f"{qualified}: no parity cases (jaxloss.parity.cases)")
-    readme_rows = [row for row in readme.split("## Losses", 1)[-1].split("\n## ", 1)[0].splitlines()
+    readme_rows = [row for row in readme.split("\n## Losses\n", 1)[-1].split("\n## ", 1)[0].splitlines()
                    if row.startswith("|") and f"]({homes[0]})" in row]
     if len(readme_rows) != 1 or f"`{spec.name}`" not in readme_rows[0] or f"`{spec.namespace}`" not in readme_rows[0]:
         gaps.append(f"{qualified}: no README '## Losses' row linking {homes[0]} and naming `{spec.name}`")
