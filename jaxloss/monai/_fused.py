@@ -1,0 +1,130 @@
+r"""The softmax Dice / cross-entropy sums over a class-index label map, in few passes over the logits.
+
+MONAI's ``DiceLoss(softmax=True, to_onehot_y=True)`` (and ``DiceCELoss``'s) needs, per sample
+``n`` and class ``c``, only sums over the voxels ``s`` of the softmax ``p = softmax_c(z)`` and
+the one-hot target ``g_c = [l = c]``:
+
+.. math::
+    tp_{nc} = \sum_s g_c\,p_c,\quad sp_{nc} = \sum_s p_c,\quad
+    sg_{nc} = \sum_s g_c,\quad nll_n = -\sum_s \log p_l,\quad sm_n = -\sum_s \sum_c \log p_c
+
+(``nll`` and ``sm`` are the cross entropy and its label-smoothing term). Written as a generic
+program, the softmax, the float one-hot target and the products are full-size temporaries
+written and read again, and the gradient goes through the generic derivative of each (with a
+strided reduction over the class axis for every softmax and its transpose). Here:
+
+* the arrays are handled as ``C`` channel slices of shape ``(N, S)`` (segmentations have a
+  handful of classes; :data:`MAX_CLASSES` at most): the channel max and sum are elementwise
+  over the slices, so the softmax, its derivative and their transposes are elementwise fusions;
+* the one-hot target is computed from the label where it is used (:func:`_hits`), never stored;
+* the derivative is a ``custom_jvp`` with the closed form
+  :math:`dp_c = p_c (dz_c - \sum_k p_k dz_k)`, :math:`d \log p_c = dz_c - \sum_k p_k dz_k`,
+  its tangent function under ``jax.checkpoint``: the reverse pass recomputes ``p`` from the
+  logits instead of keeping its pieces. Being a JVP rule (not a VJP), forward mode
+  (``jvp``, ``jacfwd``) and second order keep working.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss._dtypes import Array
+
+# the most classes the slice-by-slice program is used for (its size grows with C)
+MAX_CLASSES = 16
+
+
+def _slices(z: Array) -> list[Array]:
+    """The ``C`` channels of ``(N, C, S)``, each ``(N, S)``."""
+    return [z[:, k] for k in range(z.shape[1])]
+
+
+def _add(xs: list[Array]) -> Array:
+    return functools.reduce(jnp.add, xs)
+
+
+def _softmax(zs: list[Array]) -> tuple[list[Array], Array, Array]:
+    """torch's softmax of the channel slices ``zs``: ``p_c = e_c / Z``, ``e_c = exp(z_c - m)``
+    with ``m`` the channel max; also ``m`` and ``log Z`` (each ``(N, S)``)."""
+    m = functools.reduce(jnp.maximum, zs)
+    es = [jnp.exp(zk - m) for zk in zs]
+    total = _add(es)
+    return [ek / total for ek in es], m, jnp.log(total)
+
+
+def _voxel_sums(xs: list[Array]) -> Array:
+    """``(N, C)``: each ``(N, S)`` slice summed over its voxels."""
+    return jnp.stack([jnp.sum(x, axis=1) for x in xs], axis=1)
+
+
+def _hits(label: Array, n_classes: int) -> list[Array]:
+    """The one-hot target's channels ``[l = c]`` (``(N, S)`` each) of a float class index.
+
+    Written as ``max(0, 1 - |l - c|)`` (exactly 1 or 0 for whole numbers): XLA:CPU fuses this
+    arithmetic into the voxel sums that use it, where a comparison or a select would be
+    computed into a full-size temporary first."""
+    return [jnp.maximum(0, 1 - jnp.abs(label - k)) for k in range(n_classes)]
+
+
+def _sums(z: Array, label: Array, with_ce: bool) -> tuple[Array, ...]:
+    zs = _slices(z)
+    ps, m, log_total = _softmax(zs)
+    hits = _hits(label, len(zs))
+    tp = _voxel_sums([h * p for h, p in zip(hits, ps)])
+    sp = _voxel_sums(ps)
+    sg = _voxel_sums(hits)  # MONAI sums its float one-hot target
+    if not with_ce:
+        return tp, sp, sg
+    # torch's log_softmax: (z - m) - log Z
+    logps = [(zk - m) - log_total for zk in zs]
+    nll = -jnp.sum(_add([h * lp for h, lp in zip(hits, logps)]), axis=1)
+    smooth = -jnp.sum(_add(logps), axis=1)
+    return tp, sp, sg, nll, smooth
+
+
+def _tangents(z: Array, label: Array, dz: Array, with_ce: bool) -> tuple[Array, ...]:
+    """The sums' tangents along ``dz``: linear in ``dz``, ``p`` recomputed from ``z``."""
+    ps, _, _ = _softmax(_slices(z))
+    dzs = _slices(dz)
+    hits = _hits(label, len(ps))
+    d_lse = _add([p * d for p, d in zip(ps, dzs)])  # d log sum_c exp z_c
+    d_logps = [d - d_lse for d in dzs]
+    dps = [p * d for p, d in zip(ps, d_logps)]
+    d_tp = _voxel_sums([h * dp for h, dp in zip(hits, dps)])
+    d_sp = _voxel_sums(dps)
+    d_sg = jnp.zeros_like(d_sp)  # the target's sums do not depend on the logits
+    if not with_ce:
+        return d_tp, d_sp, d_sg
+    d_nll = -jnp.sum(_add([h * d for h, d in zip(hits, d_logps)]), axis=1)
+    d_smooth = -jnp.sum(_add(d_logps), axis=1)
+    return d_tp, d_sp, d_sg, d_nll, d_smooth
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def softmax_label_sums(z: Array, label: Array, with_ce: bool = False) -> tuple[Array, ...]:
+    r"""``(tp, sp, sg)`` (each ``(N, C)``; ``sg_{nc} = \sum_s g_c``, the class volumes), and with
+    ``with_ce`` also ``(nll, sm)`` (each ``(N,)``),
+    of ``(N, C, S)`` logits ``z`` (``C <= MAX_CLASSES``) and an ``(N, S)`` class index
+    ``label`` held as whole numbers in ``z``'s dtype; see the module docstring for the
+    formulas. An index outside ``[0, C)`` matches no class (the caller poisons the result).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> z = jnp.zeros((1, 2, 3))  # p = 1/2 everywhere
+        >>> tp, sp, sg = softmax_label_sums(z, jnp.array([[0.0, 1.0, 1.0]]))
+        >>> tp.tolist(), sp.tolist(), sg.tolist()
+        ([[0.5, 1.0]], [[1.5, 1.5]], [[1.0, 2.0]])
+    """
+    return _sums(z, label, with_ce)
+
+
+@softmax_label_sums.defjvp
+def _softmax_label_sums_jvp(with_ce: bool, primals: tuple[Array, Array], tangents: tuple[Array, Array]):
+    z, label = primals
+    dz, _ = tangents  # the sums are piecewise constant in the label
+    # checkpointed: the transpose (the reverse pass) recomputes p from z instead of storing it
+    out_tangents = jax.checkpoint(_tangents, static_argnums=(3,))(z, label, dz, with_ce)
+    return _sums(z, label, with_ce), out_tangents
