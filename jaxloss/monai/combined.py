@@ -21,9 +21,9 @@ from jaxloss.monai.dice import (
     dice_score,
     finish_dice,
     fused_applies,
-    softmax_dice_sums,
     generalized_dice_from_probs,
     n_scored_classes,
+    softmax_dice_sums,
 )
 from jaxloss.monai.focal import check_focal_weight, focal_from_logits
 
