@@ -340,10 +340,10 @@ def test_traced_options_grad_vmap_and_second_order() -> None:
 def test_softmax_label_map_program_stays_fused(fn: Any) -> None:
     """The compiled value+gradient of the usual segmentation configuration (softmax logits, a
     label map) keeps its temporaries to about one input-sized array per pass it needs (the
-    fused core in jaxloss.monai._fused: the softmax, the label's class masks, in 3.0 input
-    sizes at this shape for both losses; the generic program it replaced had 3.75 for Dice and
-    5.5 for DiceCE, with a float one-hot target, products and softmax pieces each stored): a
-    change that brings those back fails here."""
+    fused core in jaxloss.monai._fused: the softmax and the label's class masks, 2.0 input
+    sizes at this shape for Dice, 3.0 for DiceCE; the generic program it replaced had 3.75 and
+    5.5, with a float one-hot target, products and softmax pieces each stored): a change that
+    brings those back fails here."""
     shape = (2, 4, 16, 16, 8)
     x = jnp.zeros(shape, jnp.float32)
     y = jnp.zeros((2, 1, *shape[2:]), jnp.int32)
