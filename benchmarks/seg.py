@@ -10,16 +10,22 @@ per-sample sums with ``axis``), but channels-last and on a one-hot target: it is
 pre-transposed logits and a precomputed float32 one-hot target (work it does not do here),
 and its value is checked against jaxloss's before timing.
 
+Timing: the implementations of a loss run in turn, ``--rounds`` times (the order rotating);
+the table gives medians of wall time and of this process's CPU time (all threads), the
+latter less sensitive to other processes sharing the cores; the load average is printed.
+
 The *limit* is the bytes a value+gradient must move at the device's streaming rate
 (:mod:`benchmarks.bandwidth`, measured in the same process): read the logits and the labels,
 write the gradient. ``limit fraction`` = limit seconds / measured seconds.
 
-    python -m benchmarks.seg [--shape 8 4 128 128 64] [--no-compile]
+    python -m benchmarks.seg [--shape 8 4 128 128 64] [--no-compile] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import time
 import warnings
 from typing import Any
 
@@ -32,7 +38,7 @@ import torch
 import jaxloss.monai as jm
 from benchmarks.bandwidth import measure
 from benchmarks.losses import Case, jax_fns, torch_fns
-from benchmarks.timing import block, machine_header, markdown_table, median_seconds
+from benchmarks.timing import block, machine_header, markdown_table
 
 
 def _monai(cls_name: str) -> Any:
@@ -52,7 +58,7 @@ def _optax_dice(logits_last: jax.Array, onehot_last: jax.Array) -> jax.Array:
     return optax.losses.dice_loss(logits_last, onehot_last, smooth=0.5e-5, axis=spatial, reduction="mean").mean()
 
 
-def _optax_times(x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def _optax_fns(x: np.ndarray, labels: np.ndarray) -> tuple[Any, Any]:
     """optax's Dice on channels-last logits and a one-hot target, after checking it is MONAI's."""
     last = jnp.asarray(np.moveaxis(x, 1, -1))
     onehot = jax.nn.one_hot(jnp.asarray(labels[:, 0]), x.shape[1], dtype=jnp.float32)
@@ -61,10 +67,33 @@ def _optax_times(x: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     theirs = float(value(last, onehot))
     if abs(theirs - ours) > 1e-5 * max(1.0, abs(ours)):
         raise AssertionError(f"optax's Dice {theirs} is not MONAI's {ours} here")
-    return median_seconds(lambda: block(value(last, onehot))), median_seconds(lambda: block(vgrad(last, onehot)))
+    return (lambda: block(value(last, onehot))), (lambda: block(vgrad(last, onehot)))
 
 
-def run(shape: tuple[int, ...], compile_torch: bool) -> list[list[Any]]:
+def _timed(fn: Any) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call: CPU time is this process's, all threads, so it shows
+    the work done even when other processes share the cores (the wall time then grows)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def interleaved(fns: dict[str, tuple[Any, Any]], rounds: int) -> dict[str, list[float]]:
+    """Median (value wall, value CPU, value+grad wall, value+grad CPU) seconds per
+    implementation, the implementations run in turn in each round (the order rotating), so
+    a change of load on the shared machine falls on all of them alike."""
+    names = list(fns)
+    for value, vgrad in fns.values():  # compile / warm up
+        value(), vgrad(), value(), vgrad()
+    samples: dict[str, list[tuple[float, ...]]] = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            value, vgrad = fns[k]
+            samples[k].append(_timed(value) + _timed(vgrad))
+    return {k: [float(np.median([s[i] for s in v])) for i in range(4)] for k, v in samples.items()}
+
+
+def run(shape: tuple[int, ...], compile_torch: bool, rounds: int) -> list[list[Any]]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape).astype(np.float32)
     labels = rng.integers(0, shape[1], size=(shape[0], 1, *shape[2:])).astype(np.int64)
@@ -74,25 +103,27 @@ def run(shape: tuple[int, ...], compile_torch: bool) -> list[list[Any]]:
     limit = moved / bw
     rows = []
     for name, fn, cls_name in (("Dice", jm.dice_loss, "DiceLoss"), ("DiceCE", jm.dice_ce_loss, "DiceCELoss")):
-        jv, jg = jax_fns(fn, Case(case.arrays, {"to_onehot_y": True, "softmax": True}))
-        t = {"jaxloss": (median_seconds(jv), median_seconds(jg))}
-        tv, tg = torch_fns(_monai(cls_name), case)
+        fns = {"jaxloss": jax_fns(fn, Case(case.arrays, {"to_onehot_y": True, "softmax": True}))}
+        fns["MONAI eager"] = torch_fns(_monai(cls_name), case)
+        if compile_torch:
+            try:
+                compiled = torch_fns(torch.compile(_monai(cls_name)), case)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    compiled[1]()
+                fns["MONAI torch.compile"] = compiled
+            except (RuntimeError, ImportError, OSError) as e:  # inductor needs a C++ toolchain on CPU
+                print(f"torch.compile failed: {type(e).__name__}: {str(e)[:200]}")
+        if name == "Dice":
+            fns["optax dice_loss"] = _optax_fns(x, labels)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t["MONAI eager"] = (median_seconds(tv, min_reps=3), median_seconds(tg, min_reps=3))
-            if compile_torch:
-                try:
-                    cv, cg = torch_fns(torch.compile(_monai(cls_name)), case)
-                    t["MONAI torch.compile"] = (median_seconds(cv, min_reps=3), median_seconds(cg, min_reps=3))
-                except (RuntimeError, ImportError, OSError) as e:  # inductor needs a C++ toolchain on CPU
-                    t["MONAI torch.compile"] = (float("nan"), float("nan"))
-                    print(f"torch.compile failed: {type(e).__name__}: {str(e)[:200]}")
-        if name == "Dice":
-            t["optax dice_loss"] = _optax_times(x, labels)
+            t = interleaved(fns, rounds)
         base = t["MONAI eager"]
-        for impl, (value, vgrad) in t.items():
-            rows.append([name, impl, f"{value * 1e3:.1f}", f"{vgrad * 1e3:.1f}",
-                         f"{base[0] / value:.2f}x", f"{base[1] / vgrad:.2f}x", f"{limit / vgrad:.2f}"])
+        for impl, (value, value_cpu, vgrad, vgrad_cpu) in t.items():
+            rows.append([name, impl, f"{value * 1e3:.0f}", f"{vgrad * 1e3:.0f}", f"{vgrad_cpu * 1e3:.0f}",
+                         f"{base[0] / value:.2f}x", f"{base[2] / vgrad:.2f}x", f"{base[3] / vgrad_cpu:.2f}x",
+                         f"{limit / vgrad:.2f}"])
     return rows
 
 
@@ -100,15 +131,19 @@ def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", type=int, nargs="+", default=[8, 4, 128, 128, 64])
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians of these)")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = run(tuple(args.shape), not args.no_compile)
+    load_before = os.getloadavg()[0]
+    rows = run(tuple(args.shape), not args.no_compile, args.rounds)
     table = markdown_table(
-        ["loss", "implementation", "value ms", "value+grad ms", "value vs MONAI", "value+grad vs MONAI",
-         "limit fraction (value+grad)"],
+        ["loss", "implementation", "value ms", "value+grad ms", "value+grad CPU ms", "value vs MONAI",
+         "value+grad vs MONAI", "value+grad CPU vs MONAI", "limit fraction (value+grad)"],
         rows,
     )
-    out = f"{machine_header()}\n\nshape {tuple(args.shape)} float32, int64 labels\n\n{table}"
+    load = f"1-minute load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    out = (f"{machine_header()}\n\nshape {tuple(args.shape)} float32, int64 labels; {args.rounds} interleaved "
+           f"rounds, medians; {load}\n\n{table}")
     print(out)
     return out
 

@@ -195,16 +195,24 @@ def check_one_hot_target(target_shape: Sequence[int]) -> None:
         raise ShapeError("labels should have a channel with length equal to one.")
 
 
-def one_hot(labels: Array, n_classes: int) -> tuple[Array, Array]:
-    """``monai.networks.one_hot(labels, n_classes)``: float32 ``(B, C, ...)`` from ``(B, 1, ...)``
-    labels (floats truncated toward zero, as ``labels.long()``); also the map of labels outside
-    ``[0, C)``, where MONAI's ``scatter_`` raises ``index {t} is out of bounds ...``."""
+def label_index(labels: Array, n_classes: int) -> tuple[Array, Array]:
+    """The class index of a label map as ``monai.networks.one_hot`` reads it (floats truncated
+    toward zero, as ``labels.long()``) and the flag of a label outside ``[0, C)`` anywhere,
+    where MONAI's ``scatter_`` raises ``index {t} is out of bounds ...`` (raised here in
+    checked mode; the caller makes the result NaN)."""
     index = labels if jnp.issubdtype(labels.dtype, jnp.integer) else jnp.trunc(labels)
     bad = (index < 0) | (index >= n_classes) | (jnp.isnan(labels) if jnp.issubdtype(labels.dtype, jnp.floating) else False)
     first = jnp.ravel(index)[jnp.argmax(jnp.ravel(bad))] if labels.size else jnp.zeros((), index.dtype)
     value_check(~jnp.any(bad), f"index {{}} is out of bounds for dimension 1 with size {n_classes}", first)
+    return index, jnp.any(bad)
+
+
+def one_hot(labels: Array, n_classes: int) -> tuple[Array, Array]:
+    """``monai.networks.one_hot(labels, n_classes)``: float32 ``(B, C, ...)`` from ``(B, 1, ...)``
+    labels, and :func:`label_index`'s flag of labels outside ``[0, C)``."""
+    index, bad = label_index(labels, n_classes)
     classes = jnp.arange(n_classes).reshape((1, n_classes) + (1,) * (labels.ndim - 2))
-    return (index == classes).astype(jnp.float32), jnp.any(bad)
+    return (index == classes).astype(jnp.float32), bad
 
 
 def ignore_mask(target: Array, ignore_index: int | None) -> Array | None:

@@ -17,8 +17,13 @@ from jaxloss.monai.dice import (
     activate_work,
     check_dice_weight,
     dice_from_probs,
+    dice_result_dtype,
+    dice_score,
+    finish_dice,
+    fused_applies,
     generalized_dice_from_probs,
     n_scored_classes,
+    softmax_dice_sums,
 )
 from jaxloss.monai.focal import check_focal_weight, focal_from_logits
 
@@ -118,6 +123,9 @@ def dice_ce_loss(
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
     dice_w = weight[1:] if weight is not None and not include_background and weight.ndim == 1 else weight
+    if fused_applies(x.shape[1], to_onehot_y=to_onehot_y, softmax=softmax, other_act=other_act, squared_pred=squared_pred):
+        return _fused_dice_ce(x, y, input.dtype, include_background, jaccard, reduction, smooth_nr, smooth_dr, batch,
+                              weight, dice_w, lambda_dice, lambda_ce, label_smoothing)
     p = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None)
     dice = dice_from_probs(
         p, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
@@ -125,6 +133,41 @@ def dice_ce_loss(
         weight=dice_w, soft_label=False, ignore_index=None,
     )
     ce = _ce(x, y, weight, reduction, label_smoothing)
+    total = lambda_dice * dice + lambda_ce * ce
+    return total.astype(jnp.result_type(dice, ce))
+
+
+def _fused_dice_ce(
+    x: Array, y: Array, in_dtype: Any, include_background: bool, jaccard: bool, reduction: str, smooth_nr: Any,
+    smooth_dr: Any, batch: bool, weight: Array | None, dice_w: Array | None, lambda_dice: Any, lambda_ce: Any,
+    label_smoothing: Any,
+) -> Array:
+    r"""``dice_ce_loss`` with softmax logits and a label map, from :func:`softmax_dice_sums`.
+
+    Without a class weight the cross entropy comes from the same pass, as torch computes it
+    for class indices: :math:`(1 - arepsilon)\,\overline{nll} + (arepsilon / C)\,\overline{sm}`
+    (means over the voxels for ``'mean'``, sums for ``'sum'``; ``arepsilon`` clamped at 0).
+    Every voxel counts: a label torch's cross entropy would ignore (-100) is out of range for
+    the Dice part, which makes the total NaN anyway."""
+    dtype = dice_result_dtype(jnp.zeros((), in_dtype), y, True)
+    work = c.working(dtype)
+    with_ce = weight is None
+    (tp, fp, fn), ce_sums, bad = softmax_dice_sums(
+        x.astype(work), y, include_background=include_background, batch=batch, with_ce=with_ce)
+    f = dice_score(tp, fp, fn, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, weight=dice_w)
+    dice = finish_dice(f, reduction, x.ndim, bad, dtype)
+    if with_ce:
+        nll, smooth = (jnp.sum(s) for s in ce_sums)
+        if reduction == "mean":
+            voxels = x.size // x.shape[1]
+            nll, smooth = nll / voxels, smooth / voxels
+        if label_smoothing is None:  # a concrete value <= 0: the registry leaves the term out
+            ce = nll.astype(in_dtype)
+        else:
+            eps = jnp.maximum(label_smoothing, 0)
+            ce = ((1 - eps) * nll + smooth * (eps / x.shape[1])).astype(in_dtype)
+    else:
+        ce = _ce(x, y, weight, reduction, label_smoothing)
     total = lambda_dice * dice + lambda_ce * ce
     return total.astype(jnp.result_type(dice, ce))
 

@@ -11,11 +11,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from jaxloss._dtypes import Array
 from jaxloss._registry import Number, loss_function
 from jaxloss.monai import _common as c
+from jaxloss.monai._fused import MAX_CLASSES, softmax_label_sums
 
 _ARRAYS = {"input": "float", "target": "label"}  # weight: any MONAI form, converted by the precheck
 _DICE_STATIC = ("include_background", "to_onehot_y", "sigmoid", "softmax", "squared_pred", "jaccard", "batch", "soft_label")
@@ -92,16 +94,65 @@ def dice_from_probs(
     if batch:
         axes = (0, *axes)
     tp, fp, fn = c.tp_fp_fn(x, target, axes, 2 if squared_pred else 1, soft_label)
+    f = dice_score(tp, fp, fn, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, weight=weight)
+    return finish_dice(f, reduction, ndim, bad, dtype)
+
+
+def dice_score(tp: Array, fp: Array, fn: Array, *, jaccard: bool, smooth_nr: Any, smooth_dr: Any, weight: Array | None) -> Array:
+    r"""Per-class Dice (Jaccard) loss from the overlap sums, weighted, last axis the classes:
+    :math:`1 - (2 tp + s_{nr}) / (2 (tp + fp/2 + fn/2) + s_{dr})` (``jaccard``: ``fp``, ``fn`` whole)."""
     if not jaccard:
         fp, fn = fp * 0.5, fn * 0.5
     f = 1 - (2 * tp + smooth_nr) / (2 * (tp + fp + fn) + smooth_dr)
-    n_classes = target.shape[1]
+    n_classes = tp.shape[-1]
     if weight is not None and n_classes != 1:
-        w = jnp.broadcast_to(weight.astype(work), (n_classes,))
+        w = jnp.broadcast_to(weight.astype(tp.dtype), (n_classes,))
         f = c.negative_poison(f * w, weight, _WEIGHT_NEGATIVE)
+    return f
+
+
+def finish_dice(f: Array, reduction: str, ndim: int, bad: Array | None, dtype: Any) -> Array:
+    """The reduced Dice in MONAI's dtype, NaN where a label was out of range."""
     if reduction == "none":
         f = c.broadcastable(f, ndim)
     return c.poison_all(c.reduce(f, reduction), bad).astype(dtype)
+
+
+# --------------------------------------------------------------------------- the fused softmax path
+def fused_applies(
+    n_pred_ch: int, *, to_onehot_y: bool, softmax: bool, other_act: Any, squared_pred: bool = False,
+    soft_label: bool = False, ignore_index: int | None = None,
+) -> bool:
+    """Whether :func:`softmax_dice_sums` computes this Dice: MONAI's usual segmentation
+    configuration (softmax logits, a class-index label map), any other options allowed."""
+    return (
+        softmax and to_onehot_y and 1 < n_pred_ch <= MAX_CLASSES and other_act is None
+        and not squared_pred and not soft_label and ignore_index is None
+    )
+
+
+def softmax_dice_sums(
+    x: Array, target: Array, *, include_background: bool, batch: bool, with_ce: bool = False
+) -> tuple[tuple[Array, Array, Array], tuple[Array, ...], Array]:
+    """``(tp, fp, fn)`` of the softmax of channels-first logits ``x`` (in the working dtype)
+    against the ``(B, 1, *spatial)`` label map ``target``, as :func:`dice_from_probs` computes
+    them after MONAI's activation and one-hot step (same checks, same NaN for a bad label), in
+    :func:`jaxloss.monai._fused.softmax_label_sums`'s few passes; with ``with_ce`` also its
+    per-sample cross-entropy sums ``(nll, sm)``; and the bad-label flag."""
+    n, n_pred_ch = x.shape[:2]
+    c.check_one_hot_target(target.shape)
+    kept = n_scored_classes(n_pred_ch, include_background)
+    c.check_same_shape(jax.ShapeDtypeStruct((target.shape[0], kept, *target.shape[2:]), x.dtype),
+                       jax.ShapeDtypeStruct((n, kept, *x.shape[2:]), x.dtype))
+    index, bad = c.label_index(target, n_pred_ch)
+    x = c.poison_input(x, bad)
+    # as whole numbers in the logits' dtype (see softmax_label_sums); a label outside [0, C)
+    # may round there, the result is NaN for it anyway
+    sums = softmax_label_sums(x.reshape(n, n_pred_ch, -1), index.reshape(n, -1).astype(x.dtype), with_ce)
+    tp, sp, sg = (s[:, n_pred_ch - kept:] for s in sums[:3])
+    if batch:
+        tp, sp, sg = (jnp.sum(s, axis=0) for s in (tp, sp, sg))
+    return (tp, sp - tp, sg - tp), sums[3:], bad
 
 
 def precheck_dice(values: dict[str, Any]) -> None:
@@ -201,6 +252,13 @@ def dice_loss(
     """
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
+    if fused_applies(x.shape[1], to_onehot_y=to_onehot_y, softmax=softmax, other_act=other_act,
+                     squared_pred=squared_pred, soft_label=soft_label, ignore_index=ignore_index):
+        dtype = dice_result_dtype(input, y, True)
+        (tp, fp, fn), _, bad = softmax_dice_sums(
+            x.astype(c.working(dtype)), y, include_background=include_background, batch=batch)
+        f = dice_score(tp, fp, fn, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, weight=weight)
+        return c.from_channels_first(finish_dice(f, reduction, input.ndim, bad, dtype), axis, input.ndim)
     x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
     out = dice_from_probs(
         x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,

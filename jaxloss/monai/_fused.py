@@ -1,0 +1,141 @@
+r"""The softmax Dice / cross-entropy sums over a class-index label map, in few passes over the logits.
+
+MONAI's ``DiceLoss(softmax=True, to_onehot_y=True)`` (and ``DiceCELoss``'s) needs, per sample
+``n`` and class ``c``, only sums over the voxels ``s`` of the softmax ``p = softmax_c(z)`` and
+the one-hot target ``g_c = [l = c]``:
+
+.. math::
+    tp_{nc} = \sum_s g_c\,p_c,\quad sp_{nc} = \sum_s p_c,\quad
+    sg_{nc} = \sum_s g_c,\quad nll_n = -\sum_s \log p_l,\quad sm_n = -\sum_s \sum_c \log p_c
+
+(``nll`` and ``sm`` are the cross entropy and its label-smoothing term). Written as a generic
+program, the softmax, the float one-hot target and the products are full-size temporaries
+written and read again, and the gradient goes through the generic derivative of each (with a
+strided reduction over the class axis for every softmax and its transpose). Here:
+
+* the arrays are handled as ``C`` channel slices of shape ``(N, S)`` (segmentations have a
+  handful of classes; :data:`MAX_CLASSES` at most): the channel max and sum are elementwise
+  over the slices, so the softmax, its derivative and their transposes are elementwise fusions;
+* the one-hot target is computed from the label where it is used (:func:`_hits`), never stored;
+* the derivative is a ``custom_jvp`` with the closed form
+  :math:`dp_c = p_c (dz_c - \sum_k p_k dz_k)`, :math:`d \log p_c = dz_c - \sum_k p_k dz_k`:
+  the reverse pass is one elementwise fusion reading the softmax the forward pass stored and
+  the label, writing the gradient. Being a JVP rule (not a VJP), forward mode (``jvp``,
+  ``jacfwd``) and second order keep working.
+
+Measured on XLA:CPU (jax 0.10.2, ``(4, 4, 64, 64, 32)`` float32): the compiled Dice
+value+gradient keeps 2.1 input-sized temporaries, DiceCE 3.1 (the generic program: 3.75 and 5.5).
+Recomputing the softmax in the reverse pass (``jax.checkpoint`` on the
+tangent function) was slower: XLA then recomputes every channel's ``exp`` for each output
+element.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss._dtypes import Array
+
+# the most classes the slice-by-slice program is used for (its size grows with C)
+MAX_CLASSES = 16
+
+
+def _slices(z: Array) -> list[Array]:
+    """The ``C`` channels of ``(N, C, S)``, each ``(N, S)``."""
+    return [z[:, k] for k in range(z.shape[1])]
+
+
+def _add(xs: list[Array]) -> Array:
+    return functools.reduce(jnp.add, xs)
+
+
+def _softmax(zs: list[Array]) -> tuple[list[Array], Array]:
+    """The softmax of the channel slices ``zs`` as ``p_c = exp(z_c - lse)``, and
+    ``lse = m + log sum_c exp(z_c - m)`` (``(N, S)``, ``m`` the channel max).
+
+    Why not torch's ``exp(z_c - m) / Z``: XLA:CPU fuses the cheap channel max into every
+    consumer, so each ``exp(z_c - m)`` would read all ``C`` channels again; ``lse`` (with its
+    ``exp`` and ``log``) is computed once into an ``(N, S)`` array that every channel reads.
+    The two agree to a few units in the last place."""
+    m = functools.reduce(jnp.maximum, zs)
+    lse = m + jnp.log(_add([jnp.exp(zk - m) for zk in zs]))
+    return [jnp.exp(zk - lse) for zk in zs], lse
+
+
+def _voxel_sums(xs: list[Array]) -> Array:
+    """``(N, C)``: each ``(N, S)`` slice summed over its voxels."""
+    return jnp.stack([jnp.sum(x, axis=1) for x in xs], axis=1)
+
+
+def _hits(label: Array, n_classes: int) -> list[Array]:
+    """The one-hot target's channels ``[l = c]`` (``(N, S)`` each) of a float class index.
+
+    Written as ``max(0, 1 - |l - c|)`` (exactly 1 or 0 for whole numbers): XLA:CPU fuses this
+    arithmetic into the voxel sums that use it, where a comparison or a select would be
+    computed into a full-size temporary first."""
+    return [jnp.maximum(0, 1 - jnp.abs(label - k)) for k in range(n_classes)]
+
+
+def _sums(z: Array, label: Array, with_ce: bool) -> tuple[Array, ...]:
+    zs = _slices(z)
+    ps, lse = _softmax(zs)
+    hits = _hits(label, len(zs))
+    tp = _voxel_sums([h * p for h, p in zip(hits, ps)])
+    sp = _voxel_sums(ps)
+    sg = _voxel_sums(hits)  # MONAI sums its float one-hot target
+    if not with_ce:
+        return tp, sp, sg
+    logps = [zk - lse for zk in zs]
+    nll = -jnp.sum(_add([h * lp for h, lp in zip(hits, logps)]), axis=1)
+    smooth = -jnp.sum(_add(logps), axis=1)
+    return tp, sp, sg, nll, smooth
+
+
+def _tangents(z: Array, label: Array, dz: Array, with_ce: bool) -> tuple[Array, ...]:
+    """The sums' tangents along ``dz`` (linear in ``dz``; JAX transposes it into the reverse pass)."""
+    ps, _ = _softmax(_slices(z))
+    dzs = _slices(dz)
+    # comparisons here, not _hits: the reverse pass is one elementwise kernel, into which XLA
+    # fuses a comparison with the label (the arithmetic masks would be stored for it instead)
+    hits = [label == k for k in range(len(ps))]
+    zero = jnp.zeros((), z.dtype)
+    d_lse = _add([p * d for p, d in zip(ps, dzs)])  # d log sum_c exp z_c
+    d_logps = [d - d_lse for d in dzs]
+    dps = [p * d for p, d in zip(ps, d_logps)]
+    d_tp = _voxel_sums([jnp.where(h, dp, zero) for h, dp in zip(hits, dps)])
+    d_sp = _voxel_sums(dps)
+    d_sg = jnp.zeros_like(d_sp)  # the target's sums do not depend on the logits
+    if not with_ce:
+        return d_tp, d_sp, d_sg
+    d_nll = -jnp.sum(_add([jnp.where(h, d, zero) for h, d in zip(hits, d_logps)]), axis=1)
+    d_smooth = -jnp.sum(_add(d_logps), axis=1)
+    return d_tp, d_sp, d_sg, d_nll, d_smooth
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def softmax_label_sums(z: Array, label: Array, with_ce: bool = False) -> tuple[Array, ...]:
+    r"""``(tp, sp, sg)`` (each ``(N, C)``; ``sg_{nc} = \sum_s g_c``, the class volumes), and with
+    ``with_ce`` also ``(nll, sm)`` (each ``(N,)``),
+    of ``(N, C, S)`` logits ``z`` (``C <= MAX_CLASSES``) and an ``(N, S)`` class index
+    ``label`` held as whole numbers in ``z``'s dtype; see the module docstring for the
+    formulas. An index outside ``[0, C)`` matches no class (the caller poisons the result).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> z = jnp.zeros((1, 2, 3))  # p = 1/2 everywhere
+        >>> tp, sp, sg = softmax_label_sums(z, jnp.array([[0.0, 1.0, 1.0]]))
+        >>> tp.tolist(), sp.tolist(), sg.tolist()
+        ([[0.5, 1.0]], [[1.5, 1.5]], [[1.0, 2.0]])
+    """
+    return _sums(z, label, with_ce)
+
+
+@softmax_label_sums.defjvp
+def _softmax_label_sums_jvp(with_ce: bool, primals: tuple[Array, Array], tangents: tuple[Array, Array]):
+    z, label = primals
+    dz, _ = tangents  # the sums are piecewise constant in the label
+    out_tangents = _tangents(z, label, dz, with_ce)
+    return _sums(z, label, with_ce), out_tangents
