@@ -176,6 +176,29 @@ def _value_and_grads(
     return program(tuple(args))
 
 
+def jax_value_and_grads(
+    jax_fn: Callable[..., Any], values: Mapping[str, Any], grad: Iterable[str], dtype: str
+) -> tuple[Any, dict[str, Any]]:
+    """``jax_fn(**values)`` and the gradients of its sum (accumulated in float64 for float64,
+    else float32) with respect to ``grad``, by name: the JAX side of :func:`check` alone, from
+    the same cached program (for a test with its own comparison, e.g. against torch in two dtypes)."""
+    grad = list(grad)
+
+    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
+        return fn(**vals)
+
+    call.layout = ("keywords", tuple(values))  # type: ignore[attr-defined]
+    both = _value_and_grads(jax_fn, [(call, values)], grad, dtype)
+    if both is None:  # an unregistered function given a Python float: eager
+        out = jax_fn(**values)
+        acc = jnp.float64 if dtype == "float64" else jnp.float32
+        grads = jax.grad(lambda g: jnp.sum(jax_fn(**{**values, **dict(zip(grad, g))}).astype(acc)))(
+            tuple(values[n] for n in grad))
+        return out, dict(zip(grad, grads))
+    out, grads = both[0]
+    return out, dict(zip(grad, grads))
+
+
 def _case(
     arrays: Mapping[str, Any], kwargs: Mapping[str, Any], grad: list[str], dtype: str,
     positional: Iterable[str] | None,
