@@ -411,7 +411,17 @@ def low_precision_vs_float32(
     result on the same (rounded) values within the dtype's tolerance."""
     float_args = list(float_args)
     j_args = [jnp.asarray(a, dtype) if i in float_args else a for i, a in enumerate(args)]
-    out = jax_fn(*j_args, **kwargs)
+
+    @jax.jit  # the value and the gradient in one compiled program (eager: the call, then two more)
+    def value_and_grad(x: Any) -> Any:
+        def scalar(x: Any) -> Any:
+            out = jax_fn(*([x] + j_args[1:]), **kwargs)
+            return jnp.sum(out.astype(jnp.float32)), out
+
+        (_, out), g = jax.value_and_grad(scalar, has_aux=True)(x)
+        return out, g
+
+    out, g = value_and_grad(j_args[0])
     assert out.dtype == jnp.dtype(dtype)
     t_args = [
         torch.tensor(np.asarray(a.astype(jnp.float32)))
@@ -423,7 +433,6 @@ def low_precision_vs_float32(
     ]
     expected = torch_fn(*t_args, **kwargs).to(torch.float64)
     assert_close(out.astype(jnp.float32), expected, dtype, "low-precision value")
-    g = jax.grad(lambda x: jnp.sum(jax_fn(*([x] + j_args[1:]), **kwargs).astype(jnp.float32)))(j_args[0])
     assert g.dtype == jnp.dtype(dtype)
     assert np.isfinite(np.asarray(g, np.float32)).all()
 
