@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import jaxloss
 import jaxloss.checked as checked
 from jaxloss.parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
-from tests.torch_compare import TORCH_DTYPES, assert_close, check, to_jax, to_torch
+from tests.torch_compare import TORCH_DTYPES, assert_close, check, check_each, to_jax, to_torch
 
 # inf - inf in torch_compare's error computation (both sides inf: compared as equal)
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
@@ -58,7 +58,8 @@ def second_order(jax_fn, torch_fn, arrays, kwargs, wrt="input", cross=(), dtype=
 
         return jnp.sum(jax.grad(scalar)(vals[wrt]) * j_v)
 
-    j_hv = jax.grad(gv, argnums=tuple(range(len(diff))))(*[j_vals[n] for n in diff])
+    # one compiled program (eager, grad of grad of the loss's jit compiles several)
+    j_hv = jax.jit(jax.grad(gv, argnums=tuple(range(len(diff)))))(*[j_vals[n] for n in diff])
     for n, jh, th in zip(diff, j_hv, t_hv):
         assert_close(jh, torch.zeros_like(t_vals[n]) if th is None else th, dtype, f"d/d{n} <grad_{wrt}, v>")
 
@@ -91,10 +92,18 @@ def low_precision_check(jax_fn, torch_fn, arrays, kwargs, grad, dtype, positiona
 
     truth, lowp = torch_run("float64"), torch_run(dtype)
     j_vals = {n: to_jax(rounded[n], dtype) for n in names}
-    out = call(jax_fn, j_vals)
+
+    @jax.jit  # value and gradients in one compiled program (eager: the call, then two for the gradient)
+    def value_and_grads(gvals):
+        def scalar(gvals):
+            out = call(jax_fn, {**j_vals, **dict(zip(grad, gvals))})
+            return jnp.sum(out.astype(jnp.float32)), out
+
+        (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals)
+        return out, grads
+
+    out, j_grads = value_and_grads(tuple(j_vals[n] for n in grad))
     assert out.dtype == jnp.dtype(out_dtype or dtype)
-    j_grads = jax.grad(lambda *g: jnp.sum(call(jax_fn, {**j_vals, **dict(zip(grad, g))}).astype(jnp.float32)),
-                       argnums=tuple(range(len(grad))))(*[j_vals[n] for n in grad]) if grad else ()
     for n, g in zip(grad, j_grads):
         assert g.dtype == jnp.dtype(dtype), f"grad {n} dtype {g.dtype}"
     for what, j, t, tl in zip(["value", *grad], [out, *j_grads], truth, lowp):
@@ -119,18 +128,19 @@ def _bce_data(rng):
 BCE_WEIGHTS = {"none": None, "full": (N, C), "class": (C,), "scalar": ()}
 
 
+# The grids loop over reductions (and options) inside one test: check_each, one compiled
+# program per grid, a failure names its case.
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weight", list(BCE_WEIGHTS))
-def test_bce_matches_torch(dtype, reduction, weight):
+def test_bce_matches_torch(dtype, weight):
     rng = np.random.default_rng(1)
     x, y = _bce_data(rng)
     arrays = {"input": x, "target": y}
     if BCE_WEIGHTS[weight] is not None:
         arrays["weight"] = rng.uniform(0.2, 2.0, size=BCE_WEIGHTS[weight])
     # torch refuses to differentiate BCE's weight: compare input and target gradients.
-    check(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, {"reduction": reduction},
-          grad=["input", "target"], dtype=dtype, positional=["input", "target"])
+    check_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, [{"reduction": r} for r in REDUCTIONS],
+               grad=["input", "target"], dtype=dtype, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -278,17 +288,17 @@ def _logits_data(rng, shape=(N, C)):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("option", list(BCEL_OPTIONS))
-def test_bce_with_logits_matches_torch(dtype, reduction, option):
+def test_bce_with_logits_matches_torch(dtype, option):
     rng = np.random.default_rng(4)
     x, y = _logits_data(rng)
     arrays = {"input": x, "target": y}
     for name, shape in BCEL_OPTIONS[option].items():
         arrays[name] = rng.uniform(0.3, 3.0, size=shape)
     # torch refuses to differentiate weight / pos_weight: compare input and target gradients.
-    check(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, arrays,
-          {"reduction": reduction}, grad=["input", "target"], dtype=dtype, positional=["input", "target"])
+    check_each(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, arrays,
+               [{"reduction": r} for r in REDUCTIONS], grad=["input", "target"], dtype=dtype,
+               positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -408,11 +418,12 @@ def _focal_data(rng, soft=False):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (0.5, 0.0), (-1.0, 2.0), (0.25, 0.5), (0.75, 1.0), (-1.0, 3.5)])
-def test_sigmoid_focal_loss_matches_torchvision_formula(dtype, reduction, alpha, gamma):
-    arrays = _focal_data(np.random.default_rng(7), soft=gamma == 1.0)
-    check(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays,
-          {"alpha": alpha, "gamma": gamma, "reduction": reduction}, grad=["inputs", "targets"], dtype=dtype)
+def test_sigmoid_focal_loss_matches_torchvision_formula(dtype, reduction):
+    grid = [(0.25, 2.0), (0.5, 0.0), (-1.0, 2.0), (0.25, 0.5), (0.75, 1.0), (-1.0, 3.5)]
+    check_each(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference,
+               [_focal_data(np.random.default_rng(7), soft=gamma == 1.0) for _, gamma in grid],
+               [{"alpha": alpha, "gamma": gamma, "reduction": reduction} for alpha, gamma in grid],
+               grad=["inputs", "targets"], dtype=dtype)
 
 
 @pytest.mark.parametrize("alpha", [float("nan"), -float("inf")])
@@ -483,9 +494,8 @@ def test_sigmoid_focal_loss_bad_input():
 
 # --------------------------------------------------------------------------- soft_margin_loss
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("target", ["sign", "real", "broadcast", "int"])
-def test_soft_margin_loss_matches_torch(dtype, reduction, target):
+def test_soft_margin_loss_matches_torch(dtype, target):
     rng = np.random.default_rng(11)
     x = rng.normal(scale=3.0, size=(N, C))
     x[0, :4] = [80.0, -80.0, 40.0, -40.0]  # large but inside torch's float32 range
@@ -496,8 +506,8 @@ def test_soft_margin_loss_matches_torch(dtype, reduction, target):
     if target == "sign":
         y[0, :4] = [1.0, 1.0, -1.0, -1.0]
     # torch refuses to differentiate the target.
-    check(jaxloss.soft_margin_loss, F.soft_margin_loss, {"input": x, "target": y}, {"reduction": reduction},
-          grad=["input"], dtype=dtype)
+    check_each(jaxloss.soft_margin_loss, F.soft_margin_loss, {"input": x, "target": y},
+               [{"reduction": r} for r in REDUCTIONS], grad=["input"], dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -574,9 +584,8 @@ ML_CASES = {
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("case", list(ML_CASES))
-def test_multilabel_soft_margin_loss_matches_torch(dtype, reduction, case):
+def test_multilabel_soft_margin_loss_matches_torch(dtype, case):
     rng = np.random.default_rng(13)
     xs, ys, ws = ML_CASES[case]
     x = rng.normal(scale=3.0, size=xs)
@@ -587,8 +596,8 @@ def test_multilabel_soft_margin_loss_matches_torch(dtype, reduction, case):
     if ws is not None:
         arrays["weight"] = rng.uniform(0.2, 2.0, size=ws)
     # composite in torch: input, target and weight are all differentiable
-    check(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, arrays, {"reduction": reduction},
-          grad=list(arrays), dtype=dtype, positional=["input", "target"])
+    check_each(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, arrays,
+               [{"reduction": r} for r in REDUCTIONS], grad=list(arrays), dtype=dtype, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -24,6 +24,7 @@ from tests.torch_compare import (
     assert_close,
     assert_same_error,
     check,
+    check_each,
     check_hvp,
     low_precision_vs_float32,
     mixed_ties,
@@ -46,46 +47,48 @@ def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- pairwise_distance
+# The grids below loop over their static options inside one test (check_each: one compiled
+# program for the whole grid; a failure names its case) instead of one test per option.
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("p", [2.0, 1.0, INF, -INF, 0.0, 0.5, 1.5, 3.0, -1.0])
-@pytest.mark.parametrize("eps", [1e-6, 0.0])
 @pytest.mark.parametrize("keepdim", [False, True])
-def test_pairwise_distance(dtype, p, eps, keepdim):
+def test_pairwise_distance(dtype, keepdim):
     x1, x2 = _pairs(np.random.default_rng(0))
-    out = check(
+    outs = check_each(
         jaxloss.pairwise_distance,
         F.pairwise_distance,
         {"x1": x1, "x2": x2},
-        {"p": p, "eps": eps, "keepdim": keepdim},
+        [{"p": p, "eps": eps, "keepdim": keepdim}
+         for p in [2.0, 1.0, INF, -INF, 0.0, 0.5, 1.5, 3.0, -1.0] for eps in [1e-6, 0.0]],
         grad=["x1", "x2"],
         dtype=dtype,
     )
-    assert out.shape == ((N, 1) if keepdim else (N,))
+    assert all(out.shape == ((N, 1) if keepdim else (N,)) for out in outs)
+
+
+PAIRWISE_SHAPES = [
+    ((D,), (D,)),
+    ((), ()),
+    ((N, D), (D,)),
+    ((D,), (N, D)),
+    ((2, 3, D), (2, 3, D)),
+    ((2, 1, D), (3, D)),
+    ((), (N, D)),
+    ((N, 1), (N, D)),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "shapes",
-    [
-        ((D,), (D,)),
-        ((), ()),
-        ((N, D), (D,)),
-        ((D,), (N, D)),
-        ((2, 3, D), (2, 3, D)),
-        ((2, 1, D), (3, D)),
-        ((), (N, D)),
-        ((N, 1), (N, D)),
-    ],
-)
-@pytest.mark.parametrize("keepdim", [False, True])
-def test_pairwise_distance_shapes(dtype, shapes, keepdim):
-    rng = np.random.default_rng(1)
-    x1, x2 = rng.normal(size=shapes[0]), rng.normal(size=shapes[1])
-    check(
+def test_pairwise_distance_shapes(dtype):
+    cases = [(shapes, keepdim) for shapes in PAIRWISE_SHAPES for keepdim in [False, True]]
+    arrays = []
+    for shapes, _ in cases:
+        rng = np.random.default_rng(1)
+        arrays.append({"x1": rng.normal(size=shapes[0]), "x2": rng.normal(size=shapes[1])})
+    check_each(
         jaxloss.pairwise_distance,
         F.pairwise_distance,
-        {"x1": x1, "x2": x2},
-        {"keepdim": keepdim},
+        arrays,
+        [{"keepdim": keepdim} for _, keepdim in cases],
         grad=["x1", "x2"],
         dtype=dtype,
     )
@@ -147,27 +150,28 @@ def test_cosine_similarity(dtype, eps):
     assert np.asarray(out)[:3].tolist() == [0.0, 0.0, 0.0]
 
 
+COSINE_SHAPES_DIMS = [
+    (((D,), (D,)), 0),
+    (((D,), (D,)), -1),
+    (((), ()), 0),
+    (((3, 1, D), (5, D)), -1),
+    (((N, D), (N, D)), 0),
+    (((2, D, 3), (2, D, 3)), 1),
+    (((2, D, 3), (1, D, 1)), -2),
+]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "shapes_dim",
-    [
-        (((D,), (D,)), 0),
-        (((D,), (D,)), -1),
-        (((), ()), 0),
-        (((3, 1, D), (5, D)), -1),
-        (((N, D), (N, D)), 0),
-        (((2, D, 3), (2, D, 3)), 1),
-        (((2, D, 3), (1, D, 1)), -2),
-    ],
-)
-def test_cosine_similarity_shapes(dtype, shapes_dim):
-    (s1, s2), dim = shapes_dim
-    rng = np.random.default_rng(4)
-    check(
+def test_cosine_similarity_shapes(dtype):
+    arrays = []
+    for (s1, s2), _ in COSINE_SHAPES_DIMS:
+        rng = np.random.default_rng(4)
+        arrays.append({"x1": rng.normal(size=s1), "x2": rng.normal(size=s2)})
+    check_each(
         jaxloss.cosine_similarity,
         F.cosine_similarity,
-        {"x1": rng.normal(size=s1), "x2": rng.normal(size=s2)},
-        {"dim": dim},
+        arrays,
+        [{"dim": dim} for _, dim in COSINE_SHAPES_DIMS],
         grad=["x1", "x2"],
         dtype=dtype,
     )
@@ -286,25 +290,20 @@ def _cos_embedding_arrays(rng: np.random.Generator, target: str) -> dict[str, np
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("margin", [0.0, 0.5, -0.5])
 @pytest.mark.parametrize("target", ["pm1", "any-value", "int"])
-def test_cosine_embedding_loss(dtype, reduction, margin, target):
+def test_cosine_embedding_loss(dtype, target):
     arrays = _cos_embedding_arrays(np.random.default_rng(6), target)
-    check(
+    check_each(
         jaxloss.cosine_embedding_loss,
         F.cosine_embedding_loss,
         arrays,
-        {"margin": margin, "reduction": reduction},
+        [{"margin": margin, "reduction": reduction} for reduction in REDUCTIONS for margin in [0.0, 0.5, -0.5]],
         grad=["input1", "input2"],
         dtype=dtype,
     )
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("case", ["unbatched", "broadcast-input2", "broadcast-target"])
-def test_cosine_embedding_loss_shapes(dtype, reduction, case):
+def _cos_embedding_shapes(case: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(7)
     if case == "unbatched":
         arrays = {"input1": rng.normal(size=(D,)), "input2": rng.normal(size=(D,)), "target": np.array(-1.0)}
@@ -320,11 +319,18 @@ def test_cosine_embedding_loss_shapes(dtype, reduction, case):
             "input2": rng.normal(size=(N, D)),
             "target": np.array([-1.0]),
         }
-    check(
+    return arrays
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cosine_embedding_loss_shapes(dtype):
+    cases = [(case, reduction) for case in ["unbatched", "broadcast-input2", "broadcast-target"]
+             for reduction in REDUCTIONS]
+    check_each(
         jaxloss.cosine_embedding_loss,
         F.cosine_embedding_loss,
-        arrays,
-        {"margin": 0.1, "reduction": reduction},
+        [_cos_embedding_shapes(case) for case, _ in cases],
+        [{"margin": 0.1, "reduction": reduction} for _, reduction in cases],
         grad=["input1", "input2"],
         dtype=dtype,
     )
@@ -405,25 +411,15 @@ def _triplets(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(  # every p with and without swap; each margin with each p
-    "p,swap,margin",
-    [
-        (2.0, False, 1.0),
-        (2.0, True, 0.5),
-        (1.0, True, 1.0),
-        (1.0, False, 0.5),
-        (INF, True, 0.5),
-        (INF, False, 1.0),
-        (3.0, False, 0.5),
-        (3.0, True, 1.0),
-    ],
-)
-def test_triplet_margin_loss(dtype, reduction, p, swap, margin):
-    check(
+def test_triplet_margin_loss(dtype, reduction):
+    # every p with and without swap; each margin with each p
+    grid = [(2.0, False, 1.0), (2.0, True, 0.5), (1.0, True, 1.0), (1.0, False, 0.5),
+            (INF, True, 0.5), (INF, False, 1.0), (3.0, False, 0.5), (3.0, True, 1.0)]
+    check_each(
         jaxloss.triplet_margin_loss,
         F.triplet_margin_loss,
         _triplets(np.random.default_rng(9)),
-        {"margin": margin, "p": p, "swap": swap, "reduction": reduction},
+        [{"margin": margin, "p": p, "swap": swap, "reduction": reduction} for p, swap, margin in grid],
         grad=["anchor", "positive", "negative"],
         dtype=dtype,
     )
@@ -453,19 +449,19 @@ def test_triplet_margin_loss_ties(dtype, swap):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(
-    "shapes", [((D,),) * 3, ((N, D), (1, D), (N, D)), ((2, 3, D),) * 3, ((N, D), (N, D), (N, 1))]
-)
-def test_triplet_margin_loss_shapes(dtype, reduction, shapes):
-    rng = np.random.default_rng(10)
-    arrays = {k: rng.normal(size=s) for k, s in zip(("anchor", "positive", "negative"), shapes)}
-    check(
+def test_triplet_margin_loss_shapes(dtype):
+    cases = [(shapes, reduction) for reduction in REDUCTIONS
+             for shapes in [((D,),) * 3, ((N, D), (1, D), (N, D)), ((2, 3, D),) * 3, ((N, D), (N, D), (N, 1))]]
+    arrays = []
+    for shapes, _ in cases:
+        rng = np.random.default_rng(10)
+        arrays.append({k: rng.normal(size=s) for k, s in zip(("anchor", "positive", "negative"), shapes)})
+    check_each(
         jaxloss.triplet_margin_loss,
         F.triplet_margin_loss,
         arrays,
-        {"swap": True, "reduction": reduction},
-        grad=list(arrays),
+        [{"swap": True, "reduction": reduction} for _, reduction in cases],
+        grad=["anchor", "positive", "negative"],
         dtype=dtype,
     )
 
@@ -528,16 +524,23 @@ def _with_distance(name: str, framework: int):
     )
 
 
+def _torch_with_jax_distance(*args, distance_function=None, **kw):
+    """torch's loss, given the JAX distance of :data:`DISTANCES` that the JAX side receives:
+    the options of both sides are one dict, and the JAX loss itself (registered) keeps its
+    numeric options traced in check_each's program, where a lambda around it would not."""
+    torch_distance = {id(j): t for j, t in DISTANCES.values()}[id(distance_function)]
+    return F.triplet_margin_with_distance_loss(*args, distance_function=torch_distance, **kw)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("distance", sorted(DISTANCES))
 @pytest.mark.parametrize("swap,margin", [(False, 1.0), (True, 0.3)])
-def test_triplet_margin_with_distance_loss(dtype, reduction, distance, swap, margin):
-    check(
-        _with_distance(distance, 0),
-        _with_distance(distance, 1),
+def test_triplet_margin_with_distance_loss(dtype, swap, margin):
+    check_each(
+        jaxloss.triplet_margin_with_distance_loss,
+        _torch_with_jax_distance,
         _triplets(np.random.default_rng(12)),
-        {"margin": margin, "swap": swap, "reduction": reduction},
+        [{"margin": margin, "swap": swap, "reduction": reduction, "distance_function": DISTANCES[d][0]}
+         for reduction in REDUCTIONS for d in sorted(DISTANCES)],
         grad=["anchor", "positive", "negative"],
         dtype=dtype,
     )

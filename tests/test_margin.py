@@ -25,6 +25,7 @@ from tests.torch_compare import (
     assert_close,
     assert_same_error,
     check,
+    check_each,
     check_hvp,
     low_precision_vs_float32,
     mixed_ties,
@@ -73,26 +74,24 @@ def _ml_ties(x: np.ndarray, t: np.ndarray) -> int:
     return ties
 
 
+# The grids loop over their options inside one test (check_each: one compiled program for the
+# grid, a failure names its case), each case with the data it had as a test of its own.
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("target_dtype", [np.int32, np.int64])
-def test_multilabel_margin_loss(dtype, reduction, target_dtype):
+def test_multilabel_margin_loss(dtype, target_dtype):
     rng = np.random.default_rng(0)
     x = mixed_ties(rng, N, C)
     assert _ml_ties(x, ML_TARGET) >= 2
-    check(
+    check_each(
         jaxloss.multilabel_margin_loss,
         _long(F.multilabel_margin_loss),
         {"input": x, "target": ML_TARGET.astype(target_dtype)},
-        {"reduction": reduction},
+        [{"reduction": reduction} for reduction in REDUCTIONS],
         dtype=dtype,
     )
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("case", ["vector", "scalar-1", "scalar-0d"])
-def test_multilabel_margin_loss_unbatched(dtype, reduction, case):
+def _multilabel_unbatched(case):
     rng = np.random.default_rng(1)
     if case == "vector":
         x, t = _ints(rng, C), ML_TARGET[1]
@@ -100,14 +99,20 @@ def test_multilabel_margin_loss_unbatched(dtype, reduction, case):
         x, t = np.array(0.5), np.array([0])
     else:
         x, t = np.array(0.5), np.array(0)
-    out = check(
+    return {"input": x, "target": t}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multilabel_margin_loss_unbatched(dtype):
+    grid = [(r, case) for r in REDUCTIONS for case in ["vector", "scalar-1", "scalar-0d"]]
+    outs = check_each(
         jaxloss.multilabel_margin_loss,
         _long(F.multilabel_margin_loss),
-        {"input": x, "target": t},
-        {"reduction": reduction},
+        [_multilabel_unbatched(case) for _, case in grid],
+        [{"reduction": r} for r, _ in grid],
         dtype=dtype,
     )
-    assert out.shape == ()  # torch: a scalar for an unbatched input, even with 'none'
+    assert all(out.shape == () for out in outs)  # torch: a scalar for an unbatched input, even with 'none'
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -254,12 +259,7 @@ def _mm_target(rng: np.random.Generator, n: int = N, dtype: Any = np.int64) -> n
     return rng.integers(0, C, size=(n,)).astype(dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("p", [1, 2])
-@pytest.mark.parametrize("margin", [1.0, 0.3])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_multi_margin_loss(dtype, reduction, p, margin, weighted):
+def _multi_margin_arrays(p, margin, weighted):
     rng = np.random.default_rng(4)
     x = mixed_ties(rng, N, C)
     t = _mm_target(rng, dtype=np.int32 if p == 1 else np.int64)
@@ -270,33 +270,45 @@ def test_multi_margin_loss(dtype, reduction, p, margin, weighted):
     arrays = {"input": x, "target": t}
     if weighted:
         arrays["weight"] = rng.uniform(0.2, 2.0, size=(C,))
-    check(
+    return arrays
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_margin_loss(dtype, weighted):
+    grid = [(r, p, margin) for r in REDUCTIONS for p in [1, 2] for margin in [1.0, 0.3]]
+    check_each(
         jaxloss.multi_margin_loss,
         _long(F.multi_margin_loss),
-        arrays,
-        {"p": p, "margin": margin, "reduction": reduction},
+        [_multi_margin_arrays(p, margin, weighted) for _, p, margin in grid],
+        [{"p": p, "margin": margin, "reduction": r} for r, p, margin in grid],
         dtype=dtype,
         positional=["input", "target"],
     )
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("case", ["vector-1", "vector-0d", "scalar"])
-def test_multi_margin_loss_unbatched(dtype, reduction, case):
+def _multi_margin_unbatched(case):
     rng = np.random.default_rng(5)
     if case == "scalar":
         x, t = np.array(0.7), np.array(0)
     else:
         x, t = _ints(rng, C), (np.array([2]) if case == "vector-1" else np.array(2))
-    out = check(
+    return {"input": x, "target": t}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_margin_loss_unbatched(dtype):
+    grid = [(r, case) for r in REDUCTIONS for case in ["vector-1", "vector-0d", "scalar"]]
+    arrays = [_multi_margin_unbatched(case) for _, case in grid]
+    outs = check_each(
         jaxloss.multi_margin_loss,
         _long(F.multi_margin_loss),
-        {"input": x, "target": t},
-        {"p": 2, "reduction": reduction},
+        arrays,
+        [{"p": 2, "reduction": r} for r, _ in grid],
         dtype=dtype,
     )
-    assert out.shape == ((1,) if reduction == "none" and t.ndim == 1 else ())
+    for (r, _), a, out in zip(grid, arrays, outs):
+        assert out.shape == ((1,) if r == "none" and a["target"].ndim == 1 else ())
 
 
 def test_multi_margin_loss_tie_has_no_gradient():
@@ -411,20 +423,18 @@ def _ranking_arrays(rng: np.random.Generator, shape: str) -> dict[str, np.ndarra
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("margin", [0.0, 1.0, -0.5])
 @pytest.mark.parametrize("shape", ["vector", "broadcast", "scalar"])
-def test_margin_ranking_loss(dtype, reduction, margin, shape):
-    rng = np.random.default_rng(8)
-    arrays = _ranking_arrays(rng, shape)
-    if shape == "vector" and margin in (0.0, 1.0):
-        z = -arrays["target"] * (arrays["input1"] - arrays["input2"]) + margin
-        assert (z == 0).sum() >= 1  # a tie: torch's clamp_min passes the gradient
-    check(
+def test_margin_ranking_loss(dtype, shape):
+    arrays = _ranking_arrays(np.random.default_rng(8), shape)
+    for margin in (0.0, 1.0):
+        if shape == "vector":
+            z = -arrays["target"] * (arrays["input1"] - arrays["input2"]) + margin
+            assert (z == 0).sum() >= 1  # a tie: torch's clamp_min passes the gradient
+    check_each(
         jaxloss.margin_ranking_loss,
         F.margin_ranking_loss,
         arrays,
-        {"margin": margin, "reduction": reduction},
+        [{"margin": margin, "reduction": r} for r in REDUCTIONS for margin in [0.0, 1.0, -0.5]],
         grad=["input1", "input2", "target"],
         dtype=dtype,
     )
@@ -479,10 +489,8 @@ def test_margin_ranking_loss_errors():
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("margin", [1.0, 0.0, 0.5])
 @pytest.mark.parametrize("target", ["pm1", "any-value", "broadcast", "int"])
-def test_hinge_embedding_loss(dtype, reduction, margin, target):
+def test_hinge_embedding_loss(dtype, target):
     rng = np.random.default_rng(10)
     x = _ints(rng, N, C, lo=-1, hi=2)
     if target == "pm1":
@@ -493,13 +501,13 @@ def test_hinge_embedding_loss(dtype, reduction, margin, target):
         y = rng.choice([-1.0, 1.0], size=(C,))
     else:
         y = rng.choice([-1, 1], size=(N, C))
-    if margin in (0.0, 1.0):
+    for margin in (0.0, 1.0):
         assert (x == margin).sum() >= 2  # ties of max(0, margin - x)
-    check(
+    check_each(
         jaxloss.hinge_embedding_loss,
         F.hinge_embedding_loss,
         {"input": x, "target": y},
-        {"margin": margin, "reduction": reduction},
+        [{"margin": margin, "reduction": r} for r in REDUCTIONS for margin in [1.0, 0.0, 0.5]],
         dtype=dtype,
     )
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import jaxloss
 import jaxloss.checked as checked
 from jaxloss.parity.tolerances import tolerance_for
-from tests.torch_compare import assert_close, check, to_jax, to_torch
+from tests.torch_compare import assert_close, check, check_each, jax_value_and_grads, to_jax, to_torch
 
 DTYPES = ["float32", "float64"]
 LOW = ["float16", "bfloat16"]
@@ -64,10 +64,11 @@ def _j(x, dtype="float64"):
 
 
 # =========================================================================== the grid
+# Each grid loops over its options inside one test (check_each: one compiled program for the
+# grid, a failure names its case), with the data each case had as a test of its own.
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_l1_loss(dtype, reduction, weighted):
+def test_l1_loss(dtype, weighted):
     rng = np.random.default_rng(0)
     x = rng.normal(size=SHAPE)
     y = rng.normal(size=SHAPE)
@@ -75,45 +76,41 @@ def test_l1_loss(dtype, reduction, weighted):
     arrays = {"input": x, "target": y}
     if weighted:
         arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
-    check(jaxloss.l1_loss, F.l1_loss, arrays, {"reduction": reduction}, grad=list(arrays), dtype=dtype,
-          positional=["input", "target"])
+    check_each(jaxloss.l1_loss, F.l1_loss, arrays, [{"reduction": r} for r in REDUCTIONS], grad=list(arrays),
+               dtype=dtype, positional=["input", "target"])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("weighted", [False, True])
-def test_mse_loss(dtype, reduction, weighted):
-    rng = _rng("mse", reduction, weighted)
-    x, y = _kink_pair(rng, 1.0)
+def _weighted_kink_arrays(rng, kink, weighted):
+    x, y = _kink_pair(rng, kink)  # |x - y| == kink and x == y: torch's branch choices
     arrays = {"input": x, "target": y}
     if weighted:
         arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
-    check(jaxloss.mse_loss, F.mse_loss, arrays, {"reduction": reduction}, grad=list(arrays), dtype=dtype,
-          positional=["input", "target"])
+    return arrays
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("delta", [1.0, 0.5, 2.0])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_huber_loss(dtype, reduction, delta, weighted):
-    rng = _rng("huber", reduction, delta, weighted)
-    x, y = _kink_pair(rng, delta)  # |x - y| == delta and x == y: torch's branch choices
-    arrays = {"input": x, "target": y}
-    if weighted:
-        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
-    check(jaxloss.huber_loss, F.huber_loss, arrays, {"reduction": reduction, "delta": delta},
-          grad=list(arrays), dtype=dtype, positional=["input", "target"])
+def test_mse_loss(dtype, weighted):
+    arrays = [_weighted_kink_arrays(_rng("mse", r, weighted), 1.0, weighted) for r in REDUCTIONS]
+    check_each(jaxloss.mse_loss, F.mse_loss, arrays, [{"reduction": r} for r in REDUCTIONS], grad=list(arrays[0]),
+               dtype=dtype, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0, 0.0])
-def test_smooth_l1_loss(dtype, reduction, beta):
-    rng = _rng("sl1", reduction, beta)
-    x, y = _kink_pair(rng, beta)
-    check(jaxloss.smooth_l1_loss, F.smooth_l1_loss, {"input": x, "target": y},
-          {"reduction": reduction, "beta": beta}, grad=["input", "target"], dtype=dtype)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_huber_loss(dtype, weighted):
+    grid = [(r, delta) for r in REDUCTIONS for delta in [1.0, 0.5, 2.0]]
+    arrays = [_weighted_kink_arrays(_rng("huber", r, delta, weighted), delta, weighted) for r, delta in grid]
+    check_each(jaxloss.huber_loss, F.huber_loss, arrays, [{"reduction": r, "delta": delta} for r, delta in grid],
+               grad=list(arrays[0]), dtype=dtype, positional=["input", "target"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_smooth_l1_loss(dtype):
+    grid = [(r, beta) for r in REDUCTIONS for beta in [1.0, 0.5, 2.0, 0.0]]
+    pairs = [_kink_pair(_rng("sl1", r, beta), beta) for r, beta in grid]
+    check_each(jaxloss.smooth_l1_loss, F.smooth_l1_loss, [{"input": x, "target": y} for x, y in pairs],
+               [{"reduction": r, "beta": beta} for r, beta in grid], grad=["input", "target"], dtype=dtype)
 
 
 def _poisson_data(rng, log_input, shape=SHAPE):
@@ -129,18 +126,17 @@ def _poisson_data(rng, log_input, shape=SHAPE):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("log_input,full,eps", [
-    (True, False, None), (True, True, None), (False, False, None), (False, True, None),
-    (False, False, 1e-3), (False, True, 1e-3), (True, False, 1e-3),  # eps only acts without log_input
-])
-def test_poisson_nll_loss(dtype, reduction, log_input, full, eps):
-    x, t = _poisson_data(_rng("poisson", reduction, log_input, full, eps), log_input)
-    kwargs = {"log_input": log_input, "full": full, "reduction": reduction}
-    if eps is not None:
-        kwargs["eps"] = eps
+def test_poisson_nll_loss(dtype, reduction):
+    grid = [(True, False, None), (True, True, None), (False, False, None), (False, True, None),
+            (False, False, 1e-3), (False, True, 1e-3), (True, False, 1e-3)]  # eps only acts without log_input
+    arrays, options = [], []
+    for log_input, full, eps in grid:
+        x, t = _poisson_data(_rng("poisson", reduction, log_input, full, eps), log_input)
+        arrays.append({"input": x, "target": t})
+        options.append({"log_input": log_input, "full": full, "reduction": reduction,
+                        **({"eps": eps} if eps is not None else {})})
     # target is differentiable; with full=True its gradient at target == 0 is NaN in torch too
-    check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t}, kwargs,
-          grad=["input", "target"], dtype=dtype)
+    check_each(jaxloss.poisson_nll_loss, F.poisson_nll_loss, arrays, options, grad=["input", "target"], dtype=dtype)
 
 
 def test_poisson_full_target_gradient_is_torchs_nan_at_zero():
@@ -163,22 +159,23 @@ _VAR_SHAPES = {
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("var_kind", [*_VAR_SHAPES, "float"])
-@pytest.mark.parametrize("full", [False, True])
-def test_gaussian_nll_loss(dtype, reduction, var_kind, full):
-    rng = _rng("gauss", reduction, var_kind, full)
-    shape = (3, 4, 2)
-    x, y = rng.normal(size=shape), rng.normal(size=shape)
-    if var_kind == "float":
-        var = 0.7
-        grad = ["input", "target"]
-    else:
-        var = rng.uniform(0.1, 2.0, size=_VAR_SHAPES[var_kind](shape))
-        var.flat[:2] = [0.0, 1e-8]  # below eps: clamped, gradient passed through the clamp
-        grad = ["input", "target", "var"]
-    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
-          {"full": full, "reduction": reduction}, grad=grad, dtype=dtype)
+def test_gaussian_nll_loss(dtype, var_kind):
+    grid = [(r, full) for r in REDUCTIONS for full in [False, True]]
+    arrays = []
+    for reduction, full in grid:
+        rng = _rng("gauss", reduction, var_kind, full)
+        shape = (3, 4, 2)
+        x, y = rng.normal(size=shape), rng.normal(size=shape)
+        if var_kind == "float":
+            var = 0.7
+        else:
+            var = rng.uniform(0.1, 2.0, size=_VAR_SHAPES[var_kind](shape))
+            var.flat[:2] = [0.0, 1e-8]  # below eps: clamped, gradient passed through the clamp
+        arrays.append({"input": x, "target": y, "var": var})
+    grad = ["input", "target"] if var_kind == "float" else ["input", "target", "var"]
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays,
+               [{"full": full, "reduction": r} for r, full in grid], grad=grad, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -825,17 +822,9 @@ _LOW_CASES = {
 
 
 def _values_and_grads(fn, call_args, grad_names, jax_side):
-    """(value, {name: grad of sum(value)}) of fn(**call_args) in JAX or torch."""
-    if jax_side:
-        out = fn(**call_args)
-        if not grad_names:
-            return out, {}
-
-        def scalar(*gs):
-            return jnp.sum(fn(**{**call_args, **dict(zip(grad_names, gs))}).astype(jnp.float32))
-
-        gs = jax.grad(scalar, argnums=tuple(range(len(grad_names))))(*[call_args[n] for n in grad_names])
-        return out, dict(zip(grad_names, gs))
+    """(value, {name: grad of sum(value)}) of fn(**call_args) in torch (the JAX side:
+    tests.torch_compare.jax_value_and_grads)."""
+    assert not jax_side
     out = fn(**call_args)
     gs = torch.autograd.grad(out.sum(), [call_args[n] for n in grad_names]) if grad_names else ()
     return out, dict(zip(grad_names, gs))
@@ -855,7 +844,7 @@ def check_low_precision(jax_fn, torch_fn, arrays, kwargs, grad, dtype):
     j_args = {n: to_jax(a, dtype) for n, a in rounded.items()}
     t_args = {n: to_torch(a, dtype, requires_grad=n in grad) for n, a in rounded.items()}
     r_args = {n: to_torch(a, "float64", requires_grad=n in grad) for n, a in rounded.items()}
-    j_out, j_g = _values_and_grads(lambda **a: jax_fn(**a, **kwargs), j_args, grad, True)
+    j_out, j_g = jax_value_and_grads(jax_fn, {**j_args, **kwargs}, grad, dtype)  # one cached program
     t_out, t_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), t_args, grad, False)
     r_out, r_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), r_args, grad, False)
     tol = tolerance_for(dtype)

@@ -6,8 +6,10 @@ sum of the output, i.e. a cotangent of ones) of every argument named in ``grad``
 and fails with the worst error on a mismatch. Every array is judged by
 :func:`jaxloss.parity.judge.compare_arrays`, the rule of the whole parity suite (tolerances from
 :mod:`jaxloss.parity.tolerances`; NaN agrees with NaN, infinities of the same sign agree).
-The JAX side is one cached compiled program per function, options and shapes where it can be
+The JAX side is one cached compiled program per function, static options and shapes where it can be
 (see ``_value_and_grads``): XLA's compiler is most of the time of the loss tests.
+``check_each(jax_fn, torch_fn, arrays, [kwargs, ...])`` checks a grid of options with one
+program for all of them.
 """
 
 from __future__ import annotations
@@ -73,72 +75,139 @@ def _static_key(value: Any) -> Any:
 _PROGRAMS: dict[Any, Callable[..., Any]] = {}
 
 
+def _traced_numbers(jax_fn: Callable[..., Any], static: Mapping[str, Any]) -> dict[str, Any]:
+    """The Python numbers of ``static`` that ``jax_fn``, a registered loss, traces anyway, as
+    the 0-d arrays its plain call would trace: ``float(v)``, weakly typed (``jnp.asarray`` of a
+    Python float is weak, as a Python float passed to ``jax.jit`` is; x64 is on, so float64).
+
+    Left static (part of the program's key, as in a plain call): an option that ``Number.off``
+    turns off (the loss then compiles without that term) and a value outside its range (the
+    plain call raises torch's error before tracing; a traced one would only be poisoned)."""
+    spec = getattr(jax_fn, "spec", None)
+    if spec is None:
+        return {}
+    out = {}
+    for name, value in static.items():
+        option = spec.numbers.get(name)
+        if option is None or isinstance(value, (bool, np.bool_)):
+            continue
+        if not isinstance(value, (int, float, np.integer, np.floating)):
+            continue
+        value = float(value)
+        if option.off is not None and option.off(value):
+            continue
+        if option.valid is not None and not option.valid(value):
+            continue
+        out[name] = jnp.asarray(value)
+    return out
+
+
+def _untraced_float(jax_fn: Callable[..., Any], static: Mapping[str, Any]) -> bool:
+    """A Python float in ``static`` that ``jax_fn`` may trace: any, for an unregistered function;
+    none for a registered loss (its traced options are in :func:`_traced_numbers`' result; a
+    float left over is a static option of its plain call, ``p`` of a norm, or out of range)."""
+    return getattr(jax_fn, "spec", None) is None and any(isinstance(v, float) for v in static.values())
+
+
 def _value_and_grads(
-    jax_fn: Callable[..., Any], call: Callable[..., Any], values: Mapping[str, Any], grad: list[str], dtype: str
-) -> tuple[Any, tuple[Any, ...]] | None:
-    """``jax_fn``'s value and the gradients of ``sum(value)`` with respect to ``grad``, from ONE
-    compiled program, ``jax.jit(jax.value_and_grad(..., has_aux=True))``, or ``None`` where
+    jax_fn: Callable[..., Any], cases: list[tuple[Callable[..., Any], Mapping[str, Any]]], grad: list[str], dtype: str
+) -> list[tuple[Any, tuple[Any, ...]]] | None:
+    """For each ``(call, values)`` of ``cases``: ``jax_fn``'s value and the gradients of
+    ``sum(value)`` with respect to ``grad``, all from ONE compiled program (a
+    ``jax.value_and_grad(..., has_aux=True)`` per case inside one ``jax.jit``), or ``None`` where
     :func:`check` does better with eager ``jax.grad`` (below).
 
     A registered loss is a ``jax.jit``: its plain call compiles one program, and eager
-    ``jax.grad`` of it two more (forward with residuals, backward). Here the plain call is
-    traced inside one program instead, its argument checks and conversions included: about
-    half the compile time (XLA's CPU compiler is most of a loss test's time). Array arguments
-    are traced; every other value (a string, ``None``, a Python number) reaches the loss as in a
-    plain call and is part of the program's cache key, so a test with the same options and
-    shapes reuses it. A loss traces a Python-float option (``delta=0.5``), so eager
-    ``jax.grad`` shares its three programs between the values of a grid, where this would
-    compile one per value: ``None`` for a call with a Python float, and the eager path.
+    ``jax.grad`` of it two more (forward with residuals, backward). Here the plain calls are
+    traced inside one program instead, their argument checks and conversions included: XLA's
+    CPU compiler is most of a loss test's time, and much of a compilation is paid once per
+    program, whatever its size (nine small cases compile in about a third of the time in one
+    program as in nine). Array arguments are traced, and so are the numeric options a
+    registered loss traces in its plain call (``delta=0.5``: see :func:`_traced_numbers`), so
+    the values of a grid share one program; every other value (a string, ``None``, ``p`` of a
+    norm, a boolean) reaches the loss as in a plain call and is part of the program's cache
+    key, so a test with the same options and shapes reuses it. A Python float given to an
+    unregistered function (which may trace it) would compile one program per value: ``None``
+    for such a call, and the eager path, whose three programs a jit inside shares between values.
     """
-    traced = [n for n, v in values.items() if _is_array(v)]
-    static = {n: v for n, v in values.items() if n not in traced}
-    if any(isinstance(v, float) for v in static.values()):
-        return None
-    try:
-        key = (jax_fn, call.layout, tuple(grad), tuple(traced), dtype,  # type: ignore[attr-defined]
-               tuple((n, _static_key(v)) for n, v in static.items()))
-    except TypeError:  # an unhashable option: compiled for this call only
-        key = None
+    parts, key_parts = [], []
+    for call, values in cases:
+        numbers = _traced_numbers(jax_fn, {n: v for n, v in values.items() if not _is_array(v)})
+        traced = [n for n, v in values.items() if _is_array(v)]
+        static = {n: v for n, v in values.items() if n not in traced and n not in numbers}
+        if _untraced_float(jax_fn, static):
+            return None
+        others = [n for n in traced if n not in grad]
+        parts.append((call, static, others, list(numbers)))
+        try:
+            key_parts.append((call.layout, tuple(traced), tuple(numbers),  # type: ignore[attr-defined]
+                              tuple((n, _static_key(v)) for n, v in static.items())))
+        except TypeError:  # an unhashable option: compiled for this call only
+            key_parts = None
+            break
+    key = (jax_fn, tuple(grad), dtype, tuple(key_parts)) if key_parts is not None else None
     program = _PROGRAMS.get(key) if key is not None else None
     if program is None:
         acc = jnp.float64 if dtype == "float64" else jnp.float32
-        others = [n for n in traced if n not in grad]
 
-        def scalar(gvals: tuple[Any, ...], ovals: tuple[Any, ...]) -> Any:
-            out = call(jax_fn, {**static, **dict(zip(others, ovals)), **dict(zip(grad, gvals))})
-            return jnp.sum(out.astype(acc)), out
+        def one(part: Any, gvals: tuple[Any, ...], ovals: tuple[Any, ...], nvals: tuple[Any, ...]) -> Any:
+            call, static, others, number_names = part
 
-        @jax.jit
-        def program(gvals: tuple[Any, ...], ovals: tuple[Any, ...]) -> Any:
-            (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals, ovals)
+            def scalar(gvals: tuple[Any, ...]) -> Any:
+                out = call(jax_fn, {**static, **dict(zip(others, ovals)), **dict(zip(number_names, nvals)),
+                                    **dict(zip(grad, gvals))})
+                return jnp.sum(out.astype(acc)), out
+
+            (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals)
             return out, grads
 
-        program.others = others  # type: ignore[attr-defined]
+        @jax.jit
+        def program(args: tuple[Any, ...]) -> Any:
+            return [one(part, *a) for part, a in zip(parts, args)]
+
+        program.parts = parts  # type: ignore[attr-defined]
         if key is not None:
             _PROGRAMS[key] = program
-    return program(tuple(values[n] for n in grad), tuple(values[n] for n in program.others))
+    args = []
+    for (_, values), (_, _, others, number_names) in zip(cases, program.parts):
+        numbers = _traced_numbers(jax_fn, {n: values[n] for n in number_names})
+        args.append((tuple(values[n] for n in grad), tuple(values[n] for n in others),
+                     tuple(numbers[n] for n in number_names)))
+    return program(tuple(args))
 
 
-def check(
-    jax_fn: Callable[..., Any],
-    torch_fn: Callable[..., Any],
-    arrays: Mapping[str, Any],
-    kwargs: Mapping[str, Any] | None = None,
-    grad: Iterable[str] = ("input",),
-    dtype: str = "float32",
-    positional: Iterable[str] | None = None,
-) -> Any:
-    """Compare value and gradients; returns the jax value.
+def jax_value_and_grads(
+    jax_fn: Callable[..., Any], values: Mapping[str, Any], grad: Iterable[str], dtype: str
+) -> tuple[Any, dict[str, Any]]:
+    """``jax_fn(**values)`` and the gradients of its sum (accumulated in float64 for float64,
+    else float32) with respect to ``grad``, by name: the JAX side of :func:`check` alone, from
+    the same cached program (for a test with its own comparison, e.g. against torch in two dtypes)."""
+    grad = list(grad)
 
-    ``arrays`` maps argument names to NumPy arrays (floating arrays are cast to
-    ``dtype``) or other values; they are passed positionally in order (or only
-    the names in ``positional``; the rest by keyword) with ``kwargs`` added as
-    keywords.
-    """
-    kwargs = dict(kwargs or {})
+    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
+        return fn(**vals)
+
+    call.layout = ("keywords", tuple(values))  # type: ignore[attr-defined]
+    both = _value_and_grads(jax_fn, [(call, values)], grad, dtype)
+    if both is None:  # an unregistered function given a Python float: eager
+        out = jax_fn(**values)
+        acc = jnp.float64 if dtype == "float64" else jnp.float32
+        grads = jax.grad(lambda g: jnp.sum(jax_fn(**{**values, **dict(zip(grad, g))}).astype(acc)))(
+            tuple(values[n] for n in grad))
+        return out, dict(zip(grad, grads))
+    out, grads = both[0]
+    return out, dict(zip(grad, grads))
+
+
+def _case(
+    arrays: Mapping[str, Any], kwargs: Mapping[str, Any], grad: list[str], dtype: str,
+    positional: Iterable[str] | None,
+) -> tuple[Callable[..., Any], dict[str, Any], dict[str, Any]]:
+    """One call of :func:`check`: how to call a function (``call(fn, values)``), and the values
+    on the JAX side (arrays cast, ``kwargs`` added) and on the torch side (``grad`` requiring grad)."""
+    kwargs = dict(kwargs)
     names = list(arrays)
     pos = list(positional) if positional is not None else names
-    grad = list(grad)
 
     def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
         return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
@@ -147,9 +216,16 @@ def check(
     call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
     j_vals = {n: to_jax(arrays[n], dtype) for n in names}
     t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in grad) for n in names}
+    return call, {**j_vals, **kwargs}, t_vals
 
+
+def _compare(
+    jax_fn: Callable[..., Any], torch_fn: Callable[..., Any], call: Callable[..., Any], j_vals: Mapping[str, Any],
+    t_vals: Mapping[str, Any], grad: list[str], dtype: str, both: tuple[Any, tuple[Any, ...]] | None,
+) -> Any:
+    """Torch's value and gradients for one case against JAX's (``both``, or computed eagerly
+    where it is ``None``); returns the JAX value."""
     t_out = call(torch_fn, t_vals)
-    both = _value_and_grads(jax_fn, call, {**j_vals, **kwargs}, grad, dtype) if grad else None
     j_out, j_grads = both if both is not None else (call(jax_fn, j_vals), None)
     assert j_out.dtype == jnp.dtype(dtype), f"output dtype {j_out.dtype}, expected {dtype}"
     assert_close(j_out, t_out, dtype, "value")
@@ -170,6 +246,97 @@ def check(
             assert jg.dtype == jnp.dtype(dtype), f"grad {n} dtype {jg.dtype}, expected {dtype}"
             assert_close(jg, tg, dtype, f"grad wrt {n}")
     return j_out
+
+
+def check(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any],
+    kwargs: Mapping[str, Any] | None = None,
+    grad: Iterable[str] = ("input",),
+    dtype: str = "float32",
+    positional: Iterable[str] | None = None,
+) -> Any:
+    """Compare value and gradients; returns the jax value.
+
+    ``arrays`` maps argument names to NumPy arrays (floating arrays are cast to
+    ``dtype``) or other values; they are passed positionally in order (or only
+    the names in ``positional``; the rest by keyword) with ``kwargs`` added as
+    keywords.
+    """
+    return check_each(jax_fn, torch_fn, arrays, [kwargs or {}], grad, dtype, positional)[0]
+
+
+def check_each(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    options: Iterable[Mapping[str, Any]],
+    grad: Iterable[str] = ("input",),
+    dtype: str = "float32",
+    positional: Iterable[str] | None = None,
+) -> list[Any]:
+    """:func:`check` of each ``kwargs`` in ``options`` (with the same ``arrays``, or each with
+    its own where ``arrays`` is a list as long as ``options``), the JAX side of all of them in
+    one compiled program (see :func:`_value_and_grads`): a test loops over a grid of static
+    options (``reduction``, ``p``...) at the cost of about one compilation. A failure names
+    its case. Returns the JAX values."""
+    options = [dict(o) for o in options]
+    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
+    if len(per_case) != len(options):
+        raise ValueError(f"check_each: {len(per_case)} sets of arrays for {len(options)} options")
+    if not options:
+        raise ValueError("check_each: no options to check")
+    grad = list(grad)
+    cases = [_case(a, o, grad, dtype, positional) for a, o in zip(per_case, options)]
+    both = _value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype) if grad else None
+    outs = []
+    for i, (call, j_vals, t_vals) in enumerate(cases):
+        try:
+            outs.append(_compare(jax_fn, torch_fn, call, j_vals, t_vals, grad, dtype,
+                                 both[i] if both is not None else None))
+        except AssertionError as e:
+            if len(cases) == 1:
+                raise
+            shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
+            raise AssertionError(f"case {i} {options[i]} {shapes}: {e}") from None
+    return outs
+
+
+def _hvp(
+    jax_fn: Callable[..., Any], call: Callable[..., Any], values: Mapping[str, Any], wrt: list[str],
+    direction: tuple[Any, ...],
+) -> tuple[Any, ...]:
+    """The Hessian-vector product of ``sum(jax_fn(...))`` with respect to ``wrt`` along
+    ``direction``: ``jax.jvp`` of ``jax.grad``, in ONE compiled program cached as in
+    :func:`_value_and_grads` (arrays and a registered loss's numeric options traced, the rest
+    in the key). Eager, the two transformations of the loss's jit compile a program each for
+    the gradient's forward, backward and their tangents; a leftover Python float (an
+    unregistered function's option) keeps that eager path, which shares them between values."""
+    numbers = _traced_numbers(jax_fn, {n: v for n, v in values.items() if not _is_array(v)})
+    traced = [n for n, v in values.items() if _is_array(v)]
+    static = {n: v for n, v in values.items() if n not in traced and n not in numbers}
+
+    def hvp(tvals: tuple[Any, ...], nvals: tuple[Any, ...], vvals: tuple[Any, ...]) -> tuple[Any, ...]:
+        base = {**static, **dict(zip(traced, tvals)), **dict(zip(numbers, nvals))}
+
+        def scalar(*w: Any) -> Any:
+            return jnp.sum(call(jax_fn, {**base, **dict(zip(wrt, w))}))
+
+        grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
+        return jax.jvp(grad, tuple(base[n] for n in wrt), vvals)[1]
+
+    args = (tuple(values[n] for n in traced), tuple(numbers.values()), direction)
+    if _untraced_float(jax_fn, static):
+        return hvp(*args)
+    try:
+        key = ("hvp", jax_fn, call.layout, tuple(wrt), tuple(traced), tuple(numbers),  # type: ignore[attr-defined]
+               tuple((n, _static_key(v)) for n, v in static.items()))
+    except TypeError:  # an unhashable option: compiled for this call only
+        return jax.jit(hvp)(*args)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = jax.jit(hvp)
+    return _PROGRAMS[key](*args)
 
 
 def check_hvp(
@@ -193,7 +360,10 @@ def check_hvp(
     v = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
 
     def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
-        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
+        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
+                  **{n: vals.get(n, default) for n, default in kwargs.items()})
+
+    call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
 
     t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
     t_out = call(torch_fn, t_vals).sum()
@@ -205,14 +375,7 @@ def check_hvp(
         t_hv = [None] * len(wrt)
 
     j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-
-    def scalar(*w: Any) -> Any:
-        vals = dict(j_vals)
-        vals.update(zip(wrt, w))
-        return jnp.sum(call(jax_fn, vals))
-
-    grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
-    _, j_hv = jax.jvp(grad, tuple(j_vals[n] for n in wrt), tuple(to_jax(v[n], dtype) for n in wrt))
+    j_hv = _hvp(jax_fn, call, {**j_vals, **kwargs}, wrt, tuple(to_jax(v[n], dtype) for n in wrt))
     for n, jh, th in zip(wrt, j_hv, t_hv):
         if th is None or th._is_zerotensor():  # torch's symbolic zero cannot go to NumPy
             th = torch.zeros_like(t_vals[n])
@@ -248,7 +411,17 @@ def low_precision_vs_float32(
     result on the same (rounded) values within the dtype's tolerance."""
     float_args = list(float_args)
     j_args = [jnp.asarray(a, dtype) if i in float_args else a for i, a in enumerate(args)]
-    out = jax_fn(*j_args, **kwargs)
+
+    @jax.jit  # the value and the gradient in one compiled program (eager: the call, then two more)
+    def value_and_grad(x: Any) -> Any:
+        def scalar(x: Any) -> Any:
+            out = jax_fn(*([x] + j_args[1:]), **kwargs)
+            return jnp.sum(out.astype(jnp.float32)), out
+
+        (_, out), g = jax.value_and_grad(scalar, has_aux=True)(x)
+        return out, g
+
+    out, g = value_and_grad(j_args[0])
     assert out.dtype == jnp.dtype(dtype)
     t_args = [
         torch.tensor(np.asarray(a.astype(jnp.float32)))
@@ -260,7 +433,6 @@ def low_precision_vs_float32(
     ]
     expected = torch_fn(*t_args, **kwargs).to(torch.float64)
     assert_close(out.astype(jnp.float32), expected, dtype, "low-precision value")
-    g = jax.grad(lambda x: jnp.sum(jax_fn(*([x] + j_args[1:]), **kwargs).astype(jnp.float32)))(j_args[0])
     assert g.dtype == jnp.dtype(dtype)
     assert np.isfinite(np.asarray(g, np.float32)).all()
 
