@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-
 from jaxloss.parity.tolerances import tolerance_for
 from jaxloss.train.conv import IM2COL_MAX_OUTPUT_POSITIONS, conv_general_dilated
 
@@ -24,14 +23,8 @@ def _ours(x, w, stride, pad):
     return conv_general_dilated(x, w, (stride, stride), [(pad, pad), (pad, pad)], dimension_numbers=DN)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _value_and_grads(conv, x, w, stride, pad, cot):
-    y, vjp = jax.vjp(lambda x, w: conv(x, w, stride, pad), x, w)
-    return (y, *vjp(cot))
-
-
 # (H, Cin, Cout, kernel, stride, padding): ResNet-18's last two stages and edge cases
-CASES = [
+CASES = (
     (4, 8, 16, 3, 2, 1),  # 4x4 -> 2x2, stride 2
     (2, 16, 16, 3, 1, 1),  # 2x2 -> 2x2
     (2, 16, 32, 3, 2, 1),  # 2x2 -> 1x1: taps reading only padding are left out
@@ -39,24 +32,45 @@ CASES = [
     (2, 16, 32, 1, 2, 0),  # 1x1 downsample
     (3, 4, 5, 3, 1, 0),  # no padding, 1x1 output
     (2, 3, 4, 2, 1, 1),  # even kernel, 3x3 output (9 positions: lax path)
-]
+)
+
+
+def _case_id(case):
+    return "H{}_{}to{}_k{}s{}p{}".format(*case)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _value_and_grads(conv, cases, arrays):
+    """``[(y, d_input, d_kernel)]`` of each case (``arrays``: its ``(x, w, cotangent)``), every case in
+    one compiled program per path and dtype (a program per case costs more to compile than the cases)."""
+    out = []
+    for (_, _, _, _, s, p), (x, w, cot) in zip(cases, arrays, strict=True):
+        y, vjp = jax.vjp(lambda x, w, s=s, p=p: conv(x, w, s, p), x, w)
+        out.append((y, *vjp(cot)))
+    return out
+
+
+def _arrays(case, dtype):
+    h, cin, cout, k, s, p = case
+    rng = np.random.default_rng(sum(case))
+    x = jnp.asarray(rng.normal(size=(5, h, h, cin)), dtype)
+    w = jnp.asarray(rng.normal(size=(k, k, cin, cout)), dtype)
+    cot = jnp.asarray(rng.normal(size=jax.eval_shape(lambda x, w: _lax(x, w, s, p), x, w).shape), dtype)
+    return x, w, cot
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "H{}_{}to{}_k{}s{}p{}".format(*c))
-def test_matches_lax_in_value_and_both_gradients(case, dtype):
-    h, cin, cout, k, s, p = case
-    rng = np.random.default_rng(sum(case))
+def test_matches_lax_in_value_and_both_gradients(dtype):
     with jax.enable_x64(dtype == "float64"):
-        x = jnp.asarray(rng.normal(size=(5, h, h, cin)), dtype)
-        w = jnp.asarray(rng.normal(size=(k, k, cin, cout)), dtype)
-        cot = jnp.asarray(rng.normal(size=jax.eval_shape(lambda x, w: _lax(x, w, s, p), x, w).shape), dtype)
-        ref = _value_and_grads(_lax, x, w, s, p, cot)
-        got = _value_and_grads(_ours, x, w, s, p, cot)
+        arrays = [_arrays(c, dtype) for c in CASES]
+        ref = _value_and_grads(_lax, CASES, arrays)
+        got = _value_and_grads(_ours, CASES, arrays)
     tol = tolerance_for(dtype)
-    for name, a, b in zip(("value", "d_input", "d_kernel"), got, ref, strict=True):
-        assert a.dtype == b.dtype and a.shape == b.shape, name
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol, err_msg=name)
+    for case, g, r in zip(CASES, got, ref, strict=True):
+        for name, a, b in zip(("value", "d_input", "d_kernel"), g, r, strict=True):
+            where = f"{_case_id(case)} {name}"
+            assert a.dtype == b.dtype and a.shape == b.shape, where
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol, err_msg=where)
 
 
 def _has_convolution(conv, h, k, s, p):
