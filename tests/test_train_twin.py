@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-
 from jaxloss.parity.twin import TwinConfig, loss_pair, main, run_twin
-from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 from jaxloss.train.config import ConfigError, TrainConfig
+
+from tests._train_cache import compilation_cache  # noqa: F401  (fixture)
 
 
 @pytest.mark.usefixtures("compilation_cache")
@@ -81,7 +81,7 @@ def test_float64_twin_is_exact_with_adamw_amsgrad_and_cosine():
             TrainConfig(model="seed-cnn", batch_size=4, optimizer="adamw", lr=1e-3, amsgrad=True,
                         lr_schedule="cosine", epochs=2, loss="cross_entropy", label_smoothing=0.1),
             steps=4, steps_per_epoch=1, dtype="float64",
-        )  # fmt: skip
+        )
     )
     assert r.passed
     assert r.max_param_diff < 1e-12 and r.max_loss_diff < 1e-12
@@ -131,14 +131,16 @@ def test_the_first_failure_keeps_both_models_as_they_were_before_that_step():
     """With a zero tolerance float32 rounding fails step 1; the result holds what that step started from."""
     from jaxloss.parity.weights import flax_state_dict
 
-    # the CLI test's recipe and batch: with the compilation cache the step is compiled once for both
-    r = run_twin(TwinConfig(TrainConfig(batch_size=8, lr=0.05), steps=2, reference=False, rtol=0.0, atol=0.0))
+    # the CLI test's recipe and batch: with the compilation cache the step is compiled once for both;
+    # no diagnosis (its per-layer comparison compiles the model's probes: test_twin_diagnosis runs it)
+    r = run_twin(TwinConfig(TrainConfig(batch_size=8, lr=0.05), steps=2, reference=False, rtol=0.0, atol=0.0,
+                            diagnose=False))
     assert not r.passed and r.first_failure is not None and r.first_failure.step == 1
     f = r.first_failure
     ours = flax_state_dict(f.flax_model, f.torch_model)
     theirs = {k: v.detach().numpy() for k, v in f.torch_model.state_dict().items()}
-    for k in theirs:  # the converted initial weights: identical before the first update
-        np.testing.assert_array_equal(ours[k], theirs[k])
+    for k, value in theirs.items():  # the converted initial weights: identical before the first update
+        np.testing.assert_array_equal(ours[k], value)
     assert f.jax_args[0].shape == (8, 32, 32, 3) and tuple(f.torch_args[0].shape) == (8, 3, 32, 32)
     jl = f.flax_model(*f.jax_args)
     tl = f.torch_model(*f.torch_args)
@@ -162,7 +164,6 @@ def test_the_twin_leads_with_what_kind_of_difference_and_fits_the_terminal(tmp_p
     """Not a bare "FAILED (4 of 5 steps outside tolerance)" with the explanation at the bottom: the
     first line and the plot title say it is float32 rounding, and the float64 command compares exactly."""
     import matplotlib.figure
-
     from jaxloss.parity.twin import _exact_command, format_table, plot, verdict_line
 
     result = _rounding_failure()
