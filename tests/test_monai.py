@@ -233,13 +233,15 @@ def compare(cls: Any, fn: Any, options: dict[str, Any], x: np.ndarray, y: np.nda
     assert_close(grad, t_grad, judge, "grad wrt input")
 
 
-# the soft skeleton's gradient program is the slowest to compile (3-7 s a case): the default tier
-# keeps one float64 and one float32 case of each clDice loss (SoftclDiceLoss: the 3-D volume with
-# sigmoid in float64, the 2-D plateau ties in float32), the slow tier runs the rest
+# the soft skeleton's gradient program is the slowest to compile (3-7 s a case, whatever the size):
+# the default tier keeps one case of each clDice loss, together both dtypes, both ranks and the
+# skeleton with and without its loop (SoftclDiceLoss: the 2-D plateau ties, 3 iterations, float32;
+# SoftDiceclDiceLoss: the 3-D volume, iter_=0, float64); the slow tier runs the rest
 _SLOW = {("cldice/sigmoid", "float64"), ("cldice/sigmoid", "float16"), ("cldice/sigmoid", "bfloat16"),
          ("cldice/sigmoid", "float32"),
          ("cldice/softmax-iter2-none", "float64"), ("cldice/softmax-iter2-none", "float32"),
-         ("cldice/plateaus", "float64"), ("dicecl/softmax", "float32")}
+         ("cldice/plateaus", "float64"), ("dicecl/softmax", "float32"),
+         ("cldice/volume", "float64"), ("dicecl/softmax", "float64")}
 
 
 def _case_params() -> list[Any]:
@@ -298,10 +300,13 @@ def test_channels_last_axis(cls: Any, fn: Any, options: dict[str, Any]) -> None:
 
 def test_integer_targets_keep_float32_under_x64() -> None:
     assert jax.config.jax_enable_x64
+    # the result's dtype is fixed when the loss is traced: jax.eval_shape traces, compiling nothing
     x, y = jnp.asarray(X, jnp.float32), jnp.asarray(Y, jnp.int64)
     for fn in (jm.dice_loss, jm.dice_ce_loss, jm.tversky_loss, jm.generalized_dice_loss):
-        assert fn(x, y, to_onehot_y=True, softmax=True).dtype == jnp.float32, fn.__name__
-    assert jm.focal_loss(jnp.asarray(X), y, to_onehot_y=True).dtype == jnp.float32  # MONAI: always float32
+        out = jax.eval_shape(lambda a, b: fn(a, b, to_onehot_y=True, softmax=True), x, y)  # noqa: B023
+        assert out.dtype == jnp.float32, fn.__name__
+    focal = jax.eval_shape(lambda a, b: jm.focal_loss(a, b, to_onehot_y=True), jnp.asarray(X), y)
+    assert focal.dtype == jnp.float32  # MONAI: always float32
 
 
 def test_class_twins_are_the_functions() -> None:
@@ -360,12 +365,14 @@ def test_traced_options_grad_vmap_and_second_order() -> None:
     assert f._cache_size() == size and np.isfinite(float(d_alpha))
     expected = float(jm.tversky_loss(x, y, to_onehot_y=True, softmax=True, alpha=0.4, beta=0.6))
     assert float(f(jnp.float64(1e-5), jnp.float64(0.4))) == pytest.approx(expected, rel=1e-12)
-    per_sample = jax.vmap(lambda a, b: jm.dice_loss(a[None], b[None], to_onehot_y=True, softmax=True))(x, y)
-    assert_close(per_sample, jm.dice_loss(x, y, to_onehot_y=True, softmax=True, reduction="none")[:, :, 0, 0].mean(1),
-                 "float64", "vmap")
+    # each transformation in one jitted program (eager, each would compile the loss's pieces apart)
+    per_sample, whole = jax.jit(lambda a, b: (
+        jax.vmap(lambda c, d: jm.dice_loss(c[None], d[None], to_onehot_y=True, softmax=True))(a, b),
+        jm.dice_loss(a, b, to_onehot_y=True, softmax=True, reduction="none")))(x, y)  # fmt: skip
+    assert_close(per_sample, whole[:, :, 0, 0].mean(1), "float64", "vmap")
     v = jnp.asarray(RNG.normal(size=X.shape))
     loss = lambda a: jm.dice_ce_loss(a, y, to_onehot_y=True, softmax=True)
-    _, hvp = jax.jvp(jax.grad(loss), (x,), (v,))
+    hvp = jax.jit(lambda a, d: jax.jvp(jax.grad(loss), (a,), (d,))[1])(x, v)
     tx = torch.tensor(X, requires_grad=True)
     (tg,) = torch.autograd.grad(L.DiceCELoss(to_onehot_y=True, softmax=True)(tx, torch.tensor(Y)), tx, create_graph=True)
     (th,) = torch.autograd.grad((tg * torch.tensor(np.asarray(v))).sum(), tx)
@@ -451,9 +458,10 @@ def test_masked_dice_bad_label_and_traced_bad_options_are_nan() -> None:
     assert np.isnan(np.asarray(out)).all() and np.isnan(np.asarray(grad)).all()
     # a traced negative weight (MONAI: "the value/values of the `weight` should be no less than 0.")
     y = jnp.asarray(Y)
-    f = jax.jit(lambda w, a: jm.dice_loss(a, y, to_onehot_y=True, softmax=True, weight=w))
+    f = jax.jit(jax.value_and_grad(lambda a, w: jm.dice_loss(a, y, to_onehot_y=True, softmax=True, weight=w)))
     w = jnp.array([1.0, -1.0, 1.0])
-    assert np.isnan(float(f(w, x))) and np.isnan(np.asarray(jax.grad(lambda a: f(w, a))(x))).all()
+    value, grad = f(x, w)
+    assert np.isnan(float(value)) and np.isnan(np.asarray(grad)).all()
     with pytest.raises(ValueError, match=r"the value/values of the `weight` should be no less than 0\."):
         jm.dice_loss(x, y, to_onehot_y=True, weight=w)  # concrete: raised before tracing, as MONAI
     g = jax.jit(lambda a, lam: jm.dice_ce_loss(a, y, to_onehot_y=True, lambda_ce=lam))
