@@ -199,17 +199,20 @@ def test_result_dtypes_follow_smp():
     yb = (y[:, None, :, :1] > 0).astype(np.int64).repeat(4, -1)
     for fn, kw in ((smp.dice_loss, {}), (smp.dice_loss, {"class_weights": [1.0, 2.0, 3.0]}),
                    (smp.focal_loss, {"class_weights": [1.0, 2.0, 3.0]}), (smp.lovasz_loss, {})):
-        got = fn(jnp.asarray(x16), jnp.asarray(y), "multiclass", **kw).dtype
+        # the result's dtype is fixed when the loss is traced: jax.eval_shape traces, compiling nothing
+        got = jax.eval_shape(lambda a, b: fn(a, b, "multiclass", **kw), jnp.asarray(x16), jnp.asarray(y)).dtype  # noqa: B023
         try:
             want = getattr(L, NAMES[fn.__name__])("multiclass", **kw)(torch.tensor(x16), torch.tensor(y)).dtype
         except RuntimeError:  # smp's multiclass Lovasz raises in half precision: jaxloss keeps the dtype
             want = torch.float16
         assert str(got) == str(want).removeprefix("torch."), (fn.__name__, kw)
-    hinge = smp.lovasz_loss(jnp.asarray(x16[:, :1]), jnp.asarray(yb), "binary")  # float32, as smp's hinge
+    hinge = jax.eval_shape(lambda a, b: smp.lovasz_loss(a, b, "binary"), jnp.asarray(x16[:, :1]), jnp.asarray(yb))
+    # float32, as smp's hinge
     assert hinge.dtype == jnp.float32 == jnp.dtype(str(_smp("LovaszLoss", x16[:, :1], yb, mode="binary").dtype)[6:])
     # integer targets never widen a float32 loss to float64 under x64
-    assert smp.dice_loss(jnp.zeros((2, 3, 4), jnp.float32), jnp.zeros((2, 4), jnp.int64), "multiclass").dtype == jnp.float32
-    assert smp.mcc_loss(jnp.full((2, 4), 0.5, jnp.float32), jnp.zeros((2, 4), jnp.int64)).dtype == jnp.float32
+    f32, i64 = jax.ShapeDtypeStruct((2, 3, 4), jnp.float32), jax.ShapeDtypeStruct((2, 4), jnp.int64)
+    assert jax.eval_shape(lambda a, b: smp.dice_loss(a, b, "multiclass"), f32, i64).dtype == jnp.float32
+    assert jax.eval_shape(smp.mcc_loss, jax.ShapeDtypeStruct((2, 4), jnp.float32), i64).dtype == jnp.float32
 
 
 def test_lovasz_value_at_ties_matches_smp_gradient_differs_only_in_order():
