@@ -61,10 +61,15 @@ EXAMPLE_LINE = re.compile(r"^\s*>>> ", re.MULTILINE)
 MODULES_WITH_EXAMPLES = [m for m in _module_names() if EXAMPLE_LINE.search(_source(m).read_text())]
 
 
-# Examples that train or compile whole models (several seconds each): the slow tier runs them (CI
-# too); the default tier keeps every other module's and page's examples.
+# Examples that train, build whole models or compile a program per class (several seconds each):
+# the slow tier runs them (CI too); the default tier keeps every other module's and page's examples.
+# jaxloss.train.recipe builds the seed CNN (its eager initialisers, ~6 s; the twin builds through
+# it in tests/test_train_twin.py's default tests, and test_model_registry reads its table); jaxloss.monai compiles each of its ten class twins (~5 s; the
+# default tier keeps its function modules' examples, docs/losses/monai.md's, and test_monai's
+# class-twin test).
 SLOW_EXAMPLES = {"jaxloss.train.loop", "jaxloss.train.models", "jaxloss.parity.twin.run", "jaxloss.train.optim",
-                 "jaxloss.train.augment", "jaxloss.nn_modules", "docs/porting.md"}
+                 "jaxloss.train.augment", "jaxloss.nn_modules", "docs/porting.md", "jaxloss.train.recipe",
+                 "jaxloss.monai"}
 
 
 def _params(names: list[str]) -> list[Any]:
@@ -280,6 +285,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
+        check=False,
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -352,7 +358,7 @@ def test_rest_markup_becomes_markdown() -> None:
     ext = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ext)
     func = griffe.Function("f", parent=griffe.Module("jaxloss"))
-    doc = "\n".join(
+    doc = "\n".join(  # noqa: FLY002  (one docstring line per item reads better than one long literal)
         [
             "See :func:`jaxloss.l1_loss`, :func:`helper`, :class:`~jax.Array`; calls __call__.",
             "",
@@ -405,7 +411,7 @@ def test_rest_simple_table_becomes_a_markdown_table() -> None:
     )
     ext = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ext)
-    doc = "\n".join(
+    doc = "\n".join(  # noqa: FLY002  (as above)
         [
             "Codes:",
             "",
@@ -527,6 +533,7 @@ def katex_errors(formulas: list[tuple[str, bool]], katex_js: Path) -> str:
 
     proc = subprocess.run(
         ["node", "-e", KATEX_PARSE, str(katex_js)],
+        check=False,
         input=json.dumps(formulas),
         capture_output=True,
         text=True,
