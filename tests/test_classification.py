@@ -414,14 +414,22 @@ def test_focal_loss_other_shapes():
 def test_focal_loss_gamma_zero_is_cross_entropy_bitwise(dtype):
     x, t, w = _case((3, 5, 4), ignore=(-100, 2))
     xj, tj, wj = jnp.asarray(x, dtype), jnp.asarray(t), jnp.asarray(w, dtype)
-    for reduction, kwargs in (("mean", {}), ("none", {"weight": wj, "ignore_index": 2}),
-                              ("mean", {"weight": wj, "ignore_index": 2}), ("sum", {"ignore_index": 2})):  # fmt: skip
-        fl = jaxloss.focal_loss(xj, tj, reduction=reduction, gamma=0.0, **kwargs)
-        ce = jaxloss.cross_entropy(xj, tj, reduction=reduction, **kwargs)
-        np.testing.assert_array_equal(np.asarray(fl), np.asarray(ce))
-    gf = jax.jit(jax.grad(lambda a: jaxloss.focal_loss(a, tj, wj, gamma=0)))(xj)
-    gc = jax.jit(jax.grad(lambda a: jaxloss.cross_entropy(a, tj, wj)))(xj)
-    np.testing.assert_array_equal(np.asarray(gf), np.asarray(gc))
+    calls = (("mean", {}), ("none", {"ignore_index": 2}), ("mean", {"ignore_index": 2}), ("sum", {"ignore_index": 2}))
+    weighted = (False, True, True, False)
+
+    @jax.jit  # every call of the comparison in one compiled program (eager: ten)
+    def both(xj, wj):
+        pairs = []
+        for (reduction, kwargs), w in zip(calls, weighted):
+            kw = {**kwargs, "weight": wj} if w else kwargs
+            pairs.append((jaxloss.focal_loss(xj, tj, reduction=reduction, gamma=0.0, **kw),
+                          jaxloss.cross_entropy(xj, tj, reduction=reduction, **kw)))  # fmt: skip
+        pairs.append((jax.grad(lambda a: jaxloss.focal_loss(a, tj, wj, gamma=0))(xj),
+                      jax.grad(lambda a: jaxloss.cross_entropy(a, tj, wj))(xj)))  # fmt: skip
+        return pairs
+
+    for i, (fl, ce) in enumerate(both(xj, wj)):
+        np.testing.assert_array_equal(np.asarray(fl), np.asarray(ce), err_msg=f"call {i}")
 
     # ... and both equal torch's cross entropy
     def t_ce(input, target, weight=None, reduction="mean", gamma=0.0):
