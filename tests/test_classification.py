@@ -10,71 +10,30 @@ import torch.nn.functional as F
 
 import jaxloss
 from jaxloss import checked
-from tests.torch_compare import assert_close, check, to_jax, to_torch
+from tests.torch_compare import assert_close, check, check_each
 
 DTYPES = ["float32", "float64"]
 REDUCTIONS = ["none", "mean", "sum"]
 
 
+def compare_each(jax_fn, torch_fn, cases, grad=("input",), dtype="float64", positional=None,
+                 reductions=REDUCTIONS):  # fmt: skip
+    """Each ``(arrays, kwargs)`` of ``cases`` with every reduction against torch: one
+    :func:`tests.torch_compare.check_each` grid, so ONE compiled program for the whole grid. The
+    cotangent of an output is ``0.5 .. 1.5`` (``cotangent="ramp"``), not all ones, so that the
+    gradients of individual samples of a ``'none'`` output are checked too. Returns, per case,
+    ``{reduction: JAX value}``."""
+    per_case = [(arrays, {**(kwargs or {}), "reduction": red}) for arrays, kwargs in cases for red in reductions]
+    outs = check_each(jax_fn, torch_fn, [a for a, _ in per_case], [k for _, k in per_case], grad, dtype, positional,
+                      cotangent="ramp")  # fmt: skip
+    n = len(reductions)
+    return [dict(zip(reductions, outs[i : i + n])) for i in range(0, len(outs), n)]
+
+
 def compare(jax_fn, torch_fn, arrays, kwargs=None, grad=("input",), dtype="float64", positional=None,
             reductions=REDUCTIONS):  # fmt: skip
-    """Value and gradients of every reduction against torch, from ONE compiled jax function.
-
-    (``tests.torch_compare.check`` compiles a value and a gradient per call; compiling all
-    reductions together keeps this grid of cases fast.) The cotangent of a ``'none'`` output is
-    not all ones (``0.5 .. 1.5``), so that gradients of individual samples are checked too.
-    """
-    kwargs = dict(kwargs or {})
-    names = list(arrays)
-    pos = list(positional) if positional is not None else names
-    grad = list(grad)
-
-    def call(fn, vals, red):
-        return fn(
-            *[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, reduction=red, **kwargs
-        )
-
-    acc = jnp.float64 if dtype == "float64" else jnp.float32
-
-    def all_reductions(vals):
-        out = {}
-        for red in reductions:
-
-            def scalar(*gvals, red=red):
-                v = dict(vals)
-                v.update(zip(grad, gvals))
-                o = call(jax_fn, v, red)
-                c = jnp.asarray(np.linspace(0.5, 1.5, o.size).reshape(o.shape) if o.ndim else 1.0, acc)
-                return jnp.sum(o.astype(acc) * c), o
-
-            if not grad:
-                out[red] = (scalar()[1], ())
-                continue
-            (_, o), gs = jax.value_and_grad(scalar, argnums=tuple(range(len(grad))), has_aux=True)(
-                *[vals[n] for n in grad]
-            )
-            out[red] = (o, gs)
-        return out
-
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-    static = {n: v for n, v in j_vals.items() if not isinstance(v, jax.Array)}
-    traced = {n: v for n, v in j_vals.items() if isinstance(v, jax.Array)}
-    results = jax.jit(lambda tv: all_reductions({**tv, **static}))(traced)
-    for red in reductions:
-        j_out, j_grads = results[red]
-        t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in grad) for n in names}
-        t_out = call(torch_fn, t_vals, red)
-        assert j_out.dtype == jnp.dtype(dtype), f"{red}: output dtype {j_out.dtype}, expected {dtype}"
-        assert_close(j_out, t_out, dtype, f"value ({red})")
-        if grad:
-            c = np.linspace(0.5, 1.5, t_out.numel()).reshape(tuple(t_out.shape)) if t_out.ndim else 1.0
-            t_scalar = (t_out * torch.as_tensor(c, dtype=t_out.dtype)).sum()
-            t_grads = torch.autograd.grad(t_scalar, [t_vals[n] for n in grad], allow_unused=True)
-            for n, jg, tg in zip(grad, j_grads, t_grads):
-                tg = torch.zeros_like(t_vals[n]) if tg is None else tg
-                assert jg.dtype == jnp.dtype(dtype), f"grad {n} dtype {jg.dtype}, expected {dtype}"
-                assert_close(jg, tg, dtype, f"grad wrt {n} ({red})")
-    return {red: results[red][0] for red in reductions}
+    """:func:`compare_each` of one case: ``{reduction: JAX value}``."""
+    return compare_each(jax_fn, torch_fn, [(arrays, kwargs)], grad, dtype, positional, reductions)[0]
 
 
 def _long(t):
@@ -126,27 +85,31 @@ def _arrays(x, t, w, opts):
 
 # --------------------------------------------------------------------------- cross_entropy, class indices
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("opts,ignore", CE_OPTIONS)
-def test_cross_entropy_indices_2d(dtype, opts, ignore):
-    x, t, w = _case(SHAPES["2d"], ignore=ignore)
-    arrays, kwargs = _arrays(x, t, w, opts)
-    compare(jaxloss.cross_entropy, t_cross_entropy, arrays, kwargs, dtype=dtype)
+def test_cross_entropy_indices_2d(dtype):
+    """Each option set of CE_OPTIONS (every reduction), one compiled grid per dtype."""
+    cases = []
+    for opts, ignore in CE_OPTIONS:
+        x, t, w = _case(SHAPES["2d"], ignore=ignore)
+        cases.append(_arrays(x, t, w, opts))
+    compare_each(jaxloss.cross_entropy, t_cross_entropy, cases, dtype=dtype)
 
 
-@pytest.mark.parametrize(
-    "dtype,shape", [(d, s) for d in DTYPES for s in ("1d", "3d", "4d")] + [("float64", "5d")]
-)
-def test_cross_entropy_indices_other_shapes(dtype, shape):
-    x, t, w = _case(SHAPES[shape])
-    arrays = {"input": x, "target": t, "weight": w}
-    compare(jaxloss.cross_entropy, t_cross_entropy, arrays, {"label_smoothing": 0.15}, dtype=dtype)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_indices_other_shapes(dtype):
+    shapes = ("1d", "3d", "4d", "5d") if dtype == "float64" else ("1d", "3d", "4d")
+    cases = []
+    for shape in shapes:
+        x, t, w = _case(SHAPES[shape])
+        cases.append(({"input": x, "target": t, "weight": w}, {"label_smoothing": 0.15}))
+    compare_each(jaxloss.cross_entropy, t_cross_entropy, cases, dtype=dtype)
 
 
-@pytest.mark.parametrize("target_dtype", [np.int32, np.int64, np.uint8])
-def test_cross_entropy_integer_target_dtypes(target_dtype):
-    x, t, w = _case((6, 5), ignore=() if target_dtype == np.uint8 else (-100,), target_dtype=target_dtype)
-    compare(jaxloss.cross_entropy, t_cross_entropy, {"input": x, "target": t, "weight": w}, {"label_smoothing": 0.1},
-            reductions=["mean"])  # fmt: skip
+def test_cross_entropy_integer_target_dtypes():
+    cases = []
+    for target_dtype in (np.int32, np.int64, np.uint8):
+        x, t, w = _case((6, 5), ignore=() if target_dtype == np.uint8 else (-100,), target_dtype=target_dtype)
+        cases.append(({"input": x, "target": t, "weight": w}, {"label_smoothing": 0.1}))
+    compare_each(jaxloss.cross_entropy, t_cross_entropy, cases, reductions=["mean"])
 
 
 def test_cross_entropy_unbatched_target_of_size_one():
@@ -154,8 +117,8 @@ def test_cross_entropy_unbatched_target_of_size_one():
     # gradients with the () target).
     x = np.random.default_rng(1).normal(size=(5,))
     for fn, t_fn in ((jaxloss.cross_entropy, t_cross_entropy), (jaxloss.nll_loss, t_nll_loss)):
-        for red in REDUCTIONS:
-            out = fn(jnp.asarray(x), jnp.asarray([3]), reduction=red)
+        outs = jax.jit(lambda a, fn=fn: [fn(a, jnp.asarray([3]), reduction=r) for r in REDUCTIONS])(jnp.asarray(x))
+        for red, out in zip(REDUCTIONS, outs):  # the three reductions in one compiled program
             assert out.shape == ()
             assert_close(out, t_fn(torch.tensor(x), torch.tensor([3]), reduction=red), "float64", red)
 
@@ -171,13 +134,12 @@ def test_cross_entropy_unbatched_target_of_size_one():
             np.testing.assert_array_equal(np.asarray(g[i]), np.asarray(g[i + 1]))
 
 
-@pytest.mark.parametrize("opts", [{}, {"weight": True, "label_smoothing": 0.2}])
-def test_cross_entropy_all_targets_ignored(opts):
+def test_cross_entropy_all_targets_ignored():
     x, _, w = _case((4, 5))
     t = np.full((4,), -100)
-    arrays, kwargs = _arrays(x, t, w, opts)
-    out = compare(jaxloss.cross_entropy, t_cross_entropy, arrays, kwargs)
-    assert np.isnan(out["mean"])  # 0 / 0, like torch
+    cases = [_arrays(x, t, w, opts) for opts in ({}, {"weight": True, "label_smoothing": 0.2})]
+    for out in compare_each(jaxloss.cross_entropy, t_cross_entropy, cases):
+        assert np.isnan(out["mean"])  # 0 / 0, like torch
     g = jax.jit(lambda v: [jax.grad(lambda a, r=r: jaxloss.cross_entropy(a, jnp.asarray(t), reduction=r).sum())(v)
                            for r in REDUCTIONS])(jnp.asarray(x))  # fmt: skip
     np.testing.assert_array_equal(np.asarray(g), 0.0)  # no NaN from the 0 / 0
@@ -197,22 +159,20 @@ def _probs(shape, seed=3):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "opts", [{}, {"weight": True}, {"label_smoothing": 0.25}, {"weight": True, "label_smoothing": 0.1}]
-)
-def test_cross_entropy_probabilities(dtype, opts):
+def test_cross_entropy_probabilities(dtype):
     x, _, w = _case(SHAPES["2d"])
-    arrays, kwargs = _arrays(x, _probs(x.shape), w, opts)
-    compare(jaxloss.cross_entropy, t_cross_entropy, arrays, kwargs, grad=("input", "target"), dtype=dtype)
+    options = [{}, {"weight": True}, {"label_smoothing": 0.25}, {"weight": True, "label_smoothing": 0.1}]
+    cases = [_arrays(x, _probs(x.shape), w, opts) for opts in options]
+    compare_each(jaxloss.cross_entropy, t_cross_entropy, cases, grad=("input", "target"), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", ["1d", "3d", "4d"])
-def test_cross_entropy_probabilities_other_shapes(dtype, shape):
-    x, _, w = _case(SHAPES[shape])
-    arrays = {"input": x, "target": _probs(x.shape), "weight": w}
-    compare(jaxloss.cross_entropy, t_cross_entropy, arrays, {"label_smoothing": 0.2}, grad=("input", "target"),
-            dtype=dtype)  # fmt: skip
+def test_cross_entropy_probabilities_other_shapes(dtype):
+    cases = []
+    for shape in ("1d", "3d", "4d"):
+        x, _, w = _case(SHAPES[shape])
+        cases.append(({"input": x, "target": _probs(x.shape), "weight": w}, {"label_smoothing": 0.2}))
+    compare_each(jaxloss.cross_entropy, t_cross_entropy, cases, grad=("input", "target"), dtype=dtype)
 
 
 def test_cross_entropy_probability_dtype_promotion():
@@ -228,8 +188,14 @@ def test_cross_entropy_probability_dtype_promotion():
 # --------------------------------------------------------------------------- extreme values
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf in the comparison
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("opts", [{}, {"weight": True, "label_smoothing": 0.2}])
-def test_cross_entropy_extreme_logits(dtype, opts):
+def test_cross_entropy_extreme_logits(dtype):
+    compare_each(jaxloss.cross_entropy, t_cross_entropy,
+                 [_extreme_logits(opts) for opts in ({}, {"weight": True, "label_smoothing": 0.2})],
+                 dtype=dtype)  # fmt: skip
+
+
+def _extreme_logits(opts):
+    """Logits at and beyond the edges of floating point, as ``(arrays, kwargs)`` of ``opts``."""
     x = np.array(
         [
             [1e4, -1e4, 0.0, 3.0],  # target at the max: p = 1
@@ -245,8 +211,7 @@ def test_cross_entropy_extreme_logits(dtype, opts):
     if opts.get("label_smoothing"):
         x = x[[0, 1, 2, 5]]  # smoothing over a -inf log-probability is NaN in torch as well (0 * inf)
         t = t[[0, 1, 2, 5]]
-    arrays, kwargs = _arrays(x, t, w, opts)
-    compare(jaxloss.cross_entropy, t_cross_entropy, arrays, kwargs, dtype=dtype)
+    return _arrays(x, t, w, opts)
 
 
 def test_cross_entropy_non_finite_rows_are_nan_like_torch():
@@ -377,21 +342,18 @@ def _log_probs(x):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("weighted", [False, True])
-def test_nll_loss(dtype, weighted):
+def test_nll_loss(dtype):
     x, t, w = _case(SHAPES["2d"], ignore=(-100, 3))
     arrays = {"input": _log_probs(x), "target": t}
-    if weighted:
-        arrays["weight"] = w
-    compare(jaxloss.nll_loss, t_nll_loss, arrays, dtype=dtype)
+    compare_each(jaxloss.nll_loss, t_nll_loss, [(arrays, {}), ({**arrays, "weight": w}, {})], dtype=dtype)
 
 
-@pytest.mark.parametrize("shape", ["1d", "3d", "4d"])
-def test_nll_loss_other_shapes(shape):
-    x, t, w = _case(SHAPES[shape], ignore=(3, 3))
-    compare(
-        jaxloss.nll_loss, t_nll_loss, {"input": _log_probs(x), "target": t, "weight": w}, {"ignore_index": 3}
-    )
+def test_nll_loss_other_shapes():
+    cases = []
+    for shape in ("1d", "3d", "4d"):
+        x, t, w = _case(SHAPES[shape], ignore=(3, 3))
+        cases.append(({"input": _log_probs(x), "target": t, "weight": w}, {"ignore_index": 3}))
+    compare_each(jaxloss.nll_loss, t_nll_loss, cases)
 
 
 def test_nll_loss_all_ignored_and_int32():
@@ -423,52 +385,51 @@ def t_focal_loss(input, target, weight=None, ignore_index=-100, reduction="mean"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("gamma", [0.5, 2.0])
-@pytest.mark.parametrize("alpha", [None, "scalar", "per-class"])
-def test_focal_loss_matches_torch_reference(dtype, gamma, alpha):
+def test_focal_loss_matches_torch_reference(dtype):
+    """gamma 0.5 and 2 by alpha none / scalar / per-class, every reduction: one compiled grid."""
     x, t, w = _case((8, 5), ignore=(-100, -100))
-    arrays = {"input": x, "target": t, "weight": w}
-    if alpha == "scalar":
-        arrays["alpha"] = np.array(0.25)
-    elif alpha == "per-class":
-        arrays["alpha"] = np.random.default_rng(2).uniform(0.1, 0.9, size=5)
-    compare(
-        jaxloss.focal_loss,
-        t_focal_loss,
-        arrays,
-        {"gamma": gamma},
-        dtype=dtype,
-        positional=["input", "target"],
-    )
+    alphas = {None: {}, "scalar": {"alpha": np.array(0.25)},
+              "per-class": {"alpha": np.random.default_rng(2).uniform(0.1, 0.9, size=5)}}  # fmt: skip
+    cases = [({"input": x, "target": t, "weight": w, **alphas[alpha]}, {"gamma": gamma})
+             for gamma in (0.5, 2.0) for alpha in alphas]  # fmt: skip
+    compare_each(jaxloss.focal_loss, t_focal_loss, cases, dtype=dtype, positional=["input", "target"])
 
 
-@pytest.mark.parametrize("gamma", [0.0, 1.0])
-def test_focal_loss_gamma_zero_and_one(gamma):
+def test_focal_loss_gamma_zero_and_one():
     x, t, _ = _case((8, 5), ignore=(4,))
     arrays = {"input": x, "target": t, "alpha": np.random.default_rng(2).uniform(0.1, 0.9, size=5)}
-    compare(jaxloss.focal_loss, t_focal_loss, arrays, {"gamma": gamma, "ignore_index": 4},
-            positional=["input", "target"])  # fmt: skip
+    cases = [(arrays, {"gamma": gamma, "ignore_index": 4}) for gamma in (0.0, 1.0)]
+    compare_each(jaxloss.focal_loss, t_focal_loss, cases, positional=["input", "target"])
 
 
-@pytest.mark.parametrize("shape", ["1d", "3d"])
-def test_focal_loss_other_shapes(shape):
-    x, t, w = _case(SHAPES[shape])
-    compare(jaxloss.focal_loss, t_focal_loss, {"input": x, "target": t, "weight": w}, {"gamma": 1.5},
-            positional=["input", "target"])  # fmt: skip
+def test_focal_loss_other_shapes():
+    cases = []
+    for shape in ("1d", "3d"):
+        x, t, w = _case(SHAPES[shape])
+        cases.append(({"input": x, "target": t, "weight": w}, {"gamma": 1.5}))
+    compare_each(jaxloss.focal_loss, t_focal_loss, cases, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_focal_loss_gamma_zero_is_cross_entropy_bitwise(dtype):
     x, t, w = _case((3, 5, 4), ignore=(-100, 2))
     xj, tj, wj = jnp.asarray(x, dtype), jnp.asarray(t), jnp.asarray(w, dtype)
-    for reduction, kwargs in (("mean", {}), ("none", {"weight": wj, "ignore_index": 2}),
-                              ("mean", {"weight": wj, "ignore_index": 2}), ("sum", {"ignore_index": 2})):  # fmt: skip
-        fl = jaxloss.focal_loss(xj, tj, reduction=reduction, gamma=0.0, **kwargs)
-        ce = jaxloss.cross_entropy(xj, tj, reduction=reduction, **kwargs)
-        np.testing.assert_array_equal(np.asarray(fl), np.asarray(ce))
-    gf = jax.jit(jax.grad(lambda a: jaxloss.focal_loss(a, tj, wj, gamma=0)))(xj)
-    gc = jax.jit(jax.grad(lambda a: jaxloss.cross_entropy(a, tj, wj)))(xj)
-    np.testing.assert_array_equal(np.asarray(gf), np.asarray(gc))
+    calls = (("mean", {}), ("none", {"ignore_index": 2}), ("mean", {"ignore_index": 2}), ("sum", {"ignore_index": 2}))
+    weighted = (False, True, True, False)
+
+    @jax.jit  # every call of the comparison in one compiled program (eager: ten)
+    def both(xj, wj):
+        pairs = []
+        for (reduction, kwargs), w in zip(calls, weighted):
+            kw = {**kwargs, "weight": wj} if w else kwargs
+            pairs.append((jaxloss.focal_loss(xj, tj, reduction=reduction, gamma=0.0, **kw),
+                          jaxloss.cross_entropy(xj, tj, reduction=reduction, **kw)))  # fmt: skip
+        pairs.append((jax.grad(lambda a: jaxloss.focal_loss(a, tj, wj, gamma=0))(xj),
+                      jax.grad(lambda a: jaxloss.cross_entropy(a, tj, wj))(xj)))  # fmt: skip
+        return pairs
+
+    for i, (fl, ce) in enumerate(both(xj, wj)):
+        np.testing.assert_array_equal(np.asarray(fl), np.asarray(ce), err_msg=f"call {i}")
 
     # ... and both equal torch's cross entropy
     def t_ce(input, target, weight=None, reduction="mean", gamma=0.0):
@@ -478,19 +439,21 @@ def test_focal_loss_gamma_zero_is_cross_entropy_bitwise(dtype):
             positional=["input", "target"])  # fmt: skip
 
 
-@pytest.mark.parametrize("gamma", [0.1, 0.5, 2.0])
-def test_focal_loss_gradient_finite_at_p_one(gamma):
+def test_focal_loss_gradient_finite_at_p_one():
     # p_t == 1 exactly (float32): the naive chain rule through (1 - p)^gamma gives
     # inf * 0 = NaN for gamma < 1; the true derivative (the limit) is 0.
+    gammas = (0.1, 0.5, 2.0)
     x = jnp.asarray([[1e4, 0.0, -1.0], [2.0, 1.0, 0.0]], jnp.float32)
     t = jnp.asarray([0, 1])
-    g = jax.jit(jax.grad(lambda a: jaxloss.focal_loss(a, t, gamma=gamma, reduction="sum")))(x)
-    assert bool(jnp.all(jnp.isfinite(g)))
-    np.testing.assert_array_equal(np.asarray(g[0]), 0.0)
+    grads = jax.jit(lambda a: [jax.grad(lambda b, g=g: jaxloss.focal_loss(b, t, gamma=g, reduction="sum"))(a)
+                               for g in gammas])(x)  # fmt: skip
+    for gamma, g in zip(gammas, grads):
+        assert bool(jnp.all(jnp.isfinite(g))), gamma
+        np.testing.assert_array_equal(np.asarray(g[0]), 0.0, err_msg=f"gamma {gamma}")
     # near p = 1 (finite everywhere in torch too) the custom derivative matches torch's chain rule
     xm = np.array([[25.0, 0.0, -1.0], [30.0, 2.0, 0.0], [3.0, 1.0, 0.0]])
-    compare(jaxloss.focal_loss, t_focal_loss, {"input": xm, "target": np.array([0, 0, 1])}, {"gamma": gamma},
-            positional=["input", "target"], reductions=["sum"])  # fmt: skip
+    cases = [({"input": xm, "target": np.array([0, 0, 1])}, {"gamma": gamma}) for gamma in gammas]
+    compare_each(jaxloss.focal_loss, t_focal_loss, cases, positional=["input", "target"], reductions=["sum"])
 
 
 def test_focal_loss_infinite_at_minus_inf_logit_with_finite_gradient():

@@ -241,8 +241,9 @@ def test_half_precision_round_trip_computes_in_float32_and_rounds_value_and_grad
     rng = np.random.default_rng(3)
     x, y = (jnp.asarray(rng.normal(size=(4, 5)), half) for _ in range(2))
     x32, y32 = x.astype(jnp.float32), y.astype(jnp.float32)
-    value, grad = jax.value_and_grad(lambda a: loss(a, y))(x)
-    value32, grad32 = jax.value_and_grad(lambda a: loss(a, y32))(x32)
+    (value, grad), (value32, grad32) = jax.jit(  # both in one compiled program (eager: six)
+        lambda x, y, x32, y32: (jax.value_and_grad(loss)(x, y), jax.value_and_grad(loss)(x32, y32))
+    )(x, y, x32, y32)
     assert value.dtype == half and grad.dtype == half
     assert float(value) == float(value32.astype(half))
     np.testing.assert_array_equal(

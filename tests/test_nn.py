@@ -130,31 +130,34 @@ def test_triplet_with_torch_pairwise_distance_converts():
 
 # ----------------------------------------------------------------- modules with parameters
 def test_adaptive_log_softmax_with_loss_matches_torch():
+    from flax import nnx
+
     torch.manual_seed(0)
     t = torch.nn.AdaptiveLogSoftmaxWithLoss(16, 20, [4, 10], div_value=2.0, head_bias=True).double()
     j = jaxloss.from_torch(t)
     x = rng.normal(size=(7, 16))
     y = np.array([0, 3, 4, 9, 10, 19, 5])
+    y_bad = np.array([0, 1, 2, 3, 4, 5, 20])
+
+    @nnx.jit  # every JAX call of the test in one compiled program (eager: one program per call)
+    def run(model, x, y, y_bad):
+        out = model(x, y)
+        grads = nnx.grad(lambda m: m(x, y).loss)(model)  # the loss's gradient wrt the head weight
+        return (out.output, out.loss, model.log_prob(x), model.predict(x), model(x[0], y[0]).output,
+                model(x, y_bad).loss, grads.head_weight[...])  # fmt: skip
+
+    output, loss, log_prob, predict, unbatched, bad_loss, grad_head = run(j, jnp.asarray(x), jnp.asarray(y),
+                                                                          jnp.asarray(y_bad))  # fmt: skip
     tout = t(torch.tensor(x), torch.tensor(y))
-    jout = j(jnp.asarray(x), jnp.asarray(y))
-    assert_close(jout.output, tout.output, "float64", "output")
-    assert_close(jout.loss, tout.loss, "float64", "loss")
-    assert_close(j.log_prob(jnp.asarray(x)), t.log_prob(torch.tensor(x)), "float64", "log_prob")
-    np.testing.assert_array_equal(np.asarray(j.predict(jnp.asarray(x))), t.predict(torch.tensor(x)).numpy())
-    # unbatched
-    assert_close(j(jnp.asarray(x[0]), jnp.asarray(y[0])).output, t(torch.tensor(x[0]), torch.tensor(y[0])).output, "float64", "unbatched")
-    # gradient of the loss wrt the head weight
-    from flax import nnx
-
+    assert_close(output, tout.output, "float64", "output")
+    assert_close(loss, tout.loss, "float64", "loss")
+    assert_close(log_prob, t.log_prob(torch.tensor(x)), "float64", "log_prob")
+    np.testing.assert_array_equal(np.asarray(predict), t.predict(torch.tensor(x)).numpy())
+    assert_close(unbatched, t(torch.tensor(x[0]), torch.tensor(y[0])).output, "float64", "unbatched")
     tout.loss.backward()
-
-    def loss_of(model):
-        return model(jnp.asarray(x), jnp.asarray(y)).loss
-
-    grads = nnx.grad(loss_of)(j)
-    assert_close(grads.head_weight[...], t.head.weight.grad, "float64", "grad head.weight")
+    assert_close(grad_head, t.head.weight.grad, "float64", "grad head.weight")
     # an out-of-range target must not give a plausible number
-    assert np.isnan(np.asarray(j(jnp.asarray(x), jnp.asarray(np.array([0, 1, 2, 3, 4, 5, 20]))).loss))
+    assert np.isnan(np.asarray(bad_loss))
 
 
 def test_adaptive_log_softmax_bad_cutoffs():

@@ -9,7 +9,9 @@ and fails with the worst error on a mismatch. Every array is judged by
 The JAX side is one cached compiled program per function, static options and shapes where it can be
 (see ``_value_and_grads``): XLA's compiler is most of the time of the loss tests.
 ``check_each(jax_fn, torch_fn, arrays, [kwargs, ...])`` checks a grid of options with one
-program for all of them.
+program for all of them, every case, and fails once listing each failing case.
+``cotangent="ramp"`` weighs the output's elements ``0.5 .. 1.5`` instead of ones, so the
+gradient of each sample of a ``reduction='none'`` output is checked, not only their sum.
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ def assert_close(actual: Any, expected: Any, dtype: str, what: str) -> None:
         raise AssertionError(f"{what} ({dtype}): {c.line()}")
 
 
+COTANGENTS = ("ones", "ramp")
+
+
+def ramp(shape: tuple[int, ...]) -> np.ndarray | float:
+    """The ``"ramp"`` cotangent of an output of ``shape``: ``0.5 .. 1.5`` evenly over its elements
+    in C order (``1.0`` for a scalar), distinct per element so that a gradient routed to the wrong
+    sample is caught, which the all-ones cotangent of a sum cannot see.
+
+    >>> ramp((3,)).tolist(), ramp(())
+    ([0.5, 1.0, 1.5], 1.0)
+    """
+    size = int(np.prod(shape))
+    return np.linspace(0.5, 1.5, size).reshape(shape) if shape else 1.0
+
+
 def _is_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray))
 
@@ -110,10 +127,11 @@ def _untraced_float(jax_fn: Callable[..., Any], static: Mapping[str, Any]) -> bo
 
 
 def _value_and_grads(
-    jax_fn: Callable[..., Any], cases: list[tuple[Callable[..., Any], Mapping[str, Any]]], grad: list[str], dtype: str
+    jax_fn: Callable[..., Any], cases: list[tuple[Callable[..., Any], Mapping[str, Any]]], grad: list[str], dtype: str,
+    cotangent: str = "ones",
 ) -> list[tuple[Any, tuple[Any, ...]]] | None:
     """For each ``(call, values)`` of ``cases``: ``jax_fn``'s value and the gradients of
-    ``sum(value)`` with respect to ``grad``, all from ONE compiled program (a
+    ``sum(value * cotangent)`` (see :func:`ramp`) with respect to ``grad``, all from ONE compiled program (a
     ``jax.value_and_grad(..., has_aux=True)`` per case inside one ``jax.jit``), or ``None`` where
     :func:`check` does better with eager ``jax.grad`` (below).
 
@@ -145,7 +163,7 @@ def _value_and_grads(
         except TypeError:  # an unhashable option: compiled for this call only
             key_parts = None
             break
-    key = (jax_fn, tuple(grad), dtype, tuple(key_parts)) if key_parts is not None else None
+    key = (jax_fn, tuple(grad), dtype, cotangent, tuple(key_parts)) if key_parts is not None else None
     program = _PROGRAMS.get(key) if key is not None else None
     if program is None:
         acc = jnp.float64 if dtype == "float64" else jnp.float32
@@ -156,7 +174,8 @@ def _value_and_grads(
             def scalar(gvals: tuple[Any, ...]) -> Any:
                 out = call(jax_fn, {**static, **dict(zip(others, ovals)), **dict(zip(number_names, nvals)),
                                     **dict(zip(grad, gvals))})
-                return jnp.sum(out.astype(acc)), out
+                weights = ramp(out.shape) if cotangent == "ramp" else 1.0
+                return jnp.sum(out.astype(acc) * jnp.asarray(weights, acc)), out
 
             (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals)
             return out, grads
@@ -222,30 +241,42 @@ def _case(
 def _compare(
     jax_fn: Callable[..., Any], torch_fn: Callable[..., Any], call: Callable[..., Any], j_vals: Mapping[str, Any],
     t_vals: Mapping[str, Any], grad: list[str], dtype: str, both: tuple[Any, tuple[Any, ...]] | None,
-) -> Any:
+    cotangent: str = "ones",
+) -> tuple[Any, list[str]]:
     """Torch's value and gradients for one case against JAX's (``both``, or computed eagerly
-    where it is ``None``); returns the JAX value."""
+    where it is ``None``): the JAX value, and one line per disagreeing array (all of them are
+    checked, the value and each gradient)."""
     t_out = call(torch_fn, t_vals)
     j_out, j_grads = both if both is not None else (call(jax_fn, j_vals), None)
-    assert j_out.dtype == jnp.dtype(dtype), f"output dtype {j_out.dtype}, expected {dtype}"
-    assert_close(j_out, t_out, dtype, "value")
+    failures = []
 
+    def judge(actual: Any, expected: Any, what: str) -> None:
+        if actual.dtype != jnp.dtype(dtype):
+            failures.append(f"{what} dtype {actual.dtype}, expected {dtype}")
+            return
+        try:
+            assert_close(actual, expected, dtype, what)
+        except AssertionError as e:
+            failures.append(str(e))
+
+    judge(j_out, t_out, "value")
     if grad:
-        t_grads = torch.autograd.grad(t_out.sum(), [t_vals[n] for n in grad], allow_unused=True)
+        weights = torch.as_tensor(ramp(tuple(t_out.shape)) if cotangent == "ramp" else 1.0, dtype=t_out.dtype)
+        t_grads = torch.autograd.grad((t_out * weights).sum(), [t_vals[n] for n in grad], allow_unused=True)
         if j_grads is None:
+            acc = jnp.float64 if dtype == "float64" else jnp.float32
 
             def scalar(*gvals: Any) -> Any:
                 vals = dict(j_vals)
                 vals.update(zip(grad, gvals))
-                return jnp.sum(call(jax_fn, vals).astype(jnp.float64 if dtype == "float64" else jnp.float32))
+                out = call(jax_fn, vals)
+                weights = ramp(out.shape) if cotangent == "ramp" else 1.0
+                return jnp.sum(out.astype(acc) * jnp.asarray(weights, acc))
 
             j_grads = jax.grad(scalar, argnums=tuple(range(len(grad))))(*[j_vals[n] for n in grad])
         for n, jg, tg in zip(grad, j_grads, t_grads):
-            if tg is None:
-                tg = torch.zeros_like(t_vals[n])
-            assert jg.dtype == jnp.dtype(dtype), f"grad {n} dtype {jg.dtype}, expected {dtype}"
-            assert_close(jg, tg, dtype, f"grad wrt {n}")
-    return j_out
+            judge(jg, torch.zeros_like(t_vals[n]) if tg is None else tg, f"grad wrt {n}")
+    return j_out, failures
 
 
 def check(
@@ -256,15 +287,16 @@ def check(
     grad: Iterable[str] = ("input",),
     dtype: str = "float32",
     positional: Iterable[str] | None = None,
+    cotangent: str = "ones",
 ) -> Any:
     """Compare value and gradients; returns the jax value.
 
     ``arrays`` maps argument names to NumPy arrays (floating arrays are cast to
     ``dtype``) or other values; they are passed positionally in order (or only
     the names in ``positional``; the rest by keyword) with ``kwargs`` added as
-    keywords.
+    keywords. ``cotangent``: ``"ones"`` (the gradient of the sum) or ``"ramp"`` (see :func:`ramp`).
     """
-    return check_each(jax_fn, torch_fn, arrays, [kwargs or {}], grad, dtype, positional)[0]
+    return check_each(jax_fn, torch_fn, arrays, [kwargs or {}], grad, dtype, positional, cotangent)[0]
 
 
 def check_each(
@@ -275,31 +307,36 @@ def check_each(
     grad: Iterable[str] = ("input",),
     dtype: str = "float32",
     positional: Iterable[str] | None = None,
+    cotangent: str = "ones",
 ) -> list[Any]:
     """:func:`check` of each ``kwargs`` in ``options`` (with the same ``arrays``, or each with
     its own where ``arrays`` is a list as long as ``options``), the JAX side of all of them in
     one compiled program (see :func:`_value_and_grads`): a test loops over a grid of static
-    options (``reduction``, ``p``...) at the cost of about one compilation. A failure names
-    its case. Returns the JAX values."""
+    options (``reduction``, ``p``...) at the cost of about one compilation. Every case is
+    checked; then one ``AssertionError`` lists each failing case (its index, options, array
+    shapes and each disagreeing array with its worst error). Returns the JAX values."""
     options = [dict(o) for o in options]
     per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
     if len(per_case) != len(options):
         raise ValueError(f"check_each: {len(per_case)} sets of arrays for {len(options)} options")
     if not options:
         raise ValueError("check_each: no options to check")
+    if cotangent not in COTANGENTS:
+        raise ValueError(f"check_each: cotangent must be one of {COTANGENTS}, got {cotangent!r}")
     grad = list(grad)
     cases = [_case(a, o, grad, dtype, positional) for a, o in zip(per_case, options)]
-    both = _value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype) if grad else None
-    outs = []
+    both = _value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype, cotangent) if grad else None
+    outs, failed = [], []
     for i, (call, j_vals, t_vals) in enumerate(cases):
-        try:
-            outs.append(_compare(jax_fn, torch_fn, call, j_vals, t_vals, grad, dtype,
-                                 both[i] if both is not None else None))
-        except AssertionError as e:
-            if len(cases) == 1:
-                raise
+        out, failures = _compare(jax_fn, torch_fn, call, j_vals, t_vals, grad, dtype,
+                                 both[i] if both is not None else None, cotangent)
+        outs.append(out)
+        if failures:
             shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
-            raise AssertionError(f"case {i} {options[i]} {shapes}: {e}") from None
+            failed.append(f"case {i} {options[i]} {shapes}: " + "; ".join(failures))
+    if failed:
+        head = "" if len(cases) == 1 else f"{len(failed)} of {len(cases)} cases fail:\n"
+        raise AssertionError(head + "\n".join(failed))
     return outs
 
 
