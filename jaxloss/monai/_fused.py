@@ -66,8 +66,22 @@ def _softmax(zs: list[Array]) -> tuple[list[Array], Array]:
 
 
 def _voxel_sums(xs: list[Array]) -> Array:
-    """``(N, C)``: each ``(N, S)`` slice summed over its voxels."""
+    """``(N, K)``: each of the ``K`` ``(N, S)`` slices ``xs`` summed over its voxels (linear, so
+    JAX can transpose it: the tangents use it)."""
     return jnp.stack([jnp.sum(x, axis=1) for x in xs], axis=1)
+
+
+def _voxel_sums_at_once(xs: list[Array]) -> Array:
+    """``(N, K)`` like :func:`_voxel_sums`, as one ``K``-operand reduction.
+
+    Why: XLA:CPU compiles it into one kernel that computes the products and the one-hot target
+    on the fly, reading each stored softmax channel once; separate sums are ``K`` reduction
+    kernels, each reading its input from memory (the one-hot target stored for them). Dice
+    value+gradient at ``(8, 4, 128, 128, 64)``: 8 to 15 % less CPU time. Not transposable
+    (a generic reduction): the primal sums only."""
+    zeros = tuple(jnp.zeros((), x.dtype) for x in xs)
+    sums = jax.lax.reduce(tuple(xs), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (1,))
+    return jnp.stack(sums, axis=1)
 
 
 def _hits(label: Array, n_classes: int) -> list[Array]:
@@ -82,16 +96,18 @@ def _hits(label: Array, n_classes: int) -> list[Array]:
 def _sums(z: Array, label: Array, with_ce: bool) -> tuple[Array, ...]:
     zs = _slices(z)
     ps, lse = _softmax(zs)
-    hits = _hits(label, len(zs))
-    tp = _voxel_sums([h * p for h, p in zip(hits, ps)])
-    sp = _voxel_sums(ps)
-    sg = _voxel_sums(hits)  # MONAI sums its float one-hot target
+    n_classes = len(zs)
+    hits = _hits(label, n_classes)
+    # MONAI sums its float one-hot target (sg)
+    terms = [h * p for h, p in zip(hits, ps)] + ps + hits
+    if with_ce:
+        logps = [zk - lse for zk in zs]
+        terms += [_add([h * lp for h, lp in zip(hits, logps)]), _add(logps)]
+    sums = _voxel_sums_at_once(terms)
+    tp, sp, sg = (sums[:, k * n_classes:(k + 1) * n_classes] for k in range(3))
     if not with_ce:
         return tp, sp, sg
-    logps = [zk - lse for zk in zs]
-    nll = -jnp.sum(_add([h * lp for h, lp in zip(hits, logps)]), axis=1)
-    smooth = -jnp.sum(_add(logps), axis=1)
-    return tp, sp, sg, nll, smooth
+    return tp, sp, sg, -sums[:, 3 * n_classes], -sums[:, 3 * n_classes + 1]
 
 
 def _tangents(z: Array, label: Array, dz: Array, with_ce: bool) -> tuple[Array, ...]:
@@ -138,4 +154,6 @@ def _softmax_label_sums_jvp(with_ce: bool, primals: tuple[Array, Array], tangent
     z, label = primals
     dz, _ = tangents  # the sums are piecewise constant in the label
     out_tangents = _tangents(z, label, dz, with_ce)
-    return _sums(z, label, with_ce), out_tangents
+    # the primal through the custom rule again (not _sums): second order differentiates this
+    # rule, and _sums's generic reduction has no transpose
+    return softmax_label_sums(z, label, with_ce), out_tangents
