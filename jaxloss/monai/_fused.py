@@ -41,6 +41,8 @@ from jaxloss._dtypes import Array
 
 # the most classes the slice-by-slice program is used for (its size grows with C)
 MAX_CLASSES = 16
+# how many voxels _voxel_sums_at_once adds up in one running sum (float32 accuracy)
+_ROW = 1024
 
 
 def _slices(z: Array) -> list[Array]:
@@ -78,9 +80,22 @@ def _voxel_sums_at_once(xs: list[Array]) -> Array:
     on the fly, reading each stored softmax channel once; separate sums are ``K`` reduction
     kernels, each reading its input from memory (the one-hot target stored for them). Dice
     value+gradient at ``(8, 4, 128, 128, 64)``: 8 to 15 % less CPU time. Not transposable
-    (a generic reduction): the primal sums only."""
+    (a generic reduction): the primal sums only.
+
+    The voxels are summed in rows of :data:`_ROW` (then the ``S / _ROW`` row sums, and the
+    ``S mod _ROW`` left over): one running sum over all ``S`` voxels lost float32 accuracy
+    (DiceCE at the shape above: 1.8e-6 relative from the float64 value; in rows 7e-8, as torch)."""
+    n, s = xs[0].shape
+    rows = s // _ROW
+    head = [x[:, :rows * _ROW].reshape(n, rows, _ROW) for x in xs]
+    tail = [x[:, rows * _ROW:] for x in xs]
+    return jnp.sum(_add_up(head, 2), axis=2) + _add_up(tail, 1)
+
+
+def _add_up(xs: list[Array], axis: int) -> Array:
+    """The arrays ``xs`` summed along ``axis`` by one reduction, stacked on axis 1."""
     zeros = tuple(jnp.zeros((), x.dtype) for x in xs)
-    sums = jax.lax.reduce(tuple(xs), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (1,))
+    sums = jax.lax.reduce(tuple(xs), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (axis,))
     return jnp.stack(sums, axis=1)
 
 
