@@ -108,7 +108,13 @@ def _hits(label: Array, n_classes: int) -> list[Array]:
     return [jnp.maximum(0, 1 - jnp.abs(label - k)) for k in range(n_classes)]
 
 
-def _sums(z: Array, label: Array, with_ce: bool) -> tuple[Array, ...]:
+def _sums(z: Array, label: Array, with_ce: bool, at_once: bool) -> tuple[Array, ...]:
+    """The sums, by one reduction (``at_once``, :func:`_voxel_sums_at_once`) or one per sum.
+
+    One reduction pays where the softmax is stored anyway (value+gradient: the reverse pass
+    reads it). In a value-only program XLA:CPU fuses the softmax, ``lse`` and its ``C`` exp
+    into that one reduction and computes them again for each of their uses (Dice value: 1.9x
+    the CPU time); separate sums keep its stored ``lse``."""
     zs = _slices(z)
     ps, lse = _softmax(zs)
     n_classes = len(zs)
@@ -118,7 +124,7 @@ def _sums(z: Array, label: Array, with_ce: bool) -> tuple[Array, ...]:
     if with_ce:
         logps = [zk - lse for zk in zs]
         terms += [_add([h * lp for h, lp in zip(hits, logps)]), _add(logps)]
-    sums = _voxel_sums_at_once(terms)
+    sums = (_voxel_sums_at_once if at_once else _voxel_sums)(terms)
     tp, sp, sg = (sums[:, k * n_classes:(k + 1) * n_classes] for k in range(3))
     if not with_ce:
         return tp, sp, sg
@@ -161,14 +167,22 @@ def softmax_label_sums(z: Array, label: Array, with_ce: bool = False) -> tuple[A
         >>> tp.tolist(), sp.tolist(), sg.tolist()
         ([[0.5, 1.0]], [[1.5, 1.5]], [[1.0, 2.0]])
     """
-    return _sums(z, label, with_ce)
+    return _sums(z, label, with_ce, at_once=False)
 
 
-@softmax_label_sums.defjvp
-def _softmax_label_sums_jvp(with_ce: bool, primals: tuple[Array, Array], tangents: tuple[Array, Array]):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _sums_at_once(z: Array, label: Array, with_ce: bool) -> tuple[Array, ...]:
+    """:func:`softmax_label_sums` by one reduction: the primal of its derivative rule."""
+    return _sums(z, label, with_ce, at_once=True)
+
+
+def _jvp(with_ce: bool, primals: tuple[Array, Array], tangents: tuple[Array, Array]):
     z, label = primals
     dz, _ = tangents  # the sums are piecewise constant in the label
-    out_tangents = _tangents(z, label, dz, with_ce)
-    # the primal through the custom rule again (not _sums): second order differentiates this
-    # rule, and _sums's generic reduction has no transpose
-    return softmax_label_sums(z, label, with_ce), out_tangents
+    # the primal through a function with this same rule (not _sums): second order
+    # differentiates this rule, and the one reduction has no transpose
+    return _sums_at_once(z, label, with_ce), _tangents(z, label, dz, with_ce)
+
+
+softmax_label_sums.defjvp(_jvp)
+_sums_at_once.defjvp(_jvp)
