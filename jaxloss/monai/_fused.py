@@ -23,8 +23,11 @@ strided reduction over the class axis for every softmax and its transpose). Here
   the label, writing the gradient. Being a JVP rule (not a VJP), forward mode (``jvp``,
   ``jacfwd``) and second order keep working.
 
-Measured on XLA:CPU (jax 0.10.2, ``(4, 4, 64, 64, 32)`` float32): the compiled Dice
-value+gradient keeps 2.1 input-sized temporaries, DiceCE 3.1 (the generic program: 3.75 and 5.5).
+* in value+gradient, the forward sums of all classes are one reduction kernel
+  (:func:`_voxel_sums_at_once`), reading the stored softmax and the label once.
+
+Measured on XLA:CPU (jax 0.10.2, ``(4, 4, 64, 64, 32)`` float32): the compiled Dice and DiceCE
+value+gradient keep 1.3 input-sized temporaries (the generic program: 3.75 and 5.5).
 Recomputing the softmax in the reverse pass (``jax.checkpoint`` on the
 tangent function) was slower: XLA then recomputes every channel's ``exp`` for each output
 element.
