@@ -227,6 +227,26 @@ def soft_bce_target_in(dtype: str) -> Callable[..., Any]:
     return call
 
 
+def soft_ce_coefficients_in(dtype: str) -> Callable[..., Any]:
+    """smp's ``SoftCrossEntropyLoss(**options)`` in float64 with a 0-d array ``smooth_factor``'s two
+    coefficients rounded to ``dtype``, as smp computes them: ``1 - eps`` and ``eps / C`` are torch
+    operations on the 0-d tensor, in its dtype (a Python ``eps`` stays exact). smp's loss is linear
+    in the two: ``(1 - eps) L(0) + (eps / C) C L(1)``, ``L(e)`` its own loss at ``smooth_factor=e``
+    (the NLL term at 0, the smoothing term over ``C`` at 1), each run in float64."""
+
+    def call(y_pred: Any, y_true: Any, smooth_factor: Any, **options: Any) -> Any:
+        import torch
+
+        module = load().SoftCrossEntropyLoss
+        n = y_pred.size(options.get("dim", 1))
+        eps = smooth_factor.to(getattr(torch, dtype))
+        keep, spread = (1 - eps).to(y_pred.dtype), (eps / n).to(y_pred.dtype)
+        return keep * module(smooth_factor=0.0, **options)(y_pred, y_true) + \
+            spread * n * module(smooth_factor=1.0, **options)(y_pred, y_true)
+
+    return call
+
+
 @contextlib.contextmanager
 def _float_means_double() -> Iterator[None]:
     import torch

@@ -374,6 +374,17 @@ def test_smoothed_bce_half_precision_is_judged_with_smps_rounded_target():
             np.testing.assert_array_equal(np.asarray(smooth(yj, eps_j)).astype(np.float32), expected)
 
 
+def test_soft_cross_entropy_traced_half_smooth_factor_rounds_its_coefficients_as_smp():
+    """Fuzz seed 3: with a float16 / bfloat16 0-d smooth_factor smp computes ``1 - eps`` and
+    ``eps / C`` in that dtype; the reference receives the rounding (Case.reference_in) and
+    jaxloss rounds them too (in bfloat16 XLA had dropped it): its gradient is that truth."""
+    spec = {"opts": {"smooth_factor": 0.2, "reduction": "none"}, "traced": "smooth_factor"}
+    for dtype in ("float16", "bfloat16"):
+        (r,) = _run([("soft_cross_entropy_loss", spec)], dtype)
+        grad = next(c for c in r.comparisons if c.name.startswith("grad"))
+        assert grad.jax_ref_abs == 0 and grad.torch_ref_abs > 0
+
+
 def test_classes_are_smps_constructors_and_jit_arguments():
     rng = np.random.default_rng(5)
     x, y = jnp.asarray(rng.normal(size=(2, 3, 4, 4))), jnp.asarray(rng.integers(0, 3, size=(2, 4, 4)))

@@ -225,4 +225,16 @@ def soft_cross_entropy_loss(
     if smooth is None:
         return nll.astype(dtype)
     smooth = _reduce(smooth, reduction)
-    return ((1.0 - smooth_factor) * nll + (smooth_factor / n_classes) * smooth).astype(dtype)
+    keep, spread = _coefficients(smooth_factor, n_classes)
+    return (keep * nll + spread * smooth).astype(dtype)
+
+
+def _coefficients(eps: Any, n_classes: int) -> tuple[Any, Any]:
+    """smp's ``1 - eps`` and ``eps / C``: exact for a Python ``eps``; for a float16 / bfloat16 0-d
+    array torch computes them on the tensor, rounded to its dtype (explicitly here: XLA may skip
+    the rounding of a fused half-precision scalar, as it does for bfloat16 on CPU)."""
+    e = jnp.asarray(eps)
+    if e.dtype not in (jnp.float16, jnp.bfloat16):
+        return 1.0 - eps, eps / n_classes
+    e32 = e.astype(jnp.float32)
+    return _round_to(1 - e32, e.dtype), _round_to(e32 / n_classes, e.dtype)

@@ -24,7 +24,9 @@ smp's ``TverskyLoss`` with ``gamma < 1`` and no target pixel in any class (binar
 ``y_pred``): judged against smp with ``gamma=1`` (:func:`~jaxloss.parity.smp_reference.tversky_gamma_one`).
 ``SoftBCEWithLogitsLoss`` with ``smooth_factor`` smooths the target in its own dtype (rounded in
 half precision); the float64 reference of a case receives that rounding
-(:func:`~jaxloss.parity.smp_reference.soft_bce_target_in`, ``Case.reference_in``).
+(:func:`~jaxloss.parity.smp_reference.soft_bce_target_in`, ``Case.reference_in``); so does
+``SoftCrossEntropyLoss``'s traced ``smooth_factor`` (``1 - eps``, ``eps / C`` rounded in its dtype:
+:func:`~jaxloss.parity.smp_reference.soft_ce_coefficients_in`).
 ``SoftCrossEntropyLoss``'s default ``smooth_factor=None`` raises in smp (``None / C``); jaxloss
 reads it as no smoothing, compared with smp's ``smooth_factor=0`` (a note on the case).
 """
@@ -297,6 +299,9 @@ def _sce(s: dict[str, Any]) -> Case:
         case.torch_fn = smp_reference.module_call("SoftCrossEntropyLoss", smooth_factor=0.0)
         case.torch_expr = "smp.losses.SoftCrossEntropyLoss(smooth_factor=0.0, **options)(y_pred, y_true)"
         case.note = "smp's default smooth_factor=None raises (None / C); jaxloss reads it as 0, compared with smp's 0"
+    if s["traced"] == "smooth_factor":  # smp rounds 1 - eps and eps / C in the array's dtype: the truth of that
+        case.reference_in = lambda dtype: (smp_reference.soft_ce_coefficients_in(dtype),
+                                           f"smp_reference.soft_ce_coefficients_in({dtype!r})")
     return case
 
 
