@@ -206,8 +206,10 @@ def error_kind(e: BaseException) -> str:
 
 # The errors of one invalid input, by torch's kind: jaxloss copies torch's message, but raises
 # ValueError where ATen raises its generic RuntimeError (jaxloss checks at trace time, where a
-# RuntimeError would mean a broken program); every other kind must be the same on both sides.
-TORCH_TO_JAXLOSS_ERRORS: dict[str, tuple[str, ...]] = {"RuntimeError": ("RuntimeError", "ValueError")}
+# RuntimeError would mean a broken program) and where a library checks with a bare ``assert``
+# (smp: jaxloss's check must not vanish under ``python -O``); every other kind must be the same.
+TORCH_TO_JAXLOSS_ERRORS: dict[str, tuple[str, ...]] = {"RuntimeError": ("RuntimeError", "ValueError"),
+                                                       "AssertionError": ("AssertionError", "ValueError")}
 
 
 def same_error_kind(jax_error: str, torch_error: str) -> bool:
@@ -215,6 +217,8 @@ def same_error_kind(jax_error: str, torch_error: str) -> bool:
     passes a comparison only then (:data:`TORCH_TO_JAXLOSS_ERRORS`).
 
     >>> same_error_kind(describe(ValueError("bad")), describe(RuntimeError("bad")))
+    True
+    >>> same_error_kind(describe(ValueError("bad")), describe(AssertionError("bad")))  # smp's bare asserts
     True
     >>> same_error_kind(describe(ZeroDivisionError()), describe(AttributeError("x")))
     False

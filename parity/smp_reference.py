@@ -189,6 +189,64 @@ def module_call(name: str, **fixed: Any) -> Callable[..., Any]:
     return call
 
 
+def tversky_gamma_one() -> Callable[..., Any]:
+    """smp's ``TverskyLoss(**options)`` with ``gamma=1``: the truth of a batch with no target pixel
+    in any class. smp's mean before the power is ``loss_c * 0`` for every class, 0 for every
+    ``y_pred``, so ``0 ** gamma`` is too: value and gradient 0, what ``gamma = 1`` gives exactly
+    (smp's own ``gamma < 1`` gradient there is NaN: its ``pow`` slope at 0, infinite, times 0)."""
+
+    def call(y_pred: Any, y_true: Any, **options: Any) -> Any:
+        return load().TverskyLoss(**{**options, "gamma": 1.0})(y_pred, y_true)
+
+    return call
+
+
+def soft_bce_target_in(dtype: str) -> Callable[..., Any]:
+    """smp's ``SoftBCEWithLogitsLoss(**options)`` in float64, but with the smoothed target as smp
+    computes it for a ``dtype`` target: smp evaluates ``(1 - y) * eps + y * (1 - eps)`` in the
+    target's dtype, so a float16 / bfloat16 run smooths to a rounded target (0.7 -> 0.7002 in
+    float16), and the float64 truth of that run is the loss of the rounded target. The smoothing
+    runs in torch in ``dtype`` (smp's expression, the same kernels), the rest is smp's loss in
+    float64 with the ignore mask and reduction applied as smp applies them."""
+
+    def call(y_pred: Any, y_true: Any, smooth_factor: Any = None, ignore_index: Any = -100,
+             reduction: str = "mean", **options: Any) -> Any:  # fmt: skip
+        import torch
+
+        low = getattr(torch, dtype)
+        soft = y_true
+        if smooth_factor is not None:
+            eps = smooth_factor.to(low) if isinstance(smooth_factor, torch.Tensor) else smooth_factor
+            y = y_true.to(low)
+            soft = ((1 - y) * eps + y * (1 - eps)).to(y_pred.dtype)  # rounded to dtype, as smp's
+        loss = load().SoftBCEWithLogitsLoss(reduction="none", ignore_index=None, **options)(y_pred, soft)
+        if ignore_index is not None:  # on the unsmoothed target, as smp
+            loss = loss * (y_true != ignore_index).to(loss.dtype)
+        return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+    return call
+
+
+def soft_ce_coefficients_in(dtype: str) -> Callable[..., Any]:
+    """smp's ``SoftCrossEntropyLoss(**options)`` in float64 with a 0-d array ``smooth_factor``'s two
+    coefficients rounded to ``dtype``, as smp computes them: ``1 - eps`` and ``eps / C`` are torch
+    operations on the 0-d tensor, in its dtype (a Python ``eps`` stays exact). smp's loss is linear
+    in the two: ``(1 - eps) L(0) + (eps / C) C L(1)``, ``L(e)`` its own loss at ``smooth_factor=e``
+    (the NLL term at 0, the smoothing term over ``C`` at 1), each run in float64."""
+
+    def call(y_pred: Any, y_true: Any, smooth_factor: Any, **options: Any) -> Any:
+        import torch
+
+        module = load().SoftCrossEntropyLoss
+        n = y_pred.size(options.get("dim", 1))
+        eps = smooth_factor.to(getattr(torch, dtype))
+        keep, spread = (1 - eps).to(y_pred.dtype), (eps / n).to(y_pred.dtype)
+        return keep * module(smooth_factor=0.0, **options)(y_pred, y_true) + \
+            spread * n * module(smooth_factor=1.0, **options)(y_pred, y_true)
+
+    return call
+
+
 @contextlib.contextmanager
 def _float_means_double() -> Iterator[None]:
     import torch

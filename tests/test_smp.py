@@ -324,6 +324,70 @@ def test_jit_vmap_grad_and_traced_options_compose():
     assert np.isfinite(d_gamma) and d_gamma != 0
 
 
+def test_tversky_gamma_below_one_with_no_target_pixel_has_gradient_zero_in_every_context():
+    """Fuzz seed 8: the gradient was NaN called directly and 0 inside jax.jit (XLA turns the
+    empty-class mask's product into a select). With no target pixel the loss is 0 for every
+    y_pred, so 0 is the truth; smp's NaN is 0 * pow's infinite slope (documented deviation),
+    and smp with gamma=1 (the same 0 loss) gives gradient 0."""
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(2, 1, 3, 4)), np.zeros((2, 3, 4), np.int64)
+    opts = {"alpha": 0.7, "beta": 0.3, "gamma": 0.5}
+
+    def loss(v, g):
+        return smp.tversky_loss(v, jnp.asarray(y), "binary", alpha=0.7, beta=0.3, gamma=g)
+
+    (value_j, direct), jitted = jax.value_and_grad(loss)(jnp.asarray(x), 0.5), jax.jit(jax.grad(loss))(jnp.asarray(x), 0.5)
+    np.testing.assert_array_equal(np.asarray(direct), np.zeros(x.shape))
+    np.testing.assert_array_equal(np.asarray(jitted), np.zeros(x.shape))
+    xt = torch.tensor(x, requires_grad=True)
+    value = L.TverskyLoss("binary", **opts)(xt, torch.tensor(y))
+    value.backward()
+    assert float(value.detach()) == float(value_j) == 0.0
+    assert torch.isnan(xt.grad).all()  # smp's 0 * inf
+    xt.grad = None
+    L.TverskyLoss("binary", **{**opts, "gamma": 1.0})(xt, torch.tensor(y)).backward()
+    assert (xt.grad == 0).all()
+    # a NaN prediction still gives NaN value and gradient, called directly or jitted
+    bad = jnp.asarray(x).at[0, 0, 0, 0].set(jnp.nan)
+    bad_value, bad_grad = jax.value_and_grad(loss)(bad, 0.5)
+    assert np.isnan(bad_value) and np.isnan(np.asarray(bad_grad)).all()
+    assert np.isnan(np.asarray(jax.jit(jax.grad(loss))(bad, 0.5))).all()
+
+
+def test_smoothed_bce_half_precision_is_judged_with_smps_rounded_target():
+    """Fuzz seeds 7 and 8: smp smooths the target in its dtype (0.7 -> 0.7002 in float16); the
+    float64 reference receives the same rounding (Case.reference_in), and jaxloss, which rounds
+    there as smp does, meets it (torch's own gradient, rounded in half precision, does not)."""
+    from jaxloss.smp.soft import _smoothed
+
+    spec = {"target": "hard", "opts": {"reduction": "sum", "smooth_factor": 0.3}}
+    for dtype in ("float16", "bfloat16"):
+        (r,) = _run([("soft_bce_with_logits_loss", spec)], dtype)
+        grad = next(c for c in r.comparisons if c.name.startswith("grad"))
+        assert grad.jax_ref_abs == 0 and grad.torch_ref_abs > 0  # jaxloss: the truth of smp's rounded target
+    # soft targets (seed 1): smp rounds each of its four operations; XLA would round once (~1 in 4
+    # targets an ULP off): jaxloss's smoothed target is torch's bit for bit, Python or array eps
+    y = np.random.default_rng(1).uniform(size=512)
+    smooth = jax.jit(_smoothed)
+    for dtype in (torch.float16, torch.bfloat16):
+        yt = torch.tensor(y).to(dtype)
+        yj = jnp.asarray(yt.float().numpy()).astype(str(dtype).replace("torch.", ""))
+        for eps, eps_j in ((0.1, 0.1), (torch.tensor(0.1, dtype=dtype), jnp.asarray(0.1, yj.dtype))):
+            expected = ((1 - yt) * eps + yt * (1 - eps)).float().numpy()
+            np.testing.assert_array_equal(np.asarray(smooth(yj, eps_j)).astype(np.float32), expected)
+
+
+def test_soft_cross_entropy_traced_half_smooth_factor_rounds_its_coefficients_as_smp():
+    """Fuzz seed 3: with a float16 / bfloat16 0-d smooth_factor smp computes ``1 - eps`` and
+    ``eps / C`` in that dtype; the reference receives the rounding (Case.reference_in) and
+    jaxloss rounds them too (in bfloat16 XLA had dropped it): its gradient is that truth."""
+    spec = {"opts": {"smooth_factor": 0.2, "reduction": "none"}, "traced": "smooth_factor"}
+    for dtype in ("float16", "bfloat16"):
+        (r,) = _run([("soft_cross_entropy_loss", spec)], dtype)
+        grad = next(c for c in r.comparisons if c.name.startswith("grad"))
+        assert grad.jax_ref_abs == 0 and grad.torch_ref_abs > 0
+
+
 def test_classes_are_smps_constructors_and_jit_arguments():
     rng = np.random.default_rng(5)
     x, y = jnp.asarray(rng.normal(size=(2, 3, 4, 4))), jnp.asarray(rng.integers(0, 3, size=(2, 4, 4)))

@@ -12,6 +12,10 @@ the pixels (per class ``c``), smp 0.6 computes
 ``log_loss``), zero for a class with no target pixel, then the mean over ``classes`` (or the
 ``class_weights``-weighted mean). Dice is ``alpha = beta = 0.5``, Jaccard ``alpha = beta = 1``;
 Tversky raises the mean to ``gamma``.
+
+Documented deviation (tested in ``tests/test_smp.py``, judged against float64 by the parity
+suite): Tversky with ``gamma < 1`` and no target pixel in any class has gradient 0 here, NaN in
+smp (see :func:`tversky_loss`).
 """
 
 from __future__ import annotations
@@ -135,6 +139,19 @@ def tversky_score(p: Array, t: Array, alpha: Any, beta: Any, smooth: Any, eps: A
     return (intersection + smooth) / clamp_min(intersection + alpha * fp + beta * fn + smooth, eps)
 
 
+def _without_empty_classes(loss: Array, has_target: Array) -> Array:
+    """smp's ``loss * (t.sum() > 0)``: no loss for a class with no target pixel.
+
+    The value is smp's product (``NaN * 0`` stays NaN); the gradient of such a class is exactly
+    0, through a select. A product would give ``0 * inf = NaN`` when ``gamma < 1`` meets a mean
+    of 0 (``pow``'s slope at 0 is infinite), and XLA rewrites a product with a converted boolean
+    into a select inside one jitted program: the same call then gave NaN called directly and 0
+    inside an outer ``jax.jit``. With every class empty the loss is 0 for every ``y_pred``, so
+    0 is the true gradient (smp's NaN is the chain rule's ``0 * inf``).
+    """
+    return jnp.where(has_target, loss, jax.lax.stop_gradient(loss) * 0)
+
+
 def _region_loss(
     y_pred: Array, y_true: Array, mode: str, classes: tuple[int, ...] | None, log_loss: bool, from_logits: bool,
     smooth: Any, ignore_index: int | None, eps: Any, class_weights: Array | None,
@@ -150,10 +167,11 @@ def _region_loss(
     if from_logits:
         x = _probabilities(x, mode)
     p, t, t_raw, bad = _flatten(x, y_true, mode, ignore_index)
-    p = poison_gradient(p, bad)
+    # a non-finite prediction (NaN logit) poisons the gradient: the select below would pass 0 back
+    p = poison_gradient(p, bad | ~jnp.all(jnp.isfinite(p)))
     score = tversky_score(p, t, alpha, beta, smooth, eps)
     loss = -jnp.log(clamp_min(score, eps)) if log_loss else 1.0 - score
-    loss = loss * (jnp.sum(t_raw, axis=(0, 2)) > 0).astype(loss.dtype)  # no target pixel: no loss
+    loss = _without_empty_classes(loss, jnp.sum(t_raw, axis=(0, 2)) > 0)
     loss = select_classes(loss, classes)
     out = weighted_mean(loss, class_weights, classes)
     if gamma is not None:
@@ -264,6 +282,12 @@ def tversky_loss(
     """smp's ``TverskyLoss(mode, ...)(y_pred, y_true)``: false positives weighted by ``alpha``,
     false negatives by ``beta`` (traced), the class mean raised to ``gamma`` (traced, torch's
     ``pow`` gradient). ``alpha = beta = 0.5, gamma = 1`` is :func:`dice_loss`.
+
+    Deviation: with ``gamma < 1`` and no target pixel in any class (an all-background binary or
+    multilabel batch) the loss is 0 for every ``y_pred`` and jaxloss's gradient is 0, in every
+    context (called directly or inside ``jax.jit``); smp's is NaN (torch's ``pow`` slope at 0,
+    infinite, times the empty-class mask's 0). Where the mean is 0 because the predictions are
+    exact, the gradient is truly infinite and NaN / inf as smp's.
 
     Example:
         >>> import jax.numpy as jnp

@@ -35,6 +35,31 @@ def _reduce(loss: Array, reduction: str) -> Array:
     return jnp.sum(loss) if reduction == "sum" else loss
 
 
+def _round_to(x: Array, dtype: Any) -> Array:
+    """``x`` (float32) rounded to half-precision ``dtype``'s values, kept in float32: a rounding XLA
+    keeps (a convert round trip may be dropped as excess precision inside a fused computation)."""
+    info = jnp.finfo(dtype)
+    return jax.lax.reduce_precision(x, exponent_bits=info.nexp, mantissa_bits=info.nmant)
+
+
+def _smoothed(y: Array, eps: Any) -> Array:
+    """smp's ``(1 - y) * eps + y * (1 - eps)`` in ``y``'s dtype, rounded where torch rounds it.
+
+    In float16 / bfloat16 torch computes each of the four operations in float32 and rounds its
+    result to the dtype; a Python ``eps`` enters in float32 (``1 - eps`` in Python's double), a
+    half-precision 0-d array as it is (``1 - eps`` rounded to its dtype). jaxloss does the same,
+    so that its smoothed target is smp's bit for bit (XLA would otherwise round once)."""
+    if y.dtype not in (jnp.float16, jnp.bfloat16):
+        return (1 - y) * eps + y * (1 - eps)
+    e = jnp.asarray(eps)
+    one_minus = 1 - e.astype(jnp.float32)
+    if e.dtype in (jnp.float16, jnp.bfloat16):
+        one_minus = _round_to(one_minus, e.dtype)
+    t, e = y.astype(jnp.float32), e.astype(jnp.float32)
+    out = _round_to(_round_to(_round_to(1 - t, y.dtype) * e, y.dtype) + _round_to(t * one_minus, y.dtype), y.dtype)
+    return out.astype(y.dtype)
+
+
 @loss_function(
     opmath=IN_BODY,
     static_argnames=("ignore_index", "reduction"),
@@ -72,7 +97,8 @@ def soft_bce_with_logits_loss(
 
     Returns:
         A scalar, or ``y_pred``'s shape for ``'none'``; the dtype torch's promotion of ``y_pred``
-        and the (smoothed) target gives; float16 / bfloat16 are computed in float32.
+        and the (smoothed) target gives; float16 / bfloat16 are computed in float32, after the
+        smoothed target is rounded to the target's dtype exactly as smp's is (bit for bit).
 
     Example:
         >>> import jax.numpy as jnp
@@ -90,7 +116,7 @@ def soft_bce_with_logits_loss(
     if smooth_factor is not None:
         if not jnp.issubdtype(target.dtype, jnp.floating):
             target = target.astype(jnp.float32)  # int tensor * Python float: torch's default dtype
-        target = (1 - target) * smooth_factor + target * (1 - smooth_factor)
+        target = _smoothed(target, smooth_factor)
     elif not jnp.issubdtype(target.dtype, jnp.floating):
         raise TypeError(f"result type {torch_dtype_name(result_float_dtype(y_pred, target))} can't be cast to the "
                         f"desired output type {torch_dtype_name(target.dtype)}")
@@ -199,4 +225,16 @@ def soft_cross_entropy_loss(
     if smooth is None:
         return nll.astype(dtype)
     smooth = _reduce(smooth, reduction)
-    return ((1.0 - smooth_factor) * nll + (smooth_factor / n_classes) * smooth).astype(dtype)
+    keep, spread = _coefficients(smooth_factor, n_classes)
+    return (keep * nll + spread * smooth).astype(dtype)
+
+
+def _coefficients(eps: Any, n_classes: int) -> tuple[Any, Any]:
+    """smp's ``1 - eps`` and ``eps / C``: exact for a Python ``eps``; for a float16 / bfloat16 0-d
+    array torch computes them on the tensor, rounded to its dtype (explicitly here: XLA may skip
+    the rounding of a fused half-precision scalar, as it does for bfloat16 on CPU)."""
+    e = jnp.asarray(eps)
+    if e.dtype not in (jnp.float16, jnp.bfloat16):
+        return 1.0 - eps, eps / n_classes
+    e32 = e.astype(jnp.float32)
+    return _round_to(1 - e32, e.dtype), _round_to(e32 / n_classes, e.dtype)

@@ -103,6 +103,9 @@ class Case:
     jax_fn: Callable[..., Any] | None = None  # default: jaxloss.<loss>
     torch_fn: Callable[..., Any] | None = None  # default: torch.nn.functional.<loss>
     reference: Callable[..., Any] | None = None  # float64 reference (default: torch_fn)
+    # dtype -> (float64 reference, its expression), where the truth depends on the compared dtype
+    # (the library rounds an input-derived intermediate to it: smp's smoothed BCE target)
+    reference_in: Callable[[str], tuple[Callable[..., Any], str]] | None = None
     jax_expr: str = ""  # Python expressions naming the three, for reproducers
     torch_expr: str = ""
     reference_expr: str = ""
@@ -135,6 +138,8 @@ class Case:
         t = self.deviation(dtype)
         if t is not None and t.reference is not None:
             return t.reference, t.reference_expr
+        if self.reference_in is not None:
+            return self.reference_in(dtype)
         return self.reference, self.reference_expr
 
     def grad_argnums(self) -> tuple[int | str, ...]:

@@ -11,7 +11,9 @@ Data (``data`` in a spec): logits ``(2, 3, 5, 6)`` with a ``(2, 1, 5, 6)`` int64
 (``volume``), saturating logits x500 (``extreme``), all-background labels (``background``:
 empty foreground classes, the generalised Dice's infinite-weight path), the ``-1`` sentinel
 label (``sentinel``, with ``ignore_index=-1``) and probabilities without activation
-(``probs``). ``layout='last'`` moves the channels last and passes ``axis=-1``.
+(``probs``). A Dice-type case with no activation (``sigmoid``, ``softmax``, ``other_act`` all
+off) receives its logits through a sigmoid, predictions in (0, 1) as the losses expect them
+(:func:`_no_activation` says why). ``layout='last'`` moves the channels last and passes ``axis=-1``.
 
 Precision: the focal losses compute in float32 whatever the input (MONAI's ``input.float()``),
 so their cases run float32 and the half dtypes (a float64 input would only be rounded to
@@ -99,9 +101,21 @@ def _data(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return x, onehot
 
 
+def _no_activation(x: np.ndarray) -> np.ndarray:
+    """The input of a Dice-type loss without activation: the logits through a sigmoid, predictions in
+    (0, 1) as the loss expects them. Raw logits there make ``sum(input) + sum(target) + smooth_dr``
+    cancel towards 0 (e.g. -0.56 from terms of size 2): the gradient ``smooth / den**2`` then
+    multiplies the float32 summation error by ``2 sum|x| / |den|`` (~100), and torch's and XLA's
+    summation orders, each ~30 float32 ULP from float64, differ by more than float32's tolerance
+    (fuzz seed 7, ``soft_dicecl_dice_loss``): ill-conditioned data, not a difference of the losses."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # the sigmoid, without exp's overflow at the x500 logits
+
+
 def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = False, hvp: bool = True) -> Any:
     def build(s: dict[str, Any]) -> Case:
         x, y = _data(s)
+        if "sigmoid" in defaults and not (s["sigmoid"] or s["softmax"] or s.get("other_act")) and s["data"] != "probs":
+            x = _no_activation(x)
         if (s["data"] in _LABEL_DATA) != bool(s.get("to_onehot_y")):
             raise Invalid("a label map goes with to_onehot_y=True, a one-hot target without")
         if s["data"] == "sentinel" and s.get("ignore_index") != -1:  # -1 is a bad label without it (NaN vs

@@ -19,6 +19,14 @@ in the multiclass mode, for float16 / bfloat16 too: the float64 truth is smp's o
 its ``.float()`` casts in float64 (:func:`~jaxloss.parity.smp_reference.lovasz_float64`).
 The hinge's fuzz cases with random (not ``distinct``) logits or soft labels run in float64 and
 float32 only: half-precision rounding ties errors, and smp sums soft labels in half precision.
+smp's ``TverskyLoss`` with ``gamma < 1`` and no target pixel in any class (binary / multilabel
+``empty``): gradient NaN in smp (``0 * inf``), 0 in jaxloss, the true one (the loss is 0 for every
+``y_pred``): judged against smp with ``gamma=1`` (:func:`~jaxloss.parity.smp_reference.tversky_gamma_one`).
+``SoftBCEWithLogitsLoss`` with ``smooth_factor`` smooths the target in its own dtype (rounded in
+half precision); the float64 reference of a case receives that rounding
+(:func:`~jaxloss.parity.smp_reference.soft_bce_target_in`, ``Case.reference_in``); so does
+``SoftCrossEntropyLoss``'s traced ``smooth_factor`` (``1 - eps``, ``eps / C`` rounded in its dtype:
+:func:`~jaxloss.parity.smp_reference.soft_ce_coefficients_in`).
 ``SoftCrossEntropyLoss``'s default ``smooth_factor=None`` raises in smp (``None / C``); jaxloss
 reads it as no smoothing, compared with smp's ``smooth_factor=0`` (a note on the case).
 """
@@ -146,9 +154,18 @@ _REGION_GRID: list[dict[str, Any]] = _REGION_CORE + [
 ]
 
 
+_EMPTY_GAMMA = ("no target pixel in any class and gamma < 1: the loss is 0 for every y_pred, so its gradient is 0 "
+                "(jaxloss); smp's is NaN (pow's infinite slope at 0 times the empty-class mask's 0): judged "
+                "against smp's TverskyLoss with gamma=1, the same 0 exactly")
+
+
 def _region(name: str, cls: str) -> Any:
     def build(s: dict[str, Any]) -> Case:
-        return _case(name, cls, s, probabilities=s["opts"].get("from_logits") is False)
+        case = _case(name, cls, s, probabilities=s["opts"].get("from_logits") is False)
+        if s["target"] == "empty" and s["mode"] != "multiclass" and float(s["opts"].get("gamma", 1.0)) < 1:
+            case.torch_inexact = TorchInexact(_EMPTY_GAMMA, ALL_DTYPES, smp_reference.tversky_gamma_one(),
+                                              "smp_reference.tversky_gamma_one()")
+        return case
 
     return build
 
@@ -255,6 +272,9 @@ def _sbce(s: dict[str, Any]) -> Case:
         case.kwargs["weight"] = rng.uniform(0.5, 2.0, size=x.shape[1:])
         case.kwargs["pos_weight"] = rng.uniform(0.5, 2.0, size=x.shape[1:])
     case.grad = ("y_pred",)
+    if opts.get("smooth_factor") is not None:  # smp smooths in the target's dtype: the truth of that rounding
+        case.reference_in = lambda dtype: (smp_reference.soft_bce_target_in(dtype),
+                                           f"smp_reference.soft_bce_target_in({dtype!r})")
     return case
 
 
@@ -279,6 +299,9 @@ def _sce(s: dict[str, Any]) -> Case:
         case.torch_fn = smp_reference.module_call("SoftCrossEntropyLoss", smooth_factor=0.0)
         case.torch_expr = "smp.losses.SoftCrossEntropyLoss(smooth_factor=0.0, **options)(y_pred, y_true)"
         case.note = "smp's default smooth_factor=None raises (None / C); jaxloss reads it as 0, compared with smp's 0"
+    if s["traced"] == "smooth_factor":  # smp rounds 1 - eps and eps / C in the array's dtype: the truth of that
+        case.reference_in = lambda dtype: (smp_reference.soft_ce_coefficients_in(dtype),
+                                           f"smp_reference.soft_ce_coefficients_in({dtype!r})")
     return case
 
 
