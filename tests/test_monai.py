@@ -602,3 +602,32 @@ def test_softmax_label_map_sums_in_rows_and_remainder() -> None:
     (tg,) = torch.autograd.grad(expected, tx)
     assert_close(value, expected.detach(), "float64", "value")
     assert_close(grad, tg, "float64", "gradient wrt input")
+
+
+def test_skeleton_tie_after_softmax_passes_no_gradient() -> None:
+    """Issue 19's fuzz finding: where a softmax probability is its own opening, ``x - open(x)``
+    is exactly 0 in MONAI and ``relu`` passes no gradient; XLA on CPU fuses the softmax's
+    ``exp * (1 / sum)`` into the subtraction as one multiply-add, leaving the product's rounding
+    error (about 1e-17) there, which must not open the gradient. The input is small and random:
+    about a third of its elements are such ties (checked below), so the test can fail."""
+    import monai.losses.cldice as mc
+
+    from jaxloss.monai.cldice import soft_skeleton
+
+    logits = np.random.default_rng(19).normal(0.0, 2.0, (2, 3, 5, 6))
+    cot = np.random.default_rng(20).normal(size=(2, 2, 5, 6))
+
+    def skel_vjp(a, c):  # type: ignore[no-untyped-def]
+        out, vjp = jax.vjp(lambda z: soft_skeleton(jax.nn.softmax(z, axis=1)[:, 1:], 1), a)
+        return out, vjp(c)[0]
+
+    out, grad = jax.jit(skel_vjp)(jnp.asarray(logits), jnp.asarray(cot))
+    tx = torch.tensor(logits, requires_grad=True)
+    probs = torch.softmax(tx, 1)[:, 1:]
+    t_out = mc.soft_skel(probs, 1)
+    (t_grad,) = torch.autograd.grad(t_out, tx, torch.tensor(cot))
+    p = probs.detach()
+    ties = int((p - mc.soft_open(p) == 0).sum())
+    assert ties >= 10, ties  # the input has the ties this test is about
+    assert_close(out, t_out.detach(), "float64", "value")
+    assert_close(grad, t_grad, "float64", "grad wrt input")
