@@ -3,7 +3,9 @@
 The soft skeleton is built from iterated min / max pooling (erosion: the minimum over the
 3-voxel line along each spatial axis; dilation: the maximum over the 3x3(x3) block; padding
 never wins), with torch's gradients: a max-pool passes its gradient to the first maximum of
-its window, ``min(a, b)`` splits it half and half at a tie, ``relu`` passes none at 0.
+its window, ``min(a, b)`` splits it half and half at a tie, ``relu`` passes none at 0
+(decided by comparing the two terms, so that an exact tie stays one under XLA's fused
+multiply-add: :func:`_relu_diff`).
 """
 
 from __future__ import annotations
