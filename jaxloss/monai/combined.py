@@ -17,13 +17,10 @@ from jaxloss.monai.dice import (
     activate_work,
     check_dice_weight,
     dice_from_probs,
-    dice_result_dtype,
-    dice_score,
-    finish_dice,
     fused_applies,
+    fused_dice,
     generalized_dice_from_probs,
     n_scored_classes,
-    softmax_dice_sums,
 )
 from jaxloss.monai.focal import check_focal_weight, focal_from_logits
 
@@ -149,13 +146,10 @@ def _fused_dice_ce(
     (means over the voxels for ``'mean'``, sums for ``'sum'``; ``arepsilon`` clamped at 0).
     Every voxel counts: a label torch's cross entropy would ignore (-100) is out of range for
     the Dice part, which makes the total NaN anyway."""
-    dtype = dice_result_dtype(jnp.zeros((), in_dtype), y, True)
-    work = c.working(dtype)
     with_ce = weight is None
-    (tp, fp, fn), ce_sums, bad = softmax_dice_sums(
-        x.astype(work), y, include_background=include_background, batch=batch, with_ce=with_ce)
-    f = dice_score(tp, fp, fn, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, weight=dice_w)
-    dice = finish_dice(f, reduction, x.ndim, bad, dtype)
+    dice, ce_sums = fused_dice(x, y, in_dtype, include_background=include_background, jaccard=jaccard,
+                               reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
+                               weight=dice_w, with_ce=with_ce)
     if with_ce:
         nll, smooth = (jnp.sum(s) for s in ce_sums)
         if reduction == "mean":

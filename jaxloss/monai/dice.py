@@ -155,6 +155,20 @@ def softmax_dice_sums(
     return (tp, sp - tp, sg - tp), sums[3:], bad
 
 
+def fused_dice(
+    x: Array, target: Array, in_dtype: Any, *, include_background: bool, jaccard: bool, reduction: str,
+    smooth_nr: Any, smooth_dr: Any, batch: bool, weight: Array | None, with_ce: bool = False,
+) -> tuple[Array, tuple[Array, ...]]:
+    """The reduced Dice of channels-first logits ``x`` (input dtype ``in_dtype``) against a label
+    map, in MONAI's dtype, by the fused path (:func:`fused_applies` says when); with
+    ``with_ce`` also the cross-entropy sums of :func:`softmax_dice_sums`."""
+    dtype = dice_result_dtype(jnp.zeros((), in_dtype), target, True)
+    (tp, fp, fn), ce_sums, bad = softmax_dice_sums(
+        x.astype(c.working(dtype)), target, include_background=include_background, batch=batch, with_ce=with_ce)
+    f = dice_score(tp, fp, fn, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, weight=weight)
+    return finish_dice(f, reduction, x.ndim, bad, dtype), ce_sums
+
+
 def precheck_dice(values: dict[str, Any]) -> None:
     """The checks MONAI's ``DiceLoss.__init__`` and ``forward`` make on Python values."""
     _precheck_layout(values)
@@ -254,11 +268,9 @@ def dice_loss(
     y = c.to_channels_first(target, axis)
     if fused_applies(x.shape[1], to_onehot_y=to_onehot_y, softmax=softmax, other_act=other_act,
                      squared_pred=squared_pred, soft_label=soft_label, ignore_index=ignore_index):
-        dtype = dice_result_dtype(input, y, True)
-        (tp, fp, fn), _, bad = softmax_dice_sums(
-            x.astype(c.working(dtype)), y, include_background=include_background, batch=batch)
-        f = dice_score(tp, fp, fn, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, weight=weight)
-        return c.from_channels_first(finish_dice(f, reduction, input.ndim, bad, dtype), axis, input.ndim)
+        dice, _ = fused_dice(x, y, input.dtype, include_background=include_background, jaccard=jaccard,
+                             reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight)
+        return c.from_channels_first(dice, axis, input.ndim)
     x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
     out = dice_from_probs(
         x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
