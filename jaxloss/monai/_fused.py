@@ -36,6 +36,7 @@ element.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,13 @@ _ROW = 1024
 def _slices(z: Array) -> list[Array]:
     """The ``C`` channels of ``(N, C, S)``, each ``(N, S)``."""
     return [z[:, k] for k in range(z.shape[1])]
+
+
+def _split(z: Array) -> list[Array]:
+    """:func:`_slices` by ``lax.split``: JAX transposes it into one concatenation of the channels'
+    cotangents (a slice transposes into a zero-padded full-size array, one per channel, added up:
+    every gradient element then computed every channel's term)."""
+    return [part[:, 0] for part in jax.lax.split(z, [1] * z.shape[1], axis=1)]
 
 
 def _add(xs: list[Array]) -> Array:
@@ -102,13 +110,13 @@ def _add_up(xs: list[Array], axis: int) -> Array:
     return jnp.stack(sums, axis=1)
 
 
-def _hits(label: Array, n_classes: int) -> list[Array]:
+def _hits(label: Array, n_classes: int, dtype: Any) -> list[Array]:
     """The one-hot target's channels ``[l = c]`` (``(N, S)`` each) of a float class index.
 
     Written as ``max(0, 1 - |l - c|)`` (exactly 1 or 0 for whole numbers): XLA:CPU fuses this
     arithmetic into the voxel sums that use it, where a comparison or a select would be
     computed into a full-size temporary first."""
-    return [jnp.maximum(0, 1 - jnp.abs(label - k)) for k in range(n_classes)]
+    return [jnp.maximum(0, 1 - jnp.abs(label - k)).astype(dtype) for k in range(n_classes)]
 
 
 def _sums(z: Array, label: Array, with_ce: bool, at_once: bool) -> tuple[Array, ...]:
@@ -121,7 +129,7 @@ def _sums(z: Array, label: Array, with_ce: bool, at_once: bool) -> tuple[Array, 
     zs = _slices(z)
     ps, lse = _softmax(zs)
     n_classes = len(zs)
-    hits = _hits(label, n_classes)
+    hits = _hits(label, n_classes, z.dtype)
     # MONAI sums its float one-hot target (sg)
     terms = [h * p for h, p in zip(hits, ps)] + ps + hits
     if with_ce:
@@ -137,7 +145,7 @@ def _sums(z: Array, label: Array, with_ce: bool, at_once: bool) -> tuple[Array, 
 def _tangents(z: Array, label: Array, dz: Array, with_ce: bool) -> tuple[Array, ...]:
     """The sums' tangents along ``dz`` (linear in ``dz``; JAX transposes it into the reverse pass)."""
     ps, _ = _softmax(_slices(z))
-    dzs = _slices(dz)
+    dzs = _split(dz)
     # comparisons here, not _hits: the reverse pass is one elementwise kernel, into which XLA
     # fuses a comparison with the label (the arithmetic masks would be stored for it instead)
     hits = [label == k for k in range(len(ps))]

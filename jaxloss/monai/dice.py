@@ -148,7 +148,7 @@ def softmax_dice_sums(
     x = c.poison_input(x, bad)
     # as whole numbers in the logits' dtype (see softmax_label_sums); a label outside [0, C)
     # may round there, the result is NaN for it anyway
-    sums = softmax_label_sums(x.reshape(n, n_pred_ch, -1), index.reshape(n, -1).astype(x.dtype), with_ce)
+    sums = softmax_label_sums(x.reshape(n, n_pred_ch, -1), index.reshape(n, -1), with_ce)
     tp, sp, sg = (s[:, n_pred_ch - kept:] for s in sums[:3])
     if batch:
         tp, sp, sg = (jnp.sum(s, axis=0) for s in (tp, sp, sg))
