@@ -127,8 +127,12 @@ def _sums(z: Array, label: Array, with_ce: bool, at_once: bool) -> tuple[Array, 
     into that one reduction and computes them again for each of their uses (Dice value: 1.9x
     the CPU time); separate sums keep its stored ``lse``."""
     zs = _slices(z)
-    ps, lse = _softmax(zs)
     n_classes = len(zs)
+    if at_once:
+        ps = _split(_softmax_full(z))
+        lse = _softmax(zs)[1]
+    else:
+        ps, lse = _softmax(zs)
     hits = _hits(label, n_classes, z.dtype)
     # MONAI sums its float one-hot target (sg)
     terms = [h * p for h, p in zip(hits, ps)] + ps + hits
@@ -144,23 +148,26 @@ def _sums(z: Array, label: Array, with_ce: bool, at_once: bool) -> tuple[Array, 
 
 def _tangents(z: Array, label: Array, dz: Array, with_ce: bool) -> tuple[Array, ...]:
     """The sums' tangents along ``dz`` (linear in ``dz``; JAX transposes it into the reverse pass)."""
-    ps, _ = _softmax(_slices(z))
-    dzs = _split(dz)
-    # comparisons here, not _hits: the reverse pass is one elementwise kernel, into which XLA
-    # fuses a comparison with the label (the arithmetic masks would be stored for it instead)
-    hits = [label == k for k in range(len(ps))]
+    n_classes = z.shape[1]
+    p = _softmax_full(z)
+    hits = label[:, None] == jnp.arange(n_classes, dtype=label.dtype)[None, :, None]
     zero = jnp.zeros((), z.dtype)
-    d_lse = _add([p * d for p, d in zip(ps, dzs)])  # d log sum_c exp z_c
-    d_logps = [d - d_lse for d in dzs]
-    dps = [p * d for p, d in zip(ps, d_logps)]
-    d_tp = _voxel_sums([jnp.where(h, dp, zero) for h, dp in zip(hits, dps)])
-    d_sp = _voxel_sums(dps)
+    d_lse = _add(_split(p * dz))  # d log sum_c exp z_c
+    d_logp = dz - jnp.concatenate([d_lse[:, None]] * n_classes, axis=1)
+    dp = p * d_logp
+    d_tp = jnp.sum(jnp.where(hits, dp, zero), axis=2)
+    d_sp = jnp.sum(dp, axis=2)
     d_sg = jnp.zeros_like(d_sp)  # the target's sums do not depend on the logits
     if not with_ce:
         return d_tp, d_sp, d_sg
-    d_nll = -jnp.sum(_add([jnp.where(h, d, zero) for h, d in zip(hits, d_logps)]), axis=1)
-    d_smooth = -jnp.sum(_add(d_logps), axis=1)
+    d_nll = -jnp.sum(jnp.where(hits, d_logp, zero), axis=(1, 2))
+    d_smooth = -jnp.sum(d_logp, axis=(1, 2))
     return d_tp, d_sp, d_sg, d_nll, d_smooth
+
+
+def _softmax_full(z: Array) -> Array:
+    _, lse = _softmax(_slices(z))
+    return jnp.exp(z - lse[:, None])
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
