@@ -146,9 +146,9 @@ def softmax_dice_sums(
                        jax.ShapeDtypeStruct((n, kept, *x.shape[2:]), x.dtype))
     index, bad = c.label_index(target, n_pred_ch)
     x = c.poison_input(x, bad)
-    # as whole numbers in the logits' dtype (see softmax_label_sums); a label outside [0, C)
-    # may round there, the result is NaN for it anyway
-    sums = softmax_label_sums(x.reshape(n, n_pred_ch, -1), index.reshape(n, -1).astype(x.dtype), with_ce)
+    # the class index as it is (a converted copy would be one more stored array); a label
+    # outside [0, C) matches no class there, and the result is NaN for it anyway
+    sums = softmax_label_sums(x.reshape(n, n_pred_ch, -1), index.reshape(n, -1), with_ce)
     tp, sp, sg = (s[:, n_pred_ch - kept:] for s in sums[:3])
     if batch:
         tp, sp, sg = (jnp.sum(s, axis=0) for s in (tp, sp, sg))
