@@ -405,6 +405,23 @@ def test_softmax_label_map_forward_mode_is_reverse_mode() -> None:
     assert float(forward) == pytest.approx(float(reverse), rel=1e-12)
 
 
+@pytest.mark.parametrize(("cls", "fn"), [(L.DiceLoss, jm.dice_loss), (L.TverskyLoss, jm.tversky_loss)],
+                         ids=["dice", "tversky"])
+def test_ignored_class_of_a_half_one_hot_target_keeps_the_half_dtype(cls: Any, fn: Any) -> None:
+    """MONAI's ignore mask of a one-hot target's valid class is ``1 - target[:, i]``, in the
+    target's dtype (its label-map and sentinel masks are float32): a float16 one-hot target with
+    ``ignore_index=0`` keeps the loss in float16 (found by the fuzzer: jaxloss returned float32).
+    Channels-last gives the same value and dtype (the mask's dtype is read from the target's
+    channel axis)."""
+    options = {"ignore_index": 0, "sigmoid": True}
+    compare(cls, fn, options, X, OH, "float16")
+    x, y = jnp.asarray(X, jnp.float16), jnp.asarray(OH, jnp.float16)
+    first = fn(x, y, **options)
+    last = fn(jnp.moveaxis(x, 1, -1), jnp.moveaxis(y, 1, -1), axis=-1, **options)
+    assert first.dtype == last.dtype == jnp.float16
+    assert float(first) == float(last)
+
+
 # --------------------------------------------------------------------------- bad values
 _BAD_LABELS = Y.copy()
 _BAD_LABELS[1, 0, 2, 3] = 3  # class 3 of 3
