@@ -416,6 +416,45 @@ def test_softmax_label_map_of_any_label_dtype_is_monais(label_dtype: str) -> Non
         compare(cls, fn, {"to_onehot_y": True, "softmax": True}, X, y, "float32")
 
 
+@pytest.mark.parametrize(("cls", "fn"), [(L.DiceLoss, jm.dice_loss), (L.TverskyLoss, jm.tversky_loss)],
+                         ids=["dice", "tversky"])
+def test_ignored_class_of_a_half_one_hot_target_keeps_the_half_dtype(cls: Any, fn: Any) -> None:
+    """MONAI's ignore mask of a one-hot target's valid class is ``1 - target[:, i]``, in the
+    target's dtype (its label-map and sentinel masks are float32): a float16 one-hot target with
+    ``ignore_index=0`` keeps the loss in float16 (found by the fuzzer: jaxloss returned float32).
+    Channels-last gives the same value and dtype (the mask's dtype is read from the target's
+    channel axis)."""
+    options = {"ignore_index": 0, "sigmoid": True}
+    compare(cls, fn, options, X, OH, "float16")
+    x, y = jnp.asarray(X, jnp.float16), jnp.asarray(OH, jnp.float16)
+    first = fn(x, y, **options)
+    last = fn(jnp.moveaxis(x, 1, -1), jnp.moveaxis(y, 1, -1), axis=-1, **options)
+    assert first.dtype == last.dtype == jnp.float16
+    assert float(first) == float(last)
+
+
+@pytest.mark.parametrize(("cls", "fn"), [(L.DiceFocalLoss, jm.dice_focal_loss),
+                                         (L.GeneralizedDiceFocalLoss, jm.generalized_dice_focal_loss)],
+                         ids=["dice_focal", "generalized_dice_focal"])
+def test_two_part_loss_rounds_a_half_input_gradient_once(cls: Any, fn: Any) -> None:
+    """Both parts read the input: their gradients are added in float32 and rounded once to
+    float16, so the gradient is within 1 ulp of MONAI's float64 one rounded to float16 (a float32
+    computation rounds the other way only near a tie), found by the fuzzer: each part's gradient
+    was rounded to float16 and then added, 2 ulp off in places, beyond the float16 tolerance
+    (MONAI's own float16 gradient is further off)."""
+    x16 = np.asarray(X, np.float16)
+    y = np.asarray(OH, np.float16)
+    scale = float(np.float16(1.2167))  # a cotangent that is not a power of two, exact in float16
+    grad = jax.jit(jax.grad(lambda a: scale * fn(a, jnp.asarray(y), other_act=jnp.tanh, reduction="sum")
+                            .astype(jnp.float32)))(jnp.asarray(x16))
+    tx = torch.tensor(x16.astype(np.float64), requires_grad=True)
+    (scale * cls(other_act=torch.tanh, reduction="sum")(tx, torch.tensor(y.astype(np.float64)))).backward()
+    expected = tx.grad.numpy().astype(np.float16)
+    ulps = np.abs(np.asarray(grad, np.float64) - expected) / np.spacing(np.abs(expected)).astype(np.float64)
+    assert grad.dtype == jnp.float16
+    assert ulps.max() <= 1, f"{int((ulps > 1).sum())} of {ulps.size} elements over 1 ulp from the rounded float64 gradient"
+
+
 # --------------------------------------------------------------------------- bad values
 _BAD_LABELS = Y.copy()
 _BAD_LABELS[1, 0, 2, 3] = 3  # class 3 of 3

@@ -216,14 +216,24 @@ def one_hot(labels: Array, n_classes: int) -> tuple[Array, Array]:
 
 
 def ignore_mask(target: Array, ignore_index: int | None) -> Array | None:
-    """``monai.metrics.utils.create_ignore_mask``: float32 ``(B, 1, ...)``, 0 where ignored."""
+    """``monai.metrics.utils.create_ignore_mask``: ``(B, 1, ...)``, 0 where ignored; float32,
+    except for a one-hot target's valid class, ``1 - target[:, i]``, in the target's dtype when
+    it is a float (a float16 one-hot target keeps the loss in float16, as MONAI's)."""
     if ignore_index is None:
         return None
     if target.shape[1] == 1:
         return (target != ignore_index).astype(jnp.float32)
     if 0 <= ignore_index < target.shape[1]:
-        return 1.0 - target[:, ignore_index : ignore_index + 1].astype(jnp.float32)
+        kept = target[:, ignore_index : ignore_index + 1]
+        return 1 - (kept if jnp.issubdtype(kept.dtype, jnp.floating) else kept.astype(jnp.float32))
     return (jnp.sum(target, axis=1, keepdims=True) > 0).astype(jnp.float32)
+
+
+def ignore_dtypes(target: Array, ignore_index: int | None) -> list[Array]:
+    """:func:`ignore_mask`'s dtype as it enters torch's result-dtype promotion (a zero of it;
+    ``[]`` without ``ignore_index``)."""
+    mask = ignore_mask(target, ignore_index)
+    return [] if mask is None else [jnp.zeros((), mask.dtype)]
 
 
 def prepare_target(

@@ -263,7 +263,8 @@ def dice_focal_loss(
         >>> round(float(jm.dice_focal_loss(logits, labels, to_onehot_y=True, sigmoid=True)), 4)
         0.3147
     """
-    x = c.to_channels_first(input, axis)
+    # one cast for both parts: their input gradients add up before the one rounding to a half input's dtype
+    x = c.to_channels_first(input, axis).astype(c.working(input.dtype))
     y = c.to_channels_first(target, axis)
     n = x.shape[1]
     y, bad = c.prepare_target(y, n, to_onehot_y, None)
@@ -344,7 +345,8 @@ def generalized_dice_focal_loss(
         >>> round(float(jm.generalized_dice_focal_loss(logits, labels, to_onehot_y=True, softmax=True)), 4)
         0.1984
     """
-    x = c.to_channels_first(input, axis)
+    # one cast for both parts: their input gradients add up before the one rounding to a half input's dtype
+    x = c.to_channels_first(input, axis).astype(c.working(input.dtype))
     y = c.to_channels_first(target, axis)
     p = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None, [jnp.zeros((), jnp.float32)])
     gdl = generalized_dice_from_probs(

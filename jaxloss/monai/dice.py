@@ -74,7 +74,7 @@ def dice_from_probs(
     ndim, n_pred_ch = x.ndim, x.shape[1]
     one_hot = to_onehot_y and n_pred_ch > 1
     dtype = dice_result_dtype(jnp.zeros((), in_dtype), target, one_hot, [m for m in (mask,) if m is not None]
-                              + ([jnp.zeros((), jnp.float32)] if ignore_index is not None else []))
+                              + c.ignore_dtypes(target, ignore_index))
     work = c.working(dtype)
     x = x.astype(work)
     if mask is not None:
@@ -271,7 +271,7 @@ def dice_loss(
         dice, _ = fused_dice(x, y, input.dtype, include_background=include_background, jaccard=jaccard,
                              reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, weight=weight)
         return c.from_channels_first(dice, axis, input.ndim)
-    x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
+    x = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
     out = dice_from_probs(
         x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
         jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
@@ -285,7 +285,7 @@ def activate_work(
     extra: Sequence[Any] = (),
 ) -> Array:
     """The activation, computed in the working dtype of the loss's result (float32 for half)."""
-    masks = list(extra) + ([jnp.zeros((), jnp.float32)] if ignore_index is not None else [])
+    masks = list(extra) + c.ignore_dtypes(target, ignore_index)
     work = c.working(dice_result_dtype(x, target, to_onehot_y and x.shape[1] > 1, masks))
     return c.activate(x.astype(work), sigmoid, softmax, other_act)
 
@@ -389,7 +389,7 @@ def masked_dice_loss(
     y = c.to_channels_first(target, axis)
     m = None if mask is None else (c.to_channels_first(mask, axis) if mask.ndim == input.ndim else mask)
     extra = [] if m is None else [m]
-    x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, None, extra)
+    x = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None, extra)
     out = dice_from_probs(
         x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, squared_pred=squared_pred,
         jaccard=jaccard, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
@@ -517,7 +517,7 @@ def generalized_dice_loss(
     """
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
-    x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, None, [jnp.zeros((), jnp.float32)])
+    x = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, None, [jnp.zeros((), jnp.float32)])
     out = generalized_dice_from_probs(
         x, y, in_dtype=input.dtype, include_background=include_background, to_onehot_y=to_onehot_y, w_type=w_type, reduction=reduction,
         smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, soft_label=soft_label,
@@ -588,9 +588,9 @@ def tversky_loss(
     n_pred_ch = input.shape[axis]
     x = c.to_channels_first(input, axis)
     y = c.to_channels_first(target, axis)
-    x = activate_work(x, target, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
+    x = activate_work(x, y, to_onehot_y, sigmoid, softmax, other_act, ignore_index)
     one_hot = to_onehot_y and n_pred_ch > 1
-    dtype = dice_result_dtype(input, y, one_hot, [jnp.zeros((), jnp.float32)] if ignore_index is not None else [])
+    dtype = dice_result_dtype(input, y, one_hot, c.ignore_dtypes(y, ignore_index))
     work = c.working(dtype)
     original = y
     y, bad = c.prepare_target(y, n_pred_ch, to_onehot_y, ignore_index)

@@ -191,7 +191,6 @@ _DICE = {"include_background": True, "to_onehot_y": False, **_ACT, "squared_pred
          "reduction": "mean", **_SMOOTH, "batch": False, "weight": None, "soft_label": False, "ignore_index": None}
 _SPACE_COMMON = {"include_background": [True, False], "reduction": ["mean", "sum", "none"], "batch": [False, True]}
 _HALF = {"dtypes": ALL_DTYPES}
-_F32 = {"dtypes": ("float64", "float32")}
 
 _register("dice_loss", "DiceLoss", _DICE, [
     {"data": "labels", "to_onehot_y": True, "softmax": True, **_HALF},
@@ -208,7 +207,7 @@ _register("dice_loss", "DiceLoss", _DICE, [
     "squared_pred": [False, True], "jaccard": [False, True], "soft_label": [False, True]})
 
 _register("masked_dice_loss", "MaskedDiceLoss", {k: v for k, v in _DICE.items() if k != "ignore_index"}, [
-    {"data": "labels", "to_onehot_y": True, "softmax": True, **_F32},
+    {"data": "labels", "to_onehot_y": True, "softmax": True, **_HALF},
     {"sigmoid": True, "reduction": "none", "batch": True, "weight": "yes", "jaccard": True},
     {"data": "soft", "other_act": "tanh", "soft_label": True, "squared_pred": True, "include_background": False,
      "smooth_nr": 0.0, "smooth_dr": 1e-3, "reduction": "sum", "layout": "last"},
@@ -227,7 +226,7 @@ _register("generalized_dice_loss", "GeneralizedDiceLoss",
 _register("tversky_loss", "TverskyLoss",
           {"include_background": True, "to_onehot_y": False, **_ACT, "alpha": 0.5, "beta": 0.5, "reduction": "mean",
            **_SMOOTH, "batch": False, "soft_label": False, "ignore_index": None}, [
-    {"data": "labels", "to_onehot_y": True, "softmax": True, "alpha": 0.3, "beta": 0.7, **_F32},
+    {"data": "labels", "to_onehot_y": True, "softmax": True, "alpha": 0.3, "beta": 0.7, **_HALF},
     {"sigmoid": True, "soft_label": True, "batch": True, "ignore_index": 0, "reduction": "none"},
     {"data": "volume", "to_onehot_y": True, "sigmoid": True, "include_background": False, "reduction": "sum",
      "layout": "last", "smooth_nr": 0.0, "smooth_dr": 1e-3},
@@ -290,7 +289,7 @@ _register("softcl_dice_loss", "SoftclDiceLoss", _CL, [
 ], {"iter_": [3, 0, 1], "reduction": ["mean", "sum", "none"]}, hvp=False)
 
 _register("soft_dicecl_dice_loss", "SoftDiceclDiceLoss", {"iter_": 3, "alpha": 0.5, **{k: v for k, v in _CL.items() if k != "iter_"}}, [
-    {"data": "labels", "to_onehot_y": True, "softmax": True, "alpha": 0.3, **_F32},
+    {"data": "labels", "to_onehot_y": True, "softmax": True, "alpha": 0.3, **_HALF},
     {"data": "volume", "to_onehot_y": True, "sigmoid": True, "iter_": 1, "include_background": False,
      "smooth_nr": 1e-3, "smooth_dr": 1e-3, "smooth": 1e-2, "reduction": "sum", "layout": "last"},
     {"data": "binary", "other_act": "tanh", "iter_": 0, "reduction": "none"},
