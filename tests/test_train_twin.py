@@ -74,8 +74,13 @@ def test_resnet18_train_mode_batchnorm_twin():
     assert r.max_buffer_diff < 1e-12  # BatchNorm running statistics
 
 
+@pytest.mark.slow  # the float64 seed-CNN step compiled with AdamW+AMSGrad in both frameworks (~6.7 CPU s)
 def test_float64_twin_is_exact_with_adamw_amsgrad_and_cosine():
-    """In float64 both frameworks do the same arithmetic: the runs agree to float64 rounding."""
+    """In float64 both frameworks do the same arithmetic: the runs agree to float64 rounding.
+
+    Slow tier: its pieces stay default in cheaper tests: the twin's float64 run passing
+    (tests/test_twin_diagnosis.py's faithful run), AdamW+AMSGrad with the cosine schedule against
+    torch.optim step for step (tests/test_train_optim.py), the twin's CLI (the test above)."""
     r = run_twin(
         TwinConfig(
             TrainConfig(model="seed-cnn", batch_size=4, optimizer="adamw", lr=1e-3, amsgrad=True,
