@@ -66,10 +66,18 @@ MODULES_WITH_EXAMPLES = [m for m in _module_names() if EXAMPLE_LINE.search(_sour
 # jaxloss.train.recipe builds the seed CNN (its eager initialisers, ~6 s; the twin builds through
 # it in tests/test_train_twin.py's default tests, and test_model_registry reads its table); jaxloss.monai compiles each of its ten class twins (~5 s; the
 # default tier keeps its function modules' examples, docs/losses/monai.md's, and test_monai's
-# class-twin test).
+# class-twin test). The three costliest of the rest (CPU s measured one after another in one process,
+# imports done first): jaxloss.parity.weights (3.5: Flax and torch models built, a conv forward; the
+# loader and exporter run in tests/test_port_weights.py and test_port_models.py), jaxloss.parity.models.float64
+# (2.1: a float64 LSTM's scan compiled; to_float64 runs in tests/test_port_models.py and
+# tests/_port_models.py's pairs), jaxloss.monai.cldice (1.8: the soft skeleton's pooling loop compiled;
+# test_monai's default clDice cases against MONAI stay default). jaxloss.parity.models.twins builds whole
+# models (two seed-CNN pairs, a torch ResNet-18; 1.1 s): build_pair runs in tests/test_model_registry.py and
+# under python -m jaxloss.parity.models in tests/test_parity_models.py.
 SLOW_EXAMPLES = {"jaxloss.train.loop", "jaxloss.train.models", "jaxloss.parity.twin.run", "jaxloss.train.optim",
                  "jaxloss.train.augment", "jaxloss.nn_modules", "docs/porting.md", "jaxloss.train.recipe",
-                 "jaxloss.monai"}
+                 "jaxloss.monai", "jaxloss.parity.weights", "jaxloss.parity.models.float64", "jaxloss.monai.cldice",
+                 "jaxloss.parity.models.twins"}
 
 
 def _params(names: list[str]) -> list[Any]:

@@ -16,21 +16,6 @@ def test_core_dependencies_are_jax_only():
     assert any(d.startswith("torch") for d in meta["optional-dependencies"]["parity"])
 
 
-def test_jaxloss_imports_and_runs_without_torch_or_flax():
-    # Make `import torch` / `import flax` fail inside a fresh interpreter, then use the library.
-    code = (
-        "import sys\n"
-        "for m in ('torch', 'flax', 'optax', 'numpy.testing'): sys.modules[m] = None\n"
-        "import jax.numpy as jnp, jaxloss, jaxloss.nn, jaxloss.checked\n"
-        "x = jnp.ones((2, 3)); t = jnp.zeros((2,), jnp.int32)\n"
-        "print(float(jaxloss.cross_entropy(x, t)), float(jaxloss.nn.L1Loss()(x, x)))\n"
-        "assert not any(m.startswith(('torch', 'flax')) for m in sys.modules if sys.modules[m] is not None)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[1] == "0.0"
-
-
 def test_py_typed_markers_ship():
     for pkg in ("jaxloss", "parity", "train"):  # folders; installed as jaxloss, jaxloss.parity, jaxloss.train
         assert (ROOT / pkg / "py.typed").exists()
@@ -60,13 +45,18 @@ def _jaxloss_modules() -> list[str]:
 
 
 def test_every_jaxloss_module_imports_with_jax_alone(tmp_path):
-    """``pip install jaxloss``: every module but the Flax one imports and runs; that one says it needs flax."""
+    """``pip install jaxloss``: every module but the Flax one imports and runs (torch, flax and optax
+    hidden, numpy.testing blocked too: the library needs none of them); that one says it needs flax;
+    no torch or flax module was loaded. (One interpreter for what were two tests: ~1.4 CPU s each.)"""
     modules = [m for m in _jaxloss_modules() if m != "jaxloss.nn_modules"]
     code = (
-        "import importlib, jax.numpy as jnp, jaxloss\n"
+        "import sys\n"
+        "sys.modules['numpy.testing'] = None\n"
+        "import importlib, jax.numpy as jnp, jaxloss, jaxloss.checked\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
         "x = jnp.ones((2, 3)); t = jnp.zeros((2,), jnp.int32)\n"
         "print(float(jaxloss.cross_entropy(x, t)), float(jaxloss.nn.L1Loss()(x, x)))\n"
+        "assert not any(m.startswith(('torch', 'flax')) for m in sys.modules if sys.modules[m] is not None)\n"
         "try:\n    import jaxloss.nn_modules\nexcept ModuleNotFoundError as e:\n    print('needs', e.name)\n"
     )
     out = run_with_only((), ["-c", code], tmp_path)
