@@ -405,7 +405,7 @@ def test_softmax_label_map_forward_mode_is_reverse_mode() -> None:
     assert float(forward) == pytest.approx(float(reverse), rel=1e-12)
 
 
-@pytest.mark.parametrize("label_dtype", ["uint8", "int16", "float32"])
+@pytest.mark.parametrize("label_dtype", ["uint8", "float32"])
 def test_softmax_label_map_of_any_label_dtype_is_monais(label_dtype: str) -> None:
     """The fused core takes the label map in its own dtype (no converted copy): an unsigned label
     must not wrap around in its one-hot arithmetic (``1 - |l - c|`` of a uint8 ``0 - 1``), a float
