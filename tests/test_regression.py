@@ -21,7 +21,15 @@ import torch.nn.functional as F
 import jaxloss
 import jaxloss.checked as checked
 from jaxloss.parity.tolerances import tolerance_for
-from tests.torch_compare import assert_close, check, check_each, jax_value_and_grads, to_jax, to_torch
+from tests.torch_compare import (
+    assert_close,
+    check,
+    check_each,
+    check_hvp_each,
+    jax_value_and_grads_each,
+    to_jax,
+    to_torch,
+)
 
 DTYPES = ["float32", "float64"]
 LOW = ["float16", "bfloat16"]
@@ -397,95 +405,83 @@ def test_empty(dtype):
 
 
 # =========================================================================== second order
-def check_hvp(jax_fn, torch_fn, arrays, kwargs, wrt, dtype="float64", seed=0):
-    """Compare a Hessian-vector product of ``sum(fn(...))`` w.r.t. ``wrt`` with torch's double backward."""
-    rng = np.random.default_rng(seed)
-    names = list(arrays)
-    vecs = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
-
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
-    out = torch_fn(**t_vals, **kwargs)
-    grads = torch.autograd.grad(out.sum(), [t_vals[n] for n in wrt], create_graph=True)
-    dot = sum((g * to_torch(vecs[n], dtype)).sum() for n, g in zip(wrt, grads))
-    t_hvp = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True)
-
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-
-    def scalar(*ws):
-        vals = {**j_vals, **dict(zip(wrt, ws))}
-        return jnp.sum(jax_fn(**vals, **kwargs))
-
-    primals = tuple(j_vals[n] for n in wrt)
-    tangents = tuple(to_jax(vecs[n], dtype) for n in wrt)
-    _, j_hvp = jax.jvp(jax.grad(scalar, argnums=tuple(range(len(wrt)))), primals, tangents)
-    for n, jh, th in zip(wrt, j_hvp, t_hvp):
-        if th is None or th._is_zerotensor():  # torch's symbolic zeros (e.g. l1's second derivative)
-            th = torch.zeros(t_vals[n].shape, dtype=t_vals[n].dtype)
-        assert_close(jh, th, dtype, f"HVP wrt {n}")
+# Each grid loops over its options inside one test (check_hvp_each: one compiled program for the
+# grid, a failure names its case), with the data and direction each case had as a test of its own.
+# Every array goes by keyword (positional=()): F.mse_loss's third positional is size_average.
+def _hvp_grid(jax_fn, torch_fn, arrays, options, wrt, dtype="float64"):
+    check_hvp_each(jax_fn, torch_fn, arrays, options, wrt=wrt, dtype=dtype, positional=(), seed=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_mse_second_order(dtype, reduction, weighted):
-    rng = _rng("mse2", reduction, weighted)
-    arrays = {"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE)}
-    if weighted:
-        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
-    check_hvp(jaxloss.mse_loss, F.mse_loss, arrays, {"reduction": reduction}, wrt=list(arrays), dtype=dtype)
+def test_mse_second_order(dtype, weighted):
+    arrays = []
+    for reduction in ("mean", "sum"):
+        rng = _rng("mse2", reduction, weighted)
+        arrays.append({"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE)})
+        if weighted:
+            arrays[-1]["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
+    _hvp_grid(jaxloss.mse_loss, F.mse_loss, arrays, [{"reduction": r} for r in ("mean", "sum")],
+              list(arrays[0]), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("var_kind", ["full", "drop-last", "last1"])
-@pytest.mark.parametrize("full", [False, True])
-def test_gaussian_nll_second_order(dtype, reduction, var_kind, full):
-    rng = _rng("gauss2", reduction, var_kind, full)
-    shape = (3, 4, 2)
-    var = rng.uniform(0.2, 2.0, size=_VAR_SHAPES[var_kind](shape))
-    var.flat[0] = 1e-7  # clamped: torch differentiates at the clamped value
-    arrays = {"input": rng.normal(size=shape), "target": rng.normal(size=shape), "var": var}
-    check_hvp(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, {"reduction": reduction, "full": full},
-              wrt=["input", "target", "var"], dtype=dtype)
+def test_gaussian_nll_second_order(dtype):
+    arrays, options = [], []
+    for full in (False, True):
+        for var_kind in ("full", "drop-last", "last1"):
+            for reduction in ("mean", "sum"):
+                rng = _rng("gauss2", reduction, var_kind, full)
+                shape = (3, 4, 2)
+                var = rng.uniform(0.2, 2.0, size=_VAR_SHAPES[var_kind](shape))
+                var.flat[0] = 1e-7  # clamped: torch differentiates at the clamped value
+                arrays.append({"input": rng.normal(size=shape), "target": rng.normal(size=shape), "var": var})
+                options.append({"reduction": reduction, "full": full})
+    _hvp_grid(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, options, ["input", "target", "var"], dtype)
 
 
 def test_gaussian_nll_second_order_float_var():
     rng = np.random.default_rng(5)
     arrays = {"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE), "var": 0.3}
-    check_hvp(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, {}, wrt=["input", "target"])
+    _hvp_grid(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, [{}], ["input", "target"])
 
 
-_SECOND_ORDER_CASES = [
-    *[("huber_loss", {"delta": d}, d, w) for d in (0.5, 1.0, 2.0) for w in (False, True)],
-    *[("smooth_l1_loss", {"beta": b}, b, False) for b in (0.0, 0.5, 1.0)],
-    ("l1_loss", {}, 1.0, True),
-    ("mse_loss", {}, 1.0, False),
-]
+_SECOND_ORDER_CASES = {
+    ("huber_loss", False): [({"delta": d}, d) for d in (0.5, 1.0, 2.0)],
+    ("huber_loss", True): [({"delta": d}, d) for d in (0.5, 1.0, 2.0)],
+    ("smooth_l1_loss", False): [({"beta": b}, b) for b in (0.0, 0.5, 1.0)],
+    ("l1_loss", True): [({}, 1.0)],
+    ("mse_loss", False): [({}, 1.0)],
+}
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("name,kw,kink,weighted", _SECOND_ORDER_CASES)
-def test_piecewise_second_order(reduction, name, kw, kink, weighted):
+@pytest.mark.parametrize("name,weighted", list(_SECOND_ORDER_CASES))
+def test_piecewise_second_order(name, weighted):
     # kink data: second derivative 1 at x == y, 0 from |x - y| == delta / beta on (torch's
     # double backward); for weighted l1 the mixed d2/dw dx is sign(x - y), 0 at the ties.
-    rng = _rng("2nd", name, kink, weighted)
-    x, y = _kink_pair(rng, kink)
-    arrays = {"input": x, "target": y}
-    if weighted:
-        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
-    check_hvp(getattr(jaxloss, name), getattr(F, name), arrays, {"reduction": reduction, **kw},
-              wrt=list(arrays))
+    arrays, options = [], []
+    for kw, kink in _SECOND_ORDER_CASES[name, weighted]:
+        for reduction in ("mean", "sum"):
+            rng = _rng("2nd", name, kink, weighted)
+            x, y = _kink_pair(rng, kink)
+            arrays.append({"input": x, "target": y})
+            if weighted:
+                arrays[-1]["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
+            options.append({"reduction": reduction, **kw})
+    _hvp_grid(getattr(jaxloss, name), getattr(F, name), arrays, options, list(arrays[0]))
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("log_input", [True, False])
-@pytest.mark.parametrize("full", [False, True])
-def test_poisson_second_order(reduction, log_input, full):
-    x, t = _poisson_data(_rng("poisson2", reduction, log_input, full), log_input)
-    x = np.where(x == 0, 0.5, x)
-    t = np.where(t <= 0, 3.0, t)  # target 0 with full=True: NaN (as torch), tested above
-    check_hvp(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
-              {"reduction": reduction, "log_input": log_input, "full": full}, wrt=["input", "target"])
+def test_poisson_second_order():
+    arrays, options = [], []
+    for full in (False, True):
+        for log_input in (True, False):
+            for reduction in ("mean", "sum"):
+                x, t = _poisson_data(_rng("poisson2", reduction, log_input, full), log_input)
+                x = np.where(x == 0, 0.5, x)
+                t = np.where(t <= 0, 3.0, t)  # target 0 with full=True: NaN (as torch), tested above
+                arrays.append({"input": x, "target": t})
+                options.append({"reduction": reduction, "log_input": log_input, "full": full})
+    _hvp_grid(jaxloss.poisson_nll_loss, F.poisson_nll_loss, arrays, options, ["input", "target"])
 
 
 # =========================================================================== jit / vmap
@@ -821,32 +817,20 @@ _LOW_CASES = {
 }
 
 
-def _values_and_grads(fn, call_args, grad_names, jax_side):
+def _values_and_grads(fn, call_args, grad_names):
     """(value, {name: grad of sum(value)}) of fn(**call_args) in torch (the JAX side:
-    tests.torch_compare.jax_value_and_grads)."""
-    assert not jax_side
+    tests.torch_compare.jax_value_and_grads_each)."""
     out = fn(**call_args)
     gs = torch.autograd.grad(out.sum(), [call_args[n] for n in grad_names]) if grad_names else ()
     return out, dict(zip(grad_names, gs))
 
 
-def check_low_precision(jax_fn, torch_fn, arrays, kwargs, grad, dtype):
-    """float16 / bfloat16 parity: dtype, and closeness to torch run in the same dtype.
-
-    Every element of the value and of each gradient must be within the dtype's tolerance of
-    torch, or else at least as close as torch to the float64 result on the same (rounded)
-    inputs: torch rounds intermediates (``exp(x)``, ``x - y``, ``(x - y)**2``...) to the low
-    dtype where jaxloss computes in float32 and rounds once. jaxloss must also be within the
-    dtype's tolerance of that float64 result everywhere.
-    """
-    rounded = {n: (to_torch(a, dtype).double().numpy() if isinstance(a, np.ndarray) else a)
-               for n, a in arrays.items()}
-    j_args = {n: to_jax(a, dtype) for n, a in rounded.items()}
+def _judge_low_precision(j_out, j_g, torch_fn, rounded, kwargs, grad, dtype):
+    """One case of :func:`check_low_precision_each` (raises ``AssertionError`` naming what disagrees)."""
     t_args = {n: to_torch(a, dtype, requires_grad=n in grad) for n, a in rounded.items()}
     r_args = {n: to_torch(a, "float64", requires_grad=n in grad) for n, a in rounded.items()}
-    j_out, j_g = jax_value_and_grads(jax_fn, {**j_args, **kwargs}, grad, dtype)  # one cached program
-    t_out, t_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), t_args, grad, False)
-    r_out, r_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), r_args, grad, False)
+    t_out, t_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), t_args, grad)
+    r_out, r_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), r_args, grad)
     tol = tolerance_for(dtype)
     assert j_out.dtype == jnp.dtype(dtype), f"value dtype {j_out.dtype}"
     triples = [("value", j_out, t_out, r_out)] + [(f"grad wrt {n}", j_g[n], t_g[n], r_g[n]) for n in grad]
@@ -862,31 +846,59 @@ def check_low_precision(jax_fn, torch_fn, arrays, kwargs, grad, dtype):
         assert (near_torch | not_worse).all(), f"{what} ({dtype}): jax {j} torch {t} float64 {r}"
 
 
+def check_low_precision_each(jax_fn, torch_fn, arrays, options, grad, dtype):
+    """float16 / bfloat16 parity of each ``kwargs`` in ``options`` (each case with its own
+    ``arrays``): dtype, and closeness to torch run in the same dtype.
+
+    Every element of the value and of each gradient must be within the dtype's tolerance of
+    torch, or else at least as close as torch to the float64 result on the same (rounded)
+    inputs: torch rounds intermediates (``exp(x)``, ``x - y``, ``(x - y)**2``...) to the low
+    dtype where jaxloss computes in float32 and rounds once. jaxloss must also be within the
+    dtype's tolerance of that float64 result everywhere. The JAX side of every case comes
+    from one compiled program; every case is judged, then one failure lists each failing case.
+    """
+    rounded = [{n: (to_torch(a, dtype).double().numpy() if isinstance(a, np.ndarray) else a)
+                for n, a in arrs.items()} for arrs in arrays]
+    j_side = jax_value_and_grads_each(
+        jax_fn, [{**{n: to_jax(a, dtype) for n, a in r.items()}, **kw} for r, kw in zip(rounded, options)],
+        grad, dtype)
+    failed = []
+    for kw, r, (j_out, j_g) in zip(options, rounded, j_side):
+        try:
+            _judge_low_precision(j_out, j_g, torch_fn, r, kw, grad, dtype)
+        except AssertionError as e:
+            failed.append(f"{kw}: {e}")
+    assert not failed, "\n".join(failed)
+
+
 @pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("case", list(_LOW_CASES))
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_low_precision(dtype, case, reduction):
-    """float16 / bfloat16: computed in float32, returned in the input dtype, close to torch in that dtype."""
+def test_low_precision(dtype, case):
+    """float16 / bfloat16: computed in float32, returned in the input dtype, close to torch in that
+    dtype; the three reductions in one compiled program, each with the data it had as a test of its own."""
     name = case.rsplit("_", 1)[0] if case.endswith(("_w", "_0", "_rate", "_float")) else case
     kwargs, weighted = _LOW_CASES[case]
-    rng = _rng("low", dtype, case, reduction)
-    x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
-    grad = ["input", "target"]
-    if name == "poisson_nll_loss":
-        y = rng.poisson(2.0, size=SHAPE).astype(float)
-        if kwargs.get("log_input") is False:
-            x = rng.uniform(0.5, 3.0, size=SHAPE)
-            grad = ["input"]  # the Stirling gradient wrt target is NaN at target 0
-    arrays = {"input": x, "target": y}
-    if name == "gaussian_nll_loss":
-        arrays["var"] = 0.5 if case.endswith("_float") else rng.uniform(0.5, 2.0, size=SHAPE)
-        if not case.endswith("_float"):
-            grad = ["input", "target", "var"]
-    if weighted:
-        arrays["weight"] = rng.uniform(0.5, 2.0, size=SHAPE)
-        grad = ["input", "target", "weight"]
-    check_low_precision(getattr(jaxloss, name), getattr(F, name), arrays, {"reduction": reduction, **kwargs},
-                        grad, dtype)
+    all_arrays = []
+    for reduction in REDUCTIONS:
+        rng = _rng("low", dtype, case, reduction)
+        x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
+        grad = ["input", "target"]
+        if name == "poisson_nll_loss":
+            y = rng.poisson(2.0, size=SHAPE).astype(float)
+            if kwargs.get("log_input") is False:
+                x = rng.uniform(0.5, 3.0, size=SHAPE)
+                grad = ["input"]  # the Stirling gradient wrt target is NaN at target 0
+        arrays = {"input": x, "target": y}
+        if name == "gaussian_nll_loss":
+            arrays["var"] = 0.5 if case.endswith("_float") else rng.uniform(0.5, 2.0, size=SHAPE)
+            if not case.endswith("_float"):
+                grad = ["input", "target", "var"]
+        if weighted:
+            arrays["weight"] = rng.uniform(0.5, 2.0, size=SHAPE)
+            grad = ["input", "target", "weight"]
+        all_arrays.append(arrays)
+    check_low_precision_each(getattr(jaxloss, name), getattr(F, name), all_arrays,
+                             [{"reduction": r, **kwargs} for r in REDUCTIONS], grad, dtype)
 
 
 def test_low_precision_is_computed_in_float32():
