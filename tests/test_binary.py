@@ -20,7 +20,15 @@ import torch.nn.functional as F
 import jaxloss
 import jaxloss.checked as checked
 from jaxloss.parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
-from tests.torch_compare import TORCH_DTYPES, assert_close, check, check_each, to_jax, to_torch
+from tests.torch_compare import (
+    TORCH_DTYPES,
+    assert_close,
+    check,
+    check_each,
+    check_second_order_each,
+    to_jax,
+    to_torch,
+)
 
 # inf - inf in torch_compare's error computation (both sides inf: compared as equal)
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
@@ -31,39 +39,6 @@ N, C = 4, 5
 
 
 # --------------------------------------------------------------------------- helpers
-def second_order(jax_fn, torch_fn, arrays, kwargs, wrt="input", cross=(), dtype="float64",
-                 positional=("input", "target"), seed=0):
-    """Hessian-vector product: d/d(wrt, *cross) of <d sum(loss) / d wrt, v>, jaxloss vs torch
-    double backward (``autograd.grad(..., create_graph=True)`` twice)."""
-    names, pos, diff = list(arrays), list(positional), [wrt, *cross]
-    v = np.random.default_rng(seed).normal(size=np.shape(arrays[wrt]))
-
-    def call(fn, vals):
-        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
-
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in diff) for n in names}
-    (t_g,) = torch.autograd.grad(call(torch_fn, t_vals).sum(), [t_vals[wrt]], create_graph=True)
-    t_hv = torch.autograd.grad((t_g * torch.tensor(v, dtype=TORCH_DTYPES[dtype])).sum(),
-                               [t_vals[n] for n in diff], allow_unused=True)
-
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-    j_v = jnp.asarray(v, dtype)
-
-    def gv(*dvals):
-        vals = dict(j_vals)
-        vals.update(zip(diff, dvals))
-
-        def scalar(w):
-            return jnp.sum(call(jax_fn, {**vals, wrt: w}))
-
-        return jnp.sum(jax.grad(scalar)(vals[wrt]) * j_v)
-
-    # one compiled program (eager, grad of grad of the loss's jit compiles several)
-    j_hv = jax.jit(jax.grad(gv, argnums=tuple(range(len(diff)))))(*[j_vals[n] for n in diff])
-    for n, jh, th in zip(diff, j_hv, t_hv):
-        assert_close(jh, torch.zeros_like(t_vals[n]) if th is None else th, dtype, f"d/d{n} <grad_{wrt}, v>")
-
-
 def ulp(ref, dtype):
     """Spacing of the low-precision ``dtype`` at each (float64) reference value."""
     nmant, minexp = {"float16": (10, -14), "bfloat16": (7, -126), "float32": (23, -126)}[dtype]
@@ -161,17 +136,23 @@ def test_bce_exact_zero_one_and_tiny_probabilities(dtype):
     assert float(g[2]) == pytest.approx(-1e12, rel=1e-6) and float(g[3]) == pytest.approx(1e12, rel=1e-6)
 
 
+# Second order: rows of the Hessian (check_second_order_each), every option x reduction of a dtype
+# in one compiled program, each case with the data it had as a test of its own.
+BOTH_ROWS = [("input", ("target",)), ("target", ("input",))]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("weighted", [False, True])
-def test_bce_second_order(dtype, reduction, weighted):
-    rng = np.random.default_rng(2)
-    arrays = {"input": _prob(rng, N, C), "target": rng.uniform(0, 1, size=(N, C))}
-    if weighted:
-        arrays["weight"] = rng.uniform(0.2, 2.0, size=(C,))
-    kw = {"reduction": reduction}
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, kw, "input", ("target",), dtype)
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, kw, "target", ("input",), dtype)
+def test_bce_second_order(dtype):
+    arrays, options = [], []
+    for weighted in (False, True):
+        rng = np.random.default_rng(2)
+        arrs = {"input": _prob(rng, N, C), "target": rng.uniform(0, 1, size=(N, C))}
+        if weighted:
+            arrs["weight"] = rng.uniform(0.2, 2.0, size=(C,))
+        arrays += [arrs] * len(REDUCTIONS)
+        options += [{"reduction": r} for r in REDUCTIONS]
+    check_second_order_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, options, BOTH_ROWS,
+                            dtype, positional=("input", "target"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -183,10 +164,8 @@ def test_bce_second_order_at_exact_zero_one(dtype):
     # -1 / max(x (1 - x), 1e-12) (finite), d/dx of the target gradient -1 / (x (1 - x)) (inf).
     # Both are reproduced; a forward-over-reverse H v therefore differs from torch's
     # reverse-over-reverse v^T H at exact 0 / 1 (as torch's own two contractions differ).
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, {"reduction": "sum"},
-                 "input", ("target",), dtype)
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, {"reduction": "sum"},
-                 "target", ("input",), dtype)
+    check_second_order_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, [{"reduction": "sum"}],
+                            BOTH_ROWS, dtype, positional=("input", "target"))
 
 
 def test_bce_float16_gradient_at_zero_one_deviation():
@@ -323,17 +302,17 @@ def test_bce_with_logits_extreme_logits_finite(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("option", ["plain", "weight_class", "pos_weight_class", "both"])
-def test_bce_with_logits_second_order(dtype, reduction, option):
-    rng = np.random.default_rng(6)
-    arrays = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.uniform(0, 1, size=(N, C))}
-    for name, shape in BCEL_OPTIONS[option].items():
-        arrays[name] = rng.uniform(0.3, 3.0, size=shape)
-    kw = {"reduction": reduction}
-    fns = (jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits)
-    second_order(*fns, arrays, kw, "input", ("target",), dtype)
-    second_order(*fns, arrays, kw, "target", ("input",), dtype)
+def test_bce_with_logits_second_order(dtype):
+    arrays, options = [], []
+    for option in ("plain", "weight_class", "pos_weight_class", "both"):
+        rng = np.random.default_rng(6)
+        arrs = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.uniform(0, 1, size=(N, C))}
+        for name, shape in BCEL_OPTIONS[option].items():
+            arrs[name] = rng.uniform(0.3, 3.0, size=shape)
+        arrays += [arrs] * len(REDUCTIONS)
+        options += [{"reduction": r} for r in REDUCTIONS]
+    check_second_order_each(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, arrays,
+                            options, BOTH_ROWS, dtype, positional=("input", "target"))
 
 
 def _bce_logits_truth_mp(x, y, pw):
@@ -458,13 +437,12 @@ def test_sigmoid_focal_loss_extreme_logits(dtype, gamma):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1.0, 1.5), (0.75, 0.0)])
-def test_sigmoid_focal_loss_second_order(dtype, reduction, alpha, gamma):
+def test_sigmoid_focal_loss_second_order(dtype):
     arrays = _focal_data(np.random.default_rng(9), soft=True)
-    kw = {"alpha": alpha, "gamma": gamma, "reduction": reduction}
-    second_order(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays, kw, "inputs", ("targets",), dtype,
-                 positional=("inputs", "targets"))
+    options = [{"alpha": alpha, "gamma": gamma, "reduction": reduction}
+               for alpha, gamma in [(0.25, 2.0), (-1.0, 1.5), (0.75, 0.0)] for reduction in REDUCTIONS]
+    check_second_order_each(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays, options,
+                            [("inputs", ("targets",))], dtype, positional=("inputs", "targets"))
 
 
 def test_sigmoid_focal_loss_against_torchvision():
@@ -511,11 +489,11 @@ def test_soft_margin_loss_matches_torch(dtype, target):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_soft_margin_loss_second_order(dtype, reduction):
+def test_soft_margin_loss_second_order(dtype):
     rng = np.random.default_rng(12)
     arrays = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.choice([-1.0, 1.0], size=(N, C))}
-    second_order(jaxloss.soft_margin_loss, F.soft_margin_loss, arrays, {"reduction": reduction}, "input", (), dtype)
+    check_second_order_each(jaxloss.soft_margin_loss, F.soft_margin_loss, arrays,
+                            [{"reduction": r} for r in REDUCTIONS], [("input", ())], dtype, positional=("input", "target"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -608,15 +586,14 @@ def test_multilabel_soft_margin_loss_integer_target(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_multilabel_soft_margin_loss_second_order(dtype, reduction):
+def test_multilabel_soft_margin_loss_second_order(dtype):
     rng = np.random.default_rng(15)
     arrays = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.uniform(0, 1, size=(N, C)),
               "weight": rng.uniform(0.2, 2.0, size=(C,))}
-    fns = (jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss)
-    kw = {"reduction": reduction}
-    second_order(*fns, arrays, kw, "input", ("target", "weight"), dtype)
-    second_order(*fns, arrays, kw, "weight", ("input", "target"), dtype)
+    check_second_order_each(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, arrays,
+                            [{"reduction": r} for r in REDUCTIONS],
+                            [("input", ("target", "weight")), ("weight", ("input", "target"))], dtype,
+                            positional=("input", "target"))
 
 
 def test_multilabel_soft_margin_loss_bad_input():

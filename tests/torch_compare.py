@@ -351,55 +351,69 @@ def check_each(
     return outs
 
 
-def _hvp_each(
-    jax_fn: Callable[..., Any], cases: list[tuple[Callable[..., Any], Mapping[str, Any], tuple[Any, ...]]],
-    wrt: list[str],
-) -> list[tuple[Any, ...]]:
-    """For each ``(call, values, direction)`` of ``cases``: the Hessian-vector product of
-    ``sum(jax_fn(...))`` with respect to ``wrt`` along ``direction`` (``jax.jvp`` of
-    ``jax.grad``), all of them from ONE compiled program cached as in :func:`_value_and_grads`
-    (arrays and a registered loss's numeric options traced, the rest in the key). Eager, the two
-    transformations of the loss's jit compile a program each for the gradient's forward, backward
-    and their tangents; a leftover Python float (an unregistered function's option) keeps that
-    eager path, which shares them between values (then each case is computed apart)."""
+def _each_program(
+    tag: tuple[Any, ...], jax_fn: Callable[..., Any],
+    cases: list[tuple[Callable[..., Any], Mapping[str, Any], Any, Any]],
+    body: Callable[[Callable[[Mapping[str, Any]], Any], dict[str, Any], Any, Any], Any],
+) -> list[Any]:
+    """For each ``(call, values, extra, info)`` of ``cases``: ``body(loss, values, extra, info)``,
+    where ``loss(vals)`` is ``call(jax_fn, vals)``, all of them from ONE compiled program cached as
+    in :func:`_value_and_grads` (arrays, ``extra`` and a registered loss's numeric options traced,
+    the rest, ``tag`` and each case's hashable ``info``, in the key). Eager, transformations of the loss's jit compile a program each
+    (forward, backward, their tangents); a leftover Python float (an unregistered function's
+    option) keeps that eager path, which shares them between values, case by case."""
     parts, args, key_parts = [], [], []
-    for call, values, direction in cases:
+    for call, values, extra, info in cases:
         numbers = _traced_numbers(jax_fn, {n: v for n, v in values.items() if not _is_array(v)})
         traced = [n for n, v in values.items() if _is_array(v)]
         static = {n: v for n, v in values.items() if n not in traced and n not in numbers}
-        parts.append((call, static, traced, list(numbers)))
-        args.append((tuple(values[n] for n in traced), tuple(numbers.values()), direction))
+        parts.append((call, static, traced, list(numbers), info))
+        args.append((tuple(values[n] for n in traced), tuple(numbers.values()), extra))
         if key_parts is not None:
             try:
-                key_parts.append((call.layout, tuple(traced), tuple(numbers),  # type: ignore[attr-defined]
+                key_parts.append((call.layout, info, tuple(traced), tuple(numbers),  # type: ignore[attr-defined]
                                   tuple((n, _static_key(v)) for n, v in static.items())))
             except TypeError:  # an unhashable option: compiled for this call only
                 key_parts = None
         if _untraced_float(jax_fn, static):
             key_parts = False  # type: ignore[assignment]
 
-    def hvp(part: Any, tvals: tuple[Any, ...], nvals: tuple[Any, ...], vvals: tuple[Any, ...]) -> tuple[Any, ...]:
-        call, static, traced, number_names = part
-        base = {**static, **dict(zip(traced, tvals)), **dict(zip(number_names, nvals))}
-
-        def scalar(*w: Any) -> Any:
-            return jnp.sum(call(jax_fn, {**base, **dict(zip(wrt, w))}))
-
-        grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
-        return jax.jvp(grad, tuple(base[n] for n in wrt), vvals)[1]
+    def one(part: Any, tvals: tuple[Any, ...], nvals: tuple[Any, ...], extra: Any) -> Any:
+        call, static, traced, number_names, info = part
+        values = {**static, **dict(zip(traced, tvals)), **dict(zip(number_names, nvals))}
+        return body(lambda vals: call(jax_fn, vals), values, extra, info)
 
     if key_parts is False:  # eager, case by case
-        return [hvp(part, *a) for part, a in zip(parts, args)]
+        return [one(part, *a) for part, a in zip(parts, args)]
 
-    def program(all_args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return [hvp(part, *a) for part, a in zip(parts, all_args)]
+    def program(all_args: tuple[Any, ...]) -> list[Any]:
+        return [one(part, *a) for part, a in zip(parts, all_args)]
 
     if key_parts is None:
         return jax.jit(program)(tuple(args))
-    key = ("hvp", jax_fn, tuple(wrt), tuple(key_parts))
+    key = (tag, jax_fn, tuple(key_parts))
     if key not in _PROGRAMS:
         _PROGRAMS[key] = jax.jit(program)
     return _PROGRAMS[key](tuple(args))
+
+
+def _hvp_each(
+    jax_fn: Callable[..., Any], cases: list[tuple[Callable[..., Any], Mapping[str, Any], tuple[Any, ...]]],
+    wrt: list[str],
+) -> list[tuple[Any, ...]]:
+    """For each ``(call, values, direction)`` of ``cases``: the Hessian-vector product of
+    ``sum(jax_fn(...))`` with respect to ``wrt`` along ``direction`` (``jax.jvp`` of
+    ``jax.grad``), all of them from one compiled program (:func:`_each_program`)."""
+
+    def hvp(loss: Callable[[Mapping[str, Any]], Any], base: dict[str, Any], direction: tuple[Any, ...],
+            info: None) -> Any:
+        def scalar(*w: Any) -> Any:
+            return jnp.sum(loss({**base, **dict(zip(wrt, w))}))
+
+        grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
+        return jax.jvp(grad, tuple(base[n] for n in wrt), direction)[1]
+
+    return _each_program(("hvp", tuple(wrt)), jax_fn, [(*c, None) for c in cases], hvp)
 
 
 def check_hvp(
@@ -485,6 +499,86 @@ def check_hvp_each(
     if failed:
         head = "" if len(cases) == 1 else f"{len(failed)} of {len(cases)} cases fail:\n"
         raise AssertionError(head + "\n".join(failed))
+
+
+def check_second_order_each(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    options: Iterable[Mapping[str, Any]],
+    rows: Iterable[tuple[str, Iterable[str]]] = (("input", ()),),
+    dtype: str = "float64",
+    positional: Iterable[str] | None = None,
+    seed: int = 0,
+) -> None:
+    """Rows of the Hessian of ``sum(loss)``: for each ``kwargs`` in ``options`` (with the same
+    ``arrays``, or each with its own) and each ``(wrt, cross)`` of ``rows``, the derivatives
+    ``d/d(wrt, *cross) <d sum(loss) / d wrt, v>`` (``v`` of ``wrt``'s shape from
+    ``default_rng(seed)``), JAX reverse-over-reverse against torch's double backward
+    (``autograd.grad(..., create_graph=True)`` twice). Unlike :func:`check_hvp`'s ``H v`` this is
+    ``v^T H``: the two differ where the original's mixed second derivatives are not symmetric
+    (``binary_cross_entropy`` at exact 0 / 1). The JAX side of every case and row is one compiled
+    program (:func:`_each_program`); every one is checked, then one ``AssertionError`` lists each
+    failing case, as :func:`check_each`."""
+    options = [dict(o) for o in options]
+    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
+    if len(per_case) != len(options):
+        raise ValueError(f"check_second_order_each: {len(per_case)} sets of arrays for {len(options)} options")
+    rows = [(wrt, tuple(cross)) for wrt, cross in rows]
+    if not options or not rows:
+        raise ValueError("check_second_order_each: no options or no rows to check")
+    cases, expected, labels = [], [], []
+    for i, (arrs, kwargs) in enumerate(zip(per_case, options)):
+        names = list(arrs)
+        pos = list(positional) if positional is not None else names
+
+        def call(fn: Callable[..., Any], vals: Mapping[str, Any], pos: list[str] = pos, names: list[str] = names,
+                 kwargs: Mapping[str, Any] = kwargs) -> Any:
+            return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
+                      **{n: vals.get(n, default) for n, default in kwargs.items()})
+
+        call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
+        j_vals = {**{n: to_jax(arrs[n], dtype) for n in names}, **kwargs}
+        for wrt, cross in rows:
+            diff = [wrt, *cross]
+            v = np.random.default_rng(seed).normal(size=np.shape(arrs[wrt]))
+            t_vals = {n: to_torch(arrs[n], dtype, requires_grad=n in diff) for n in names}
+            (t_g,) = torch.autograd.grad(call(torch_fn, t_vals).sum(), [t_vals[wrt]], create_graph=True)
+            dot = (t_g * torch.tensor(v, dtype=TORCH_DTYPES[dtype])).sum()
+            t_hv = (torch.autograd.grad(dot, [t_vals[n] for n in diff], allow_unused=True) if dot.requires_grad
+                    else [None] * len(diff))  # the gradient is piecewise constant: zero
+            expected.append([torch.zeros_like(t_vals[n]) if th is None or th._is_zerotensor() else th
+                             for n, th in zip(diff, t_hv)])
+            cases.append((call, j_vals, to_jax(v, dtype), (wrt, cross)))
+            labels.append((i, wrt, diff))
+
+    def rows_of_hessian(loss: Callable[[Mapping[str, Any]], Any], base: dict[str, Any], v: Any,
+                        info: tuple[str, tuple[str, ...]]) -> tuple[Any, ...]:
+        wrt, cross = info
+        diff = [wrt, *cross]
+
+        def gv(*dvals: Any) -> Any:
+            vals = {**base, **dict(zip(diff, dvals))}
+            g = jax.grad(lambda w: jnp.sum(loss({**vals, wrt: w})))(vals[wrt])
+            return jnp.sum(g * v)
+
+        return jax.grad(gv, argnums=tuple(range(len(diff))))(*[base[n] for n in diff])
+
+    results = _each_program(("second_order",), jax_fn, cases, rows_of_hessian)
+    failures: dict[int, list[str]] = {}
+    for (i, wrt, diff), j_hv, t_hv in zip(labels, results, expected):
+        for n, jh, th in zip(diff, j_hv, t_hv):
+            try:
+                assert_close(jh, th, dtype, f"d/d{n} <grad_{wrt}, v>")
+            except AssertionError as e:
+                failures.setdefault(i, []).append(str(e))
+    if failures:
+        lines = []
+        for i, fails in failures.items():
+            shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
+            lines.append(f"case {i} {options[i]} {shapes}: " + "; ".join(fails))
+        head = "" if len(options) == 1 else f"{len(failures)} of {len(options)} cases fail:\n"
+        raise AssertionError(head + "\n".join(lines))
 
 
 def assert_same_error(
