@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from jaxloss.parity.tolerances import tolerance_for
 
 import jaxloss
-import jaxloss.checked as checked
-from jaxloss.parity.tolerances import tolerance_for
+from jaxloss import checked
 from tests.torch_compare import (
     assert_close,
     check,
@@ -153,7 +153,7 @@ def test_poisson_full_target_gradient_is_torchs_nan_at_zero():
     for log_input in (True, False):
         tt = _t(t, requires_grad=True)
         F.poisson_nll_loss(_t(x), tt, log_input=log_input, full=True).backward()
-        g = jax.grad(lambda t_: jaxloss.poisson_nll_loss(_j(x), t_, log_input=log_input, full=True))(_j(t))
+        g = jax.grad(lambda t_, li=log_input: jaxloss.poisson_nll_loss(_j(x), t_, log_input=li, full=True))(_j(t))
         assert np.isnan(np.asarray(g)[0]) and np.isnan(tt.grad.numpy()[0])
         assert_close(g, tt.grad, "float64", "target grad")
 
@@ -303,34 +303,43 @@ def test_infinite_input(name, kw):
 
 
 @pytest.mark.parametrize("dtype,real", [("complex64", "float32"), ("complex128", "float64")])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_l1_loss_complex(dtype, real, reduction, weighted):
+def test_l1_loss_complex(dtype, real, weighted):
     # torch computes |x - y| for complex inputs (a real result) with the gradient sgn(x - y);
     # jax.grad gives the conjugate of torch's .grad (JAX's convention for complex inputs).
-    rng = _rng("l1-complex", dtype, reduction, weighted)
-    x, y = (rng.normal(size=SHAPE) + 1j * rng.normal(size=SHAPE) for _ in range(2))
-    y[0, :2] = x[0, :2]  # x == y: gradient 0, as sgn(0)
-    w = rng.uniform(0.5, 2.0, size=SHAPE) if weighted else None
-    tx, ty = (torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in (x, y))
-    tw = None if w is None else torch.tensor(w, dtype=getattr(torch, real))
-    t_out = F.l1_loss(tx, ty, reduction=reduction, weight=tw)
-    t_gx, t_gy = torch.autograd.grad(t_out.sum(), [tx, ty])
-    jw = None if w is None else jnp.asarray(w, real)
+    # The three reductions (each with the data it had as a test of its own) in one jitted program.
+    data = []
+    for reduction in REDUCTIONS:
+        rng = _rng("l1-complex", dtype, reduction, weighted)
+        x, y = (rng.normal(size=SHAPE) + 1j * rng.normal(size=SHAPE) for _ in range(2))
+        y[0, :2] = x[0, :2]  # x == y: gradient 0, as sgn(0)
+        w = rng.uniform(0.5, 2.0, size=SHAPE) if weighted else None
+        data.append((x, y, w))
 
-    def loss(a, b):
-        return jaxloss.l1_loss(a, b, reduction=reduction, weight=jw)
+    @jax.jit
+    def values_and_grads(args):
+        out = []
+        for reduction, (a, b, jw) in zip(REDUCTIONS, args):
+            def loss(a, b, reduction=reduction, jw=jw):
+                return jaxloss.l1_loss(a, b, reduction=reduction, weight=jw)
 
-    jx, jy = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    out = loss(jx, jy)
-    assert out.dtype == jnp.dtype(real) and str(t_out.dtype) == f"torch.{real}"
-    assert_close(out, t_out.detach(), real, "value")
-    gx, gy = jax.grad(lambda a, b: jnp.sum(loss(a, b)), argnums=(0, 1))(jx, jy)
-    for g, t_g, what in ((gx, t_gx, "input"), (gy, t_gy, "target")):
-        g = np.conj(np.asarray(g))
-        assert_close(g.real, t_g.real.numpy(), real, f"grad wrt {what} (real part)")
-        assert_close(g.imag, t_g.imag.numpy(), real, f"grad wrt {what} (imaginary part)")
-    np.testing.assert_array_equal(np.asarray(gx)[0, :2], 0)
+            out.append((loss(a, b), jax.grad(lambda a, b, loss=loss: jnp.sum(loss(a, b)), argnums=(0, 1))(a, b)))
+        return out
+
+    j_side = values_and_grads([(jnp.asarray(x, dtype), jnp.asarray(y, dtype), None if w is None else jnp.asarray(w, real))
+                               for x, y, w in data])
+    for reduction, (x, y, w), (out, (gx, gy)) in zip(REDUCTIONS, data, j_side):
+        tx, ty = (torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in (x, y))
+        tw = None if w is None else torch.tensor(w, dtype=getattr(torch, real))
+        t_out = F.l1_loss(tx, ty, reduction=reduction, weight=tw)
+        t_gx, t_gy = torch.autograd.grad(t_out.sum(), [tx, ty])
+        assert out.dtype == jnp.dtype(real) and str(t_out.dtype) == f"torch.{real}"
+        assert_close(out, t_out.detach(), real, f"value ({reduction})")
+        for g, t_g, what in ((gx, t_gx, "input"), (gy, t_gy, "target")):
+            g = np.conj(np.asarray(g))
+            assert_close(g.real, t_g.real.numpy(), real, f"grad wrt {what} (real part, {reduction})")
+            assert_close(g.imag, t_g.imag.numpy(), real, f"grad wrt {what} (imaginary part, {reduction})")
+        np.testing.assert_array_equal(np.asarray(gx)[0, :2], 0)
 
 
 def test_l1_loss_complex_and_real_promote_like_torch():
@@ -357,11 +366,9 @@ def test_poisson_extremes(dtype):
     # log_input=False: rate 0 with target 0 (0 * log(eps) = 0) and with target > 0; huge rates
     x = np.array([0.0, 0.0, 1e30 if dtype == "float32" else 1e300, 1e4, 1e-30, 3.0])
     t = np.array([0.0, 3.0, 2.0, 0.0, 0.0, 1e4])
-    for full in (False, True):
-        for eps in (1e-8, 0.0):
-            check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
-                  {"log_input": False, "full": full, "eps": eps, "reduction": "none"},
-                  grad=["input"], dtype=dtype)
+    check_each(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
+               [{"log_input": False, "full": full, "eps": eps, "reduction": "none"}
+                for full in (False, True) for eps in (1e-8, 0.0)], grad=["input"], dtype=dtype)
     # log_input=True: exp overflows to inf like torch, very negative log-rates underflow to 0
     x = np.array([100.0, 1000.0, -100.0, -1e30 if dtype == "float32" else -1e300, 0.0])
     t = np.array([0.0, 3.0, 2.0, 0.0, 1e4])
@@ -370,15 +377,15 @@ def test_poisson_extremes(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gaussian_extreme_var(dtype, reduction):
+def test_gaussian_extreme_var(dtype):
     x = np.array([1.0, 1e4, 0.0, 2.0, 1e3, -3.0, 1e15, 0.5])
     y = np.array([0.0, -1e4, 0.0, 2.0, 0.0, 3.0, 0.0, 0.5])
     var = np.array([0.0, 1e-30, 1e-7, 1e30, 1e-6, 1e10, 1e30, 5e-7])
-    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
-          {"reduction": reduction}, grad=["input", "target", "var"], dtype=dtype)
-    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": 1e-30},
-          {"reduction": reduction}, grad=["input", "target"], dtype=dtype)
+    reductions = [{"reduction": reduction} for reduction in REDUCTIONS]
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
+               reductions, grad=["input", "target", "var"], dtype=dtype)
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": 1e-30},
+               reductions, grad=["input", "target"], dtype=dtype)
 
 
 def test_gaussian_var_gradient_passes_through_the_clamp():
@@ -394,14 +401,12 @@ def test_gaussian_var_gradient_passes_through_the_clamp():
 @pytest.mark.parametrize("dtype", DTYPES + LOW)
 def test_empty(dtype):
     e = np.zeros((0, 3))
-    for name, extra in [("l1_loss", {}), ("mse_loss", {}), ("huber_loss", {}), ("smooth_l1_loss", {}),
-                        ("poisson_nll_loss", {})]:
-        for red in REDUCTIONS:
-            check(getattr(jaxloss, name), getattr(F, name), {"input": e, "target": e},
-                  {"reduction": red, **extra}, grad=[], dtype=dtype)
-    for red in REDUCTIONS:
-        check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": e, "target": e, "var": e + 1},
-              {"reduction": red}, grad=[], dtype=dtype)
+    # each loss's three reductions: one value-only check_each grid (one program)
+    for name in ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss"]:
+        check_each(getattr(jaxloss, name), getattr(F, name), {"input": e, "target": e},
+                   [{"reduction": red} for red in REDUCTIONS], grad=[], dtype=dtype)
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": e, "target": e, "var": e + 1},
+               [{"reduction": red} for red in REDUCTIONS], grad=[], dtype=dtype)
 
 
 # =========================================================================== second order
@@ -609,28 +614,38 @@ def test_non_broadcastable_shapes(name, tshape):
 
 
 @pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"])
-@pytest.mark.parametrize("tshape", [(5,), (4, 1), (3, 4, 5), ()])
-def test_differing_shapes_warn_and_broadcast(name, tshape):
-    rng = np.random.default_rng(9)
-    x, y = rng.normal(size=SHAPE), np.asarray(rng.normal(size=tshape))
-    for red in ("none", "mean"):
-        with pytest.warns(UserWarning, match=r"Using a target size .* different to the input size"):
-            check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": red},
-                  grad=["input", "target"], dtype="float64")
+def test_differing_shapes_warn_and_broadcast(name):
+    # every target shape x reduction in one program (check_each), each shape with its former data;
+    # jaxloss warns for each (torch's own warning, with torch.Size in it, is told apart)
+    tshapes = [(5,), (4, 1), (3, 4, 5), ()]
+    arrays = []
+    for tshape in tshapes:
+        rng = np.random.default_rng(9)
+        x, y = rng.normal(size=SHAPE), np.asarray(rng.normal(size=tshape))
+        arrays += [{"input": x, "target": y}] * 2
+    with pytest.warns(UserWarning, match=r"Using a target size .* different to the input size") as record:
+        check_each(getattr(jaxloss, name), getattr(F, name), arrays, [{"reduction": r} for r in ("none", "mean")] * 4,
+                   grad=["input", "target"], dtype="float64")
+    ours = [str(w.message) for w in record if "torch.Size" not in str(w.message)]
+    for tshape in tshapes:
+        assert any(m.startswith(f"Using a target size ({tshape})") for m in ours), (tshape, ours)
     with warnings.catch_warnings():  # same shapes: no warning
         warnings.simplefilter("error")
         getattr(jaxloss, name)(_j(x), _j(x))
 
 
-@pytest.mark.parametrize("tshape", [(5,), (4, 1), (3, 4, 5)])
-def test_poisson_broadcasts_silently(tshape):
-    rng = np.random.default_rng(10)
-    x, t = rng.normal(size=SHAPE), rng.poisson(2.0, size=tshape).astype(float) + 2
+def test_poisson_broadcasts_silently():
+    # every target shape x full in one program (check_each), each shape with its former data
+    arrays = []
+    for tshape in [(5,), (4, 1), (3, 4, 5)]:
+        rng = np.random.default_rng(10)
+        x, t = rng.normal(size=SHAPE), rng.poisson(2.0, size=tshape).astype(float) + 2
+        arrays += [{"input": x, "target": t}] * 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for full in (False, True):
-            check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
-                  {"reduction": "none", "full": full}, grad=["input", "target"], dtype="float64")
+        check_each(jaxloss.poisson_nll_loss, F.poisson_nll_loss, arrays,
+                   [{"reduction": "none", "full": full} for full in (False, True)] * 3, grad=["input", "target"],
+                   dtype="float64")
 
 
 @pytest.mark.parametrize("tshape", [(4, 6), (6,)])

@@ -336,7 +336,9 @@ def check_each(
         raise ValueError(f"check_each: cotangent must be one of {COTANGENTS}, got {cotangent!r}")
     grad = list(grad)
     cases = [_case(a, o, grad, dtype, positional) for a, o in zip(per_case, options)]
-    both = _value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype, cotangent) if grad else None
+    # a value-only grid (grad=[]) of several cases is one program too; one such case, its plain call
+    both = (_value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype, cotangent)
+            if grad or len(cases) > 1 else None)
     outs, failed = [], []
     for i, (call, j_vals, t_vals) in enumerate(cases):
         out, failures = _compare(jax_fn, torch_fn, call, j_vals, t_vals, grad, dtype,
