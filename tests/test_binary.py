@@ -103,18 +103,26 @@ def _bce_data(rng):
 BCE_WEIGHTS = {"none": None, "full": (N, C), "class": (C,), "scalar": ()}
 
 
-# The grids loop over reductions (and options) inside one test: check_each, one compiled
-# program per grid, a failure names its case.
+# The grids loop over options x reductions inside one test per dtype: check_each, one compiled
+# program per grid, a failure names its case; each option keeps the data it had as a test of its own.
+def _grid(per_option, options=REDUCTIONS, key="reduction"):
+    """``(arrays, options)`` of a check_each grid: each option's arrays with every reduction."""
+    arrays = [a for a in per_option for _ in options]
+    return arrays, [{key: o} for o in options] * len(per_option)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("weight", list(BCE_WEIGHTS))
-def test_bce_matches_torch(dtype, weight):
-    rng = np.random.default_rng(1)
-    x, y = _bce_data(rng)
-    arrays = {"input": x, "target": y}
-    if BCE_WEIGHTS[weight] is not None:
-        arrays["weight"] = rng.uniform(0.2, 2.0, size=BCE_WEIGHTS[weight])
+def test_bce_matches_torch(dtype):
+    per_weight = []
+    for shape in BCE_WEIGHTS.values():
+        rng = np.random.default_rng(1)
+        x, y = _bce_data(rng)
+        arrays = {"input": x, "target": y}
+        if shape is not None:
+            arrays["weight"] = rng.uniform(0.2, 2.0, size=shape)
+        per_weight.append(arrays)
     # torch refuses to differentiate BCE's weight: compare input and target gradients.
-    check_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, [{"reduction": r} for r in REDUCTIONS],
+    check_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, *_grid(per_weight),
                grad=["input", "target"], dtype=dtype, positional=["input", "target"])
 
 
@@ -267,17 +275,18 @@ def _logits_data(rng, shape=(N, C)):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("option", list(BCEL_OPTIONS))
-def test_bce_with_logits_matches_torch(dtype, option):
-    rng = np.random.default_rng(4)
-    x, y = _logits_data(rng)
-    arrays = {"input": x, "target": y}
-    for name, shape in BCEL_OPTIONS[option].items():
-        arrays[name] = rng.uniform(0.3, 3.0, size=shape)
+def test_bce_with_logits_matches_torch(dtype):
+    per_option = []
+    for option in BCEL_OPTIONS.values():
+        rng = np.random.default_rng(4)
+        x, y = _logits_data(rng)
+        arrays = {"input": x, "target": y}
+        for name, shape in option.items():
+            arrays[name] = rng.uniform(0.3, 3.0, size=shape)
+        per_option.append(arrays)
     # torch refuses to differentiate weight / pos_weight: compare input and target gradients.
-    check_each(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, arrays,
-               [{"reduction": r} for r in REDUCTIONS], grad=["input", "target"], dtype=dtype,
-               positional=["input", "target"])
+    check_each(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, *_grid(per_option),
+               grad=["input", "target"], dtype=dtype, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -396,12 +405,12 @@ def _focal_data(rng, soft=False):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_sigmoid_focal_loss_matches_torchvision_formula(dtype, reduction):
+def test_sigmoid_focal_loss_matches_torchvision_formula(dtype):
     grid = [(0.25, 2.0), (0.5, 0.0), (-1.0, 2.0), (0.25, 0.5), (0.75, 1.0), (-1.0, 3.5)]
     check_each(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference,
-               [_focal_data(np.random.default_rng(7), soft=gamma == 1.0) for _, gamma in grid],
-               [{"alpha": alpha, "gamma": gamma, "reduction": reduction} for alpha, gamma in grid],
+               [_focal_data(np.random.default_rng(7), soft=gamma == 1.0) for _ in REDUCTIONS for _, gamma in grid],
+               [{"alpha": alpha, "gamma": gamma, "reduction": reduction} for reduction in REDUCTIONS
+                for alpha, gamma in grid],
                grad=["inputs", "targets"], dtype=dtype)
 
 
@@ -472,20 +481,21 @@ def test_sigmoid_focal_loss_bad_input():
 
 # --------------------------------------------------------------------------- soft_margin_loss
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("target", ["sign", "real", "broadcast", "int"])
-def test_soft_margin_loss_matches_torch(dtype, target):
-    rng = np.random.default_rng(11)
-    x = rng.normal(scale=3.0, size=(N, C))
-    x[0, :4] = [80.0, -80.0, 40.0, -40.0]  # large but inside torch's float32 range
-    y = {"sign": rng.choice([-1.0, 1.0], size=(N, C)),
-         "real": rng.normal(size=(N, C)),
-         "broadcast": rng.choice([-1.0, 1.0], size=(C,)),
-         "int": rng.choice([-1, 1], size=(N, C))}[target]
-    if target == "sign":
-        y[0, :4] = [1.0, 1.0, -1.0, -1.0]
+def test_soft_margin_loss_matches_torch(dtype):
+    per_target = []
+    for target in ["sign", "real", "broadcast", "int"]:
+        rng = np.random.default_rng(11)
+        x = rng.normal(scale=3.0, size=(N, C))
+        x[0, :4] = [80.0, -80.0, 40.0, -40.0]  # large but inside torch's float32 range
+        y = {"sign": rng.choice([-1.0, 1.0], size=(N, C)),
+             "real": rng.normal(size=(N, C)),
+             "broadcast": rng.choice([-1.0, 1.0], size=(C,)),
+             "int": rng.choice([-1, 1], size=(N, C))}[target]
+        if target == "sign":
+            y[0, :4] = [1.0, 1.0, -1.0, -1.0]
+        per_target.append({"input": x, "target": y})
     # torch refuses to differentiate the target.
-    check_each(jaxloss.soft_margin_loss, F.soft_margin_loss, {"input": x, "target": y},
-               [{"reduction": r} for r in REDUCTIONS], grad=["input"], dtype=dtype)
+    check_each(jaxloss.soft_margin_loss, F.soft_margin_loss, *_grid(per_target), grad=["input"], dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -561,9 +571,7 @@ ML_CASES = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", list(ML_CASES))
-def test_multilabel_soft_margin_loss_matches_torch(dtype, case):
+def _ml_arrays(case):
     rng = np.random.default_rng(13)
     xs, ys, ws = ML_CASES[case]
     x = rng.normal(scale=3.0, size=xs)
@@ -573,9 +581,16 @@ def test_multilabel_soft_margin_loss_matches_torch(dtype, case):
         arrays["target"] = rng.uniform(0, 1, size=ys)
     if ws is not None:
         arrays["weight"] = rng.uniform(0.2, 2.0, size=ws)
+    return arrays
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multilabel_soft_margin_loss_matches_torch(dtype, weighted):
+    per_case = [_ml_arrays(case) for case, (_, _, ws) in ML_CASES.items() if (ws is not None) == weighted]
     # composite in torch: input, target and weight are all differentiable
-    check_each(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, arrays,
-               [{"reduction": r} for r in REDUCTIONS], grad=list(arrays), dtype=dtype, positional=["input", "target"])
+    check_each(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, *_grid(per_case),
+               grad=list(per_case[0]), dtype=dtype, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
