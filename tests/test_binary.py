@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from jaxloss.parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
 
 import jaxloss
-import jaxloss.checked as checked
-from jaxloss.parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
+from jaxloss import checked
 from tests.torch_compare import (
     TORCH_DTYPES,
     assert_close,
@@ -48,44 +48,52 @@ def ulp(ref, dtype):
     return 2.0 ** (e - nmant)
 
 
-def low_precision_check(jax_fn, torch_fn, arrays, kwargs, grad, dtype, positional=("input", "target"),
+def low_precision_check(jax_fn, torch_fn, arrays, options, grad, dtype, positional=("input", "target"),
                         out_dtype=None):
-    """float16 / bfloat16: dtypes preserved; value and gradients within one ulp of the float64
-    truth on the same (rounded) inputs, and never further from it than torch's low-precision result."""
+    """float16 / bfloat16, for each ``kwargs`` of ``options``: dtypes preserved; value and gradients
+    within one ulp of the float64 truth on the same (rounded) inputs, and never further from it
+    than torch's low-precision result. The JAX side of every option in one compiled program."""
     names, pos = list(arrays), list(positional)
     rounded = {n: (np.asarray(torch.tensor(a).to(TORCH_DTYPES[dtype]).double()) if isinstance(a, np.ndarray)
                    and np.issubdtype(a.dtype, np.floating) else a) for n, a in arrays.items()}
 
-    def call(fn, vals):
+    def call(fn, vals, kwargs):
         return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
 
-    def torch_run(dt):
+    def torch_run(dt, kwargs):
         vals = {n: to_torch(rounded[n], dt, requires_grad=n in grad) for n in names}
-        out = call(torch_fn, vals)
+        out = call(torch_fn, vals, kwargs)
         gs = torch.autograd.grad(out.sum(), [vals[n] for n in grad]) if grad else ()
         return [out.detach().double().numpy()] + [g.double().numpy() for g in gs]
 
-    truth, lowp = torch_run("float64"), torch_run(dtype)
     j_vals = {n: to_jax(rounded[n], dtype) for n in names}
 
-    @jax.jit  # value and gradients in one compiled program (eager: the call, then two for the gradient)
+    @jax.jit  # values and gradients in one compiled program (eager: the call, then two for the gradient, per option)
     def value_and_grads(gvals):
-        def scalar(gvals):
-            out = call(jax_fn, {**j_vals, **dict(zip(grad, gvals))})
-            return jnp.sum(out.astype(jnp.float32)), out
+        results = []
+        for kwargs in options:
+            def scalar(gvals, kwargs=kwargs):
+                out = call(jax_fn, {**j_vals, **dict(zip(grad, gvals))}, kwargs)
+                return jnp.sum(out.astype(jnp.float32)), out
 
-        (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals)
-        return out, grads
+            (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals)
+            results.append((out, grads))
+        return results
 
-    out, j_grads = value_and_grads(tuple(j_vals[n] for n in grad))
-    assert out.dtype == jnp.dtype(out_dtype or dtype)
-    for n, g in zip(grad, j_grads):
-        assert g.dtype == jnp.dtype(dtype), f"grad {n} dtype {g.dtype}"
-    for what, j, t, tl in zip(["value", *grad], [out, *j_grads], truth, lowp):
-        j = np.asarray(jnp.asarray(j, jnp.float64))
-        err_j, err_t = np.abs(j - t), np.abs(tl - t)
-        assert (err_j <= ulp(t, dtype) + 1e-30).all(), f"{what}: jax {j} vs float64 truth {t}"
-        assert err_j.max() <= err_t.max() + 1e-3 * ulp(t, dtype).max(), f"{what}: jax further from truth than torch"
+    failed = []
+    for kwargs, (out, j_grads) in zip(options, value_and_grads(tuple(j_vals[n] for n in grad))):
+        truth, lowp = torch_run("float64", kwargs), torch_run(dtype, kwargs)
+        assert out.dtype == jnp.dtype(out_dtype or dtype), kwargs
+        for n, g in zip(grad, j_grads):
+            assert g.dtype == jnp.dtype(dtype), f"{kwargs} grad {n} dtype {g.dtype}"
+        for what, j, t, tl in zip(["value", *grad], [out, *j_grads], truth, lowp):
+            j = np.asarray(jnp.asarray(j, jnp.float64))
+            err_j, err_t = np.abs(j - t), np.abs(tl - t)
+            if not (err_j <= ulp(t, dtype) + 1e-30).all():
+                failed.append(f"{kwargs} {what}: jax {j} vs float64 truth {t}")
+            if not err_j.max() <= err_t.max() + 1e-3 * ulp(t, dtype).max():
+                failed.append(f"{kwargs} {what}: jax further from truth than torch")
+    assert not failed, "\n".join(failed)
 
 
 def _prob(rng, *shape):
@@ -205,7 +213,7 @@ def test_bce_forward_mode_equals_reverse_mode_at_zero_and_one():
     # Forward mode must not mix a zero target tangent with the infinite target slope (0 * inf).
     x = jnp.asarray([0.0, 1.0, 0.3, 1.0])
     y = jnp.asarray([1.0, 0.0, 0.5, 1.0])
-    f = lambda a: jaxloss.binary_cross_entropy(a, y, reduction="none")  # noqa: E731
+    f = lambda a: jaxloss.binary_cross_entropy(a, y, reduction="none")
     fwd, rev = jax.jacfwd(f)(x), jax.jacrev(f)(x)
     np.testing.assert_array_equal(np.asarray(fwd), np.asarray(rev))
     assert np.isfinite(np.asarray(fwd)).all()
@@ -671,24 +679,33 @@ def test_jit_grad_vmap_composition(name):
     def scalar(a, b):
         return fn(a, b, **rest, reduction="mean")
 
-    # jit of grad (and of the function) equals the eager-dispatched jitted function
-    g_jit = jax.jit(jax.grad(scalar, argnums=(0, 1)))(vals[first], vals[second])
-    g = jax.grad(scalar, argnums=(0, 1))(vals[first], vals[second])
-    for a, b in zip(g_jit, g):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
-    # vmap over a batch of problems equals a Python loop
     rng = np.random.default_rng(17)
     batch_a = jnp.stack([vals[first], vals[first][::-1], vals[first][:, ::-1]])
     batch_b = jnp.stack([vals[second], vals[second][::-1], jnp.asarray(rng.permutation(np.asarray(vals[second])))])
-    out = jax.vmap(scalar)(batch_a, batch_b)
+
+    def none(a):
+        return fn(a, vals[second], **rest, reduction="none")
+
+    # the transformations under test in one jitted program (eager, each compiles its own programs)
+    @jax.jit
+    def transformed(a, b, batch_a, batch_b):
+        return (jax.grad(scalar, argnums=(0, 1))(a, b), jax.vmap(scalar)(batch_a, batch_b),
+                jax.vmap(jax.grad(scalar, argnums=(0, 1)))(batch_a, batch_b), jax.jacfwd(none)(a),
+                jax.jacrev(none)(a))
+
+    g_jit, out, gv, jf, jr = transformed(vals[first], vals[second], batch_a, batch_b)
+    # jit of grad (and of the function) equals the eager-dispatched jitted function
+    grad = jax.grad(scalar, argnums=(0, 1))
+    g = grad(vals[first], vals[second])
+    for a, b in zip(g_jit, g):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    # vmap over a batch of problems equals a Python loop
     loop = jnp.stack([scalar(a, b) for a, b in zip(batch_a, batch_b)])
     np.testing.assert_allclose(np.asarray(out), np.asarray(loop), rtol=1e-12)
-    gv = jax.vmap(jax.grad(scalar))(batch_a, batch_b)
-    gl = jnp.stack([jax.grad(scalar)(a, b) for a, b in zip(batch_a, batch_b)])
-    np.testing.assert_allclose(np.asarray(gv), np.asarray(gl), rtol=1e-12)
+    gl = [grad(a, b) for a, b in zip(batch_a, batch_b)]
+    for i in (0, 1):
+        np.testing.assert_allclose(np.asarray(gv[i]), np.stack([np.asarray(x[i]) for x in gl]), rtol=1e-12)
     # forward mode (jacfwd) equals reverse mode
-    jf = jax.jacfwd(lambda a: fn(a, vals[second], **rest, reduction="none"))(vals[first])
-    jr = jax.jacrev(lambda a: fn(a, vals[second], **rest, reduction="none"))(vals[first])
     np.testing.assert_allclose(np.asarray(jf), np.asarray(jr), rtol=1e-12)
     # the checked twin computes the same value
     np.testing.assert_allclose(np.asarray(getattr(checked, name)(vals[first], vals[second], **rest)),
@@ -697,15 +714,15 @@ def test_jit_grad_vmap_composition(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("reduction", ["none", "sum"])
-def test_low_precision_dtype_preserved_and_accurate(name, dtype, reduction):
+def test_low_precision_dtype_preserved_and_accurate(name, dtype):
     fn, tfn, arrays, grad = CASES[name]
     if name == "binary_cross_entropy":
         arrays = {**arrays, "input": np.clip(arrays["input"], 0.02, 0.98)}  # keep gradients finite
     if name in ("binary_cross_entropy_with_logits", "sigmoid_focal_loss", "soft_margin_loss"):
-        first = list(arrays)[0]
+        first = next(iter(arrays))
         arrays = {**arrays, first: np.clip(arrays[first], -8, 8)}  # inside float16's range
-    low_precision_check(fn, tfn, arrays, {"reduction": reduction}, grad, dtype, positional=list(arrays)[:2])
+    low_precision_check(fn, tfn, arrays, [{"reduction": r} for r in ("none", "sum")], grad, dtype,
+                        positional=list(arrays)[:2])
 
 
 def test_every_binary_loss_is_registered_for_checked_mode():
