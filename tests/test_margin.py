@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-import jaxloss.checked as checked
+from jaxloss import checked
 from tests.torch_compare import (
     assert_close,
     assert_same_error,
@@ -225,8 +225,8 @@ def test_multilabel_margin_loss_errors():
     ]
     for (a, b), kw in cases:
         assert_same_error(
-            lambda: jaxloss.multilabel_margin_loss(jnp.asarray(a), jnp.asarray(b), **kw),
-            lambda: F.multilabel_margin_loss(torch.tensor(a), torch.tensor(b), **kw),
+            lambda a=a, b=b, kw=kw: jaxloss.multilabel_margin_loss(jnp.asarray(a), jnp.asarray(b), **kw),
+            lambda a=a, b=b, kw=kw: F.multilabel_margin_loss(torch.tensor(a), torch.tensor(b), **kw),
         )
     with pytest.raises(TypeError, match="integer dtype"):
         jaxloss.multilabel_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
@@ -383,8 +383,8 @@ def test_multi_margin_loss_errors():
         tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         jkw = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         assert_same_error(
-            lambda: jaxloss.multi_margin_loss(jnp.asarray(a), jnp.asarray(b), **jkw),
-            lambda: F.multi_margin_loss(torch.tensor(a), torch.tensor(b), **tkw),
+            lambda a=a, b=b, jkw=jkw: jaxloss.multi_margin_loss(jnp.asarray(a), jnp.asarray(b), **jkw),
+            lambda a=a, b=b, tkw=tkw: F.multi_margin_loss(torch.tensor(a), torch.tensor(b), **tkw),
         )
     with pytest.raises(TypeError, match="integer dtype"):
         jaxloss.multi_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
@@ -483,8 +483,8 @@ def test_margin_ranking_loss_errors():
     ]
     for args, kw in cases:
         assert_same_error(
-            lambda: jaxloss.margin_ranking_loss(*map(jnp.asarray, args), **kw),
-            lambda: F.margin_ranking_loss(*map(torch.tensor, args), **kw),
+            lambda args=args, kw=kw: jaxloss.margin_ranking_loss(*map(jnp.asarray, args), **kw),
+            lambda args=args, kw=kw: F.margin_ranking_loss(*map(torch.tensor, args), **kw),
         )
 
 
@@ -613,7 +613,7 @@ def test_jit_of_grad_and_vmap_of_grad():
     for i in range(4):
         np.testing.assert_allclose(batched[i], grad(x[i], t[i]), rtol=1e-6, atol=1e-7)
         expected = torch.autograd.functional.jacobian(
-            lambda z: F.multi_margin_loss(z, torch.tensor(np.asarray(t[i])), p=2, margin=0.7),
+            lambda z, i=i: F.multi_margin_loss(z, torch.tensor(np.asarray(t[i])), p=2, margin=0.7),
             torch.tensor(np.asarray(x[i])),
         )
         assert_close(batched[i], expected, "float32", "jit(vmap(grad))")
