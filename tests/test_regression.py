@@ -167,23 +167,25 @@ _VAR_SHAPES = {
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("var_kind", [*_VAR_SHAPES, "float"])
-def test_gaussian_nll_loss(dtype, var_kind):
+@pytest.mark.parametrize("var_form", ["array", "float"])
+def test_gaussian_nll_loss(dtype, var_form):
+    # every var shape (array form) x reduction x full in one check_each grid, each with its former data
     grid = [(r, full) for r in REDUCTIONS for full in [False, True]]
-    arrays = []
-    for reduction, full in grid:
-        rng = _rng("gauss", reduction, var_kind, full)
-        shape = (3, 4, 2)
-        x, y = rng.normal(size=shape), rng.normal(size=shape)
-        if var_kind == "float":
-            var = 0.7
-        else:
-            var = rng.uniform(0.1, 2.0, size=_VAR_SHAPES[var_kind](shape))
-            var.flat[:2] = [0.0, 1e-8]  # below eps: clamped, gradient passed through the clamp
-        arrays.append({"input": x, "target": y, "var": var})
-    grad = ["input", "target"] if var_kind == "float" else ["input", "target", "var"]
-    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays,
-               [{"full": full, "reduction": r} for r, full in grid], grad=grad, dtype=dtype)
+    arrays, options = [], []
+    for var_kind in _VAR_SHAPES if var_form == "array" else ["float"]:
+        for reduction, full in grid:
+            rng = _rng("gauss", reduction, var_kind, full)
+            shape = (3, 4, 2)
+            x, y = rng.normal(size=shape), rng.normal(size=shape)
+            if var_kind == "float":
+                var = 0.7
+            else:
+                var = rng.uniform(0.1, 2.0, size=_VAR_SHAPES[var_kind](shape))
+                var.flat[:2] = [0.0, 1e-8]  # below eps: clamped, gradient passed through the clamp
+            arrays.append({"input": x, "target": y, "var": var})
+            options.append({"full": full, "reduction": reduction})
+    grad = ["input", "target"] if var_form == "float" else ["input", "target", "var"]
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, options, grad=grad, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
