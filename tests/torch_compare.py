@@ -12,6 +12,10 @@ The JAX side is one cached compiled program per function, static options and sha
 program for all of them, every case, and fails once listing each failing case.
 ``cotangent="ramp"`` weighs the output's elements ``0.5 .. 1.5`` instead of ones, so the
 gradient of each sample of a ``reduction='none'`` output is checked, not only their sum.
+Second order, a grid in one program each: ``check_hvp_each`` (``H v`` by forward-over-reverse;
+``check_hvp`` is its one-case form) and ``check_second_order_each`` (rows ``v^T H`` of chosen
+arguments, reverse-over-reverse). ``jax_value_and_grads_each``: the JAX side of a grid alone, for a
+test with its own comparison (float16 / bfloat16 against torch in two dtypes).
 """
 
 from __future__ import annotations
