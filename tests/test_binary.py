@@ -16,11 +16,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from jaxloss.parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
 
 import jaxloss
-import jaxloss.checked as checked
-from jaxloss.parity.references import sigmoid_focal_loss as sigmoid_focal_reference  # torchvision's ops
-from tests.torch_compare import TORCH_DTYPES, assert_close, check, check_each, to_jax, to_torch
+from jaxloss import checked
+from tests.torch_compare import (
+    TORCH_DTYPES,
+    assert_close,
+    check,
+    check_each,
+    check_second_order_each,
+    to_jax,
+    to_torch,
+)
 
 # inf - inf in torch_compare's error computation (both sides inf: compared as equal)
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
@@ -31,39 +39,6 @@ N, C = 4, 5
 
 
 # --------------------------------------------------------------------------- helpers
-def second_order(jax_fn, torch_fn, arrays, kwargs, wrt="input", cross=(), dtype="float64",
-                 positional=("input", "target"), seed=0):
-    """Hessian-vector product: d/d(wrt, *cross) of <d sum(loss) / d wrt, v>, jaxloss vs torch
-    double backward (``autograd.grad(..., create_graph=True)`` twice)."""
-    names, pos, diff = list(arrays), list(positional), [wrt, *cross]
-    v = np.random.default_rng(seed).normal(size=np.shape(arrays[wrt]))
-
-    def call(fn, vals):
-        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
-
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in diff) for n in names}
-    (t_g,) = torch.autograd.grad(call(torch_fn, t_vals).sum(), [t_vals[wrt]], create_graph=True)
-    t_hv = torch.autograd.grad((t_g * torch.tensor(v, dtype=TORCH_DTYPES[dtype])).sum(),
-                               [t_vals[n] for n in diff], allow_unused=True)
-
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-    j_v = jnp.asarray(v, dtype)
-
-    def gv(*dvals):
-        vals = dict(j_vals)
-        vals.update(zip(diff, dvals))
-
-        def scalar(w):
-            return jnp.sum(call(jax_fn, {**vals, wrt: w}))
-
-        return jnp.sum(jax.grad(scalar)(vals[wrt]) * j_v)
-
-    # one compiled program (eager, grad of grad of the loss's jit compiles several)
-    j_hv = jax.jit(jax.grad(gv, argnums=tuple(range(len(diff)))))(*[j_vals[n] for n in diff])
-    for n, jh, th in zip(diff, j_hv, t_hv):
-        assert_close(jh, torch.zeros_like(t_vals[n]) if th is None else th, dtype, f"d/d{n} <grad_{wrt}, v>")
-
-
 def ulp(ref, dtype):
     """Spacing of the low-precision ``dtype`` at each (float64) reference value."""
     nmant, minexp = {"float16": (10, -14), "bfloat16": (7, -126), "float32": (23, -126)}[dtype]
@@ -73,44 +48,52 @@ def ulp(ref, dtype):
     return 2.0 ** (e - nmant)
 
 
-def low_precision_check(jax_fn, torch_fn, arrays, kwargs, grad, dtype, positional=("input", "target"),
+def low_precision_check(jax_fn, torch_fn, arrays, options, grad, dtype, positional=("input", "target"),
                         out_dtype=None):
-    """float16 / bfloat16: dtypes preserved; value and gradients within one ulp of the float64
-    truth on the same (rounded) inputs, and never further from it than torch's low-precision result."""
+    """float16 / bfloat16, for each ``kwargs`` of ``options``: dtypes preserved; value and gradients
+    within one ulp of the float64 truth on the same (rounded) inputs, and never further from it
+    than torch's low-precision result. The JAX side of every option in one compiled program."""
     names, pos = list(arrays), list(positional)
     rounded = {n: (np.asarray(torch.tensor(a).to(TORCH_DTYPES[dtype]).double()) if isinstance(a, np.ndarray)
                    and np.issubdtype(a.dtype, np.floating) else a) for n, a in arrays.items()}
 
-    def call(fn, vals):
+    def call(fn, vals, kwargs):
         return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos}, **kwargs)
 
-    def torch_run(dt):
+    def torch_run(dt, kwargs):
         vals = {n: to_torch(rounded[n], dt, requires_grad=n in grad) for n in names}
-        out = call(torch_fn, vals)
+        out = call(torch_fn, vals, kwargs)
         gs = torch.autograd.grad(out.sum(), [vals[n] for n in grad]) if grad else ()
         return [out.detach().double().numpy()] + [g.double().numpy() for g in gs]
 
-    truth, lowp = torch_run("float64"), torch_run(dtype)
     j_vals = {n: to_jax(rounded[n], dtype) for n in names}
 
-    @jax.jit  # value and gradients in one compiled program (eager: the call, then two for the gradient)
+    @jax.jit  # values and gradients in one compiled program (eager: the call, then two for the gradient, per option)
     def value_and_grads(gvals):
-        def scalar(gvals):
-            out = call(jax_fn, {**j_vals, **dict(zip(grad, gvals))})
-            return jnp.sum(out.astype(jnp.float32)), out
+        results = []
+        for kwargs in options:
+            def scalar(gvals, kwargs=kwargs):
+                out = call(jax_fn, {**j_vals, **dict(zip(grad, gvals))}, kwargs)
+                return jnp.sum(out.astype(jnp.float32)), out
 
-        (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals)
-        return out, grads
+            (_, out), grads = jax.value_and_grad(scalar, has_aux=True)(gvals)
+            results.append((out, grads))
+        return results
 
-    out, j_grads = value_and_grads(tuple(j_vals[n] for n in grad))
-    assert out.dtype == jnp.dtype(out_dtype or dtype)
-    for n, g in zip(grad, j_grads):
-        assert g.dtype == jnp.dtype(dtype), f"grad {n} dtype {g.dtype}"
-    for what, j, t, tl in zip(["value", *grad], [out, *j_grads], truth, lowp):
-        j = np.asarray(jnp.asarray(j, jnp.float64))
-        err_j, err_t = np.abs(j - t), np.abs(tl - t)
-        assert (err_j <= ulp(t, dtype) + 1e-30).all(), f"{what}: jax {j} vs float64 truth {t}"
-        assert err_j.max() <= err_t.max() + 1e-3 * ulp(t, dtype).max(), f"{what}: jax further from truth than torch"
+    failed = []
+    for kwargs, (out, j_grads) in zip(options, value_and_grads(tuple(j_vals[n] for n in grad))):
+        truth, lowp = torch_run("float64", kwargs), torch_run(dtype, kwargs)
+        assert out.dtype == jnp.dtype(out_dtype or dtype), kwargs
+        for n, g in zip(grad, j_grads):
+            assert g.dtype == jnp.dtype(dtype), f"{kwargs} grad {n} dtype {g.dtype}"
+        for what, j, t, tl in zip(["value", *grad], [out, *j_grads], truth, lowp):
+            j = np.asarray(jnp.asarray(j, jnp.float64))
+            err_j, err_t = np.abs(j - t), np.abs(tl - t)
+            if not (err_j <= ulp(t, dtype) + 1e-30).all():
+                failed.append(f"{kwargs} {what}: jax {j} vs float64 truth {t}")
+            if not err_j.max() <= err_t.max() + 1e-3 * ulp(t, dtype).max():
+                failed.append(f"{kwargs} {what}: jax further from truth than torch")
+    assert not failed, "\n".join(failed)
 
 
 def _prob(rng, *shape):
@@ -128,18 +111,26 @@ def _bce_data(rng):
 BCE_WEIGHTS = {"none": None, "full": (N, C), "class": (C,), "scalar": ()}
 
 
-# The grids loop over reductions (and options) inside one test: check_each, one compiled
-# program per grid, a failure names its case.
+# The grids loop over options x reductions inside one test per dtype: check_each, one compiled
+# program per grid, a failure names its case; each option keeps the data it had as a test of its own.
+def _grid(per_option, options=REDUCTIONS, key="reduction"):
+    """``(arrays, options)`` of a check_each grid: each option's arrays with every reduction."""
+    arrays = [a for a in per_option for _ in options]
+    return arrays, [{key: o} for o in options] * len(per_option)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("weight", list(BCE_WEIGHTS))
-def test_bce_matches_torch(dtype, weight):
-    rng = np.random.default_rng(1)
-    x, y = _bce_data(rng)
-    arrays = {"input": x, "target": y}
-    if BCE_WEIGHTS[weight] is not None:
-        arrays["weight"] = rng.uniform(0.2, 2.0, size=BCE_WEIGHTS[weight])
+def test_bce_matches_torch(dtype):
+    per_weight = []
+    for shape in BCE_WEIGHTS.values():
+        rng = np.random.default_rng(1)
+        x, y = _bce_data(rng)
+        arrays = {"input": x, "target": y}
+        if shape is not None:
+            arrays["weight"] = rng.uniform(0.2, 2.0, size=shape)
+        per_weight.append(arrays)
     # torch refuses to differentiate BCE's weight: compare input and target gradients.
-    check_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, [{"reduction": r} for r in REDUCTIONS],
+    check_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, *_grid(per_weight),
                grad=["input", "target"], dtype=dtype, positional=["input", "target"])
 
 
@@ -161,17 +152,23 @@ def test_bce_exact_zero_one_and_tiny_probabilities(dtype):
     assert float(g[2]) == pytest.approx(-1e12, rel=1e-6) and float(g[3]) == pytest.approx(1e12, rel=1e-6)
 
 
+# Second order: rows of the Hessian (check_second_order_each), every option x reduction of a dtype
+# in one compiled program, each case with the data it had as a test of its own.
+BOTH_ROWS = [("input", ("target",)), ("target", ("input",))]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("weighted", [False, True])
-def test_bce_second_order(dtype, reduction, weighted):
-    rng = np.random.default_rng(2)
-    arrays = {"input": _prob(rng, N, C), "target": rng.uniform(0, 1, size=(N, C))}
-    if weighted:
-        arrays["weight"] = rng.uniform(0.2, 2.0, size=(C,))
-    kw = {"reduction": reduction}
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, kw, "input", ("target",), dtype)
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, kw, "target", ("input",), dtype)
+def test_bce_second_order(dtype):
+    arrays, options = [], []
+    for weighted in (False, True):
+        rng = np.random.default_rng(2)
+        arrs = {"input": _prob(rng, N, C), "target": rng.uniform(0, 1, size=(N, C))}
+        if weighted:
+            arrs["weight"] = rng.uniform(0.2, 2.0, size=(C,))
+        arrays += [arrs] * len(REDUCTIONS)
+        options += [{"reduction": r} for r in REDUCTIONS]
+    check_second_order_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, options, BOTH_ROWS,
+                            dtype, positional=("input", "target"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -183,10 +180,8 @@ def test_bce_second_order_at_exact_zero_one(dtype):
     # -1 / max(x (1 - x), 1e-12) (finite), d/dx of the target gradient -1 / (x (1 - x)) (inf).
     # Both are reproduced; a forward-over-reverse H v therefore differs from torch's
     # reverse-over-reverse v^T H at exact 0 / 1 (as torch's own two contractions differ).
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, {"reduction": "sum"},
-                 "input", ("target",), dtype)
-    second_order(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, {"reduction": "sum"},
-                 "target", ("input",), dtype)
+    check_second_order_each(jaxloss.binary_cross_entropy, F.binary_cross_entropy, arrays, [{"reduction": "sum"}],
+                            BOTH_ROWS, dtype, positional=("input", "target"))
 
 
 def test_bce_float16_gradient_at_zero_one_deviation():
@@ -218,7 +213,7 @@ def test_bce_forward_mode_equals_reverse_mode_at_zero_and_one():
     # Forward mode must not mix a zero target tangent with the infinite target slope (0 * inf).
     x = jnp.asarray([0.0, 1.0, 0.3, 1.0])
     y = jnp.asarray([1.0, 0.0, 0.5, 1.0])
-    f = lambda a: jaxloss.binary_cross_entropy(a, y, reduction="none")  # noqa: E731
+    f = lambda a: jaxloss.binary_cross_entropy(a, y, reduction="none")
     fwd, rev = jax.jacfwd(f)(x), jax.jacrev(f)(x)
     np.testing.assert_array_equal(np.asarray(fwd), np.asarray(rev))
     assert np.isfinite(np.asarray(fwd)).all()
@@ -288,17 +283,18 @@ def _logits_data(rng, shape=(N, C)):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("option", list(BCEL_OPTIONS))
-def test_bce_with_logits_matches_torch(dtype, option):
-    rng = np.random.default_rng(4)
-    x, y = _logits_data(rng)
-    arrays = {"input": x, "target": y}
-    for name, shape in BCEL_OPTIONS[option].items():
-        arrays[name] = rng.uniform(0.3, 3.0, size=shape)
+def test_bce_with_logits_matches_torch(dtype):
+    per_option = []
+    for option in BCEL_OPTIONS.values():
+        rng = np.random.default_rng(4)
+        x, y = _logits_data(rng)
+        arrays = {"input": x, "target": y}
+        for name, shape in option.items():
+            arrays[name] = rng.uniform(0.3, 3.0, size=shape)
+        per_option.append(arrays)
     # torch refuses to differentiate weight / pos_weight: compare input and target gradients.
-    check_each(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, arrays,
-               [{"reduction": r} for r in REDUCTIONS], grad=["input", "target"], dtype=dtype,
-               positional=["input", "target"])
+    check_each(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, *_grid(per_option),
+               grad=["input", "target"], dtype=dtype, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -323,17 +319,17 @@ def test_bce_with_logits_extreme_logits_finite(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("option", ["plain", "weight_class", "pos_weight_class", "both"])
-def test_bce_with_logits_second_order(dtype, reduction, option):
-    rng = np.random.default_rng(6)
-    arrays = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.uniform(0, 1, size=(N, C))}
-    for name, shape in BCEL_OPTIONS[option].items():
-        arrays[name] = rng.uniform(0.3, 3.0, size=shape)
-    kw = {"reduction": reduction}
-    fns = (jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits)
-    second_order(*fns, arrays, kw, "input", ("target",), dtype)
-    second_order(*fns, arrays, kw, "target", ("input",), dtype)
+def test_bce_with_logits_second_order(dtype):
+    arrays, options = [], []
+    for option in ("plain", "weight_class", "pos_weight_class", "both"):
+        rng = np.random.default_rng(6)
+        arrs = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.uniform(0, 1, size=(N, C))}
+        for name, shape in BCEL_OPTIONS[option].items():
+            arrs[name] = rng.uniform(0.3, 3.0, size=shape)
+        arrays += [arrs] * len(REDUCTIONS)
+        options += [{"reduction": r} for r in REDUCTIONS]
+    check_second_order_each(jaxloss.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, arrays,
+                            options, BOTH_ROWS, dtype, positional=("input", "target"))
 
 
 def _bce_logits_truth_mp(x, y, pw):
@@ -417,12 +413,12 @@ def _focal_data(rng, soft=False):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_sigmoid_focal_loss_matches_torchvision_formula(dtype, reduction):
+def test_sigmoid_focal_loss_matches_torchvision_formula(dtype):
     grid = [(0.25, 2.0), (0.5, 0.0), (-1.0, 2.0), (0.25, 0.5), (0.75, 1.0), (-1.0, 3.5)]
     check_each(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference,
-               [_focal_data(np.random.default_rng(7), soft=gamma == 1.0) for _, gamma in grid],
-               [{"alpha": alpha, "gamma": gamma, "reduction": reduction} for alpha, gamma in grid],
+               [_focal_data(np.random.default_rng(7), soft=gamma == 1.0) for _ in REDUCTIONS for _, gamma in grid],
+               [{"alpha": alpha, "gamma": gamma, "reduction": reduction} for reduction in REDUCTIONS
+                for alpha, gamma in grid],
                grad=["inputs", "targets"], dtype=dtype)
 
 
@@ -458,13 +454,12 @@ def test_sigmoid_focal_loss_extreme_logits(dtype, gamma):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1.0, 1.5), (0.75, 0.0)])
-def test_sigmoid_focal_loss_second_order(dtype, reduction, alpha, gamma):
+def test_sigmoid_focal_loss_second_order(dtype):
     arrays = _focal_data(np.random.default_rng(9), soft=True)
-    kw = {"alpha": alpha, "gamma": gamma, "reduction": reduction}
-    second_order(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays, kw, "inputs", ("targets",), dtype,
-                 positional=("inputs", "targets"))
+    options = [{"alpha": alpha, "gamma": gamma, "reduction": reduction}
+               for alpha, gamma in [(0.25, 2.0), (-1.0, 1.5), (0.75, 0.0)] for reduction in REDUCTIONS]
+    check_second_order_each(jaxloss.sigmoid_focal_loss, sigmoid_focal_reference, arrays, options,
+                            [("inputs", ("targets",))], dtype, positional=("inputs", "targets"))
 
 
 def test_sigmoid_focal_loss_against_torchvision():
@@ -494,28 +489,29 @@ def test_sigmoid_focal_loss_bad_input():
 
 # --------------------------------------------------------------------------- soft_margin_loss
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("target", ["sign", "real", "broadcast", "int"])
-def test_soft_margin_loss_matches_torch(dtype, target):
-    rng = np.random.default_rng(11)
-    x = rng.normal(scale=3.0, size=(N, C))
-    x[0, :4] = [80.0, -80.0, 40.0, -40.0]  # large but inside torch's float32 range
-    y = {"sign": rng.choice([-1.0, 1.0], size=(N, C)),
-         "real": rng.normal(size=(N, C)),
-         "broadcast": rng.choice([-1.0, 1.0], size=(C,)),
-         "int": rng.choice([-1, 1], size=(N, C))}[target]
-    if target == "sign":
-        y[0, :4] = [1.0, 1.0, -1.0, -1.0]
+def test_soft_margin_loss_matches_torch(dtype):
+    per_target = []
+    for target in ["sign", "real", "broadcast", "int"]:
+        rng = np.random.default_rng(11)
+        x = rng.normal(scale=3.0, size=(N, C))
+        x[0, :4] = [80.0, -80.0, 40.0, -40.0]  # large but inside torch's float32 range
+        y = {"sign": rng.choice([-1.0, 1.0], size=(N, C)),
+             "real": rng.normal(size=(N, C)),
+             "broadcast": rng.choice([-1.0, 1.0], size=(C,)),
+             "int": rng.choice([-1, 1], size=(N, C))}[target]
+        if target == "sign":
+            y[0, :4] = [1.0, 1.0, -1.0, -1.0]
+        per_target.append({"input": x, "target": y})
     # torch refuses to differentiate the target.
-    check_each(jaxloss.soft_margin_loss, F.soft_margin_loss, {"input": x, "target": y},
-               [{"reduction": r} for r in REDUCTIONS], grad=["input"], dtype=dtype)
+    check_each(jaxloss.soft_margin_loss, F.soft_margin_loss, *_grid(per_target), grad=["input"], dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_soft_margin_loss_second_order(dtype, reduction):
+def test_soft_margin_loss_second_order(dtype):
     rng = np.random.default_rng(12)
     arrays = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.choice([-1.0, 1.0], size=(N, C))}
-    second_order(jaxloss.soft_margin_loss, F.soft_margin_loss, arrays, {"reduction": reduction}, "input", (), dtype)
+    check_second_order_each(jaxloss.soft_margin_loss, F.soft_margin_loss, arrays,
+                            [{"reduction": r} for r in REDUCTIONS], [("input", ())], dtype, positional=("input", "target"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -583,9 +579,7 @@ ML_CASES = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", list(ML_CASES))
-def test_multilabel_soft_margin_loss_matches_torch(dtype, case):
+def _ml_arrays(case):
     rng = np.random.default_rng(13)
     xs, ys, ws = ML_CASES[case]
     x = rng.normal(scale=3.0, size=xs)
@@ -595,9 +589,16 @@ def test_multilabel_soft_margin_loss_matches_torch(dtype, case):
         arrays["target"] = rng.uniform(0, 1, size=ys)
     if ws is not None:
         arrays["weight"] = rng.uniform(0.2, 2.0, size=ws)
+    return arrays
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multilabel_soft_margin_loss_matches_torch(dtype, weighted):
+    per_case = [_ml_arrays(case) for case, (_, _, ws) in ML_CASES.items() if (ws is not None) == weighted]
     # composite in torch: input, target and weight are all differentiable
-    check_each(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, arrays,
-               [{"reduction": r} for r in REDUCTIONS], grad=list(arrays), dtype=dtype, positional=["input", "target"])
+    check_each(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, *_grid(per_case),
+               grad=list(per_case[0]), dtype=dtype, positional=["input", "target"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -608,15 +609,14 @@ def test_multilabel_soft_margin_loss_integer_target(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_multilabel_soft_margin_loss_second_order(dtype, reduction):
+def test_multilabel_soft_margin_loss_second_order(dtype):
     rng = np.random.default_rng(15)
     arrays = {"input": rng.normal(scale=2.0, size=(N, C)), "target": rng.uniform(0, 1, size=(N, C)),
               "weight": rng.uniform(0.2, 2.0, size=(C,))}
-    fns = (jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss)
-    kw = {"reduction": reduction}
-    second_order(*fns, arrays, kw, "input", ("target", "weight"), dtype)
-    second_order(*fns, arrays, kw, "weight", ("input", "target"), dtype)
+    check_second_order_each(jaxloss.multilabel_soft_margin_loss, F.multilabel_soft_margin_loss, arrays,
+                            [{"reduction": r} for r in REDUCTIONS],
+                            [("input", ("target", "weight")), ("weight", ("input", "target"))], dtype,
+                            positional=("input", "target"))
 
 
 def test_multilabel_soft_margin_loss_bad_input():
@@ -679,24 +679,33 @@ def test_jit_grad_vmap_composition(name):
     def scalar(a, b):
         return fn(a, b, **rest, reduction="mean")
 
-    # jit of grad (and of the function) equals the eager-dispatched jitted function
-    g_jit = jax.jit(jax.grad(scalar, argnums=(0, 1)))(vals[first], vals[second])
-    g = jax.grad(scalar, argnums=(0, 1))(vals[first], vals[second])
-    for a, b in zip(g_jit, g):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
-    # vmap over a batch of problems equals a Python loop
     rng = np.random.default_rng(17)
     batch_a = jnp.stack([vals[first], vals[first][::-1], vals[first][:, ::-1]])
     batch_b = jnp.stack([vals[second], vals[second][::-1], jnp.asarray(rng.permutation(np.asarray(vals[second])))])
-    out = jax.vmap(scalar)(batch_a, batch_b)
+
+    def none(a):
+        return fn(a, vals[second], **rest, reduction="none")
+
+    # the transformations under test in one jitted program (eager, each compiles its own programs)
+    @jax.jit
+    def transformed(a, b, batch_a, batch_b):
+        return (jax.grad(scalar, argnums=(0, 1))(a, b), jax.vmap(scalar)(batch_a, batch_b),
+                jax.vmap(jax.grad(scalar, argnums=(0, 1)))(batch_a, batch_b), jax.jacfwd(none)(a),
+                jax.jacrev(none)(a))
+
+    g_jit, out, gv, jf, jr = transformed(vals[first], vals[second], batch_a, batch_b)
+    # jit of grad (and of the function) equals the eager-dispatched jitted function
+    grad = jax.grad(scalar, argnums=(0, 1))
+    g = grad(vals[first], vals[second])
+    for a, b in zip(g_jit, g):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    # vmap over a batch of problems equals a Python loop
     loop = jnp.stack([scalar(a, b) for a, b in zip(batch_a, batch_b)])
     np.testing.assert_allclose(np.asarray(out), np.asarray(loop), rtol=1e-12)
-    gv = jax.vmap(jax.grad(scalar))(batch_a, batch_b)
-    gl = jnp.stack([jax.grad(scalar)(a, b) for a, b in zip(batch_a, batch_b)])
-    np.testing.assert_allclose(np.asarray(gv), np.asarray(gl), rtol=1e-12)
+    gl = [grad(a, b) for a, b in zip(batch_a, batch_b)]
+    for i in (0, 1):
+        np.testing.assert_allclose(np.asarray(gv[i]), np.stack([np.asarray(x[i]) for x in gl]), rtol=1e-12)
     # forward mode (jacfwd) equals reverse mode
-    jf = jax.jacfwd(lambda a: fn(a, vals[second], **rest, reduction="none"))(vals[first])
-    jr = jax.jacrev(lambda a: fn(a, vals[second], **rest, reduction="none"))(vals[first])
     np.testing.assert_allclose(np.asarray(jf), np.asarray(jr), rtol=1e-12)
     # the checked twin computes the same value
     np.testing.assert_allclose(np.asarray(getattr(checked, name)(vals[first], vals[second], **rest)),
@@ -705,15 +714,15 @@ def test_jit_grad_vmap_composition(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("reduction", ["none", "sum"])
-def test_low_precision_dtype_preserved_and_accurate(name, dtype, reduction):
+def test_low_precision_dtype_preserved_and_accurate(name, dtype):
     fn, tfn, arrays, grad = CASES[name]
     if name == "binary_cross_entropy":
         arrays = {**arrays, "input": np.clip(arrays["input"], 0.02, 0.98)}  # keep gradients finite
     if name in ("binary_cross_entropy_with_logits", "sigmoid_focal_loss", "soft_margin_loss"):
-        first = list(arrays)[0]
+        first = next(iter(arrays))
         arrays = {**arrays, first: np.clip(arrays[first], -8, 8)}  # inside float16's range
-    low_precision_check(fn, tfn, arrays, {"reduction": reduction}, grad, dtype, positional=list(arrays)[:2])
+    low_precision_check(fn, tfn, arrays, [{"reduction": r} for r in ("none", "sum")], grad, dtype,
+                        positional=list(arrays)[:2])
 
 
 def test_every_binary_loss_is_registered_for_checked_mode():

@@ -16,8 +16,14 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-import jaxloss.checked as checked
-from tests.torch_compare import TORCH_DTYPES, assert_close, check, check_each, to_jax, to_torch
+from jaxloss import checked
+from tests.torch_compare import (
+    TORCH_DTYPES,
+    check,
+    check_each,
+    check_second_order_each,
+    jax_value_and_grads_each,
+)
 
 # inf - inf in torch_compare's error computation (both sides inf: compared as equal)
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
@@ -33,27 +39,6 @@ def _quiet_torch_mean_warning():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="reduction: 'mean' divides the total loss")
         yield
-
-
-def second_order(arrays, kwargs, wrt, cross, dtype, seed=0):
-    """d/d(wrt, *cross) of <d sum(loss) / d wrt, v>: jaxloss vs torch's double backward."""
-    names, diff = list(arrays), [wrt, *cross]
-    v = np.random.default_rng(seed).normal(size=np.shape(arrays[wrt]))
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in diff) for n in names}
-    (t_g,) = torch.autograd.grad(F.kl_div(*t_vals.values(), **kwargs).sum(), [t_vals[wrt]], create_graph=True)
-    t_hv = torch.autograd.grad((t_g * torch.tensor(v, dtype=TORCH_DTYPES[dtype])).sum(),
-                               [t_vals[n] for n in diff], allow_unused=True)
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-
-    def gv(*dvals):
-        vals = {**j_vals, **dict(zip(diff, dvals))}
-        g = jax.grad(lambda w: jnp.sum(jaxloss.kl_div(**{**vals, wrt: w}, **kwargs)))(vals[wrt])
-        return jnp.sum(g * jnp.asarray(v, dtype))
-
-    # one compiled program (eager, grad of grad of the loss's jit compiles several)
-    j_hv = jax.jit(jax.grad(gv, argnums=tuple(range(len(diff)))))(*[j_vals[n] for n in diff])
-    for n, jh, th in zip(diff, j_hv, t_hv):
-        assert_close(jh, torch.zeros_like(t_vals[n]) if th is None else th, dtype, f"d/d{n} <grad_{wrt}, v>")
 
 
 def _data(rng, log_target, shape=(N, C), zeros=True):
@@ -103,9 +88,8 @@ def test_kl_div_infinite_log_probabilities(dtype, log_target):
     p = np.array([0.5, 0.0, 0.5, 0.0, 0.25])
     with np.errstate(divide="ignore"):
         target = np.log(p) if log_target else p  # log_target: log(0) = -inf target
-    for reduction in REDUCTIONS:
-        check(jaxloss.kl_div, F.kl_div, {"input": inp, "target": target},
-              {"reduction": reduction, "log_target": log_target}, grad=["input", "target"], dtype=dtype)
+    check_each(jaxloss.kl_div, F.kl_div, {"input": inp, "target": target},
+               [{"reduction": r, "log_target": log_target} for r in REDUCTIONS], grad=["input", "target"], dtype=dtype)
     out = np.asarray(jaxloss.kl_div(jnp.asarray(inp, dtype), jnp.asarray(target, dtype), reduction="none",
                                     log_target=log_target))
     assert np.isposinf(out[0]) and np.isnan(out[1]) and np.isfinite(out[[2, 4]]).all()
@@ -114,27 +98,31 @@ def test_kl_div_infinite_log_probabilities(dtype, log_target):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shapes", [((N, C), (C,)), ((C,), (N, C)), ((N, 1, C), (3, C)), ((), ()), ((C,), (C,)),
-                                    ((2, 3, C), (2, 3, C))])
-def test_kl_div_shapes_and_broadcasting(dtype, shapes):
-    rng = np.random.default_rng(1)
-    ishape, tshape = shapes
-    inp = np.asarray(-rng.uniform(0.1, 3.0, size=ishape))
-    target = np.asarray(rng.uniform(0.0, 1.0, size=tshape))
+def test_kl_div_shapes_and_broadcasting(dtype):
+    # every shape pair x reduction in one compiled program (check_each), each pair with its former data
+    arrays = []
+    for ishape, tshape in [((N, C), (C,)), ((C,), (N, C)), ((N, 1, C), (3, C)), ((), ()), ((C,), (C,)),
+                           ((2, 3, C), (2, 3, C))]:
+        rng = np.random.default_rng(1)
+        inp = np.asarray(-rng.uniform(0.1, 3.0, size=ishape))
+        target = np.asarray(rng.uniform(0.0, 1.0, size=tshape))
+        arrays += [{"input": inp, "target": target}] * len(REDUCTIONS)
     # 'batchmean' divides by input.shape[0] (not the broadcast shape's); a 0-d input is only summed
-    check_each(jaxloss.kl_div, F.kl_div, {"input": inp, "target": target}, [{"reduction": r} for r in REDUCTIONS],
+    check_each(jaxloss.kl_div, F.kl_div, arrays, [{"reduction": r} for r in REDUCTIONS] * (len(arrays) // len(REDUCTIONS)),
                grad=["input", "target"], dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("log_target", [False, True])
-def test_kl_div_second_order(dtype, reduction, log_target):
-    inp, target = _data(np.random.default_rng(2), log_target, zeros=False)
-    arrays = {"input": inp, "target": target}
-    kw = {"reduction": reduction, "log_target": log_target}
-    second_order(arrays, kw, "input", ("target",), dtype)
-    second_order(arrays, kw, "target", ("input",), dtype)
+def test_kl_div_second_order(dtype):
+    # rows of the Hessian against torch's double backward: every reduction x log_target in one
+    # compiled program (check_second_order_each), each with the data it had as a test of its own
+    arrays, options = [], []
+    for log_target in (False, True):
+        inp, target = _data(np.random.default_rng(2), log_target, zeros=False)
+        arrays += [{"input": inp, "target": target}] * len(REDUCTIONS)
+        options += [{"reduction": r, "log_target": log_target} for r in REDUCTIONS]
+    check_second_order_each(jaxloss.kl_div, F.kl_div, arrays, options,
+                            [("input", ("target",)), ("target", ("input",))], dtype)
 
 
 def test_kl_div_batchmean_is_the_true_kl_divergence():
@@ -189,7 +177,7 @@ def test_kl_div_jit_vmap_forward_mode_and_checked(log_target):
     np.testing.assert_allclose(np.asarray(jax.vmap(scalar)(batch_x, batch_t)),
                                np.asarray([scalar(a, b) for a, b in zip(batch_x, batch_t)]), rtol=1e-12)
     for argnum in (0, 1):
-        f = lambda *a: jaxloss.kl_div(*a, reduction="none", log_target=log_target)  # noqa: E731
+        f = lambda *a: jaxloss.kl_div(*a, reduction="none", log_target=log_target)
         np.testing.assert_allclose(np.asarray(jax.jacfwd(f, argnum)(inp, target)),
                                    np.asarray(jax.jacrev(f, argnum)(inp, target)), rtol=1e-12)
     # no value checks in kl_div (torch has none): the checked twin returns the same value
@@ -205,28 +193,34 @@ def _ulp(ref, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("reduction", ["none", "sum", "batchmean"])
-@pytest.mark.parametrize("log_target", [False, True])
-def test_kl_div_low_precision(dtype, reduction, log_target):
+def test_kl_div_low_precision(dtype):
     """float16 / bfloat16 in and out (computed in float32, rounded once): value and gradients
     within one ulp of the float64 truth on the same rounded inputs, and never further from it
-    than torch's low-precision result (torch rounds intermediates)."""
-    inp, target = _data(np.random.default_rng(6), log_target, zeros=False)
+    than torch's low-precision result (torch rounds intermediates). Each reduction x log_target,
+    the JAX side of all of them from one compiled program; a failure names its case."""
     tdt = TORCH_DTYPES[dtype]
-    inp, target = (torch.tensor(a).to(tdt).double().numpy() for a in (inp, target))
-    kw = {"reduction": reduction, "log_target": log_target}
+    cases = []
+    for log_target in (False, True):
+        inp, target = _data(np.random.default_rng(6), log_target, zeros=False)
+        inp, target = (torch.tensor(a).to(tdt).double().numpy() for a in (inp, target))
+        cases += [(inp, target, {"reduction": r, "log_target": log_target}) for r in ("none", "sum", "batchmean")]
+    j_side = jax_value_and_grads_each(
+        jaxloss.kl_div, [{"input": jnp.asarray(x, dtype), "target": jnp.asarray(t, dtype), **kw} for x, t, kw in cases],
+        ["input", "target"], dtype)
 
-    def torch_run(dt):
+    def torch_run(inp, target, kw, dt):
         x, t = (torch.tensor(a, dtype=dt, requires_grad=True) for a in (inp, target))
         out = F.kl_div(x, t, **kw)
         return [out.detach().double().numpy()] + [g.double().numpy() for g in torch.autograd.grad(out.sum(), [x, t])]
 
-    truth, lowp = torch_run(torch.float64), torch_run(tdt)
-    x, t = jnp.asarray(inp, dtype), jnp.asarray(target, dtype)
-    out = jaxloss.kl_div(x, t, **kw)
-    grads = jax.grad(lambda a, b: jnp.sum(jaxloss.kl_div(a, b, **kw).astype(jnp.float32)), argnums=(0, 1))(x, t)
-    assert out.dtype == jnp.dtype(dtype) and all(g.dtype == jnp.dtype(dtype) for g in grads)
-    for what, j, tr, tl in zip(["value", "input", "target"], [out, *grads], truth, lowp):
-        err_j = np.abs(np.asarray(j, np.float64) - tr)
-        assert (err_j <= _ulp(tr, dtype)).all(), what
-        assert err_j.max() <= np.abs(tl - tr).max() + 1e-3 * _ulp(tr, dtype).max(), what
+    failed = []
+    for (inp, target, kw), (out, grads) in zip(cases, j_side):
+        truth, lowp = torch_run(inp, target, kw, torch.float64), torch_run(inp, target, kw, tdt)
+        assert out.dtype == jnp.dtype(dtype) and all(g.dtype == jnp.dtype(dtype) for g in grads.values()), kw
+        for what, j, tr, tl in zip(["value", "input", "target"], [out, grads["input"], grads["target"]], truth, lowp):
+            err_j = np.abs(np.asarray(j, np.float64) - tr)
+            if not (err_j <= _ulp(tr, dtype)).all():
+                failed.append(f"{kw} {what}: beyond one ulp of the float64 truth, worst {err_j.max():.3g}")
+            if not err_j.max() <= np.abs(tl - tr).max() + 1e-3 * _ulp(tr, dtype).max():
+                failed.append(f"{kw} {what}: further from the float64 truth than torch")
+    assert not failed, "\n".join(failed)

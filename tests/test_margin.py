@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-import jaxloss.checked as checked
+from jaxloss import checked
 from tests.torch_compare import (
     assert_close,
     assert_same_error,
     check,
     check_each,
     check_hvp,
+    check_hvp_each,
     low_precision_vs_float32,
     mixed_ties,
 )
@@ -128,14 +129,13 @@ def test_multilabel_margin_loss_many_classes_and_labels(dtype):
         if k < c:
             t[row, k + 1 :] = rng.integers(-1, c, size=c - k - 1)  # ignored after the first -1
     assert _ml_ties(x, t) >= 10
-    for reduction in REDUCTIONS:
-        check(
-            jaxloss.multilabel_margin_loss,
-            _long(F.multilabel_margin_loss),
-            {"input": x, "target": t},
-            {"reduction": reduction},
-            dtype=dtype,
-        )
+    check_each(
+        jaxloss.multilabel_margin_loss,
+        _long(F.multilabel_margin_loss),
+        {"input": x, "target": t},
+        [{"reduction": reduction} for reduction in REDUCTIONS],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -158,14 +158,13 @@ def test_multilabel_margin_loss_row_blocks(dtype, monkeypatch):
         jax.make_jaxpr(lambda z: jaxloss.multilabel_margin_loss(z, jnp.asarray(t)))(jnp.asarray(x, dtype))
     )
     assert "scan" in jaxpr  # the blocked path really runs
-    for reduction in REDUCTIONS:
-        check(
-            jaxloss.multilabel_margin_loss,
-            _long(F.multilabel_margin_loss),
-            {"input": x, "target": t},
-            {"reduction": reduction},
-            dtype=dtype,
-        )
+    check_each(  # a grid of its own: a program traced here, with the small blocks
+        jaxloss.multilabel_margin_loss,
+        _long(F.multilabel_margin_loss),
+        {"input": x, "target": t},
+        [{"reduction": reduction} for reduction in REDUCTIONS],
+        dtype=dtype,
+    )
 
 
 def test_multilabel_margin_loss_tie_has_no_gradient():
@@ -196,16 +195,14 @@ def test_multilabel_margin_loss_non_finite_scores(dtype):
         ]
     )
     t = np.array([[0, -1, 0, 0], [2, 0, -1, 1], [1, -1, 0, 0], [3, 0, 1, -1]])
-    for reduction in REDUCTIONS:
-        out = check(
-            jaxloss.multilabel_margin_loss,
-            _long(F.multilabel_margin_loss),
-            {"input": x, "target": t},
-            {"reduction": reduction},
-            dtype=dtype,
-        )
-        if reduction == "none":
-            assert np.isfinite(np.asarray(out)[[0, 2]]).all() and np.isinf(np.asarray(out)[[1, 3]]).all()
+    out = check_each(
+        jaxloss.multilabel_margin_loss,
+        _long(F.multilabel_margin_loss),
+        {"input": x, "target": t},
+        [{"reduction": reduction} for reduction in REDUCTIONS],
+        dtype=dtype,
+    )[REDUCTIONS.index("none")]
+    assert np.isfinite(np.asarray(out)[[0, 2]]).all() and np.isinf(np.asarray(out)[[1, 3]]).all()
 
 
 def test_multilabel_margin_loss_second_order_is_zero():
@@ -228,8 +225,8 @@ def test_multilabel_margin_loss_errors():
     ]
     for (a, b), kw in cases:
         assert_same_error(
-            lambda: jaxloss.multilabel_margin_loss(jnp.asarray(a), jnp.asarray(b), **kw),
-            lambda: F.multilabel_margin_loss(torch.tensor(a), torch.tensor(b), **kw),
+            lambda a=a, b=b, kw=kw: jaxloss.multilabel_margin_loss(jnp.asarray(a), jnp.asarray(b), **kw),
+            lambda a=a, b=b, kw=kw: F.multilabel_margin_loss(torch.tensor(a), torch.tensor(b), **kw),
         )
     with pytest.raises(TypeError, match="integer dtype"):
         jaxloss.multilabel_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
@@ -332,39 +329,39 @@ def _torch_multi_margin(input, target, p=1, margin=1.0, weight=None, reduction="
     return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("p", [1, 2])
-def test_multi_margin_loss_weight_gradient_and_second_order(reduction, p):
+def test_multi_margin_loss_weight_gradient_and_second_order():
     # torch's op refuses a gradient for `weight` and has no double backward: compare
     # with the same formula written in torch ops (itself checked against the op).
+    # Every p x reduction in one program for the gradients, one for the HVPs (same data each).
     rng = np.random.default_rng(6)
     x, t, w = (
         _ints(rng, N, C) + rng.normal(size=(N, C)) * 0.3,
         _mm_target(rng),
         rng.uniform(0.2, 2.0, size=(C,)),
     )
-    kw = {"p": p, "margin": 0.8, "reduction": reduction}
-    assert_close(
-        _torch_multi_margin(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
-        F.multi_margin_loss(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
-        "float64",
-        "ref",
-    )
+    grid = [{"p": p, "margin": 0.8, "reduction": reduction} for p in [1, 2] for reduction in REDUCTIONS]
+    for kw in grid:
+        assert_close(
+            _torch_multi_margin(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
+            F.multi_margin_loss(torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), **kw),
+            "float64",
+            f"ref {kw}",
+        )
     arrays = {"input": x, "target": t, "weight": w}
-    check(
+    check_each(
         jaxloss.multi_margin_loss,
         _torch_multi_margin,
         arrays,
-        kw,
+        grid,
         grad=["input", "weight"],
         dtype="float64",
         positional=["input", "target"],
     )
-    check_hvp(
+    check_hvp_each(
         jaxloss.multi_margin_loss,
         _torch_multi_margin,
         arrays,
-        kw,
+        grid,
         wrt=["input", "weight"],
         positional=["input", "target"],
     )
@@ -386,8 +383,8 @@ def test_multi_margin_loss_errors():
         tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         jkw = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         assert_same_error(
-            lambda: jaxloss.multi_margin_loss(jnp.asarray(a), jnp.asarray(b), **jkw),
-            lambda: F.multi_margin_loss(torch.tensor(a), torch.tensor(b), **tkw),
+            lambda a=a, b=b, jkw=jkw: jaxloss.multi_margin_loss(jnp.asarray(a), jnp.asarray(b), **jkw),
+            lambda a=a, b=b, tkw=tkw: F.multi_margin_loss(torch.tensor(a), torch.tensor(b), **tkw),
         )
     with pytest.raises(TypeError, match="integer dtype"):
         jaxloss.multi_margin_loss(jnp.asarray(x), jnp.asarray(t, jnp.float32))
@@ -423,18 +420,23 @@ def _ranking_arrays(rng: np.random.Generator, shape: str) -> dict[str, np.ndarra
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", ["vector", "broadcast", "scalar"])
-def test_margin_ranking_loss(dtype, shape):
-    arrays = _ranking_arrays(np.random.default_rng(8), shape)
-    for margin in (0.0, 1.0):
-        if shape == "vector":
-            z = -arrays["target"] * (arrays["input1"] - arrays["input2"]) + margin
-            assert (z == 0).sum() >= 1  # a tie: torch's clamp_min passes the gradient
+def test_margin_ranking_loss(dtype):
+    # every shape x reduction x margin of a dtype in one program, each shape with its former data
+    grid = [{"margin": margin, "reduction": r} for r in REDUCTIONS for margin in [0.0, 1.0, -0.5]]
+    arrays, options = [], []
+    for shape in ["vector", "broadcast", "scalar"]:
+        arrs = _ranking_arrays(np.random.default_rng(8), shape)
+        for margin in (0.0, 1.0):
+            if shape == "vector":
+                z = -arrs["target"] * (arrs["input1"] - arrs["input2"]) + margin
+                assert (z == 0).sum() >= 1  # a tie: torch's clamp_min passes the gradient
+        arrays += [arrs] * len(grid)
+        options += grid
     check_each(
         jaxloss.margin_ranking_loss,
         F.margin_ranking_loss,
         arrays,
-        [{"margin": margin, "reduction": r} for r in REDUCTIONS for margin in [0.0, 1.0, -0.5]],
+        options,
         grad=["input1", "input2", "target"],
         dtype=dtype,
     )
@@ -453,15 +455,14 @@ def test_margin_ranking_loss_tie_passes_gradient():
     )
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("shape", ["vector", "broadcast"])
-def test_margin_ranking_loss_second_order(reduction, shape):
-    arrays = _ranking_arrays(np.random.default_rng(9), shape)
-    check_hvp(
+def test_margin_ranking_loss_second_order():
+    # every shape x reduction in one program (check_hvp_each), each shape with its former data
+    grid = [(shape, reduction) for shape in ["vector", "broadcast"] for reduction in REDUCTIONS]
+    check_hvp_each(
         jaxloss.margin_ranking_loss,
         F.margin_ranking_loss,
-        arrays,
-        {"margin": 0.5, "reduction": reduction},
+        [_ranking_arrays(np.random.default_rng(9), shape) for shape, _ in grid],
+        [{"margin": 0.5, "reduction": reduction} for _, reduction in grid],
         wrt=["input1", "input2", "target"],
     )
 
@@ -482,15 +483,13 @@ def test_margin_ranking_loss_errors():
     ]
     for args, kw in cases:
         assert_same_error(
-            lambda: jaxloss.margin_ranking_loss(*map(jnp.asarray, args), **kw),
-            lambda: F.margin_ranking_loss(*map(torch.tensor, args), **kw),
+            lambda args=args, kw=kw: jaxloss.margin_ranking_loss(*map(jnp.asarray, args), **kw),
+            lambda args=args, kw=kw: F.margin_ranking_loss(*map(torch.tensor, args), **kw),
         )
 
 
 # --------------------------------------------------------------------------- hinge_embedding_loss
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("target", ["pm1", "any-value", "broadcast", "int"])
-def test_hinge_embedding_loss(dtype, target):
+def _hinge_arrays(target):
     rng = np.random.default_rng(10)
     x = _ints(rng, N, C, lo=-1, hi=2)
     if target == "pm1":
@@ -503,11 +502,19 @@ def test_hinge_embedding_loss(dtype, target):
         y = rng.choice([-1, 1], size=(N, C))
     for margin in (0.0, 1.0):
         assert (x == margin).sum() >= 2  # ties of max(0, margin - x)
+    return {"input": x, "target": y}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hinge_embedding_loss(dtype):
+    # every target kind x reduction x margin of a dtype in one program, each kind with its former data
+    grid = [{"margin": margin, "reduction": r} for r in REDUCTIONS for margin in [1.0, 0.0, 0.5]]
+    targets = ["pm1", "any-value", "broadcast", "int"]
     check_each(
         jaxloss.hinge_embedding_loss,
         F.hinge_embedding_loss,
-        {"input": x, "target": y},
-        [{"margin": margin, "reduction": r} for r in REDUCTIONS for margin in [1.0, 0.0, 0.5]],
+        [_hinge_arrays(target) for target in targets for _ in grid],
+        grid * len(targets),
         dtype=dtype,
     )
 
@@ -606,7 +613,7 @@ def test_jit_of_grad_and_vmap_of_grad():
     for i in range(4):
         np.testing.assert_allclose(batched[i], grad(x[i], t[i]), rtol=1e-6, atol=1e-7)
         expected = torch.autograd.functional.jacobian(
-            lambda z: F.multi_margin_loss(z, torch.tensor(np.asarray(t[i])), p=2, margin=0.7),
+            lambda z, i=i: F.multi_margin_loss(z, torch.tensor(np.asarray(t[i])), p=2, margin=0.7),
             torch.tensor(np.asarray(x[i])),
         )
         assert_close(batched[i], expected, "float32", "jit(vmap(grad))")

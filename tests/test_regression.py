@@ -17,11 +17,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from jaxloss.parity.tolerances import tolerance_for
 
 import jaxloss
-import jaxloss.checked as checked
-from jaxloss.parity.tolerances import tolerance_for
-from tests.torch_compare import assert_close, check, check_each, jax_value_and_grads, to_jax, to_torch
+from jaxloss import checked
+from tests.torch_compare import (
+    assert_close,
+    check,
+    check_each,
+    check_hvp_each,
+    jax_value_and_grads_each,
+    to_jax,
+    to_torch,
+)
 
 DTYPES = ["float32", "float64"]
 LOW = ["float16", "bfloat16"]
@@ -145,7 +153,7 @@ def test_poisson_full_target_gradient_is_torchs_nan_at_zero():
     for log_input in (True, False):
         tt = _t(t, requires_grad=True)
         F.poisson_nll_loss(_t(x), tt, log_input=log_input, full=True).backward()
-        g = jax.grad(lambda t_: jaxloss.poisson_nll_loss(_j(x), t_, log_input=log_input, full=True))(_j(t))
+        g = jax.grad(lambda t_, li=log_input: jaxloss.poisson_nll_loss(_j(x), t_, log_input=li, full=True))(_j(t))
         assert np.isnan(np.asarray(g)[0]) and np.isnan(tt.grad.numpy()[0])
         assert_close(g, tt.grad, "float64", "target grad")
 
@@ -159,23 +167,25 @@ _VAR_SHAPES = {
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("var_kind", [*_VAR_SHAPES, "float"])
-def test_gaussian_nll_loss(dtype, var_kind):
+@pytest.mark.parametrize("var_form", ["array", "float"])
+def test_gaussian_nll_loss(dtype, var_form):
+    # every var shape (array form) x reduction x full in one check_each grid, each with its former data
     grid = [(r, full) for r in REDUCTIONS for full in [False, True]]
-    arrays = []
-    for reduction, full in grid:
-        rng = _rng("gauss", reduction, var_kind, full)
-        shape = (3, 4, 2)
-        x, y = rng.normal(size=shape), rng.normal(size=shape)
-        if var_kind == "float":
-            var = 0.7
-        else:
-            var = rng.uniform(0.1, 2.0, size=_VAR_SHAPES[var_kind](shape))
-            var.flat[:2] = [0.0, 1e-8]  # below eps: clamped, gradient passed through the clamp
-        arrays.append({"input": x, "target": y, "var": var})
-    grad = ["input", "target"] if var_kind == "float" else ["input", "target", "var"]
-    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays,
-               [{"full": full, "reduction": r} for r, full in grid], grad=grad, dtype=dtype)
+    arrays, options = [], []
+    for var_kind in _VAR_SHAPES if var_form == "array" else ["float"]:
+        for reduction, full in grid:
+            rng = _rng("gauss", reduction, var_kind, full)
+            shape = (3, 4, 2)
+            x, y = rng.normal(size=shape), rng.normal(size=shape)
+            if var_kind == "float":
+                var = 0.7
+            else:
+                var = rng.uniform(0.1, 2.0, size=_VAR_SHAPES[var_kind](shape))
+                var.flat[:2] = [0.0, 1e-8]  # below eps: clamped, gradient passed through the clamp
+            arrays.append({"input": x, "target": y, "var": var})
+            options.append({"full": full, "reduction": reduction})
+    grad = ["input", "target"] if var_form == "float" else ["input", "target", "var"]
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, options, grad=grad, dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -295,34 +305,43 @@ def test_infinite_input(name, kw):
 
 
 @pytest.mark.parametrize("dtype,real", [("complex64", "float32"), ("complex128", "float64")])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_l1_loss_complex(dtype, real, reduction, weighted):
+def test_l1_loss_complex(dtype, real, weighted):
     # torch computes |x - y| for complex inputs (a real result) with the gradient sgn(x - y);
     # jax.grad gives the conjugate of torch's .grad (JAX's convention for complex inputs).
-    rng = _rng("l1-complex", dtype, reduction, weighted)
-    x, y = (rng.normal(size=SHAPE) + 1j * rng.normal(size=SHAPE) for _ in range(2))
-    y[0, :2] = x[0, :2]  # x == y: gradient 0, as sgn(0)
-    w = rng.uniform(0.5, 2.0, size=SHAPE) if weighted else None
-    tx, ty = (torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in (x, y))
-    tw = None if w is None else torch.tensor(w, dtype=getattr(torch, real))
-    t_out = F.l1_loss(tx, ty, reduction=reduction, weight=tw)
-    t_gx, t_gy = torch.autograd.grad(t_out.sum(), [tx, ty])
-    jw = None if w is None else jnp.asarray(w, real)
+    # The three reductions (each with the data it had as a test of its own) in one jitted program.
+    data = []
+    for reduction in REDUCTIONS:
+        rng = _rng("l1-complex", dtype, reduction, weighted)
+        x, y = (rng.normal(size=SHAPE) + 1j * rng.normal(size=SHAPE) for _ in range(2))
+        y[0, :2] = x[0, :2]  # x == y: gradient 0, as sgn(0)
+        w = rng.uniform(0.5, 2.0, size=SHAPE) if weighted else None
+        data.append((x, y, w))
 
-    def loss(a, b):
-        return jaxloss.l1_loss(a, b, reduction=reduction, weight=jw)
+    @jax.jit
+    def values_and_grads(args):
+        out = []
+        for reduction, (a, b, jw) in zip(REDUCTIONS, args):
+            def loss(a, b, reduction=reduction, jw=jw):
+                return jaxloss.l1_loss(a, b, reduction=reduction, weight=jw)
 
-    jx, jy = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    out = loss(jx, jy)
-    assert out.dtype == jnp.dtype(real) and str(t_out.dtype) == f"torch.{real}"
-    assert_close(out, t_out.detach(), real, "value")
-    gx, gy = jax.grad(lambda a, b: jnp.sum(loss(a, b)), argnums=(0, 1))(jx, jy)
-    for g, t_g, what in ((gx, t_gx, "input"), (gy, t_gy, "target")):
-        g = np.conj(np.asarray(g))
-        assert_close(g.real, t_g.real.numpy(), real, f"grad wrt {what} (real part)")
-        assert_close(g.imag, t_g.imag.numpy(), real, f"grad wrt {what} (imaginary part)")
-    np.testing.assert_array_equal(np.asarray(gx)[0, :2], 0)
+            out.append((loss(a, b), jax.grad(lambda a, b, loss=loss: jnp.sum(loss(a, b)), argnums=(0, 1))(a, b)))
+        return out
+
+    j_side = values_and_grads([(jnp.asarray(x, dtype), jnp.asarray(y, dtype), None if w is None else jnp.asarray(w, real))
+                               for x, y, w in data])
+    for reduction, (x, y, w), (out, (gx, gy)) in zip(REDUCTIONS, data, j_side):
+        tx, ty = (torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in (x, y))
+        tw = None if w is None else torch.tensor(w, dtype=getattr(torch, real))
+        t_out = F.l1_loss(tx, ty, reduction=reduction, weight=tw)
+        t_gx, t_gy = torch.autograd.grad(t_out.sum(), [tx, ty])
+        assert out.dtype == jnp.dtype(real) and str(t_out.dtype) == f"torch.{real}"
+        assert_close(out, t_out.detach(), real, f"value ({reduction})")
+        for g, t_g, what in ((gx, t_gx, "input"), (gy, t_gy, "target")):
+            g = np.conj(np.asarray(g))
+            assert_close(g.real, t_g.real.numpy(), real, f"grad wrt {what} (real part, {reduction})")
+            assert_close(g.imag, t_g.imag.numpy(), real, f"grad wrt {what} (imaginary part, {reduction})")
+        np.testing.assert_array_equal(np.asarray(gx)[0, :2], 0)
 
 
 def test_l1_loss_complex_and_real_promote_like_torch():
@@ -349,11 +368,9 @@ def test_poisson_extremes(dtype):
     # log_input=False: rate 0 with target 0 (0 * log(eps) = 0) and with target > 0; huge rates
     x = np.array([0.0, 0.0, 1e30 if dtype == "float32" else 1e300, 1e4, 1e-30, 3.0])
     t = np.array([0.0, 3.0, 2.0, 0.0, 0.0, 1e4])
-    for full in (False, True):
-        for eps in (1e-8, 0.0):
-            check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
-                  {"log_input": False, "full": full, "eps": eps, "reduction": "none"},
-                  grad=["input"], dtype=dtype)
+    check_each(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
+               [{"log_input": False, "full": full, "eps": eps, "reduction": "none"}
+                for full in (False, True) for eps in (1e-8, 0.0)], grad=["input"], dtype=dtype)
     # log_input=True: exp overflows to inf like torch, very negative log-rates underflow to 0
     x = np.array([100.0, 1000.0, -100.0, -1e30 if dtype == "float32" else -1e300, 0.0])
     t = np.array([0.0, 3.0, 2.0, 0.0, 1e4])
@@ -362,15 +379,15 @@ def test_poisson_extremes(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gaussian_extreme_var(dtype, reduction):
+def test_gaussian_extreme_var(dtype):
     x = np.array([1.0, 1e4, 0.0, 2.0, 1e3, -3.0, 1e15, 0.5])
     y = np.array([0.0, -1e4, 0.0, 2.0, 0.0, 3.0, 0.0, 0.5])
     var = np.array([0.0, 1e-30, 1e-7, 1e30, 1e-6, 1e10, 1e30, 5e-7])
-    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
-          {"reduction": reduction}, grad=["input", "target", "var"], dtype=dtype)
-    check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": 1e-30},
-          {"reduction": reduction}, grad=["input", "target"], dtype=dtype)
+    reductions = [{"reduction": reduction} for reduction in REDUCTIONS]
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": var},
+               reductions, grad=["input", "target", "var"], dtype=dtype)
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": x, "target": y, "var": 1e-30},
+               reductions, grad=["input", "target"], dtype=dtype)
 
 
 def test_gaussian_var_gradient_passes_through_the_clamp():
@@ -386,106 +403,92 @@ def test_gaussian_var_gradient_passes_through_the_clamp():
 @pytest.mark.parametrize("dtype", DTYPES + LOW)
 def test_empty(dtype):
     e = np.zeros((0, 3))
-    for name, extra in [("l1_loss", {}), ("mse_loss", {}), ("huber_loss", {}), ("smooth_l1_loss", {}),
-                        ("poisson_nll_loss", {})]:
-        for red in REDUCTIONS:
-            check(getattr(jaxloss, name), getattr(F, name), {"input": e, "target": e},
-                  {"reduction": red, **extra}, grad=[], dtype=dtype)
-    for red in REDUCTIONS:
-        check(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": e, "target": e, "var": e + 1},
-              {"reduction": red}, grad=[], dtype=dtype)
+    # each loss's three reductions: one value-only check_each grid (one program)
+    for name in ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss"]:
+        check_each(getattr(jaxloss, name), getattr(F, name), {"input": e, "target": e},
+                   [{"reduction": red} for red in REDUCTIONS], grad=[], dtype=dtype)
+    check_each(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, {"input": e, "target": e, "var": e + 1},
+               [{"reduction": red} for red in REDUCTIONS], grad=[], dtype=dtype)
 
 
 # =========================================================================== second order
-def check_hvp(jax_fn, torch_fn, arrays, kwargs, wrt, dtype="float64", seed=0):
-    """Compare a Hessian-vector product of ``sum(fn(...))`` w.r.t. ``wrt`` with torch's double backward."""
-    rng = np.random.default_rng(seed)
-    names = list(arrays)
-    vecs = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
-
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
-    out = torch_fn(**t_vals, **kwargs)
-    grads = torch.autograd.grad(out.sum(), [t_vals[n] for n in wrt], create_graph=True)
-    dot = sum((g * to_torch(vecs[n], dtype)).sum() for n, g in zip(wrt, grads))
-    t_hvp = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True)
-
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-
-    def scalar(*ws):
-        vals = {**j_vals, **dict(zip(wrt, ws))}
-        return jnp.sum(jax_fn(**vals, **kwargs))
-
-    primals = tuple(j_vals[n] for n in wrt)
-    tangents = tuple(to_jax(vecs[n], dtype) for n in wrt)
-    _, j_hvp = jax.jvp(jax.grad(scalar, argnums=tuple(range(len(wrt)))), primals, tangents)
-    for n, jh, th in zip(wrt, j_hvp, t_hvp):
-        if th is None or th._is_zerotensor():  # torch's symbolic zeros (e.g. l1's second derivative)
-            th = torch.zeros(t_vals[n].shape, dtype=t_vals[n].dtype)
-        assert_close(jh, th, dtype, f"HVP wrt {n}")
+# Each grid loops over its options inside one test (check_hvp_each: one compiled program for the
+# grid, a failure names its case), with the data and direction each case had as a test of its own.
+# Every array goes by keyword (positional=()): F.mse_loss's third positional is size_average.
+def _hvp_grid(jax_fn, torch_fn, arrays, options, wrt, dtype="float64"):
+    check_hvp_each(jax_fn, torch_fn, arrays, options, wrt=wrt, dtype=dtype, positional=(), seed=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_mse_second_order(dtype, reduction, weighted):
-    rng = _rng("mse2", reduction, weighted)
-    arrays = {"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE)}
-    if weighted:
-        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
-    check_hvp(jaxloss.mse_loss, F.mse_loss, arrays, {"reduction": reduction}, wrt=list(arrays), dtype=dtype)
+def test_mse_second_order(dtype, weighted):
+    arrays = []
+    for reduction in ("mean", "sum"):
+        rng = _rng("mse2", reduction, weighted)
+        arrays.append({"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE)})
+        if weighted:
+            arrays[-1]["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
+    _hvp_grid(jaxloss.mse_loss, F.mse_loss, arrays, [{"reduction": r} for r in ("mean", "sum")],
+              list(arrays[0]), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("var_kind", ["full", "drop-last", "last1"])
-@pytest.mark.parametrize("full", [False, True])
-def test_gaussian_nll_second_order(dtype, reduction, var_kind, full):
-    rng = _rng("gauss2", reduction, var_kind, full)
-    shape = (3, 4, 2)
-    var = rng.uniform(0.2, 2.0, size=_VAR_SHAPES[var_kind](shape))
-    var.flat[0] = 1e-7  # clamped: torch differentiates at the clamped value
-    arrays = {"input": rng.normal(size=shape), "target": rng.normal(size=shape), "var": var}
-    check_hvp(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, {"reduction": reduction, "full": full},
-              wrt=["input", "target", "var"], dtype=dtype)
+def test_gaussian_nll_second_order(dtype):
+    arrays, options = [], []
+    for full in (False, True):
+        for var_kind in ("full", "drop-last", "last1"):
+            for reduction in ("mean", "sum"):
+                rng = _rng("gauss2", reduction, var_kind, full)
+                shape = (3, 4, 2)
+                var = rng.uniform(0.2, 2.0, size=_VAR_SHAPES[var_kind](shape))
+                var.flat[0] = 1e-7  # clamped: torch differentiates at the clamped value
+                arrays.append({"input": rng.normal(size=shape), "target": rng.normal(size=shape), "var": var})
+                options.append({"reduction": reduction, "full": full})
+    _hvp_grid(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, options, ["input", "target", "var"], dtype)
 
 
 def test_gaussian_nll_second_order_float_var():
     rng = np.random.default_rng(5)
     arrays = {"input": rng.normal(size=SHAPE), "target": rng.normal(size=SHAPE), "var": 0.3}
-    check_hvp(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, {}, wrt=["input", "target"])
+    _hvp_grid(jaxloss.gaussian_nll_loss, F.gaussian_nll_loss, arrays, [{}], ["input", "target"])
 
 
-_SECOND_ORDER_CASES = [
-    *[("huber_loss", {"delta": d}, d, w) for d in (0.5, 1.0, 2.0) for w in (False, True)],
-    *[("smooth_l1_loss", {"beta": b}, b, False) for b in (0.0, 0.5, 1.0)],
-    ("l1_loss", {}, 1.0, True),
-    ("mse_loss", {}, 1.0, False),
-]
+_SECOND_ORDER_CASES = {
+    ("huber_loss", False): [({"delta": d}, d) for d in (0.5, 1.0, 2.0)],
+    ("huber_loss", True): [({"delta": d}, d) for d in (0.5, 1.0, 2.0)],
+    ("smooth_l1_loss", False): [({"beta": b}, b) for b in (0.0, 0.5, 1.0)],
+    ("l1_loss", True): [({}, 1.0)],
+    ("mse_loss", False): [({}, 1.0)],
+}
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("name,kw,kink,weighted", _SECOND_ORDER_CASES)
-def test_piecewise_second_order(reduction, name, kw, kink, weighted):
+@pytest.mark.parametrize("name,weighted", list(_SECOND_ORDER_CASES))
+def test_piecewise_second_order(name, weighted):
     # kink data: second derivative 1 at x == y, 0 from |x - y| == delta / beta on (torch's
     # double backward); for weighted l1 the mixed d2/dw dx is sign(x - y), 0 at the ties.
-    rng = _rng("2nd", name, kink, weighted)
-    x, y = _kink_pair(rng, kink)
-    arrays = {"input": x, "target": y}
-    if weighted:
-        arrays["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
-    check_hvp(getattr(jaxloss, name), getattr(F, name), arrays, {"reduction": reduction, **kw},
-              wrt=list(arrays))
+    arrays, options = [], []
+    for kw, kink in _SECOND_ORDER_CASES[name, weighted]:
+        for reduction in ("mean", "sum"):
+            rng = _rng("2nd", name, kink, weighted)
+            x, y = _kink_pair(rng, kink)
+            arrays.append({"input": x, "target": y})
+            if weighted:
+                arrays[-1]["weight"] = rng.uniform(0.1, 2.0, size=SHAPE)
+            options.append({"reduction": reduction, **kw})
+    _hvp_grid(getattr(jaxloss, name), getattr(F, name), arrays, options, list(arrays[0]))
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("log_input", [True, False])
-@pytest.mark.parametrize("full", [False, True])
-def test_poisson_second_order(reduction, log_input, full):
-    x, t = _poisson_data(_rng("poisson2", reduction, log_input, full), log_input)
-    x = np.where(x == 0, 0.5, x)
-    t = np.where(t <= 0, 3.0, t)  # target 0 with full=True: NaN (as torch), tested above
-    check_hvp(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
-              {"reduction": reduction, "log_input": log_input, "full": full}, wrt=["input", "target"])
+def test_poisson_second_order():
+    arrays, options = [], []
+    for full in (False, True):
+        for log_input in (True, False):
+            for reduction in ("mean", "sum"):
+                x, t = _poisson_data(_rng("poisson2", reduction, log_input, full), log_input)
+                x = np.where(x == 0, 0.5, x)
+                t = np.where(t <= 0, 3.0, t)  # target 0 with full=True: NaN (as torch), tested above
+                arrays.append({"input": x, "target": t})
+                options.append({"reduction": reduction, "log_input": log_input, "full": full})
+    _hvp_grid(jaxloss.poisson_nll_loss, F.poisson_nll_loss, arrays, options, ["input", "target"])
 
 
 # =========================================================================== jit / vmap
@@ -613,28 +616,38 @@ def test_non_broadcastable_shapes(name, tshape):
 
 
 @pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"])
-@pytest.mark.parametrize("tshape", [(5,), (4, 1), (3, 4, 5), ()])
-def test_differing_shapes_warn_and_broadcast(name, tshape):
-    rng = np.random.default_rng(9)
-    x, y = rng.normal(size=SHAPE), np.asarray(rng.normal(size=tshape))
-    for red in ("none", "mean"):
-        with pytest.warns(UserWarning, match=r"Using a target size .* different to the input size"):
-            check(getattr(jaxloss, name), getattr(F, name), {"input": x, "target": y}, {"reduction": red},
-                  grad=["input", "target"], dtype="float64")
+def test_differing_shapes_warn_and_broadcast(name):
+    # every target shape x reduction in one program (check_each), each shape with its former data;
+    # jaxloss warns for each (torch's own warning, with torch.Size in it, is told apart)
+    tshapes = [(5,), (4, 1), (3, 4, 5), ()]
+    arrays = []
+    for tshape in tshapes:
+        rng = np.random.default_rng(9)
+        x, y = rng.normal(size=SHAPE), np.asarray(rng.normal(size=tshape))
+        arrays += [{"input": x, "target": y}] * 2
+    with pytest.warns(UserWarning, match=r"Using a target size .* different to the input size") as record:
+        check_each(getattr(jaxloss, name), getattr(F, name), arrays, [{"reduction": r} for r in ("none", "mean")] * 4,
+                   grad=["input", "target"], dtype="float64")
+    ours = [str(w.message) for w in record if "torch.Size" not in str(w.message)]
+    for tshape in tshapes:
+        assert any(m.startswith(f"Using a target size ({tshape})") for m in ours), (tshape, ours)
     with warnings.catch_warnings():  # same shapes: no warning
         warnings.simplefilter("error")
         getattr(jaxloss, name)(_j(x), _j(x))
 
 
-@pytest.mark.parametrize("tshape", [(5,), (4, 1), (3, 4, 5)])
-def test_poisson_broadcasts_silently(tshape):
-    rng = np.random.default_rng(10)
-    x, t = rng.normal(size=SHAPE), rng.poisson(2.0, size=tshape).astype(float) + 2
+def test_poisson_broadcasts_silently():
+    # every target shape x full in one program (check_each), each shape with its former data
+    arrays = []
+    for tshape in [(5,), (4, 1), (3, 4, 5)]:
+        rng = np.random.default_rng(10)
+        x, t = rng.normal(size=SHAPE), rng.poisson(2.0, size=tshape).astype(float) + 2
+        arrays += [{"input": x, "target": t}] * 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for full in (False, True):
-            check(jaxloss.poisson_nll_loss, F.poisson_nll_loss, {"input": x, "target": t},
-                  {"reduction": "none", "full": full}, grad=["input", "target"], dtype="float64")
+        check_each(jaxloss.poisson_nll_loss, F.poisson_nll_loss, arrays,
+                   [{"reduction": "none", "full": full} for full in (False, True)] * 3, grad=["input", "target"],
+                   dtype="float64")
 
 
 @pytest.mark.parametrize("tshape", [(4, 6), (6,)])
@@ -765,18 +778,21 @@ def _promotion_cases():
     return f, g
 
 
-@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
-                                  "gaussian_nll_loss"])
-@pytest.mark.parametrize("dt_in,dt_t", [
+_PROMOTIONS = [
     ("float32", "float64"), ("float64", "float32"), ("float16", "float32"), ("float32", "float16"),
     ("bfloat16", "float16"), ("float32", "int64"), ("int64", "float32"),
-])
-def test_type_promotion(name, dt_in, dt_t):
+]
+
+
+@pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
+                                  "gaussian_nll_loss"])
+def test_type_promotion(name):
+    # every dtype pair of a loss in one jitted program (the result dtype is fixed at trace, as in
+    # the plain call; eager, one program per pair), each pair judged against torch apart
     f, g = _promotion_cases()
-    if name == "huber_loss" and dt_in == "int64":
-        return  # raises, tested above
     if name == "poisson_nll_loss":
         f, g = np.abs(f), np.array([1.0, 3.0, 0.0])
+    pairs = [(dt_in, dt_t) for dt_in, dt_t in _PROMOTIONS if not (name == "huber_loss" and dt_in == "int64")]  # raises, tested above
 
     def mk(a, dt, lib):
         if lib == "torch":
@@ -786,15 +802,17 @@ def test_type_promotion(name, dt_in, dt_t):
     extra_t, extra_j = [], []
     if name == "gaussian_nll_loss":
         extra_t, extra_j = [torch.full((3,), 0.7)], [jnp.full((3,), 0.7, jnp.float32)]
-    tout = getattr(F, name)(mk(f, dt_in, "torch"), mk(g, dt_t, "torch"), *extra_t)
-    jout = getattr(jaxloss, name)(mk(f, dt_in, "jax"), mk(g, dt_t, "jax"), *extra_j)
-    tname = str(tout.dtype).replace("torch.", "")
-    assert jout.dtype == jnp.dtype(tname), f"{name}: {jout.dtype} vs torch {tname}"
-    # torch rounds some intermediates to the narrower input dtype (e.g. exp(float16 input) before
-    # subtracting a float32 term), jaxloss does not: compare at the narrowest input's tolerance.
-    floats = [d for d in (dt_in, dt_t) if d.startswith(("float", "bfloat"))]
-    widest_tol = max(floats, key=lambda d: tolerance_for(d).rtol)
-    assert_close(jout, tout, widest_tol, name)
+    jouts = jax.jit(lambda args: [getattr(jaxloss, name)(a, b, *extra_j) for a, b in args])(
+        [(mk(f, dt_in, "jax"), mk(g, dt_t, "jax")) for dt_in, dt_t in pairs])
+    for (dt_in, dt_t), jout in zip(pairs, jouts):
+        tout = getattr(F, name)(mk(f, dt_in, "torch"), mk(g, dt_t, "torch"), *extra_t)
+        tname = str(tout.dtype).replace("torch.", "")
+        assert jout.dtype == jnp.dtype(tname), f"{name} {dt_in} {dt_t}: {jout.dtype} vs torch {tname}"
+        # torch rounds some intermediates to the narrower input dtype (e.g. exp(float16 input) before
+        # subtracting a float32 term), jaxloss does not: compare at the narrowest input's tolerance.
+        floats = [d for d in (dt_in, dt_t) if d.startswith(("float", "bfloat"))]
+        widest_tol = max(floats, key=lambda d: tolerance_for(d).rtol)
+        assert_close(jout, tout, widest_tol, f"{name} {dt_in} {dt_t}")
 
 
 def test_weight_dtype_promotes():
@@ -821,32 +839,20 @@ _LOW_CASES = {
 }
 
 
-def _values_and_grads(fn, call_args, grad_names, jax_side):
+def _values_and_grads(fn, call_args, grad_names):
     """(value, {name: grad of sum(value)}) of fn(**call_args) in torch (the JAX side:
-    tests.torch_compare.jax_value_and_grads)."""
-    assert not jax_side
+    tests.torch_compare.jax_value_and_grads_each)."""
     out = fn(**call_args)
     gs = torch.autograd.grad(out.sum(), [call_args[n] for n in grad_names]) if grad_names else ()
     return out, dict(zip(grad_names, gs))
 
 
-def check_low_precision(jax_fn, torch_fn, arrays, kwargs, grad, dtype):
-    """float16 / bfloat16 parity: dtype, and closeness to torch run in the same dtype.
-
-    Every element of the value and of each gradient must be within the dtype's tolerance of
-    torch, or else at least as close as torch to the float64 result on the same (rounded)
-    inputs: torch rounds intermediates (``exp(x)``, ``x - y``, ``(x - y)**2``...) to the low
-    dtype where jaxloss computes in float32 and rounds once. jaxloss must also be within the
-    dtype's tolerance of that float64 result everywhere.
-    """
-    rounded = {n: (to_torch(a, dtype).double().numpy() if isinstance(a, np.ndarray) else a)
-               for n, a in arrays.items()}
-    j_args = {n: to_jax(a, dtype) for n, a in rounded.items()}
+def _judge_low_precision(j_out, j_g, torch_fn, rounded, kwargs, grad, dtype):
+    """One case of :func:`check_low_precision_each` (raises ``AssertionError`` naming what disagrees)."""
     t_args = {n: to_torch(a, dtype, requires_grad=n in grad) for n, a in rounded.items()}
     r_args = {n: to_torch(a, "float64", requires_grad=n in grad) for n, a in rounded.items()}
-    j_out, j_g = jax_value_and_grads(jax_fn, {**j_args, **kwargs}, grad, dtype)  # one cached program
-    t_out, t_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), t_args, grad, False)
-    r_out, r_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), r_args, grad, False)
+    t_out, t_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), t_args, grad)
+    r_out, r_g = _values_and_grads(lambda **a: torch_fn(**a, **kwargs), r_args, grad)
     tol = tolerance_for(dtype)
     assert j_out.dtype == jnp.dtype(dtype), f"value dtype {j_out.dtype}"
     triples = [("value", j_out, t_out, r_out)] + [(f"grad wrt {n}", j_g[n], t_g[n], r_g[n]) for n in grad]
@@ -862,31 +868,59 @@ def check_low_precision(jax_fn, torch_fn, arrays, kwargs, grad, dtype):
         assert (near_torch | not_worse).all(), f"{what} ({dtype}): jax {j} torch {t} float64 {r}"
 
 
+def check_low_precision_each(jax_fn, torch_fn, arrays, options, grad, dtype):
+    """float16 / bfloat16 parity of each ``kwargs`` in ``options`` (each case with its own
+    ``arrays``): dtype, and closeness to torch run in the same dtype.
+
+    Every element of the value and of each gradient must be within the dtype's tolerance of
+    torch, or else at least as close as torch to the float64 result on the same (rounded)
+    inputs: torch rounds intermediates (``exp(x)``, ``x - y``, ``(x - y)**2``...) to the low
+    dtype where jaxloss computes in float32 and rounds once. jaxloss must also be within the
+    dtype's tolerance of that float64 result everywhere. The JAX side of every case comes
+    from one compiled program; every case is judged, then one failure lists each failing case.
+    """
+    rounded = [{n: (to_torch(a, dtype).double().numpy() if isinstance(a, np.ndarray) else a)
+                for n, a in arrs.items()} for arrs in arrays]
+    j_side = jax_value_and_grads_each(
+        jax_fn, [{**{n: to_jax(a, dtype) for n, a in r.items()}, **kw} for r, kw in zip(rounded, options)],
+        grad, dtype)
+    failed = []
+    for kw, r, (j_out, j_g) in zip(options, rounded, j_side):
+        try:
+            _judge_low_precision(j_out, j_g, torch_fn, r, kw, grad, dtype)
+        except AssertionError as e:
+            failed.append(f"{kw}: {e}")
+    assert not failed, "\n".join(failed)
+
+
 @pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("case", list(_LOW_CASES))
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_low_precision(dtype, case, reduction):
-    """float16 / bfloat16: computed in float32, returned in the input dtype, close to torch in that dtype."""
+def test_low_precision(dtype, case):
+    """float16 / bfloat16: computed in float32, returned in the input dtype, close to torch in that
+    dtype; the three reductions in one compiled program, each with the data it had as a test of its own."""
     name = case.rsplit("_", 1)[0] if case.endswith(("_w", "_0", "_rate", "_float")) else case
     kwargs, weighted = _LOW_CASES[case]
-    rng = _rng("low", dtype, case, reduction)
-    x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
-    grad = ["input", "target"]
-    if name == "poisson_nll_loss":
-        y = rng.poisson(2.0, size=SHAPE).astype(float)
-        if kwargs.get("log_input") is False:
-            x = rng.uniform(0.5, 3.0, size=SHAPE)
-            grad = ["input"]  # the Stirling gradient wrt target is NaN at target 0
-    arrays = {"input": x, "target": y}
-    if name == "gaussian_nll_loss":
-        arrays["var"] = 0.5 if case.endswith("_float") else rng.uniform(0.5, 2.0, size=SHAPE)
-        if not case.endswith("_float"):
-            grad = ["input", "target", "var"]
-    if weighted:
-        arrays["weight"] = rng.uniform(0.5, 2.0, size=SHAPE)
-        grad = ["input", "target", "weight"]
-    check_low_precision(getattr(jaxloss, name), getattr(F, name), arrays, {"reduction": reduction, **kwargs},
-                        grad, dtype)
+    all_arrays = []
+    for reduction in REDUCTIONS:
+        rng = _rng("low", dtype, case, reduction)
+        x, y = rng.normal(size=SHAPE), rng.normal(size=SHAPE)
+        grad = ["input", "target"]
+        if name == "poisson_nll_loss":
+            y = rng.poisson(2.0, size=SHAPE).astype(float)
+            if kwargs.get("log_input") is False:
+                x = rng.uniform(0.5, 3.0, size=SHAPE)
+                grad = ["input"]  # the Stirling gradient wrt target is NaN at target 0
+        arrays = {"input": x, "target": y}
+        if name == "gaussian_nll_loss":
+            arrays["var"] = 0.5 if case.endswith("_float") else rng.uniform(0.5, 2.0, size=SHAPE)
+            if not case.endswith("_float"):
+                grad = ["input", "target", "var"]
+        if weighted:
+            arrays["weight"] = rng.uniform(0.5, 2.0, size=SHAPE)
+            grad = ["input", "target", "weight"]
+        all_arrays.append(arrays)
+    check_low_precision_each(getattr(jaxloss, name), getattr(F, name), all_arrays,
+                             [{"reduction": r, **kwargs} for r in REDUCTIONS], grad, dtype)
 
 
 def test_low_precision_is_computed_in_float32():

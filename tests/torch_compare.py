@@ -12,6 +12,10 @@ The JAX side is one cached compiled program per function, static options and sha
 program for all of them, every case, and fails once listing each failing case.
 ``cotangent="ramp"`` weighs the output's elements ``0.5 .. 1.5`` instead of ones, so the
 gradient of each sample of a ``reduction='none'`` output is checked, not only their sum.
+Second order, a grid in one program each: ``check_hvp_each`` (``H v`` by forward-over-reverse;
+``check_hvp`` is its one-case form) and ``check_second_order_each`` (rows ``v^T H`` of chosen
+arguments, reverse-over-reverse). ``jax_value_and_grads_each``: the JAX side of a grid alone, for a
+test with its own comparison (float16 / bfloat16 against torch in two dtypes).
 """
 
 from __future__ import annotations
@@ -201,21 +205,32 @@ def jax_value_and_grads(
     """``jax_fn(**values)`` and the gradients of its sum (accumulated in float64 for float64,
     else float32) with respect to ``grad``, by name: the JAX side of :func:`check` alone, from
     the same cached program (for a test with its own comparison, e.g. against torch in two dtypes)."""
-    grad = list(grad)
+    return jax_value_and_grads_each(jax_fn, [values], grad, dtype)[0]
 
-    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
-        return fn(**vals)
 
-    call.layout = ("keywords", tuple(values))  # type: ignore[attr-defined]
-    both = _value_and_grads(jax_fn, [(call, values)], grad, dtype)
+def jax_value_and_grads_each(
+    jax_fn: Callable[..., Any], values: Iterable[Mapping[str, Any]], grad: Iterable[str], dtype: str
+) -> list[tuple[Any, dict[str, Any]]]:
+    """:func:`jax_value_and_grads` of each mapping in ``values``, all from ONE compiled program
+    (see :func:`_value_and_grads`): a test with its own comparison loops over a grid of options
+    (``reduction``...) at the cost of about one compilation."""
+    grad, values = list(grad), [dict(v) for v in values]
+    cases = []
+    for vals in values:
+        def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
+            return fn(**vals)
+
+        call.layout = ("keywords", tuple(vals))  # type: ignore[attr-defined]
+        cases.append((call, vals))
+    both = _value_and_grads(jax_fn, cases, grad, dtype)
     if both is None:  # an unregistered function given a Python float: eager
-        out = jax_fn(**values)
         acc = jnp.float64 if dtype == "float64" else jnp.float32
-        grads = jax.grad(lambda g: jnp.sum(jax_fn(**{**values, **dict(zip(grad, g))}).astype(acc)))(
-            tuple(values[n] for n in grad))
-        return out, dict(zip(grad, grads))
-    out, grads = both[0]
-    return out, dict(zip(grad, grads))
+        both = []
+        for vals in values:
+            grads = jax.grad(lambda g, vals=vals: jnp.sum(jax_fn(**{**vals, **dict(zip(grad, g))}).astype(acc)))(
+                tuple(vals[n] for n in grad))
+            both.append((jax_fn(**vals), grads))
+    return [(out, dict(zip(grad, grads))) for out, grads in both]
 
 
 def _case(
@@ -325,7 +340,9 @@ def check_each(
         raise ValueError(f"check_each: cotangent must be one of {COTANGENTS}, got {cotangent!r}")
     grad = list(grad)
     cases = [_case(a, o, grad, dtype, positional) for a, o in zip(per_case, options)]
-    both = _value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype, cotangent) if grad else None
+    # a value-only grid (grad=[]) of several cases is one program too; one such case, its plain call
+    both = (_value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype, cotangent)
+            if grad or len(cases) > 1 else None)
     outs, failed = [], []
     for i, (call, j_vals, t_vals) in enumerate(cases):
         out, failures = _compare(jax_fn, torch_fn, call, j_vals, t_vals, grad, dtype,
@@ -340,40 +357,69 @@ def check_each(
     return outs
 
 
-def _hvp(
-    jax_fn: Callable[..., Any], call: Callable[..., Any], values: Mapping[str, Any], wrt: list[str],
-    direction: tuple[Any, ...],
-) -> tuple[Any, ...]:
-    """The Hessian-vector product of ``sum(jax_fn(...))`` with respect to ``wrt`` along
-    ``direction``: ``jax.jvp`` of ``jax.grad``, in ONE compiled program cached as in
-    :func:`_value_and_grads` (arrays and a registered loss's numeric options traced, the rest
-    in the key). Eager, the two transformations of the loss's jit compile a program each for
-    the gradient's forward, backward and their tangents; a leftover Python float (an
-    unregistered function's option) keeps that eager path, which shares them between values."""
-    numbers = _traced_numbers(jax_fn, {n: v for n, v in values.items() if not _is_array(v)})
-    traced = [n for n, v in values.items() if _is_array(v)]
-    static = {n: v for n, v in values.items() if n not in traced and n not in numbers}
+def _each_program(
+    tag: tuple[Any, ...], jax_fn: Callable[..., Any],
+    cases: list[tuple[Callable[..., Any], Mapping[str, Any], Any, Any]],
+    body: Callable[[Callable[[Mapping[str, Any]], Any], dict[str, Any], Any, Any], Any],
+) -> list[Any]:
+    """For each ``(call, values, extra, info)`` of ``cases``: ``body(loss, values, extra, info)``,
+    where ``loss(vals)`` is ``call(jax_fn, vals)``, all of them from ONE compiled program cached as
+    in :func:`_value_and_grads` (arrays, ``extra`` and a registered loss's numeric options traced,
+    the rest, ``tag`` and each case's hashable ``info``, in the key). Eager, transformations of the loss's jit compile a program each
+    (forward, backward, their tangents); a leftover Python float (an unregistered function's
+    option) keeps that eager path, which shares them between values, case by case."""
+    parts, args, key_parts = [], [], []
+    for call, values, extra, info in cases:
+        numbers = _traced_numbers(jax_fn, {n: v for n, v in values.items() if not _is_array(v)})
+        traced = [n for n, v in values.items() if _is_array(v)]
+        static = {n: v for n, v in values.items() if n not in traced and n not in numbers}
+        parts.append((call, static, traced, list(numbers), info))
+        args.append((tuple(values[n] for n in traced), tuple(numbers.values()), extra))
+        if key_parts is not None:
+            try:
+                key_parts.append((call.layout, info, tuple(traced), tuple(numbers),  # type: ignore[attr-defined]
+                                  tuple((n, _static_key(v)) for n, v in static.items())))
+            except TypeError:  # an unhashable option: compiled for this call only
+                key_parts = None
+        if _untraced_float(jax_fn, static):
+            key_parts = False  # type: ignore[assignment]
 
-    def hvp(tvals: tuple[Any, ...], nvals: tuple[Any, ...], vvals: tuple[Any, ...]) -> tuple[Any, ...]:
-        base = {**static, **dict(zip(traced, tvals)), **dict(zip(numbers, nvals))}
+    def one(part: Any, tvals: tuple[Any, ...], nvals: tuple[Any, ...], extra: Any) -> Any:
+        call, static, traced, number_names, info = part
+        values = {**static, **dict(zip(traced, tvals)), **dict(zip(number_names, nvals))}
+        return body(lambda vals: call(jax_fn, vals), values, extra, info)
 
+    if key_parts is False:  # eager, case by case
+        return [one(part, *a) for part, a in zip(parts, args)]
+
+    def program(all_args: tuple[Any, ...]) -> list[Any]:
+        return [one(part, *a) for part, a in zip(parts, all_args)]
+
+    if key_parts is None:
+        return jax.jit(program)(tuple(args))
+    key = (tag, jax_fn, tuple(key_parts))
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = jax.jit(program)
+    return _PROGRAMS[key](tuple(args))
+
+
+def _hvp_each(
+    jax_fn: Callable[..., Any], cases: list[tuple[Callable[..., Any], Mapping[str, Any], tuple[Any, ...]]],
+    wrt: list[str],
+) -> list[tuple[Any, ...]]:
+    """For each ``(call, values, direction)`` of ``cases``: the Hessian-vector product of
+    ``sum(jax_fn(...))`` with respect to ``wrt`` along ``direction`` (``jax.jvp`` of
+    ``jax.grad``), all of them from one compiled program (:func:`_each_program`)."""
+
+    def hvp(loss: Callable[[Mapping[str, Any]], Any], base: dict[str, Any], direction: tuple[Any, ...],
+            info: None) -> Any:
         def scalar(*w: Any) -> Any:
-            return jnp.sum(call(jax_fn, {**base, **dict(zip(wrt, w))}))
+            return jnp.sum(loss({**base, **dict(zip(wrt, w))}))
 
         grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
-        return jax.jvp(grad, tuple(base[n] for n in wrt), vvals)[1]
+        return jax.jvp(grad, tuple(base[n] for n in wrt), direction)[1]
 
-    args = (tuple(values[n] for n in traced), tuple(numbers.values()), direction)
-    if _untraced_float(jax_fn, static):
-        return hvp(*args)
-    try:
-        key = ("hvp", jax_fn, call.layout, tuple(wrt), tuple(traced), tuple(numbers),  # type: ignore[attr-defined]
-               tuple((n, _static_key(v)) for n, v in static.items()))
-    except TypeError:  # an unhashable option: compiled for this call only
-        return jax.jit(hvp)(*args)
-    if key not in _PROGRAMS:
-        _PROGRAMS[key] = jax.jit(hvp)
-    return _PROGRAMS[key](*args)
+    return _each_program(("hvp", tuple(wrt)), jax_fn, [(*c, None) for c in cases], hvp)
 
 
 def check_hvp(
@@ -384,39 +430,161 @@ def check_hvp(
     wrt: Iterable[str] = ("input",),
     dtype: str = "float64",
     positional: Iterable[str] | None = None,
+    seed: int = 1,
 ) -> None:
     """Hessian-vector product of ``sum(loss)``: JAX forward-over-reverse vs torch double backward.
 
-    ``v`` is a fixed random direction over all ``wrt`` arguments at once, so the
-    mixed second derivatives are compared too.
+    ``v`` is a fixed random direction (``numpy.random.default_rng(seed)``) over all ``wrt``
+    arguments at once, so the mixed second derivatives are compared too.
     """
-    kwargs = dict(kwargs or {})
-    names, wrt = list(arrays), list(wrt)
-    pos = list(positional) if positional is not None else names
-    rng = np.random.default_rng(1)
-    v = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
+    check_hvp_each(jax_fn, torch_fn, arrays, [kwargs or {}], wrt, dtype, positional, seed)
 
-    def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
-        return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
-                  **{n: vals.get(n, default) for n, default in kwargs.items()})
 
-    call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
+def check_hvp_each(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    options: Iterable[Mapping[str, Any]],
+    wrt: Iterable[str] = ("input",),
+    dtype: str = "float64",
+    positional: Iterable[str] | None = None,
+    seed: int = 1,
+) -> None:
+    """:func:`check_hvp` of each ``kwargs`` in ``options`` (with the same ``arrays``, or each
+    with its own where ``arrays`` is a list as long as ``options``), the JAX side of all of them
+    in one compiled program (see :func:`_hvp_each`). Every case is checked; then one
+    ``AssertionError`` lists each failing case (its index, options, array shapes and each
+    disagreeing HVP with its worst error), as :func:`check_each`. Each case's direction is
+    drawn from a fresh ``default_rng(seed)``, as a lone :func:`check_hvp` of it would draw."""
+    options = [dict(o) for o in options]
+    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
+    if len(per_case) != len(options):
+        raise ValueError(f"check_hvp_each: {len(per_case)} sets of arrays for {len(options)} options")
+    if not options:
+        raise ValueError("check_hvp_each: no options to check")
+    wrt = list(wrt)
+    cases, torch_hvps = [], []
+    for arrs, kwargs in zip(per_case, options):
+        names = list(arrs)
+        pos = list(positional) if positional is not None else names
+        rng = np.random.default_rng(seed)
+        v = {n: rng.normal(size=np.shape(arrs[n])) for n in wrt}
 
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
-    t_out = call(torch_fn, t_vals).sum()
-    t_grads = torch.autograd.grad(t_out, [t_vals[n] for n in wrt], create_graph=True)
-    dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(t_grads, wrt))
-    if dot.requires_grad:
-        t_hv = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True)
-    else:  # the gradient is piecewise constant: H = 0
-        t_hv = [None] * len(wrt)
+        def call(fn: Callable[..., Any], vals: Mapping[str, Any], pos: list[str] = pos, names: list[str] = names,
+                 kwargs: Mapping[str, Any] = kwargs) -> Any:
+            return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
+                      **{n: vals.get(n, default) for n, default in kwargs.items()})
 
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-    j_hv = _hvp(jax_fn, call, {**j_vals, **kwargs}, wrt, tuple(to_jax(v[n], dtype) for n in wrt))
-    for n, jh, th in zip(wrt, j_hv, t_hv):
-        if th is None or th._is_zerotensor():  # torch's symbolic zero cannot go to NumPy
-            th = torch.zeros_like(t_vals[n])
-        assert_close(jh, th, dtype, f"HVP wrt {n}")
+        call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
+
+        t_vals = {n: to_torch(arrs[n], dtype, requires_grad=n in wrt) for n in names}
+        t_out = call(torch_fn, t_vals).sum()
+        t_grads = torch.autograd.grad(t_out, [t_vals[n] for n in wrt], create_graph=True)
+        dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(t_grads, wrt))
+        if dot.requires_grad:
+            t_hv = list(torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True))
+        else:  # the gradient is piecewise constant: H = 0
+            t_hv = [None] * len(wrt)
+        for i, (n, th) in enumerate(zip(wrt, t_hv)):
+            if th is None or th._is_zerotensor():  # torch's symbolic zero cannot go to NumPy
+                t_hv[i] = torch.zeros_like(t_vals[n])
+        torch_hvps.append(t_hv)
+        j_vals = {n: to_jax(arrs[n], dtype) for n in names}
+        cases.append((call, {**j_vals, **kwargs}, tuple(to_jax(v[n], dtype) for n in wrt)))
+    failed = []
+    for i, (j_hv, t_hv) in enumerate(zip(_hvp_each(jax_fn, cases, wrt), torch_hvps)):
+        failures = []
+        for n, jh, th in zip(wrt, j_hv, t_hv):
+            try:
+                assert_close(jh, th, dtype, f"HVP wrt {n}")
+            except AssertionError as e:
+                failures.append(str(e))
+        if failures:
+            shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
+            failed.append(f"case {i} {options[i]} {shapes}: " + "; ".join(failures))
+    if failed:
+        head = "" if len(cases) == 1 else f"{len(failed)} of {len(cases)} cases fail:\n"
+        raise AssertionError(head + "\n".join(failed))
+
+
+def check_second_order_each(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    arrays: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    options: Iterable[Mapping[str, Any]],
+    rows: Iterable[tuple[str, Iterable[str]]] = (("input", ()),),
+    dtype: str = "float64",
+    positional: Iterable[str] | None = None,
+    seed: int = 0,
+) -> None:
+    """Rows of the Hessian of ``sum(loss)``: for each ``kwargs`` in ``options`` (with the same
+    ``arrays``, or each with its own) and each ``(wrt, cross)`` of ``rows``, the derivatives
+    ``d/d(wrt, *cross) <d sum(loss) / d wrt, v>`` (``v`` of ``wrt``'s shape from
+    ``default_rng(seed)``), JAX reverse-over-reverse against torch's double backward
+    (``autograd.grad(..., create_graph=True)`` twice). Unlike :func:`check_hvp`'s ``H v`` this is
+    ``v^T H``: the two differ where the original's mixed second derivatives are not symmetric
+    (``binary_cross_entropy`` at exact 0 / 1). The JAX side of every case and row is one compiled
+    program (:func:`_each_program`); every one is checked, then one ``AssertionError`` lists each
+    failing case, as :func:`check_each`."""
+    options = [dict(o) for o in options]
+    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
+    if len(per_case) != len(options):
+        raise ValueError(f"check_second_order_each: {len(per_case)} sets of arrays for {len(options)} options")
+    rows = [(wrt, tuple(cross)) for wrt, cross in rows]
+    if not options or not rows:
+        raise ValueError("check_second_order_each: no options or no rows to check")
+    cases, expected, labels = [], [], []
+    for i, (arrs, kwargs) in enumerate(zip(per_case, options)):
+        names = list(arrs)
+        pos = list(positional) if positional is not None else names
+
+        def call(fn: Callable[..., Any], vals: Mapping[str, Any], pos: list[str] = pos, names: list[str] = names,
+                 kwargs: Mapping[str, Any] = kwargs) -> Any:
+            return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
+                      **{n: vals.get(n, default) for n, default in kwargs.items()})
+
+        call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
+        j_vals = {**{n: to_jax(arrs[n], dtype) for n in names}, **kwargs}
+        for wrt, cross in rows:
+            diff = [wrt, *cross]
+            v = np.random.default_rng(seed).normal(size=np.shape(arrs[wrt]))
+            t_vals = {n: to_torch(arrs[n], dtype, requires_grad=n in diff) for n in names}
+            (t_g,) = torch.autograd.grad(call(torch_fn, t_vals).sum(), [t_vals[wrt]], create_graph=True)
+            dot = (t_g * torch.tensor(v, dtype=TORCH_DTYPES[dtype])).sum()
+            t_hv = (torch.autograd.grad(dot, [t_vals[n] for n in diff], allow_unused=True) if dot.requires_grad
+                    else [None] * len(diff))  # the gradient is piecewise constant: zero
+            expected.append([torch.zeros_like(t_vals[n]) if th is None or th._is_zerotensor() else th
+                             for n, th in zip(diff, t_hv)])
+            cases.append((call, j_vals, to_jax(v, dtype), (wrt, cross)))
+            labels.append((i, wrt, diff))
+
+    def rows_of_hessian(loss: Callable[[Mapping[str, Any]], Any], base: dict[str, Any], v: Any,
+                        info: tuple[str, tuple[str, ...]]) -> tuple[Any, ...]:
+        wrt, cross = info
+        diff = [wrt, *cross]
+
+        def gv(*dvals: Any) -> Any:
+            vals = {**base, **dict(zip(diff, dvals))}
+            g = jax.grad(lambda w: jnp.sum(loss({**vals, wrt: w})))(vals[wrt])
+            return jnp.sum(g * v)
+
+        return jax.grad(gv, argnums=tuple(range(len(diff))))(*[base[n] for n in diff])
+
+    results = _each_program(("second_order",), jax_fn, cases, rows_of_hessian)
+    failures: dict[int, list[str]] = {}
+    for (i, wrt, diff), j_hv, t_hv in zip(labels, results, expected):
+        for n, jh, th in zip(diff, j_hv, t_hv):
+            try:
+                assert_close(jh, th, dtype, f"d/d{n} <grad_{wrt}, v>")
+            except AssertionError as e:
+                failures.setdefault(i, []).append(str(e))
+    if failures:
+        lines = []
+        for i, fails in failures.items():
+            shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
+            lines.append(f"case {i} {options[i]} {shapes}: " + "; ".join(fails))
+        head = "" if len(options) == 1 else f"{len(failures)} of {len(options)} cases fail:\n"
+        raise AssertionError(head + "\n".join(lines))
 
 
 def assert_same_error(
