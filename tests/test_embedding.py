@@ -91,7 +91,7 @@ def check_hvp_each(cases, wrt, dtype="float64", positional=None):
             try:
                 assert_close(jh, th, dtype, f"HVP wrt {n}")
             except AssertionError as e:
-                failed.append(f"case {i} {cases[i][3]}: {e}")
+                failed.append(f"case {i} {getattr(cases[i][0], '__name__', '')} {cases[i][3]}: {e}")
     if failed:
         raise AssertionError(f"{len(failed)} failures in {len(cases)} cases:\n" + "\n".join(failed))
 
