@@ -655,36 +655,27 @@ def test_vmap_over_unbatched_inputs_equals_batched():
     rng = np.random.default_rng(16)
     a, p, n = (jnp.asarray(rng.normal(size=(N, D))) for _ in range(3))
     y = jnp.asarray(rng.choice([-1.0, 1.0], N))
-    np.testing.assert_allclose(
-        jax.vmap(jaxloss.pairwise_distance)(a, p), jaxloss.pairwise_distance(a, p), rtol=1e-12
-    )
-    np.testing.assert_allclose(
-        jax.vmap(lambda u, v: jaxloss.cosine_similarity(u, v, dim=0))(a, p),
-        jaxloss.cosine_similarity(a, p),
-        rtol=1e-12,
-    )
-    np.testing.assert_allclose(
-        jax.vmap(jaxloss.cosine_embedding_loss)(a, p, y),
-        jaxloss.cosine_embedding_loss(a, p, y, reduction="none"),
-        rtol=1e-12,
-    )
-    np.testing.assert_allclose(
-        jax.vmap(lambda u, v, w: jaxloss.triplet_margin_loss(u, v, w, swap=True))(a, p, n),
-        jaxloss.triplet_margin_loss(a, p, n, swap=True, reduction="none"),
-        rtol=1e-12,
-    )
-    with_cos = jax.vmap(
-        lambda u, v, w: jaxloss.triplet_margin_with_distance_loss(
-            u[None], v[None], w[None], distance_function=_jax_cosine_distance
-        )
-    )
-    np.testing.assert_allclose(
-        with_cos(a, p, n),
-        jaxloss.triplet_margin_with_distance_loss(
-            a, p, n, distance_function=_jax_cosine_distance, reduction="none"
-        ),
-        rtol=1e-12,
-    )
+
+    def cos_distance_loss(u, v, w, **kw):
+        return jaxloss.triplet_margin_with_distance_loss(u, v, w, distance_function=_jax_cosine_distance, **kw)
+
+    @jax.jit  # every (vmapped, batched) pair in one compiled program (eager: two programs per pair)
+    def pairs(a, p, n, y):
+        return {
+            "pairwise_distance": (jax.vmap(jaxloss.pairwise_distance)(a, p), jaxloss.pairwise_distance(a, p)),
+            "cosine_similarity": (jax.vmap(lambda u, v: jaxloss.cosine_similarity(u, v, dim=0))(a, p),
+                                  jaxloss.cosine_similarity(a, p)),
+            "cosine_embedding_loss": (jax.vmap(jaxloss.cosine_embedding_loss)(a, p, y),
+                                      jaxloss.cosine_embedding_loss(a, p, y, reduction="none")),
+            "triplet_margin_loss": (jax.vmap(lambda u, v, w: jaxloss.triplet_margin_loss(u, v, w, swap=True))(a, p, n),
+                                    jaxloss.triplet_margin_loss(a, p, n, swap=True, reduction="none")),
+            "triplet_margin_with_distance_loss": (
+                jax.vmap(lambda u, v, w: cos_distance_loss(u[None], v[None], w[None]))(a, p, n),
+                cos_distance_loss(a, p, n, reduction="none")),
+        }  # fmt: skip
+
+    for name, (vmapped, batched) in pairs(a, p, n, y).items():
+        np.testing.assert_allclose(vmapped, batched, rtol=1e-12, err_msg=name)
 
 
 def test_jit_of_grad_and_vmap_of_grad():
