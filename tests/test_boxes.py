@@ -92,8 +92,8 @@ def test_hand_derived_values():
 
 def test_default_reduction_is_none():
     b = _pair()
-    for name in NAMES:
-        assert getattr(jaxloss, name)(b["boxes1"], b["boxes2"]).shape == (5,)
+    for name in NAMES:  # (the shape is fixed at trace: nothing compiled)
+        assert jax.eval_shape(getattr(jaxloss, name), b["boxes1"], b["boxes2"]).shape == (5,)
 
 
 # --------------------------------------------------------------------------- CIoU specifics
@@ -213,21 +213,25 @@ def test_empty_mean_is_zero():
         assert jax.eval_shape(getattr(jaxloss, name), jnp.zeros((0, 4)), jnp.zeros((0, 4))).shape == (0,)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_broadcasting_follows_torchvision(name):
-    jf, tf = _fns(name)
+def test_broadcasting_follows_torchvision():
     b = _pair(7)
-    # boxes2 may broadcast into boxes1's batch shape ...
-    check(jf, tf, {"boxes1": b["boxes1"], "boxes2": b["boxes2"][0]}, {}, grad=POS, dtype="float64", positional=POS)
+    # boxes2 may broadcast into boxes1's batch shape (the three losses: one check_each grid) ...
+    check_each(_jax_named, _torch_named, {"boxes1": b["boxes1"], "boxes2": b["boxes2"][0]},
+               [{"name": name} for name in NAMES], grad=POS, dtype="float64", positional=POS)  # fmt: skip
     b1, b2 = b["boxes1"].reshape(5, 1, 4) + np.zeros((5, 2, 1)), b["boxes2"][:2]
-    assert_close(jf(jnp.asarray(b1), jnp.asarray(b2)), tf(torch.tensor(b1), torch.tensor(b2)), "float64", "value")
+    values = jax.jit(lambda x, y: [_jax_named(x, y, name) for name in NAMES])(jnp.asarray(b1), jnp.asarray(b2))
+    for name, value in zip(NAMES, values):
+        assert_close(value, _torch_named(torch.tensor(b1), torch.tensor(b2), name), "float64", f"{name} value")
     # ... but not enlarge it: torchvision raises IndexError (or RuntimeError for shapes that do
     # not broadcast at all), jaxloss a ValueError naming both
-    for small, big in [(b["boxes1"][0], b["boxes2"]), (b["boxes1"][:1], b["boxes2"]), (b["boxes1"][:3], b["boxes2"])]:
-        with pytest.raises((IndexError, RuntimeError)):
-            tf(torch.tensor(small), torch.tensor(big))
-        with pytest.raises(ValueError, match=r"boxes2 of shape \[.*\] must broadcast to the shape of boxes1"):
-            jf(jnp.asarray(small), jnp.asarray(big))
+    for name in NAMES:
+        jf, tf = _fns(name)
+        for small, big in [(b["boxes1"][0], b["boxes2"]), (b["boxes1"][:1], b["boxes2"]),
+                           (b["boxes1"][:3], b["boxes2"])]:  # fmt: skip
+            with pytest.raises((IndexError, RuntimeError)):
+                tf(torch.tensor(small), torch.tensor(big))
+            with pytest.raises(ValueError, match=r"boxes2 of shape \[.*\] must broadcast to the shape of boxes1"):
+                jf(jnp.asarray(small), jnp.asarray(big))
 
 
 def test_k_dim_boxes():
