@@ -106,14 +106,17 @@ def test_k_dimensional(probs):
             grad=grad, positional=POS)  # fmt: skip
 
 
-@pytest.mark.parametrize("probs", [False, True])
-def test_unbatched(probs):
+def test_unbatched():
+    """A class-index and a probability target (gradients wrt input, linear_weight and
+    linear_bias), every reduction: one compiled grid."""
     x, w, b, t, cw = _data()
-    target = np.full((C,), 1 / C) + np.linspace(-0.05, 0.05, C) if probs else np.array(t[0])
-    arrays = {"input": x[0], "linear_weight": w, "target": target, "linear_bias": b, "weight": cw}
-    out = compare(jaxloss.linear_cross_entropy, t_linear_cross_entropy, arrays, {"label_smoothing": 0.1},
-                  grad=GRAD, positional=POS)  # fmt: skip
-    assert out["none"].shape == ()
+    cases = []
+    for probs in (False, True):
+        target = np.full((C,), 1 / C) + np.linspace(-0.05, 0.05, C) if probs else np.array(t[0])
+        cases.append(({"input": x[0], "linear_weight": w, "target": target, "linear_bias": b, "weight": cw},
+                      {"label_smoothing": 0.1}))  # fmt: skip
+    outs = compare_each(jaxloss.linear_cross_entropy, t_linear_cross_entropy, cases, grad=GRAD, positional=POS)
+    assert [out["none"].shape for out in outs] == [(), ()]
 
 
 def test_int32_and_int64_targets_agree_and_all_ignored():
@@ -410,7 +413,7 @@ def test_label_smoothing_is_traced_no_recompile_and_checked_for_traced_values():
     with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0. Got: 1.5"):
         fn(x, w, t, label_smoothing=1.5)
     bad = jnp.float32(1.5)  # traced: NaN value and gradient, torch's message in checked mode
-    v, g = jax.value_and_grad(lambda a: fn(a, w, t, label_smoothing=bad))(x)
+    v, g = jax.jit(jax.value_and_grad(lambda a: fn(a, w, t, label_smoothing=bad)))(x)  # one program (eager: two)
     assert np.isnan(float(v)) and np.isnan(np.asarray(g)).all()
     with pytest.raises(Exception, match="label_smoothing must be between 0.0 and 1.0"):
         checked.linear_cross_entropy(x, w, t, label_smoothing=bad)
