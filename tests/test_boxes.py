@@ -18,6 +18,7 @@ from jaxloss.parity import references as R
 
 import jaxloss
 from jaxloss import checked
+from tests.test_embedding import check_hvp_each
 from tests.torch_compare import assert_close, check, check_each, check_hvp
 
 NAMES = list(R.BOX_LOSSES)
@@ -42,22 +43,34 @@ def _fns(name):
     return getattr(jaxloss, name), getattr(R, name)
 
 
+def _jax_named(boxes1, boxes2, name, **kw):
+    """``jaxloss.<name>``: the three losses as one function, so that a check_each grid over
+    ``name`` (a static option) checks all three in one compiled program."""
+    return getattr(jaxloss, name)(boxes1, boxes2, **kw)
+
+
+def _torch_named(boxes1, boxes2, name, **kw):
+    """:func:`_jax_named`'s reference (torchvision's formula in torch ops)."""
+    return getattr(R, name)(boxes1, boxes2, **kw)
+
+
 # --------------------------------------------------------------------------- values and gradients
-@pytest.mark.parametrize("name", NAMES)
-def test_matches_torchvision_formula(name):
-    """'none' in float32; 'mean' and 'sum' in float64 (one check_each grid: one program)."""
-    jf, tf = _fns(name)
-    out = check(jf, tf, _pair(), {"reduction": "none"}, grad=POS, dtype="float32", positional=POS)
-    assert out.shape == (5,)
-    outs = check_each(jf, tf, _pair(), [{"reduction": "mean"}, {"reduction": "sum"}], grad=POS, dtype="float64",
-                      positional=POS)  # fmt: skip
-    assert [o.shape for o in outs] == [(), ()]
+def test_matches_torchvision_formula():
+    """Each loss: 'none' in float32; 'mean' and 'sum' in float64 (a check_each grid per dtype
+    over the three losses: two programs)."""
+    outs = check_each(_jax_named, _torch_named, _pair(), [{"name": name, "reduction": "none"} for name in NAMES],
+                      grad=POS, dtype="float32", positional=POS)  # fmt: skip
+    assert [o.shape for o in outs] == [(5,)] * len(NAMES)
+    outs = check_each(_jax_named, _torch_named, _pair(),
+                      [{"name": name, "reduction": r} for name in NAMES for r in ("mean", "sum")],
+                      grad=POS, dtype="float64", positional=POS)  # fmt: skip
+    assert [o.shape for o in outs] == [()] * 2 * len(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_second_order(name):
-    jf, tf = _fns(name)
-    check_hvp(jf, tf, _pair(1), {"reduction": "sum", "eps": 1e-3}, wrt=POS, dtype="float64", positional=POS)
+def test_second_order():
+    """The three losses' HVPs against torch's double backward: one compiled program."""
+    check_hvp_each([(*_fns(name), _pair(1), {"reduction": "sum", "eps": 1e-3}) for name in NAMES], wrt=POS,
+                   positional=POS)  # fmt: skip
 
 
 def test_hand_derived_values():
@@ -79,8 +92,8 @@ def test_hand_derived_values():
 
 def test_default_reduction_is_none():
     b = _pair()
-    for name in NAMES:
-        assert getattr(jaxloss, name)(b["boxes1"], b["boxes2"]).shape == (5,)
+    for name in NAMES:  # (the shape is fixed at trace: nothing compiled)
+        assert jax.eval_shape(getattr(jaxloss, name), b["boxes1"], b["boxes2"]).shape == (5,)
 
 
 # --------------------------------------------------------------------------- CIoU specifics
@@ -90,11 +103,12 @@ def test_ciou_alpha_carries_no_gradient():
     check(jaxloss.complete_box_iou_loss, R.complete_box_iou_loss, b, {"reduction": "sum"}, grad=POS, dtype="float64",
           positional=POS)
     b1, b2 = jnp.asarray(b["boxes1"]), jnp.asarray(b["boxes2"])
-    g = jax.grad(lambda x: jaxloss.complete_box_iou_loss(x, b2, reduction="sum"))(b1)
     h = 1e-6
     d = jnp.zeros_like(b1).at[2, 2].set(h)  # widen box 2: changes v and alpha
-    f = lambda x: float(jaxloss.complete_box_iou_loss(x, b2, reduction="sum"))
-    numeric = (f(b1 + d) - f(b1 - d)) / (2 * h)
+    f = lambda x: jaxloss.complete_box_iou_loss(x, b2, reduction="sum")
+    # the gradient and both central-difference values in one compiled program (eager: four)
+    g, plus, minus = jax.jit(lambda x: (jax.grad(f)(x), f(x + d), f(x - d)))(b1)
+    numeric = (float(plus) - float(minus)) / (2 * h)
     assert abs(numeric - float(g[2, 2])) > 1e-4  # alpha's own derivative is left out
 
 
@@ -134,14 +148,15 @@ def test_half_precision_is_computed_and_returned_in_float32(name, half):
     jf, tf = _fns(name)
     b = _pair(4)
     j1, j2 = (jnp.asarray(b[k], half) for k in POS)
-    out = jf(j1, j2)
+    # the value, its float32 reference and the gradient in one compiled program (eager: four)
+    out, ref, g = jax.jit(lambda j1, j2: (jf(j1, j2), jf(j1.astype(jnp.float32), j2.astype(jnp.float32)),
+                                          jax.grad(lambda x: jf(x, j2, reduction="sum"))(j1)))(j1, j2)  # fmt: skip
     assert out.dtype == jnp.float32  # torchvision's _upcast_non_float: not cast back
-    np.testing.assert_array_equal(out, jf(j1.astype(jnp.float32), j2.astype(jnp.float32)))
+    np.testing.assert_array_equal(out, ref)
     t1, t2 = (torch.tensor(np.asarray(x.astype(jnp.float32))).to(getattr(torch, half)) for x in (j1, j2))
     t_out = tf(t1, t2)
     assert t_out.dtype == torch.float32
     assert_close(out, t_out, "float32", "value")
-    g = jax.grad(lambda x: jf(x, j2, reduction="sum"))(j1)
     assert g.dtype == jnp.dtype(half)
 
 
@@ -188,30 +203,35 @@ def test_bool_and_complex_boxes_are_rejected(name):
 
 
 # --------------------------------------------------------------------------- shapes
-@pytest.mark.parametrize("name", NAMES)
-def test_empty_mean_is_zero(name):
-    jf, tf = _fns(name)
+def test_empty_mean_is_zero():
     e = np.zeros((0, 4))
-    out = check(jf, tf, {"boxes1": e, "boxes2": e}, {"reduction": "mean"}, grad=POS, dtype="float32", positional=POS)
-    assert float(out) == 0.0
-    assert jf(jnp.zeros((0, 4)), jnp.zeros((0, 4))).shape == (0,)
+    outs = check_each(_jax_named, _torch_named, {"boxes1": e, "boxes2": e},
+                      [{"name": name, "reduction": "mean"} for name in NAMES], grad=POS, dtype="float32",
+                      positional=POS)  # fmt: skip
+    assert [float(out) for out in outs] == [0.0] * len(NAMES)
+    for name in NAMES:  # (the shape is fixed at trace: nothing compiled)
+        assert jax.eval_shape(getattr(jaxloss, name), jnp.zeros((0, 4)), jnp.zeros((0, 4))).shape == (0,)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_broadcasting_follows_torchvision(name):
-    jf, tf = _fns(name)
+def test_broadcasting_follows_torchvision():
     b = _pair(7)
-    # boxes2 may broadcast into boxes1's batch shape ...
-    check(jf, tf, {"boxes1": b["boxes1"], "boxes2": b["boxes2"][0]}, {}, grad=POS, dtype="float64", positional=POS)
+    # boxes2 may broadcast into boxes1's batch shape (the three losses: one check_each grid) ...
+    check_each(_jax_named, _torch_named, {"boxes1": b["boxes1"], "boxes2": b["boxes2"][0]},
+               [{"name": name} for name in NAMES], grad=POS, dtype="float64", positional=POS)  # fmt: skip
     b1, b2 = b["boxes1"].reshape(5, 1, 4) + np.zeros((5, 2, 1)), b["boxes2"][:2]
-    assert_close(jf(jnp.asarray(b1), jnp.asarray(b2)), tf(torch.tensor(b1), torch.tensor(b2)), "float64", "value")
+    values = jax.jit(lambda x, y: [_jax_named(x, y, name) for name in NAMES])(jnp.asarray(b1), jnp.asarray(b2))
+    for name, value in zip(NAMES, values):
+        assert_close(value, _torch_named(torch.tensor(b1), torch.tensor(b2), name), "float64", f"{name} value")
     # ... but not enlarge it: torchvision raises IndexError (or RuntimeError for shapes that do
     # not broadcast at all), jaxloss a ValueError naming both
-    for small, big in [(b["boxes1"][0], b["boxes2"]), (b["boxes1"][:1], b["boxes2"]), (b["boxes1"][:3], b["boxes2"])]:
-        with pytest.raises((IndexError, RuntimeError)):
-            tf(torch.tensor(small), torch.tensor(big))
-        with pytest.raises(ValueError, match=r"boxes2 of shape \[.*\] must broadcast to the shape of boxes1"):
-            jf(jnp.asarray(small), jnp.asarray(big))
+    for name in NAMES:
+        jf, tf = _fns(name)
+        for small, big in [(b["boxes1"][0], b["boxes2"]), (b["boxes1"][:1], b["boxes2"]),
+                           (b["boxes1"][:3], b["boxes2"])]:  # fmt: skip
+            with pytest.raises((IndexError, RuntimeError)):
+                tf(torch.tensor(small), torch.tensor(big))
+            with pytest.raises(ValueError, match=r"boxes2 of shape \[.*\] must broadcast to the shape of boxes1"):
+                jf(jnp.asarray(small), jnp.asarray(big))
 
 
 def test_k_dim_boxes():
@@ -264,25 +284,22 @@ def test_lists_work_like_arrays():
 
 
 # --------------------------------------------------------------------------- degenerate and non-finite boxes
-@pytest.mark.parametrize("name", NAMES)
-def test_degenerate_boxes_match_torchvision(name):
-    jf, tf = _fns(name)
+def test_degenerate_boxes_match_torchvision():
     b2 = np.array([[0.0, 0.0, 2.0, 2.0]] * 5)
     b1 = np.array([[1.0, 0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 1.0], [2.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0],
                    [2.0, 2.0, 3.0, 3.0]])  # zero width, zero height, inverted, a point, touching corner
-    out = check(jf, tf, {"boxes1": b1, "boxes2": b2}, {}, grad=POS, dtype="float64", positional=POS)
-    if name == "complete_box_iou_loss":
-        assert np.isnan(out[3])  # atan(0 / 0), as in torchvision
+    outs = check_each(_jax_named, _torch_named, {"boxes1": b1, "boxes2": b2}, [{"name": name} for name in NAMES],
+                      grad=POS, dtype="float64", positional=POS)  # fmt: skip
+    assert np.isnan(outs[NAMES.index("complete_box_iou_loss")][3])  # atan(0 / 0), as in torchvision
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_tiny_float32_boxes_have_torchvisions_finite_gradient(name):
+def test_tiny_float32_boxes_have_torchvisions_finite_gradient():
     # Sides of ~1e-21: h * h underflows in float32. torch's division backward computes
     # (w / h) / h, finite; JAX's quotient rule w / (h * h) gave inf for CIoU's atan(w / h).
     rng = np.random.default_rng(12)
     arrays = {"boxes1": _boxes(rng, 5, scale=1e-21), "boxes2": _boxes(rng, 5, scale=1e-21)}
-    jf, tf = _fns(name)
-    check(jf, tf, arrays, {"reduction": "sum"}, grad=POS, dtype="float32", positional=POS)
+    check_each(_jax_named, _torch_named, arrays, [{"name": name, "reduction": "sum"} for name in NAMES], grad=POS,
+               dtype="float32", positional=POS)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -302,11 +319,12 @@ def test_non_finite_boxes_give_nan_value_and_gradient(name):
 def test_jit_vmap_and_checked():
     b = _pair(9)
     b1, b2 = jnp.asarray(b["boxes1"], jnp.float32), jnp.asarray(b["boxes2"], jnp.float32)
-    for name in NAMES:
-        fn = getattr(jaxloss, name)
-        full = fn(b1, b2)
-        np.testing.assert_allclose(jax.vmap(lambda x, y, fn=fn: fn(x, y))(b1, b2), full, rtol=1e-6)
-        np.testing.assert_allclose(jax.jit(lambda x, y, fn=fn: fn(x, y, reduction="sum"))(b1, b2), full.sum(), rtol=1e-6)
+    # every loss's plain, vmapped and summed value in one compiled program (eager: three per loss)
+    values = jax.jit(lambda x, y: [(fn(x, y), jax.vmap(lambda u, v, fn=fn: fn(u, v))(x, y), fn(x, y, reduction="sum"))
+                                   for fn in (getattr(jaxloss, name) for name in NAMES)])(b1, b2)  # fmt: skip
+    for name, (full, vmapped, total) in zip(NAMES, values):
+        np.testing.assert_allclose(vmapped, full, rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(total, full.sum(), rtol=1e-6, err_msg=name)
         np.testing.assert_array_equal(getattr(checked, name)(b1, b2), full)
 
 

@@ -176,13 +176,14 @@ def test_cross_entropy_probabilities_other_shapes(dtype):
 
 
 def test_cross_entropy_probability_dtype_promotion():
+    # result dtypes read with jax.eval_shape: fixed at trace, nothing compiled
     x = jnp.zeros((2, 3), jnp.float32)
     p = jnp.full((2, 3), 1 / 3, jnp.float64)
-    assert jaxloss.cross_entropy(x, p).dtype == jnp.float64  # torch promotes too
-    assert (
-        jaxloss.cross_entropy(x, p.astype(jnp.float32), weight=jnp.ones(3, jnp.float64)).dtype == jnp.float64
-    )
-    assert jaxloss.cross_entropy(x.astype(jnp.float16), p.astype(jnp.float32)).dtype == jnp.float32
+    ce = jaxloss.cross_entropy
+    assert jax.eval_shape(ce, x, p).dtype == jnp.float64  # torch promotes too
+    assert jax.eval_shape(lambda a, b, w: ce(a, b, weight=w), x, p.astype(jnp.float32),
+                          jnp.ones(3, jnp.float64)).dtype == jnp.float64  # fmt: skip
+    assert jax.eval_shape(ce, x.astype(jnp.float16), p.astype(jnp.float32)).dtype == jnp.float32
 
 
 # --------------------------------------------------------------------------- extreme values
@@ -297,22 +298,23 @@ def test_jit_vmap_grad_compose():
     def f(x, t):
         return jaxloss.cross_entropy(x, t, weight=w, label_smoothing=0.1)
 
-    batched, singles = jax.jit(
+    # vmap of value_and_grad against each sample's; forward mode against reverse mode; and grad
+    # of a jitted closure (focal loss): one compiled program (was three)
+    batched, singles, (jf, jr), g = jax.jit(
         lambda xs, ts: (
             jax.vmap(jax.value_and_grad(f))(xs, ts),
             [jax.value_and_grad(f)(xs[i], ts[i]) for i in range(3)],
+            (jax.jacfwd(f)(xs[0], ts[0]), jax.jacrev(f)(xs[0], ts[0])),
+            jax.grad(jax.jit(lambda x: jaxloss.focal_loss(x, ts[0], gamma=1.5)))(xs[0]),
         )
     )(xs, ts)
-    for i, (v, g) in enumerate(singles):
+    for i, (v, gi) in enumerate(singles):
         np.testing.assert_allclose(np.asarray(batched[0][i]), np.asarray(v), rtol=1e-12)
-        np.testing.assert_allclose(np.asarray(batched[1][i]), np.asarray(g), rtol=1e-12, atol=1e-15)
-    # forward mode agrees with reverse mode
-    jf, jr = jax.jit(lambda x, t: (jax.jacfwd(f)(x, t), jax.jacrev(f)(x, t)))(xs[0], ts[0])
+        np.testing.assert_allclose(np.asarray(batched[1][i]), np.asarray(gi), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(np.asarray(jf), np.asarray(jr), rtol=1e-10, atol=1e-15)
-    # vmap over the target too (per-example losses), and grad of a jitted closure
-    per = jax.vmap(lambda x, t: jaxloss.nll_loss(jax.nn.log_softmax(x), t, reduction="none"))(xs, ts)
+    # vmap over the target too (per-example losses; its shape is fixed at trace: nothing compiled)
+    per = jax.eval_shape(jax.vmap(lambda x, t: jaxloss.nll_loss(jax.nn.log_softmax(x), t, reduction="none")), xs, ts)
     assert per.shape == (3, 6)
-    g = jax.jit(jax.grad(lambda x: jaxloss.focal_loss(x, ts[0], gamma=1.5)))(xs[0])
     assert g.shape == (6, 5) and bool(jnp.all(jnp.isfinite(g)))
 
 
@@ -320,12 +322,17 @@ def test_jit_vmap_grad_compose():
 def test_low_precision_is_computed_in_float32(dtype):
     x, t, w = _case((6, 5))
     xl = jnp.asarray(x, dtype)
-    ref = jaxloss.cross_entropy(xl.astype(jnp.float32), jnp.asarray(t), weight=jnp.asarray(w, jnp.float32),
-                                label_smoothing=0.1)  # fmt: skip
-    out = jaxloss.cross_entropy(xl, jnp.asarray(t), weight=jnp.asarray(w, jnp.float32), label_smoothing=0.1)
+    tj, wj = jnp.asarray(t), jnp.asarray(w, jnp.float32)
+
+    @jax.jit  # the value, its float32 reference and the gradient in one compiled program (eager: three)
+    def every(xl):
+        return (jaxloss.cross_entropy(xl.astype(jnp.float32), tj, weight=wj, label_smoothing=0.1),
+                jaxloss.cross_entropy(xl, tj, weight=wj, label_smoothing=0.1),
+                jax.grad(lambda a: jaxloss.cross_entropy(a, tj))(xl))  # fmt: skip
+
+    ref, out, g = every(xl)
     assert out.dtype == jnp.dtype(dtype)
     assert out == ref.astype(dtype)
-    g = jax.jit(jax.grad(lambda a: jaxloss.cross_entropy(a, jnp.asarray(t))))(xl)
     assert g.dtype == jnp.dtype(dtype)
     # torch rounds intermediate tensors to the low-precision dtype: jaxloss is at least as close
     # to the float64 value
@@ -467,13 +474,15 @@ def test_focal_loss_infinite_at_minus_inf_logit_with_finite_gradient():
 @pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "focal_loss"])
 def test_out_of_range_target_is_nan_and_checked_raises(name):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5)), jnp.float32)
+    fn = getattr(jaxloss, name)
+    # the three reductions in one compiled program (eager: three), reused by every bad value
+    reductions = jax.jit(lambda x, t: [fn(x, t, reduction=r) for r in ("none", "mean", "sum")])
     for bad_value in (5, 7, -1):
         bad = jnp.asarray([0, bad_value, 1, -100])
-        fn = getattr(jaxloss, name)
-        per = fn(x, bad, reduction="none")
+        per, mean, total = reductions(x, bad)
         assert np.isnan(np.asarray(per)[1]) and np.isfinite(np.asarray(per)[[0, 2, 3]]).all()
-        assert np.isnan(np.asarray(fn(x, bad)))
-        assert np.isnan(np.asarray(fn(x, bad, reduction="sum")))
+        assert np.isnan(np.asarray(mean))
+        assert np.isnan(np.asarray(total))
         with pytest.raises(ValueError, match=f"^Target {bad_value} is out of bounds.$"):
             getattr(checked, name)(x, bad)
     with pytest.raises(ValueError, match="Target 9 is out of bounds."):
@@ -615,8 +624,8 @@ def test_axis_minus_one_on_channels_last_equals_torch_on_the_transposed_input(na
     want = tfn(tx.movedim(-1, 1).contiguous(), torch.tensor(t), reduction=reduction)  # nll2d needs contiguous
     want.sum().backward()
     fn = lambda x: getattr(jaxloss, name)(x, jnp.asarray(t), reduction=reduction, axis=-1)
-    got = fn(jnp.asarray(x))
-    grad = jax.grad(lambda x: jnp.sum(fn(x)))(jnp.asarray(x))
+    # the value and the gradient in one compiled program (eager: three)
+    got, grad = jax.jit(lambda x: (fn(x), jax.grad(lambda y: jnp.sum(fn(y)))(x)))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-10, atol=1e-15)
 

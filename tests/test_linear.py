@@ -106,27 +106,35 @@ def test_k_dimensional(probs):
             grad=grad, positional=POS)  # fmt: skip
 
 
-@pytest.mark.parametrize("probs", [False, True])
-def test_unbatched(probs):
+def test_unbatched():
+    """A class-index and a probability target (gradients wrt input, linear_weight and
+    linear_bias), every reduction: one compiled grid."""
     x, w, b, t, cw = _data()
-    target = np.full((C,), 1 / C) + np.linspace(-0.05, 0.05, C) if probs else np.array(t[0])
-    arrays = {"input": x[0], "linear_weight": w, "target": target, "linear_bias": b, "weight": cw}
-    out = compare(jaxloss.linear_cross_entropy, t_linear_cross_entropy, arrays, {"label_smoothing": 0.1},
-                  grad=GRAD, positional=POS)  # fmt: skip
-    assert out["none"].shape == ()
+    cases = []
+    for probs in (False, True):
+        target = np.full((C,), 1 / C) + np.linspace(-0.05, 0.05, C) if probs else np.array(t[0])
+        cases.append(({"input": x[0], "linear_weight": w, "target": target, "linear_bias": b, "weight": cw},
+                      {"label_smoothing": 0.1}))  # fmt: skip
+    outs = compare_each(jaxloss.linear_cross_entropy, t_linear_cross_entropy, cases, grad=GRAD, positional=POS)
+    assert [out["none"].shape for out in outs] == [(), ()]
 
 
 def test_int32_and_int64_targets_agree_and_all_ignored():
     x, w, _, t, cw = _data()
     xj, wj = jnp.asarray(x), jnp.asarray(w)
-    a = jaxloss.linear_cross_entropy(xj, wj, jnp.asarray(t, jnp.int32), weight=jnp.asarray(cw), chunk_size=4)
-    b = jaxloss.linear_cross_entropy(xj, wj, jnp.asarray(t, jnp.int64), weight=jnp.asarray(cw), chunk_size=4)
+    t_all = np.full((N,), -100)
+
+    @jax.jit  # every call below in one compiled program (eager: three)
+    def every(xj, wj, t32, t64, cw):
+        return (jaxloss.linear_cross_entropy(xj, wj, t32, weight=cw, chunk_size=4),
+                jaxloss.linear_cross_entropy(xj, wj, t64, weight=cw, chunk_size=4),
+                jax.value_and_grad(lambda a, b: jaxloss.linear_cross_entropy(a, b, jnp.asarray(t_all), chunk_size=4),
+                                   argnums=(0, 1))(xj, wj))  # fmt: skip
+
+    a, b, (v, g) = every(xj, wj, jnp.asarray(t, jnp.int32), jnp.asarray(t, jnp.int64), jnp.asarray(cw))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # every target ignored: 'mean' is 0 / 0 = NaN like torch, the gradients are 0 (not NaN)
-    t_all = np.full((N,), -100)
     assert np.isnan(float(F.linear_cross_entropy(torch.tensor(x), torch.tensor(w), torch.tensor(t_all))))
-    v, g = jax.jit(jax.value_and_grad(lambda a, b: jaxloss.linear_cross_entropy(a, b, jnp.asarray(t_all), chunk_size=4),
-                                      argnums=(0, 1)))(xj, wj)  # fmt: skip
     assert np.isnan(v)
     np.testing.assert_array_equal(np.asarray(g[0]), 0.0)
     np.testing.assert_array_equal(np.asarray(g[1]), 0.0)
@@ -169,9 +177,8 @@ def test_backward_scales_saved_gradients_by_the_cotangent():
     def f(a, ww, bb):
         return jaxloss.linear_cross_entropy(a, ww, tj, linear_bias=bb, reduction="sum", chunk_size=4)
 
-    _, vjp = jax.vjp(f, xj, wj, bj)
-    g3 = vjp(jnp.asarray(3.0))
-    g1 = jax.grad(f, argnums=(0, 1, 2))(xj, wj, bj)
+    # the scaled pullback and the gradient in one compiled program (eager: a program per pass)
+    g3, g1 = jax.jit(lambda *a: (jax.vjp(f, *a)[1](jnp.asarray(3.0)), jax.grad(f, argnums=(0, 1, 2))(*a)))(xj, wj, bj)
     for a, e in zip(g3, g1):
         np.testing.assert_allclose(np.asarray(a), 3 * np.asarray(e), rtol=1e-14)
 
@@ -183,9 +190,11 @@ def test_gradient_wrt_a_subset_of_arguments():
     def f(a, ww, bb):
         return jaxloss.linear_cross_entropy(a, ww, tj, linear_bias=bb, chunk_size=4)
 
-    full = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(xj, wj, bj)
-    for argnums in ((2,), (0, 1)):
-        part = jax.jit(jax.grad(f, argnums=argnums))(xj, wj, bj)
+    subsets = ((2,), (0, 1))
+    # the full gradient and each subset's in one compiled program (was one per subset)
+    full, parts = jax.jit(lambda *a: (jax.grad(f, argnums=(0, 1, 2))(*a),
+                                      [jax.grad(f, argnums=n)(*a) for n in subsets]))(xj, wj, bj)  # fmt: skip
+    for argnums, part in zip(subsets, parts):
         for i, g in zip(argnums, part):
             np.testing.assert_allclose(np.asarray(g), np.asarray(full[i]), rtol=1e-14)
 
@@ -236,13 +245,18 @@ def test_vmap_and_jit_compose():
 def test_low_precision_is_computed_in_float32(dtype):
     x, w, b, t, _ = _data()
     xl, wl, bl = (jnp.asarray(a, dtype) for a in (x, w, b))
-    out = jaxloss.linear_cross_entropy(xl, wl, jnp.asarray(t), linear_bias=bl, chunk_size=4)
-    ref = jaxloss.linear_cross_entropy(*(a.astype(jnp.float32) for a in (xl, wl)), jnp.asarray(t),
-                                       linear_bias=bl.astype(jnp.float32), chunk_size=4)  # fmt: skip
+    tj = jnp.asarray(t)
+
+    @jax.jit  # the value, its float32 reference and the gradient in one compiled program (eager: three)
+    def every(xl, wl, bl):
+        return (jaxloss.linear_cross_entropy(xl, wl, tj, linear_bias=bl, chunk_size=4),
+                jaxloss.linear_cross_entropy(*(a.astype(jnp.float32) for a in (xl, wl)), tj,
+                                             linear_bias=bl.astype(jnp.float32), chunk_size=4),
+                jax.grad(lambda a, ww: jaxloss.linear_cross_entropy(a, ww, tj, chunk_size=4), argnums=(0, 1))(xl, wl))  # fmt: skip
+
+    out, ref, g = every(xl, wl, bl)
     assert out.dtype == jnp.dtype(dtype)
     assert out == ref.astype(dtype)
-    g = jax.jit(jax.grad(lambda a, ww: jaxloss.linear_cross_entropy(a, ww, jnp.asarray(t), chunk_size=4),
-                         argnums=(0, 1)))(xl, wl)  # fmt: skip
     assert g[0].dtype == jnp.dtype(dtype) and g[1].dtype == jnp.dtype(dtype)
 
 
@@ -298,9 +312,11 @@ def test_out_of_range_target_is_nan_and_checked_raises():
     xj, wj = jnp.asarray(x), jnp.asarray(w)
     bad = t.copy()
     bad[5] = 9
-    per = jaxloss.linear_cross_entropy(xj, wj, jnp.asarray(bad), reduction="none", chunk_size=4)
+    # both calls in one compiled program (eager: two)
+    per, mean = jax.jit(lambda a, b, tt: (jaxloss.linear_cross_entropy(a, b, tt, reduction="none", chunk_size=4),
+                                          jaxloss.linear_cross_entropy(a, b, tt)))(xj, wj, jnp.asarray(bad))  # fmt: skip
     assert np.isnan(np.asarray(per)[5]) and np.isfinite(np.delete(np.asarray(per), 5)).all()
-    assert np.isnan(np.asarray(jaxloss.linear_cross_entropy(xj, wj, jnp.asarray(bad))))
+    assert np.isnan(np.asarray(mean))
     with pytest.raises(ValueError, match=r"^Target 9 is out of bounds\.$"):
         checked.linear_cross_entropy(xj, wj, jnp.asarray(bad), chunk_size=4)
     np.testing.assert_array_equal(
@@ -397,7 +413,7 @@ def test_label_smoothing_is_traced_no_recompile_and_checked_for_traced_values():
     with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0. Got: 1.5"):
         fn(x, w, t, label_smoothing=1.5)
     bad = jnp.float32(1.5)  # traced: NaN value and gradient, torch's message in checked mode
-    v, g = jax.value_and_grad(lambda a: fn(a, w, t, label_smoothing=bad))(x)
+    v, g = jax.jit(jax.value_and_grad(lambda a: fn(a, w, t, label_smoothing=bad)))(x)  # one program (eager: two)
     assert np.isnan(float(v)) and np.isnan(np.asarray(g)).all()
     with pytest.raises(Exception, match="label_smoothing must be between 0.0 and 1.0"):
         checked.linear_cross_entropy(x, w, t, label_smoothing=bad)
