@@ -18,8 +18,7 @@ from jaxloss.parity import references as R
 
 import jaxloss
 from jaxloss import checked
-from tests.test_embedding import check_hvp_each
-from tests.torch_compare import assert_close, check, check_each, check_hvp
+from tests.torch_compare import assert_close, check, check_each, check_hvp, check_hvp_each
 
 NAMES = list(R.BOX_LOSSES)
 REDUCTIONS = ["none", "mean", "sum"]
@@ -69,8 +68,8 @@ def test_matches_torchvision_formula():
 
 def test_second_order():
     """The three losses' HVPs against torch's double backward: one compiled program."""
-    check_hvp_each([(*_fns(name), _pair(1), {"reduction": "sum", "eps": 1e-3}) for name in NAMES], wrt=POS,
-                   positional=POS)  # fmt: skip
+    check_hvp_each(_jax_named, _torch_named, _pair(1), [{"name": name, "reduction": "sum", "eps": 1e-3} for name in NAMES],
+                   wrt=POS, positional=POS)
 
 
 def test_hand_derived_values():

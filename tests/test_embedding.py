@@ -25,6 +25,7 @@ from tests.torch_compare import (
     assert_same_error,
     check,
     check_each,
+    check_hvp_each,
     low_precision_vs_float32,
     mixed_ties,
     to_jax,
@@ -45,55 +46,6 @@ def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     x1[1] = [2.0, -2.0, 1.0, 0.0]  # |d| tied maximum with x2[1] = 0
     x2[1] = 0.0
     return x1, x2
-
-
-def check_hvp_each(cases, wrt, dtype="float64", positional=None):
-    """:func:`tests.torch_compare.check_hvp` of each ``(jax_fn, torch_fn, arrays, kwargs)`` of
-    ``cases`` (the same direction ``v``: ``default_rng(1)`` normals over ``wrt``), the JAX
-    Hessian-vector products of all of them from ONE compiled program (forward-over-reverse; the
-    options are constants of it): check_hvp compiles one program per case and static option
-    (``p``, ``swap``, ``reduction``), most of a second-order test's time. Every case is checked,
-    then one ``AssertionError`` lists each failing case. A local helper: the harness
-    (tests/torch_compare.py) has no HVP grid."""
-    wrt = list(wrt)
-    j_args, t_hvs = [], []
-    for _, torch_fn, arrays, kwargs in cases:
-        names = list(arrays)
-        pos = list(positional) if positional is not None else names
-        rng = np.random.default_rng(1)
-        v = {n: rng.normal(size=np.shape(arrays[n])) for n in wrt}
-        t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in wrt) for n in names}
-        t_out = torch_fn(*[t_vals[n] for n in pos], **{n: t_vals[n] for n in names if n not in pos}, **kwargs).sum()
-        t_grads = torch.autograd.grad(t_out, [t_vals[n] for n in wrt], create_graph=True)
-        dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(t_grads, wrt))
-        t_hv = torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True) if dot.requires_grad else [None] * len(wrt)
-        t_hvs.append([torch.zeros_like(t_vals[n]) if h is None or h._is_zerotensor() else h for n, h in zip(wrt, t_hv)])
-        j_args.append(({n: to_jax(arrays[n], dtype) for n in names}, tuple(to_jax(v[n], dtype) for n in wrt)))
-
-    @jax.jit
-    def program(args):
-        out = []
-        for (jax_fn, _, arrays, kwargs), (vals, direction) in zip(cases, args):
-            names = list(arrays)
-            pos = list(positional) if positional is not None else names
-
-            def scalar(*w, vals=vals, jax_fn=jax_fn, kwargs=kwargs, names=names, pos=pos):
-                d = {**vals, **dict(zip(wrt, w))}
-                return jnp.sum(jax_fn(*[d[n] for n in pos], **{n: d[n] for n in names if n not in pos}, **kwargs))
-
-            grad = jax.grad(scalar, argnums=tuple(range(len(wrt))))
-            out.append(jax.jvp(grad, tuple(vals[n] for n in wrt), direction)[1])
-        return out
-
-    failed = []
-    for i, (j_hv, t_hv) in enumerate(zip(program(j_args), t_hvs)):
-        for n, jh, th in zip(wrt, j_hv, t_hv):
-            try:
-                assert_close(jh, th, dtype, f"HVP wrt {n}")
-            except AssertionError as e:
-                failed.append(f"case {i} {getattr(cases[i][0], '__name__', '')} {cases[i][3]}: {e}")
-    if failed:
-        raise AssertionError(f"{len(failed)} failures in {len(cases)} cases:\n" + "\n".join(failed))
 
 
 # --------------------------------------------------------------------------- pairwise_distance
@@ -147,8 +99,8 @@ def test_pairwise_distance_shapes(dtype):
 def test_pairwise_distance_second_order():
     rng = np.random.default_rng(2)
     arrays = {"x1": rng.normal(size=(N, D)), "x2": rng.normal(size=(N, D))}
-    check_hvp_each([(jaxloss.pairwise_distance, F.pairwise_distance, arrays, {"p": p})
-                    for p in [2.0, 1.0, INF, 1.5, 3.0, 0.5]], wrt=["x1", "x2"])
+    check_hvp_each(jaxloss.pairwise_distance, F.pairwise_distance, arrays,
+                   [{"p": p} for p in [2.0, 1.0, INF, 1.5, 3.0, 0.5]], wrt=["x1", "x2"])
 
 
 def test_pairwise_distance_integer_inputs_and_promotion():
@@ -224,7 +176,7 @@ def test_cosine_similarity_shapes(dtype):
 def test_cosine_similarity_second_order():
     rng = np.random.default_rng(5)
     arrays = {"x1": rng.normal(size=(N, D)), "x2": rng.normal(size=(N, D))}
-    check_hvp_each([(jaxloss.cosine_similarity, F.cosine_similarity, arrays, {"eps": eps}) for eps in [1e-8, 0.5]],
+    check_hvp_each(jaxloss.cosine_similarity, F.cosine_similarity, arrays, [{"eps": eps} for eps in [1e-8, 0.5]],
                    wrt=["x1", "x2"])
 
 
@@ -429,9 +381,9 @@ def test_cosine_embedding_loss_second_order():
     arrays = _cos_embedding_arrays(rng, "pm1")
     arrays["input1"][0] = rng.normal(size=D)  # torch's double backward is NaN through an all-zero pair
     arrays["input1"][2] = rng.normal(size=D)
-    check_hvp_each([(jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, arrays,
-                     {"margin": margin, "reduction": reduction}) for reduction in REDUCTIONS for margin in [0.0, 0.3]],
-                   wrt=["input1", "input2"])  # fmt: skip
+    check_hvp_each(jaxloss.cosine_embedding_loss, F.cosine_embedding_loss, arrays,
+                   [{"margin": margin, "reduction": reduction} for reduction in REDUCTIONS for margin in [0.0, 0.3]],
+                   wrt=["input1", "input2"])
 
 
 def test_cosine_embedding_loss_errors():
@@ -525,8 +477,9 @@ def test_triplet_margin_loss_shapes(dtype):
 def test_triplet_margin_loss_second_order():
     rng = np.random.default_rng(11)
     arrays = {k: rng.normal(size=(N, D)) for k in ("anchor", "positive", "negative")}
-    check_hvp_each([(jaxloss.triplet_margin_loss, F.triplet_margin_loss, arrays, {"p": p, "swap": swap, "margin": 2.0})
-                    for swap in (False, True) for p in (2.0, 3.0, 1.0)], wrt=list(arrays))
+    check_hvp_each(jaxloss.triplet_margin_loss, F.triplet_margin_loss, arrays,
+                   [{"p": p, "swap": swap, "margin": 2.0} for swap in (False, True) for p in (2.0, 3.0, 1.0)],
+                   wrt=list(arrays))
 
 
 def test_triplet_margin_loss_errors():
@@ -612,7 +565,8 @@ def test_triplet_margin_with_distance_loss_unbatched(dtype):
 def test_triplet_margin_with_distance_loss_second_order():
     rng = np.random.default_rng(14)
     arrays = {k: rng.normal(size=(N, D)) for k in ("anchor", "positive", "negative")}
-    check_hvp_each([(_with_distance(distance, 0), _with_distance(distance, 1), arrays, {"swap": swap, "margin": 2.0})
+    check_hvp_each(jaxloss.triplet_margin_with_distance_loss, _torch_with_jax_distance, arrays,
+                   [{"swap": swap, "margin": 2.0, "distance_function": DISTANCES[distance][0]}
                     for distance in ["default", "cosine"] for swap in (False, True)], wrt=list(arrays))
 
 
