@@ -369,33 +369,33 @@ def _each_program(
     (forward, backward, their tangents); a leftover Python float (an unregistered function's
     option) keeps that eager path, which shares them between values, case by case."""
     parts, args, key_parts = [], [], []
+    cacheable, eager = True, False
     for call, values, extra, info in cases:
         numbers = _traced_numbers(jax_fn, {n: v for n, v in values.items() if not _is_array(v)})
         traced = [n for n, v in values.items() if _is_array(v)]
         static = {n: v for n, v in values.items() if n not in traced and n not in numbers}
         parts.append((call, static, traced, list(numbers), info))
         args.append((tuple(values[n] for n in traced), tuple(numbers.values()), extra))
-        if key_parts is not None:
+        if cacheable:
             try:
                 key_parts.append((call.layout, info, tuple(traced), tuple(numbers),  # type: ignore[attr-defined]
                                   tuple((n, _static_key(v)) for n, v in static.items())))
             except TypeError:  # an unhashable option: compiled for this call only
-                key_parts = None
-        if _untraced_float(jax_fn, static):
-            key_parts = False  # type: ignore[assignment]
+                cacheable = False
+        eager = eager or _untraced_float(jax_fn, static)
 
     def one(part: Any, tvals: tuple[Any, ...], nvals: tuple[Any, ...], extra: Any) -> Any:
         call, static, traced, number_names, info = part
         values = {**static, **dict(zip(traced, tvals)), **dict(zip(number_names, nvals))}
         return body(lambda vals: call(jax_fn, vals), values, extra, info)
 
-    if key_parts is False:  # eager, case by case
+    if eager:  # case by case
         return [one(part, *a) for part, a in zip(parts, args)]
 
     def program(all_args: tuple[Any, ...]) -> list[Any]:
         return [one(part, *a) for part, a in zip(parts, all_args)]
 
-    if key_parts is None:
+    if not cacheable:
         return jax.jit(program)(tuple(args))
     key = (tag, jax_fn, tuple(key_parts))
     if key not in _PROGRAMS:
