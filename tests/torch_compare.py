@@ -240,6 +240,18 @@ def _case(
     """One call of :func:`check`: how to call a function (``call(fn, values)``), and the values
     on the JAX side (arrays cast, ``kwargs`` added) and on the torch side (``grad`` requiring grad)."""
     kwargs = dict(kwargs)
+    call = _caller(arrays, kwargs, positional)
+    j_vals = {n: to_jax(arrays[n], dtype) for n in arrays}
+    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in grad) for n in arrays}
+    return call, {**j_vals, **kwargs}, t_vals
+
+
+def _caller(arrays: Mapping[str, Any], kwargs: Mapping[str, Any],
+            positional: Iterable[str] | None) -> Callable[..., Any]:
+    """``call(fn, values)``: ``fn`` called with the names of ``arrays`` positionally in order (or
+    only those in ``positional``, the rest by keyword) and ``kwargs`` as keywords, each looked up
+    in ``values`` first (where a grid program passes its traced options). ``call.layout`` is its
+    hashable description, part of a compiled program's cache key."""
     names = list(arrays)
     pos = list(positional) if positional is not None else names
 
@@ -248,9 +260,20 @@ def _case(
                   **{n: vals.get(n, v) for n, v in kwargs.items()})
 
     call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
-    j_vals = {n: to_jax(arrays[n], dtype) for n in names}
-    t_vals = {n: to_torch(arrays[n], dtype, requires_grad=n in grad) for n in names}
-    return call, {**j_vals, **kwargs}, t_vals
+    return call
+
+
+def _grid(who: str, arrays: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+          options: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]]]:
+    """A grid's options and each case's arrays (the same ``arrays`` for every case, or one
+    mapping per case), refused when the two lengths differ or there is nothing to check."""
+    options = [dict(o) for o in options]
+    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
+    if len(per_case) != len(options):
+        raise ValueError(f"{who}: {len(per_case)} sets of arrays for {len(options)} options")
+    if not options:
+        raise ValueError(f"{who}: no options to check")
+    return options, per_case
 
 
 def _compare(
@@ -330,12 +353,7 @@ def check_each(
     options (``reduction``, ``p``...) at the cost of about one compilation. Every case is
     checked; then one ``AssertionError`` lists each failing case (its index, options, array
     shapes and each disagreeing array with its worst error). Returns the JAX values."""
-    options = [dict(o) for o in options]
-    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
-    if len(per_case) != len(options):
-        raise ValueError(f"check_each: {len(per_case)} sets of arrays for {len(options)} options")
-    if not options:
-        raise ValueError("check_each: no options to check")
+    options, per_case = _grid("check_each", arrays, options)
     if cotangent not in COTANGENTS:
         raise ValueError(f"check_each: cotangent must be one of {COTANGENTS}, got {cotangent!r}")
     grad = list(grad)
@@ -456,26 +474,14 @@ def check_hvp_each(
     ``AssertionError`` lists each failing case (its index, options, array shapes and each
     disagreeing HVP with its worst error), as :func:`check_each`. Each case's direction is
     drawn from a fresh ``default_rng(seed)``, as a lone :func:`check_hvp` of it would draw."""
-    options = [dict(o) for o in options]
-    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
-    if len(per_case) != len(options):
-        raise ValueError(f"check_hvp_each: {len(per_case)} sets of arrays for {len(options)} options")
-    if not options:
-        raise ValueError("check_hvp_each: no options to check")
+    options, per_case = _grid("check_hvp_each", arrays, options)
     wrt = list(wrt)
     cases, torch_hvps = [], []
     for arrs, kwargs in zip(per_case, options):
         names = list(arrs)
-        pos = list(positional) if positional is not None else names
         rng = np.random.default_rng(seed)
         v = {n: rng.normal(size=np.shape(arrs[n])) for n in wrt}
-
-        def call(fn: Callable[..., Any], vals: Mapping[str, Any], pos: list[str] = pos, names: list[str] = names,
-                 kwargs: Mapping[str, Any] = kwargs) -> Any:
-            return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
-                      **{n: vals.get(n, default) for n, default in kwargs.items()})
-
-        call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
+        call = _caller(arrs, kwargs, positional)
 
         t_vals = {n: to_torch(arrs[n], dtype, requires_grad=n in wrt) for n in names}
         t_out = call(torch_fn, t_vals).sum()
@@ -526,24 +532,14 @@ def check_second_order_each(
     (``binary_cross_entropy`` at exact 0 / 1). The JAX side of every case and row is one compiled
     program (:func:`_each_program`); every one is checked, then one ``AssertionError`` lists each
     failing case, as :func:`check_each`."""
-    options = [dict(o) for o in options]
-    per_case = [arrays] * len(options) if isinstance(arrays, Mapping) else list(arrays)
-    if len(per_case) != len(options):
-        raise ValueError(f"check_second_order_each: {len(per_case)} sets of arrays for {len(options)} options")
+    options, per_case = _grid("check_second_order_each", arrays, options)
     rows = [(wrt, tuple(cross)) for wrt, cross in rows]
-    if not options or not rows:
-        raise ValueError("check_second_order_each: no options or no rows to check")
+    if not rows:
+        raise ValueError("check_second_order_each: no rows to check")
     cases, expected, labels = [], [], []
     for i, (arrs, kwargs) in enumerate(zip(per_case, options)):
         names = list(arrs)
-        pos = list(positional) if positional is not None else names
-
-        def call(fn: Callable[..., Any], vals: Mapping[str, Any], pos: list[str] = pos, names: list[str] = names,
-                 kwargs: Mapping[str, Any] = kwargs) -> Any:
-            return fn(*[vals[n] for n in pos], **{n: vals[n] for n in names if n not in pos},
-                      **{n: vals.get(n, default) for n, default in kwargs.items()})
-
-        call.layout = (tuple(pos), tuple(names), tuple(kwargs))  # type: ignore[attr-defined]
+        call = _caller(arrs, kwargs, positional)
         j_vals = {**{n: to_jax(arrs[n], dtype) for n in names}, **kwargs}
         for wrt, cross in rows:
             diff = [wrt, *cross]
