@@ -450,3 +450,37 @@ def torchvision_box_loss(name: str) -> tuple[Any, str]:
         return getattr(tv_ops, name), f"torchvision.ops.{name}"
     except Exception:  # noqa: BLE001 - torchvision absent or broken (ABI mismatch beside CPU torch)
         return globals()[name], f"jaxloss.parity.references.{name}"
+
+
+# --------------------------------------------------------------------------- MONAI
+def monai_loss(cls_name: str, other_act: str | None = None) -> Any:
+    """``monai.losses.<cls_name>`` as a function: ``f(*args, **options)`` is
+    ``monai.losses.<cls_name>(**options)(*args)`` (warnings silenced), with ``other_act`` the
+    name of a torch function (``"tanh"``) passed as MONAI's ``other_act``: the torch side of the
+    MONAI parity cases and of their reproducers."""
+
+    def call(*args: Any, **options: Any) -> Any:
+        import warnings
+
+        import monai.losses
+
+        if other_act is not None:
+            options["other_act"] = getattr(torch, other_act)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return getattr(monai.losses, cls_name)(**options)(*args)
+
+    return call
+
+
+def channels_first(fn: Any) -> Any:
+    """``fn`` (channels on axis 1) on arrays whose channels are last, the result moved back: the
+    torch side of a jaxloss call with ``axis=-1`` (``axis`` itself is dropped)."""
+
+    def call(*args: Any, **options: Any) -> Any:
+        options.pop("axis", None)
+        moved = [a.movedim(-1, 1) if hasattr(a, "movedim") and a.ndim > 2 else a for a in args]
+        out = fn(*moved, **options)
+        return out.movedim(1, -1) if out.ndim == args[0].ndim else out
+
+    return call

@@ -485,13 +485,17 @@ def reproducer(case: Case, dtype: str, device: str = "cpu") -> str:
     """A few lines of Python that rerun this comparison with :func:`jaxloss.parity.compare`."""
     args, kwargs = cast_floats((case.args, case.kwargs), dtype)
     names = list(case.arg_names[: len(args)])
-    lines = ["import numpy as np, ml_dtypes, torch, torch.nn.functional as F, jaxloss, jaxloss.parity.references",
+    lines = [("import functools, numpy as np, ml_dtypes, jax, torch, torch.nn.functional as F, jaxloss, "
+              "jaxloss.parity.references"),
              "from jaxloss import parity"]
     if case.make_expr is not None:
         jexpr, texpr = case.make_expr(dtype)
     else:
         jexpr = case.jax_expr or f"jaxloss.{case.loss}"
         texpr = case.torch_expr or f"F.{case.loss}"
+    ref, ref_expr = case.reference_for(dtype)
+    if "smp_reference" in " ".join([jexpr, texpr, ref_expr or ""]):
+        lines.append("from jaxloss.parity import smp_reference")
     for n, a in zip(names, args):
         lines.append(f"{n} = {_literal(a)}")
     call_args = ", ".join(names)
@@ -501,7 +505,6 @@ def reproducer(case: Case, dtype: str, device: str = "cpu") -> str:
         opts.append("hvp=True")
     if case.judge(dtype) != "torch":
         opts.append(f"judge={case.judge(dtype)!r}")
-    ref, ref_expr = case.reference_for(dtype)
     if ref is not None:
         opts.append(f"reference={ref_expr or 'None'}")
     if device != "cpu":

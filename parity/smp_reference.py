@@ -189,6 +189,21 @@ def module_call(name: str, **fixed: Any) -> Callable[..., Any]:
     return call
 
 
+def every_element(torch_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """smp's binary ``reduction='none'`` focal loss (``torch_fn``), which keeps only the
+    non-ignored elements, put back in place (0 where ignored): jaxloss's fixed-shape form of the
+    same numbers."""
+
+    def call(y_pred: Any, y_true: Any, **options: Any) -> Any:
+        import torch
+
+        kept = torch_fn(y_pred, y_true, **options)
+        keep = y_true.reshape(-1) != options["ignore_index"]
+        return torch.zeros(keep.shape, dtype=kept.dtype).masked_scatter(keep, kept)
+
+    return call
+
+
 def tversky_gamma_one() -> Callable[..., Any]:
     """smp's ``TverskyLoss(**options)`` with ``gamma=1``: the truth of a batch with no target pixel
     in any class. smp's mean before the power is ``loss_c * 0`` for every class, 0 for every

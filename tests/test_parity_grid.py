@@ -220,6 +220,43 @@ def test_reproducer_literals_keep_shapes_and_special_values():
         np.testing.assert_array_equal(back, a)
 
 
+def _grid_entry(loss: str, **match):
+    """The first grid entry of ``loss`` holding every item of ``match`` (asserted to exist: the
+    test below must not lose its case when a grid changes)."""
+    entries = [g for g in REG[loss].grid if all(g.get(k, object()) == v for k, v in match.items())]
+    assert entries, f"{loss}: no grid entry with {match}"
+    return entries[0]
+
+
+# The MONAI and smp cases whose sides are built, not named: a JAX side with other_act (a
+# functools.partial), MONAI's class on channels-last arrays, smp's focal loss scattered back to
+# every element, smp's soft CE at smooth_factor 0, smp's Lovasz judged against its own float64
+# code. Their reproducers once read "monai.losses.DiceLoss(**options)(input, target) with
+# other_act=torch.tanh": prose, a NameError when run.
+_BUILT_SIDES = [
+    ("monai.masked_dice_loss", {"other_act": "tanh", "layout": "last"}),
+    ("monai.dice_ce_loss", {"other_act": "tanh"}),
+    ("smp.focal_loss", {"mode": "binary", "ignore": True}),
+    ("smp.soft_cross_entropy_loss", {}),
+    ("smp.lovasz_loss", {"mode": "binary"}),
+]
+
+
+@pytest.mark.parametrize(("loss", "match"), _BUILT_SIDES, ids=[f"{l}-{'-'.join(m) or 'default'}" for l, m in _BUILT_SIDES])
+def test_monai_and_smp_reproducers_run_and_pass(loss, match):
+    from jaxloss.parity import smp_reference
+
+    if loss.startswith("smp.") and smp_reference.available() is not None:
+        pytest.skip(f"smp's losses cannot be had: {smp_reference.available()}")
+    case = REG[loss].case(_grid_entry(loss, **match))
+    dtype = case.dtypes[0]
+    code = runner.reproducer(case, dtype)
+    assert code.splitlines()[-1].startswith("print(parity.compare(")
+    ns: dict = {}
+    exec(code.replace("print(", "_r = ("), ns)  # noqa: S102  (the reproducer is the code under test)
+    assert ns["_r"].status == "passed", (code, ns["_r"])
+
+
 def test_fuzzer_respects_a_cases_documented_precision_limit():
     jobs = runner.fuzz_specs(300, seed=1, losses=["ctc_loss"])
     assert {dt for _, _, dt in jobs} == {"float64", "float32"}

@@ -34,28 +34,6 @@ _FOCAL_DTYPES = ("float32", "bfloat16", "float16")
 _LABEL_DATA = ("labels", "volume", "extreme", "background", "sentinel")
 
 
-def _monai_forward(cls_name: str, other_act: str | None, *args: Any, **options: Any) -> Any:
-    """``monai.losses.<cls_name>(**options)(*args)`` (torch side; warnings silenced)."""
-    import warnings
-
-    import monai.losses
-    import torch
-
-    if other_act is not None:
-        options["other_act"] = getattr(torch, other_act)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return getattr(monai.losses, cls_name)(**options)(*args)
-
-
-def _channels_first(fn: Any, *args: Any, **options: Any) -> Any:
-    """``fn`` on arrays whose channels are last (torch side of ``layout='last'``)."""
-    options.pop("axis", None)
-    moved = [a.movedim(-1, 1) if hasattr(a, "movedim") and a.ndim > 2 else a for a in args]
-    out = fn(*moved, **options)
-    return out.movedim(1, -1) if out.ndim == args[0].ndim else out
-
-
 def _jaxloss(name: str, other_act: str | None, *args: Any, **options: Any) -> Any:
     import warnings
 
@@ -113,6 +91,8 @@ def _no_activation(x: np.ndarray) -> np.ndarray:
 
 def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = False, hvp: bool = True) -> Any:
     def build(s: dict[str, Any]) -> Case:
+        from jaxloss.parity import references  # torch: imported when a case is built
+
         x, y = _data(s)
         if "sigmoid" in defaults and not (s["sigmoid"] or s["softmax"] or s.get("other_act")) and s["data"] != "probs":
             x = _no_activation(x)
@@ -128,14 +108,17 @@ def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = F
             options["weight"] = rng_for(s, "weight").uniform(0.5, 2.0, size=(n,))
         act = s.get("other_act")
         jax_fn = _jax_side(name, act)
-        torch_fn = functools.partial(_monai_forward, cls_name, act)
+        torch_fn = references.monai_loss(cls_name, act)
+        jax_expr = f"functools.partial(jaxloss.monai.{name}, other_act=jax.numpy.{act})" if act else f"jaxloss.monai.{name}"
+        torch_expr = f"jaxloss.parity.references.monai_loss({cls_name!r}{f', {act!r}' if act else ''})"
         args: tuple[Any, ...] = (x, y)
         if name == "masked_dice_loss":  # a region mask (B, 1, *spatial)
             args = (x, y, (rng_for(s, "mask").uniform(size=(x.shape[0], 1, *x.shape[2:])) > 0.4).astype(np.float64))
         if s.get("layout") == "last":
             args = tuple(np.moveaxis(a, 1, -1) for a in args)
             options["axis"] = -1
-            torch_fn = functools.partial(_channels_first, torch_fn)
+            torch_fn = references.channels_first(torch_fn)
+            torch_expr = f"jaxloss.parity.references.channels_first({torch_expr})"
         covers = ("other_act",) if act is not None else ()
         return Case(
             f"monai.{name}",
@@ -148,8 +131,8 @@ def _builder(name: str, cls_name: str, defaults: dict[str, Any], focal: bool = F
             hvp=hvp,
             jax_fn=jax_fn,
             torch_fn=torch_fn,
-            jax_expr=f"jaxloss.monai.{name}" + (f" with other_act=jnp.{act}" if act else ""),
-            torch_expr=f"monai.losses.{cls_name}(**options)(input, target)" + (f" with other_act=torch.{act}" if act else ""),
+            jax_expr=jax_expr,
+            torch_expr=torch_expr,
             covers=covers + (("axis",) if s.get("layout") == "last" else ()),
         )
 

@@ -109,7 +109,7 @@ def _case(name: str, cls: str, s: dict[str, Any], *, probabilities: bool = False
     grad = ("y_pred", "y_true") if s["target"] == "soft" else ("y_pred",)
     return Case(f"smp.{name}", "", (x, t), kw, ("y_pred", "y_true"), grad=grad,
                 jax_fn=getattr(jaxloss.smp, name), torch_fn=smp_reference.module_call(cls),
-                jax_expr=f"jaxloss.smp.{name}", torch_expr=f"smp.losses.{cls}(**options)(y_pred, y_true)")
+                jax_expr=f"jaxloss.smp.{name}", torch_expr=f"smp_reference.module_call({cls!r})")
 
 
 def fuzz_space(grid: list[dict[str, Any]], defaults: dict[str, Any], drop: dict[str, tuple[Any, ...]] | None = None,
@@ -189,24 +189,10 @@ _FOCAL_GRID: list[dict[str, Any]] = [
 def _focal(s: dict[str, Any]) -> Case:
     case = _case("focal_loss", "FocalLoss", s, probabilities=s["opts"].get("from_logits") is False)
     if s["mode"] == "binary" and s["ignore"] and s["opts"].get("reduction") == "none":
-        case.torch_fn = _every_element(case.torch_fn)
-        case.torch_expr += ", scattered back to every element (0 where ignored)"
+        case.torch_fn = smp_reference.every_element(case.torch_fn)
+        case.torch_expr = f"smp_reference.every_element({case.torch_expr})"
         case.note = "jaxloss returns every element, 0 where ignored; smp only the kept ones"
     return case
-
-
-def _every_element(torch_fn: Any) -> Any:
-    """smp's binary ``reduction='none'`` focal loss, which keeps only the non-ignored elements, put
-    back in place (0 where ignored): jaxloss's fixed-shape form of the same numbers."""
-
-    def call(y_pred: Any, y_true: Any, **options: Any) -> Any:
-        import torch
-
-        kept = torch_fn(y_pred, y_true, **options)
-        keep = y_true.reshape(-1) != options["ignore_index"]
-        return torch.zeros(keep.shape, dtype=kept.dtype).masked_scatter(keep, kept)
-
-    return call
 
 
 # --------------------------------------------------------------------------- Lovasz
@@ -297,7 +283,7 @@ def _sce(s: dict[str, Any]) -> Case:
         case.kwargs["ignore_index"] = IGNORE
     if "smooth_factor" not in s["opts"]:  # smp's default None raises TypeError (None / C)
         case.torch_fn = smp_reference.module_call("SoftCrossEntropyLoss", smooth_factor=0.0)
-        case.torch_expr = "smp.losses.SoftCrossEntropyLoss(smooth_factor=0.0, **options)(y_pred, y_true)"
+        case.torch_expr = "smp_reference.module_call('SoftCrossEntropyLoss', smooth_factor=0.0)"
         case.note = "smp's default smooth_factor=None raises (None / C); jaxloss reads it as 0, compared with smp's 0"
     if s["traced"] == "smooth_factor":  # smp rounds 1 - eps and eps / C in the array's dtype: the truth of that
         case.reference_in = lambda dtype: (smp_reference.soft_ce_coefficients_in(dtype),
