@@ -28,19 +28,16 @@ def _session_compilation_cache(tmp_path_factory: pytest.TempPathFactory):  # typ
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
-    """Whole test files per worker (xdist's ``loadfile``) instead of its default ``load``
-    (unless ``--dist`` is given).
+    """Work stealing instead of xdist's default ``load`` (unless ``--dist`` is given).
 
-    A test file's tests share compiled programs (the loss grids' programs, a model's step) and
-    module fixtures, and each worker has its own JAX caches: a file cut in two compiles them on
-    both workers. ``load`` cuts many files; work stealing (used before) fewer; ``loadfile`` none.
-    Measured on 2 idle cores, the default tier back to back (1,587 tests): work stealing 7 min
-    59 s (917 CPU s), ``loadfile`` 7 min 14 s (829 CPU s). The largest file costs about 70 CPU
-    seconds, small beside each worker's ~400, so whole files still balance the two workers.
+    ``load`` hands out consecutive chunks that shrink as the run goes, alternating workers, so
+    many modules are cut in two and their module fixtures and compiled programs are built on
+    both workers. ``worksteal`` gives each worker one contiguous half and, when one runs out,
+    moves the tail of the other's queue to it: fewer cuts, and no worker idles at the end.
     """
     args = [*config.invocation_params.args, *os.environ.get("PYTEST_ADDOPTS", "").split()]
     if config.getoption("dist") != "load" or any(a.startswith("--dist") for a in args):
         return None
-    from xdist.scheduler import LoadFileScheduling
+    from xdist.scheduler import WorkStealingScheduling
 
-    return LoadFileScheduling(config, log)
+    return WorkStealingScheduling(config, log)

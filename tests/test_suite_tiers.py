@@ -4,7 +4,7 @@ README's test command verbatim first, then the slow tier, failing when either fa
 ``.ci/run`` is run for real with stand-ins for ``python3`` (the venv step) and the venv's
 ``pip`` and ``python``: each records its arguments, and the stand-in ``python`` exits with the
 status a test gives each tier. Every test runs with the session's persistent compilation
-cache, and xdist gives each worker whole test files (tests/conftest.py).
+cache, and xdist schedules by work stealing (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ def test_every_test_runs_with_the_sessions_compilation_cache(tmp_path_factory):
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
 
 
-def test_xdist_gives_each_worker_whole_files_unless_dist_is_given(pytestconfig, monkeypatch):
+def test_xdist_schedules_by_work_stealing_unless_dist_is_given(pytestconfig, monkeypatch):
     pytest.importorskip("xdist")
-    from xdist.scheduler import LoadFileScheduling
+    from xdist.scheduler import WorkStealingScheduling
 
     from tests.conftest import pytest_xdist_make_scheduler
 
@@ -117,10 +117,10 @@ def test_xdist_gives_each_worker_whole_files_unless_dist_is_given(pytestconfig, 
         ("load", ("-n", "2", "--dist=load"), False),
         ("loadfile", ("-n", "2"), False),
     ]
-    for dist, args, by_file in cases:
+    for dist, args, stealing in cases:
         monkeypatch.setattr(pytestconfig.option, "dist", dist, raising=False)
         params = dataclasses.replace(pytestconfig.invocation_params, args=args)
         monkeypatch.setattr(pytestconfig, "invocation_params", params)
         scheduler = pytest_xdist_make_scheduler(pytestconfig, None)
-        assert isinstance(scheduler, LoadFileScheduling) == by_file, (dist, args)
-        assert by_file or scheduler is None
+        assert isinstance(scheduler, WorkStealingScheduling) == stealing, (dist, args)
+        assert stealing or scheduler is None
