@@ -215,14 +215,7 @@ def jax_value_and_grads_each(
     (see :func:`_value_and_grads`): a test with its own comparison loops over a grid of options
     (``reduction``...) at the cost of about one compilation."""
     grad, values = list(grad), [dict(v) for v in values]
-    cases = []
-    for vals in values:
-        def call(fn: Callable[..., Any], vals: Mapping[str, Any]) -> Any:
-            return fn(**vals)
-
-        call.layout = ("keywords", tuple(vals))  # type: ignore[attr-defined]
-        cases.append((call, vals))
-    both = _value_and_grads(jax_fn, cases, grad, dtype)
+    both = _value_and_grads(jax_fn, [(_caller(vals, {}, ()), vals) for vals in values], grad, dtype)
     if both is None:  # an unregistered function given a Python float: eager
         acc = jnp.float64 if dtype == "float64" else jnp.float32
         both = []
@@ -274,6 +267,32 @@ def _grid(who: str, arrays: Mapping[str, Any] | Iterable[Mapping[str, Any]],
     if not options:
         raise ValueError(f"{who}: no options to check")
     return options, per_case
+
+
+def _raise_failures(failures: Mapping[int, list[str]], options: list[dict[str, Any]],
+                    per_case: list[Mapping[str, Any]]) -> None:
+    """One ``AssertionError`` listing each failing case of a grid (``failures``: case index ->
+    its disagreements) with its index, options and array shapes; nothing when none failed."""
+    if not failures:
+        return
+    lines = []
+    for i, fails in sorted(failures.items()):
+        shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
+        lines.append(f"case {i} {options[i]} {shapes}: " + "; ".join(fails))
+    head = "" if len(options) == 1 else f"{len(failures)} of {len(options)} cases fail:\n"
+    raise AssertionError(head + "\n".join(lines))
+
+
+def _torch_second_order(t_vals: Mapping[str, Any], out: Any, first: list[str], v: Mapping[str, Any],
+                        second: list[str], dtype: str) -> list[Any]:
+    """torch's double backward: ``d/d(second) sum_n <d sum(out) / d first_n, v_n>`` (``t_vals``
+    requiring grad for every name of ``first`` and ``second``), a zero array where the gradient
+    is piecewise constant or torch answers with its symbolic zero (which cannot go to NumPy)."""
+    grads = torch.autograd.grad(out.sum(), [t_vals[n] for n in first], create_graph=True)
+    dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(grads, first))
+    hv = (torch.autograd.grad(dot, [t_vals[n] for n in second], allow_unused=True) if dot.requires_grad
+          else [None] * len(second))
+    return [torch.zeros_like(t_vals[n]) if h is None or h._is_zerotensor() else h for n, h in zip(second, hv)]
 
 
 def _compare(
@@ -361,17 +380,14 @@ def check_each(
     # a value-only grid (grad=[]) of several cases is one program too; one such case, its plain call
     both = (_value_and_grads(jax_fn, [(c, j) for c, j, _ in cases], grad, dtype, cotangent)
             if grad or len(cases) > 1 else None)
-    outs, failed = [], []
+    outs, failed = [], {}
     for i, (call, j_vals, t_vals) in enumerate(cases):
         out, failures = _compare(jax_fn, torch_fn, call, j_vals, t_vals, grad, dtype,
                                  both[i] if both is not None else None, cotangent)
         outs.append(out)
         if failures:
-            shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
-            failed.append(f"case {i} {options[i]} {shapes}: " + "; ".join(failures))
-    if failed:
-        head = "" if len(cases) == 1 else f"{len(failed)} of {len(cases)} cases fail:\n"
-        raise AssertionError(head + "\n".join(failed))
+            failed[i] = failures
+    _raise_failures(failed, options, per_case)
     return outs
 
 
@@ -484,33 +500,17 @@ def check_hvp_each(
         call = _caller(arrs, kwargs, positional)
 
         t_vals = {n: to_torch(arrs[n], dtype, requires_grad=n in wrt) for n in names}
-        t_out = call(torch_fn, t_vals).sum()
-        t_grads = torch.autograd.grad(t_out, [t_vals[n] for n in wrt], create_graph=True)
-        dot = sum((g * to_torch(v[n], dtype)).sum() for g, n in zip(t_grads, wrt))
-        if dot.requires_grad:
-            t_hv = list(torch.autograd.grad(dot, [t_vals[n] for n in wrt], allow_unused=True))
-        else:  # the gradient is piecewise constant: H = 0
-            t_hv = [None] * len(wrt)
-        for i, (n, th) in enumerate(zip(wrt, t_hv)):
-            if th is None or th._is_zerotensor():  # torch's symbolic zero cannot go to NumPy
-                t_hv[i] = torch.zeros_like(t_vals[n])
-        torch_hvps.append(t_hv)
+        torch_hvps.append(_torch_second_order(t_vals, call(torch_fn, t_vals), wrt, v, wrt, dtype))
         j_vals = {n: to_jax(arrs[n], dtype) for n in names}
         cases.append((call, {**j_vals, **kwargs}, tuple(to_jax(v[n], dtype) for n in wrt)))
-    failed = []
+    failed: dict[int, list[str]] = {}
     for i, (j_hv, t_hv) in enumerate(zip(_hvp_each(jax_fn, cases, wrt), torch_hvps)):
-        failures = []
         for n, jh, th in zip(wrt, j_hv, t_hv):
             try:
                 assert_close(jh, th, dtype, f"HVP wrt {n}")
             except AssertionError as e:
-                failures.append(str(e))
-        if failures:
-            shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
-            failed.append(f"case {i} {options[i]} {shapes}: " + "; ".join(failures))
-    if failed:
-        head = "" if len(cases) == 1 else f"{len(failed)} of {len(cases)} cases fail:\n"
-        raise AssertionError(head + "\n".join(failed))
+                failed.setdefault(i, []).append(str(e))
+    _raise_failures(failed, options, per_case)
 
 
 def check_second_order_each(
@@ -545,12 +545,7 @@ def check_second_order_each(
             diff = [wrt, *cross]
             v = np.random.default_rng(seed).normal(size=np.shape(arrs[wrt]))
             t_vals = {n: to_torch(arrs[n], dtype, requires_grad=n in diff) for n in names}
-            (t_g,) = torch.autograd.grad(call(torch_fn, t_vals).sum(), [t_vals[wrt]], create_graph=True)
-            dot = (t_g * torch.tensor(v, dtype=TORCH_DTYPES[dtype])).sum()
-            t_hv = (torch.autograd.grad(dot, [t_vals[n] for n in diff], allow_unused=True) if dot.requires_grad
-                    else [None] * len(diff))  # the gradient is piecewise constant: zero
-            expected.append([torch.zeros_like(t_vals[n]) if th is None or th._is_zerotensor() else th
-                             for n, th in zip(diff, t_hv)])
+            expected.append(_torch_second_order(t_vals, call(torch_fn, t_vals), [wrt], {wrt: v}, diff, dtype))
             cases.append((call, j_vals, to_jax(v, dtype), (wrt, cross)))
             labels.append((i, wrt, diff))
 
@@ -574,13 +569,7 @@ def check_second_order_each(
                 assert_close(jh, th, dtype, f"d/d{n} <grad_{wrt}, v>")
             except AssertionError as e:
                 failures.setdefault(i, []).append(str(e))
-    if failures:
-        lines = []
-        for i, fails in failures.items():
-            shapes = {n: np.shape(v) for n, v in per_case[i].items() if isinstance(v, np.ndarray)}
-            lines.append(f"case {i} {options[i]} {shapes}: " + "; ".join(fails))
-        head = "" if len(options) == 1 else f"{len(failures)} of {len(options)} cases fail:\n"
-        raise AssertionError(head + "\n".join(lines))
+    _raise_failures(failures, options, per_case)
 
 
 def assert_same_error(
